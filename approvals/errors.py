@@ -1,0 +1,115 @@
+"""Errors of the approvals package. Each names the action and the values involved."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+
+class ApprovalsError(Exception):
+    """Base of the gate's errors."""
+
+
+class ActionNotFound(ApprovalsError):
+    def __init__(self, action_id: str) -> None:
+        self.action_id = action_id
+        super().__init__(f"no action {action_id!r}")
+
+
+class InvalidTransition(ApprovalsError):
+    """The lifecycle has no such move; nothing was changed."""
+
+    def __init__(self, action_id: str, current: str, target: str) -> None:
+        self.action_id, self.current, self.target = action_id, current, target
+        super().__init__(f"action {action_id!r} cannot go from {current!r} to {target!r}")
+
+
+class StaleState(ApprovalsError):
+    """The compare-and-set lost: someone else moved the action first; nothing was changed."""
+
+    def __init__(self, action_id: str, expected: str) -> None:
+        self.action_id, self.expected = action_id, expected
+        super().__init__(f"action {action_id!r} is no longer {expected!r}")
+
+
+class DecisionRefused(ApprovalsError):
+    """A person's decision was refused. `code` is stable, for UIs and metrics."""
+
+    code = "refused"
+
+    def __init__(self, action_id: str, message: str) -> None:
+        self.action_id = action_id
+        super().__init__(message)
+
+
+class NotAnApprover(DecisionRefused):
+    code = "not_an_approver"
+
+    def __init__(self, action_id: str, actor: str) -> None:
+        self.actor = actor
+        super().__init__(action_id, f"{actor} is not an approver of action {action_id!r}")
+
+
+class SelfApproval(DecisionRefused):
+    code = "self_approval"
+
+    def __init__(self, action_id: str, actor: str) -> None:
+        self.actor = actor
+        super().__init__(action_id, f"{actor} requested action {action_id!r} and cannot approve it")
+
+
+class StaleParams(DecisionRefused):
+    code = "stale_params"
+
+    def __init__(self, action_id: str, given: str, current: str) -> None:
+        self.given, self.current = given, current
+        super().__init__(
+            action_id,
+            f"the parameters of action {action_id!r} changed (you saw {given[:12]!r}, "
+            f"they are now {current[:12]!r}): review them again",
+        )
+
+
+class AlreadyDecided(DecisionRefused):
+    code = "already_decided"
+
+    def __init__(self, action_id: str, state: str, by: str | None, at: datetime | None) -> None:
+        self.state, self.by, self.at = state, by, at
+        who = f" by {by}" if by else ""
+        when = f" at {at.isoformat(timespec='seconds')}" if at else ""
+        super().__init__(action_id, f"action {action_id!r} is already {state}{who}{when}")
+
+
+class AlreadyApprovedByYou(DecisionRefused):
+    code = "duplicate_approval"
+
+    def __init__(self, action_id: str, actor: str) -> None:
+        self.actor = actor
+        super().__init__(
+            action_id, f"{actor} already approved action {action_id!r}; it needs another approver"
+        )
+
+
+class AlreadyAcknowledged(DecisionRefused):
+    code = "already_acknowledged"
+
+    def __init__(self, action_id: str, by: str, at: datetime) -> None:
+        self.by, self.at = by, at
+        super().__init__(
+            action_id, f"action {action_id!r} was already acknowledged by {by} at {at.isoformat(timespec='seconds')}"
+        )
+
+
+class ReasonRequired(DecisionRefused):
+    code = "reason_required"
+
+    def __init__(self, action_id: str, kind: str) -> None:
+        super().__init__(action_id, f"a {kind} of action {action_id!r} needs a reason")
+
+
+class InvalidEdit(DecisionRefused):
+    code = "invalid_edit"
+
+    def __init__(self, action_id: str, problems: dict[str, str]) -> None:
+        self.problems = problems
+        listed = "; ".join(f"{field}: {problem}" for field, problem in problems.items())
+        super().__init__(action_id, f"the edited parameters of action {action_id!r} are invalid: {listed}")

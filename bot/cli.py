@@ -1,0 +1,68 @@
+"""The `countersign` command line."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import click
+
+from bot.cli_audit import audit
+from bot.runtime import open_database
+from core.config import Settings, check_tool_names, load_config
+from core.errors import ConfigError
+
+
+@click.group()
+def main() -> None:
+    """countersign: AI agents draft actions, people approve them in Slack."""
+
+
+@main.group()
+def config() -> None:
+    """Check the configuration."""
+
+
+@config.command("check")
+@click.option("--file", "path", type=click.Path(path_type=Path), help="YAML config (default: $COUNTERSIGN_CONFIG).")
+def config_check(path: Path | None) -> None:
+    """Print every problem in the configuration, or "ok"."""
+    from agent.tools import ToolLoadError, load_tool_modules
+
+    settings = Settings()
+    try:
+        loaded = load_config(path or Path(settings.config_path))
+    except ConfigError as exc:
+        _fail(exc.problems)
+    try:
+        registry = load_tool_modules(loaded.tools.modules)
+    except ToolLoadError as exc:
+        _fail([str(exc)])
+    problems = check_tool_names(loaded, registry.names())
+    if problems:
+        _fail(problems)
+    click.echo("ok")
+
+
+def _fail(problems: list[str]) -> None:
+    for problem in problems:
+        click.echo(problem, err=True)
+    sys.exit(1)
+
+
+@main.group()
+def db() -> None:
+    """Manage the database schema."""
+
+
+@db.command("upgrade")
+def db_upgrade() -> None:
+    """Migrate the database to the latest schema (idempotent; safe before every start)."""
+    from core.migrate import current_revision, upgrade
+
+    engine, _ = open_database(Settings())
+    upgrade(engine)
+    click.echo(f"database at revision {current_revision(engine)}")
+
+
+main.add_command(audit)
