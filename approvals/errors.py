@@ -10,6 +10,8 @@ class ApprovalsError(Exception):
 
 
 class ActionNotFound(ApprovalsError):
+    """No action has that public id."""
+
     def __init__(self, action_id: str) -> None:
         self.action_id = action_id
         super().__init__(f"no action {action_id!r}")
@@ -35,6 +37,8 @@ class DecisionRefused(ApprovalsError):
     """A person's decision was refused. `code` is stable, for UIs and metrics."""
 
     code = "refused"
+    attempted: str = "decision"  # set by the service: approve, edit, reject, veto, acknowledge
+    actor: str | None = None
 
     def __init__(self, action_id: str, message: str) -> None:
         self.action_id = action_id
@@ -77,6 +81,14 @@ class AlreadyDecided(DecisionRefused):
         who = f" by {by}" if by else ""
         when = f" at {at.isoformat(timespec='seconds')}" if at else ""
         super().__init__(action_id, f"action {action_id!r} is already {state}{who}{when}")
+
+
+class NotApplicable(DecisionRefused):
+    code = "not_applicable"
+
+    def __init__(self, action_id: str, state: str, kind: str) -> None:
+        self.state, self.kind = state, kind
+        super().__init__(action_id, f"action {action_id!r} is {state}: it cannot take a {kind}")
 
 
 class AlreadyApprovedByYou(DecisionRefused):

@@ -68,7 +68,12 @@ def _configure_sqlite(engine: Engine) -> None:
     def _on_begin(connection: Any) -> None:
         # Take the write lock up front: a deferred transaction that reads and then writes
         # can fail with SQLITE_BUSY without waiting, after it has done half its work.
-        connection.exec_driver_sql("BEGIN IMMEDIATE")
+        # Read-only work (`audit verify`/`export` beside a serving process) opts out with the
+        # execution option `sqlite_deferred=True`: WAL gives it a snapshot and no writer waits.
+        if connection.get_execution_options().get("sqlite_deferred"):
+            connection.exec_driver_sql("BEGIN")
+        else:
+            connection.exec_driver_sql("BEGIN IMMEDIATE")
 
 
 def make_sessionmaker(engine: Engine) -> sessionmaker[Session]:

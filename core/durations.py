@@ -47,7 +47,7 @@ def parse_duration(text: str | int | float | timedelta) -> timedelta:
 
 
 def _parse_text(text: str) -> float:
-    compact = text.strip().lower()
+    compact = re.sub(r"\s+", "", text).lower()
     if _NUMBER.fullmatch(compact):
         return float(compact)
     if compact.startswith("-") and (_NUMBER.fullmatch(compact[1:]) or _WHOLE.fullmatch(compact[1:])):
@@ -75,7 +75,9 @@ def format_duration(value: timedelta) -> str:
 
 def _validate(value: object) -> timedelta:
     try:
-        return parse_duration(value)  # type: ignore[arg-type]  # wrong types are refused inside
+        if not isinstance(value, str | int | float | timedelta):
+            raise ValueError(f"not a duration: {value!r} ({_HINT})")
+        return parse_duration(value)
     except ValueError as exc:
         # A custom error keeps pydantic from prefixing "Value error, " to our message.
         raise PydanticCustomError("duration", "{message}", {"message": str(exc)}) from None

@@ -1,0 +1,256 @@
+"""People's decisions on actions, and who may make them.
+
+Rules, enforced here and nowhere else: only listed approvers decide; the requester never
+approves their own action; `quorum: N` needs N distinct approvers on the same params
+hash; an edit makes a new hash, so approvals of the old params stop counting; a decision on
+an action that is no longer open is refused, naming who decided it and when.
+
+Every method locks the action's row first (`FOR UPDATE` on PostgreSQL; SQLite's
+`BEGIN IMMEDIATE` serializes writers), so concurrent clicks are decided one at a time and
+each sees the previous one's result.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import Any, TypeVar
+
+from sqlalchemy import func, select, update
+from sqlalchemy.orm import Session, sessionmaker
+from sqlalchemy.orm.attributes import set_committed_value
+
+from approvals import audit, transitions
+from approvals.errors import (
+    ActionNotFound,
+    AlreadyAcknowledged,
+    AlreadyApprovedByYou,
+    AlreadyDecided,
+    DecisionRefused,
+    InvalidEdit,
+    NotApplicable,
+    NotAnApprover,
+    ReasonRequired,
+    SelfApproval,
+    StaleParams,
+    StaleState,
+)
+from approvals.ports import Directory, ToolCatalog, is_listed_approver
+from approvals.states import OPEN_FOR_DECISION, ActionState
+from approvals.transitions import Message
+from core.canonical import params_hash
+from core.clock import Clock
+from core.models import Action, Decision
+
+APPROVING_KINDS = ("approve", "edit")
+T = TypeVar("T")
+
+
+@dataclass(frozen=True)
+class Outcome:
+    action: Action
+    decision: Decision
+    state: ActionState  # the action's state after the decision
+    approvals: int  # distinct approvals on the current params hash
+    quorum: int
+
+
+class Decisions:
+    def __init__(self, directory: Directory, catalog: ToolCatalog, clock: Clock) -> None:
+        self.directory = directory
+        self.catalog = catalog
+        self.clock = clock
+
+    def approve(self, session: Session, action_id: str, actor: str, seen_hash: str, *,
+                team_id: str | None = None, note: str | None = None) -> Outcome:
+        with _attempt("approve", actor):
+            action = self._open_action(session, action_id, "approve", {ActionState.PENDING})
+            self._authorize_approval(session, action, actor, seen_hash)
+            decision = self._decide(session, action, "approve", actor, team_id, note)
+            return self._count_towards_quorum(session, action, decision)
+
+    def approve_with_edits(self, session: Session, action_id: str, actor: str, seen_hash: str,
+                           new_params: dict[str, Any], *, team_id: str | None = None,
+                           note: str | None = None) -> Outcome:
+        with _attempt("edit", actor):
+            action = self._open_action(session, action_id, "edit", {ActionState.PENDING})
+            self._authorize_approval(session, action, actor, seen_hash)
+            try:
+                canonical = self.catalog.validate(action.tool, new_params)
+            except ValueError as exc:
+                raise InvalidEdit(action.public_id, getattr(exc, "problems", {"params": str(exc)})) from exc
+            new_hash = params_hash(canonical)
+            if new_hash == action.params_hash:
+                decision = self._decide(session, action, "approve", actor, team_id, note)
+                return self._count_towards_quorum(session, action, decision)
+            diff = params_diff(action.params, canonical)
+            self._replace_params(session, action, canonical, new_hash)
+            decision = self._decide(session, action, "edit", actor, team_id, note, diff=diff)
+            return self._count_towards_quorum(session, action, decision)
+
+    def reject(self, session: Session, action_id: str, actor: str, reason: str, *,
+               team_id: str | None = None) -> Outcome:
+        with _attempt("reject", actor):
+            action = self._open_action(session, action_id, "reject", {ActionState.PENDING})
+            self._authorize(action, actor)
+            if not reason.strip():
+                raise ReasonRequired(action.public_id, "rejection")
+            decision = self._decide(session, action, "reject", actor, team_id, reason.strip())
+            return self._close(session, action, decision, ActionState.REJECTED)
+
+    def veto(self, session: Session, action_id: str, actor: str, reason: str = "", *,
+             team_id: str | None = None) -> Outcome:
+        with _attempt("veto", actor):
+            action = self._open_action(session, action_id, "veto", {ActionState.SCHEDULED})
+            self._authorize(action, actor)
+            decision = self._decide(session, action, "veto", actor, team_id, reason.strip() or None)
+            return self._close(session, action, decision, ActionState.VETOED)
+
+    def acknowledge(self, session: Session, action_id: str, actor: str, *,
+                    team_id: str | None = None) -> Outcome:
+        with _attempt("acknowledge", actor):
+            action = self._open_action(session, action_id, "acknowledge", {ActionState.PENDING, ActionState.SCHEDULED})
+            self._authorize(action, actor)
+            earlier = session.scalars(
+                select(Decision).where(Decision.action_id == action.id, Decision.kind == "acknowledge").limit(1)
+            ).first()
+            if earlier is not None:
+                raise AlreadyAcknowledged(action.public_id, earlier.actor, earlier.at)
+            decision = self._decide(session, action, "acknowledge", actor, team_id, None,
+                                    messages=[Message("action.acknowledged", {"by": actor})])
+            return Outcome(action, decision, ActionState(action.state), self._approvals(session, action), action.quorum)
+
+    # -- steps -------------------------------------------------------------------------
+
+    def _open_action(self, session: Session, action_id: str, kind: str, open_states: set[ActionState]) -> Action:
+        action = session.scalars(
+            select(Action)
+            .where(Action.public_id == action_id)
+            .with_for_update()
+            .execution_options(populate_existing=True)
+        ).first()
+        if action is None:
+            raise ActionNotFound(action_id)
+        if action.state not in OPEN_FOR_DECISION:
+            raise AlreadyDecided(action.public_id, action.state, action.decided_by, action.decided_at)
+        if action.state not in open_states:
+            raise NotApplicable(action.public_id, action.state, kind)
+        return action
+
+    def _authorize(self, action: Action, actor: str) -> None:
+        if not is_listed_approver(actor, action.approvers, self.directory):
+            raise NotAnApprover(action.public_id, actor)
+
+    def _authorize_approval(self, session: Session, action: Action, actor: str, seen_hash: str) -> None:
+        if action.requester is not None and actor == action.requester:
+            raise SelfApproval(action.public_id, actor)
+        self._authorize(action, actor)
+        if seen_hash != action.params_hash:
+            raise StaleParams(action.public_id, seen_hash, action.params_hash)
+        already = session.scalar(
+            select(func.count()).select_from(Decision).where(
+                Decision.action_id == action.id,
+                Decision.actor == actor,
+                Decision.kind.in_(APPROVING_KINDS),
+                Decision.params_hash == action.params_hash,
+            )
+        )
+        if already:
+            raise AlreadyApprovedByYou(action.public_id, actor)
+
+    def _decide(self, session: Session, action: Action, kind: str, actor: str, team_id: str | None,
+                note: str | None, *, diff: dict[str, Any] | None = None,
+                messages: tuple[Message, ...] | list[Message] = ()) -> Decision:
+        now = self.clock.now()
+        decision = Decision(action_id=action.id, kind=kind, actor=actor, team_id=team_id,
+                            params_hash=action.params_hash, note=note, diff=diff, at=now)
+        session.add(decision)
+        session.flush()
+        transitions.record(session, action, f"decision.{kind}", actor=actor, now=now, note=note,
+                           data={"diff": diff} if diff else None, messages=messages)
+        return decision
+
+    def _count_towards_quorum(self, session: Session, action: Action, decision: Decision) -> Outcome:
+        approvals = self._approvals(session, action)
+        if approvals < action.quorum:
+            transitions.record(session, action, "action.awaiting_quorum", actor=decision.actor, now=decision.at,
+                               note=f"{approvals} of {action.quorum} approvals",
+                               messages=[Message("action.updated", {"approvals": approvals, "quorum": action.quorum})])
+            return Outcome(action, decision, ActionState(action.state), approvals, action.quorum)
+        outcome = self._close(session, action, decision, ActionState.APPROVED)
+        return Outcome(action, decision, outcome.state, approvals, action.quorum)
+
+    def _close(self, session: Session, action: Action, decision: Decision, target: ActionState) -> Outcome:
+        transitions.transition(
+            session, action, target, actor=decision.actor, now=decision.at, note=decision.note,
+            values={"decided_by": decision.actor, "decided_at": decision.at},
+            messages=[Message("action.decided", {"decision": decision.kind, "by": decision.actor})],
+        )
+        return Outcome(action, decision, target, self._approvals(session, action), action.quorum)
+
+    def _approvals(self, session: Session, action: Action) -> int:
+        return session.scalar(
+            select(func.count(func.distinct(Decision.actor))).where(
+                Decision.action_id == action.id,
+                Decision.kind.in_(APPROVING_KINDS),
+                Decision.params_hash == action.params_hash,
+            )
+        ) or 0
+
+    def _replace_params(self, session: Session, action: Action, canonical: dict[str, Any], new_hash: str) -> None:
+        result = session.execute(
+            update(Action)
+            .where(Action.id == action.id, Action.state == action.state, Action.params_hash == action.params_hash)
+            .values(params=canonical, params_hash=new_hash, updated_at=self.clock.now())
+            .execution_options(synchronize_session=False)
+        )
+        if result.rowcount != 1:  # type: ignore[attr-defined]
+            raise StaleState(action.public_id, action.state)
+        set_committed_value(action, "params", canonical)
+        set_committed_value(action, "params_hash", new_hash)
+
+
+def params_diff(old: dict[str, Any], new: dict[str, Any]) -> dict[str, Any]:
+    """{field: {"from": …, "to": …}} for every field whose value changed."""
+    return {
+        key: {"from": old.get(key), "to": new.get(key)}
+        for key in sorted(set(old) | set(new))
+        if old.get(key) != new.get(key)
+    }
+
+
+@contextmanager
+def _attempt(kind: str, actor: str) -> Iterator[None]:
+    """Label a refusal with what was attempted and by whom, for its audit event."""
+    try:
+        yield
+    except DecisionRefused as refusal:
+        refusal.attempted = kind
+        refusal.actor = actor
+        raise
+
+
+def decide(sessions: sessionmaker[Session], clock: Clock, call: Callable[[Session], T]) -> T:
+    """Run one decision in its own transaction. A refusal is recorded in the audit ledger
+    (its only write) and then re-raised for the caller to show the person."""
+    with sessions() as session:
+        try:
+            with session.begin():
+                return call(session)
+        except DecisionRefused as refusal:
+            with session.begin():
+                record_refusal(session, refusal, clock)
+            raise
+
+
+def record_refusal(session: Session, refusal: DecisionRefused, clock: Clock) -> None:
+    action = session.scalars(select(Action).where(Action.public_id == refusal.action_id)).first()
+    data = {"attempted": refusal.attempted, "code": refusal.code}
+    actor = refusal.actor or "unknown"
+    if action is None:
+        audit.record(session, audit.AuditEntry(kind="decision.refused", actor=actor, at=clock.now(),
+                                               action_id=refusal.action_id, note=str(refusal), data=data))
+        return
+    transitions.record(session, action, "decision.refused", actor=actor, now=clock.now(), note=str(refusal),
+                       data=data)

@@ -1,0 +1,138 @@
+"""The gate: a drafted tool call becomes an action, and the policy decides its mode.
+
+`hitl` → pending (a card asks for approval), `hotl` → scheduled (runs when the veto window
+ends unless vetoed), `auto` → executing (the executor picks it up and reports). An
+out-of-scope tool or invalid params are refused and recorded, and never reach a person.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy.orm import Session
+
+from approvals import transitions
+from approvals.autonomy import current_level
+from approvals.policy import route
+from approvals.ports import ToolCatalog
+from approvals.states import ActionState
+from approvals.transitions import Message
+from core.canonical import params_hash
+from core.config import AutonomyLevel, TaskTypeConfig
+from core.ids import new_id
+from core.models import Action, Task
+
+SYSTEM = "system"
+
+
+@dataclass(frozen=True)
+class Draft:
+    tool: str
+    params: dict[str, Any]
+    rationale: str
+    confidence: float
+
+
+def submit(
+    session: Session,
+    task: Task,
+    draft: Draft,
+    *,
+    task_type: TaskTypeConfig,
+    catalog: ToolCatalog,
+    now: datetime,
+) -> Action:
+    """Record the draft as an action and route it; returns the action in its new state
+    (`refused` with `error` set when the draft is out of scope or invalid)."""
+    action = _new_action(task, draft, now)
+    session.add(action)
+    session.flush()
+    transitions.record(session, action, "action.drafted", actor=SYSTEM, now=now,
+                       data={"rationale": draft.rationale, "confidence": draft.confidence})
+
+    problem = _refusal(draft, task_type, catalog)
+    if problem is not None:
+        transitions.transition(session, action, ActionState.REFUSED, actor=SYSTEM, now=now, note=problem,
+                               values={"error": problem})
+        return action
+
+    policy = catalog.policy(draft.tool)
+    canonical = catalog.validate(draft.tool, draft.params)
+    level = current_level(session, task.task_type, task_type.autonomy)
+    routing = route(level, policy, action.confidence, task_type.confidence_threshold)
+    _apply(action, canonical, policy.risk, policy.idempotent, policy.timeout_s, routing.mode, task_type)
+    session.flush()
+    data = {"mode": routing.mode.value, "level": level.value, "caps": list(routing.reasons),
+            "low_confidence": routing.low_confidence}
+    if routing.mode == AutonomyLevel.HITL:
+        transitions.transition(session, action, ActionState.PENDING, actor=SYSTEM, now=now, data=data,
+                               messages=[Message("action.card", {"low_confidence": routing.low_confidence})])
+    elif routing.mode == AutonomyLevel.HOTL:
+        deadline = now + task_type.veto_window
+        transitions.transition(session, action, ActionState.SCHEDULED, actor=SYSTEM, now=now, data=data,
+                               values={"run_at": deadline}, messages=[Message("action.card")])
+    else:
+        # No lease yet: the executor claims it like an action waiting for its next attempt.
+        transitions.transition(session, action, ActionState.EXECUTING, actor=SYSTEM, now=now, data=data,
+                               values={"run_at": now})
+    return action
+
+
+def _new_action(task: Task, draft: Draft, now: datetime) -> Action:
+    return Action(
+        public_id=new_id("act"),
+        task_id=task.id,
+        task_type=task.task_type,
+        tool=draft.tool,
+        params=draft.params,
+        params_hash=params_hash(draft.params),
+        rationale=draft.rationale,
+        confidence=_clamp(draft.confidence),
+        risk="high",
+        idempotent=False,
+        mode=AutonomyLevel.HITL.value,
+        state=ActionState.DRAFTED.value,
+        requester=task.requester,
+        approvers=[],
+        quorum=1,
+        timeout_s=0.0,
+        created_at=now,
+        updated_at=now,
+    )
+
+
+def _clamp(confidence: float) -> float:
+    # DESIGN: a missing or malformed confidence counts as 0.
+    if not isinstance(confidence, int | float) or confidence != confidence:  # NaN
+        return 0.0
+    return min(max(float(confidence), 0.0), 1.0)
+
+
+def _refusal(draft: Draft, task_type: TaskTypeConfig, catalog: ToolCatalog) -> str | None:
+    if draft.tool not in task_type.tools:
+        return f"tool {draft.tool!r} is not allowed for this task type (allowed: {', '.join(task_type.tools)})"
+    try:
+        catalog.policy(draft.tool)
+        catalog.validate(draft.tool, draft.params)
+    except LookupError:
+        return f"tool {draft.tool!r} is not registered"
+    except ValueError as exc:
+        problems: dict[str, str] = getattr(exc, "problems", {})
+        listed = "; ".join(f"{field}: {problem}" for field, problem in problems.items()) or str(exc)
+        return f"invalid parameters for {draft.tool!r}: {listed}"
+    return None
+
+
+def _apply(action: Action, canonical: dict[str, Any], risk: str, idempotent: bool, timeout_s: float,
+           mode: AutonomyLevel, task_type: TaskTypeConfig) -> None:
+    action.params = canonical
+    action.params_hash = params_hash(canonical)
+    action.risk = risk
+    action.idempotent = idempotent
+    action.timeout_s = timeout_s
+    action.mode = mode.value
+    # Snapshots: a config change later must not move this action's approvers or quorum.
+    action.approvers = list(task_type.approvers)
+    action.quorum = task_type.quorum
