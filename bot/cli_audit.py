@@ -75,8 +75,7 @@ def _since(_ctx: click.Context, _param: click.Parameter, value: str | None) -> d
         return SystemClock().now() - parse_duration(value)
     except ValueError:
         raise click.BadParameter(
-            f"{value!r} is neither an ISO 8601 date or time (2026-01-05, 2026-01-05T09:00:00Z) "
-            "nor a duration (7d, 12h)"
+            f"{value!r} is neither an ISO 8601 date or time (2026-01-05, 2026-01-05T09:00:00Z) nor a duration (7d, 12h)"
         ) from None
 
 
@@ -107,7 +106,7 @@ def verify_command(against: PublishedHead | None) -> None:
 )
 def export_command(fmt: str, since: datetime | None) -> None:
     """Write the ledger to stdout in seq order, one event per line."""
-    out = click.get_text_stream("stdout")
+    out = sys.stdout
     with _sessions(read_only=True) as sessions, sessions() as session:
         try:
             export(session, out, cast(ExportFormat, fmt), since)
