@@ -21,8 +21,8 @@ class InvalidTransition(ApprovalsError):
     """The lifecycle has no such move; nothing was changed."""
 
     def __init__(self, action_id: str, current: str, target: str) -> None:
-        self.action_id, self.current, self.target = action_id, current, target
-        super().__init__(f"action {action_id!r} cannot go from {current!r} to {target!r}")
+        self.action_id, self.current, self.target = action_id, str(current), str(target)
+        super().__init__(f"action {action_id!r} cannot go from {self.current!r} to {self.target!r}")
 
 
 class StaleState(ApprovalsError):

@@ -50,7 +50,7 @@ def submit(
     session.add(action)
     session.flush()
     transitions.record(session, action, "action.drafted", actor=SYSTEM, now=now,
-                       data={"rationale": draft.rationale, "confidence": draft.confidence})
+                       data={"rationale": draft.rationale, "confidence": action.confidence})
 
     problem = _refusal(draft, task_type, catalog)
     if problem is not None:

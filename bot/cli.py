@@ -61,8 +61,11 @@ def db_upgrade() -> None:
     from core.migrate import current_revision, upgrade
 
     engine, _ = open_database(Settings())
-    upgrade(engine)
-    click.echo(f"database at revision {current_revision(engine)}")
+    try:
+        upgrade(engine)
+        click.echo(f"database at revision {current_revision(engine)}")
+    finally:
+        engine.dispose()
 
 
 main.add_command(audit)

@@ -1,0 +1,69 @@
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+from sqlalchemy import inspect
+
+from bot.cli import main
+from core.db import make_engine
+from core.migrate import head_revision
+
+GOOD = """\
+slack:
+  approvals_channel: C0APPROVALS
+tools: {modules: [tests.approvals.shop_tools]}
+task_types:
+  refund:
+    tools: [lookup_order, issue_refund]
+    autonomy: hitl
+    approvers: [U0ALICE, "@payments-leads"]
+    veto_window: 10m
+"""
+
+
+def _check(tmp_path: Path, text: str) -> tuple[int, str]:
+    path = tmp_path / "countersign.yml"
+    path.write_text(text)
+    result = CliRunner().invoke(main, ["config", "check", "--file", str(path)])
+    return result.exit_code, result.output
+
+
+def test_config_check_says_ok(tmp_path: Path) -> None:
+    assert _check(tmp_path, GOOD) == (0, "ok\n")
+
+
+@pytest.mark.parametrize(
+    ("change", "expected"),
+    [
+        (("veto_window: 10m", "veto_window: 10 minutes"), "task_types.refund.veto_window (line 9)"),
+        (("autonomy: hitl", "autonomy: hitl\n    colour: blue"), "task_types.refund.colour (line 8): unknown key"),
+        (("issue_refund]", "isue_refund]"), "task_types.refund.tools[1] (line 6): unknown tool 'isue_refund'"),
+        (('approvers: [U0ALICE, "@payments-leads"]', "approvers: []"), "task_types.refund.approvers"),
+    ],
+)
+def test_config_check_names_the_key_of_each_problem(tmp_path: Path, change: tuple[str, str], expected: str) -> None:
+    code, output = _check(tmp_path, GOOD.replace(*change))
+    assert code == 1
+    assert expected in output
+
+
+def test_config_check_names_a_tool_module_that_fails_to_import(tmp_path: Path) -> None:
+    code, output = _check(tmp_path, GOOD.replace("tests.approvals.shop_tools", "no_such_module_here"))
+    assert code == 1
+    assert "no_such_module_here" in output
+
+
+def test_db_upgrade_is_idempotent(db_url: str, tmp_path: Path) -> None:
+    fresh = db_url if not db_url.startswith("sqlite") else f"sqlite:///{tmp_path / 'fresh.db'}"
+    runner = CliRunner()
+    for _ in range(2):
+        result = runner.invoke(main, ["db", "upgrade"], env={"DATABASE_URL": fresh})
+        assert result.exit_code == 0, result.output
+        assert f"database at revision {head_revision()}" in result.output
+    engine = make_engine(fresh)
+    assert {"actions", "decisions", "audit_events", "outbox", "tasks", "autonomy_levels"} <= set(
+        inspect(engine).get_table_names()
+    )
+    engine.dispose()

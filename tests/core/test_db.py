@@ -1,0 +1,60 @@
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta, timezone
+from pathlib import Path
+
+import pytest
+from sqlalchemy import text
+
+from core.db import make_engine, normalize_url, own_sqlite_database
+from core.errors import DatabaseOwned
+from core.migrate import is_at_head
+from core.models import Task
+from tests.factories import make_task
+
+
+def test_sqlite_is_durable_and_waits_for_the_write_lock(tmp_path: Path) -> None:
+    engine = make_engine(f"sqlite:///{tmp_path / 'x.db'}")
+    with engine.connect() as conn:
+        assert conn.execute(text("PRAGMA journal_mode")).scalar() == "wal"
+        assert conn.execute(text("PRAGMA synchronous")).scalar() == 2  # FULL
+        assert conn.execute(text("PRAGMA busy_timeout")).scalar() == 30_000
+        assert conn.execute(text("PRAGMA foreign_keys")).scalar() == 1
+    engine.dispose()
+
+
+def test_a_second_process_cannot_serve_the_same_sqlite_database(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'x.db'}"
+    with own_sqlite_database(url):
+        with pytest.raises(DatabaseOwned, match="already served by another process"), own_sqlite_database(url):
+            pass
+    with own_sqlite_database(url):  # released when the owner stops
+        pass
+
+
+def test_postgres_needs_no_owner_lock() -> None:
+    with own_sqlite_database("postgresql+psycopg://u@h/db"), own_sqlite_database("postgresql+psycopg://u@h/db"):
+        pass
+
+
+def test_postgres_urls_use_psycopg_3() -> None:
+    assert normalize_url("postgres://u@h/db") == "postgresql+psycopg://u@h/db"
+    assert normalize_url("postgresql://u@h/db") == "postgresql+psycopg://u@h/db"
+    assert normalize_url("sqlite:///x.db") == "sqlite:///x.db"
+
+
+def test_schema_is_at_head_and_times_come_back_aware_utc(engine, sessions) -> None:
+    assert is_at_head(engine)
+    berlin = timezone(timedelta(hours=1))
+    written = datetime(2026, 3, 29, 1, 30, 15, 123456, tzinfo=berlin)
+    with sessions.begin() as session:
+        task_id = make_task(session, written).id
+    with sessions() as session:
+        stored = session.get(Task, task_id).created_at
+    assert stored == written
+    assert stored.tzinfo == UTC
+
+
+def test_naive_datetimes_are_refused(sessions) -> None:
+    with pytest.raises(Exception, match="naive datetime"), sessions.begin() as session:
+        make_task(session, datetime(2026, 1, 1))  # noqa: DTZ001 - the point of the test
