@@ -7,10 +7,13 @@ from pathlib import Path
 
 import click
 
+from agent.errors import ToolLoadError
+from agent.tools import load_tool_modules
 from bot.cli_audit import audit
 from bot.runtime import open_database
 from core.config import Settings, check_tool_names, load_config
 from core.errors import ConfigError
+from core.migrate import current_revision, upgrade
 
 
 @click.group()
@@ -27,8 +30,6 @@ def config() -> None:
 @click.option("--file", "path", type=click.Path(path_type=Path), help="YAML config (default: $COUNTERSIGN_CONFIG).")
 def config_check(path: Path | None) -> None:
     """Print every problem in the configuration, or "ok"."""
-    from agent.tools import ToolLoadError, load_tool_modules
-
     settings = Settings()
     try:
         loaded = load_config(path or Path(settings.config_path))
@@ -58,8 +59,6 @@ def db() -> None:
 @db.command("upgrade")
 def db_upgrade() -> None:
     """Migrate the database to the latest schema (idempotent; safe before every start)."""
-    from core.migrate import current_revision, upgrade
-
     engine, _ = open_database(Settings())
     try:
         upgrade(engine)

@@ -52,17 +52,35 @@ class Base(DeclarativeBase):
 
 
 class Task(Base):
-    """One piece of work for one agent."""
+    """One piece of work for one agent: the request, the conversation so far (so it resumes
+    after an approval or a restart), usage and budget, state."""
 
     __tablename__ = "tasks"
+    __table_args__ = (Index("ix_tasks_state_next_step_at", "state", "next_step_at"),)
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     public_id: Mapped[str] = mapped_column(String(32), unique=True)
     task_type: Mapped[str] = mapped_column(String(64), index=True)
     requester: Mapped[str | None] = mapped_column(String(32))
     team_id: Mapped[str | None] = mapped_column(String(32))
+    channel: Mapped[str | None] = mapped_column(String(32))
     request_text: Mapped[str] = mapped_column(Text, default="")
-    state: Mapped[str] = mapped_column(String(16), default="running", index=True)
+    state: Mapped[str] = mapped_column(String(16), default="running")
+    # The Messages API conversation, appended to as it happens (the checkpoint).
+    messages: Mapped[list[Any]] = mapped_column(JSON, default=list)
+    turn: Mapped[int] = mapped_column(Integer, default=0)
+    steps: Mapped[int] = mapped_column(Integer, default=0)
+    input_tokens: Mapped[int] = mapped_column(Integer, default=0)
+    output_tokens: Mapped[int] = mapped_column(Integer, default=0)
+    cost_usd: Mapped[float] = mapped_column(Float, default=0.0)
+    budget_extensions: Mapped[int] = mapped_column(Integer, default=0)
+    next_step_at: Mapped[datetime | None]
+    lease_owner: Mapped[str | None] = mapped_column(String(96))
+    lease_until: Mapped[datetime | None]
+    model_failures: Mapped[int] = mapped_column(Integer, default=0)
+    unavailable_since: Mapped[datetime | None]
+    paused_reason: Mapped[str | None] = mapped_column(Text)
+    final_text: Mapped[str | None] = mapped_column(Text)
     created_at: Mapped[datetime]
     updated_at: Mapped[datetime]
 
@@ -77,6 +95,9 @@ class Action(Base):
     public_id: Mapped[str] = mapped_column(String(32), unique=True)
     task_id: Mapped[int] = mapped_column(ForeignKey("tasks.id"), index=True)
     task_type: Mapped[str] = mapped_column(String(64))
+    # Which model reply drafted it: the task's turn and the `tool_use` block's id.
+    turn: Mapped[int] = mapped_column(Integer, default=0)
+    tool_use_id: Mapped[str | None] = mapped_column(String(64))
     tool: Mapped[str] = mapped_column(String(128))
     params: Mapped[dict[str, Any]]
     params_hash: Mapped[str] = mapped_column(String(64))
@@ -163,6 +184,26 @@ class OutboxMessage(Base):
     delivered_at: Mapped[datetime | None]
     last_error: Mapped[str | None] = mapped_column(Text)
     result: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+
+
+class TraceEvent(Base):
+    """One step of a task's timeline: a model call, a draft, a decision, an execution."""
+
+    __tablename__ = "trace_events"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    task_id: Mapped[int] = mapped_column(ForeignKey("tasks.id"), index=True)
+    task_type: Mapped[str] = mapped_column(String(64))
+    at: Mapped[datetime] = mapped_column(index=True)
+    kind: Mapped[str] = mapped_column(String(32))
+    model: Mapped[str | None] = mapped_column(String(64))
+    input_tokens: Mapped[int] = mapped_column(Integer, default=0)
+    output_tokens: Mapped[int] = mapped_column(Integer, default=0)
+    cache_read_tokens: Mapped[int] = mapped_column(Integer, default=0)
+    cache_creation_tokens: Mapped[int] = mapped_column(Integer, default=0)
+    cost_usd: Mapped[float] = mapped_column(Float, default=0.0)
+    latency_ms: Mapped[float | None] = mapped_column(Float)
+    data: Mapped[dict[str, Any] | None] = mapped_column(JSON)
 
 
 class AutonomyState(Base):

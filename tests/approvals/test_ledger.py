@@ -257,11 +257,11 @@ def test_a_consistently_rewritten_chain_verifies_but_not_against_the_published_h
 
     # Rewrite history from event 5 on and re-chain every later event, as an attacker with
     # full database access would.
+    prev_hash = event_hash(sessions, 4)
     with sessions.begin() as session:
         if engine.dialect.name == "postgresql":
             session.execute(text("SET LOCAL session_replication_role = replica"))
         events = session.scalars(select(AuditEvent).where(AuditEvent.seq >= 5).order_by(AuditEvent.seq)).all()
-        prev_hash = event_hash(sessions, 4)
         for event in events:
             if event.seq == 5:
                 event.to_state, event.note = "rejected", "never approved"
@@ -310,21 +310,23 @@ def test_publish_head_enqueues_only_a_new_head(db_url: str, sessions: sessionmak
         assert publish_head(session, T0) is None
         assert last_published_head(session) is None
     fill(sessions, 3)
+    third = (3, event_hash(sessions, 3))
     with sessions.begin() as session:
-        assert publish_head(session, T0) == (3, event_hash(sessions, 3))
+        assert publish_head(session, T0) == third
     with sessions.begin() as session:
         assert publish_head(session, T0 + timedelta(minutes=5)) is None
-        assert audit.head(session) == (3, event_hash(sessions, 3))  # publishing is not audited
+        assert audit.head(session) == third  # publishing is not audited
     with sessions.begin() as session:
         audit.record(session, entry(4))
+    fourth = (4, event_hash(sessions, 4))
     with sessions.begin() as session:
-        assert publish_head(session, T0 + timedelta(minutes=10)) == (4, event_hash(sessions, 4))
-        assert last_published_head(session) == (4, event_hash(sessions, 4))
+        assert publish_head(session, T0 + timedelta(minutes=10)) == fourth
+        assert last_published_head(session) == fourth
 
     with sessions() as session:
         rows = session.scalars(select(OutboxMessage).order_by(OutboxMessage.id)).all()
     assert [(row.kind, row.ordering_key) for row in rows] == [("audit.head", "audit")] * 2
-    assert rows[0].payload == {"seq": 3, "hash": event_hash(sessions, 3), "at": "2026-01-05T09:00:00.000000+00:00"}
+    assert rows[0].payload == {"seq": 3, "hash": third[1], "at": "2026-01-05T09:00:00.000000+00:00"}
     assert rows[1].payload["seq"] == 4
 
     result = cli(db_url, "publish-head")

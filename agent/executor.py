@@ -1,0 +1,332 @@
+"""The executor: runs each action's tool once, outside any transaction, under a lease.
+
+A claim is one short transaction that moves an action to `executing` (or takes the lease of
+an executing one) with `lease_owner` = this executor and `lease_until` = now + timeout +
+grace. The tool then runs in a daemon thread with the action's timeout, and the outcome is
+written in a new transaction fenced on `lease_owner`: a late writer whose lease was taken
+over changes nothing.
+
+If an executor dies mid-call, its lease expires. An idempotent tool is then run again with
+the same idempotency key (the action's public id); a tool that is not idempotent is never
+run twice: the action goes to `unknown` and a person resolves it.
+
+One `Executor` instance serves one thread; run several instances (threads, processes,
+replicas) to run actions in parallel.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import random
+import secrets
+import socket
+import threading
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any, Literal
+
+from pydantic_core import to_jsonable_python
+from sqlalchemy import CursorResult, select, update
+from sqlalchemy.orm import Session, sessionmaker
+
+from agent.errors import InvalidParams, RetryableError, ToolTimeout, UnknownTool
+from agent.tools import ToolRegistry
+from approvals import transitions
+from approvals.errors import InvalidTransition, StaleState
+from approvals.states import ActionState
+from approvals.transitions import Message
+from core.clock import Clock
+from core.models import Action
+
+log = logging.getLogger(__name__)
+
+SYSTEM = "system"
+LOST_LEASE_NOTE = "executor lost its lease mid-run; the tool is not idempotent, so it is not re-run"
+_DEFAULT_TIMEOUT_S = 30.0
+_MAX_RACES_PER_CLAIM = 100
+S = ActionState
+Kind = Literal["approved", "scheduled", "due", "expired"]
+# The column whose value says since when an action of each kind has been waiting.
+_DUE_COLUMN: dict[Kind, str] = {
+    "approved": "updated_at",
+    "scheduled": "run_at",
+    "due": "run_at",
+    "expired": "lease_until",
+}
+
+
+@dataclass(frozen=True)
+class _Run:
+    """What the tool call needs, copied out of the claim transaction."""
+
+    id: int
+    public_id: str
+    tool: str
+    params: dict[str, Any]
+    attempt: int
+    timeout_s: float
+    idempotent: bool
+
+
+@dataclass(frozen=True)
+class _Outcome:
+    kind: Literal["succeeded", "retry", "failed", "unknown"]
+    error: str | None = None
+    result: dict[str, Any] | None = None
+
+
+class Executor:
+    def __init__(
+        self,
+        sessions: sessionmaker[Session],
+        registry: ToolRegistry,
+        clock: Clock,
+        *,
+        owner: str | None = None,
+        max_attempts: int = 5,
+        backoff_base_s: float = 1.0,
+        backoff_max_s: float = 300.0,
+        lease_grace_s: float = 30.0,
+        rng: random.Random | None = None,
+    ) -> None:
+        self.sessions, self.registry, self.clock = sessions, registry, clock
+        self.owner = owner or f"{socket.gethostname()[:64]}:{os.getpid()}:{secrets.token_hex(4)}"
+        self.max_attempts, self.lease_grace_s = max_attempts, lease_grace_s
+        self.backoff_base_s, self.backoff_max_s = backoff_base_s, backoff_max_s
+        self._rng = rng or random.Random()
+
+    def run_until_idle(self, max_actions: int = 1000) -> int:
+        """Run actions until none is due (or `max_actions` ran); returns how many were handled."""
+        handled = 0
+        while handled < max_actions and self.run_once():
+            handled += 1
+        return handled
+
+    def run_once(self) -> bool:
+        """Claim and run at most one due action; returns whether there was one."""
+        lost_races: set[int] = set()
+        while len(lost_races) < _MAX_RACES_PER_CLAIM:
+            candidate_id: int | None = None
+            try:
+                with self.sessions.begin() as session:
+                    now = self.clock.now()
+                    picked = self._pick(session, now, lost_races)
+                    if picked is None:
+                        return False
+                    kind, action = picked
+                    candidate_id = action.id
+                    run = self._claim(session, kind, action, now)
+            except (StaleState, InvalidTransition) as exc:
+                if candidate_id is None:
+                    raise
+                log.info("lost the race for an action, trying the next one: %s", exc)
+                lost_races.add(candidate_id)
+                continue
+            if run is not None:
+                self._finish(run, self._execute(run))
+            return True
+        return False
+
+    # -- claiming ---------------------------------------------------------------------------
+
+    def _pick(self, session: Session, now: datetime, skip: set[int]) -> tuple[Kind, Action] | None:
+        """The longest-due claimable action, locked (skipping rows other executors hold).
+
+        One simple query per kind of claim, each served by the (state, run_at) index.
+        """
+        conditions: dict[Kind, list[Any]] = {
+            "approved": [Action.state == S.APPROVED],
+            "scheduled": [Action.state == S.SCHEDULED, Action.run_at <= now],
+            "due": [Action.state == S.EXECUTING, Action.lease_owner.is_(None), Action.run_at <= now],
+            "expired": [Action.state == S.EXECUTING, Action.lease_owner.is_not(None), Action.lease_until < now],
+        }
+        found: list[tuple[datetime, int, Kind, Action]] = []
+        for kind, where in conditions.items():
+            due_column = getattr(Action, _DUE_COLUMN[kind])
+            query = select(Action).where(*where, *([Action.id.not_in(skip)] if skip else []))
+            query = query.order_by(due_column, Action.id).limit(1).with_for_update(skip_locked=True)
+            action = session.execute(query).scalar_one_or_none()
+            if action is not None:
+                found.append((getattr(action, _DUE_COLUMN[kind]) or now, action.id, kind, action))
+        if not found:
+            return None
+        _, _, kind, action = min(found, key=lambda item: (item[0], item[1]))
+        return kind, action
+
+    def _claim(self, session: Session, kind: Kind, action: Action, now: datetime) -> _Run | None:
+        attempt = action.attempts + 1
+        timeout_s = self._timeout_of(action)
+        lease_until = now + timedelta(seconds=timeout_s + self.lease_grace_s)
+        lease = {"lease_owner": self.owner, "lease_until": lease_until, "attempts": attempt}
+        data = {"attempt": attempt, "lease_owner": self.owner, "lease_until": lease_until.isoformat()}
+        if kind in ("approved", "scheduled"):
+            fence = [Action.run_at <= now] if kind == "scheduled" else []
+            transitions.transition(
+                session, action, S.EXECUTING, actor=SYSTEM, now=now, values=lease, data=data, extra_where=fence
+            )
+        elif kind == "due":
+            self._update(session, action, now, lease, fence=[Action.lease_owner.is_(None), Action.run_at <= now])
+            _audit(session, action, "execution.attempt", now, None, data)
+        else:
+            old_owner = action.lease_owner
+            previous = {"previous_owner": old_owner, "lease_expired_at": _iso(action.lease_until)}
+            fence = [Action.lease_owner == old_owner, Action.lease_until < now]
+            if not action.idempotent:
+                self._end(session, action, now, S.UNKNOWN, LOST_LEASE_NOTE, data=previous, fence=fence)
+                return None
+            if action.attempts >= self.max_attempts:
+                note = f"executor lost its lease on attempt {action.attempts} of {self.max_attempts}; giving up"
+                self._end(session, action, now, S.FAILED, note, data=previous, fence=fence)
+                return None
+            self._update(session, action, now, lease, fence=fence)
+            note = (
+                f"executor {old_owner!r} lost its lease mid-run; the tool is idempotent, so it runs "
+                f"again with the same idempotency key {action.public_id!r}"
+            )
+            _audit(session, action, "execution.recovered", now, note, {**previous, **data})
+        return _Run(
+            action.id, action.public_id, action.tool, dict(action.params), attempt, timeout_s, action.idempotent
+        )
+
+    def _timeout_of(self, action: Action) -> float:
+        if action.timeout_s > 0:
+            return action.timeout_s
+        return self.registry.get(action.tool).timeout_s if action.tool in self.registry else _DEFAULT_TIMEOUT_S
+
+    # -- running and recording the outcome ----------------------------------------------------
+
+    def _execute(self, run: _Run) -> _Outcome:
+        try:
+            spec = self.registry.get(run.tool)
+            spec.validate(run.params)  # the registry may have changed since the action was drafted
+        except (UnknownTool, InvalidParams) as exc:
+            return _Outcome("failed", f"{type(exc).__name__}: {exc}")
+        outcome = _call_with_timeout(lambda: spec.call(run.params, idempotency_key=run.public_id), run)
+        if outcome is not None:
+            return outcome
+        timeout = ToolTimeout(run.tool, run.timeout_s)
+        if run.idempotent:
+            return _Outcome("retry", _describe(timeout))
+        note = "the tool is not idempotent, so it may or may not have taken effect and it is not re-run"
+        return _Outcome("unknown", f"{timeout}; {note}")
+
+    def _finish(self, run: _Run, outcome: _Outcome) -> None:
+        try:
+            with self.sessions.begin() as session:
+                now = self.clock.now()
+                action = session.get(Action, run.id)
+                if action is None or action.state != S.EXECUTING or action.lease_owner != self.owner:
+                    holder = None if action is None else action.lease_owner
+                    log.warning("dropping the outcome of %s: its lease is held by %r", run.public_id, holder)
+                    return
+                self._record_outcome(session, action, run, outcome, now)
+        except (StaleState, InvalidTransition) as exc:
+            log.warning("dropping the outcome of %s: its lease was taken over (%s)", run.public_id, exc)
+
+    def _record_outcome(self, session: Session, action: Action, run: _Run, outcome: _Outcome, now: datetime) -> None:
+        fence = [Action.lease_owner == self.owner]
+        data: dict[str, Any] = {"attempt": run.attempt}
+        error = outcome.error or outcome.kind
+        if outcome.kind == "succeeded":
+            result = {"result": outcome.result, "error": None}
+            self._end(session, action, now, S.SUCCEEDED, None, data=data, fence=fence, values=result)
+        elif outcome.kind == "retry" and run.attempt < self.max_attempts:
+            delay = min(self.backoff_max_s, self.backoff_base_s * 2 ** min(run.attempt - 1, 60))
+            delay *= self._rng.uniform(0.5, 1.5)
+            retry_at = now + timedelta(seconds=delay)
+            values = {"lease_owner": None, "lease_until": None, "run_at": retry_at, "error": error}
+            self._update(session, action, now, values, fence=fence)
+            data.update(retry_at=retry_at.isoformat(), delay_s=delay)
+            _audit(session, action, "execution.retry_scheduled", now, error, data)
+        elif outcome.kind == "retry":
+            note = f"gave up after {run.attempt} attempts: {error}"
+            self._end(session, action, now, S.FAILED, note, data=data, fence=fence)
+        else:
+            target = S.FAILED if outcome.kind == "failed" else S.UNKNOWN
+            self._end(session, action, now, target, error, data=data, fence=fence)
+
+    def _end(
+        self, session: Session, action: Action, now: datetime, target: ActionState, error: str | None, **options: Any
+    ) -> None:
+        """End an execution (`succeeded`, `failed` or `unknown`): lease cleared, error noted, message queued.
+
+        `options`: `data` and `fence` (the compare-and-set's extra conditions), and `values` to set.
+        """
+        values = {"error": error, "lease_owner": None, "lease_until": None, **options.get("values", {})}
+        transitions.transition(
+            session,
+            action,
+            target,
+            actor=SYSTEM,
+            now=now,
+            note=error,
+            data=options["data"],
+            extra_where=options["fence"],
+            values=values,
+            messages=[Message(f"action.{target.value}")],
+        )
+
+    def _update(
+        self, session: Session, action: Action, now: datetime, values: dict[str, Any], *, fence: Sequence[Any]
+    ) -> None:
+        """Change an executing action without moving its state: compare-and-set on state and `fence`."""
+        statement = (
+            update(Action)
+            .where(Action.id == action.id, Action.state == S.EXECUTING, *fence)
+            .values(updated_at=now, **values)
+            .execution_options(synchronize_session=False)
+        )
+        result = session.execute(statement)
+        if not isinstance(result, CursorResult) or result.rowcount != 1:
+            raise StaleState(action.public_id, action.state)
+
+
+def _call_with_timeout(call: Callable[[], Any], run: _Run) -> _Outcome | None:
+    """Run the tool in a daemon thread; None if it has not returned within the timeout.
+
+    A thread cannot be stopped: a tool that overruns is abandoned and its late result ignored.
+    """
+    outcomes: list[_Outcome] = []
+
+    def target() -> None:
+        try:
+            value = call()
+        except RetryableError as exc:
+            outcomes.append(_Outcome("retry", _describe(exc)))
+        except BaseException as exc:  # noqa: BLE001 - whatever the tool raises is its failure
+            outcomes.append(_Outcome("failed", _describe(exc)))
+        else:
+            outcomes.append(_Outcome("succeeded", result=_json_safe(value)))
+
+    thread = threading.Thread(target=target, name=f"tool:{run.tool}:{run.public_id}", daemon=True)
+    thread.start()
+    thread.join(run.timeout_s)
+    return None if thread.is_alive() or not outcomes else outcomes[0]
+
+
+def _audit(session: Session, action: Action, kind: str, now: datetime, note: str | None, data: dict[str, Any]) -> None:
+    """Audit an execution event that does not move the action's state."""
+    transitions.record(session, action, kind, actor=SYSTEM, now=now, from_state=S.EXECUTING, note=note, data=data)
+
+
+def _describe(exc: BaseException) -> str:
+    text = str(exc)
+    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
+
+
+def _iso(value: datetime | None) -> str | None:
+    return value.isoformat() if value is not None else None
+
+
+def _json_safe(value: Any) -> dict[str, Any]:
+    """The tool's return value as a JSON object: dicts as they are, anything else as {"value": …}."""
+    try:
+        jsonable = to_jsonable_python(value, fallback=repr)
+        wrapped = jsonable if isinstance(jsonable, dict) else {"value": jsonable}
+        json.dumps(wrapped, allow_nan=False)
+    except (TypeError, ValueError):
+        return {"value": repr(value)}
+    return wrapped
