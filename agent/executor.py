@@ -231,8 +231,7 @@ class Executor:
         data: dict[str, Any] = {"attempt": run.attempt}
         error = outcome.error or outcome.kind
         if outcome.kind == "succeeded":
-            result = {"result": outcome.result, "error": None}
-            self._end(session, action, now, S.SUCCEEDED, None, data=data, fence=fence, values=result)
+            self._end(session, action, now, S.SUCCEEDED, None, data=data, fence=fence, result=outcome.result)
         elif outcome.kind == "retry" and run.attempt < self.max_attempts:
             delay = min(self.backoff_max_s, self.backoff_base_s * 2 ** min(run.attempt - 1, 60))
             delay *= self._rng.uniform(0.5, 1.5)
@@ -249,13 +248,22 @@ class Executor:
             self._end(session, action, now, target, error, data=data, fence=fence)
 
     def _end(
-        self, session: Session, action: Action, now: datetime, target: ActionState, error: str | None, **options: Any
+        self,
+        session: Session,
+        action: Action,
+        now: datetime,
+        target: ActionState,
+        error: str | None,
+        *,
+        data: dict[str, Any],
+        fence: Sequence[Any],
+        result: dict[str, Any] | None = None,
     ) -> None:
-        """End an execution (`succeeded`, `failed` or `unknown`): lease cleared, error noted, message queued.
-
-        `options`: `data` and `fence` (the compare-and-set's extra conditions), and `values` to set.
-        """
-        values = {"error": error, "lease_owner": None, "lease_until": None, **options.get("values", {})}
+        """End an execution (`succeeded`, `failed` or `unknown`): lease cleared, error noted, message queued."""
+        values: dict[str, Any] = {"error": error, "lease_owner": None, "lease_until": None}
+        if target == S.SUCCEEDED:
+            values["result"] = result
+        messages = [Message(f"action.{target.value}")]
         transitions.transition(
             session,
             action,
@@ -263,10 +271,10 @@ class Executor:
             actor=SYSTEM,
             now=now,
             note=error,
-            data=options["data"],
-            extra_where=options["fence"],
+            data=data,
+            extra_where=fence,
             values=values,
-            messages=[Message(f"action.{target.value}")],
+            messages=messages,
         )
 
     def _update(

@@ -43,10 +43,13 @@ def submit(
     task_type: TaskTypeConfig,
     catalog: ToolCatalog,
     now: datetime,
+    turn: int = 0,
+    tool_use_id: str | None = None,
 ) -> Action:
     """Record the draft as an action and route it; returns the action in its new state
     (`refused` with `error` set when the draft is out of scope or invalid)."""
     action = _new_action(task, draft, now)
+    action.turn, action.tool_use_id = turn, tool_use_id
     session.add(action)
     session.flush()
     transitions.record(session, action, "action.drafted", actor=SYSTEM, now=now,

@@ -156,9 +156,20 @@ class SlackConfig(_Model):
     admins: list[Person] = []
 
 
+class ModelPrice(_Model):
+    """USD per million tokens."""
+
+    input: float = Field(ge=0)
+    output: float = Field(ge=0)
+
+
 class ModelConfig(_Model):
     default: str = "claude-sonnet-4-6"
     router: str = "claude-haiku-4-5"
+    max_tokens: int = Field(default=4096, gt=0)  # per reply
+    prices: dict[str, ModelPrice] = {}  # adds to or overrides the built-in price table
+    # The model keeps failing (429/529/5xx/timeouts) this long → the task is stalled and escalated.
+    outage_limit: Duration = parse_duration("5m")
 
 
 class ToolsConfig(_Model):
@@ -177,6 +188,9 @@ class Budget(_Model):
     max_steps: int = Field(default=8, gt=0)
     max_tokens: int = Field(default=50_000, gt=0)
     max_cost_usd: float = Field(default=0.5, gt=0)
+    # Per task type and UTC day, over all its tasks; unset means no daily limit.
+    daily_max_tokens: int | None = Field(default=None, gt=0)
+    daily_max_cost_usd: float | None = Field(default=None, gt=0)
 
 
 class EscalationStep(_Model):
@@ -220,6 +234,7 @@ class TaskTypeConfig(_Model):
     quorum: int = Field(default=1, ge=1)
     veto_window: Duration = parse_duration("10m")
     confidence_threshold: Share = 0.7
+    model: str | None = None  # else model.default
     budget: Budget = Budget()
     escalation: list[EscalationStep] = []
     graduation: GraduationConfig = GraduationConfig()

@@ -1,0 +1,86 @@
+"""What the model is shown and what comes back to it.
+
+Tools are offered with two extra required inputs, `rationale` and `confidence`, which the
+runtime strips before validating the tool's own parameters. An action's outcome returns to
+the model as a `tool_result`: the tool's output or error, a rejection with the approver's
+reason word for word, edited parameters with their diff, a veto, an expiry. Text from Slack
+and from tools only ever travels as message content, never as instructions.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from agent.tools import ToolRegistry
+from approvals.states import ActionState
+from core.config import TaskTypeConfig
+from core.models import Action, Decision
+
+RATIONALE, CONFIDENCE = "rationale", "confidence"
+_RESULT_LIMIT = 20_000  # characters of tool output passed back to the model
+
+
+def tool_definitions(task_type: TaskTypeConfig, registry: ToolRegistry) -> list[dict[str, Any]]:
+    """Only the task type's allowlisted tools, each with `rationale` and `confidence` added."""
+    definitions = []
+    for name in task_type.tools:
+        spec = registry.get(name)
+        schema = spec.json_schema()
+        properties = dict(schema.get("properties", {}))
+        properties[RATIONALE] = {"type": "string", "description": "Why this call: shown to the approver."}
+        properties[CONFIDENCE] = {"type": "number", "minimum": 0, "maximum": 1,
+                                  "description": "How sure you are this call is right, 0 to 1."}
+        required = [*schema.get("required", []), RATIONALE, CONFIDENCE]
+        definitions.append({
+            "name": name,
+            "description": spec.description or name,
+            "input_schema": {**schema, "type": "object", "properties": properties, "required": required},
+        })
+    return definitions
+
+
+def split_input(tool_input: Any) -> tuple[dict[str, Any], str, float]:
+    """(params, rationale, confidence) from a `tool_use` input; a bad confidence counts as 0."""
+    params = dict(tool_input) if isinstance(tool_input, dict) else {}
+    rationale = params.pop(RATIONALE, "")
+    confidence = params.pop(CONFIDENCE, 0.0)
+    if isinstance(confidence, bool) or not isinstance(confidence, int | float):
+        confidence = 0.0
+    return params, rationale if isinstance(rationale, str) else str(rationale), float(confidence)
+
+
+def tool_result(session: Session, action: Action) -> dict[str, Any]:
+    """The `tool_result` block that tells the model how `action` ended."""
+    decisions = session.scalars(select(Decision).where(Decision.action_id == action.id).order_by(Decision.id)).all()
+    final = next((d for d in reversed(decisions) if d.kind in ("reject", "veto")), None)
+    edits = [d for d in decisions if d.kind == "edit"]
+    state = ActionState(action.state)
+    is_error = state != ActionState.SUCCEEDED
+    if state == ActionState.SUCCEEDED:
+        text = _clip(json.dumps(action.result, ensure_ascii=False, default=str))
+    elif state == ActionState.REJECTED and final is not None:
+        text = f"A person ({final.actor}) rejected this call. Their reason: {final.note}"
+    elif state == ActionState.VETOED and final is not None:
+        reason = f" Their reason: {final.note}" if final.note else ""
+        text = f"A person ({final.actor}) vetoed this call before it ran.{reason}"
+    elif state == ActionState.EXPIRED:
+        text = "Nobody approved this call in time; it expired and did not run."
+    elif state == ActionState.REFUSED:
+        text = f"This call was refused and did not run: {action.error}"
+    elif state == ActionState.CANCELLED:
+        text = "This call was cancelled and did not run."
+    else:  # failed, escalated
+        text = f"The tool failed: {_clip(action.error or 'unknown error')}"
+    if edits and state == ActionState.SUCCEEDED:
+        diff = json.dumps(edits[-1].diff, ensure_ascii=False)
+        text = f"A person ({edits[-1].actor}) edited the parameters before approving: {diff}. It ran with " \
+               f"{json.dumps(action.params, ensure_ascii=False)}. Result: {text}"
+    return {"type": "tool_result", "tool_use_id": action.tool_use_id, "content": text, "is_error": is_error}
+
+
+def _clip(text: str) -> str:
+    return text if len(text) <= _RESULT_LIMIT else text[:_RESULT_LIMIT] + f"… ({len(text)} characters in all)"
