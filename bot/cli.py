@@ -10,6 +10,7 @@ import click
 from agent.errors import ToolLoadError
 from agent.tools import load_tool_modules
 from bot.cli_audit import audit
+from bot.cli_tasks import task, trace, usage
 from bot.runtime import open_database
 from core.config import Settings, check_tool_names, load_config
 from core.errors import ConfigError
@@ -68,3 +69,6 @@ def db_upgrade() -> None:
 
 
 main.add_command(audit)
+main.add_command(task)
+main.add_command(trace)
+main.add_command(usage)

@@ -8,6 +8,7 @@ told to fail (`fail`, `fail_for`) or stall (`hang`). Faulted calls change nothin
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import json
 import math
@@ -223,7 +224,7 @@ class SlackEmulator:
             return Reply(200, {"ok": False, "error": "unknown_method"})
         if not token:
             return Reply(200, {"ok": False, "error": "not_authed"})
-        if token != self.token if self.token else not token.startswith("xoxb-"):
+        if not (token == self.token if self.token else token.startswith("xoxb-")):
             return Reply(200, {"ok": False, "error": "invalid_auth"})
         try:
             return Reply(200, {"ok": True, **handler(self, params)})
@@ -400,20 +401,20 @@ def _replies(em: SlackEmulator, p: JsonDict) -> JsonDict:
 @_method("views.open")
 def _views_open(em: SlackEmulator, p: JsonDict) -> JsonDict:
     trigger_id = _required(p, "trigger_id", "invalid_arguments")
-    view = em.workspace.open_view(trigger_id, parse_view(p.get("view"), kinds=["modal"]), strict=em.strict_triggers)
+    view = em.workspace.open_view(trigger_id, parse_view(p.get("view"), kinds=("modal",)), strict=em.strict_triggers)
     return {"view": em.workspace.view_to_slack(view)}
 
 
 @_method("views.push")
 def _views_push(em: SlackEmulator, p: JsonDict) -> JsonDict:
     trigger_id = _required(p, "trigger_id", "invalid_arguments")
-    view = em.workspace.push_view(trigger_id, parse_view(p.get("view"), kinds=["modal"]), strict=em.strict_triggers)
+    view = em.workspace.push_view(trigger_id, parse_view(p.get("view"), kinds=("modal",)), strict=em.strict_triggers)
     return {"view": em.workspace.view_to_slack(view)}
 
 
 @_method("views.update")
 def _views_update(em: SlackEmulator, p: JsonDict) -> JsonDict:
-    payload = parse_view(p.get("view"), kinds=["modal", "home"])
+    payload = parse_view(p.get("view"), kinds=("modal", "home"))
     view_id, external_id = p.get("view_id"), p.get("external_id")
     if not view_id and not external_id:
         raise SlackError("invalid_arguments", "pass `view_id` or `external_id`")
@@ -424,7 +425,7 @@ def _views_update(em: SlackEmulator, p: JsonDict) -> JsonDict:
 @_method("views.publish")
 def _views_publish(em: SlackEmulator, p: JsonDict) -> JsonDict:
     user = _required(p, "user_id", "invalid_arguments")
-    view = em.workspace.publish_home(user, parse_view(p.get("view"), kinds=["home"]), p.get("hash"))
+    view = em.workspace.publish_home(user, parse_view(p.get("view"), kinds=("home",)), p.get("hash"))
     return {"view": em.workspace.view_to_slack(view)}
 
 
@@ -517,10 +518,12 @@ class _Handler(BaseHTTPRequestHandler):
 
     def _send(self, reply: Reply) -> None:
         data = json.dumps(reply.body).encode("utf-8")
-        self.send_response(reply.status)
-        self.send_header("Content-Type", "application/json; charset=utf-8")
-        self.send_header("Content-Length", str(len(data)))
-        for name, value in reply.headers.items():
-            self.send_header(name, value)
-        self.end_headers()
-        self.wfile.write(data)
+        # A client that gave up (a timeout against `hang`) is gone; the call still happened.
+        with contextlib.suppress(BrokenPipeError, ConnectionResetError):
+            self.send_response(reply.status)
+            self.send_header("Content-Type", "application/json; charset=utf-8")
+            self.send_header("Content-Length", str(len(data)))
+            for name, value in reply.headers.items():
+                self.send_header(name, value)
+            self.end_headers()
+            self.wfile.write(data)

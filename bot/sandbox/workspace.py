@@ -9,8 +9,9 @@ threads, the tests and the sandbox page can read and write at the same time. Met
 from __future__ import annotations
 
 import copy
+import json
 import threading
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, cast
 
@@ -65,7 +66,7 @@ def parse_blocks(raw: object, *, limit: int = 50, code: str = "invalid_blocks") 
     return cast(list[JsonDict], raw)
 
 
-def parse_view(raw: object, *, kinds: Iterable[str]) -> JsonDict:
+def parse_view(raw: object, *, kinds: tuple[str, ...]) -> JsonDict:
     """A modal or Home view; Slack answers `invalid_arguments` for any problem in it."""
     if isinstance(raw, str):
         try:

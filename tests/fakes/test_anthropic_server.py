@@ -31,7 +31,7 @@ def make_client(fake: FakeAnthropic, **options: Any) -> anthropic.Anthropic:
     return anthropic.Anthropic(api_key="test-key", base_url=fake.url, **options)
 
 
-def create(client: anthropic.Anthropic, messages: list[dict[str, Any]] | None = None, **extra: Any) -> Message:
+def create(client: anthropic.Anthropic, messages: list[Any] | None = None, **extra: Any) -> Message:
     return client.messages.create(model=MODEL, max_tokens=512, messages=messages or HELLO, **extra)  # type: ignore[arg-type]
 
 
@@ -121,6 +121,21 @@ def test_missing_tool_result_is_a_400_like_the_real_api(fake: FakeAnthropic) -> 
             ],
             "unexpected `tool_use_id`",
         ),
+        (
+            [
+                *HELLO,
+                {"role": "assistant", "content": [{"type": "tool_use", "id": "toolu_1", "name": "ping", "input": {}}]},
+                {
+                    "role": "user",
+                    "content": [
+                        {"type": "text", "text": "first"},
+                        {"type": "tool_result", "tool_use_id": "toolu_1", "content": "ok"},
+                    ],
+                },
+            ],
+            "must come first",
+        ),
+        ([*HELLO, {"role": "assistant", "content": []}, {"role": "user", "content": "x"}], "non-empty content"),
     ],
 )
 def test_malformed_conversations_are_rejected(fake: FakeAnthropic, messages: list[Any], complaint: str) -> None:
@@ -138,6 +153,11 @@ def test_required_fields_and_api_key_are_checked(fake: FakeAnthropic) -> None:
 
     status, payload = raw_post(fake, complete)
     assert (status, payload["type"], payload["error"]["type"]) == (401, "error", "authentication_error")
+
+
+def test_streaming_is_refused_clearly(fake: FakeAnthropic) -> None:
+    with make_client(fake) as client, pytest.raises(anthropic.BadRequestError, match="does not support streaming"):
+        create(client, stream=True)
 
 
 def test_rate_limit_surfaces_without_retries_and_is_retried_with_them(fake: FakeAnthropic) -> None:

@@ -1,0 +1,90 @@
+"""`countersign task submit`, `trace` and `usage`: start work and see what it did and cost."""
+
+from __future__ import annotations
+
+import sys
+from datetime import UTC, date, datetime
+from pathlib import Path
+
+import click
+
+from agent.tasks import TaskError, get_task, submit_task
+from agent.traces import daily_usage, task_usage, timeline
+from bot.runtime import open_database
+from core.clock import SystemClock
+from core.config import Config, Settings, load_config
+from core.errors import ConfigError
+
+
+def _config(settings: Settings) -> Config:
+    try:
+        return load_config(Path(settings.config_path))
+    except ConfigError as exc:
+        for problem in exc.problems:
+            click.echo(problem, err=True)
+        sys.exit(1)
+
+
+@click.group()
+def task() -> None:
+    """Start tasks."""
+
+
+@task.command("submit")
+@click.argument("task_type")
+@click.argument("text")
+@click.option("--requester", help="Slack user id of the person asking (U…); they can never approve it.")
+def task_submit(task_type: str, text: str, requester: str | None) -> None:
+    """Start a task of TASK_TYPE for TEXT; the serving process's agent picks it up."""
+    settings = Settings()
+    config = _config(settings)
+    engine, sessions = open_database(settings)
+    try:
+        with sessions.begin() as session:
+            created = submit_task(session, config, task_type, text, now=SystemClock().now(), requester=requester)
+        click.echo(created.public_id)
+    except TaskError as exc:
+        raise click.ClickException(str(exc)) from exc
+    finally:
+        engine.dispose()
+
+
+@click.command("trace")
+@click.argument("task_id")
+def trace(task_id: str) -> None:
+    """Print TASK_ID's timeline: model calls, drafts, decisions, executions, and its cost."""
+    engine, sessions = open_database(Settings())
+    try:
+        with sessions() as session:
+            found = get_task(session, task_id)
+            click.echo(f"task {found.public_id} · {found.task_type} · {found.state} · requested by "
+                       f"{found.requester or 'nobody'} at {found.created_at.isoformat(timespec='seconds')}")
+            for entry in timeline(session, found):
+                click.echo(f"{entry.at.strftime('%Y-%m-%d %H:%M:%S.%f')[:-3]}  {entry.kind:<24} "
+                           f"{entry.actor:<18} {entry.summary}")
+            usage = task_usage(session, found)
+            click.echo(f"total: {usage.calls} model calls · in {usage.input_tokens} / out {usage.output_tokens} "
+                       f"tokens · ${usage.cost_usd:.4f}")
+    except TaskError as exc:
+        raise click.ClickException(str(exc)) from exc
+    finally:
+        engine.dispose()
+
+
+@click.command("usage")
+@click.option("--day", type=click.DateTime(formats=["%Y-%m-%d"]), help="UTC day (default: today).")
+def usage(day: datetime | None) -> None:
+    """Model calls, tokens and cost per task type and model on one UTC day."""
+    wanted: date = (day or datetime.now(UTC)).date()
+    engine, sessions = open_database(Settings())
+    try:
+        with sessions() as session:
+            rows = daily_usage(session, wanted)
+        click.echo(f"usage on {wanted.isoformat()} (UTC)")
+        for (task_type, model), used in rows.items():
+            click.echo(f"{task_type:<20} {model:<28} {used.calls:>6} calls {used.input_tokens:>10} in "
+                       f"{used.output_tokens:>9} out  ${used.cost_usd:.4f}")
+        if not rows:
+            click.echo("no model calls")
+    finally:
+        engine.dispose()
