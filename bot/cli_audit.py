@@ -36,7 +36,7 @@ from core.migrate import current_revision, head_revision
 
 @click.group()
 def audit() -> None:
-    """Verify and export the audit ledger."""
+    """Verify and export the audit ledger, publish its head."""
 
 
 @contextmanager
@@ -87,7 +87,7 @@ def _since(_ctx: click.Context, _param: click.Parameter, value: str | None) -> d
     help="A published head (HASH or SEQ:HASH) the ledger must still contain.",
 )
 def verify_command(against: PublishedHead | None) -> None:
-    """Check the hash chain from the first event to the head; exit 1 if it is broken."""
+    """Check the hash chain; exit 1 at the first broken event."""
     with _sessions(read_only=True) as sessions, sessions() as session:
         report = verify(session, against=against)
     if not report.ok:
@@ -119,7 +119,7 @@ def export_command(fmt: str, since: datetime | None) -> None:
 
 @audit.command("publish-head")
 def publish_head_command() -> None:
-    """Enqueue the ledger head for the admin channel (if it moved since the last one)."""
+    """Enqueue the ledger head for the admin channel, if it moved."""
     with _sessions(read_only=False) as sessions, sessions.begin() as session:
         published = publish_head(session, SystemClock().now())
         seq, hash_ = published or head(session)

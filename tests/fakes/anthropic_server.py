@@ -118,7 +118,7 @@ class FakeAnthropic:
         self._server = _Server(("127.0.0.1", 0), _Handler)
         self._server.fake = self
         self._thread = threading.Thread(
-            target=self._server.serve_forever, kwargs={"poll_interval": 0.05}, name="FakeAnthropic", daemon=True
+            target=self._server.serve_forever, kwargs={"poll_interval": 0.01}, name="FakeAnthropic", daemon=True
         )
         self._thread.start()
         host, port = self._server.server_address[:2]
