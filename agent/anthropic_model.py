@@ -17,8 +17,9 @@ _BLOCK_KEYS = {"text": ("type", "text"), "tool_use": ("type", "id", "name", "inp
 
 
 class AnthropicModel:
-    def __init__(self, client: anthropic.Anthropic | None = None, *, timeout_s: float = 60.0,
-                 max_retries: int = 2) -> None:
+    def __init__(
+        self, client: anthropic.Anthropic | None = None, *, timeout_s: float = 60.0, max_retries: int = 2
+    ) -> None:
         self.client = client or anthropic.Anthropic(timeout=timeout_s, max_retries=max_retries)
 
     def complete(self, request: ModelRequest) -> ModelReply:
@@ -32,8 +33,7 @@ class AnthropicModel:
             )
         except anthropic.APIStatusError as exc:
             if exc.status_code == 429 or exc.status_code >= 500:
-                raise ModelUnavailable(_describe(exc), status=exc.status_code,
-                                       retry_after_s=_retry_after(exc)) from exc
+                raise ModelUnavailable(_describe(exc), status=exc.status_code, retry_after_s=_retry_after(exc)) from exc
             raise ModelRequestError(_describe(exc), status=exc.status_code) from exc
         except anthropic.APIConnectionError as exc:  # includes timeouts
             raise ModelUnavailable(f"{type(exc).__name__}: {exc}") from exc

@@ -28,8 +28,9 @@ def exceeded(session: Session, task: Task, budget: Budget, now: datetime) -> str
     if budget.daily_max_tokens is not None and day_tokens >= budget.daily_max_tokens:
         return f"budget: task type {task.task_type!r} used {day_tokens} tokens today (limit {budget.daily_max_tokens})"
     if budget.daily_max_cost_usd is not None and day_cost >= budget.daily_max_cost_usd:
-        return (f"budget: task type {task.task_type!r} spent ${day_cost:.4f} today "
-                f"(limit ${budget.daily_max_cost_usd:.2f})")
+        return (
+            f"budget: task type {task.task_type!r} spent ${day_cost:.4f} today (limit ${budget.daily_max_cost_usd:.2f})"
+        )
     return None
 
 
@@ -38,8 +39,15 @@ def daily_usage(session: Session, task_type: str, now: datetime) -> tuple[int, f
     midnight = now.replace(hour=0, minute=0, second=0, microsecond=0)
     row = session.execute(
         select(
-            func.coalesce(func.sum(TraceEvent.input_tokens + TraceEvent.output_tokens + TraceEvent.cache_read_tokens
-                                   + TraceEvent.cache_creation_tokens), 0),
+            func.coalesce(
+                func.sum(
+                    TraceEvent.input_tokens
+                    + TraceEvent.output_tokens
+                    + TraceEvent.cache_read_tokens
+                    + TraceEvent.cache_creation_tokens
+                ),
+                0,
+            ),
             func.coalesce(func.sum(TraceEvent.cost_usd), 0.0),
         ).where(TraceEvent.task_type == task_type, TraceEvent.at >= midnight, TraceEvent.kind == "model_call")
     ).one()

@@ -32,14 +32,20 @@ def tool_definitions(task_type: TaskTypeConfig, registry: ToolRegistry) -> list[
         schema = spec.json_schema()
         properties = dict(schema.get("properties", {}))
         properties[RATIONALE] = {"type": "string", "description": "Why this call: shown to the approver."}
-        properties[CONFIDENCE] = {"type": "number", "minimum": 0, "maximum": 1,
-                                  "description": "How sure you are this call is right, 0 to 1."}
+        properties[CONFIDENCE] = {
+            "type": "number",
+            "minimum": 0,
+            "maximum": 1,
+            "description": "How sure you are this call is right, 0 to 1.",
+        }
         required = [*schema.get("required", []), RATIONALE, CONFIDENCE]
-        definitions.append({
-            "name": name,
-            "description": spec.description or name,
-            "input_schema": {**schema, "type": "object", "properties": properties, "required": required},
-        })
+        definitions.append(
+            {
+                "name": name,
+                "description": spec.description or name,
+                "input_schema": {**schema, "type": "object", "properties": properties, "required": required},
+            }
+        )
     return definitions
 
 
@@ -77,8 +83,10 @@ def tool_result(session: Session, action: Action) -> dict[str, Any]:
         text = f"The tool failed: {_clip(action.error or 'unknown error')}"
     if edits and state == ActionState.SUCCEEDED:
         diff = json.dumps(edits[-1].diff, ensure_ascii=False)
-        text = f"A person ({edits[-1].actor}) edited the parameters before approving: {diff}. It ran with " \
-               f"{json.dumps(action.params, ensure_ascii=False)}. Result: {text}"
+        text = (
+            f"A person ({edits[-1].actor}) edited the parameters before approving: {diff}. It ran with "
+            f"{json.dumps(action.params, ensure_ascii=False)}. Result: {text}"
+        )
     return {"type": "tool_result", "tool_use_id": action.tool_use_id, "content": text, "is_error": is_error}
 
 

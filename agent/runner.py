@@ -42,10 +42,22 @@ PREAMBLE = (
 
 
 class AgentRunner:
-    def __init__(self, sessions: sessionmaker[Session], config: Config, registry: ToolRegistry, model: ModelClient,
-                 clock: Clock, *, owner: str | None = None, lease_s: float = 300.0, backoff_base_s: float = 2.0,
-                 backoff_max_s: float = 120.0, loop_repeats: int = 3, loop_refusals: int = 3,
-                 rng: random.Random | None = None) -> None:
+    def __init__(
+        self,
+        sessions: sessionmaker[Session],
+        config: Config,
+        registry: ToolRegistry,
+        model: ModelClient,
+        clock: Clock,
+        *,
+        owner: str | None = None,
+        lease_s: float = 300.0,
+        backoff_base_s: float = 2.0,
+        backoff_max_s: float = 120.0,
+        loop_repeats: int = 3,
+        loop_refusals: int = 3,
+        rng: random.Random | None = None,
+    ) -> None:
         self.sessions, self.config, self.registry, self.model, self.clock = sessions, config, registry, model, clock
         self.owner = owner or f"{socket.gethostname()}:{os.getpid()}:{random.getrandbits(32):08x}"
         self.lease = timedelta(seconds=lease_s)
@@ -67,12 +79,16 @@ class AgentRunner:
 
     def _resume_one(self) -> bool:
         now = self.clock.now()
-        turn_open = exists().where(Action.task_id == Task.id, Action.turn == Task.turn,
-                                   Action.state.in_([s.value for s in OPEN_ACTION_STATES]))
+        turn_open = exists().where(
+            Action.task_id == Task.id, Action.turn == Task.turn, Action.state.in_([s.value for s in OPEN_ACTION_STATES])
+        )
         with self.sessions.begin() as session:
             task = session.scalars(
-                select(Task).where(Task.state == TaskState.WAITING, ~turn_open).order_by(Task.updated_at, Task.id)
-                .limit(1).with_for_update(skip_locked=True)
+                select(Task)
+                .where(Task.state == TaskState.WAITING, ~turn_open)
+                .order_by(Task.updated_at, Task.id)
+                .limit(1)
+                .with_for_update(skip_locked=True)
             ).first()
             if task is None:
                 return False
@@ -80,8 +96,14 @@ class AgentRunner:
                 select(Action).where(Action.task_id == task.id, Action.turn == task.turn).order_by(Action.id)
             ).all()
             results = [tool_result(session, action) for action in actions]
-            move(session, task, TaskState.RUNNING, actor=SYSTEM, now=now,
-                 values={"messages": [*task.messages, {"role": "user", "content": results}], "next_step_at": now})
+            move(
+                session,
+                task,
+                TaskState.RUNNING,
+                actor=SYSTEM,
+                now=now,
+                values={"messages": [*task.messages, {"role": "user", "content": results}], "next_step_at": now},
+            )
         return True
 
     # -- step -------------------------------------------------------------------------
@@ -91,22 +113,42 @@ class AgentRunner:
         with self.sessions.begin() as session:
             task = session.scalars(
                 select(Task)
-                .where(Task.state.in_([TaskState.RUNNING, TaskState.STALLED]), Task.next_step_at <= now,
-                       or_(Task.lease_owner.is_(None), Task.lease_until < now))
-                .order_by(Task.next_step_at, Task.id).limit(1).with_for_update(skip_locked=True)
+                .where(
+                    Task.state.in_([TaskState.RUNNING, TaskState.STALLED]),
+                    Task.next_step_at <= now,
+                    or_(Task.lease_owner.is_(None), Task.lease_until < now),
+                )
+                .order_by(Task.next_step_at, Task.id)
+                .limit(1)
+                .with_for_update(skip_locked=True)
             ).first()
             if task is None:
                 return False
             task_type = self.config.task_types.get(task.task_type)
             if task_type is None:
-                move(session, task, TaskState.FAILED, actor=SYSTEM, now=now, message="task.finished",
-                     note=f"task type {task.task_type!r} is no longer configured")
+                move(
+                    session,
+                    task,
+                    TaskState.FAILED,
+                    actor=SYSTEM,
+                    now=now,
+                    message="task.finished",
+                    note=f"task type {task.task_type!r} is no longer configured",
+                )
                 return True
             stop = budgets.exceeded(session, task, task_type.budget, now)
             if stop is not None:
-                move(session, task, TaskState.PAUSED, actor=SYSTEM, now=now, note=stop,
-                     values={"paused_reason": stop, "lease_owner": None, "next_step_at": None},
-                     message="task.paused", payload={"reason": stop, "kind": "budget"})
+                move(
+                    session,
+                    task,
+                    TaskState.PAUSED,
+                    actor=SYSTEM,
+                    now=now,
+                    note=stop,
+                    values={"paused_reason": stop, "lease_owner": None, "next_step_at": None},
+                    message="task.paused",
+                    payload={"reason": stop, "kind": "budget"},
+                )
                 return True
             task.lease_owner, task.lease_until = self.owner, now + self.lease
             request = self._request(task, task_type)
@@ -124,20 +166,27 @@ class AgentRunner:
 
     def _request(self, task: Task, task_type: TaskTypeConfig) -> ModelRequest:
         system = f"{PREAMBLE}\n\n{task_type.instructions}".strip()
-        return ModelRequest(model=task_type.model or self.config.model.default, system=system,
-                            messages=list(task.messages), tools=tool_definitions(task_type, self.registry),
-                            max_tokens=self.config.model.max_tokens, task_type=task.task_type)
+        return ModelRequest(
+            model=task_type.model or self.config.model.default,
+            system=system,
+            messages=list(task.messages),
+            tools=tool_definitions(task_type, self.registry),
+            max_tokens=self.config.model.max_tokens,
+            task_type=task.task_type,
+        )
 
     def _leased(self, session: Session, task_id: int) -> Task | None:
         """The task, locked, if this runner still holds its lease (else someone took over)."""
-        task = session.scalars(select(Task).where(Task.id == task_id).with_for_update()
-                               .execution_options(populate_existing=True)).first()
+        task = session.scalars(
+            select(Task).where(Task.id == task_id).with_for_update().execution_options(populate_existing=True)
+        ).first()
         if task is None or task.lease_owner != self.owner or task.state not in (TaskState.RUNNING, TaskState.STALLED):
             return None
         return task
 
-    def _record(self, task_id: int, task_type: TaskTypeConfig, request: ModelRequest, reply: ModelReply,
-                latency_ms: float) -> None:
+    def _record(
+        self, task_id: int, task_type: TaskTypeConfig, request: ModelRequest, reply: ModelReply, latency_ms: float
+    ) -> None:
         now = self.clock.now()
         with self.sessions.begin() as session:
             task = self._leased(session, task_id)
@@ -147,42 +196,85 @@ class AgentRunner:
             self._trace(session, task, now, "model_call", reply, cost, latency_ms)
             usage = {
                 "steps": task.steps + 1,
-                "input_tokens": task.input_tokens + reply.usage.input_tokens + reply.usage.cache_read_tokens
+                "input_tokens": task.input_tokens
+                + reply.usage.input_tokens
+                + reply.usage.cache_read_tokens
                 + reply.usage.cache_creation_tokens,
                 "output_tokens": task.output_tokens + reply.usage.output_tokens,
                 "cost_usd": task.cost_usd + cost,
-                "model_failures": 0, "unavailable_since": None, "lease_owner": None, "lease_until": None,
+                "model_failures": 0,
+                "unavailable_since": None,
+                "lease_owner": None,
+                "lease_until": None,
                 "next_step_at": None,
             }
             if task.state == TaskState.STALLED:
-                record(session, task, "task.model_available", actor=SYSTEM, now=now, note="the model answers again",
-                       message="task.resumed", payload={"kind": "model_available"})
+                record(
+                    session,
+                    task,
+                    "task.model_available",
+                    actor=SYSTEM,
+                    now=now,
+                    note="the model answers again",
+                    message="task.resumed",
+                    payload={"kind": "model_available"},
+                )
             loop = self._loop(session, task, task_type, reply)
             if loop is not None:
                 # The reply is kept in the trace, not in the conversation: a tool_use without
                 # its tool_result would make the next request invalid.
-                move(session, task, TaskState.PAUSED, actor=SYSTEM, now=now, note=loop,
-                     values={**usage, "paused_reason": loop}, message="task.paused",
-                     payload={"reason": loop, "kind": "loop"}, fence_owner=True)
+                move(
+                    session,
+                    task,
+                    TaskState.PAUSED,
+                    actor=SYSTEM,
+                    now=now,
+                    note=loop,
+                    values={**usage, "paused_reason": loop},
+                    message="task.paused",
+                    payload={"reason": loop, "kind": "loop"},
+                    fence_owner=True,
+                )
                 return
             turn = task.turn + 1
-            values = {**usage, "turn": turn,
-                      "messages": [*task.messages, {"role": "assistant", "content": reply.content}]}
+            values = {
+                **usage,
+                "turn": turn,
+                "messages": [*task.messages, {"role": "assistant", "content": reply.content}],
+            }
             if not reply.tool_uses:
-                move(session, task, TaskState.SUCCEEDED, actor=SYSTEM, now=now, note=reply.text[:500] or None,
-                     values={**values, "final_text": reply.text}, message="task.finished",
-                     payload={"text": reply.text}, fence_owner=True)
+                move(
+                    session,
+                    task,
+                    TaskState.SUCCEEDED,
+                    actor=SYSTEM,
+                    now=now,
+                    note=reply.text[:500] or None,
+                    values={**values, "final_text": reply.text},
+                    message="task.finished",
+                    payload={"text": reply.text},
+                    fence_owner=True,
+                )
                 return
             move(session, task, TaskState.WAITING, actor=SYSTEM, now=now, values=values, fence_owner=True)
             for use in reply.tool_uses:
                 params, rationale, confidence = split_input(use.get("input"))
-                submit(session, task, Draft(str(use.get("name")), params, rationale, confidence),
-                       task_type=task_type, catalog=self.registry, now=now, turn=turn, tool_use_id=str(use.get("id")))
+                submit(
+                    session,
+                    task,
+                    Draft(str(use.get("name")), params, rationale, confidence),
+                    task_type=task_type,
+                    catalog=self.registry,
+                    now=now,
+                    turn=turn,
+                    tool_use_id=str(use.get("id")),
+                )
 
     def _loop(self, session: Session, task: Task, task_type: TaskTypeConfig, reply: ModelReply) -> str | None:
         """Why this reply shows the task going in circles, or None."""
-        earlier = session.execute(select(Action.tool, Action.params_hash, Action.state)
-                                  .where(Action.task_id == task.id)).all()
+        earlier = session.execute(
+            select(Action.tool, Action.params_hash, Action.state).where(Action.task_id == task.id)
+        ).all()
         refusals = sum(1 for _, _, state in earlier if state == "refused")
         for use in reply.tool_uses:
             name = str(use.get("name"))
@@ -211,16 +303,37 @@ class AgentRunner:
             failures = task.model_failures + 1
             since = task.unavailable_since or now
             delay = exc.retry_after_s if exc.retry_after_s is not None else self._backoff(failures)
-            values: dict[str, Any] = {"model_failures": failures, "unavailable_since": since,
-                                      "next_step_at": now + timedelta(seconds=delay), "lease_owner": None,
-                                      "lease_until": None}
-            self._trace(session, task, now, "model_error", None, 0.0, None,
-                        {"error": str(exc), "status": exc.status, "failures": failures})
+            values: dict[str, Any] = {
+                "model_failures": failures,
+                "unavailable_since": since,
+                "next_step_at": now + timedelta(seconds=delay),
+                "lease_owner": None,
+                "lease_until": None,
+            }
+            self._trace(
+                session,
+                task,
+                now,
+                "model_error",
+                None,
+                0.0,
+                None,
+                {"error": str(exc), "status": exc.status, "failures": failures},
+            )
             if task.state == TaskState.RUNNING and now - since >= self.config.model.outage_limit:
                 reason = f"paused: model unavailable since {since.isoformat(timespec='seconds')} ({exc})"
-                move(session, task, TaskState.STALLED, actor=SYSTEM, now=now, note=reason, values=values,
-                     message="task.stalled", payload={"reason": reason, "kind": "model_unavailable"},
-                     fence_owner=True)
+                move(
+                    session,
+                    task,
+                    TaskState.STALLED,
+                    actor=SYSTEM,
+                    now=now,
+                    note=reason,
+                    values=values,
+                    message="task.stalled",
+                    payload={"reason": reason, "kind": "model_unavailable"},
+                    fence_owner=True,
+                )
             else:
                 for name, value in values.items():
                     setattr(task, name, value)
@@ -230,23 +343,48 @@ class AgentRunner:
         with self.sessions.begin() as session:
             task = self._leased(session, task_id)
             if task is not None:
-                move(session, task, TaskState.FAILED, actor=SYSTEM, now=now, note=reason,
-                     values={"lease_owner": None, "paused_reason": reason}, message="task.finished",
-                     payload={"error": reason}, fence_owner=True)
+                move(
+                    session,
+                    task,
+                    TaskState.FAILED,
+                    actor=SYSTEM,
+                    now=now,
+                    note=reason,
+                    values={"lease_owner": None, "paused_reason": reason},
+                    message="task.finished",
+                    payload={"error": reason},
+                    fence_owner=True,
+                )
 
     def _backoff(self, failures: int) -> float:
-        return min(self.backoff_max_s, self.backoff_base_s * 2 ** (failures - 1)) * self.rng.uniform(0.5, 1.5)
+        return min(self.backoff_max_s, self.backoff_base_s * 2.0 ** (failures - 1)) * self.rng.uniform(0.5, 1.5)
 
     @staticmethod
-    def _trace(session: Session, task: Task, now: datetime, kind: str, reply: ModelReply | None, cost: float,
-               latency_ms: float | None, data: dict[str, Any] | None = None) -> None:
+    def _trace(
+        session: Session,
+        task: Task,
+        now: datetime,
+        kind: str,
+        reply: ModelReply | None,
+        cost: float,
+        latency_ms: float | None,
+        data: dict[str, Any] | None = None,
+    ) -> None:
         if reply is not None:
             data = {"stop_reason": reply.stop_reason, "request_id": reply.request_id, "content": reply.content}
-        session.add(TraceEvent(
-            task_id=task.id, task_type=task.task_type, at=now, kind=kind, model=reply.model if reply else None,
-            input_tokens=reply.usage.input_tokens if reply else 0,
-            output_tokens=reply.usage.output_tokens if reply else 0,
-            cache_read_tokens=reply.usage.cache_read_tokens if reply else 0,
-            cache_creation_tokens=reply.usage.cache_creation_tokens if reply else 0,
-            cost_usd=cost, latency_ms=latency_ms, data=data,
-        ))
+        session.add(
+            TraceEvent(
+                task_id=task.id,
+                task_type=task.task_type,
+                at=now,
+                kind=kind,
+                model=reply.model if reply else None,
+                input_tokens=reply.usage.input_tokens if reply else 0,
+                output_tokens=reply.usage.output_tokens if reply else 0,
+                cache_read_tokens=reply.usage.cache_read_tokens if reply else 0,
+                cache_creation_tokens=reply.usage.cache_creation_tokens if reply else 0,
+                cost_usd=cost,
+                latency_ms=latency_ms,
+                data=data,
+            )
+        )

@@ -54,16 +54,21 @@ class ScriptedModel:
             tool_input = _fill(dict(use.get("input", {})), fields)
             tool_input["rationale"] = _fill(use.get("rationale", "scripted step"), fields)
             tool_input["confidence"] = use.get("confidence", 0.9)
-            content.append({"type": "tool_use", "id": f"toolu_script_{turn}_{index}", "name": use["name"],
-                            "input": tool_input})
+            content.append(
+                {"type": "tool_use", "id": f"toolu_script_{turn}_{index}", "name": use["name"], "input": tool_input}
+            )
         stop = "tool_use" if any(block["type"] == "tool_use" for block in content) else "end_turn"
         return _reply(request, content, stop)
 
 
 def _reply(request: ModelRequest, content: list[dict[str, Any]], stop_reason: str) -> ModelReply:
     words = sum(len(str(message["content"])) for message in request.messages) // 4
-    return ModelReply(content=content, stop_reason=stop_reason, model=request.model,
-                      usage=Usage(input_tokens=words + len(request.system) // 4, output_tokens=20 * len(content)))
+    return ModelReply(
+        content=content,
+        stop_reason=stop_reason,
+        model=request.model,
+        usage=Usage(input_tokens=words + len(request.system) // 4, output_tokens=20 * len(content)),
+    )
 
 
 def _request_text(request: ModelRequest) -> str:

@@ -38,8 +38,12 @@ class TaskState(StrEnum):
 FINISHED = frozenset({TaskState.SUCCEEDED, TaskState.FAILED, TaskState.CANCELLED})
 # Actions still on their way; their task waits for them.
 OPEN_ACTION_STATES = (
-    ActionState.DRAFTED, ActionState.PENDING, ActionState.SCHEDULED, ActionState.APPROVED,
-    ActionState.EXECUTING, ActionState.UNKNOWN,
+    ActionState.DRAFTED,
+    ActionState.PENDING,
+    ActionState.SCHEDULED,
+    ActionState.APPROVED,
+    ActionState.EXECUTING,
+    ActionState.UNKNOWN,
 )
 
 
@@ -47,8 +51,17 @@ class TaskError(AgentError):
     """A task operation that cannot be done, naming the task and why."""
 
 
-def submit_task(session: Session, config: Config, task_type: str, text: str, *, now: datetime,
-                requester: str | None = None, team_id: str | None = None, channel: str | None = None) -> Task:
+def submit_task(
+    session: Session,
+    config: Config,
+    task_type: str,
+    text: str,
+    *,
+    now: datetime,
+    requester: str | None = None,
+    team_id: str | None = None,
+    channel: str | None = None,
+) -> Task:
     """Start a task: it is picked up by the drafting loop at once."""
     if task_type not in config.task_types:
         known = ", ".join(sorted(config.task_types))
@@ -56,44 +69,91 @@ def submit_task(session: Session, config: Config, task_type: str, text: str, *, 
     if not text.strip():
         raise TaskError("a task needs a request text")
     task = Task(
-        public_id=new_id("tsk"), task_type=task_type, requester=requester, team_id=team_id, channel=channel,
-        request_text=text, state=TaskState.RUNNING.value,
+        public_id=new_id("tsk"),
+        task_type=task_type,
+        requester=requester,
+        team_id=team_id,
+        channel=channel,
+        request_text=text,
+        state=TaskState.RUNNING.value,
         # Slack text is untrusted: it only ever travels as the user's message content.
         messages=[{"role": "user", "content": text}],
-        next_step_at=now, created_at=now, updated_at=now,
+        next_step_at=now,
+        created_at=now,
+        updated_at=now,
     )
     session.add(task)
     session.flush()
-    record(session, task, "task.submitted", actor=requester or SYSTEM, now=now, to_state=task.state,
-           note=text[:500])
+    record(session, task, "task.submitted", actor=requester or SYSTEM, now=now, to_state=task.state, note=text[:500])
     return task
 
 
-def move(session: Session, task: Task, target: TaskState, *, actor: str, now: datetime, note: str | None = None,
-         values: dict[str, Any] | None = None, message: str | None = None,
-         payload: dict[str, Any] | None = None, fence_owner: bool = False) -> None:
+def move(
+    session: Session,
+    task: Task,
+    target: TaskState,
+    *,
+    actor: str,
+    now: datetime,
+    note: str | None = None,
+    values: dict[str, Any] | None = None,
+    message: str | None = None,
+    payload: dict[str, Any] | None = None,
+    fence_owner: bool = False,
+) -> None:
     """Compare-and-set `task` to `target` (fenced on this process's lease if asked)."""
     current = task.state
     changes: dict[str, Any] = {"state": target.value, "updated_at": now, **(values or {})}
     where = [Task.id == task.id, Task.state == current]
     if fence_owner:
         where.append(Task.lease_owner == task.lease_owner)
-    result = session.execute(update(Task).where(*where).values(**changes)
-                             .execution_options(synchronize_session=False))
+    result = session.execute(update(Task).where(*where).values(**changes).execution_options(synchronize_session=False))
     if result.rowcount != 1:  # type: ignore[attr-defined]
         raise TaskError(f"task {task.public_id!r} is no longer {current!r}")
     for name, value in changes.items():
         set_committed_value(task, name, value)
-    record(session, task, f"task.{target.value}", actor=actor, now=now, from_state=current,
-           to_state=target.value, note=note, message=message, payload=payload)
+    record(
+        session,
+        task,
+        f"task.{target.value}",
+        actor=actor,
+        now=now,
+        from_state=current,
+        to_state=target.value,
+        note=note,
+        message=message,
+        payload=payload,
+    )
 
 
-def record(session: Session, task: Task, kind: str, *, actor: str, now: datetime, from_state: str | None = None,
-           to_state: str | None = None, note: str | None = None, message: str | None = None,
-           payload: dict[str, Any] | None = None, data: dict[str, Any] | None = None) -> None:
-    audit.record(session, audit.AuditEntry(kind=kind, actor=actor, at=now, task_id=task.public_id,
-                                           task_type=task.task_type, from_state=from_state, to_state=to_state,
-                                           note=note, data=data))
+def record(
+    session: Session,
+    task: Task,
+    kind: str,
+    *,
+    actor: str,
+    now: datetime,
+    from_state: str | None = None,
+    to_state: str | None = None,
+    note: str | None = None,
+    message: str | None = None,
+    payload: dict[str, Any] | None = None,
+    data: dict[str, Any] | None = None,
+) -> None:
+    audit.record(
+        session,
+        audit.AuditEntry(
+            kind=kind,
+            actor=actor,
+            at=now,
+            task_id=task.public_id,
+            task_type=task.task_type,
+            from_state=from_state,
+            to_state=to_state,
+            note=note,
+            data=data,
+        ),
+    )
     if message:
         outbox.enqueue(session, message, task.public_id, {"task_id": task.public_id, **(payload or {})}, now)
 
@@ -115,9 +175,16 @@ def extend_budget(session: Session, task_id: str, actor: str, now: datetime) -> 
         raise TaskError(f"task {task_id!r} is {task.state}, not paused by its budget")
     if task.budget_extensions >= 1:
         raise TaskError(f"the budget of task {task_id!r} was already extended once; stop it or start a new task")
-    move(session, task, TaskState.RUNNING, actor=actor, now=now, note="budget extended once",
-         values={"budget_extensions": task.budget_extensions + 1, "paused_reason": None, "next_step_at": now},
-         message="task.resumed")
+    move(
+        session,
+        task,
+        TaskState.RUNNING,
+        actor=actor,
+        now=now,
+        note="budget extended once",
+        values={"budget_extensions": task.budget_extensions + 1, "paused_reason": None, "next_step_at": now},
+        message="task.resumed",
+    )
     return task
 
 
@@ -127,13 +194,31 @@ def stop_task(session: Session, task_id: str, actor: str, now: datetime, reason:
     if task.state in FINISHED:
         raise TaskError(f"task {task_id!r} is already {task.state}")
     open_actions = session.scalars(
-        select(Action).where(Action.task_id == task.id, Action.state.in_(
-            [ActionState.DRAFTED, ActionState.PENDING, ActionState.SCHEDULED, ActionState.APPROVED]))
+        select(Action)
+        .where(
+            Action.task_id == task.id,
+            Action.state.in_([ActionState.DRAFTED, ActionState.PENDING, ActionState.SCHEDULED, ActionState.APPROVED]),
+        )
         .with_for_update()
     ).all()
     for action in open_actions:
-        transitions.transition(session, action, ActionState.CANCELLED, actor=actor, now=now, note=reason,
-                               messages=[transitions.Message("action.decided", {"decision": "cancel", "by": actor})])
-    move(session, task, TaskState.CANCELLED, actor=actor, now=now, note=reason,
-         values={"lease_owner": None, "next_step_at": None}, message="task.finished")
+        transitions.transition(
+            session,
+            action,
+            ActionState.CANCELLED,
+            actor=actor,
+            now=now,
+            note=reason,
+            messages=[transitions.Message("action.decided", {"decision": "cancel", "by": actor})],
+        )
+    move(
+        session,
+        task,
+        TaskState.CANCELLED,
+        actor=actor,
+        now=now,
+        note=reason,
+        values={"lease_owner": None, "next_step_at": None},
+        message="task.finished",
+    )
     return task

@@ -31,10 +31,16 @@ class Usage:
 
 
 def timeline(session: Session, task: Task) -> list[Entry]:
-    entries = [_from_trace(event) for event in session.scalars(
-        select(TraceEvent).where(TraceEvent.task_id == task.id).order_by(TraceEvent.id))]
-    entries += [_from_audit(event) for event in session.scalars(
-        select(AuditEvent).where(AuditEvent.task_id == task.public_id).order_by(AuditEvent.seq))]
+    entries = [
+        _from_trace(event)
+        for event in session.scalars(select(TraceEvent).where(TraceEvent.task_id == task.id).order_by(TraceEvent.id))
+    ]
+    entries += [
+        _from_audit(event)
+        for event in session.scalars(
+            select(AuditEvent).where(AuditEvent.task_id == task.public_id).order_by(AuditEvent.seq)
+        )
+    ]
     return sorted(entries, key=lambda entry: entry.at)  # stable: same-time entries keep their order
 
 
@@ -46,20 +52,31 @@ def daily_usage(session: Session, day: date) -> dict[tuple[str, str], Usage]:
     """Per (task type, model): model calls, tokens and cost on one UTC day."""
     start = datetime.combine(day, time(), tzinfo=UTC)
     rows = session.execute(
-        select(TraceEvent.task_type, TraceEvent.model, func.count(), func.sum(TraceEvent.input_tokens),
-               func.sum(TraceEvent.output_tokens), func.sum(TraceEvent.cost_usd))
+        select(
+            TraceEvent.task_type,
+            TraceEvent.model,
+            func.count(),
+            func.sum(TraceEvent.input_tokens),
+            func.sum(TraceEvent.output_tokens),
+            func.sum(TraceEvent.cost_usd),
+        )
         .where(TraceEvent.kind == "model_call", TraceEvent.at >= start, TraceEvent.at < start + timedelta(days=1))
-        .group_by(TraceEvent.task_type, TraceEvent.model).order_by(TraceEvent.task_type, TraceEvent.model)
+        .group_by(TraceEvent.task_type, TraceEvent.model)
+        .order_by(TraceEvent.task_type, TraceEvent.model)
     ).all()
-    return {(row[0], row[1] or "?"): Usage(row[2], int(row[3] or 0), int(row[4] or 0), float(row[5] or 0.0))
-            for row in rows}
+    return {
+        (row[0], row[1] or "?"): Usage(row[2], int(row[3] or 0), int(row[4] or 0), float(row[5] or 0.0)) for row in rows
+    }
 
 
 def _usage(session: Session, *where: Any) -> Usage:
     row = session.execute(
-        select(func.count(), func.coalesce(func.sum(TraceEvent.input_tokens), 0),
-               func.coalesce(func.sum(TraceEvent.output_tokens), 0), func.coalesce(func.sum(TraceEvent.cost_usd), 0.0))
-        .where(TraceEvent.kind == "model_call", *where)
+        select(
+            func.count(),
+            func.coalesce(func.sum(TraceEvent.input_tokens), 0),
+            func.coalesce(func.sum(TraceEvent.output_tokens), 0),
+            func.coalesce(func.sum(TraceEvent.cost_usd), 0.0),
+        ).where(TraceEvent.kind == "model_call", *where)
     ).one()
     return Usage(row[0], int(row[1]), int(row[2]), float(row[3]))
 
@@ -68,8 +85,10 @@ def _from_trace(event: TraceEvent) -> Entry:
     data = event.data or {}
     if event.kind == "model_call":
         tools = [block.get("name") for block in data.get("content", []) if block.get("type") == "tool_use"]
-        summary = (f"{event.model} · in {event.input_tokens} / out {event.output_tokens} tokens · "
-                   f"${event.cost_usd:.4f} · {event.latency_ms or 0:.0f} ms · {data.get('stop_reason')}")
+        summary = (
+            f"{event.model} · in {event.input_tokens} / out {event.output_tokens} tokens · "
+            f"${event.cost_usd:.4f} · {event.latency_ms or 0:.0f} ms · {data.get('stop_reason')}"
+        )
         if tools:
             summary += f" → {', '.join(str(t) for t in tools)}"
     else:
@@ -78,9 +97,13 @@ def _from_trace(event: TraceEvent) -> Entry:
 
 
 def _from_audit(event: AuditEvent) -> Entry:
-    parts = [part for part in (
-        event.action_id,
-        f"{event.from_state} → {event.to_state}" if event.from_state and event.to_state else event.to_state,
-        event.note,
-    ) if part]
+    parts = [
+        part
+        for part in (
+            event.action_id,
+            f"{event.from_state} → {event.to_state}" if event.from_state and event.to_state else event.to_state,
+            event.note,
+        )
+        if part
+    ]
     return Entry(event.at, event.kind, event.actor, " · ".join(parts))

@@ -29,8 +29,8 @@ from approvals.errors import (
     AlreadyDecided,
     DecisionRefused,
     InvalidEdit,
-    NotApplicable,
     NotAnApprover,
+    NotApplicable,
     ReasonRequired,
     SelfApproval,
     StaleParams,
@@ -62,17 +62,33 @@ class Decisions:
         self.catalog = catalog
         self.clock = clock
 
-    def approve(self, session: Session, action_id: str, actor: str, seen_hash: str, *,
-                team_id: str | None = None, note: str | None = None) -> Outcome:
+    def approve(
+        self,
+        session: Session,
+        action_id: str,
+        actor: str,
+        seen_hash: str,
+        *,
+        team_id: str | None = None,
+        note: str | None = None,
+    ) -> Outcome:
         with _attempt("approve", actor):
             action = self._open_action(session, action_id, "approve", {ActionState.PENDING})
             self._authorize_approval(session, action, actor, seen_hash)
             decision = self._decide(session, action, "approve", actor, team_id, note)
             return self._count_towards_quorum(session, action, decision)
 
-    def approve_with_edits(self, session: Session, action_id: str, actor: str, seen_hash: str,
-                           new_params: dict[str, Any], *, team_id: str | None = None,
-                           note: str | None = None) -> Outcome:
+    def approve_with_edits(
+        self,
+        session: Session,
+        action_id: str,
+        actor: str,
+        seen_hash: str,
+        new_params: dict[str, Any],
+        *,
+        team_id: str | None = None,
+        note: str | None = None,
+    ) -> Outcome:
         with _attempt("edit", actor):
             action = self._open_action(session, action_id, "edit", {ActionState.PENDING})
             self._authorize_approval(session, action, actor, seen_hash)
@@ -89,8 +105,9 @@ class Decisions:
             decision = self._decide(session, action, "edit", actor, team_id, note, diff=diff)
             return self._count_towards_quorum(session, action, decision)
 
-    def reject(self, session: Session, action_id: str, actor: str, reason: str, *,
-               team_id: str | None = None) -> Outcome:
+    def reject(
+        self, session: Session, action_id: str, actor: str, reason: str, *, team_id: str | None = None
+    ) -> Outcome:
         with _attempt("reject", actor):
             action = self._open_action(session, action_id, "reject", {ActionState.PENDING})
             self._authorize(action, actor)
@@ -99,16 +116,16 @@ class Decisions:
             decision = self._decide(session, action, "reject", actor, team_id, reason.strip())
             return self._close(session, action, decision, ActionState.REJECTED)
 
-    def veto(self, session: Session, action_id: str, actor: str, reason: str = "", *,
-             team_id: str | None = None) -> Outcome:
+    def veto(
+        self, session: Session, action_id: str, actor: str, reason: str = "", *, team_id: str | None = None
+    ) -> Outcome:
         with _attempt("veto", actor):
             action = self._open_action(session, action_id, "veto", {ActionState.SCHEDULED})
             self._authorize(action, actor)
             decision = self._decide(session, action, "veto", actor, team_id, reason.strip() or None)
             return self._close(session, action, decision, ActionState.VETOED)
 
-    def acknowledge(self, session: Session, action_id: str, actor: str, *,
-                    team_id: str | None = None) -> Outcome:
+    def acknowledge(self, session: Session, action_id: str, actor: str, *, team_id: str | None = None) -> Outcome:
         with _attempt("acknowledge", actor):
             action = self._open_action(session, action_id, "acknowledge", {ActionState.PENDING, ActionState.SCHEDULED})
             self._authorize(action, actor)
@@ -117,8 +134,15 @@ class Decisions:
             ).first()
             if earlier is not None:
                 raise AlreadyAcknowledged(action.public_id, earlier.actor, earlier.at)
-            decision = self._decide(session, action, "acknowledge", actor, team_id, None,
-                                    messages=[Message("action.acknowledged", {"by": actor})])
+            decision = self._decide(
+                session,
+                action,
+                "acknowledge",
+                actor,
+                team_id,
+                None,
+                messages=[Message("action.acknowledged", {"by": actor})],
+            )
             return Outcome(action, decision, ActionState(action.state), self._approvals(session, action), action.quorum)
 
     # -- steps -------------------------------------------------------------------------
@@ -149,7 +173,9 @@ class Decisions:
         if seen_hash != action.params_hash:
             raise StaleParams(action.public_id, seen_hash, action.params_hash)
         already = session.scalar(
-            select(func.count()).select_from(Decision).where(
+            select(func.count())
+            .select_from(Decision)
+            .where(
                 Decision.action_id == action.id,
                 Decision.actor == actor,
                 Decision.kind.in_(APPROVING_KINDS),
@@ -159,44 +185,83 @@ class Decisions:
         if already:
             raise AlreadyApprovedByYou(action.public_id, actor)
 
-    def _decide(self, session: Session, action: Action, kind: str, actor: str, team_id: str | None,
-                note: str | None, *, diff: dict[str, Any] | None = None,
-                messages: tuple[Message, ...] | list[Message] = ()) -> Decision:
+    def _decide(
+        self,
+        session: Session,
+        action: Action,
+        kind: str,
+        actor: str,
+        team_id: str | None,
+        note: str | None,
+        *,
+        diff: dict[str, Any] | None = None,
+        messages: tuple[Message, ...] | list[Message] = (),
+    ) -> Decision:
         now = self.clock.now()
-        decision = Decision(action_id=action.id, kind=kind, actor=actor, team_id=team_id,
-                            params_hash=action.params_hash, note=note, diff=diff, at=now)
+        decision = Decision(
+            action_id=action.id,
+            kind=kind,
+            actor=actor,
+            team_id=team_id,
+            params_hash=action.params_hash,
+            note=note,
+            diff=diff,
+            at=now,
+        )
         session.add(decision)
         session.flush()
-        transitions.record(session, action, f"decision.{kind}", actor=actor, now=now, note=note,
-                           data={"diff": diff} if diff else None, messages=messages)
+        transitions.record(
+            session,
+            action,
+            f"decision.{kind}",
+            actor=actor,
+            now=now,
+            note=note,
+            data={"diff": diff} if diff else None,
+            messages=messages,
+        )
         return decision
 
     def _count_towards_quorum(self, session: Session, action: Action, decision: Decision) -> Outcome:
         approvals = self._approvals(session, action)
         if approvals < action.quorum:
-            transitions.record(session, action, "action.awaiting_quorum", actor=decision.actor, now=decision.at,
-                               note=f"{approvals} of {action.quorum} approvals",
-                               messages=[Message("action.updated", {"approvals": approvals, "quorum": action.quorum})])
+            transitions.record(
+                session,
+                action,
+                "action.awaiting_quorum",
+                actor=decision.actor,
+                now=decision.at,
+                note=f"{approvals} of {action.quorum} approvals",
+                messages=[Message("action.updated", {"approvals": approvals, "quorum": action.quorum})],
+            )
             return Outcome(action, decision, ActionState(action.state), approvals, action.quorum)
         outcome = self._close(session, action, decision, ActionState.APPROVED)
         return Outcome(action, decision, outcome.state, approvals, action.quorum)
 
     def _close(self, session: Session, action: Action, decision: Decision, target: ActionState) -> Outcome:
         transitions.transition(
-            session, action, target, actor=decision.actor, now=decision.at, note=decision.note,
+            session,
+            action,
+            target,
+            actor=decision.actor,
+            now=decision.at,
+            note=decision.note,
             values={"decided_by": decision.actor, "decided_at": decision.at},
             messages=[Message("action.decided", {"decision": decision.kind, "by": decision.actor})],
         )
         return Outcome(action, decision, target, self._approvals(session, action), action.quorum)
 
     def _approvals(self, session: Session, action: Action) -> int:
-        return session.scalar(
-            select(func.count(func.distinct(Decision.actor))).where(
-                Decision.action_id == action.id,
-                Decision.kind.in_(APPROVING_KINDS),
-                Decision.params_hash == action.params_hash,
+        return (
+            session.scalar(
+                select(func.count(func.distinct(Decision.actor))).where(
+                    Decision.action_id == action.id,
+                    Decision.kind.in_(APPROVING_KINDS),
+                    Decision.params_hash == action.params_hash,
+                )
             )
-        ) or 0
+            or 0
+        )
 
     def _replace_params(self, session: Session, action: Action, canonical: dict[str, Any], new_hash: str) -> None:
         result = session.execute(
@@ -249,8 +314,16 @@ def record_refusal(session: Session, refusal: DecisionRefused, clock: Clock) -> 
     data = {"attempted": refusal.attempted, "code": refusal.code}
     actor = refusal.actor or "unknown"
     if action is None:
-        audit.record(session, audit.AuditEntry(kind="decision.refused", actor=actor, at=clock.now(),
-                                               action_id=refusal.action_id, note=str(refusal), data=data))
+        audit.record(
+            session,
+            audit.AuditEntry(
+                kind="decision.refused",
+                actor=actor,
+                at=clock.now(),
+                action_id=refusal.action_id,
+                note=str(refusal),
+                data=data,
+            ),
+        )
         return
-    transitions.record(session, action, "decision.refused", actor=actor, now=clock.now(), note=str(refusal),
-                       data=data)
+    transitions.record(session, action, "decision.refused", actor=actor, now=clock.now(), note=str(refusal), data=data)

@@ -96,9 +96,7 @@ class AlreadyApprovedByYou(DecisionRefused):
 
     def __init__(self, action_id: str, actor: str) -> None:
         self.actor = actor
-        super().__init__(
-            action_id, f"{actor} already approved action {action_id!r}; it needs another approver"
-        )
+        super().__init__(action_id, f"{actor} already approved action {action_id!r}; it needs another approver")
 
 
 class AlreadyAcknowledged(DecisionRefused):

@@ -52,13 +52,20 @@ def submit(
     action.turn, action.tool_use_id = turn, tool_use_id
     session.add(action)
     session.flush()
-    transitions.record(session, action, "action.drafted", actor=SYSTEM, now=now,
-                       data={"rationale": draft.rationale, "confidence": action.confidence})
+    transitions.record(
+        session,
+        action,
+        "action.drafted",
+        actor=SYSTEM,
+        now=now,
+        data={"rationale": draft.rationale, "confidence": action.confidence},
+    )
 
     problem = _refusal(draft, task_type, catalog)
     if problem is not None:
-        transitions.transition(session, action, ActionState.REFUSED, actor=SYSTEM, now=now, note=problem,
-                               values={"error": problem})
+        transitions.transition(
+            session, action, ActionState.REFUSED, actor=SYSTEM, now=now, note=problem, values={"error": problem}
+        )
         return action
 
     policy = catalog.policy(draft.tool)
@@ -67,19 +74,39 @@ def submit(
     routing = route(level, policy, action.confidence, task_type.confidence_threshold)
     _apply(action, canonical, policy.risk, policy.idempotent, policy.timeout_s, routing.mode, task_type)
     session.flush()
-    data = {"mode": routing.mode.value, "level": level.value, "caps": list(routing.reasons),
-            "low_confidence": routing.low_confidence}
+    data = {
+        "mode": routing.mode.value,
+        "level": level.value,
+        "caps": list(routing.reasons),
+        "low_confidence": routing.low_confidence,
+    }
     if routing.mode == AutonomyLevel.HITL:
-        transitions.transition(session, action, ActionState.PENDING, actor=SYSTEM, now=now, data=data,
-                               messages=[Message("action.card", {"low_confidence": routing.low_confidence})])
+        transitions.transition(
+            session,
+            action,
+            ActionState.PENDING,
+            actor=SYSTEM,
+            now=now,
+            data=data,
+            messages=[Message("action.card", {"low_confidence": routing.low_confidence})],
+        )
     elif routing.mode == AutonomyLevel.HOTL:
         deadline = now + task_type.veto_window
-        transitions.transition(session, action, ActionState.SCHEDULED, actor=SYSTEM, now=now, data=data,
-                               values={"run_at": deadline}, messages=[Message("action.card")])
+        transitions.transition(
+            session,
+            action,
+            ActionState.SCHEDULED,
+            actor=SYSTEM,
+            now=now,
+            data=data,
+            values={"run_at": deadline},
+            messages=[Message("action.card")],
+        )
     else:
         # No lease yet: the executor claims it like an action waiting for its next attempt.
-        transitions.transition(session, action, ActionState.EXECUTING, actor=SYSTEM, now=now, data=data,
-                               values={"run_at": now})
+        transitions.transition(
+            session, action, ActionState.EXECUTING, actor=SYSTEM, now=now, data=data, values={"run_at": now}
+        )
     return action
 
 
@@ -128,8 +155,15 @@ def _refusal(draft: Draft, task_type: TaskTypeConfig, catalog: ToolCatalog) -> s
     return None
 
 
-def _apply(action: Action, canonical: dict[str, Any], risk: str, idempotent: bool, timeout_s: float,
-           mode: AutonomyLevel, task_type: TaskTypeConfig) -> None:
+def _apply(
+    action: Action,
+    canonical: dict[str, Any],
+    risk: str,
+    idempotent: bool,
+    timeout_s: float,
+    mode: AutonomyLevel,
+    task_type: TaskTypeConfig,
+) -> None:
     action.params = canonical
     action.params_hash = params_hash(canonical)
     action.risk = risk

@@ -17,7 +17,9 @@ class Routing:
 
 
 def route(level: AutonomyLevel, tool: ToolPolicy, confidence: float, threshold: float) -> Routing:
-    caps: list[tuple[AutonomyLevel, str]] = [(AutonomyLevel(tool.max_autonomy), f"tool allows at most {tool.max_autonomy}")]
+    caps: list[tuple[AutonomyLevel, str]] = [
+        (AutonomyLevel(tool.max_autonomy), f"tool allows at most {tool.max_autonomy}")
+    ]
     if tool.risk == "high":
         caps.append((AutonomyLevel.HITL, "high-risk tool"))
     if not tool.idempotent:

@@ -61,8 +61,17 @@ def transition(
     # The row is written; update the in-memory copy without marking it dirty.
     for name, value in changes.items():
         set_committed_value(action, name, value)
-    record(session, action, kind or f"action.{target.value}", actor=actor, now=now, from_state=current,
-           note=note, data=data, messages=messages)
+    record(
+        session,
+        action,
+        kind or f"action.{target.value}",
+        actor=actor,
+        now=now,
+        from_state=current,
+        note=note,
+        data=data,
+        messages=messages,
+    )
 
 
 def record(
@@ -95,9 +104,7 @@ def record(
         ),
     )
     for message in messages:
-        outbox.enqueue(
-            session, message.kind, action.public_id, {"action_id": action.public_id, **message.payload}, now
-        )
+        outbox.enqueue(session, message.kind, action.public_id, {"action_id": action.public_id, **message.payload}, now)
 
 
 def action_task_public_id(session: Session, action: Action) -> str | None:

@@ -57,14 +57,20 @@ def trace(task_id: str) -> None:
     try:
         with sessions() as session:
             found = get_task(session, task_id)
-            click.echo(f"task {found.public_id} · {found.task_type} · {found.state} · requested by "
-                       f"{found.requester or 'nobody'} at {found.created_at.isoformat(timespec='seconds')}")
+            click.echo(
+                f"task {found.public_id} · {found.task_type} · {found.state} · requested by "
+                f"{found.requester or 'nobody'} at {found.created_at.isoformat(timespec='seconds')}"
+            )
             for entry in timeline(session, found):
-                click.echo(f"{entry.at.strftime('%Y-%m-%d %H:%M:%S.%f')[:-3]}  {entry.kind:<24} "
-                           f"{entry.actor:<18} {entry.summary}")
+                click.echo(
+                    f"{entry.at.strftime('%Y-%m-%d %H:%M:%S.%f')[:-3]}  {entry.kind:<24} "
+                    f"{entry.actor:<18} {entry.summary}"
+                )
             usage = task_usage(session, found)
-            click.echo(f"total: {usage.calls} model calls · in {usage.input_tokens} / out {usage.output_tokens} "
-                       f"tokens · ${usage.cost_usd:.4f}")
+            click.echo(
+                f"total: {usage.calls} model calls · in {usage.input_tokens} / out {usage.output_tokens} "
+                f"tokens · ${usage.cost_usd:.4f}"
+            )
     except TaskError as exc:
         raise click.ClickException(str(exc)) from exc
     finally:
@@ -82,8 +88,10 @@ def usage(day: datetime | None) -> None:
             rows = daily_usage(session, wanted)
         click.echo(f"usage on {wanted.isoformat()} (UTC)")
         for (task_type, model), used in rows.items():
-            click.echo(f"{task_type:<20} {model:<28} {used.calls:>6} calls {used.input_tokens:>10} in "
-                       f"{used.output_tokens:>9} out  ${used.cost_usd:.4f}")
+            click.echo(
+                f"{task_type:<20} {model:<28} {used.calls:>6} calls {used.input_tokens:>10} in "
+                f"{used.output_tokens:>9} out  ${used.cost_usd:.4f}"
+            )
         if not rows:
             click.echo("no model calls")
     finally:

@@ -15,8 +15,6 @@ from core.models import OutboxMessage
 
 
 def enqueue(session: Session, kind: str, ordering_key: str, payload: dict[str, Any], now: datetime) -> OutboxMessage:
-    message = OutboxMessage(
-        kind=kind, ordering_key=ordering_key, payload=payload, created_at=now, available_at=now
-    )
+    message = OutboxMessage(kind=kind, ordering_key=ordering_key, payload=payload, created_at=now, available_at=now)
     session.add(message)
     return message

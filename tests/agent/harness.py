@@ -36,11 +36,13 @@ def make_config(**refund: Any) -> Config:
         "budget": {"max_steps": 8, "max_tokens": 50_000, "max_cost_usd": 0.5},
     }
     task_type.update(refund)
-    return Config.model_validate({
-        "slack": {"approvals_channel": "C0APPROVALS", "admins": ["U0ADMIN"]},
-        "tools": {"modules": ["tests.approvals.shop_tools"]},
-        "task_types": {"refund": task_type},
-    })
+    return Config.model_validate(
+        {
+            "slack": {"approvals_channel": "C0APPROVALS", "admins": ["U0ADMIN"]},
+            "tools": {"modules": ["tests.approvals.shop_tools"]},
+            "task_types": {"refund": task_type},
+        }
+    )
 
 
 @dataclass
@@ -56,7 +58,9 @@ class Stack:
 
     def submit(self, text: str = "Please refund order 1234, it arrived broken") -> str:
         with self.sessions.begin() as session:
-            return submit_task(session, self.config, "refund", text, now=self.clock.now(), requester=REQUESTER).public_id
+            return submit_task(
+                session, self.config, "refund", text, now=self.clock.now(), requester=REQUESTER
+            ).public_id
 
     def drive(self, limit: int = 100) -> None:
         """Run the drafting loop and the executor until neither has anything to do."""
@@ -79,16 +83,18 @@ class Stack:
         return action
 
     def approve(self, action: Action, actor: str = ALICE) -> Outcome:
-        return decide(self.sessions, self.clock,
-                      lambda s: self.decisions.approve(s, action.public_id, actor, action.params_hash))
+        return decide(
+            self.sessions, self.clock, lambda s: self.decisions.approve(s, action.public_id, actor, action.params_hash)
+        )
 
     def reject(self, action: Action, reason: str, actor: str = BOB) -> Outcome:
         return decide(self.sessions, self.clock, lambda s: self.decisions.reject(s, action.public_id, actor, reason))
 
     def outbox(self, kind: str) -> list[OutboxMessage]:
         with self.sessions() as session:
-            return list(session.scalars(select(OutboxMessage).where(OutboxMessage.kind == kind)
-                                        .order_by(OutboxMessage.id)))
+            return list(
+                session.scalars(select(OutboxMessage).where(OutboxMessage.kind == kind).order_by(OutboxMessage.id))
+            )
 
 
 def build_stack(sessions: sessionmaker[Session], fake: FakeAnthropic, config: Config) -> Stack:

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from datetime import timedelta
 
+import pytest
+
 from tests.agent.harness import ALICE, BOB, Stack, build_stack, make_config
 from tests.approvals import shop_tools
 
@@ -31,7 +33,11 @@ def test_a_multi_step_task_runs_through_two_approvals_to_the_final_answer(stack:
     assert stack.task(task_id).state == "waiting"
     lookup = stack.pending(task_id)
     assert (lookup.tool, lookup.params, lookup.rationale, lookup.confidence) == (
-        "lookup_order", {"order_id": "1234"}, "check the order exists", 0.95)
+        "lookup_order",
+        {"order_id": "1234"},
+        "check the order exists",
+        0.95,
+    )
     stack.approve(lookup)
     stack.drive()
 
@@ -74,10 +80,12 @@ def test_a_rejection_reason_reaches_the_model_word_for_word(stack: Stack) -> Non
 
 
 def test_several_tool_uses_in_one_reply_are_decided_separately_and_answered_together(stack: Stack) -> None:
-    ids = stack.fake.reply_blocks([
-        {"type": "tool_use", "name": "lookup_order", "input": _lookup("1")},
-        {"type": "tool_use", "name": "lookup_order", "input": _lookup("2")},
-    ])
+    ids = stack.fake.reply_blocks(
+        [
+            {"type": "tool_use", "name": "lookup_order", "input": _lookup("1")},
+            {"type": "tool_use", "name": "lookup_order", "input": _lookup("2")},
+        ]
+    )
     stack.fake.reply_text("Both checked.")
     task_id = stack.submit()
     stack.drive()
@@ -95,8 +103,9 @@ def test_several_tool_uses_in_one_reply_are_decided_separately_and_answered_toge
 
 def test_an_out_of_scope_tool_or_invalid_params_go_back_to_the_model_and_never_run(stack: Stack) -> None:
     stack.fake.reply_tool_use("toggle_flag", {"flag": "x", "enabled": True, "rationale": "r", "confidence": 1})
-    stack.fake.reply_tool_use("issue_refund", {"order_id": "1234", "amount_cents": "lots", "rationale": "r",
-                                               "confidence": 1})
+    stack.fake.reply_tool_use(
+        "issue_refund", {"order_id": "1234", "amount_cents": "lots", "rationale": "r", "confidence": 1}
+    )
     stack.fake.reply_text("I could not do it.")
     task_id = stack.submit()
     stack.drive()
@@ -159,12 +168,8 @@ def test_budget_exhaustion_pauses_and_a_person_may_extend_once(sessions, fake_an
     stack.approve(stack.pending(task_id))
     stack.drive()
     assert stack.task(task_id).state == "paused"
-    with stack.sessions.begin() as session:
-        try:
-            extend_budget(session, task_id, ALICE, stack.clock.now())
-            raise AssertionError("a second extension was allowed")
-        except TaskError as exc:
-            assert "already extended once" in str(exc)
+    with pytest.raises(TaskError, match="already extended once"), stack.sessions.begin() as session:
+        extend_budget(session, task_id, ALICE, stack.clock.now())
 
 
 def test_a_model_outage_stalls_the_task_escalates_once_and_it_resumes_on_its_own(stack: Stack) -> None:

@@ -43,13 +43,25 @@ class World:
     registry: ToolRegistry
     decisions: Decisions
 
-    def draft(self, *, tool: str = "issue_refund", params: dict[str, Any] | None = None,
-              confidence: float = 0.9, **type_overrides: Any) -> Action:
+    def draft(
+        self,
+        *,
+        tool: str = "issue_refund",
+        params: dict[str, Any] | None = None,
+        confidence: float = 0.9,
+        **type_overrides: Any,
+    ) -> Action:
         params = params if params is not None else {"order_id": "1234", "amount_cents": 500}
         with self.sessions.begin() as session:
             task = make_task(session, self.clock.now(), requester=REQUESTER)
-            return submit(session, task, Draft(tool, params, "customer asked", confidence),
-                          task_type=task_type(**type_overrides), catalog=self.registry, now=self.clock.now())
+            return submit(
+                session,
+                task,
+                Draft(tool, params, "customer asked", confidence),
+                task_type=task_type(**type_overrides),
+                catalog=self.registry,
+                now=self.clock.now(),
+            )
 
 
 @pytest.fixture

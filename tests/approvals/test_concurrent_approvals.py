@@ -28,12 +28,15 @@ def _storm(world: World, action: Action) -> tuple[Counter[str], list[BaseExcepti
         actor = (ALICE, BOB)[index % 2]
         start.wait()
         try:
-            outcome = decide(world.sessions, world.clock,
-                             lambda s: world.decisions.approve(s, action.public_id, actor, action.params_hash))
+            outcome = decide(
+                world.sessions,
+                world.clock,
+                lambda s: world.decisions.approve(s, action.public_id, actor, action.params_hash),
+            )
             results[f"ok:{outcome.state}"] += 1
         except DecisionRefused as refusal:
             results[refusal.code] += 1
-        except BaseException as exc:  # noqa: BLE001 - collected and asserted below
+        except BaseException as exc:
             unexpected.append(exc)
 
     threads = [threading.Thread(target=click, args=(i,)) for i in range(THREADS)]

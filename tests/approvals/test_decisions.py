@@ -37,8 +37,9 @@ def _state(world: World, action: Action) -> str:
 
 def test_an_approver_approves_and_the_card_is_told(world: World) -> None:
     action = world.draft()
-    outcome = decide(world.sessions, world.clock,
-                     lambda s: world.decisions.approve(s, action.public_id, ALICE, action.params_hash))
+    outcome = decide(
+        world.sessions, world.clock, lambda s: world.decisions.approve(s, action.public_id, ALICE, action.params_hash)
+    )
     assert outcome.state == ActionState.APPROVED
     assert (outcome.approvals, outcome.quorum) == (1, 1)
     with world.sessions() as session:
@@ -56,8 +57,9 @@ def test_an_approver_approves_and_the_card_is_told(world: World) -> None:
 
 def test_a_member_of_a_listed_user_group_may_approve(world: World) -> None:
     action = world.draft()
-    outcome = decide(world.sessions, world.clock,
-                     lambda s: world.decisions.approve(s, action.public_id, CAROL, action.params_hash))
+    outcome = decide(
+        world.sessions, world.clock, lambda s: world.decisions.approve(s, action.public_id, CAROL, action.params_hash)
+    )
     assert outcome.state == ActionState.APPROVED
     assert "@payments-leads" in world.directory.lookups
 
@@ -79,16 +81,24 @@ def _refused(world: World, action: Action, call, error: type[DecisionRefused]) -
 
 def test_the_requester_never_approves_their_own_action(world: World) -> None:
     action = world.draft(approvers=[REQUESTER, ALICE])
-    refusal = _refused(world, action, lambda s: world.decisions.approve(s, action.public_id, REQUESTER,
-                                                                         action.params_hash), SelfApproval)
+    refusal = _refused(
+        world,
+        action,
+        lambda s: world.decisions.approve(s, action.public_id, REQUESTER, action.params_hash),
+        SelfApproval,
+    )
     assert REQUESTER in str(refusal)
     assert _state(world, action) == "pending"
 
 
 def test_an_unlisted_person_cannot_decide(world: World) -> None:
     action = world.draft()
-    refusal = _refused(world, action, lambda s: world.decisions.approve(s, action.public_id, MALLORY,
-                                                                         action.params_hash), NotAnApprover)
+    refusal = _refused(
+        world,
+        action,
+        lambda s: world.decisions.approve(s, action.public_id, MALLORY, action.params_hash),
+        NotAnApprover,
+    )
     assert "U0MALLORY is not an approver" in str(refusal)
     _refused(world, action, lambda s: world.decisions.reject(s, action.public_id, MALLORY, "no"), NotAnApprover)
     assert _state(world, action) == "pending"
@@ -96,8 +106,9 @@ def test_an_unlisted_person_cannot_decide(world: World) -> None:
 
 def test_an_approval_on_a_stale_params_hash_is_refused(world: World) -> None:
     action = world.draft()
-    refusal = _refused(world, action, lambda s: world.decisions.approve(s, action.public_id, ALICE, "0" * 64),
-                       StaleParams)
+    refusal = _refused(
+        world, action, lambda s: world.decisions.approve(s, action.public_id, ALICE, "0" * 64), StaleParams
+    )
     assert "changed" in str(refusal)
     assert _state(world, action) == "pending"
 
@@ -107,8 +118,9 @@ def test_a_decided_action_refuses_further_decisions_naming_who_and_when(world: W
     decided_at = world.clock.now()
     decide(world.sessions, world.clock, lambda s: world.decisions.reject(s, action.public_id, BOB, "wrong order"))
     world.clock.advance(60)
-    refusal = _refused(world, action, lambda s: world.decisions.approve(s, action.public_id, ALICE,
-                                                                         action.params_hash), AlreadyDecided)
+    refusal = _refused(
+        world, action, lambda s: world.decisions.approve(s, action.public_id, ALICE, action.params_hash), AlreadyDecided
+    )
     assert isinstance(refusal, AlreadyDecided)
     assert (refusal.state, refusal.by) == ("rejected", BOB)
     assert refusal.at == decided_at
@@ -118,8 +130,11 @@ def test_a_decided_action_refuses_further_decisions_naming_who_and_when(world: W
 def test_reject_needs_a_reason_and_keeps_it_word_for_word(world: World) -> None:
     action = world.draft()
     _refused(world, action, lambda s: world.decisions.reject(s, action.public_id, ALICE, "   "), ReasonRequired)
-    decide(world.sessions, world.clock,
-           lambda s: world.decisions.reject(s, action.public_id, ALICE, "Order 1234 was already refunded"))
+    decide(
+        world.sessions,
+        world.clock,
+        lambda s: world.decisions.reject(s, action.public_id, ALICE, "Order 1234 was already refunded"),
+    )
     with world.sessions() as session:
         decision = session.scalars(select(Decision).where(Decision.kind == "reject")).one()
     assert decision.note == "Order 1234 was already refunded"
@@ -128,31 +143,43 @@ def test_reject_needs_a_reason_and_keeps_it_word_for_word(world: World) -> None:
 
 def test_quorum_needs_distinct_approvers(world: World) -> None:
     action = world.draft(quorum=2)
-    first = decide(world.sessions, world.clock,
-                   lambda s: world.decisions.approve(s, action.public_id, ALICE, action.params_hash))
+    first = decide(
+        world.sessions, world.clock, lambda s: world.decisions.approve(s, action.public_id, ALICE, action.params_hash)
+    )
     assert (first.state, first.approvals) == (ActionState.PENDING, 1)
-    _refused(world, action, lambda s: world.decisions.approve(s, action.public_id, ALICE, action.params_hash),
-             AlreadyApprovedByYou)
-    second = decide(world.sessions, world.clock,
-                    lambda s: world.decisions.approve(s, action.public_id, BOB, action.params_hash))
+    _refused(
+        world,
+        action,
+        lambda s: world.decisions.approve(s, action.public_id, ALICE, action.params_hash),
+        AlreadyApprovedByYou,
+    )
+    second = decide(
+        world.sessions, world.clock, lambda s: world.decisions.approve(s, action.public_id, BOB, action.params_hash)
+    )
     assert (second.state, second.approvals) == (ActionState.APPROVED, 2)
 
 
 def test_an_edit_makes_a_new_hash_and_earlier_approvals_stop_counting(world: World) -> None:
     action = world.draft(quorum=2)
-    decide(world.sessions, world.clock, lambda s: world.decisions.approve(s, action.public_id, ALICE,
-                                                                           action.params_hash))
-    edited = decide(world.sessions, world.clock, lambda s: world.decisions.approve_with_edits(
-        s, action.public_id, BOB, action.params_hash, {"order_id": "1234", "amount_cents": 300}))
+    decide(
+        world.sessions, world.clock, lambda s: world.decisions.approve(s, action.public_id, ALICE, action.params_hash)
+    )
+    edited = decide(
+        world.sessions,
+        world.clock,
+        lambda s: world.decisions.approve_with_edits(
+            s, action.public_id, BOB, action.params_hash, {"order_id": "1234", "amount_cents": 300}
+        ),
+    )
     assert edited.state == ActionState.PENDING
     assert edited.approvals == 1  # Bob's edit; Alice approved the old params
     new_hash = edited.action.params_hash
     assert new_hash != action.params_hash
     assert edited.decision.diff == {"amount_cents": {"from": 500, "to": 300}}
-    _refused(world, action, lambda s: world.decisions.approve(s, action.public_id, CAROL, action.params_hash),
-             StaleParams)
-    done = decide(world.sessions, world.clock,
-                  lambda s: world.decisions.approve(s, action.public_id, ALICE, new_hash))
+    _refused(
+        world, action, lambda s: world.decisions.approve(s, action.public_id, CAROL, action.params_hash), StaleParams
+    )
+    done = decide(world.sessions, world.clock, lambda s: world.decisions.approve(s, action.public_id, ALICE, new_hash))
     assert done.state == ActionState.APPROVED
     with world.sessions() as session:
         row = session.get(Action, action.id)
@@ -164,38 +191,56 @@ def test_an_edit_makes_a_new_hash_and_earlier_approvals_stop_counting(world: Wor
 
 def test_an_invalid_edit_is_refused_naming_the_field(world: World) -> None:
     action = world.draft()
-    refusal = _refused(world, action, lambda s: world.decisions.approve_with_edits(
-        s, action.public_id, ALICE, action.params_hash, {"order_id": "1234", "amount_cents": "lots"}), InvalidEdit)
+    refusal = _refused(
+        world,
+        action,
+        lambda s: world.decisions.approve_with_edits(
+            s, action.public_id, ALICE, action.params_hash, {"order_id": "1234", "amount_cents": "lots"}
+        ),
+        InvalidEdit,
+    )
     assert "amount_cents" in str(refusal)
     assert _state(world, action) == "pending"
 
 
 def test_the_requester_cannot_approve_by_editing(world: World) -> None:
     action = world.draft(approvers=[REQUESTER, ALICE])
-    _refused(world, action, lambda s: world.decisions.approve_with_edits(
-        s, action.public_id, REQUESTER, action.params_hash, {"order_id": "1234", "amount_cents": 1}), SelfApproval)
+    _refused(
+        world,
+        action,
+        lambda s: world.decisions.approve_with_edits(
+            s, action.public_id, REQUESTER, action.params_hash, {"order_id": "1234", "amount_cents": 1}
+        ),
+        SelfApproval,
+    )
 
 
 def test_veto_stops_a_scheduled_action_and_only_a_scheduled_one(world: World) -> None:
     pending = world.draft()
     _refused(world, pending, lambda s: world.decisions.veto(s, pending.public_id, ALICE), NotApplicable)
     scheduled = world.draft(tool="toggle_flag", params={"flag": "beta", "enabled": True}, autonomy="hotl")
-    outcome = decide(world.sessions, world.clock,
-                     lambda s: world.decisions.veto(s, scheduled.public_id, BOB, "not during the sale"))
+    outcome = decide(
+        world.sessions, world.clock, lambda s: world.decisions.veto(s, scheduled.public_id, BOB, "not during the sale")
+    )
     assert outcome.state == ActionState.VETOED
-    _refused(world, scheduled, lambda s: world.decisions.approve(s, scheduled.public_id, ALICE,
-                                                                  scheduled.params_hash), AlreadyDecided)
+    _refused(
+        world,
+        scheduled,
+        lambda s: world.decisions.approve(s, scheduled.public_id, ALICE, scheduled.params_hash),
+        AlreadyDecided,
+    )
 
 
 def test_acknowledge_once_then_refused_politely(world: World) -> None:
     action = world.draft()
-    outcome = decide(world.sessions, world.clock,
-                     lambda s: world.decisions.acknowledge(s, action.public_id, ALICE))
+    outcome = decide(world.sessions, world.clock, lambda s: world.decisions.acknowledge(s, action.public_id, ALICE))
     assert outcome.state == ActionState.PENDING
     world.clock.advance(0.08)
-    refusal = _refused(world, action, lambda s: world.decisions.acknowledge(s, action.public_id, BOB),
-                       AlreadyAcknowledged)
+    refusal = _refused(
+        world, action, lambda s: world.decisions.acknowledge(s, action.public_id, BOB), AlreadyAcknowledged
+    )
     assert "already acknowledged by U0ALICE" in str(refusal)
-    approved = decide(world.sessions, world.clock,
-                      lambda s: world.decisions.approve(s, action.public_id, BOB, action.params_hash))
+    approved = decide(
+        world.sessions, world.clock, lambda s: world.decisions.approve(s, action.public_id, BOB, action.params_hash)
+    )
     assert approved.state == ActionState.APPROVED

@@ -26,8 +26,9 @@ def test_hitl_draft_waits_for_approval_with_a_card(world: World) -> None:
 
 
 def test_hotl_draft_is_scheduled_for_the_end_of_its_veto_window(world: World) -> None:
-    action = world.draft(tool="toggle_flag", params={"flag": "beta", "enabled": True}, autonomy="hotl",
-                         veto_window="30s")
+    action = world.draft(
+        tool="toggle_flag", params={"flag": "beta", "enabled": True}, autonomy="hotl", veto_window="30s"
+    )
     assert action.state == ActionState.SCHEDULED
     assert action.run_at == world.clock.now() + timedelta(seconds=30)
     assert _outbox(world, action) == ["action.card"]

@@ -19,8 +19,10 @@ def test_every_state_has_a_row_and_terminal_states_lead_nowhere() -> None:
 
 
 def _counts(session) -> tuple[int, int]:
-    return (session.scalar(select(func.count()).select_from(AuditEvent)),
-            session.scalar(select(func.count()).select_from(OutboxMessage)))
+    return (
+        session.scalar(select(func.count()).select_from(AuditEvent)),
+        session.scalar(select(func.count()).select_from(OutboxMessage)),
+    )
 
 
 def test_impossible_transition_raises_and_changes_nothing(sessions) -> None:
@@ -43,12 +45,19 @@ def test_compare_and_set_loses_to_a_concurrent_change(sessions) -> None:
         seen = session.get(Action, action.id)  # a copy that says "pending"
         session.expunge(seen)
     with sessions.begin() as session:
-        transitions.transition(session, session.get(Action, action.id), ActionState.REJECTED,
-                               actor="U0ALICE", now=clock.now())
+        transitions.transition(
+            session, session.get(Action, action.id), ActionState.REJECTED, actor="U0ALICE", now=clock.now()
+        )
     with pytest.raises(StaleState), sessions.begin() as session:
         stale = session.merge(seen, load=False)
-        transitions.transition(session, stale, ActionState.APPROVED, actor="U0BOB", now=clock.now(),
-                               messages=[transitions.Message("action.decided")])
+        transitions.transition(
+            session,
+            stale,
+            ActionState.APPROVED,
+            actor="U0BOB",
+            now=clock.now(),
+            messages=[transitions.Message("action.decided")],
+        )
     with sessions() as session:
         assert session.get(Action, action.id).state == "rejected"
         assert _counts(session) == (1, 0)  # only the winner's audit event, no outbox row

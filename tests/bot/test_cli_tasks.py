@@ -26,11 +26,25 @@ task_types:
     approvers: [U0ALICE]
 """
 
-SCRIPT = {"refund": {"match": r"order (?P<order_id>\d+)", "replies": [
-    {"text": "Checking.", "tool_use": [{"name": "lookup_order", "input": {"order_id": "{order_id}"},
-                                        "rationale": "look it up", "confidence": 0.99}]},
-    {"text": "Order {order_id} is delivered; nothing to refund."},
-]}}
+SCRIPT = {
+    "refund": {
+        "match": r"order (?P<order_id>\d+)",
+        "replies": [
+            {
+                "text": "Checking.",
+                "tool_use": [
+                    {
+                        "name": "lookup_order",
+                        "input": {"order_id": "{order_id}"},
+                        "rationale": "look it up",
+                        "confidence": 0.99,
+                    }
+                ],
+            },
+            {"text": "Order {order_id} is delivered; nothing to refund."},
+        ],
+    }
+}
 
 
 @pytest.fixture
@@ -42,8 +56,9 @@ def env(db_url: str, tmp_path: Path) -> dict[str, str]:
 
 def test_submit_then_trace_shows_the_timeline_and_cost(env: dict[str, str]) -> None:
     runner = CliRunner()
-    submitted = runner.invoke(main, ["task", "submit", "refund", "Refund order 77 please", "--requester", "U0REQ"],
-                              env=env)
+    submitted = runner.invoke(
+        main, ["task", "submit", "refund", "Refund order 77 please", "--requester", "U0REQ"], env=env
+    )
     assert submitted.exit_code == 0, submitted.output
     task_id = submitted.output.strip()
     assert task_id.startswith("tsk_")

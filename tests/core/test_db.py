@@ -25,9 +25,12 @@ def test_sqlite_is_durable_and_waits_for_the_write_lock(tmp_path: Path) -> None:
 
 def test_a_second_process_cannot_serve_the_same_sqlite_database(tmp_path: Path) -> None:
     url = f"sqlite:///{tmp_path / 'x.db'}"
-    with own_sqlite_database(url):
-        with pytest.raises(DatabaseOwned, match="already served by another process"), own_sqlite_database(url):
-            pass
+    with (
+        own_sqlite_database(url),
+        pytest.raises(DatabaseOwned, match="already served by another process"),
+        own_sqlite_database(url),
+    ):
+        pass
     with own_sqlite_database(url):  # released when the owner stops
         pass
 
@@ -57,4 +60,4 @@ def test_schema_is_at_head_and_times_come_back_aware_utc(engine, sessions) -> No
 
 def test_naive_datetimes_are_refused(sessions) -> None:
     with pytest.raises(Exception, match="naive datetime"), sessions.begin() as session:
-        make_task(session, datetime(2026, 1, 1))  # noqa: DTZ001 - the point of the test
+        make_task(session, datetime(2026, 1, 1))
