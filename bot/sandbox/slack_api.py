@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import copy
 import json
+import logging
 import math
 import threading
 import time
@@ -21,8 +22,19 @@ from types import TracebackType
 from typing import Any, cast
 from urllib.parse import parse_qsl, urlsplit
 
-from bot.sandbox.workspace import Ephemeral, JsonDict, Message, SlackError, View, Workspace, parse_blocks, parse_view
+from bot.sandbox.workspace import (
+    Ephemeral,
+    JsonDict,
+    Message,
+    SlackError,
+    View,
+    Workspace,
+    parse_blocks,
+    parse_view,
+    truthy,
+)
 
+logger = logging.getLogger(__name__)
 Clock = Callable[[], float]
 _FAULT_ERRORS = {429: "ratelimited", 500: "internal_error", 503: "service_unavailable"}
 
@@ -73,8 +85,9 @@ class SlackEmulator:
         port: int = 0,
     ) -> None:
         self.token, self.now, self.strict_triggers = token, now, strict_triggers
-        self.workspace = Workspace(now=now, bot_user_id=bot_user_id, bot_id=bot_id, team_id=team_id)
-        self.workspace.strict_ids = strict_ids
+        self.workspace = Workspace(
+            now=now, bot_user_id=bot_user_id, bot_id=bot_id, team_id=team_id, strict_ids=strict_ids
+        )
         self.workspace.add_user(bot_user_id, "countersign", "countersign")
         self._lock = threading.Lock()
         self._calls: list[tuple[str, JsonDict]] = []
@@ -199,7 +212,7 @@ class SlackEmulator:
     def _take_hang(self, method: str) -> float:
         with self._lock:
             for hang in self._hangs:
-                if hang.method in (None, method):
+                if hang.method == method or (hang.method is None and method != "response_url"):
                     if hang.times is not None:
                         hang.times -= 1
                         if hang.times <= 0:
@@ -230,6 +243,9 @@ class SlackEmulator:
             return Reply(200, {"ok": True, **handler(self, params)})
         except SlackError as exc:
             return Reply(200, _error_body(exc))
+        except Exception:  # a bug here should reach the client as an error, not a dropped connection
+            logger.exception("slack emulator: %s failed on %r", method, params)
+            return Reply(500, {"ok": False, "error": "internal_error"})
 
     def respond(self, url_id: str, payload: JsonDict) -> Reply:
         """Answer a POST to a response_url."""
@@ -315,8 +331,7 @@ def _content(params: JsonDict) -> tuple[str, list[JsonDict]]:
 
 
 def _flag(params: JsonDict, key: str) -> bool:
-    value = params.get(key)
-    return value is True or (isinstance(value, str) and value.lower() in ("1", "true"))
+    return truthy(params.get(key))
 
 
 # -- methods ------------------------------------------------------------------------------------
@@ -456,6 +471,7 @@ def _users_info(em: SlackEmulator, p: JsonDict) -> JsonDict:
 
 class _Server(ThreadingHTTPServer):
     daemon_threads = True
+    request_queue_size = 128  # the default 5 drops bursts of concurrent clients for a 1 s SYN retry
     block_on_close = False
     emulator: SlackEmulator
 

@@ -3,7 +3,8 @@ threads and edits, ephemeral messages, modals, App Home tabs, trigger ids and re
 
 Every method takes the workspace lock, and every query returns a deep copy, so the HTTP
 threads, the tests and the sandbox page can read and write at the same time. Methods raise
-`SlackError` with the error code Slack would answer.
+`SlackError` with the error code Slack would answer; `parse_blocks` and `parse_view` apply
+Slack's rules for what a message or view may hold (with slack_sdk's Block Kit models).
 """
 
 from __future__ import annotations
@@ -477,7 +478,7 @@ class Workspace:
             if len(hook.posts) >= RESPONSE_URL_USES:
                 raise SlackError("used_url")
             text, blocks = str(payload.get("text") or ""), parse_blocks(payload.get("blocks"))
-            delete, replace = _truthy(payload.get("delete_original")), _truthy(payload.get("replace_original"))
+            delete, replace = truthy(payload.get("delete_original")), truthy(payload.get("replace_original"))
             if not (text or blocks or delete):
                 raise SlackError("no_text")
             if hook.channel and hook.ts and delete:
@@ -495,5 +496,6 @@ class Workspace:
             return copy.deepcopy(list(self._response_urls.values()))
 
 
-def _truthy(value: object) -> bool:
+def truthy(value: object) -> bool:
+    """A boolean parameter, as JSON (true) or a form ("true", "1") carries it."""
     return value is True or (isinstance(value, str) and value.lower() in ("true", "1"))

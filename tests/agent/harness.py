@@ -97,8 +97,10 @@ class Stack:
             )
 
 
-def build_stack(sessions: sessionmaker[Session], fake: FakeAnthropic, config: Config) -> Stack:
-    clock = FrozenClock()
+def build_stack(
+    sessions: sessionmaker[Session], fake: FakeAnthropic, config: Config, clock: FrozenClock | None = None
+) -> Stack:
+    clock = clock or FrozenClock()
     registry = load_tool_modules(config.tools.modules)
     client = anthropic.Anthropic(api_key="test-key", base_url=fake.url, max_retries=0, timeout=5.0)
     runner = AgentRunner(sessions, config, registry, AnthropicModel(client), clock)

@@ -144,3 +144,9 @@ def record_then_hang_once(ref: str) -> None:
     """Record an effect, then block for good. Not idempotent: every call is a new effect."""
     _record_effect(uuid.uuid4().hex, ref, "record_then_hang_once")
     _NEVER.wait()
+
+
+@tool(idempotent=True, risk="medium")
+def record_effect(ref: str, *, idempotency_key: str) -> dict[str, object]:
+    """Record one effect per idempotency key, across processes."""
+    return {"ref": ref, "first": _record_effect(idempotency_key, ref, "record_effect")}

@@ -314,7 +314,7 @@ def test_fail_for_a_window_of_the_injected_clock(slack: SlackEmulator, clock: Fr
 
 
 def test_hang_delays_but_still_applies_the_call(slack: SlackEmulator) -> None:
-    slack.hang("chat.postMessage", 0.3)
+    slack.hang("chat.postMessage", 0.2)
     body = json.dumps({"channel": CHANNEL, "text": "slow"}).encode()
     request = urllib.request.Request(
         slack.api_url + "chat.postMessage",
