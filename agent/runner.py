@@ -22,10 +22,11 @@ from sqlalchemy import exists, or_, select
 from sqlalchemy.orm import Session, sessionmaker
 
 from agent import budget as budgets
+from agent import router
 from agent.conversation import split_input, tool_definitions, tool_result
 from agent.model import ModelClient, ModelReply, ModelRequest, ModelRequestError, ModelUnavailable
 from agent.pricing import Price, cost_usd
-from agent.tasks import OPEN_ACTION_STATES, SYSTEM, TaskState, move, record
+from agent.tasks import OPEN_ACTION_STATES, SYSTEM, UNROUTED, TaskState, move, record
 from agent.tools import ToolRegistry
 from approvals.gate import Draft, submit
 from core.canonical import params_hash
@@ -124,34 +125,11 @@ class AgentRunner:
             ).first()
             if task is None:
                 return False
-            task_type = self.config.task_types.get(task.task_type)
-            if task_type is None:
-                move(
-                    session,
-                    task,
-                    TaskState.FAILED,
-                    actor=SYSTEM,
-                    now=now,
-                    message="task.finished",
-                    note=f"task type {task.task_type!r} is no longer configured",
-                )
-                return True
-            stop = budgets.exceeded(session, task, task_type.budget, now)
-            if stop is not None:
-                move(
-                    session,
-                    task,
-                    TaskState.PAUSED,
-                    actor=SYSTEM,
-                    now=now,
-                    note=stop,
-                    values={"paused_reason": stop, "lease_owner": None, "next_step_at": None},
-                    message="task.paused",
-                    payload={"reason": stop, "kind": "budget"},
-                )
+            plan = self._plan(session, task, now)
+            if plan is None:
                 return True
             task.lease_owner, task.lease_until = self.owner, now + self.lease
-            request = self._request(task, task_type)
+        request, task_type = plan
         started = time.perf_counter()
         try:
             reply = self.model.complete(request)
@@ -161,8 +139,99 @@ class AgentRunner:
         except ModelRequestError as exc:
             self._finish_failed(task.id, f"the model refused the request: {exc}")
             return True
-        self._record(task.id, task_type, request, reply, (time.perf_counter() - started) * 1000)
+        latency_ms = (time.perf_counter() - started) * 1000
+        if task_type is None:
+            self._record_route(task.id, reply, latency_ms)
+        else:
+            self._record(task.id, task_type, reply, latency_ms)
         return True
+
+    def _plan(self, session: Session, task: Task, now: datetime) -> tuple[ModelRequest, TaskTypeConfig | None] | None:
+        """The model request the claimed task needs next (with its task type; None while it is
+        unrouted), or None when it may not ask: then it is settled here, in the claim."""
+        if task.task_type == UNROUTED:
+            return router.request(self.config, task.messages), None
+        task_type = self.config.task_types.get(task.task_type)
+        if task_type is None:
+            move(
+                session,
+                task,
+                TaskState.FAILED,
+                actor=SYSTEM,
+                now=now,
+                message="task.finished",
+                note=f"task type {task.task_type!r} is no longer configured",
+            )
+            return None
+        stop = budgets.exceeded(session, task, task_type.budget, now)
+        if stop is not None:
+            move(
+                session,
+                task,
+                TaskState.PAUSED,
+                actor=SYSTEM,
+                now=now,
+                note=stop,
+                values={"paused_reason": stop, "lease_owner": None, "next_step_at": None},
+                message="task.paused",
+                payload={"reason": stop, "kind": "budget"},
+            )
+            return None
+        return self._request(task, task_type), task_type
+
+    def _record_route(self, task_id: int, reply: ModelReply, latency_ms: float) -> None:
+        now = self.clock.now()
+        with self.sessions.begin() as session:
+            task = self._leased(session, task_id)
+            if task is None:
+                return
+            cost = cost_usd(reply.model, reply.usage, self.prices)
+            self._trace(session, task, now, "route", reply, cost, latency_ms)
+            usage = self._usage(task, reply, cost)
+            chosen = router.choice(self.config, reply)
+            if chosen.task_type is None:
+                reason = "which task type? the router was not sure"
+                move(
+                    session,
+                    task,
+                    TaskState.PAUSED,
+                    actor=SYSTEM,
+                    now=now,
+                    note=reason,
+                    values={**usage, "paused_reason": reason},
+                    message="task.choose_type",
+                    payload={"candidates": sorted(self.config.task_types), "requester": task.requester},
+                    fence_owner=True,
+                )
+            else:
+                move(
+                    session,
+                    task,
+                    TaskState.RUNNING,
+                    actor=SYSTEM,
+                    now=now,
+                    note=f"routed to {chosen.task_type} (confidence {chosen.confidence:.2f})",
+                    values={**usage, "task_type": chosen.task_type, "next_step_at": now},
+                    fence_owner=True,
+                )
+
+    @staticmethod
+    def _usage(task: Task, reply: ModelReply, cost: float) -> dict[str, Any]:
+        """The task's counters after `reply`, with its lease released."""
+        return {
+            "steps": task.steps + 1,
+            "input_tokens": task.input_tokens
+            + reply.usage.input_tokens
+            + reply.usage.cache_read_tokens
+            + reply.usage.cache_creation_tokens,
+            "output_tokens": task.output_tokens + reply.usage.output_tokens,
+            "cost_usd": task.cost_usd + cost,
+            "model_failures": 0,
+            "unavailable_since": None,
+            "lease_owner": None,
+            "lease_until": None,
+            "next_step_at": None,
+        }
 
     def _request(self, task: Task, task_type: TaskTypeConfig) -> ModelRequest:
         system = f"{PREAMBLE}\n\n{task_type.instructions}".strip()
@@ -184,9 +253,7 @@ class AgentRunner:
             return None
         return task
 
-    def _record(
-        self, task_id: int, task_type: TaskTypeConfig, request: ModelRequest, reply: ModelReply, latency_ms: float
-    ) -> None:
+    def _record(self, task_id: int, task_type: TaskTypeConfig, reply: ModelReply, latency_ms: float) -> None:
         now = self.clock.now()
         with self.sessions.begin() as session:
             task = self._leased(session, task_id)
@@ -194,20 +261,7 @@ class AgentRunner:
                 return
             cost = cost_usd(reply.model, reply.usage, self.prices)
             self._trace(session, task, now, "model_call", reply, cost, latency_ms)
-            usage = {
-                "steps": task.steps + 1,
-                "input_tokens": task.input_tokens
-                + reply.usage.input_tokens
-                + reply.usage.cache_read_tokens
-                + reply.usage.cache_creation_tokens,
-                "output_tokens": task.output_tokens + reply.usage.output_tokens,
-                "cost_usd": task.cost_usd + cost,
-                "model_failures": 0,
-                "unavailable_since": None,
-                "lease_owner": None,
-                "lease_until": None,
-                "next_step_at": None,
-            }
+            usage = self._usage(task, reply, cost)
             if task.state == TaskState.STALLED:
                 record(
                     session,

@@ -23,6 +23,7 @@ from core.ids import new_id
 from core.models import Action, Task
 
 SYSTEM = "system"
+UNROUTED = ""  # the task type of a task the router has not placed yet
 
 
 class TaskState(StrEnum):
@@ -54,7 +55,7 @@ class TaskError(AgentError):
 def submit_task(
     session: Session,
     config: Config,
-    task_type: str,
+    task_type: str | None,
     text: str,
     *,
     now: datetime,
@@ -62,15 +63,16 @@ def submit_task(
     team_id: str | None = None,
     channel: str | None = None,
 ) -> Task:
-    """Start a task: it is picked up by the drafting loop at once."""
-    if task_type not in config.task_types:
+    """Start a task: it is picked up by the drafting loop at once. Without a task type, the
+    router model picks one first (or the requester is asked)."""
+    if task_type is not None and task_type not in config.task_types:
         known = ", ".join(sorted(config.task_types))
         raise TaskError(f"unknown task type {task_type!r} (known: {known})")
     if not text.strip():
         raise TaskError("a task needs a request text")
     task = Task(
         public_id=new_id("tsk"),
-        task_type=task_type,
+        task_type=task_type or UNROUTED,
         requester=requester,
         team_id=team_id,
         channel=channel,
@@ -165,6 +167,27 @@ def get_task(session: Session, task_id: str, *, lock: bool = False) -> Task:
     task = session.scalars(query).first()
     if task is None:
         raise TaskError(f"no task {task_id!r}")
+    return task
+
+
+def choose_task_type(session: Session, config: Config, task_id: str, task_type: str, actor: str, now: datetime) -> Task:
+    """The requester answers "which kind of work is this?" for a task the router could not place."""
+    task = get_task(session, task_id, lock=True)
+    if task.task_type != UNROUTED or task.state != TaskState.PAUSED:
+        raise TaskError(f"task {task_id!r} already has a task type ({task.task_type!r})")
+    if task.requester is not None and actor != task.requester:
+        raise TaskError(f"only the requester ({task.requester}) chooses the task type of {task_id!r}")
+    if task_type not in config.task_types:
+        raise TaskError(f"unknown task type {task_type!r} (known: {', '.join(sorted(config.task_types))})")
+    move(
+        session,
+        task,
+        TaskState.RUNNING,
+        actor=actor,
+        now=now,
+        note=f"task type chosen: {task_type}",
+        values={"task_type": task_type, "paused_reason": None, "next_step_at": now},
+    )
     return task
 
 

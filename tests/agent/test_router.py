@@ -1,0 +1,73 @@
+"""A request without a task type: the router model places it, or the requester is asked."""
+
+from __future__ import annotations
+
+import pytest
+from sqlalchemy.orm import Session, sessionmaker
+
+from agent.tasks import TaskError, choose_task_type, submit_task
+from core.config import Config
+from tests.agent.harness import REQUESTER, Stack, build_stack, make_config
+from tests.fakes.anthropic_server import FakeAnthropic
+
+
+def _two_types() -> Config:
+    base = make_config().model_dump(mode="json")
+    base["task_types"]["refund"]["description"] = "Refund a customer order"
+    base["task_types"]["lookup"] = {
+        "description": "Look up an order's status",
+        "tools": ["lookup_order"],
+        "autonomy": "auto",
+    }
+    return Config.model_validate(base)
+
+
+@pytest.fixture
+def router_stack(sessions: sessionmaker[Session], fake_anthropic: FakeAnthropic) -> Stack:
+    return build_stack(sessions, fake_anthropic, _two_types())
+
+
+def _submit_untyped(stack: Stack, text: str) -> str:
+    with stack.sessions.begin() as session:
+        return submit_task(session, stack.config, None, text, now=stack.clock.now(), requester=REQUESTER).public_id
+
+
+def test_the_router_places_a_request_and_the_task_runs_as_that_type(router_stack: Stack) -> None:
+    stack = router_stack
+    stack.fake.reply_tool_use("choose_task_type", {"task_type": "lookup", "confidence": 0.92})
+    stack.fake.reply_text("Order 1234 was delivered.")
+    task_id = _submit_untyped(stack, "Where is order 1234?")
+    stack.drive()
+    task = stack.task(task_id)
+    assert (task.task_type, task.state, task.final_text) == ("lookup", "succeeded", "Order 1234 was delivered.")
+    routing, drafting = stack.fake.requests
+    assert routing.body["model"] == "claude-haiku-4-5"
+    assert routing.tools[0]["input_schema"]["properties"]["task_type"]["enum"] == ["lookup", "refund", "unsure"]
+    assert "Look up an order's status" in routing.system
+    assert drafting.body["model"] == "claude-sonnet-4-6"
+    assert task.steps == 2  # the router's call counts toward the task's usage
+
+
+@pytest.mark.parametrize(
+    "answer",
+    [{"task_type": "unsure", "confidence": 0.9}, {"task_type": "refund", "confidence": 0.3},
+     {"task_type": "delete_everything", "confidence": 1.0}],
+)
+def test_when_the_router_is_unsure_the_requester_chooses(router_stack: Stack, answer: dict[str, object]) -> None:
+    stack = router_stack
+    stack.fake.reply_tool_use("choose_task_type", answer)
+    task_id = _submit_untyped(stack, "hmm, something about my order")
+    stack.drive()
+    task = stack.task(task_id)
+    assert (task.state, task.task_type) == ("paused", "")
+    [question] = stack.outbox("task.choose_type")
+    assert question.payload["candidates"] == ["lookup", "refund"]
+    assert question.payload["requester"] == REQUESTER
+
+    with pytest.raises(TaskError, match="only the requester"), stack.sessions.begin() as session:
+        choose_task_type(session, stack.config, task_id, "lookup", "U0STRANGER", stack.clock.now())
+    with stack.sessions.begin() as session:
+        choose_task_type(session, stack.config, task_id, "lookup", REQUESTER, stack.clock.now())
+    stack.fake.reply_text("Done.")
+    stack.drive()
+    assert stack.task(task_id).state == "succeeded"
