@@ -7,6 +7,7 @@ from pathlib import Path
 
 import click
 
+from agent.anthropic_model import check_models
 from agent.errors import ToolLoadError
 from agent.tools import load_tool_modules
 from bot.cli_audit import audit
@@ -40,7 +41,7 @@ def config_check(path: Path | None) -> None:
         registry = load_tool_modules(loaded.tools.modules)
     except ToolLoadError as exc:
         _fail([str(exc)])
-    problems = check_tool_names(loaded, registry.names())
+    problems = check_tool_names(loaded, registry.names()) + check_models(loaded)
     if problems:
         _fail(problems)
     click.echo("ok")

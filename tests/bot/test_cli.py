@@ -41,6 +41,10 @@ def test_config_check_says_ok(tmp_path: Path) -> None:
         (("autonomy: hitl", "autonomy: hitl\n    colour: blue"), "task_types.refund.colour (line 8): unknown key"),
         (("issue_refund]", "isue_refund]"), "task_types.refund.tools[1] (line 6): unknown tool 'isue_refund'"),
         (('approvers: [U0ALICE, "@payments-leads"]', "approvers: []"), "task_types.refund.approvers"),
+        (
+            ("tools: {", "model: {default: claude-3-5-haiku-latest}\ntools: {"),
+            "model.default: 'claude-3-5-haiku-latest' is deprecated",
+        ),
     ],
 )
 def test_config_check_names_the_key_of_each_problem(tmp_path: Path, change: tuple[str, str], expected: str) -> None:
