@@ -62,6 +62,7 @@ def submit_task(
     requester: str | None = None,
     team_id: str | None = None,
     channel: str | None = None,
+    thread_ts: str | None = None,
 ) -> Task:
     """Start a task: it is picked up by the drafting loop at once. Without a task type, the
     router model picks one first (or the requester is asked)."""
@@ -76,6 +77,7 @@ def submit_task(
         requester=requester,
         team_id=team_id,
         channel=channel,
+        thread_ts=thread_ts,
         request_text=text,
         state=TaskState.RUNNING.value,
         # Slack text is untrusted: it only ever travels as the user's message content.

@@ -4,18 +4,23 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
+from typing import NoReturn
 
 import click
+from slack_bolt.adapter.socket_mode import SocketModeHandler
+from waitress.server import create_server
 
 from agent.anthropic_model import check_models
 from agent.errors import ToolLoadError
 from agent.tools import load_tool_modules
 from bot.cli_audit import audit
 from bot.cli_tasks import task, trace, usage
-from bot.runtime import open_database
+from bot.runtime import build_model, build_services, open_database
+from bot.serve import Process, assemble
 from core.config import Settings, check_tool_names, load_config
-from core.errors import ConfigError
-from core.migrate import current_revision, upgrade
+from core.db import own_sqlite_database
+from core.errors import ConfigError, DatabaseOwned
+from core.migrate import current_revision, is_at_head, upgrade
 
 
 @click.group()
@@ -47,7 +52,7 @@ def config_check(path: Path | None) -> None:
     click.echo("ok")
 
 
-def _fail(problems: list[str]) -> None:
+def _fail(problems: list[str]) -> NoReturn:
     for problem in problems:
         click.echo(problem, err=True)
     sys.exit(1)
@@ -67,6 +72,57 @@ def db_upgrade() -> None:
         click.echo(f"database at revision {current_revision(engine)}")
     finally:
         engine.dispose()
+
+
+@main.command()
+@click.option("--host", default="0.0.0.0", show_default=True, help="Interface to listen on.")  # noqa: S104
+@click.option("--port", default=3000, show_default=True, help="HTTP port for Slack, the API and health checks.")
+@click.option("--socket", "socket_mode", is_flag=True, help="Socket Mode with SLACK_APP_TOKEN instead of HTTP.")
+def serve(host: str, port: int, socket_mode: bool) -> None:
+    """Serve Slack, the task API and health checks, and run the agent, executor and outbox."""
+    settings = Settings()
+    try:
+        loaded = load_config(Path(settings.config_path))
+        model, which = build_model(settings)
+    except ConfigError as exc:
+        _fail(exc.problems)
+    except ValueError as exc:
+        _fail([str(exc)])
+    if settings.slack_bot_token is None or (settings.slack_signing_secret is None and not socket_mode):
+        _fail(["set SLACK_BOT_TOKEN and SLACK_SIGNING_SECRET (see README: connecting a Slack workspace)"])
+    engine, sessions = open_database(settings)
+    if not is_at_head(engine):
+        _fail(["the database schema is not up to date: run `countersign db upgrade` first"])
+    try:
+        with own_sqlite_database(settings.database_url):
+            process = assemble(settings, build_services(settings, loaded, sessions), engine, model)
+            workers = process.workers()
+            workers.start()
+            try:
+                _serve(process, settings, host, port, socket_mode, which)
+            finally:
+                workers.close()
+    except DatabaseOwned as exc:
+        _fail([str(exc)])
+    finally:
+        engine.dispose()
+
+
+def _serve(process: Process, settings: Settings, host: str, port: int, socket_mode: bool, which: str) -> None:
+    if socket_mode:
+        if settings.slack_app_token is None:
+            _fail(["--socket needs SLACK_APP_TOKEN (an xapp- token with connections:write)"])
+        click.echo(f"countersign: Socket Mode, model: {which}")
+        SocketModeHandler(process.app, settings.slack_app_token.get_secret_value()).start()  # type: ignore[no-untyped-call]
+        return
+    server = create_server(process.server, host=host, port=port, threads=16)
+    click.echo(f"countersign: serving on http://{host}:{port} (POST /slack/events), model: {which}")
+    try:
+        server.run()
+    except KeyboardInterrupt:
+        click.echo("countersign: stopping")
+    finally:
+        server.close()
 
 
 main.add_command(audit)

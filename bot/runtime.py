@@ -2,13 +2,59 @@
 
 from __future__ import annotations
 
+from concurrent.futures import ThreadPoolExecutor
+
 from sqlalchemy import Engine
 from sqlalchemy.orm import Session, sessionmaker
 
-from core.config import Settings
+from agent.anthropic_model import AnthropicModel
+from agent.model import ModelClient
+from agent.scripted_model import ScriptedModel
+from agent.tools import load_tool_modules
+from approvals.decisions import Decisions
+from bot.directory import SlackDirectory
+from bot.services import Services
+from bot.slack_client import make_client
+from core.clock import Clock, SystemClock
+from core.config import Config, Settings
 from core.db import make_engine, make_sessionmaker
 
 
 def open_database(settings: Settings) -> tuple[Engine, sessionmaker[Session]]:
     engine = make_engine(settings.database_url)
     return engine, make_sessionmaker(engine)
+
+
+def build_services(
+    settings: Settings,
+    config: Config,
+    sessions: sessionmaker[Session],
+    clock: Clock | None = None,
+    *,
+    slack_retries: int = 2,
+    background_threads: int = 8,
+) -> Services:
+    clock = clock or SystemClock()
+    token = settings.slack_bot_token.get_secret_value() if settings.slack_bot_token else None
+    client = make_client(token, settings.slack_api_url, max_retries=slack_retries)
+    registry = load_tool_modules(config.tools.modules)
+    directory = SlackDirectory(client)
+    return Services(
+        config=config,
+        sessions=sessions,
+        registry=registry,
+        clock=clock,
+        directory=directory,
+        decisions=Decisions(directory, registry, clock),
+        client=client,
+        background=ThreadPoolExecutor(max_workers=background_threads, thread_name_prefix="slack-after-ack"),
+    )
+
+
+def build_model(settings: Settings) -> tuple[ModelClient, str]:
+    """The model and a line saying which it is: the scripted one when a script is set."""
+    if settings.model_script:
+        return ScriptedModel.from_file(settings.model_script), f"scripted model ({settings.model_script})"
+    if settings.anthropic_api_key is None:
+        raise ValueError("set ANTHROPIC_API_KEY (or COUNTERSIGN_MODEL_SCRIPT for the scripted model)")
+    return AnthropicModel(), "Claude through the Anthropic API"

@@ -342,6 +342,8 @@ class Settings(BaseSettings):
     anthropic_api_key: SecretStr | None = None
     anthropic_base_url: str | None = None
     api_token: SecretStr | None = Field(default=None, validation_alias="COUNTERSIGN_API_TOKEN")
+    # A YAML script for the scripted model (the offline demo); else Claude, which needs a key.
+    model_script: str | None = Field(default=None, validation_alias="COUNTERSIGN_MODEL_SCRIPT")
 
 
 def dotted(path: KeyPath) -> str:

@@ -63,7 +63,9 @@ class Task(Base):
     task_type: Mapped[str] = mapped_column(String(64), index=True)
     requester: Mapped[str | None] = mapped_column(String(32))
     team_id: Mapped[str | None] = mapped_column(String(32))
+    # Where the task was asked for (a Slack channel and thread), to report back there.
     channel: Mapped[str | None] = mapped_column(String(32))
+    thread_ts: Mapped[str | None] = mapped_column(String(32))
     request_text: Mapped[str] = mapped_column(Text, default="")
     state: Mapped[str] = mapped_column(String(16), default="running")
     # The Messages API conversation, appended to as it happens (the checkpoint).
@@ -218,3 +220,23 @@ class AutonomyState(Base):
     frozen_until: Mapped[datetime | None]
     updated_by: Mapped[str] = mapped_column(String(32))
     updated_at: Mapped[datetime]
+
+
+class SlackEvent(Base):
+    """An Events API `event_id` already handled: Slack's retries must not act twice."""
+
+    __tablename__ = "slack_events"
+
+    event_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    received_at: Mapped[datetime]
+
+
+class SlackMessage(Base):
+    """A message the app posted and may update later (a card: `card:act_…`), by its `ts`."""
+
+    __tablename__ = "slack_messages"
+
+    key: Mapped[str] = mapped_column(String(80), primary_key=True)
+    channel: Mapped[str] = mapped_column(String(32))
+    ts: Mapped[str] = mapped_column(String(32))
+    posted_at: Mapped[datetime]

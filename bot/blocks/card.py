@@ -1,0 +1,223 @@
+"""The approval card: one drafted action, its buttons while it is open, and its outcome after."""
+
+from __future__ import annotations
+
+import math
+
+from bot import action_ids
+from bot.blocks.kit import Block, actions, button, context, header, section
+from bot.blocks.text import code_block, escape, mention, quote, slack_date, to_json, truncate
+from bot.blocks.views import CardView
+
+REQUEST_LIMIT = 1500
+REQUEST_LINES = 15
+RATIONALE_LIMIT = 1000
+PARAMS_LIMIT = 2900
+NOTE_LIMIT = 500
+ERROR_LIMIT = 1000
+RESULT_LIMIT = 2800
+DIFF_FIELDS = 10
+DIFF_VALUE_LIMIT = 100
+SHORT_HASH = 12
+
+DECIDE = "decide"
+OPEN_STATES = frozenset({"pending", "scheduled"})
+RUN_STATES = frozenset({"approved", "executing", "succeeded", "failed", "unknown", "escalated"})
+RISK_ICONS = {"low": ":large_green_circle:", "medium": ":large_orange_circle:", "high": ":red_circle:"}
+MODE_LABELS = {"hitl": "approve first", "hotl": "veto window", "auto": "autonomous (runs, then reports)"}
+STATE_LABELS = {
+    "pending": "Approval needed",
+    "scheduled": "Runs unless vetoed",
+    "approved": "Approved",
+    "executing": "Running",
+    "succeeded": "Succeeded",
+    "failed": "Failed",
+    "unknown": "Outcome unknown",
+    "escalated": "Failed and escalated",
+    "rejected": "Rejected",
+    "vetoed": "Vetoed",
+    "expired": "Expired",
+    "cancelled": "Cancelled",
+    "refused": "Refused",
+}
+UNKNOWN_OUTCOME = "crashed mid-run; not re-run; a person must check whether it happened"
+
+
+def decide_block_id(params_hash: str, suffix: str | None = None) -> str:
+    """`decide:{params_hash}` (a card), or `decide:{params_hash}:{suffix}` (App Home, many cards in one view)."""
+    return f"{DECIDE}:{params_hash}" + (f":{suffix}" if suffix else "")
+
+
+def params_hash_from_block_id(block_id: str) -> str | None:
+    """The params hash the clicker saw, from the block_id of the buttons' actions block."""
+    parts = block_id.split(":")
+    return parts[1] if len(parts) >= 2 and parts[0] == DECIDE and parts[1] else None
+
+
+def card_text(card: CardView) -> str:
+    """The message's top-level `text`: notifications and screen readers. No mentions, no untrusted text."""
+    label = STATE_LABELS.get(card.state, card.state.capitalize() or "Action")
+    return truncate(escape(f"{label}: {card.tool} for {card.task_type} ({card.risk} risk)"), 300)
+
+
+def card_buttons(card: CardView) -> list[Block]:
+    """The buttons of an open card (the same on the card and in App Home); none once it is closed."""
+    value = card.action_id
+    if card.state == "pending":
+        buttons = [
+            button("Approve", action_ids.APPROVE, value, style="primary"),
+            button("Reject", action_ids.REJECT, value, style="danger"),
+            button("Edit", action_ids.EDIT, value),
+        ]
+    elif card.state == "scheduled":
+        buttons = [button("Veto", action_ids.VETO, value, style="danger")]
+    else:
+        return []
+    if not card.acknowledged_by:
+        buttons.append(button("Acknowledge", action_ids.ACKNOWLEDGE, value))
+    return buttons
+
+
+def approval_card(card: CardView) -> list[Block]:
+    """The card's blocks, for its first post and for every update in place."""
+    icon = RISK_ICONS.get(card.risk, ":white_circle:")
+    blocks = [
+        header("header", f"{icon} {card.task_type} · {card.risk} risk"),
+        section("request", request_text(card), verbatim=True),
+        section("proposal", proposal_text(card), verbatim=True),
+        section("params", "*Parameters*\n" + code_block(card.params, PARAMS_LIMIT), verbatim=True),
+        context(
+            "meta",
+            f"params `{escape(card.params_hash[:SHORT_HASH])}` · action `{escape(card.action_id)}`"
+            f" · task `{escape(card.task_id)}`",
+        ),
+        context("mode", mode_text(card)),
+    ]
+    if card.caps:
+        caps = "; ".join(escape(cap) for cap in card.caps)
+        blocks.append(context("caps", f":lock: A person decides because: {caps}", verbatim=True))
+    if card.diff:
+        blocks.append(section("diff", diff_text(card), verbatim=True))
+    outcome = outcome_text(card)
+    if outcome:
+        blocks.append(section("outcome", outcome, verbatim=True))
+    if card.acknowledged_by and card.state in OPEN_STATES:
+        blocks.append(context("ack", f":eyes: Acknowledged by {mention(card.acknowledged_by)}"))
+    buttons = card_buttons(card)
+    if buttons:
+        blocks.append(actions(decide_block_id(card.params_hash), buttons))
+    return blocks
+
+
+def result_reply(card: CardView) -> tuple[str, list[Block]]:
+    """The thread reply after execution: the result (JSON, truncated) or the error."""
+    tool = escape(card.tool)
+    if card.state == "succeeded":
+        text = f":large_green_circle: `{tool}` succeeded."
+        body = code_block(card.result, RESULT_LIMIT) if card.result is not None else "_It returned no result._"
+    elif card.state in ("failed", "escalated"):
+        text = f":red_circle: `{tool}` failed." + (
+            " A person has been asked to look." if card.state == "escalated" else ""
+        )
+        body = code_block(card.error or "no error message", RESULT_LIMIT)
+    elif card.state == "unknown":
+        text = f":warning: `{tool}`: outcome unknown; {UNKNOWN_OUTCOME}."
+        body = code_block(card.error, RESULT_LIMIT) if card.error else ""
+    else:
+        text = f"`{tool}`: {escape(STATE_LABELS.get(card.state, card.state)).lower()}."
+        body = ""
+    blocks = [section("result", f"{text}\n{body}" if body else text, verbatim=True)]
+    blocks.append(
+        context("result_meta", f"action `{escape(card.action_id)}` · params `{card.params_hash[:SHORT_HASH]}`")
+    )
+    return truncate(text.replace("`", ""), 300), blocks
+
+
+def request_text(card: CardView) -> str:
+    who = f"from {mention(card.requester)}" if card.requester else "via the API"
+    quoted = (
+        quote(truncate(escape(card.request_text), REQUEST_LIMIT), REQUEST_LINES)
+        if card.request_text.strip()
+        else "_(empty)_"
+    )
+    return f"*Request* {who}:\n{quoted}"
+
+
+def confidence_text(card: CardView) -> str:
+    confidence = card.confidence if math.isfinite(card.confidence) else 0.0  # malformed counts as 0
+    text = f"{confidence:.0%}"
+    if confidence < card.confidence_threshold:
+        text += f" :warning: low confidence (below {card.confidence_threshold:.0%})"
+    return text
+
+
+def proposal_text(card: CardView) -> str:
+    rationale = truncate(escape(card.rationale), RATIONALE_LIMIT) if card.rationale.strip() else "_none given_"
+    return f"*Proposed:* `{escape(card.tool)}`\n*Why:* {rationale}\n*Confidence:* {confidence_text(card)}"
+
+
+def mode_text(card: CardView) -> str:
+    if card.state == "pending":
+        text = ":raised_hand: Approve first"
+        if card.quorum > 1:
+            text += f" · {card.approvals} of {card.quorum} approvals"
+        return text
+    if card.state == "scheduled":
+        when = slack_date(card.run_at) if card.run_at else "after the veto window"
+        return f":alarm_clock: Runs {when} unless vetoed"
+    return f"Mode: {MODE_LABELS.get(card.mode, escape(card.mode))}"
+
+
+def diff_text(card: CardView) -> str:
+    who = f" by {mention(card.edited_by)}" if card.edited_by else ""
+    lines = [f":pencil2: *Edited{who}:*"]
+    items = sorted((card.diff or {}).items())
+    for name, change in items[:DIFF_FIELDS]:
+        lines.append(f"`{truncate(escape(name), 60)}`: {_diff_value(change, 'from')} → {_diff_value(change, 'to')}")
+    if len(items) > DIFF_FIELDS:
+        lines.append(f"_…and {len(items) - DIFF_FIELDS} more_")
+    return "\n".join(lines)
+
+
+def _diff_value(change: dict[str, object], key: str) -> str:
+    if key not in change:
+        return "_unset_"
+    return truncate(escape(to_json(change[key], indent=None)), DIFF_VALUE_LIMIT)
+
+
+def outcome_text(card: CardView) -> str | None:
+    """What happened to the action, with who and when; None while it is still open."""
+    by = f" by {mention(card.decided_by)}" if card.decided_by else ""
+    when = f" at {slack_date(card.decided_at)}" if card.decided_at else ""
+    note = f" — {truncate(escape(card.decision_note), NOTE_LIMIT)}" if card.decision_note else ""
+    error = truncate(escape(card.error), ERROR_LIMIT) if card.error else "no error message"
+    state = card.state
+    if state == "rejected":
+        return f":x: Rejected{by}{when}{note}"
+    if state == "vetoed":
+        return f":no_entry: Vetoed{by}{when}{note}"
+    if state == "expired":
+        return f":hourglass: Expired{when}: nobody decided in time{note}"
+    if state == "cancelled":
+        return f":heavy_multiplication_x: Cancelled{by}{when}{note}"
+    if state == "refused":
+        return f":no_entry_sign: Refused: {error}"
+    if state not in RUN_STATES:
+        return None
+    if card.decided_by:
+        approval = f":white_check_mark: Approved{' with edits' if card.diff else ''}{by}{when}"
+    elif card.mode == "hotl":
+        approval = f":white_check_mark: Not vetoed in the veto window{when}"
+    elif card.mode == "auto":
+        approval = ":robot_face: Ran on its own (autonomous)"
+    else:
+        approval = f":white_check_mark: Approved{when}"
+    run = {
+        "approved": ":hourglass_flowing_sand: Queued to run",
+        "executing": ":gear: Running…",
+        "succeeded": ":large_green_circle: Succeeded (result in the thread)",
+        "failed": f":red_circle: Failed: {error}",
+        "escalated": f":rotating_light: Failed and escalated: {error}",
+        "unknown": f":warning: Outcome unknown: {UNKNOWN_OUTCOME}",
+    }[state]
+    return f"{approval}\n{run}"

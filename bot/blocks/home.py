@@ -1,0 +1,79 @@
+"""App Home: what waits for this person (with the card's buttons), what was decided lately, autonomy levels."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from bot.blocks.card import card_buttons, confidence_text, decide_block_id, mode_text, outcome_text
+from bot.blocks.kit import SECTION_LIMIT, actions, context, divider, header, section
+from bot.blocks.text import escape, mention, to_json, truncate
+from bot.blocks.views import CardView, HomeView
+
+MAX_WAITING = 30  # two blocks each
+MAX_RECENT = 20  # one block each: with the headers, a view stays under Slack's 100 blocks
+EXCERPT_LIMIT = 200
+PARAMS_LIMIT = 500
+LEVEL_LABELS = {"hitl": "approve first (hitl)", "hotl": "veto window (hotl)", "auto": "autonomous (auto)"}
+
+
+def home_view(view: HomeView) -> dict[str, Any]:
+    """The `home` view to publish for `view.user`."""
+    waiting = _unique(view.waiting)
+    recent = _unique(view.recent)
+    blocks = [header("waiting", "Waiting for you")]
+    if not waiting:
+        blocks.append(context("waiting_empty", "Nothing waits for you. Actions you may approve show up here."))
+    for card in waiting[:MAX_WAITING]:
+        blocks.append(section(f"summary:{card.action_id}", _summary(card), verbatim=True))
+        buttons = card_buttons(card)
+        if buttons:
+            blocks.append(actions(decide_block_id(card.params_hash, card.action_id), buttons))
+    if len(waiting) > MAX_WAITING:
+        blocks.append(context("waiting_more", f"_…and {len(waiting) - MAX_WAITING} more waiting_"))
+    blocks += [divider("divider_recent"), header("recent", "Recently decided")]
+    if not recent:
+        blocks.append(context("recent_empty", "Nothing decided lately."))
+    for card in recent[:MAX_RECENT]:
+        blocks.append(context(f"recent:{card.action_id}", _recent_line(card), verbatim=True))
+    if len(recent) > MAX_RECENT:
+        blocks.append(context("recent_more", f"_…and {len(recent) - MAX_RECENT} more_"))
+    blocks += [divider("divider_levels"), header("levels", "Autonomy levels")]
+    if view.levels:
+        blocks.append(section("levels_list", _levels(view.levels)))
+    else:
+        blocks.append(context("levels_empty", "No task types are configured yet."))
+    return {"type": "home", "blocks": blocks}
+
+
+def _unique(cards: tuple[CardView, ...]) -> list[CardView]:
+    """One entry per action, so block_ids stay unique across the view."""
+    unique: dict[str, CardView] = {}
+    for card in cards:
+        unique.setdefault(card.action_id, card)
+    return list(unique.values())
+
+
+def _summary(card: CardView) -> str:
+    who = f" · from {mention(card.requester)}" if card.requester else ""
+    excerpt = truncate(escape(" ".join(card.request_text.split())), EXCERPT_LIMIT) or "_(empty)_"
+    params = truncate(escape(to_json(card.params, indent=None).replace("`", "\\u0060")), PARAMS_LIMIT)
+    return (
+        f"*{escape(card.task_type)}* · `{escape(card.tool)}` · {escape(card.risk)} risk{who}\n"
+        f">{excerpt}\n`{params}`\n"
+        f"{mode_text(card)} · confidence {confidence_text(card)} · params `{escape(card.params_hash[:12])}`"
+    )
+
+
+def _recent_line(card: CardView) -> str:
+    outcome = (outcome_text(card) or escape(card.state)).replace("\n", " · ")
+    return truncate(f"*{escape(card.task_type)}* `{escape(card.tool)}`: {outcome}", 1000)
+
+
+def _levels(levels: tuple[tuple[str, str], ...]) -> str:
+    text = ""
+    for shown, (task_type, level) in enumerate(levels):
+        line = f"• `{escape(task_type)}`: {LEVEL_LABELS.get(level, escape(level))}\n"
+        if len(text) + len(line) > SECTION_LIMIT - 40:
+            return text + f"_…and {len(levels) - shown} more_"
+        text += line
+    return text.rstrip("\n")

@@ -1,0 +1,133 @@
+"""Text helpers for Slack's mrkdwn: escaping, safe truncation, mentions, dates, code blocks, help."""
+
+from __future__ import annotations
+
+import json
+import re
+from datetime import UTC, datetime
+from typing import Any
+
+ELLIPSIS = "…"
+_ESCAPES = ("&amp;", "&lt;", "&gt;")
+_USER_ID = re.compile(r"^[UW][A-Z0-9]{2,}$")
+_FENCE = "```"
+DATE_FORMAT = "{date_short_pretty} at {time}"
+
+COMMANDS = (
+    ("run TYPE TEXT", "start a task of that type; TEXT is the request"),
+    ("status [ID]", "where a task or action stands (your recent ones without an ID)"),
+    ("autonomy [TYPE]", "each task type's autonomy level and its track record"),
+    ("audit [ID]", "the decisions on record, for an action or task"),
+    ("help", "this message"),
+)
+
+
+def escape(text: str) -> str:
+    """Escape what Slack requires (`&`, `<`, `>`): untrusted text can then neither ping nor forge links."""
+    return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+
+
+def safe_cut(text: str, at: int) -> int:
+    """The largest index <= `at` where `text` may be cut: not inside `&amp;` nor inside a `<…>` token."""
+    at = max(0, min(at, len(text)))
+    amp = text.rfind("&", max(0, at - 4), at)
+    if amp != -1 and any(text.startswith(seq, amp) and amp + len(seq) > at for seq in _ESCAPES):
+        at = amp
+    head = text[:at]
+    opening = head.rfind("<")
+    if opening > head.rfind(">"):
+        at = opening
+    return at
+
+
+def truncate(text: str, limit: int) -> str:
+    """`text` cut to at most `limit` characters (ending in "…" when cut), never inside an escape."""
+    if limit < 1:
+        raise ValueError(f"limit must be positive (got {limit!r})")
+    if len(text) <= limit:
+        return text
+    return text[: safe_cut(text, limit - len(ELLIPSIS))] + ELLIPSIS
+
+
+def split(text: str, size: int, max_parts: int) -> list[str]:
+    """`text` in at most `max_parts` pieces of at most `size` characters, preferably cut at line ends."""
+    parts: list[str] = []
+    while text and len(parts) < max_parts:
+        if len(text) <= size:
+            parts.append(text)
+            return parts
+        if len(parts) == max_parts - 1:
+            parts.append(truncate(text, size))
+            return parts
+        cut = text.rfind("\n", 0, size)
+        if cut < size // 2:
+            cut = safe_cut(text, size)
+        parts.append(text[:cut])
+        text = text[cut:].lstrip("\n")
+    return parts
+
+
+def quote(text: str, max_lines: int = 15) -> str:
+    """`text` (already escaped) as a mrkdwn block quote of at most `max_lines` lines."""
+    lines = text.splitlines() or [""]
+    if len(lines) > max_lines:
+        lines = [*lines[:max_lines], ELLIPSIS]
+    return "\n".join(f">{line}" for line in lines)
+
+
+def mention(user_id: str) -> str:
+    """`<@U…>` for a Slack user id; anything else (`system`, a CLI name) as escaped plain text."""
+    return f"<@{user_id}>" if _USER_ID.match(user_id) else escape(user_id)
+
+
+def slack_date(when: datetime, fmt: str = DATE_FORMAT, fallback: str | None = None) -> str:
+    """Slack's date formatting (shown in each reader's time zone); the fallback defaults to UTC ISO 8601."""
+    if when.tzinfo is None or when.utcoffset() is None:
+        raise ValueError(f"slack_date needs an aware datetime (got {when!r})")
+    if fallback is None:
+        fallback = when.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    return f"<!date^{int(when.timestamp())}^{fmt}|{escape(fallback)}>"
+
+
+def to_json(obj: Any, *, indent: int | None = 2) -> str:
+    """Pretty, stable JSON for people (sorted keys where possible, non-ASCII kept)."""
+    separators = None if indent else (", ", ": ")
+    try:
+        return json.dumps(obj, indent=indent, sort_keys=True, ensure_ascii=False, default=str, separators=separators)
+    except TypeError:  # keys of mixed types cannot be sorted
+        return json.dumps(obj, indent=indent, ensure_ascii=False, default=str, separators=separators)
+
+
+def code_block(obj: Any, limit: int) -> str:
+    """A mrkdwn code block of `obj` (a string as is, anything else as pretty JSON), within `limit` chars.
+
+    Backticks cannot close the block early: in JSON they become the equivalent escape `\\u0060`; in a
+    string a zero-width space breaks up a fence.
+    """
+    if limit < 100:
+        raise ValueError(f"limit must be at least 100 (got {limit!r})")
+    raw = obj if isinstance(obj, str) else to_json(obj).replace("`", "\\u0060")
+    while _FENCE in raw:
+        raw = raw.replace(_FENCE, "``\u200b`")
+    body = escape(raw) or " "
+    if len(body) + 8 <= limit:
+        return f"{_FENCE}\n{body}\n{_FENCE}"
+    note = f"\n_truncated: {len(raw):,} characters in all_"
+    return f"{_FENCE}\n{truncate(body, limit - 8 - len(note))}\n{_FENCE}{note}"
+
+
+def help_text(task_types: dict[str, str]) -> str:
+    """The reply to `/countersign help` (and to a command it doesn't understand), at most 3000 chars."""
+    lines = ["*countersign*: agents draft actions, people decide. Commands:"]
+    lines += [f"• `/countersign {usage}`: {what}" for usage, what in COMMANDS]
+    lines.append("*Task types*")
+    if not task_types:
+        lines.append("_No task types are configured yet._")
+    text = "\n".join(lines)
+    for shown, (name, description) in enumerate(sorted(task_types.items())):
+        line = f"\n• `{escape(name)}`" + (f": {escape(description)}" if description else "")
+        more = f"\n_…and {len(task_types) - shown} more_"
+        if len(text) + len(line) + len(more) + 30 > 3000:
+            return text + more
+        text += line
+    return text

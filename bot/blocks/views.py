@@ -1,0 +1,70 @@
+"""What the renderers take: plain frozen snapshots, built by the caller from database rows.
+
+States, modes and risks are plain strings (a `StrEnum` member is one), compared by value.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+
+@dataclass(frozen=True, kw_only=True)
+class CardView:
+    """One drafted action as its approval card shows it."""
+
+    action_id: str  # public id: every button's value
+    task_id: str
+    task_type: str
+    tool: str
+    risk: str  # low | medium | high
+    mode: str  # hitl | hotl | auto
+    state: str  # the action's lifecycle state (approvals.states.ActionState)
+    requester: str | None  # Slack user id; None for the API or the CLI
+    request_text: str  # untrusted (user)
+    rationale: str  # untrusted (model)
+    confidence: float
+    confidence_threshold: float
+    params: dict[str, Any]
+    params_hash: str  # sha256 hex of the canonical params
+    run_at: datetime | None = None  # veto deadline while scheduled (aware)
+    approvals: int = 0
+    quorum: int = 1
+    decided_by: str | None = None
+    decided_at: datetime | None = None
+    decision_note: str | None = None  # reject / veto reason (untrusted)
+    diff: dict[str, dict[str, Any]] | None = None  # {field: {"from": old, "to": new}} of an edit
+    edited_by: str | None = None
+    acknowledged_by: str | None = None
+    caps: tuple[str, ...] = ()  # why the mode is below the task type's level
+    result: dict[str, Any] | None = None
+    error: str | None = None
+
+
+@dataclass(frozen=True, kw_only=True)
+class TaskView:
+    """One task, for the messages about its progress (pauses, stalls, the final answer)."""
+
+    task_id: str
+    task_type: str
+    state: str  # agent.tasks.TaskState
+    requester: str | None
+    request_text: str  # untrusted
+    reason: str | None = None  # pause / stall / failure reason
+    kind: str | None = None  # budget | loop | model_unavailable
+    final_text: str | None = None  # untrusted (model)
+    candidates: tuple[str, ...] = ()  # task types to choose from
+    steps: int = 0
+    tokens: int = 0
+    cost_usd: float = 0.0
+
+
+@dataclass(frozen=True, kw_only=True)
+class HomeView:
+    """One person's App Home."""
+
+    user: str
+    waiting: tuple[CardView, ...] = ()  # pending actions this person may approve
+    recent: tuple[CardView, ...] = ()  # recently decided actions
+    levels: tuple[tuple[str, str], ...] = field(default=())  # (task type, autonomy level)

@@ -1,0 +1,142 @@
+"""Buttons on cards, task messages and App Home: approve, reject, edit, veto, acknowledge,
+extend a budget, stop a task, choose a task type."""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Callable
+from typing import Any
+
+from slack_bolt import Ack, App, Respond
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from agent.tasks import TaskError, choose_task_type, extend_budget, get_task, stop_task
+from approvals.decisions import decide
+from approvals.errors import ActionNotFound, DecisionRefused
+from approvals.ports import is_listed_approver
+from bot import action_ids
+from bot.blocks.modals import edit_modal, reject_modal
+from bot.listeners.payloads import BadPayload, Click, click_from
+from bot.services import Services
+from core.models import Action
+
+log = logging.getLogger(__name__)
+
+
+def register(app: App, services: Services) -> None:
+    def on_decision(call: Callable[[Session, Click], object]) -> Callable[..., None]:
+        def listener(ack: Ack, body: dict[str, Any], respond: Respond) -> None:
+            try:
+                click = click_from(body)
+                decide(services.sessions, services.clock, lambda session: call(session, click))
+            except (DecisionRefused, ActionNotFound, BadPayload) as refusal:
+                ack()
+                tell(services, respond, str(refusal))
+                return
+            ack()
+
+        return listener
+
+    app.action(action_ids.APPROVE)(
+        on_decision(lambda s, c: services.decisions.approve(s, c.value, c.user, c.seen_hash, team_id=c.team))
+    )
+    app.action(action_ids.VETO)(on_decision(lambda s, c: services.decisions.veto(s, c.value, c.user, team_id=c.team)))
+    app.action(action_ids.ACKNOWLEDGE)(
+        on_decision(lambda s, c: services.decisions.acknowledge(s, c.value, c.user, team_id=c.team))
+    )
+
+    @app.action(action_ids.REJECT)
+    def reject(ack: Ack, body: dict[str, Any], respond: Respond) -> None:
+        ack()  # the trigger_id lives 3 s: open the modal right away
+        try:
+            click = click_from(body)
+        except BadPayload as problem:
+            tell(services, respond, str(problem))
+            return
+        metadata = json.dumps({"action_id": click.value, "params_hash": click.seen_hash})
+        open_modal(services, respond, click, reject_modal(click.value, click.seen_hash, metadata))
+
+    @app.action(action_ids.EDIT)
+    def edit(ack: Ack, body: dict[str, Any], respond: Respond) -> None:
+        ack()
+        try:
+            click = click_from(body)
+            with services.sessions() as session:
+                action = session.scalars(select(Action).where(Action.public_id == click.value)).first()
+                if action is None:
+                    raise BadPayload(f"no action {click.value!r}")
+                tool, params = action.tool, dict(action.params)
+            schema = services.registry.get(tool).json_schema()
+        except (BadPayload, LookupError) as problem:
+            tell(services, respond, str(problem))
+            return
+        metadata = json.dumps({"action_id": click.value, "params_hash": click.seen_hash, "tool": tool})
+        open_modal(services, respond, click, edit_modal(click.value, tool, schema, params, metadata))
+
+    def on_task(call: Callable[[Session, Click], object]) -> Callable[..., None]:
+        def listener(ack: Ack, body: dict[str, Any], respond: Respond) -> None:
+            ack()
+            try:
+                click = click_from(body)
+                with services.sessions.begin() as session:
+                    call(session, click)
+            except (TaskError, BadPayload) as refusal:
+                tell(services, respond, str(refusal))
+
+        return listener
+
+    app.action(action_ids.EXTEND_BUDGET)(
+        on_task(
+            lambda s, c: _as_approver(services, s, c, lambda: extend_budget(s, c.value, c.user, services.clock.now()))
+        )
+    )
+    app.action(action_ids.STOP_TASK)(
+        on_task(lambda s, c: _as_approver(services, s, c, lambda: stop_task(s, c.value, c.user, services.clock.now())))
+    )
+    app.action(action_ids.CHOOSE_TYPE)(
+        on_task(
+            lambda s, c: choose_task_type(s, services.config, *_split_choice(c.value), c.user, services.clock.now())
+        )
+    )
+
+
+def _split_choice(value: str) -> tuple[str, str]:
+    task_id, _, task_type = value.partition(":")
+    if not task_type:
+        raise BadPayload(f"not a task type choice: {value!r}")
+    return task_id, task_type
+
+
+def _as_approver(services: Services, session: Session, click: Click, then: Callable[[], object]) -> object:
+    """Budget and stop buttons are for the task type's approvers and the admins."""
+    task = get_task(session, click.value)
+    task_type = services.config.task_types.get(task.task_type)
+    people = [*(task_type.approvers if task_type else []), *services.config.slack.admins]
+    if not is_listed_approver(click.user, people, services.directory):
+        raise TaskError(f"{click.user} is not an approver of task type {task.task_type!r} nor an admin")
+    return then()
+
+
+def tell(services: Services, respond: Respond, text: str) -> None:
+    """Answer only the person who clicked, after the ack."""
+    services.background.submit(_respond, respond, text)
+
+
+def _respond(respond: Respond, text: str) -> None:
+    try:
+        respond(text=text, response_type="ephemeral", replace_original=False)
+    except Exception:
+        log.exception("could not answer the clicker")
+
+
+def open_modal(services: Services, respond: Respond, click: Click, view: dict[str, Any]) -> None:
+    def run() -> None:
+        try:
+            services.client.views_open(trigger_id=click.trigger_id or "", view=view)
+        except Exception as exc:  # noqa: BLE001 - tell the clicker instead
+            log.warning("views.open failed: %s", exc)
+            _respond(respond, "Slack did not open the form in time; please click again.")
+
+    services.background.submit(run)

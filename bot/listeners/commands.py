@@ -1,0 +1,123 @@
+"""`/countersign run TYPE TEXT | status [ID] | autonomy [TYPE] | audit [ID] | help`.
+
+Answers go back in the ack itself (ephemeral, to the person who typed the command)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from slack_bolt import Ack, App
+from sqlalchemy import or_, select
+from sqlalchemy.orm import Session
+
+from agent.tasks import TaskError, submit_task
+from approvals.autonomy import current_level
+from bot.blocks.text import escape, help_text
+from bot.services import Services
+from core.models import Action, AuditEvent, Task
+
+COMMAND = "/countersign"
+RECENT = 5
+
+
+def register(app: App, services: Services) -> None:
+    @app.command(COMMAND)
+    def countersign(ack: Ack, command: dict[str, Any]) -> None:
+        text = (command.get("text") or "").strip()
+        verb, _, rest = text.partition(" ")
+        user = command.get("user_id") or ""
+        handler = {"run": _run, "status": _status, "autonomy": _autonomy, "audit": _audit}.get(verb.lower())
+        if handler is None:
+            ack(text=_help(services, "" if verb.lower() in ("", "help") else f"I don't know `{escape(verb)}`."))
+            return
+        ack(text=handler(services, rest.strip(), user, command))
+
+
+def _help(services: Services, preface: str = "") -> str:
+    types = {name: t.description for name, t in services.config.task_types.items()}
+    return f"{preface}\n{help_text(types)}".strip()
+
+
+def _run(services: Services, rest: str, user: str, command: dict[str, Any]) -> str:
+    task_type, _, text = rest.partition(" ")
+    if task_type not in services.config.task_types or not text.strip():
+        problem = (
+            f"Unknown task type `{escape(task_type)}`."
+            if task_type and task_type not in services.config.task_types
+            else "Say what to do: `/countersign run TYPE TEXT`."
+        )
+        return _help(services, problem)
+    try:
+        with services.sessions.begin() as session:
+            task = submit_task(
+                session,
+                services.config,
+                task_type,
+                text.strip(),
+                now=services.clock.now(),
+                requester=user,
+                team_id=command.get("team_id"),
+                channel=command.get("channel_id"),
+            )
+            task_id = task.public_id
+    except TaskError as problem:
+        return _help(services, f"{escape(str(problem))}.")
+    channel = services.config.channel_for(task_type)
+    return f"Started `{task_id}` ({task_type}). Drafts that need a person appear in <#{channel}>."
+
+
+def _status(services: Services, rest: str, user: str, _command: dict[str, Any]) -> str:
+    with services.sessions() as session:
+        if rest:
+            return _status_of(session, rest)
+        tasks = session.scalars(select(Task).where(Task.requester == user).order_by(Task.id.desc()).limit(RECENT))
+        lines = [f"`{t.public_id}` {t.task_type or 'unrouted'}: *{t.state}*" for t in tasks]
+    return "Your recent tasks:\n" + "\n".join(lines) if lines else "You have no tasks yet. Try `/countersign help`."
+
+
+def _status_of(session: Session, public_id: str) -> str:
+    action = session.scalars(select(Action).where(Action.public_id == public_id)).first()
+    if action is not None:
+        decided = f" by <@{action.decided_by}>" if action.decided_by else ""
+        return f"Action `{action.public_id}` ({action.task_type}, `{action.tool}`): *{action.state}*{decided}"
+    task = session.scalars(select(Task).where(Task.public_id == public_id)).first()
+    if task is None:
+        return f"No task or action `{escape(public_id)}`."
+    actions = session.scalars(select(Action).where(Action.task_id == task.id).order_by(Action.id)).all()
+    lines = [f"• `{a.public_id}` `{a.tool}`: {a.state}" for a in actions]
+    return "\n".join(
+        [
+            f"Task `{task.public_id}` ({task.task_type}): *{task.state}*"
+            + (f" — {escape(task.paused_reason)}" if task.paused_reason else ""),
+            *lines,
+        ]
+    )
+
+
+def _autonomy(services: Services, rest: str, _user: str, _command: dict[str, Any]) -> str:
+    names = [rest] if rest else sorted(services.config.task_types)
+    if rest and rest not in services.config.task_types:
+        return _help(services, f"Unknown task type `{escape(rest)}`.")
+    with services.sessions() as session:
+        lines = [
+            f"`{name}`: *{current_level(session, name, services.config.task_types[name].autonomy).value}*"
+            for name in names
+        ]
+    return "Autonomy levels:\n" + "\n".join(lines)
+
+
+def _audit(services: Services, rest: str, _user: str, _command: dict[str, Any]) -> str:
+    with services.sessions() as session:
+        query = select(AuditEvent).order_by(AuditEvent.seq.desc()).limit(10)
+        if rest:
+            query = query.where(or_(AuditEvent.action_id == rest, AuditEvent.task_id == rest))
+        events = list(reversed(session.scalars(query).all()))
+    if not events:
+        return f"No audit events for `{escape(rest)}`." if rest else "The audit ledger is empty."
+    lines = [
+        f"`{e.seq}` {e.at.strftime('%Y-%m-%d %H:%M:%S')} {e.kind} by "
+        f"{'system' if e.actor == 'system' else f'<@{e.actor}>'}"
+        + (f" ({e.from_state} → {e.to_state})" if e.from_state else "")
+        for e in events
+    ]
+    return "\n".join(lines)

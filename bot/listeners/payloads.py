@@ -1,0 +1,58 @@
+"""Reading what Slack sent, defensively: a malformed payload becomes `BadPayload`, never a 500."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from typing import Any
+
+from bot.blocks.card import params_hash_from_block_id
+
+
+class BadPayload(ValueError):
+    """The request is not the shape Slack sends; the listener answers politely and changes nothing."""
+
+
+@dataclass(frozen=True)
+class Click:
+    user: str
+    team: str | None
+    value: str  # the public id the button acts on
+    seen_hash: str  # the params hash on the card the person clicked
+    trigger_id: str | None
+    response_url: str | None
+    channel: str | None
+    message_ts: str | None
+
+
+def click_from(body: dict[str, Any]) -> Click:
+    try:
+        action = body["actions"][0]
+        user = body["user"]["id"]
+        value = action["value"]
+    except (KeyError, IndexError, TypeError) as exc:
+        raise BadPayload(f"not a button click: missing {exc}") from None
+    if not isinstance(user, str) or not isinstance(value, str) or not value:
+        raise BadPayload("not a button click: user or value is not text")
+    seen_hash = params_hash_from_block_id(str(action.get("block_id") or "")) or ""
+    channel = (body.get("channel") or {}).get("id") or (body.get("container") or {}).get("channel_id")
+    return Click(
+        user=user,
+        team=(body.get("team") or {}).get("id") or body.get("user", {}).get("team_id"),
+        value=value,
+        seen_hash=seen_hash,
+        trigger_id=body.get("trigger_id"),
+        response_url=body.get("response_url"),
+        channel=channel,
+        message_ts=(body.get("container") or {}).get("message_ts") or (body.get("message") or {}).get("ts"),
+    )
+
+
+def metadata_from(view: dict[str, Any]) -> dict[str, Any]:
+    try:
+        metadata = json.loads(view.get("private_metadata") or "{}")
+    except json.JSONDecodeError:
+        raise BadPayload("the modal's metadata is not JSON") from None
+    if not isinstance(metadata, dict) or not isinstance(metadata.get("action_id"), str):
+        raise BadPayload("the modal's metadata names no action")
+    return metadata

@@ -1,0 +1,91 @@
+"""Modal submissions: a rejection's reason, edited parameters. Field errors are shown inline
+(`response_action: errors`); a valid submission is one decision, then the modal closes."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from slack_bolt import Ack, App
+from sqlalchemy import select
+
+from approvals.decisions import decide
+from approvals.errors import ActionNotFound, DecisionRefused, InvalidEdit
+from bot import action_ids
+from bot.blocks.modals import parse_edit
+from bot.listeners.payloads import BadPayload, metadata_from
+from bot.services import Services
+from core.models import Action
+
+REASON_BLOCK = "reason"
+
+
+def register(app: App, services: Services) -> None:
+    @app.view(action_ids.REJECT_MODAL)
+    def reject(ack: Ack, body: dict[str, Any], view: dict[str, Any]) -> None:
+        try:
+            metadata = metadata_from(view)
+            reason = (view["state"]["values"][REASON_BLOCK][REASON_BLOCK].get("value") or "").strip()
+        except (BadPayload, KeyError, TypeError) as problem:
+            ack(response_action="errors", errors={REASON_BLOCK: f"This form is out of date: {problem}"})
+            return
+        if not reason:
+            ack(response_action="errors", errors={REASON_BLOCK: "Say why, in a few words: the agent reads it."})
+            return
+        user, team = body["user"]["id"], (body.get("team") or {}).get("id")
+        try:
+            decide(
+                services.sessions,
+                services.clock,
+                lambda s: services.decisions.reject(s, metadata["action_id"], user, reason, team_id=team),
+            )
+        except (DecisionRefused, ActionNotFound) as refusal:
+            ack(response_action="errors", errors={REASON_BLOCK: str(refusal)})
+            return
+        ack()
+
+    @app.view(action_ids.EDIT_MODAL)
+    def edit(ack: Ack, body: dict[str, Any], view: dict[str, Any]) -> None:
+        try:
+            metadata = metadata_from(view)
+            values = view["state"]["values"]
+        except (BadPayload, KeyError, TypeError) as problem:
+            ack(response_action="errors", errors={}, text=str(problem))
+            return
+        action_id, seen_hash = metadata["action_id"], str(metadata.get("params_hash", ""))
+        tool = str(metadata.get("tool", ""))
+        try:
+            schema = services.registry.get(tool).json_schema()
+        except LookupError:
+            ack(response_action="errors", errors={next(iter(values), "params"): f"unknown tool {tool!r}"})
+            return
+        edited, errors = parse_edit(schema, values)
+        if errors:
+            ack(response_action="errors", errors=errors)
+            return
+        with services.sessions() as session:
+            current = session.scalars(select(Action.params).where(Action.public_id == action_id)).first() or {}
+        params = {**current, **edited}
+        user, team = body["user"]["id"], (body.get("team") or {}).get("id")
+        try:
+            decide(
+                services.sessions,
+                services.clock,
+                lambda s: services.decisions.approve_with_edits(s, action_id, user, seen_hash, params, team_id=team),
+            )
+        except InvalidEdit as invalid:
+            ack(response_action="errors", errors=_by_block(invalid.problems, values))
+            return
+        except (DecisionRefused, ActionNotFound) as refusal:
+            ack(response_action="errors", errors={next(iter(values), "params"): str(refusal)})
+            return
+        ack()
+
+
+def _by_block(problems: dict[str, str], values: dict[str, Any]) -> dict[str, str]:
+    """Field problems keyed by the modal's block ids (one per parameter); the rest on the first block."""
+    first = next(iter(values), "params")
+    errors: dict[str, str] = {}
+    for field, problem in problems.items():
+        block = field if field in values else first
+        errors[block] = f"{errors[block]}; {problem}" if block in errors else problem
+    return errors

@@ -1,0 +1,118 @@
+"""From database rows to the renderers' view dataclasses (bot/blocks/views.py)."""
+
+from __future__ import annotations
+
+import logging
+from typing import TYPE_CHECKING
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from agent.tools import ToolRegistry as ToolCatalog
+from approvals.autonomy import current_level
+from approvals.decisions import APPROVING_KINDS
+from approvals.policy import route
+from approvals.ports import is_listed_approver
+from bot.blocks.home import home_view
+from bot.blocks.views import CardView, HomeView, TaskView
+from core.config import Config
+from core.models import Action, Decision, Task
+
+if TYPE_CHECKING:
+    from bot.services import Services
+
+log = logging.getLogger(__name__)
+HOME_LIMIT = 15
+
+
+def card_view(session: Session, config: Config, catalog: ToolCatalog, action: Action) -> CardView:
+    task = session.get(Task, action.task_id)
+    decisions = session.scalars(select(Decision).where(Decision.action_id == action.id).order_by(Decision.id)).all()
+    closing = next((d for d in reversed(decisions) if d.kind in ("reject", "veto")), None)
+    edit = next((d for d in reversed(decisions) if d.kind == "edit"), None)
+    acknowledged = next((d for d in decisions if d.kind == "acknowledge"), None)
+    approvers = {d.actor for d in decisions if d.kind in APPROVING_KINDS and d.params_hash == action.params_hash}
+    task_type = config.task_types.get(action.task_type)
+    threshold = task_type.confidence_threshold if task_type else 0.0
+    caps: tuple[str, ...] = ()
+    if task_type is not None and action.tool in catalog.names():
+        level = current_level(session, action.task_type, task_type.autonomy)
+        caps = route(level, catalog.policy(action.tool), action.confidence, threshold).reasons
+    return CardView(
+        action_id=action.public_id,
+        task_id=task.public_id if task else "",
+        task_type=action.task_type,
+        tool=action.tool,
+        risk=action.risk,
+        mode=action.mode,
+        state=action.state,
+        requester=action.requester,
+        request_text=task.request_text if task else "",
+        rationale=action.rationale,
+        confidence=action.confidence,
+        confidence_threshold=threshold,
+        params=dict(action.params),
+        params_hash=action.params_hash,
+        run_at=action.run_at if action.state == "scheduled" else None,
+        approvals=len(approvers),
+        quorum=action.quorum,
+        decided_by=action.decided_by,
+        decided_at=action.decided_at,
+        decision_note=closing.note if closing else None,
+        diff=edit.diff if edit else None,
+        edited_by=edit.actor if edit else None,
+        acknowledged_by=acknowledged.actor if acknowledged else None,
+        caps=caps,
+        result=action.result,
+        error=action.error,
+    )
+
+
+def task_view(task: Task, *, kind: str | None = None, candidates: tuple[str, ...] = ()) -> TaskView:
+    return TaskView(
+        task_id=task.public_id,
+        task_type=task.task_type,
+        state=task.state,
+        requester=task.requester,
+        request_text=task.request_text,
+        reason=task.paused_reason,
+        kind=kind,
+        final_text=task.final_text,
+        candidates=candidates,
+        steps=task.steps,
+        tokens=task.input_tokens + task.output_tokens,
+        cost_usd=task.cost_usd,
+    )
+
+
+def home_for(session: Session, services: Services, user: str) -> HomeView:
+    config = services.config
+    pending = session.scalars(
+        select(Action).where(Action.state.in_(["pending", "scheduled"])).order_by(Action.id.desc()).limit(200)
+    ).all()
+    waiting = tuple(
+        card_view(session, config, services.registry, a)
+        for a in pending
+        if a.requester != user and is_listed_approver(user, a.approvers, services.directory)
+    )[:HOME_LIMIT]
+    decided = session.scalars(
+        select(Action).where(Action.decided_at.is_not(None)).order_by(Action.decided_at.desc()).limit(HOME_LIMIT)
+    ).all()
+    levels = tuple(
+        (name, current_level(session, name, t.autonomy).value) for name, t in sorted(config.task_types.items())
+    )
+    return HomeView(
+        user=user,
+        waiting=waiting,
+        recent=tuple(card_view(session, config, services.registry, a) for a in decided),
+        levels=levels,
+    )
+
+
+def publish_home(services: Services, user: str) -> None:
+    try:
+        with services.sessions() as session:
+            view = home_view(home_for(session, services, user))
+        services.client.views_publish(user_id=user, view=view)
+    except Exception:
+        log.exception("could not publish the App Home of %s", user)

@@ -1,0 +1,62 @@
+"""Assembling one serving process: services, the Bolt app, the WSGI server, the workers."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from slack_bolt import App
+from sqlalchemy import Engine
+
+from agent.executor import Executor
+from agent.model import ModelClient
+from agent.runner import AgentRunner
+from bot.app import build_app
+from bot.outbox_sender import OutboxSender
+from bot.server import Server, Workers
+from bot.services import Services
+from core.config import Settings
+
+
+@dataclass
+class Process:
+    services: Services
+    app: App
+    server: Server
+    runner: AgentRunner
+    executor: Executor
+    sender: OutboxSender
+
+    def workers(self, *, idle_s: float = 0.2) -> Workers:
+        return Workers(
+            {"agent": self.runner.run_once, "executor": self.executor.run_once, "outbox": self.sender.run_once},
+            idle_s=idle_s,
+        )
+
+    def run_until_idle(self, rounds: int = 50) -> None:
+        """Drive every worker in this thread until none has work (tests, the demo's stepper)."""
+        for _ in range(rounds):
+            if not (self.runner.run_until_idle() + self.executor.run_until_idle() + self.sender.run_until_idle()):
+                return
+        raise RuntimeError("the workers never went idle")
+
+
+def assemble(
+    settings: Settings,
+    services: Services,
+    engine: Engine,
+    model: ModelClient,
+    *,
+    verify_token: bool = True,
+    channel_pace_s: float = 1.0,
+) -> Process:
+    secret = settings.slack_signing_secret.get_secret_value() if settings.slack_signing_secret else None
+    api_token = settings.api_token.get_secret_value() if settings.api_token else None
+    app = build_app(services, signing_secret=secret, verify_token=verify_token)
+    return Process(
+        services=services,
+        app=app,
+        server=Server(services, app, engine, api_token=api_token),
+        runner=AgentRunner(services.sessions, services.config, services.registry, model, services.clock),
+        executor=Executor(services.sessions, services.registry, services.clock),
+        sender=OutboxSender(services, channel_pace_s=channel_pace_s),
+    )

@@ -1,0 +1,154 @@
+"""`countersign serve`: Bolt behind waitress (a production WSGI server with a thread pool),
+beside our own routes on the same port, and the background workers in threads.
+
+Routes: POST /slack/events (events, interactivity, slash commands; Slack's signature checked
+by Bolt), POST /api/tasks (bearer `COUNTERSIGN_API_TOKEN`), GET /healthz, /readyz, /metrics.
+"""
+
+from __future__ import annotations
+
+import hmac
+import json
+import logging
+import threading
+from collections.abc import Callable, Iterable
+from http import HTTPStatus
+from typing import TYPE_CHECKING, Any
+
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from slack_bolt import App
+from slack_bolt.adapter.wsgi import SlackRequestHandler
+from sqlalchemy import Engine, text
+
+from agent.tasks import TaskError, submit_task
+from agent.worker import work
+from bot.services import Services
+from core.migrate import is_at_head
+
+if TYPE_CHECKING:
+    from wsgiref.types import StartResponse, WSGIEnvironment
+
+log = logging.getLogger(__name__)
+MAX_BODY = 64 * 1024
+Handler = Callable[["WSGIEnvironment", "StartResponse"], Iterable[bytes]]
+
+
+class Server:
+    """The WSGI application."""
+
+    def __init__(self, services: Services, app: App, engine: Engine, *, api_token: str | None) -> None:
+        self.services, self.engine, self.api_token = services, engine, api_token
+        self.slack = SlackRequestHandler(app)
+
+    def __call__(self, environ: WSGIEnvironment, start_response: StartResponse) -> Iterable[bytes]:
+        path, method = environ.get("PATH_INFO", ""), environ.get("REQUEST_METHOD", "GET")
+        if path == "/slack/events":
+            if method != "POST":
+                return _json(start_response, 405, {"error": "POST only"})
+            try:
+                return self.slack(environ, start_response)
+            except Exception:  # Bolt assumes well-formed payloads; anything else is the sender's
+                # Listeners' own errors never get here (Bolt's error handler answers them): this is
+                # Bolt failing to parse or route a body that is not what Slack sends.
+                log.warning("malformed request to /slack/events", exc_info=True)
+                return _json(start_response, 400, {"error": "malformed Slack request body"})
+        if path == "/api/tasks" and method == "POST":
+            return self._api_tasks(environ, start_response)
+        if path == "/healthz":
+            return _json(start_response, 200, {"ok": True})
+        if path == "/readyz":
+            checks = self.readiness()
+            return _json(
+                start_response, 200 if all(checks.values()) else 503, {"ok": all(checks.values()), "checks": checks}
+            )
+        if path == "/metrics":
+            start_response("200 OK", [("Content-Type", CONTENT_TYPE_LATEST)])
+            return [generate_latest()]
+        return _json(start_response, 404, {"error": f"no route {method} {path}"})
+
+    def readiness(self) -> dict[str, bool]:
+        checks = {"database": False, "schema_at_head": False}
+        try:
+            with self.services.sessions() as session:
+                session.execute(text("SELECT 1"))
+            checks["database"] = True
+            checks["schema_at_head"] = is_at_head(self.engine)
+        except Exception:
+            log.exception("readiness check failed")
+        return checks
+
+    def _api_tasks(self, environ: WSGIEnvironment, start_response: StartResponse) -> Iterable[bytes]:
+        if self.api_token is None:
+            return _json(start_response, 404, {"error": "the task API is off: set COUNTERSIGN_API_TOKEN"})
+        given = environ.get("HTTP_AUTHORIZATION", "")
+        if not hmac.compare_digest(given.encode(), f"Bearer {self.api_token}".encode()):
+            return _json(start_response, 401, {"error": "missing or wrong bearer token"})
+        try:
+            length = int(environ.get("CONTENT_LENGTH") or 0)
+        except ValueError:
+            length = 0
+        if length > MAX_BODY:
+            return _json(start_response, 413, {"error": f"body over {MAX_BODY} bytes"})
+        try:
+            body = json.loads(environ["wsgi.input"].read(length) or b"null")
+        except (json.JSONDecodeError, UnicodeDecodeError):
+            return _json(start_response, 422, {"error": "the body is not JSON"})
+        problems = _task_problems(body)
+        if problems:
+            return _json(start_response, 422, {"error": "invalid task", "problems": problems})
+        try:
+            with self.services.sessions.begin() as session:
+                task = submit_task(
+                    session,
+                    self.services.config,
+                    body.get("task_type"),
+                    body["text"],
+                    now=self.services.clock.now(),
+                    requester=body.get("requester"),
+                )
+                task_id = task.public_id
+        except TaskError as exc:
+            return _json(start_response, 422, {"error": str(exc)})
+        return _json(start_response, 201, {"task_id": task_id})
+
+
+def _task_problems(body: Any) -> dict[str, str]:
+    if not isinstance(body, dict):
+        return {"body": 'expected a JSON object like {"task_type": "refund", "text": "..."}'}
+    problems = {key: "unknown field" for key in body if key not in ("task_type", "text", "requester")}
+    if not isinstance(body.get("text"), str) or not body["text"].strip():
+        problems["text"] = "required: the request, as non-empty text"
+    for key in ("task_type", "requester"):
+        if body.get(key) is not None and not isinstance(body[key], str):
+            problems[key] = "must be text"
+    return problems
+
+
+def _json(start_response: StartResponse, status: int, payload: dict[str, Any]) -> list[bytes]:
+    body = json.dumps(payload).encode()
+    headers = [("Content-Type", "application/json"), ("Content-Length", str(len(body)))]
+    start_response(f"{status} {HTTPStatus(status).phrase}", headers)
+    return [body]
+
+
+class Workers:
+    """The background loops of one serving process, each in its own thread so a slow model
+    call never delays a card, and a Slack outage never delays the model."""
+
+    def __init__(self, units: dict[str, Callable[[], bool]], *, idle_s: float = 0.2) -> None:
+        self.stop = threading.Event()
+        self.threads = [
+            threading.Thread(
+                target=work, args=([unit], self.stop), kwargs={"idle_s": idle_s}, name=f"worker-{name}", daemon=True
+            )
+            for name, unit in units.items()
+        ]
+
+    def start(self) -> None:
+        for thread in self.threads:
+            thread.start()
+
+    def close(self, timeout_s: float = 10.0) -> None:
+        self.stop.set()
+        for thread in self.threads:
+            thread.join(timeout_s)

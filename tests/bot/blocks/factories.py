@@ -1,0 +1,79 @@
+"""Views as the lead's code will build them from database rows."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+from bot.blocks.views import CardView, TaskView
+
+NOW = datetime(2024, 5, 1, 12, 0, tzinfo=UTC)
+HASH = "ab12cd34ef56" + "0" * 52
+REQUESTER = "U0REQUESTER"
+APPROVER = "U0APPROVER"
+
+
+def make_card(**changes: Any) -> CardView:
+    fields: dict[str, Any] = {
+        "action_id": "act_1",
+        "task_id": "tsk_1",
+        "task_type": "refund",
+        "tool": "issue_refund",
+        "risk": "high",
+        "mode": "hitl",
+        "state": "pending",
+        "requester": REQUESTER,
+        "request_text": "Refund order A1: the mug arrived broken.",
+        "rationale": "The order exists and the customer sent a photo of the damage.",
+        "confidence": 0.9,
+        "confidence_threshold": 0.7,
+        "params": {"order_id": "A1", "amount_cents": 500},
+        "params_hash": HASH,
+    }
+    fields.update(changes)
+    return CardView(**fields)
+
+
+DECIDED = {"decided_by": APPROVER, "decided_at": NOW}
+
+# One card per state the app shows, with the fields it has in that state.
+CARDS: dict[str, CardView] = {
+    "pending": make_card(),
+    "pending_acknowledged": make_card(acknowledged_by=APPROVER),
+    "pending_quorum": make_card(quorum=2, approvals=1),
+    "pending_low_confidence": make_card(mode="hitl", confidence=0.4, caps=("low confidence",)),
+    "scheduled": make_card(mode="hotl", state="scheduled", run_at=NOW),
+    "scheduled_acknowledged": make_card(mode="hotl", state="scheduled", run_at=NOW, acknowledged_by=APPROVER),
+    "approved": make_card(state="approved", **DECIDED),
+    "approved_with_edits": make_card(
+        state="approved", diff={"amount_cents": {"from": 500, "to": 300}}, edited_by=APPROVER, **DECIDED
+    ),
+    "executing": make_card(state="executing", **DECIDED),
+    "executing_after_veto_window": make_card(mode="hotl", state="executing", run_at=NOW, decided_at=NOW),
+    "succeeded": make_card(state="succeeded", result={"refund_id": "re_1"}, **DECIDED),
+    "succeeded_auto": make_card(mode="auto", state="succeeded", result={"refund_id": "re_1"}),
+    "failed": make_card(state="failed", error="PaymentError: card declined", **DECIDED),
+    "escalated": make_card(state="escalated", error="PaymentError: card declined", **DECIDED),
+    "unknown": make_card(state="unknown", error="worker crashed", **DECIDED),
+    "rejected": make_card(state="rejected", decision_note="Only refund half: the box was opened.", **DECIDED),
+    "vetoed": make_card(mode="hotl", state="vetoed", run_at=NOW, decision_note="wrong order", **DECIDED),
+    "vetoed_without_reason": make_card(mode="hotl", state="vetoed", run_at=NOW, **DECIDED),
+    "expired": make_card(state="expired", decided_at=NOW),
+    "cancelled": make_card(state="cancelled", decided_at=NOW, decision_note="task stopped"),
+    "refused": make_card(state="refused", error="amount_cents: must be positive"),
+}
+
+
+def make_task(**changes: Any) -> TaskView:
+    fields: dict[str, Any] = {
+        "task_id": "tsk_1",
+        "task_type": "refund",
+        "state": "running",
+        "requester": REQUESTER,
+        "request_text": "Refund order A1: the mug arrived broken.",
+        "steps": 8,
+        "tokens": 51234,
+        "cost_usd": 0.5123,
+    }
+    fields.update(changes)
+    return TaskView(**fields)

@@ -1,0 +1,233 @@
+import json
+from datetime import datetime
+
+import pytest
+
+from bot import action_ids
+from bot.blocks.card import approval_card, card_text, decide_block_id, params_hash_from_block_id, result_reply
+from bot.blocks.text import slack_date
+from tests.bot.blocks.checks import assert_message_valid, block, block_text, buttons, live_tokens, texts
+from tests.bot.blocks.factories import APPROVER, CARDS, HASH, NOW, REQUESTER, make_card
+
+HOSTILE = "<!channel> <!here|here> <@U0MALLORY> <#C0SECRET> <https://evil.example|your bank> & &amp; `x` ```"
+DATE = "<!date^1714564800^{date_short_pretty} at {time}|2024-05-01T12:00:00Z>"
+
+APPROVE = (action_ids.APPROVE, "act_1", "primary")
+REJECT = (action_ids.REJECT, "act_1", "danger")
+EDIT = (action_ids.EDIT, "act_1", None)
+ACKNOWLEDGE = (action_ids.ACKNOWLEDGE, "act_1", None)
+VETO = (action_ids.VETO, "act_1", "danger")
+EXPECTED_BUTTONS = {
+    "pending": [APPROVE, REJECT, EDIT, ACKNOWLEDGE],
+    "pending_acknowledged": [APPROVE, REJECT, EDIT],
+    "pending_quorum": [APPROVE, REJECT, EDIT, ACKNOWLEDGE],
+    "pending_low_confidence": [APPROVE, REJECT, EDIT, ACKNOWLEDGE],
+    "scheduled": [VETO, ACKNOWLEDGE],
+    "scheduled_acknowledged": [VETO],
+}
+
+
+@pytest.mark.parametrize("name", CARDS)
+def test_every_state_renders_a_valid_message(name):
+    card = CARDS[name]
+    assert_message_valid(card_text(card), approval_card(card))
+
+
+@pytest.mark.parametrize("name", CARDS)
+def test_buttons_by_state(name):
+    blocks = approval_card(CARDS[name])
+    assert buttons(blocks) == EXPECTED_BUTTONS.get(name, [])
+    assert all(value == CARDS[name].action_id for _, value, _ in buttons(blocks))
+
+
+@pytest.mark.parametrize("name", ["pending", "scheduled"])
+def test_actions_block_id_carries_the_params_hash(name):
+    actions = [b for b in approval_card(CARDS[name]) if b["type"] == "actions"]
+    assert [b["block_id"] for b in actions] == [f"decide:{HASH}"]
+    assert params_hash_from_block_id(actions[0]["block_id"]) == HASH
+
+
+def test_params_hash_from_block_id():
+    assert params_hash_from_block_id(decide_block_id(HASH, "act_9")) == HASH
+    assert params_hash_from_block_id("decide:") is None
+    assert params_hash_from_block_id("params") is None
+
+
+def test_untrusted_text_cannot_ping_or_forge_links():
+    card = make_card(
+        state="rejected",
+        request_text=HOSTILE,
+        rationale=HOSTILE,
+        params={"note": HOSTILE},
+        decision_note=HOSTILE,
+        diff={"note": {"from": HOSTILE, "to": "x"}},
+        edited_by=APPROVER,
+        caps=(HOSTILE,),
+        error=HOSTILE,
+        **{"decided_by": APPROVER, "decided_at": NOW},
+    )
+    blocks = approval_card(card)
+    assert_message_valid(card_text(card), blocks)
+    assert live_tokens(blocks) == {f"<@{REQUESTER}>", f"<@{APPROVER}>", DATE}
+    request = block_text(blocks, "request")
+    assert "&lt;!channel&gt; &lt;!here|here&gt; &lt;@U0MALLORY&gt;" in request
+    assert "&amp; &amp;amp;" in request
+    # Untrusted text sits in verbatim text objects: Slack parses no bare @channel or links in them.
+    for block_id in ("request", "proposal", "params", "diff", "outcome"):
+        assert block(blocks, block_id)["text"]["verbatim"] is True
+
+
+def test_request_is_quoted_and_names_the_requester():
+    request = block_text(approval_card(make_card(request_text="line one\nline two")), "request")
+    assert request == f"*Request* from <@{REQUESTER}>:\n>line one\n>line two"
+    assert "via the API" in block_text(approval_card(make_card(requester=None)), "request")
+
+
+def test_huge_request_params_and_rationale_stay_within_slack_limits():
+    big = "<&>" * 34_000  # ~100 KB, longer still once escaped
+    card = make_card(
+        request_text=big,
+        rationale=big,
+        params={"blob": big, "items": list(range(20_000))},
+        decision_note=big,
+        diff={f"field_{i}": {"from": big, "to": big} for i in range(30)},
+        caps=("high-risk tool", "low confidence"),
+    )
+    for state in ("pending", "rejected", "failed"):
+        changed = make_card(**{**card.__dict__, "state": state, "error": big})
+        blocks = approval_card(changed)
+        assert_message_valid(card_text(changed), blocks)
+    params = block_text(blocks, "params")
+    assert params.startswith("*Parameters*\n```\n{") and "_truncated: " in params
+    assert "…and 20 more" in block_text(blocks, "diff")
+
+
+def test_parameters_are_exact_pretty_json_and_backticks_cannot_close_the_block():
+    params = {"order_id": "A1", "amount_cents": 500, "note": "café"}
+    text = block_text(approval_card(make_card(params=params)), "params")
+    assert text == "*Parameters*\n```\n" + json.dumps(params, indent=2, sort_keys=True, ensure_ascii=False) + "\n```"
+    text = block_text(approval_card(make_card(params={"note": "```<@U1>```"})), "params")
+    assert text.count("```") == 2
+    assert json.loads(text.split("```")[1].replace("&lt;", "<").replace("&gt;", ">")) == {"note": "```<@U1>```"}
+
+
+def test_short_hash_action_and_task_ids():
+    meta = block_text(approval_card(make_card()), "meta")
+    assert f"`{HASH[:12]}`" in meta and HASH[:13] not in meta
+    assert "act_1" in meta and "tsk_1" in meta
+
+
+def test_confidence_is_flagged_below_the_threshold():
+    assert ":warning: low confidence" in block_text(approval_card(make_card(confidence=0.69)), "proposal")
+    assert "*Confidence:* 69%" in block_text(approval_card(make_card(confidence=0.69)), "proposal")
+    assert "low confidence" not in block_text(approval_card(make_card(confidence=0.7)), "proposal")
+    # A malformed confidence counts as 0.
+    assert "0% :warning: low confidence" in block_text(approval_card(make_card(confidence=float("nan"))), "proposal")
+
+
+def test_mode_lines():
+    assert block_text(approval_card(CARDS["pending"]), "mode") == ":raised_hand: Approve first"
+    assert (
+        block_text(approval_card(CARDS["pending_quorum"]), "mode") == ":raised_hand: Approve first · 1 of 2 approvals"
+    )
+    assert block_text(approval_card(CARDS["scheduled"]), "mode") == f":alarm_clock: Runs {DATE} unless vetoed"
+    assert block_text(approval_card(CARDS["rejected"]), "mode") == "Mode: approve first"
+
+
+def test_caps_are_listed():
+    caps = block_text(approval_card(make_card(caps=("high-risk tool", "low confidence"))), "caps")
+    assert caps == ":lock: A person decides because: high-risk tool; low confidence"
+    assert all(b["block_id"] != "caps" for b in approval_card(make_card()))
+
+
+@pytest.mark.parametrize(
+    ("name", "expected"),
+    [
+        ("approved", f":white_check_mark: Approved by <@{APPROVER}> at {DATE}\n:hourglass_flowing_sand: Queued to run"),
+        ("approved_with_edits", f":white_check_mark: Approved with edits by <@{APPROVER}> at {DATE}"),
+        ("executing", ":gear: Running…"),
+        ("executing_after_veto_window", ":white_check_mark: Not vetoed in the veto window"),
+        ("succeeded", ":large_green_circle: Succeeded (result in the thread)"),
+        ("succeeded_auto", ":robot_face: Ran on its own (autonomous)"),
+        ("failed", ":red_circle: Failed: PaymentError: card declined"),
+        ("escalated", ":rotating_light: Failed and escalated: PaymentError: card declined"),
+        ("unknown", "crashed mid-run; not re-run; a person must check"),
+        ("rejected", f":x: Rejected by <@{APPROVER}> at {DATE} — Only refund half: the box was opened."),
+        ("vetoed", f":no_entry: Vetoed by <@{APPROVER}> at {DATE} — wrong order"),
+        ("vetoed_without_reason", f":no_entry: Vetoed by <@{APPROVER}> at {DATE}"),
+        ("expired", f":hourglass: Expired at {DATE}"),
+        ("cancelled", f":heavy_multiplication_x: Cancelled at {DATE} — task stopped"),
+        ("refused", ":no_entry_sign: Refused: amount_cents: must be positive"),
+    ],
+)
+def test_outcome_line_names_who_and_when(name, expected):
+    assert expected in block_text(approval_card(CARDS[name]), "outcome")
+
+
+def test_open_cards_have_no_outcome_line():
+    for name in ("pending", "scheduled"):
+        assert all(b["block_id"] != "outcome" for b in approval_card(CARDS[name]))
+
+
+def test_edit_diff():
+    diff = block_text(approval_card(CARDS["approved_with_edits"]), "diff")
+    assert diff == f":pencil2: *Edited by <@{APPROVER}>:*\n`amount_cents`: 500 → 300"
+    added = block_text(approval_card(make_card(diff={"note": {"to": "hi"}})), "diff")
+    assert '`note`: _unset_ → "hi"' in added
+
+
+def test_acknowledged_line_only_while_open():
+    assert f"Acknowledged by <@{APPROVER}>" in block_text(approval_card(CARDS["pending_acknowledged"]), "ack")
+    closed = make_card(state="rejected", acknowledged_by=APPROVER, decided_by=APPROVER, decided_at=NOW)
+    assert all(b["block_id"] != "ack" for b in approval_card(closed))
+
+
+@pytest.mark.parametrize("name", CARDS)
+def test_card_text_is_plain_and_non_empty(name):
+    text = card_text(CARDS[name])
+    assert text.strip() and "<" not in text and "issue_refund" in text
+
+
+def test_card_text_by_state():
+    assert card_text(CARDS["pending"]) == "Approval needed: issue_refund for refund (high risk)"
+    assert card_text(CARDS["rejected"]).startswith("Rejected: ")
+
+
+def test_header_names_task_type_and_risk():
+    assert texts(block(approval_card(make_card()), "header")) == [":red_circle: refund · high risk"]
+
+
+def test_naive_dates_are_refused():
+    with pytest.raises(ValueError, match="aware"):
+        approval_card(make_card(state="scheduled", run_at=datetime(2024, 5, 1, 12, 0)))
+
+
+def test_result_reply_for_a_success():
+    text, blocks = result_reply(CARDS["succeeded"])
+    assert_message_valid(text, blocks)
+    assert text == ":large_green_circle: issue_refund succeeded."
+    assert '"refund_id": "re_1"' in block_text(blocks, "result")
+
+
+def test_result_reply_for_failures_and_unknown_outcomes():
+    text, blocks = result_reply(CARDS["failed"])
+    assert_message_valid(text, blocks)
+    assert "failed" in text and "PaymentError: card declined" in block_text(blocks, "result")
+    text, blocks = result_reply(CARDS["unknown"])
+    assert_message_valid(text, blocks)
+    assert "a person must check" in text
+
+
+def test_result_reply_truncates_huge_results_and_escapes_them():
+    card = make_card(state="succeeded", result={"rows": ["<!channel>" * 10] * 10_000})
+    text, blocks = result_reply(card)
+    assert_message_valid(text, blocks)
+    assert "_truncated: " in block_text(blocks, "result")
+    assert not live_tokens(blocks)
+    text, blocks = result_reply(make_card(state="failed", error="<!here> " * 20_000))
+    assert_message_valid(text, blocks)
+    assert not live_tokens(blocks)
+
+
+def test_slack_date_helper_matches_the_card():
+    assert slack_date(NOW) == DATE

@@ -1,0 +1,266 @@
+"""The whole app served on a local port, talking to the Slack emulator, driven by signed
+HTTP requests exactly as Slack sends them."""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+import urllib.error
+import urllib.parse
+import urllib.request
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any
+
+import pytest
+import waitress
+from pydantic import SecretStr
+from slack_sdk.signature import SignatureVerifier
+from sqlalchemy import select
+
+from agent.scripted_model import ScriptedModel
+from bot.runtime import build_services
+from bot.serve import Process, assemble
+from core.config import Config, Settings
+from core.db import make_engine, make_sessionmaker
+from core.models import Action
+from tests.fakes.clock import FrozenClock
+from tests.fakes.slack_server import SlackEmulator, seconds
+
+SECRET = "test-signing-secret"
+TOKEN = "xoxb-test"
+API_TOKEN = "api-test-token"
+TEAM = "T0SANDBOX"
+APPROVALS = "C0APPROVALS"
+REQUESTER, ALICE, BOB, MALLORY = "U0REQUESTER", "U0ALICE", "U0BOB", "U0MALLORY"
+
+CONFIG = {
+    "slack": {"approvals_channel": APPROVALS, "admins": ["U0ADMIN"]},
+    "tools": {"modules": ["tests.approvals.shop_tools"]},
+    "task_types": {
+        "refund": {
+            "description": "Refund a customer order",
+            "instructions": "Refund broken orders.",
+            "tools": ["lookup_order", "issue_refund"],
+            "autonomy": "hitl",
+            "approvers": [ALICE, BOB],
+        },
+    },
+}
+SCRIPT = {
+    "refund": {
+        "match": r"order (?P<order_id>\d+)",
+        "replies": [
+            {
+                "tool_use": [
+                    {
+                        "name": "issue_refund",
+                        "input": {"order_id": "{order_id}", "amount_cents": 500},
+                        "rationale": "The customer says it arrived broken.",
+                        "confidence": 0.9,
+                    }
+                ]
+            },
+            {"text": "Done with order {order_id}."},
+        ],
+    }
+}
+
+
+@dataclass
+class Response:
+    status: int
+    body: str
+
+    def json(self) -> Any:
+        return json.loads(self.body)
+
+
+class SlackApp:
+    def __init__(self, db_url: str, slack: SlackEmulator, clock: FrozenClock, config: Config) -> None:
+        self.slack, self.clock = slack, clock
+        settings = Settings(
+            database_url=db_url,
+            slack_bot_token=SecretStr(TOKEN),
+            slack_signing_secret=SecretStr(SECRET),
+            slack_api_url=slack.api_url,
+            api_token=SecretStr(API_TOKEN),
+        )
+        self.engine = make_engine(db_url)
+        services = build_services(
+            settings, config, make_sessionmaker(self.engine), clock, slack_retries=0, background_threads=1
+        )
+        self.process: Process = assemble(settings, services, self.engine, ScriptedModel(SCRIPT), channel_pace_s=0)
+        self.services = services
+        self.http = waitress.create_server(self.process.server, host="127.0.0.1", port=0, threads=16)
+        self.url = f"http://127.0.0.1:{self.http.effective_port}"  # type: ignore[union-attr]
+        self._closing = threading.Event()
+        self._thread = threading.Thread(target=self._serve, daemon=True)
+        self._thread.start()
+
+    def _serve(self) -> None:
+        try:
+            self.http.run()
+        except OSError:
+            if not self._closing.is_set():  # closing the sockets under the loop ends it this way
+                raise
+
+    def close(self) -> None:
+        self._closing.set()
+        self.http.close()
+        self._thread.join(timeout=10)
+        self.services.background.shutdown(wait=True)
+        self.engine.dispose()
+
+    # -- what Slack sends ----------------------------------------------------------------
+
+    def post(
+        self,
+        body: bytes,
+        content_type: str,
+        *,
+        timestamp: int | None = None,
+        signature: str | None = None,
+        headers: dict[str, str] | None = None,
+        path: str = "/slack/events",
+    ) -> Response:
+        stamp = str(int(time.time()) if timestamp is None else timestamp)
+        signed = SignatureVerifier(SECRET).generate_signature(timestamp=stamp, body=body.decode("utf-8", "replace"))
+        request = urllib.request.Request(
+            self.url + path,
+            data=body,
+            method="POST",
+            headers={
+                "Content-Type": content_type,
+                "X-Slack-Request-Timestamp": stamp,
+                "X-Slack-Signature": signature or signed,
+                **(headers or {}),
+            },
+        )
+        try:
+            with urllib.request.urlopen(request, timeout=10) as reply:
+                return Response(reply.status, reply.read().decode())
+        except urllib.error.HTTPError as error:
+            return Response(error.code, error.read().decode())
+
+    def command(self, user: str, text: str, channel: str = APPROVALS) -> Response:
+        form = {
+            "token": "legacy",
+            "team_id": TEAM,
+            "team_domain": "sandbox",
+            "channel_id": channel,
+            "channel_name": "approvals",
+            "user_id": user,
+            "user_name": user.lower(),
+            "command": "/countersign",
+            "text": text,
+            "api_app_id": "A0APP",
+            "response_url": self.slack.new_response_url(channel, None, user),
+            "trigger_id": self.slack.new_trigger_id(user),
+        }
+        return self.post(urllib.parse.urlencode(form).encode(), "application/x-www-form-urlencoded")
+
+    def interact(self, payload: dict[str, Any], **kwargs: Any) -> Response:
+        body = urllib.parse.urlencode({"payload": json.dumps(payload)}).encode()
+        return self.post(body, "application/x-www-form-urlencoded", **kwargs)
+
+    def click(
+        self, user: str, action_id: str, value: str, block_id: str, message_ts: str, channel: str = APPROVALS
+    ) -> Response:
+        return self.interact(
+            {
+                "type": "block_actions",
+                "api_app_id": "A0APP",
+                "token": "legacy",
+                "user": {"id": user, "username": user.lower(), "team_id": TEAM},
+                "team": {"id": TEAM, "domain": "sandbox"},
+                "container": {
+                    "type": "message",
+                    "message_ts": message_ts,
+                    "channel_id": channel,
+                    "is_ephemeral": False,
+                },
+                "channel": {"id": channel, "name": "approvals"},
+                "message": {"ts": message_ts, "type": "message", "text": "card"},
+                "trigger_id": self.slack.new_trigger_id(user),
+                "response_url": self.slack.new_response_url(channel, message_ts, user),
+                "actions": [
+                    {
+                        "type": "button",
+                        "action_id": action_id,
+                        "block_id": block_id,
+                        "value": value,
+                        "text": {"type": "plain_text", "text": action_id},
+                        "action_ts": str(time.time()),
+                    }
+                ],
+            }
+        )
+
+    def submit(self, user: str, view: dict[str, Any], values: dict[str, Any]) -> Response:
+        return self.interact(
+            {
+                "type": "view_submission",
+                "api_app_id": "A0APP",
+                "token": "legacy",
+                "user": {"id": user, "username": user.lower(), "team_id": TEAM},
+                "team": {"id": TEAM},
+                "trigger_id": self.slack.new_trigger_id(user),
+                "view": {**view, "id": "V0MODAL", "state": {"values": values}},
+            }
+        )
+
+    def event(self, event: dict[str, Any], event_id: str, retry: int | None = None) -> Response:
+        body = json.dumps(
+            {
+                "token": "legacy",
+                "team_id": TEAM,
+                "api_app_id": "A0APP",
+                "type": "event_callback",
+                "event_id": event_id,
+                "event_time": int(time.time()),
+                "event": event,
+            }
+        ).encode()
+        headers = {"X-Slack-Retry-Num": str(retry), "X-Slack-Retry-Reason": "http_timeout"} if retry else None
+        return self.post(body, "application/json", headers=headers)
+
+    # -- what happened -------------------------------------------------------------------
+
+    def settle(self) -> None:
+        """Run the workers until idle, and let every post-ack Slack call finish."""
+        self.process.run_until_idle()
+        self.services.background.submit(lambda: None).result(timeout=30)
+
+    def card(self, action: Action) -> Any:
+        [card] = [m for m in self.slack.messages(APPROVALS) if _button_value(m.blocks, action.public_id)]
+        return card
+
+    def actions(self) -> list[Action]:
+        with self.services.sessions() as session:
+            return list(session.scalars(select(Action).order_by(Action.id)))
+
+
+def _button_value(blocks: list[dict[str, Any]] | None, value: str) -> bool:
+    return value in json.dumps(blocks or [])
+
+
+def decide_block(blocks: list[dict[str, Any]]) -> tuple[str, dict[str, str]]:
+    """(block_id, {action_id: value}) of a card's decision buttons."""
+    [block] = [b for b in blocks if b.get("type") == "actions" and str(b.get("block_id", "")).startswith("decide:")]
+    return block["block_id"], {e["action_id"]: e["value"] for e in block["elements"]}
+
+
+@pytest.fixture
+def slack_app(db_url: str) -> Iterator[SlackApp]:
+    clock = FrozenClock(FrozenClock().now().replace(year=2026, month=11))
+    with SlackEmulator(now=seconds(clock)) as slack:
+        slack.add_channel(APPROVALS, "approvals")
+        for user in (REQUESTER, ALICE, BOB, MALLORY, "U0ADMIN"):
+            slack.add_user(user, user.lower())
+        app = SlackApp(db_url, slack, clock, Config.model_validate(CONFIG))
+        try:
+            yield app
+        finally:
+            app.close()

@@ -1,0 +1,124 @@
+"""People meet the product: slash command → card → signed clicks and modals → one execution
+→ the card updated in place. Real Bolt, real slack_sdk, the Slack emulator, a real database."""
+
+from __future__ import annotations
+
+import json
+
+from sqlalchemy import func, select
+
+from core.models import Decision
+from tests.approvals import shop_tools
+from tests.bot.slack_app import ALICE, APPROVALS, BOB, MALLORY, REQUESTER, SlackApp, decide_block
+
+
+def _start(app: SlackApp, text: str = "run refund Refund order 1234, it arrived broken") -> tuple[object, object]:
+    ack = app.command(REQUESTER, text)
+    assert ack.status == 200
+    assert "Started `tsk_" in ack.body
+    app.settle()
+    [action] = app.actions()
+    return action, app.card(action)
+
+
+def test_slash_command_to_card_to_approval_to_one_execution(slack_app: SlackApp) -> None:
+    action, card = _start(slack_app)
+    assert action.state == "pending"
+    block_id, buttons = decide_block(card.blocks)
+    assert block_id == f"decide:{action.params_hash}"
+    assert buttons == {
+        "approve": action.public_id,
+        "reject": action.public_id,
+        "edit": action.public_id,
+        "acknowledge": action.public_id,
+    }
+    assert "1234" in json.dumps(card.blocks)
+
+    clicked = slack_app.click(ALICE, "approve", action.public_id, block_id, card.ts)
+    assert clicked.status == 200
+    slack_app.settle()
+
+    assert shop_tools.CALLS[action.public_id] == 1
+    updated = slack_app.slack.message(APPROVALS, card.ts)
+    assert f"<@{ALICE}>" in json.dumps(updated.blocks)
+    assert not [b for b in updated.blocks if b.get("type") == "actions"]  # no buttons once decided
+    replies = slack_app.slack.thread(APPROVALS, card.ts)
+    assert any("500" in json.dumps(reply.blocks or reply.text) for reply in replies[1:])
+    [final] = [m for m in slack_app.slack.messages(APPROVALS) if "Done with order 1234" in json.dumps(m.blocks)]
+    assert final.text
+
+
+def test_reject_asks_for_a_reason_in_a_modal_and_the_model_gets_it(slack_app: SlackApp) -> None:
+    action, card = _start(slack_app)
+    block_id, _ = decide_block(card.blocks)
+    assert slack_app.click(BOB, "reject", action.public_id, block_id, card.ts).status == 200
+    slack_app.settle()
+    [modal] = slack_app.slack.views
+    assert modal.payload["callback_id"] == "reject_reason"
+
+    empty = slack_app.submit(BOB, modal.payload, {"reason": {"reason": {"type": "plain_text_input", "value": " "}}})
+    assert empty.json()["response_action"] == "errors"
+    reason = "Order 1234 was refunded already."
+    done = slack_app.submit(BOB, modal.payload, {"reason": {"reason": {"type": "plain_text_input", "value": reason}}})
+    assert (done.status, done.body) == (200, "")
+    slack_app.settle()
+
+    [after] = slack_app.actions()
+    assert after.state == "rejected"
+    assert shop_tools.CALLS[action.public_id] == 0
+    text = json.dumps(slack_app.slack.message(APPROVALS, card.ts).blocks)
+    assert f"<@{BOB}>" in text
+    assert "refunded already" in text
+
+
+def test_edit_opens_a_modal_from_the_schema_rejects_bad_input_inline_then_approves_with_the_diff(
+    slack_app: SlackApp,
+) -> None:
+    action, card = _start(slack_app)
+    block_id, _ = decide_block(card.blocks)
+    slack_app.click(ALICE, "edit", action.public_id, block_id, card.ts)
+    slack_app.settle()
+    [modal] = slack_app.slack.views
+    assert modal.payload["callback_id"] == "edit_params"
+    inputs = {b["block_id"]: b for b in modal.payload["blocks"] if b["type"] == "input"}
+    assert set(inputs) == {"order_id", "amount_cents"}
+
+    def values(amount: str) -> dict[str, object]:
+        return {
+            "order_id": {inputs["order_id"]["element"]["action_id"]: {"type": "plain_text_input", "value": "1234"}},
+            "amount_cents": {inputs["amount_cents"]["element"]["action_id"]: {"type": "number_input", "value": amount}},
+        }
+
+    bad = slack_app.submit(ALICE, modal.payload, values("lots"))
+    assert bad.json()["response_action"] == "errors"
+    assert "amount_cents" in bad.json()["errors"]
+    assert slack_app.actions()[0].state == "pending"
+
+    good = slack_app.submit(ALICE, modal.payload, values("300"))
+    assert (good.status, good.body) == (200, "")
+    slack_app.settle()
+    [after] = slack_app.actions()
+    assert after.state == "succeeded"
+    assert after.params == {"order_id": "1234", "amount_cents": 300}
+    assert shop_tools.CALLS[action.public_id] == 1
+    text = json.dumps(slack_app.slack.message(APPROVALS, card.ts).blocks)
+    assert "500" in text and "300" in text  # the diff
+
+
+def test_refused_clicks_are_told_only_to_the_clicker_and_leave_the_card(slack_app: SlackApp) -> None:
+    action, card = _start(slack_app)
+    block_id, _ = decide_block(card.blocks)
+    updates_before = len(slack_app.slack.calls_to("chat.update"))
+    for user in (REQUESTER, MALLORY):
+        assert slack_app.click(user, "approve", action.public_id, block_id, card.ts).status == 200
+    stale = slack_app.click(ALICE, "approve", action.public_id, "decide:" + "0" * 64, card.ts)
+    assert stale.status == 200
+    slack_app.settle()
+    told = {e.user: e.text for e in slack_app.slack.ephemerals()}
+    assert "cannot approve" in told[REQUESTER]
+    assert "not an approver" in told[MALLORY]
+    assert "changed" in told[ALICE]
+    assert len(slack_app.slack.calls_to("chat.update")) == updates_before
+    assert slack_app.actions()[0].state == "pending"
+    with slack_app.services.sessions() as session:
+        assert session.scalar(select(func.count()).select_from(Decision)) == 0

@@ -1,0 +1,102 @@
+"""Only Slack may speak for Slack: signatures, stale timestamps, malformed payloads."""
+
+from __future__ import annotations
+
+import json
+import time
+import urllib.parse
+
+import pytest
+from sqlalchemy import func, select
+
+from core.models import AuditEvent, Decision, Task
+from tests.bot.slack_app import ALICE, REQUESTER, SlackApp, decide_block
+
+
+def _nothing_written(app: SlackApp) -> None:
+    with app.services.sessions() as session:
+        assert session.scalar(select(func.count()).select_from(Task)) == 0
+        assert session.scalar(select(func.count()).select_from(Decision)) == 0
+        assert session.scalar(select(func.count()).select_from(AuditEvent)) == 0
+
+
+def _command_body(text: str = "run refund Refund order 1") -> bytes:
+    return urllib.parse.urlencode(
+        {
+            "command": "/countersign",
+            "text": text,
+            "user_id": REQUESTER,
+            "team_id": "T0SANDBOX",
+            "channel_id": "C0APPROVALS",
+        }
+    ).encode()
+
+
+def test_a_forged_signature_is_refused(slack_app: SlackApp) -> None:
+    reply = slack_app.post(_command_body(), "application/x-www-form-urlencoded", signature="v0=" + "0" * 64)
+    assert reply.status == 401
+    _nothing_written(slack_app)
+
+
+def test_a_request_older_than_five_minutes_is_refused(slack_app: SlackApp) -> None:
+    reply = slack_app.post(_command_body(), "application/x-www-form-urlencoded", timestamp=int(time.time()) - 301)
+    assert reply.status == 401
+    _nothing_written(slack_app)
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        b"payload=%7Bnot-json",
+        b"payload=" + urllib.parse.quote(json.dumps({"type": "block_actions"})).encode(),
+        b"payload="
+        + urllib.parse.quote(
+            json.dumps({"type": "block_actions", "user": {"id": "U0ALICE"}, "actions": [{"action_id": "approve"}]})
+        ).encode(),
+        b"payload="
+        + urllib.parse.quote(
+            json.dumps(
+                {
+                    "type": "view_submission",
+                    "user": {"id": "U0ALICE"},
+                    "view": {"callback_id": "reject_reason", "private_metadata": "{{"},
+                }
+            )
+        ).encode(),
+        b"payload="
+        + urllib.parse.quote(
+            json.dumps(
+                {
+                    "type": "view_submission",
+                    "user": {"id": "U0ALICE"},
+                    "view": {"callback_id": "edit_params", "private_metadata": "{}"},
+                }
+            )
+        ).encode(),
+        b"\xff\xfe\x00garbage",
+        b"",
+    ],
+)
+def test_malformed_payloads_get_a_4xx_or_a_polite_answer_never_a_5xx(slack_app: SlackApp, body: bytes) -> None:
+    reply = slack_app.post(body, "application/x-www-form-urlencoded")
+    assert reply.status < 500
+    slack_app.settle()
+    _nothing_written(slack_app)
+
+
+def test_a_truncated_click_on_a_real_card_changes_nothing(slack_app: SlackApp) -> None:
+    slack_app.command(REQUESTER, "run refund Refund order 9")
+    slack_app.settle()
+    [action] = slack_app.actions()
+    card = slack_app.card(action)
+    block_id, _ = decide_block(card.blocks)
+    payload = json.dumps(
+        {
+            "type": "block_actions",
+            "user": {"id": ALICE},
+            "actions": [{"action_id": "approve", "block_id": block_id, "value": action.public_id}],
+        }
+    )
+    body = b"payload=" + urllib.parse.quote(payload[: len(payload) // 2]).encode()
+    assert slack_app.post(body, "application/x-www-form-urlencoded").status < 500
+    assert slack_app.actions()[0].state == "pending"
