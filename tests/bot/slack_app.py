@@ -242,6 +242,33 @@ class SlackApp:
             return list(session.scalars(select(Action).order_by(Action.id)))
 
 
+def signed_command(url: str, slack: SlackEmulator, user: str, text: str, channel: str = APPROVALS) -> int:
+    """Send one signed slash command to a server at `url`; its HTTP status."""
+    form = {
+        "command": "/countersign",
+        "text": text,
+        "user_id": user,
+        "team_id": TEAM,
+        "channel_id": channel,
+        "response_url": slack.new_response_url(channel, None, user),
+        "trigger_id": slack.new_trigger_id(user),
+    }
+    body = urllib.parse.urlencode(form).encode()
+    stamp = str(int(time.time()))
+    request = urllib.request.Request(
+        url + "/slack/events",
+        data=body,
+        method="POST",
+        headers={
+            "Content-Type": "application/x-www-form-urlencoded",
+            "X-Slack-Request-Timestamp": stamp,
+            "X-Slack-Signature": SignatureVerifier(SECRET).generate_signature(timestamp=stamp, body=body.decode()),
+        },
+    )
+    with urllib.request.urlopen(request, timeout=10) as reply:
+        return int(reply.status)
+
+
 def _button_value(blocks: list[dict[str, Any]] | None, value: str) -> bool:
     return value in json.dumps(blocks or [])
 
