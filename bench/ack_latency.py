@@ -40,6 +40,7 @@ from typing import Any
 import waitress
 from pydantic import SecretStr
 from slack_bolt import Ack, App
+from slack_bolt.adapter.wsgi import SlackRequestHandler
 from slack_sdk import WebClient
 from slack_sdk.signature import SignatureVerifier
 from sqlalchemy import create_engine, func, select, text
@@ -160,8 +161,6 @@ def serve(kind: str, db_url: str, conn: Connection) -> None:
             def approve(ack: Ack) -> None:
                 ack()
 
-            from slack_bolt.adapter.wsgi import SlackRequestHandler
-
             wsgi = SlackRequestHandler(bare)
         server = waitress.create_server(wsgi, host="127.0.0.1", port=0, threads=16)
         threading.Thread(target=server.run, daemon=True).start()
@@ -176,6 +175,7 @@ class Target:
     port: int
     latencies_ms: list[float] = field(default_factory=list)
     statuses: Counter[int | str] = field(default_factory=Counter)
+    sent: list[int] = field(default_factory=list)  # which bodies went out
 
     def percentile(self, fraction: float) -> float:
         ordered = sorted(self.latencies_ms)
@@ -228,6 +228,7 @@ def drive(target: Target, bodies: list[bytes], start: float, rate: float, deadli
                 target.statuses[status] += 1
                 if status != "unsent":
                     target.latencies_ms.append(elapsed_ms)
+                    target.sent.append(number)
         conn.close()
 
     threads = [threading.Thread(target=client) for _ in range(CLIENT_THREADS)]
