@@ -322,6 +322,7 @@ class AgentRunner:
                     now=now,
                     turn=turn,
                     tool_use_id=str(use.get("id")),
+                    admins=self.config.slack.admins,
                 )
 
     def _loop(self, session: Session, task: Task, task_type: TaskTypeConfig, reply: ModelReply) -> str | None:

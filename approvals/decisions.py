@@ -21,7 +21,7 @@ from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session, sessionmaker
 from sqlalchemy.orm.attributes import set_committed_value
 
-from approvals import audit, transitions
+from approvals import audit, chains, transitions
 from approvals.errors import (
     ActionNotFound,
     AlreadyAcknowledged,
@@ -128,7 +128,11 @@ class Decisions:
     def acknowledge(self, session: Session, action_id: str, actor: str, *, team_id: str | None = None) -> Outcome:
         with _attempt("acknowledge", actor):
             action = self._open_action(session, action_id, "acknowledge", {ActionState.PENDING, ActionState.SCHEDULED})
-            self._authorize(action, actor)
+            # Whoever the chain pings may take it, not only the approvers.
+            if not is_listed_approver(
+                actor, [*action.approvers, *chains.chain_targets(session, action)], self.directory
+            ):
+                raise NotAnApprover(action.public_id, actor)
             earlier = session.scalars(
                 select(Decision).where(Decision.action_id == action.id, Decision.kind == "acknowledge").limit(1)
             ).first()
@@ -143,6 +147,7 @@ class Decisions:
                 None,
                 messages=[Message("action.acknowledged", {"by": actor})],
             )
+            chains.arm_ack_timeout(session, action, decision.at)
             return Outcome(action, decision, ActionState(action.state), self._approvals(session, action), action.quorum)
 
     # -- steps -------------------------------------------------------------------------

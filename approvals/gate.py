@@ -7,13 +7,14 @@ out-of-scope tool or invalid params are refused and recorded, and never reach a 
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
 from sqlalchemy.orm import Session
 
-from approvals import transitions
+from approvals import chains, transitions
 from approvals.autonomy import current_level
 from approvals.policy import route
 from approvals.ports import ToolCatalog
@@ -45,6 +46,7 @@ def submit(
     now: datetime,
     turn: int = 0,
     tool_use_id: str | None = None,
+    admins: Sequence[str] = (),
 ) -> Action:
     """Record the draft as an action and route it; returns the action in its new state
     (`refused` with `error` set when the draft is out of scope or invalid)."""
@@ -89,6 +91,9 @@ def submit(
             now=now,
             data=data,
             messages=[Message("action.card", {"low_confidence": routing.low_confidence})],
+        )
+        chains.start(
+            session, action, chains.snapshot(task_type, list(admins), low_confidence=routing.low_confidence), now
         )
     elif routing.mode == AutonomyLevel.HOTL:
         deadline = now + task_type.veto_window

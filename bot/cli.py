@@ -96,11 +96,13 @@ def serve(host: str, port: int, socket_mode: bool) -> None:
     try:
         with own_sqlite_database(settings.database_url):
             process = assemble(settings, build_services(settings, loaded, sessions), engine, model)
-            workers = process.workers()
+            workers, ticker = process.workers(), process.ticker()
             workers.start()
+            ticker.start()
             try:
                 _serve(process, settings, host, port, socket_mode, which)
             finally:
+                ticker.shutdown()
                 workers.close()
     except DatabaseOwned as exc:
         _fail([str(exc)])

@@ -22,6 +22,7 @@ from sqlalchemy import and_, exists, select
 from sqlalchemy.orm import Session, aliased
 
 from bot.blocks.card import approval_card, card_text, result_reply
+from bot.blocks.ping import expired_notice, reminded_note, reminder, stall_alert
 from bot.blocks.task import task_message
 from bot.presenter import card_view, task_view
 from bot.services import Services
@@ -152,6 +153,10 @@ class OutboxSender:
         payload = message.payload
         if message.kind in CARD_KINDS:
             return self._card(payload["action_id"], message.kind)
+        if message.kind == "escalation.notify":
+            return self._remind(payload)
+        if message.kind == "task.stall":
+            return self._stall(payload)
         if message.kind.startswith("task."):
             return self._task(payload["task_id"], message.kind, payload)
         if message.kind == "audit.head":
@@ -181,7 +186,38 @@ class OutboxSender:
             self._post(posted_at[0], reply_text, reply_blocks, posted_at[1])
         elif kind == "action.acknowledged" and card.acknowledged_by:
             self._post(posted_at[0], f"<@{card.acknowledged_by}> is on it.", None, posted_at[1])
+        elif kind == "action.expired":
+            self._post(posted_at[0], "Expired: nobody decided in time, so it did not run.", None, posted_at[1])
+            if card.requester:
+                self._post(self._dm(card.requester), expired_notice(card), None, None)
         return result
+
+    def _remind(self, payload: dict[str, Any]) -> dict[str, Any]:
+        """A DM to each target (with Acknowledge), then a note in the card's thread."""
+        with self.services.sessions() as session:
+            action = session.scalars(select(Action).where(Action.public_id == payload["action_id"])).one()
+            card = card_view(session, self.services.config, self.services.registry, action)
+            posted = session.get(SlackMessage, f"card:{action.public_id}")
+            thread = (posted.channel, posted.ts) if posted else None
+        text, blocks = reminder(card, payload.get("reason", "reminder"), bool(payload.get("late")))
+        for user in payload["targets"]:
+            self._post(self._dm(user), text, blocks, None)
+        if thread is not None:
+            note = reminded_note(payload["targets"], payload.get("reason", "reminder"), bool(payload.get("late")))
+            self._post(thread[0], note, None, thread[1])
+        return {"reminded": payload["targets"]}
+
+    def _stall(self, payload: dict[str, Any]) -> dict[str, Any]:
+        with self.services.sessions() as session:
+            task = session.scalars(select(Task).where(Task.public_id == payload["task_id"])).one()
+            view = task_view(task)
+            channel, thread_ts = self._task_home(session, task)
+        text, blocks = stall_alert(view, payload["what"], payload.get("targets", []))
+        return self._post(channel, text, blocks, thread_ts)
+
+    def _dm(self, user: str) -> str:
+        channel = self.services.client.conversations_open(users=user)["channel"]["id"]
+        return str(channel)
 
     def _task(self, task_id: str, kind: str, payload: dict[str, Any]) -> dict[str, Any] | None:
         with self.services.sessions() as session:

@@ -15,6 +15,9 @@ from bot.outbox_sender import OutboxSender
 from bot.server import Server, Workers
 from bot.services import Services
 from core.config import Settings
+from escalations.jobs import periodic_jobs
+from escalations.scheduler import Ticker
+from escalations.sweeper import Sweeper
 
 
 @dataclass
@@ -25,6 +28,7 @@ class Process:
     runner: AgentRunner
     executor: Executor
     sender: OutboxSender
+    sweeper: Sweeper
 
     def workers(self, *, idle_s: float = 0.2) -> Workers:
         return Workers(
@@ -32,10 +36,19 @@ class Process:
             idle_s=idle_s,
         )
 
+    def ticker(self, *, tick_s: float = 1.0) -> Ticker:
+        """Escalation steps, stall checks and audit heads on APScheduler's clock."""
+        services = self.services
+        return Ticker(
+            periodic_jobs(self.sweeper, services.sessions, services.config, services.clock, tick_s=tick_s),
+            services.clock,
+        )
+
     def run_until_idle(self, rounds: int = 50) -> None:
         """Drive every worker in this thread until none has work (tests, the demo's stepper)."""
         for _ in range(rounds):
-            if not (self.runner.run_until_idle() + self.executor.run_until_idle() + self.sender.run_until_idle()):
+            busy = self.sweeper.run_until_idle() + self.runner.run_until_idle() + self.executor.run_until_idle()
+            if not busy + self.sender.run_until_idle():
                 return
         raise RuntimeError("the workers never went idle")
 
@@ -59,4 +72,5 @@ def assemble(
         runner=AgentRunner(services.sessions, services.config, services.registry, model, services.clock),
         executor=Executor(services.sessions, services.registry, services.clock),
         sender=OutboxSender(services, channel_pace_s=channel_pace_s),
+        sweeper=Sweeper(services.sessions, services.directory, services.clock),
     )

@@ -9,8 +9,10 @@ import itertools
 import os
 import re
 from collections.abc import Collection, Mapping
+from datetime import time
 from enum import StrEnum
 from typing import Annotated, Any, Literal, Self, cast
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import yaml
 from pydantic import (
@@ -59,7 +61,7 @@ _GROUP = re.compile(r"^@[a-z0-9][a-z0-9._-]*$")
 _TASK_TYPE_NAME = re.compile(r"^[a-z][a-z0-9_-]{0,62}$")
 _MODULE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*$")
 # Our validators' messages already name the bad value; pydantic's own ones get it appended.
-_OWN_ERRORS = {"duration", "person", "notify", "name", "rules"}
+_OWN_ERRORS = {"duration", "person", "notify", "name", "rules", "zone", "clock"}
 
 
 class AutonomyLevel(StrEnum):
@@ -197,7 +199,9 @@ class EscalationStep(_Model):
     after: Duration
     notify: Notify = None
     then: Literal["expire"] | None = None
-    urgent: bool = False
+    urgent: bool = False  # fires even outside business hours
+    repeat: int = Field(default=0, ge=0, le=10)  # notify again this many times...
+    every: Duration | None = None  # ...this far apart
 
     @model_validator(mode="after")
     def _one_action(self) -> Self:
@@ -206,6 +210,46 @@ class EscalationStep(_Model):
             raise _rules([((), f"a step needs exactly one of 'notify' or 'then', got {given}")])
         if not self.after:
             raise _rules([(("after",), "must be later than the moment the action became pending: '0s'")])
+        if self.repeat and (self.every is None or not self.every or self.then is not None):
+            raise _rules([(("every",), f"a step that repeats ({self.repeat}x) needs 'every' and 'notify'")])
+        return self
+
+
+Weekday = Literal["mon", "tue", "wed", "thu", "fri", "sat", "sun"]
+
+
+class BusinessHours(_Model):
+    """When notify steps may fire; steps due outside wait for the next window (urgent ones don't)."""
+
+    timezone: str
+    start: str = "09:00"
+    end: str = "18:00"
+    days: list[Weekday] = ["mon", "tue", "wed", "thu", "fri"]
+
+    @field_validator("timezone")
+    @classmethod
+    def _zone(cls, value: str) -> str:
+        try:
+            ZoneInfo(value)
+        except (ZoneInfoNotFoundError, ValueError):
+            raise _error("zone", f"not an IANA time zone: {value!r} (e.g. Europe/Berlin)") from None
+        return value
+
+    @field_validator("start", "end")
+    @classmethod
+    def _clock_time(cls, value: str) -> str:
+        try:
+            time.fromisoformat(value)
+        except ValueError:
+            raise _error("clock", f"not a time of day like 09:00: {value!r}") from None
+        return value
+
+    @model_validator(mode="after")
+    def _order(self) -> Self:
+        if time.fromisoformat(self.end) <= time.fromisoformat(self.start):
+            raise _rules([(("end",), f"must be after start ({self.start}): {self.end!r}")])
+        if not self.days:
+            raise _rules([(("days",), "at least one day: []")])
         return self
 
 
@@ -237,6 +281,9 @@ class TaskTypeConfig(_Model):
     model: str | None = None  # else model.default
     budget: Budget = Budget()
     escalation: list[EscalationStep] = []
+    business_hours: BusinessHours | None = None
+    ack_timeout: Duration | None = None  # an acknowledged action not decided by then escalates again
+    stall_after: Duration = parse_duration("30m")  # a task without progress this long is escalated
     graduation: GraduationConfig = GraduationConfig()
 
     @field_validator("escalation")

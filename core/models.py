@@ -23,6 +23,7 @@ from sqlalchemy import (
     Text,
     TypeDecorator,
     UniqueConstraint,
+    text,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
@@ -82,6 +83,7 @@ class Task(Base):
     model_failures: Mapped[int] = mapped_column(Integer, default=0)
     unavailable_since: Mapped[datetime | None]
     paused_reason: Mapped[str | None] = mapped_column(Text)
+    stall_escalated_at: Mapped[datetime | None]
     final_text: Mapped[str | None] = mapped_column(Text)
     created_at: Mapped[datetime]
     updated_at: Mapped[datetime]
@@ -208,6 +210,34 @@ class TraceEvent(Base):
     cost_usd: Mapped[float] = mapped_column(Float, default=0.0)
     latency_ms: Mapped[float | None] = mapped_column(Float)
     data: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+
+
+class Timer(Base):
+    """A deadline as a row: an escalation chain's next step, an acknowledgement's timeout.
+
+    The sweeper claims due rows (`FOR UPDATE SKIP LOCKED` on PostgreSQL), re-checks the
+    action, performs one step and moves `due_at` on, all in one transaction; `fence` counts
+    the steps taken. The chain is a snapshot taken when the action became pending, so a later
+    config change does not move a running chain."""
+
+    __tablename__ = "timers"
+    __table_args__ = (
+        # Only pending rows are indexed: a sweep's cost follows the due rows, not the history.
+        Index("ix_timers_pending_due", "due_at", postgresql_where=text("state = 'pending'"),
+              sqlite_where=text("state = 'pending'")),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    kind: Mapped[str] = mapped_column(String(24))
+    action_id: Mapped[int] = mapped_column(ForeignKey("actions.id"), index=True)
+    state: Mapped[str] = mapped_column(String(12), default="pending")
+    due_at: Mapped[datetime]
+    anchor: Mapped[datetime]  # offsets count from here: the moment the action became pending
+    step: Mapped[int] = mapped_column(Integer, default=0)
+    fence: Mapped[int] = mapped_column(Integer, default=0)
+    chain: Mapped[dict[str, Any]]
+    created_at: Mapped[datetime]
+    updated_at: Mapped[datetime]
 
 
 class AutonomyState(Base):

@@ -1,0 +1,42 @@
+"""The periodic jobs of a serving process, as (function, interval) pairs for the ticker:
+escalation steps every second, stalled tasks every half minute, and the audit chain's head
+published outside the database every ten minutes."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from sqlalchemy.orm import Session, sessionmaker
+
+from approvals.ledger import publish_head
+from core.clock import Clock
+from core.config import Config
+from escalations import stalls
+from escalations.sweeper import Sweeper
+
+Jobs = dict[str, tuple[Callable[[], object], float]]
+
+
+def periodic_jobs(
+    sweeper: Sweeper,
+    sessions: sessionmaker[Session],
+    config: Config,
+    clock: Clock,
+    *,
+    tick_s: float = 1.0,
+    stall_every_s: float = 30.0,
+    head_every_s: float = 600.0,
+) -> Jobs:
+    def sweep_stalls() -> int:
+        with sessions.begin() as session:
+            return stalls.sweep(session, config, clock.now())
+
+    def publish() -> object:
+        with sessions.begin() as session:
+            return publish_head(session, clock.now())
+
+    return {
+        "countersign-sweep": (sweeper.run_until_idle, tick_s),
+        "countersign-stalls": (sweep_stalls, stall_every_s),
+        "countersign-audit-head": (publish, head_every_s),
+    }

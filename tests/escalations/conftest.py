@@ -1,0 +1,3 @@
+from tests.approvals.conftest import world
+
+__all__ = ["world"]
