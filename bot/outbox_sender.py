@@ -38,6 +38,7 @@ CARD_KINDS = frozenset(
         "action.succeeded",
         "action.failed",
         "action.unknown",
+        "action.expired",
     }
 )
 RESULT_KINDS = frozenset({"action.succeeded", "action.failed", "action.unknown"})

@@ -45,6 +45,7 @@ CONFIG = {
             "tools": ["lookup_order", "issue_refund"],
             "autonomy": "hitl",
             "approvers": [ALICE, BOB],
+            "escalation": [{"after": "5m", "notify": "approvers"}, {"after": "30m", "then": "expire"}],
         },
     },
 }

@@ -12,15 +12,18 @@ from sqlalchemy import select
 
 from agent.executor import Executor
 from approvals.decisions import decide
-from approvals.errors import AlreadyAcknowledged, AlreadyDecided
+from approvals.errors import AlreadyAcknowledged, AlreadyDecided, NotApplicable
 from core.db import make_engine, make_sessionmaker
 from core.models import Action, AuditEvent, OutboxMessage, Timer
 from escalations.sweeper import Sweeper
 from tests.approvals import shop_tools
 from tests.approvals.conftest import ALICE, BOB, World
 
-CHAIN = [{"after": "5m", "notify": "approvers"}, {"after": "15m", "notify": ["@oncall"]},
-         {"after": "30m", "then": "expire"}]
+CHAIN = [
+    {"after": "5m", "notify": "approvers"},
+    {"after": "15m", "notify": ["@oncall"]},
+    {"after": "30m", "then": "expire"},
+]
 ONCALL = {"U0ONCALL1", "U0ONCALL2"}
 
 
@@ -50,8 +53,14 @@ def _timeline(world: World, start: datetime, minutes: int, *, down: range = rang
             sweeper.run_until_idle()
     with world.sessions() as session:
         rows = session.scalars(select(OutboxMessage).order_by(OutboxMessage.id)).all()
-        return [(int((row.created_at - start).total_seconds() // 60), row.kind,
-                 sorted(row.payload.get("targets", [])) or None) for row in rows]
+        return [
+            (
+                int((row.created_at - start).total_seconds() // 60),
+                row.kind,
+                sorted(row.payload.get("targets", [])) or None,
+            )
+            for row in rows
+        ]
 
 
 def _audit(world: World, kind: str) -> list[AuditEvent]:
@@ -72,8 +81,11 @@ def test_no_response_reminds_then_pings_oncall_then_expires_and_nothing_after(ch
         assert session.get(Action, action.id).state == "expired"
         assert session.scalars(select(Timer.state)).all() == ["done"]
     with pytest.raises(AlreadyDecided, match="expired"):
-        decide(chain_world.sessions, chain_world.clock,
-               lambda s: chain_world.decisions.approve(s, action.public_id, ALICE, action.params_hash))
+        decide(
+            chain_world.sessions,
+            chain_world.clock,
+            lambda s: chain_world.decisions.approve(s, action.public_id, ALICE, action.params_hash),
+        )
 
 
 def test_acknowledge_stops_the_pings_not_the_expiry(chain_world: World) -> None:
@@ -82,12 +94,16 @@ def test_acknowledge_stops_the_pings_not_the_expiry(chain_world: World) -> None:
     sweeper = _sweeper(chain_world)
     chain_world.clock.advance(timedelta(minutes=3))
     sweeper.run_until_idle()
-    decide(chain_world.sessions, chain_world.clock,
-           lambda s: chain_world.decisions.acknowledge(s, action.public_id, ALICE))
+    decide(
+        chain_world.sessions, chain_world.clock, lambda s: chain_world.decisions.acknowledge(s, action.public_id, ALICE)
+    )
     chain_world.clock.advance(0.08)
     with pytest.raises(AlreadyAcknowledged, match="already acknowledged by U0ALICE"):
-        decide(chain_world.sessions, chain_world.clock,
-               lambda s: chain_world.decisions.acknowledge(s, action.public_id, BOB))
+        decide(
+            chain_world.sessions,
+            chain_world.clock,
+            lambda s: chain_world.decisions.acknowledge(s, action.public_id, BOB),
+        )
     kinds = [kind for _, kind, _ in _timeline(chain_world, start + timedelta(minutes=3), 57)]
     assert kinds == ["action.card", "action.acknowledged", "action.expired"]
     assert len(_audit(chain_world, "decision.acknowledge")) == 1
@@ -123,8 +139,9 @@ def test_a_config_change_does_not_move_a_running_chain(chain_world: World) -> No
     second = _draft(chain_world, escalation=[{"after": "2m", "notify": ["@oncall"]}])  # the config changed
     _timeline(chain_world, start, 20)
     with chain_world.sessions() as session:
-        rows = session.scalars(select(OutboxMessage).where(OutboxMessage.kind == "escalation.notify")
-                               .order_by(OutboxMessage.id)).all()
+        rows = session.scalars(
+            select(OutboxMessage).where(OutboxMessage.kind == "escalation.notify").order_by(OutboxMessage.id)
+        ).all()
         notified = [(row.ordering_key, int((row.created_at - start).total_seconds() // 60)) for row in rows]
     assert notified == [(second.public_id, 3), (first.public_id, 5), (first.public_id, 15)]
 
@@ -142,17 +159,22 @@ def test_an_acknowledgement_that_times_out_reopens_escalation(chain_world: World
     start = chain_world.clock.now()
     action = _draft(chain_world, ack_timeout="10m")
     chain_world.clock.advance(timedelta(minutes=3))
-    decide(chain_world.sessions, chain_world.clock,
-           lambda s: chain_world.decisions.acknowledge(s, action.public_id, BOB))
-    notified = [(m, t) for m, k, t in _timeline(chain_world, start + timedelta(minutes=3), 20)
-                if k == "escalation.notify"]
+    decide(
+        chain_world.sessions, chain_world.clock, lambda s: chain_world.decisions.acknowledge(s, action.public_id, BOB)
+    )
+    notified = [
+        (m, t) for m, k, t in _timeline(chain_world, start + timedelta(minutes=3), 20) if k == "escalation.notify"
+    ]
     assert notified == [(10, [ALICE, BOB]), (12, sorted(ONCALL))]  # ack at 3 + 10 min; @oncall at 15
 
 
 def test_someone_the_chain_pings_may_acknowledge(chain_world: World) -> None:
     action = _draft(chain_world)
-    outcome = decide(chain_world.sessions, chain_world.clock,
-                     lambda s: chain_world.decisions.acknowledge(s, action.public_id, "U0ONCALL1"))
+    outcome = decide(
+        chain_world.sessions,
+        chain_world.clock,
+        lambda s: chain_world.decisions.acknowledge(s, action.public_id, "U0ONCALL1"),
+    )
     assert outcome.decision.actor == "U0ONCALL1"
 
 
@@ -170,8 +192,11 @@ def test_business_hours_hold_a_step_to_the_window_across_a_dst_switch(
     chain_world: World, pending_at: datetime, expected_due: datetime
 ) -> None:
     chain_world.clock._now = pending_at
-    _draft(chain_world, escalation=[{"after": "30m", "notify": "approvers"}],
-           business_hours={"timezone": "Europe/Berlin", "start": "09:00", "end": "17:00"})
+    _draft(
+        chain_world,
+        escalation=[{"after": "30m", "notify": "approvers"}],
+        business_hours={"timezone": "Europe/Berlin", "start": "09:00", "end": "17:00"},
+    )
     with chain_world.sessions() as session:
         assert session.scalars(select(Timer.due_at)).one() == expected_due
     sweeper = _sweeper(chain_world)
@@ -209,20 +234,25 @@ def test_two_sweepers_share_many_due_timers_and_fire_each_step_once(chain_world:
 
 @pytest.mark.slow
 def test_a_veto_racing_the_window_end_has_exactly_one_outcome(chain_world: World, db_url: str) -> None:
-    actions = [chain_world.draft(tool="toggle_flag", params={"flag": f"f{i}", "enabled": True}, autonomy="hotl",
-                                 veto_window="30s") for i in range(10)]
+    actions = [
+        chain_world.draft(
+            tool="toggle_flag", params={"flag": f"f{i}", "enabled": True}, autonomy="hotl", veto_window="30s"
+        )
+        for i in range(10)
+    ]
     chain_world.clock.advance(timedelta(seconds=30))
     start = threading.Barrier(len(actions) * 2)
 
     def veto(action: Action) -> None:
         start.wait()
         try:
-            decide(chain_world.sessions, chain_world.clock,
-                   lambda s: chain_world.decisions.veto(s, action.public_id, ALICE, "stop"))
-        except AlreadyDecided:
+            decide(
+                chain_world.sessions,
+                chain_world.clock,
+                lambda s: chain_world.decisions.veto(s, action.public_id, ALICE, "stop"),
+            )
+        except (AlreadyDecided, NotApplicable):  # the executor got there first
             pass
-        except Exception as exc:  # NotApplicable: the executor got there first
-            assert "executing" in str(exc) or "succeeded" in str(exc)
 
     def execute() -> None:
         start.wait()

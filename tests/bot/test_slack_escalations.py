@@ -1,0 +1,38 @@
+"""Escalations as people see them: a DM with Acknowledge, a note on the card, expiry."""
+
+from __future__ import annotations
+
+import json
+from datetime import timedelta
+
+from tests.bot.slack_app import ALICE, APPROVALS, BOB, REQUESTER, SlackApp, decide_block
+
+
+def test_reminders_arrive_as_dms_and_expiry_updates_the_card_and_tells_the_requester(slack_app: SlackApp) -> None:
+    slack = slack_app.slack
+    slack_app.command(REQUESTER, "run refund Refund order 4242")
+    slack_app.settle()
+    [action] = slack_app.actions()
+    card = slack_app.card(action)
+
+    slack_app.clock.advance(timedelta(minutes=5))
+    slack_app.settle()
+    for user in (ALICE, BOB):
+        [ping] = slack.messages(slack.dm(user))
+        block_id, buttons = decide_block(ping.blocks)
+        assert buttons == {"acknowledge": action.public_id}
+    assert any("Reminded" in reply.text for reply in slack.thread(APPROVALS, card.ts))
+
+    ping = slack.messages(slack.dm(BOB))[0]
+    assert slack_app.click(BOB, "acknowledge", action.public_id, block_id, ping.ts, channel=slack.dm(BOB)).status == 200
+    slack_app.settle()
+    assert any(f"<@{BOB}> is on it" in reply.text for reply in slack.thread(APPROVALS, card.ts))
+
+    slack_app.clock.advance(timedelta(minutes=25))
+    slack_app.settle()
+    [after] = slack_app.actions()
+    assert after.state == "expired"
+    assert "Expired" in json.dumps(slack.message(APPROVALS, card.ts).blocks)
+    [notice] = slack.messages(slack.dm(REQUESTER))
+    assert "expired" in notice.text
+    assert "did not run" in notice.text

@@ -1,0 +1,3 @@
+from tests.sandbox.browser import browser_context, demo, page, shots
+
+__all__ = ["browser_context", "demo", "page", "shots"]
