@@ -1,13 +1,351 @@
-"""A task type's current autonomy level: held in the database, started from config."""
+"""A task type's autonomy level in the database: earned from its own outcomes, granted one
+level at a time by admins, taken back automatically. Config gives the start and the ceiling.
+
+`settle()` is the heartbeat, run by the gate before it routes a draft and by the periodic
+job: it labels finished actions with their outcome, applies demotions (re-gating work still
+in its veto window), and proposes a promotion when the evidence meets the rule. It locks the
+task type's row first, so replicas settle one at a time.
+"""
 
 from __future__ import annotations
 
+import hashlib
+from collections.abc import Sequence
+from datetime import datetime, timedelta
+from typing import Any
+
+from sqlalchemy import func, select
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session
 
-from core.config import AutonomyLevel
-from core.models import AutonomyState
+from approvals import audit, chains, transitions
+from approvals.graduation import (
+    CLEAN,
+    EDITED,
+    EXPIRED,
+    FAILED,
+    REJECTED,
+    RUBBER_STAMP,
+    VETOED,
+    Demotion,
+    Evidence,
+    demotion,
+    promotion,
+)
+from approvals.states import ActionState
+from core import outbox
+from core.config import AutonomyLevel, TaskTypeConfig
+from core.ids import new_id
+from core.models import Action, AutonomyState, Decision, Proposal
+
+SYSTEM = "system"
+LABELS = {"rejected": REJECTED, "vetoed": VETOED, "failed": FAILED, "escalated": FAILED, "expired": EXPIRED}
+RECENT = 200  # outcomes kept in view for the demotion rules
+
+
+def fingerprint(task_type: TaskTypeConfig) -> str:
+    """What the evidence was earned with: a change to any of these restarts it."""
+    material = "\x00".join([task_type.instructions, ",".join(task_type.tools), task_type.model or ""])
+    return hashlib.sha256(material.encode()).hexdigest()
 
 
 def current_level(session: Session, task_type: str, start: AutonomyLevel) -> AutonomyLevel:
     state = session.get(AutonomyState, task_type)
-    return AutonomyLevel(state.level) if state else start
+    if state is None:
+        return start
+    return AutonomyLevel.HITL if state.unconfirmed else AutonomyLevel(state.level)
+
+
+def effective_level(session: Session, name: str, task_type: TaskTypeConfig) -> AutonomyLevel:
+    """The level the gate uses: the earned one, capped by the ceiling."""
+    return min(current_level(session, name, task_type.autonomy), task_type.graduation.ceiling)
+
+
+def state_for(session: Session, name: str, task_type: TaskTypeConfig, now: datetime) -> AutonomyState:
+    """The task type's row, locked; created at its start level on first use."""
+    if session.get(AutonomyState, name) is None:
+        session.execute(_insert_ignore(session, name, task_type, now))
+    state = session.scalars(
+        select(AutonomyState)
+        .where(AutonomyState.task_type == name)
+        .with_for_update()
+        .execution_options(populate_existing=True)
+    ).one()
+    return state
+
+
+def _insert_ignore(session: Session, name: str, task_type: TaskTypeConfig, now: datetime) -> Any:
+    values = {
+        "task_type": name,
+        "level": task_type.autonomy.value,
+        "start_level": task_type.autonomy.value,
+        "updated_by": SYSTEM,
+        "updated_at": now,
+        "fingerprint": fingerprint(task_type),
+        "probation_left": 0,
+        "unconfirmed": False,
+    }
+    dialect_insert = pg_insert if session.get_bind().dialect.name == "postgresql" else sqlite_insert
+    return dialect_insert(AutonomyState).values(**values).on_conflict_do_nothing(index_elements=["task_type"])
+
+
+def settle(session: Session, name: str, task_type: TaskTypeConfig, now: datetime, admins: Sequence[str] = ()) -> None:
+    state = state_for(session, name, task_type, now)
+    rule = task_type.graduation
+    if state.start_level != task_type.autonomy.value:
+        # Whoever edits the config decides the start level; the change is on the record.
+        state.start_level = task_type.autonomy.value
+        change_level(
+            session,
+            state,
+            task_type.autonomy,
+            actor="config",
+            now=now,
+            task_type=task_type,
+            admins=admins,
+            reason=f"the configured start level is now {task_type.autonomy.value}",
+        )
+    if state.fingerprint != fingerprint(task_type):
+        _config_changed(session, state, task_type, now)
+    fresh = session.scalars(
+        select(Action)
+        .where(Action.task_type == name, Action.outcome.is_(None), Action.state.in_(["succeeded", *LABELS]))
+        .order_by(Action.updated_at, Action.id)
+    ).all()
+    history = _outcomes(session, state)
+    for action in fresh:
+        action.outcome, action.outcome_at = _label(session, action, rule.min_read_time), now
+        if action.outcome == CLEAN and action.mode != "hitl" and _sampled(action.public_id, rule.review_share):
+            outbox.enqueue(session, "action.review", action.public_id, {"action_id": action.public_id}, now)
+        if state.evidence_since is not None and action.created_at < state.evidence_since:
+            continue  # drafted under the previous level or config: not evidence for this one
+        history.append(action.outcome)
+        in_probation = state.probation_left > 0 and action.mode == state.level
+        if in_probation:
+            state.probation_left -= 1
+        drop = demotion(AutonomyLevel(state.level), history, rule, in_probation=in_probation)
+        if drop is not None and (drop.to != AutonomyLevel(state.level) or drop.freeze):
+            freeze = rule.freeze if drop.freeze else None
+            change_level(
+                session,
+                state,
+                drop.to,
+                actor=SYSTEM,
+                reason=drop.reason,
+                now=now,
+                task_type=task_type,
+                admins=admins,
+                freeze=freeze,
+            )
+            history = []
+    _maybe_propose(session, state, task_type, now)
+
+
+def _label(session: Session, action: Action, min_read_time: timedelta) -> str:
+    if action.state in LABELS:
+        return LABELS[action.state]
+    if action.mode != "hitl":
+        return CLEAN  # ran after its veto window, or autonomously, and nobody objected
+    kinds = session.execute(
+        select(Decision.kind, Decision.at).where(Decision.action_id == action.id).order_by(Decision.id)
+    ).all()
+    if any(kind == "edit" for kind, _ in kinds):
+        return EDITED
+    first = next((at for kind, at in kinds if kind == "approve"), None)
+    if first is not None and first - action.created_at < min_read_time:
+        return RUBBER_STAMP  # counts toward the sample, not as clean
+    return CLEAN
+
+
+def _sampled(action_id: str, share: float) -> bool:
+    bucket = int(hashlib.sha256(action_id.encode()).hexdigest()[:8], 16) / 0xFFFFFFFF
+    return bucket < share
+
+
+def _outcomes(session: Session, state: AutonomyState) -> list[str]:
+    query = select(Action.outcome).where(Action.task_type == state.task_type, Action.outcome.is_not(None))
+    if state.evidence_since is not None:
+        query = query.where(Action.outcome_at >= state.evidence_since, Action.created_at >= state.evidence_since)
+    rows = session.scalars(query.order_by(Action.outcome_at.desc(), Action.id.desc()).limit(RECENT)).all()
+    return [str(outcome) for outcome in reversed(rows)]
+
+
+def evidence(session: Session, state: AutonomyState, now: datetime) -> Evidence:
+    outcomes = _outcomes(session, state)
+    query = select(func.min(Action.outcome_at)).where(Action.task_type == state.task_type, Action.outcome.is_not(None))
+    people = (
+        select(func.count(func.distinct(Decision.actor)))
+        .join(Action, Decision.action_id == Action.id)
+        .where(Action.task_type == state.task_type, Decision.kind.in_(["approve", "edit", "reject"]))
+    )
+    if state.evidence_since is not None:
+        query = query.where(Action.created_at >= state.evidence_since)
+        people = people.where(Action.created_at >= state.evidence_since)
+    first = session.scalar(query)
+    days = (now - first).total_seconds() / 86400 if first else 0.0
+    return Evidence(tuple(outcomes), session.scalar(people) or 0, days)
+
+
+def _maybe_propose(session: Session, state: AutonomyState, task_type: TaskTypeConfig, now: datetime) -> None:
+    if state.unconfirmed or any(
+        until is not None and now < until for until in (state.frozen_until, state.cooldown_until)
+    ):
+        return
+    if session.scalars(
+        select(Proposal.id).where(Proposal.task_type == state.task_type, Proposal.state == "open")
+    ).first():
+        return
+    level = AutonomyLevel(state.level)
+    verdict = promotion(level, task_type.graduation.ceiling, evidence(session, state, now), task_type.graduation)
+    if verdict.target is None:
+        return
+    needed = task_type.graduation.auto_signatures if verdict.target == AutonomyLevel.AUTO else 1
+    proposal = Proposal(
+        public_id=new_id("prp"),
+        task_type=state.task_type,
+        from_level=level.value,
+        to_level=verdict.target.value,
+        state="open",
+        evidence=dict(verdict.stats),
+        signatures=[],
+        needed=needed,
+        created_at=now,
+    )
+    session.add(proposal)
+    session.flush()
+    audit.record(
+        session,
+        audit.AuditEntry(
+            kind="autonomy.proposed",
+            actor=SYSTEM,
+            at=now,
+            task_type=state.task_type,
+            from_state=level.value,
+            to_state=verdict.target.value,
+            data={"proposal": proposal.public_id, **verdict.stats},
+        ),
+    )
+    outbox.enqueue(session, "autonomy.proposal", proposal.public_id, {"proposal_id": proposal.public_id}, now)
+
+
+def change_level(
+    session: Session,
+    state: AutonomyState,
+    level: AutonomyLevel,
+    *,
+    actor: str,
+    reason: str,
+    now: datetime,
+    task_type: TaskTypeConfig,
+    admins: Sequence[str] = (),
+    freeze: timedelta | None = None,
+    probation: int = 0,
+) -> None:
+    """Set the level, restart the evidence, audit who/why/evidence, announce it, and re-gate
+    work still in a veto window if the new level no longer allows it."""
+    before = state.level
+    stats = promotion(
+        AutonomyLevel(before), task_type.graduation.ceiling, evidence(session, state, now), task_type.graduation
+    ).stats
+    state.level, state.updated_by, state.updated_at = level.value, actor, now
+    state.evidence_since, state.probation_left = now, probation
+    if freeze is not None:
+        state.frozen_until = now + freeze
+    for proposal in session.scalars(
+        select(Proposal).where(Proposal.task_type == state.task_type, Proposal.state == "open")
+    ):
+        proposal.state, proposal.decided_at = "stale", now
+        outbox.enqueue(
+            session, "autonomy.proposal_decided", proposal.public_id, {"proposal_id": proposal.public_id}, now
+        )
+    audit.record(
+        session,
+        audit.AuditEntry(
+            kind="autonomy.changed",
+            actor=actor,
+            at=now,
+            task_type=state.task_type,
+            from_state=before,
+            to_state=level.value,
+            note=reason,
+            data={"evidence": stats, "frozen_until": state.frozen_until.isoformat() if state.frozen_until else None},
+        ),
+    )
+    outbox.enqueue(
+        session,
+        "autonomy.changed",
+        f"autonomy:{state.task_type}",
+        {"task_type": state.task_type, "from": before, "to": level.value, "by": actor, "reason": reason},
+        now,
+    )
+    if level < AutonomyLevel.HOTL:
+        _regate(session, state.task_type, task_type, admins, now)
+
+
+def _regate(session: Session, name: str, task_type: TaskTypeConfig, admins: Sequence[str], now: datetime) -> None:
+    waiting = session.scalars(
+        select(Action).where(Action.task_type == name, Action.state == ActionState.SCHEDULED).with_for_update()
+    ).all()
+    for action in waiting:
+        transitions.transition(
+            session,
+            action,
+            ActionState.PENDING,
+            actor=SYSTEM,
+            now=now,
+            note="re-gated: its task type was demoted to hitl",
+            values={"run_at": None},
+            messages=[transitions.Message("action.card")],
+        )
+        chains.start(session, action, chains.snapshot(task_type, list(admins), low_confidence=False), now)
+
+
+def _config_changed(session: Session, state: AutonomyState, task_type: TaskTypeConfig, now: datetime) -> None:
+    state.fingerprint, state.evidence_since = fingerprint(task_type), now
+    state.unconfirmed = state.level != AutonomyLevel.HITL
+    audit.record(
+        session,
+        audit.AuditEntry(
+            kind="autonomy.config_changed",
+            actor=SYSTEM,
+            at=now,
+            task_type=state.task_type,
+            from_state=state.level,
+            to_state=AutonomyLevel.HITL.value if state.unconfirmed else state.level,
+            note="instructions, tools or model changed: evidence restarts"
+            + ("; capped at hitl until an admin confirms" if state.unconfirmed else ""),
+        ),
+    )
+    if state.unconfirmed:
+        outbox.enqueue(
+            session,
+            "autonomy.changed",
+            f"autonomy:{state.task_type}",
+            {
+                "task_type": state.task_type,
+                "from": state.level,
+                "to": "hitl",
+                "by": SYSTEM,
+                "reason": "its instructions, tools or model changed; an admin must confirm its level",
+            },
+            now,
+        )
+
+
+def demote_for_incident(
+    session: Session, name: str, task_type: TaskTypeConfig, now: datetime, admins: Sequence[str] = ()
+) -> None:
+    state = state_for(session, name, task_type, now)
+    drop = Demotion(AutonomyLevel.HITL, "an incident: someone reported a run as wrong", freeze=True)
+    change_level(
+        session,
+        state,
+        drop.to,
+        actor=SYSTEM,
+        reason=drop.reason,
+        now=now,
+        task_type=task_type,
+        admins=admins,
+        freeze=task_type.graduation.freeze,
+    )

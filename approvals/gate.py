@@ -14,8 +14,7 @@ from typing import Any
 
 from sqlalchemy.orm import Session
 
-from approvals import chains, transitions
-from approvals.autonomy import current_level
+from approvals import autonomy, chains, transitions
 from approvals.policy import route
 from approvals.ports import ToolCatalog
 from approvals.states import ActionState
@@ -72,7 +71,8 @@ def submit(
 
     policy = catalog.policy(draft.tool)
     canonical = catalog.validate(draft.tool, draft.params)
-    level = current_level(session, task.task_type, task_type.autonomy)
+    autonomy.settle(session, task.task_type, task_type, now, admins)  # demotions apply before routing
+    level = autonomy.effective_level(session, task.task_type, task_type)
     routing = route(level, policy, action.confidence, task_type.confidence_threshold)
     _apply(action, canonical, policy.risk, policy.idempotent, policy.timeout_s, routing.mode, task_type)
     session.flush()

@@ -29,7 +29,8 @@ S = ActionState
 TRANSITIONS: dict[ActionState, frozenset[ActionState]] = {
     S.DRAFTED: frozenset({S.PENDING, S.SCHEDULED, S.EXECUTING, S.REFUSED, S.CANCELLED}),
     S.PENDING: frozenset({S.APPROVED, S.REJECTED, S.EXPIRED, S.CANCELLED}),
-    S.SCHEDULED: frozenset({S.EXECUTING, S.VETOED, S.CANCELLED}),
+    # back to pending: re-gated when its task type is demoted during the veto window
+    S.SCHEDULED: frozenset({S.EXECUTING, S.VETOED, S.CANCELLED, S.PENDING}),
     S.APPROVED: frozenset({S.EXECUTING, S.CANCELLED}),
     S.EXECUTING: frozenset({S.SUCCEEDED, S.FAILED, S.UNKNOWN}),
     S.FAILED: frozenset({S.ESCALATED}),

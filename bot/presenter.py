@@ -9,7 +9,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from agent.tools import ToolRegistry as ToolCatalog
-from approvals.autonomy import current_level
+from approvals.autonomy import effective_level
 from approvals.decisions import APPROVING_KINDS
 from approvals.policy import route
 from approvals.ports import is_listed_approver
@@ -36,7 +36,7 @@ def card_view(session: Session, config: Config, catalog: ToolCatalog, action: Ac
     threshold = task_type.confidence_threshold if task_type else 0.0
     caps: tuple[str, ...] = ()
     if task_type is not None and action.tool in catalog.names():
-        level = current_level(session, action.task_type, task_type.autonomy)
+        level = effective_level(session, action.task_type, task_type)
         caps = route(level, catalog.policy(action.tool), action.confidence, threshold).reasons
     return CardView(
         action_id=action.public_id,
@@ -98,9 +98,7 @@ def home_for(session: Session, services: Services, user: str) -> HomeView:
     decided = session.scalars(
         select(Action).where(Action.decided_at.is_not(None)).order_by(Action.decided_at.desc()).limit(HOME_LIMIT)
     ).all()
-    levels = tuple(
-        (name, current_level(session, name, t.autonomy).value) for name, t in sorted(config.task_types.items())
-    )
+    levels = tuple((name, effective_level(session, name, t).value) for name, t in sorted(config.task_types.items()))
     return HomeView(
         user=user,
         waiting=waiting,

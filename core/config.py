@@ -266,6 +266,13 @@ class GraduationConfig(_Model):
     probation: int = Field(default=10, ge=0)
     demote_window: int = Field(default=50, ge=1)
     demote_below: Share = 0.80
+    # hotl → auto
+    auto_min_samples: int = Field(default=150, ge=1)  # executions in the window
+    auto_min_days: int = Field(default=30, ge=0)
+    auto_max_veto_rate: Share = 0.05  # Wilson 95% upper bound of the veto rate
+    auto_signatures: int = Field(default=2, ge=1)  # distinct admins who must sign
+    freeze: Duration = parse_duration("14d")  # no promotion after an incident
+    incident_window: Duration = parse_duration("7d")  # "this was wrong" counts this long after a run
 
 
 class TaskTypeConfig(_Model):

@@ -93,7 +93,10 @@ class Action(Base):
     """One drafted tool call; it runs at most once."""
 
     __tablename__ = "actions"
-    __table_args__ = (Index("ix_actions_state_run_at", "state", "run_at"),)
+    __table_args__ = (
+        Index("ix_actions_state_run_at", "state", "run_at"),
+        Index("ix_actions_type_outcome", "task_type", "outcome_at"),
+    )
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     public_id: Mapped[str] = mapped_column(String(32), unique=True)
@@ -126,6 +129,9 @@ class Action(Base):
     error: Mapped[str | None] = mapped_column(Text)
     decided_by: Mapped[str | None] = mapped_column(String(32))
     decided_at: Mapped[datetime | None]
+    # Graduation evidence: clean, edited, rejected, vetoed, failed, expired, incident, rubber_stamp.
+    outcome: Mapped[str | None] = mapped_column(String(16))
+    outcome_at: Mapped[datetime | None]
     created_at: Mapped[datetime]
     updated_at: Mapped[datetime]
 
@@ -223,8 +229,12 @@ class Timer(Base):
     __tablename__ = "timers"
     __table_args__ = (
         # Only pending rows are indexed: a sweep's cost follows the due rows, not the history.
-        Index("ix_timers_pending_due", "due_at", postgresql_where=text("state = 'pending'"),
-              sqlite_where=text("state = 'pending'")),
+        Index(
+            "ix_timers_pending_due",
+            "due_at",
+            postgresql_where=text("state = 'pending'"),
+            sqlite_where=text("state = 'pending'"),
+        ),
     )
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
@@ -247,9 +257,35 @@ class AutonomyState(Base):
 
     task_type: Mapped[str] = mapped_column(String(64), primary_key=True)
     level: Mapped[str] = mapped_column(String(8))
-    frozen_until: Mapped[datetime | None]
+    start_level: Mapped[str | None] = mapped_column(String(8))  # config's `autonomy` when last seen
+    frozen_until: Mapped[datetime | None]  # no promotion before (after an incident)
+    cooldown_until: Mapped[datetime | None]  # no new proposal before (after a dismissal)
+    evidence_since: Mapped[datetime | None]  # outcomes before this do not count (level or config changed)
+    probation_left: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    # sha256 of the task type's instructions, tools and model when the level was earned.
+    fingerprint: Mapped[str | None] = mapped_column(String(64))
+    unconfirmed: Mapped[bool] = mapped_column(Boolean, default=False, server_default="0")
     updated_by: Mapped[str] = mapped_column(String(32))
     updated_at: Mapped[datetime]
+
+
+class Proposal(Base):
+    """A promotion the evidence supports, waiting for admins to sign or dismiss it."""
+
+    __tablename__ = "proposals"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    public_id: Mapped[str] = mapped_column(String(32), unique=True)
+    task_type: Mapped[str] = mapped_column(String(64), index=True)
+    from_level: Mapped[str] = mapped_column(String(8))
+    to_level: Mapped[str] = mapped_column(String(8))
+    state: Mapped[str] = mapped_column(String(12), default="open")  # open, promoted, dismissed, stale
+    evidence: Mapped[dict[str, Any]]
+    signatures: Mapped[list[Any]]  # admins who pressed Promote
+    needed: Mapped[int] = mapped_column(Integer, default=1)
+    decided_by: Mapped[str | None] = mapped_column(String(32))
+    created_at: Mapped[datetime]
+    decided_at: Mapped[datetime | None]
 
 
 class SlackEvent(Base):

@@ -11,7 +11,7 @@ from sqlalchemy import or_, select
 from sqlalchemy.orm import Session
 
 from agent.tasks import TaskError, submit_task
-from approvals.autonomy import current_level
+from approvals.autonomy import effective_level
 from bot.blocks.text import escape, help_text
 from bot.services import Services
 from core.models import Action, AuditEvent, Task
@@ -100,8 +100,7 @@ def _autonomy(services: Services, rest: str, _user: str, _command: dict[str, Any
         return _help(services, f"Unknown task type `{escape(rest)}`.")
     with services.sessions() as session:
         lines = [
-            f"`{name}`: *{current_level(session, name, services.config.task_types[name].autonomy).value}*"
-            for name in names
+            f"`{name}`: *{effective_level(session, name, services.config.task_types[name]).value}*" for name in names
         ]
     return "Autonomy levels:\n" + "\n".join(lines)
 
