@@ -349,3 +349,53 @@ def demote_for_incident(
         admins=admins,
         freeze=task_type.graduation.freeze,
     )
+
+
+def describe(session: Session, name: str, task_type: TaskTypeConfig, now: datetime) -> dict[str, Any]:
+    """A task type's level, ceiling, evidence and what the next level still needs."""
+    state = session.get(AutonomyState, name)
+    level = effective_level(session, name, task_type)
+    ceiling = task_type.graduation.ceiling
+    if state is None:
+        verdict = promotion(level, ceiling, Evidence((), 0, 0.0), task_type.graduation)
+        return {
+            "task_type": name,
+            "level": level.value,
+            "ceiling": ceiling.value,
+            "unmet": list(verdict.unmet),
+            "stats": verdict.stats,
+            "frozen_until": None,
+            "unconfirmed": False,
+            "probation_left": 0,
+        }
+    verdict = promotion(AutonomyLevel(state.level), ceiling, evidence(session, state, now), task_type.graduation)
+    return {
+        "task_type": name,
+        "level": level.value,
+        "ceiling": ceiling.value,
+        "stats": verdict.stats,
+        "unmet": list(verdict.unmet),
+        "frozen_until": state.frozen_until.isoformat(timespec="minutes") if state.frozen_until else None,
+        "unconfirmed": state.unconfirmed,
+        "probation_left": state.probation_left,
+    }
+
+
+def set_level(
+    session: Session,
+    name: str,
+    task_type: TaskTypeConfig,
+    level: AutonomyLevel,
+    *,
+    actor: str,
+    reason: str,
+    now: datetime,
+    admins: Sequence[str],
+) -> AutonomyState:
+    """An admin sets a level (also confirming one capped after a config change); audited."""
+    if level > task_type.graduation.ceiling:
+        raise ValueError(f"{level.value} is above the ceiling of {name!r} ({task_type.graduation.ceiling.value})")
+    state = state_for(session, name, task_type, now)
+    state.unconfirmed = False
+    change_level(session, state, level, actor=actor, reason=reason, now=now, task_type=task_type, admins=admins)
+    return state

@@ -14,7 +14,7 @@ from typing import Any
 
 from slack_bolt import App, BoltResponse
 
-from bot.listeners import actions, commands, events, views
+from bot.listeners import actions, autonomy, commands, events, views
 from bot.services import Services
 
 log = logging.getLogger(__name__)
@@ -43,6 +43,6 @@ def build_app(
         response.status = 200
         response.body = ""
 
-    for surface in (actions, views, commands, events):
+    for surface in (actions, autonomy, views, commands, events):
         surface.register(app, services)
     return app

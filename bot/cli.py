@@ -14,6 +14,7 @@ from agent.anthropic_model import check_models
 from agent.errors import ToolLoadError
 from agent.tools import load_tool_modules
 from bot.cli_audit import audit
+from bot.cli_autonomy import autonomy
 from bot.cli_tasks import task, trace, usage
 from bot.runtime import build_model, build_services, open_database
 from bot.serve import Process, assemble
@@ -128,6 +129,7 @@ def _serve(process: Process, settings: Settings, host: str, port: int, socket_mo
 
 
 main.add_command(audit)
+main.add_command(autonomy)
 main.add_command(task)
 main.add_command(trace)
 main.add_command(usage)

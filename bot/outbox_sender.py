@@ -23,10 +23,11 @@ from sqlalchemy.orm import Session, aliased
 
 from bot.blocks.card import approval_card, card_text, result_reply
 from bot.blocks.ping import expired_notice, reminded_note, reminder, stall_alert
+from bot.blocks.proposal import level_changed, proposal_card, review_card
 from bot.blocks.task import task_message
-from bot.presenter import card_view, task_view
+from bot.presenter import card_view, proposal_view, task_view
 from bot.services import Services
-from core.models import Action, OutboxMessage, SlackMessage, Task
+from core.models import Action, OutboxMessage, Proposal, SlackMessage, Task
 
 log = logging.getLogger(__name__)
 CARD_KINDS = frozenset(
@@ -160,6 +161,13 @@ class OutboxSender:
             return self._stall(payload)
         if message.kind.startswith("task."):
             return self._task(payload["task_id"], message.kind, payload)
+        if message.kind in ("autonomy.proposal", "autonomy.proposal_decided"):
+            return self._proposal(payload["proposal_id"])
+        if message.kind == "autonomy.changed":
+            text = level_changed(payload["task_type"], payload["from"], payload["to"], payload["by"], payload["reason"])
+            return self._post(self.services.config.channel_for(payload["task_type"]), text, None, None)
+        if message.kind == "action.review":
+            return self._review(payload["action_id"])
         if message.kind == "audit.head":
             channel = self.services.config.proposals_channel or self.services.config.slack.approvals_channel
             if channel is None:
@@ -215,6 +223,33 @@ class OutboxSender:
             channel, thread_ts = self._task_home(session, task)
         text, blocks = stall_alert(view, payload["what"], payload.get("targets", []))
         return self._post(channel, text, blocks, thread_ts)
+
+    def _proposal(self, proposal_id: str) -> dict[str, Any]:
+        """Post the proposal to the admins, or update it in place once decided or signed."""
+        with self.services.sessions() as session:
+            proposal = session.scalars(select(Proposal).where(Proposal.public_id == proposal_id)).one()
+            text, blocks = proposal_card(proposal_view(session, proposal))
+            posted = session.get(SlackMessage, f"proposal:{proposal_id}")
+            where = (posted.channel, posted.ts) if posted else None
+        if where is None:
+            channel = self.services.config.proposals_channel
+            if channel is None:
+                raise Undeliverable("no admin or approvals channel configured for proposals")
+            return self._post(channel, text, blocks, None, key=f"proposal:{proposal_id}")
+        self.services.client.chat_update(channel=where[0], ts=where[1], text=text, blocks=blocks)
+        return {"channel": where[0], "ts": where[1], "updated": True}
+
+    def _review(self, action_id: str) -> dict[str, Any]:
+        """A spot check of a run nobody approved, in the thread of its card (or its channel)."""
+        with self.services.sessions() as session:
+            action = session.scalars(select(Action).where(Action.public_id == action_id)).one()
+            card = card_view(session, self.services.config, self.services.registry, action)
+            posted = session.get(SlackMessage, f"card:{action_id}")
+            where = (
+                (posted.channel, posted.ts) if posted else (self.services.config.channel_for(action.task_type), None)
+            )
+        text, blocks = review_card(card)
+        return self._post(where[0], text, blocks, where[1])
 
     def _dm(self, user: str) -> str:
         channel = self.services.client.conversations_open(users=user)["channel"]["id"]

@@ -14,9 +14,9 @@ from approvals.decisions import APPROVING_KINDS
 from approvals.policy import route
 from approvals.ports import is_listed_approver
 from bot.blocks.home import home_view
-from bot.blocks.views import CardView, HomeView, TaskView
+from bot.blocks.views import CardView, HomeView, ProposalView, TaskView
 from core.config import Config
-from core.models import Action, Decision, Task
+from core.models import Action, Decision, Proposal, Task
 
 if TYPE_CHECKING:
     from bot.services import Services
@@ -65,6 +65,29 @@ def card_view(session: Session, config: Config, catalog: ToolCatalog, action: Ac
         caps=caps,
         result=action.result,
         error=action.error,
+        outcome=action.outcome,
+    )
+
+
+def proposal_view(session: Session, proposal: Proposal) -> ProposalView:
+    notes = session.execute(
+        select(Action.public_id, Action.outcome, Decision.note)
+        .join(Decision, Decision.action_id == Action.id, isouter=True)
+        .where(Action.task_type == proposal.task_type, Action.outcome.in_(["edited", "rejected"]))
+        .order_by(Action.outcome_at.desc())
+        .limit(10)
+    ).all()
+    return ProposalView(
+        proposal_id=proposal.public_id,
+        task_type=proposal.task_type,
+        from_level=proposal.from_level,
+        to_level=proposal.to_level,
+        state=proposal.state,
+        stats=dict(proposal.evidence),
+        signatures=tuple(proposal.signatures),
+        needed=proposal.needed,
+        decided_by=proposal.decided_by,
+        recent=tuple((row[0], str(row[1]), row[2]) for row in notes),
     )
 
 

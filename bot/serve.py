@@ -15,7 +15,7 @@ from bot.outbox_sender import OutboxSender
 from bot.server import Server, Workers
 from bot.services import Services
 from core.config import Settings
-from escalations.jobs import periodic_jobs
+from escalations.jobs import periodic_jobs, settle_all
 from escalations.scheduler import Ticker
 from escalations.sweeper import Sweeper
 
@@ -47,6 +47,7 @@ class Process:
     def run_until_idle(self, rounds: int = 50) -> None:
         """Drive every worker in this thread until none has work (tests, the demo's stepper)."""
         for _ in range(rounds):
+            settle_all(self.services.sessions, self.services.config, self.services.clock)
             busy = self.sweeper.run_until_idle() + self.runner.run_until_idle() + self.executor.run_until_idle()
             if not busy + self.sender.run_until_idle():
                 return

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import fcntl
 import os
+import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -21,9 +22,10 @@ from sqlalchemy import Engine, create_engine, event
 from sqlalchemy.engine import make_url
 from sqlalchemy.orm import Session, sessionmaker
 
-from core.errors import DatabaseOwned
+from core.errors import DatabaseBusy, DatabaseOwned
 
 SQLITE_BUSY_TIMEOUT_MS = 30_000
+_HOLDS_WRITER = "countersign.sqlite_writer"
 
 
 def normalize_url(url: str) -> str:
@@ -64,6 +66,12 @@ def _configure_sqlite(engine: Engine) -> None:
         cursor.execute("PRAGMA foreign_keys=ON")
         cursor.close()
 
+    # Writers of this process queue on a Python lock before BEGIN IMMEDIATE: a waiter wakes
+    # the moment the lock is free, where SQLite's busy handler sleeps in growing steps (up to
+    # 100 ms) and turns contention into long tail latencies. Other processes (the CLI beside
+    # a server) still meet SQLite's own lock and busy timeout.
+    writer = threading.Lock()
+
     @event.listens_for(engine, "begin")
     def _on_begin(connection: Any) -> None:
         # Take the write lock up front: a deferred transaction that reads and then writes
@@ -72,8 +80,22 @@ def _configure_sqlite(engine: Engine) -> None:
         # execution option `sqlite_deferred=True`: WAL gives it a snapshot and no writer waits.
         if connection.get_execution_options().get("sqlite_deferred"):
             connection.exec_driver_sql("BEGIN")
-        else:
+            return
+        if not writer.acquire(timeout=SQLITE_BUSY_TIMEOUT_MS / 1000):
+            raise DatabaseBusy(f"no write turn on the SQLite database within {SQLITE_BUSY_TIMEOUT_MS} ms")
+        connection.info[_HOLDS_WRITER] = True
+        try:
             connection.exec_driver_sql("BEGIN IMMEDIATE")
+        except BaseException:
+            _release(connection)
+            raise
+
+    def _release(connection: Any) -> None:
+        if connection.info.pop(_HOLDS_WRITER, False):
+            writer.release()
+
+    event.listen(engine, "commit", _release)
+    event.listen(engine, "rollback", _release)
 
 
 def make_sessionmaker(engine: Engine) -> sessionmaker[Session]:

@@ -8,6 +8,7 @@ from collections.abc import Callable
 
 from sqlalchemy.orm import Session, sessionmaker
 
+from approvals import autonomy
 from approvals.ledger import publish_head
 from core.clock import Clock
 from core.config import Config
@@ -31,12 +32,23 @@ def periodic_jobs(
         with sessions.begin() as session:
             return stalls.sweep(session, config, clock.now())
 
+    def settle() -> None:
+        settle_all(sessions, config, clock)
+
     def publish() -> object:
         with sessions.begin() as session:
             return publish_head(session, clock.now())
 
     return {
         "countersign-sweep": (sweeper.run_until_idle, tick_s),
+        "countersign-autonomy": (settle, tick_s),
         "countersign-stalls": (sweep_stalls, stall_every_s),
         "countersign-audit-head": (publish, head_every_s),
     }
+
+
+def settle_all(sessions: sessionmaker[Session], config: Config, clock: Clock) -> None:
+    """Label new outcomes, apply demotions and propose promotions, one task type at a time."""
+    for name, task_type in config.task_types.items():
+        with sessions.begin() as session:
+            autonomy.settle(session, name, task_type, clock.now(), config.slack.admins)

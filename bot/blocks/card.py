@@ -5,7 +5,7 @@ from __future__ import annotations
 import math
 
 from bot import action_ids
-from bot.blocks.kit import Block, actions, button, context, header, section
+from bot.blocks.kit import Block, actions, button, confirm_dialog, context, header, section
 from bot.blocks.text import code_block, escape, mention, quote, slack_date, to_json, truncate
 from bot.blocks.views import CardView
 
@@ -71,6 +71,10 @@ def card_buttons(card: CardView) -> list[Block]:
         ]
     elif card.state == "scheduled":
         buttons = [button("Veto", action_ids.VETO, value, style="danger")]
+    elif card.state == "succeeded" and card.mode != "hitl" and card.outcome != "incident":
+        # Runs nobody approved can still be reported: that evidence demotes the task type.
+        confirm = confirm_dialog("Report this run?", "Its task type goes back to approve-first.", "Report", "Cancel")
+        return [button("This was wrong", action_ids.REPORT_INCIDENT, value, style="danger", confirm=confirm)]
     else:
         return []
     if not card.acknowledged_by:

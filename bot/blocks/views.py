@@ -40,6 +40,23 @@ class CardView:
     caps: tuple[str, ...] = ()  # why the mode is below the task type's level
     result: dict[str, Any] | None = None
     error: str | None = None
+    outcome: str | None = None  # graduation evidence label, once finished ("incident" after a report)
+
+
+@dataclass(frozen=True, kw_only=True)
+class ProposalView:
+    """A promotion proposal as the admins see it."""
+
+    proposal_id: str
+    task_type: str
+    from_level: str
+    to_level: str
+    state: str  # open, promoted, dismissed, stale
+    stats: dict[str, Any]
+    signatures: tuple[str, ...] = ()
+    needed: int = 1
+    decided_by: str | None = None
+    recent: tuple[tuple[str, str, str | None], ...] = ()  # (action id, outcome, note) of edits and rejections
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -11,7 +11,7 @@ from sqlalchemy import or_, select
 from sqlalchemy.orm import Session
 
 from agent.tasks import TaskError, submit_task
-from approvals.autonomy import effective_level
+from approvals.autonomy import describe
 from bot.blocks.text import escape, help_text
 from bot.services import Services
 from core.models import Action, AuditEvent, Task
@@ -98,10 +98,21 @@ def _autonomy(services: Services, rest: str, _user: str, _command: dict[str, Any
     names = [rest] if rest else sorted(services.config.task_types)
     if rest and rest not in services.config.task_types:
         return _help(services, f"Unknown task type `{escape(rest)}`.")
+    lines = []
     with services.sessions() as session:
-        lines = [
-            f"`{name}`: *{effective_level(session, name, services.config.task_types[name]).value}*" for name in names
-        ]
+        for name in names:
+            info = describe(session, name, services.config.task_types[name], services.clock.now())
+            line = f"`{name}`: *{info['level']}* (ceiling {info['ceiling']})"
+            if info["frozen_until"]:
+                line += f", frozen until {info['frozen_until']}"
+            if rest:  # one type: its evidence and progress too
+                stats = info["stats"]
+                line += (
+                    f"\n{stats['samples']} outcomes, {stats['clean']} clean, clean lower bound "
+                    f"{stats['clean_lower_bound']:.2f}; next level: "
+                    + ("; ".join(info["unmet"]) or "eligible, a proposal goes to the admins")
+                )
+            lines.append(line)
     return "Autonomy levels:\n" + "\n".join(lines)
 
 

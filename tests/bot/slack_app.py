@@ -33,10 +33,11 @@ TOKEN = "xoxb-test"
 API_TOKEN = "api-test-token"
 TEAM = "T0SANDBOX"
 APPROVALS = "C0APPROVALS"
-REQUESTER, ALICE, BOB, MALLORY = "U0REQUESTER", "U0ALICE", "U0BOB", "U0MALLORY"
+REQUESTER, ALICE, BOB, MALLORY, ADMIN = "U0REQUESTER", "U0ALICE", "U0BOB", "U0MALLORY", "U0ADMIN"
+ADMINS = "C0ADMINS"
 
 CONFIG = {
-    "slack": {"approvals_channel": APPROVALS, "admins": ["U0ADMIN"]},
+    "slack": {"approvals_channel": APPROVALS, "admin_channel": ADMINS, "admins": [ADMIN]},
     "tools": {"modules": ["tests.approvals.shop_tools"]},
     "task_types": {
         "refund": {
@@ -47,6 +48,23 @@ CONFIG = {
             "approvers": [ALICE, BOB],
             "escalation": [{"after": "5m", "notify": "approvers"}, {"after": "30m", "then": "expire"}],
         },
+        "flag": {  # small graduation numbers, as the demo has
+            "tools": ["toggle_flag"],
+            "autonomy": "hitl",
+            "approvers": [ALICE, BOB],
+            "veto_window": "30s",
+            "graduation": {
+                "min_samples": 3,
+                "min_days": 0,
+                "min_approvers": 1,
+                "target": 0.3,
+                "max_reject_rate": 0.5,
+                "min_read_time": "0s",
+                "probation": 5,
+                "ceiling": "hotl",
+            },
+        },
+        "lookup": {"tools": ["lookup_order"], "autonomy": "auto", "approvers": [ALICE, BOB]},
     },
 }
 SCRIPT = {
@@ -65,7 +83,39 @@ SCRIPT = {
             },
             {"text": "Done with order {order_id}."},
         ],
-    }
+    },
+    "flag": {
+        "match": r"flag (?P<flag>\w+)",
+        "replies": [
+            {
+                "tool_use": [
+                    {
+                        "name": "toggle_flag",
+                        "input": {"flag": "{flag}", "enabled": True},
+                        "rationale": "asked to",
+                        "confidence": 0.95,
+                    }
+                ]
+            },
+            {"text": "Flag {flag} is on."},
+        ],
+    },
+    "lookup": {
+        "match": r"order (?P<order_id>\d+)",
+        "replies": [
+            {
+                "tool_use": [
+                    {
+                        "name": "lookup_order",
+                        "input": {"order_id": "{order_id}"},
+                        "rationale": "asked to",
+                        "confidence": 0.95,
+                    }
+                ]
+            },
+            {"text": "Order {order_id} is delivered."},
+        ],
+    },
 }
 
 
@@ -235,7 +285,8 @@ class SlackApp:
         self.services.background.submit(lambda: None).result(timeout=30)
 
     def card(self, action: Action) -> Any:
-        [card] = [m for m in self.slack.messages(APPROVALS) if _button_value(m.blocks, action.public_id)]
+        cards = [m for m in self.slack.messages(APPROVALS) if m.thread_ts is None]
+        [card] = [m for m in cards if _button_value(m.blocks, action.public_id)]
         return card
 
     def actions(self) -> list[Action]:
@@ -285,7 +336,8 @@ def slack_app(db_url: str) -> Iterator[SlackApp]:
     clock = FrozenClock(FrozenClock().now().replace(year=2026, month=11))
     with SlackEmulator(now=seconds(clock)) as slack:
         slack.add_channel(APPROVALS, "approvals")
-        for user in (REQUESTER, ALICE, BOB, MALLORY, "U0ADMIN"):
+        slack.add_channel(ADMINS, "admins")
+        for user in (REQUESTER, ALICE, BOB, MALLORY, ADMIN):
             slack.add_user(user, user.lower())
         app = SlackApp(db_url, slack, clock, Config.model_validate(CONFIG))
         try:

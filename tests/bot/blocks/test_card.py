@@ -17,6 +17,7 @@ REJECT = (action_ids.REJECT, "act_1", "danger")
 EDIT = (action_ids.EDIT, "act_1", None)
 ACKNOWLEDGE = (action_ids.ACKNOWLEDGE, "act_1", None)
 VETO = (action_ids.VETO, "act_1", "danger")
+REPORT_INCIDENT = (action_ids.REPORT_INCIDENT, "act_1", "danger")
 EXPECTED_BUTTONS = {
     "pending": [APPROVE, REJECT, EDIT, ACKNOWLEDGE],
     "pending_acknowledged": [APPROVE, REJECT, EDIT],
@@ -24,6 +25,7 @@ EXPECTED_BUTTONS = {
     "pending_low_confidence": [APPROVE, REJECT, EDIT, ACKNOWLEDGE],
     "scheduled": [VETO, ACKNOWLEDGE],
     "scheduled_acknowledged": [VETO],
+    "succeeded_auto": [REPORT_INCIDENT],  # a run nobody approved can be reported as wrong
 }
 
 

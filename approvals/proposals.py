@@ -1,0 +1,179 @@
+"""People's decisions about autonomy: admins promote (one level, with enough signatures) or
+dismiss a proposal; anyone who saw a run can report it as wrong (an incident, within the
+task type's `incident_window`), which demotes the type to `hitl` and freezes promotion."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import datetime
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from approvals import audit, autonomy, transitions
+from approvals.errors import ActionNotFound, DecisionRefused
+from approvals.graduation import INCIDENT
+from approvals.ports import Directory, is_listed_approver
+from core import outbox
+from core.config import AutonomyLevel, TaskTypeConfig
+from core.models import Action, Decision, Proposal
+
+
+class ProposalRefused(DecisionRefused):
+    code = "proposal_refused"
+
+
+class NotAnAdmin(DecisionRefused):
+    code = "not_an_admin"
+
+    def __init__(self, subject: str, actor: str) -> None:
+        self.actor = actor
+        super().__init__(subject, f"{actor} is not an admin: only admins change autonomy levels")
+
+
+def _open_proposal(session: Session, proposal_id: str) -> Proposal:
+    proposal = session.scalars(
+        select(Proposal)
+        .where(Proposal.public_id == proposal_id)
+        .with_for_update()
+        .execution_options(populate_existing=True)
+    ).first()
+    if proposal is None:
+        raise ProposalRefused(proposal_id, f"no proposal {proposal_id!r}")
+    if proposal.state != "open":
+        by = f" by {proposal.decided_by}" if proposal.decided_by else ""
+        raise ProposalRefused(proposal_id, f"proposal {proposal_id!r} is already {proposal.state}{by}")
+    return proposal
+
+
+def promote(
+    session: Session,
+    proposal_id: str,
+    actor: str,
+    *,
+    task_type: TaskTypeConfig,
+    admins: Sequence[str],
+    directory: Directory,
+    now: datetime,
+) -> Proposal:
+    """Sign a proposal; with enough distinct admins' signatures the level goes up one step."""
+    if not is_listed_approver(actor, list(admins), directory):
+        raise NotAnAdmin(proposal_id, actor)
+    proposal = _open_proposal(session, proposal_id)
+    if actor in proposal.signatures:
+        raise ProposalRefused(proposal_id, f"{actor} already signed; it needs {proposal.needed} distinct admins")
+    proposal.signatures = [*proposal.signatures, actor]
+    audit.record(
+        session,
+        audit.AuditEntry(
+            kind="autonomy.signed",
+            actor=actor,
+            at=now,
+            task_type=proposal.task_type,
+            from_state=proposal.from_level,
+            to_state=proposal.to_level,
+            data={"proposal": proposal.public_id, "signatures": proposal.signatures},
+        ),
+    )
+    if len(proposal.signatures) < proposal.needed:
+        outbox.enqueue(session, "autonomy.proposal_decided", proposal.public_id, {"proposal_id": proposal_id}, now)
+        return proposal
+    state = autonomy.state_for(session, proposal.task_type, task_type, now)
+    if state.level != proposal.from_level:
+        raise ProposalRefused(proposal_id, f"the level changed to {state.level} since this was proposed")
+    proposal.state, proposal.decided_by, proposal.decided_at = "promoted", actor, now
+    signers = " and ".join(proposal.signatures)
+    autonomy.change_level(
+        session,
+        state,
+        AutonomyLevel(proposal.to_level),
+        actor=actor,
+        now=now,
+        task_type=task_type,
+        admins=admins,
+        reason=f"promoted by {signers} on proposal {proposal.public_id}",
+        probation=task_type.graduation.probation,
+    )
+    outbox.enqueue(session, "autonomy.proposal_decided", proposal.public_id, {"proposal_id": proposal_id}, now)
+    return proposal
+
+
+def dismiss(
+    session: Session,
+    proposal_id: str,
+    actor: str,
+    *,
+    task_type: TaskTypeConfig,
+    admins: Sequence[str],
+    directory: Directory,
+    now: datetime,
+) -> Proposal:
+    if not is_listed_approver(actor, list(admins), directory):
+        raise NotAnAdmin(proposal_id, actor)
+    proposal = _open_proposal(session, proposal_id)
+    proposal.state, proposal.decided_by, proposal.decided_at = "dismissed", actor, now
+    state = autonomy.state_for(session, proposal.task_type, task_type, now)
+    state.cooldown_until = now + task_type.graduation.cooldown
+    audit.record(
+        session,
+        audit.AuditEntry(
+            kind="autonomy.dismissed",
+            actor=actor,
+            at=now,
+            task_type=proposal.task_type,
+            from_state=proposal.from_level,
+            to_state=proposal.from_level,
+            note=f"no new proposal before {state.cooldown_until.isoformat()}",
+        ),
+    )
+    outbox.enqueue(session, "autonomy.proposal_decided", proposal.public_id, {"proposal_id": proposal_id}, now)
+    return proposal
+
+
+def report_incident(
+    session: Session,
+    action_id: str,
+    actor: str,
+    *,
+    task_type: TaskTypeConfig,
+    admins: Sequence[str],
+    directory: Directory,
+    now: datetime,
+    note: str | None = None,
+) -> Action:
+    """ "This was wrong": the run becomes an incident; its task type drops to hitl, frozen."""
+    action = session.scalars(
+        select(Action).where(Action.public_id == action_id).with_for_update().execution_options(populate_existing=True)
+    ).first()
+    if action is None:
+        raise ActionNotFound(action_id)
+    people = [*action.approvers, *admins, *([action.requester] if action.requester else [])]
+    if not is_listed_approver(actor, people, directory):
+        raise ProposalRefused(
+            action_id, f"{actor} may not report action {action_id!r}: approvers, admins and the requester may"
+        )
+    if action.state != "succeeded":
+        raise ProposalRefused(action_id, f"action {action_id!r} is {action.state}: only a run can be reported")
+    if action.outcome == INCIDENT:
+        raise ProposalRefused(action_id, f"action {action_id!r} was already reported as wrong")
+    ran_at = action.outcome_at or action.updated_at
+    if now - ran_at > task_type.graduation.incident_window:
+        raise ProposalRefused(
+            action_id,
+            f"action {action_id!r} ran at {ran_at.isoformat(timespec='minutes')}, too long ago to count as an incident",
+        )
+    session.add(
+        Decision(action_id=action.id, kind="incident", actor=actor, params_hash=action.params_hash, note=note, at=now)
+    )
+    action.outcome, action.outcome_at = INCIDENT, now
+    transitions.record(
+        session,
+        action,
+        "action.incident",
+        actor=actor,
+        now=now,
+        note=note,
+        messages=[transitions.Message("action.updated")],
+    )
+    autonomy.demote_for_incident(session, action.task_type, task_type, now, admins)
+    return action

@@ -1,0 +1,91 @@
+"""`countersign autonomy show|set`: each task type's level, evidence and progress; an admin's change."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import click
+
+from approvals.autonomy import describe, set_level
+from bot.runtime import open_database
+from core.clock import SystemClock
+from core.config import AutonomyLevel, Config, Settings, is_user_id, load_config
+from core.errors import ConfigError
+
+
+def _config() -> tuple[Settings, Config]:
+    settings = Settings()
+    try:
+        return settings, load_config(Path(settings.config_path))
+    except ConfigError as exc:
+        for problem in exc.problems:
+            click.echo(problem, err=True)
+        sys.exit(1)
+
+
+@click.group()
+def autonomy() -> None:
+    """Show or set task types' autonomy levels."""
+
+
+@autonomy.command("show")
+@click.argument("task_type", required=False)
+def show(task_type: str | None) -> None:
+    """Level, ceiling, evidence and what the next level still needs, per task type."""
+    settings, config = _config()
+    names = [task_type] if task_type else sorted(config.task_types)
+    if task_type and task_type not in config.task_types:
+        raise click.ClickException(f"unknown task type {task_type!r} (known: {', '.join(sorted(config.task_types))})")
+    engine, sessions = open_database(settings)
+    try:
+        with sessions() as session:
+            for name in names:
+                info = describe(session, name, config.task_types[name], SystemClock().now())
+                flags = [f"frozen until {info['frozen_until']}"] if info["frozen_until"] else []
+                flags += ["capped at hitl: config changed, an admin must confirm"] if info["unconfirmed"] else []
+                flags += [f"probation: {info['probation_left']} runs"] if info["probation_left"] else []
+                stats = info["stats"]
+                click.echo(f"{name}: {info['level']} (ceiling {info['ceiling']})" + "".join(f"; {f}" for f in flags))
+                click.echo(
+                    f"  evidence: {stats['samples']} outcomes, {stats['clean']} clean, {stats['rejected']} "
+                    f"rejected, {stats['vetoed']} vetoed over {stats['days']} days from {stats['approvers']} "
+                    f"approvers; clean lower bound {stats['clean_lower_bound']:.2f}"
+                )
+                click.echo("  next level: " + ("; ".join(info["unmet"]) or "eligible: a proposal goes to the admins"))
+    finally:
+        engine.dispose()
+
+
+@autonomy.command("set")
+@click.argument("task_type")
+@click.argument("level", type=click.Choice([level.value for level in AutonomyLevel]))
+@click.option("--by", "actor", required=True, help="Your Slack user id; it must be listed in slack.admins.")
+@click.option("--reason", required=True, help="Why: it goes on the record.")
+def set_command(task_type: str, level: str, actor: str, reason: str) -> None:
+    """Set TASK_TYPE's level as an admin (also confirms a level capped after a config change)."""
+    settings, config = _config()
+    if task_type not in config.task_types:
+        raise click.ClickException(f"unknown task type {task_type!r} (known: {', '.join(sorted(config.task_types))})")
+    if actor not in config.slack.admins:
+        groups = [a for a in config.slack.admins if not is_user_id(a)]
+        hint = f" (groups like {groups[0]} are checked in Slack, not here)" if groups else ""
+        raise click.ClickException(f"{actor} is not listed in slack.admins{hint}")
+    engine, sessions = open_database(settings)
+    try:
+        with sessions.begin() as session:
+            set_level(
+                session,
+                task_type,
+                config.task_types[task_type],
+                AutonomyLevel(level),
+                actor=actor,
+                reason=reason,
+                now=SystemClock().now(),
+                admins=config.slack.admins,
+            )
+        click.echo(f"{task_type}: {level} (set by {actor})")
+    except ValueError as exc:
+        raise click.ClickException(str(exc)) from exc
+    finally:
+        engine.dispose()
