@@ -7,7 +7,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 PYTEST_WORKERS ?= auto
 
-.PHONY: test lint check-imports typecheck unit install clean
+.PHONY: test lint check-imports typecheck unit install clean demo screenshots
 
 $(STAMP): pyproject.toml
 	test -d $(VENV) || $(PYTHON) -m venv $(VENV)
@@ -31,6 +31,14 @@ unit: $(STAMP)
 	$(BIN)/pytest -n $(PYTEST_WORKERS) -q
 
 test: lint typecheck check-imports unit
+
+# The whole product offline: a Slack-like page at http://127.0.0.1:8000 (Ctrl-C stops).
+demo: $(STAMP)
+	PYTHONPATH=. $(BIN)/countersign demo
+
+# Refresh the README's screenshots from the browser test (needs /usr/bin/chromium).
+screenshots: $(STAMP)
+	COUNTERSIGN_SCREENSHOTS=docs/screenshots COUNTERSIGN_REQUIRE_BROWSER=1 $(BIN)/pytest -q -p no:xdist tests/sandbox/test_browser.py
 
 clean:
 	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache

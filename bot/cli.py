@@ -16,6 +16,9 @@ from agent.tools import load_tool_modules
 from bot.cli_audit import audit
 from bot.cli_autonomy import autonomy
 from bot.cli_tasks import task, trace, usage
+from bot.demo import CONFIG as DEMO_CONFIG
+from bot.demo import DATABASE_URL as DEMO_DATABASE_URL
+from bot.demo import run_demo
 from bot.runtime import build_model, build_services, open_database
 from bot.serve import Process, assemble
 from core.config import Settings, check_tool_names, load_config
@@ -126,6 +129,33 @@ def _serve(process: Process, settings: Settings, host: str, port: int, socket_mo
         click.echo("countersign: stopping")
     finally:
         server.close()
+
+
+@main.command()
+@click.option("--port", default=8000, show_default=True, help="Port of the sandbox page.")
+@click.option("--app-port", default=3000, show_default=True, help="Port of the app's own server (POST /slack/events).")
+@click.option("--database-url", default=DEMO_DATABASE_URL, show_default=True, help="The demo's own database.")
+@click.option("--config", "config_path", type=click.Path(path_type=Path), help="YAML config (default: the example).")
+@click.option(
+    "--keep-data", is_flag=True, help="Keep the last run's data (the emulated Slack starts empty either way)."
+)
+def demo(port: int, app_port: int, database_url: str, config_path: Path | None, keep_data: bool) -> None:
+    """Try countersign offline: a Slack-like page at http://127.0.0.1:8000 with the app in it."""
+    try:
+        run_demo(
+            database_url=database_url,
+            config_path=config_path or DEMO_CONFIG,
+            app_port=app_port,
+            page_port=port,
+            fresh=not keep_data,
+            echo=click.echo,
+        )
+    except ConfigError as exc:
+        _fail(exc.problems)
+    except (ToolLoadError, DatabaseOwned) as exc:
+        _fail([str(exc)])
+    except OSError as exc:
+        _fail([f"cannot start the demo: {exc} (another demo running? try --port / --app-port)"])
 
 
 main.add_command(audit)

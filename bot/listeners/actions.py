@@ -33,7 +33,7 @@ def register(app: App, services: Services) -> None:
                 decide(services.sessions, services.clock, lambda session: call(session, click))
             except (DecisionRefused, ActionNotFound, BadPayload) as refusal:
                 ack()
-                tell(services, respond, str(refusal))
+                tell(services, respond, str(refusal), clicker(body))
                 return
             ack()
 
@@ -53,7 +53,7 @@ def register(app: App, services: Services) -> None:
         try:
             click = click_from(body)
         except BadPayload as problem:
-            tell(services, respond, str(problem))
+            tell(services, respond, str(problem), clicker(body))
             return
         metadata = json.dumps({"action_id": click.value, "params_hash": click.seen_hash})
         open_modal(services, respond, click, reject_modal(click.value, click.seen_hash, metadata))
@@ -70,7 +70,7 @@ def register(app: App, services: Services) -> None:
                 tool, params = action.tool, dict(action.params)
             schema = services.registry.get(tool).json_schema()
         except (BadPayload, LookupError) as problem:
-            tell(services, respond, str(problem))
+            tell(services, respond, str(problem), clicker(body))
             return
         metadata = json.dumps({"action_id": click.value, "params_hash": click.seen_hash, "tool": tool})
         open_modal(services, respond, click, edit_modal(click.value, tool, schema, params, metadata))
@@ -83,7 +83,7 @@ def register(app: App, services: Services) -> None:
                 with services.sessions.begin() as session:
                     call(session, click)
             except (TaskError, BadPayload) as refusal:
-                tell(services, respond, str(refusal))
+                tell(services, respond, str(refusal), clicker(body))
 
         return listener
 
@@ -119,14 +119,23 @@ def _as_approver(services: Services, session: Session, click: Click, then: Calla
     return then()
 
 
-def tell(services: Services, respond: Respond, text: str) -> None:
-    """Answer only the person who clicked, after the ack."""
-    services.background.submit(_respond, respond, text)
+def clicker(body: dict[str, Any]) -> str | None:
+    user = (body.get("user") or {}).get("id")
+    return user if isinstance(user, str) else None
 
 
-def _respond(respond: Respond, text: str) -> None:
+def tell(services: Services, respond: Respond, text: str, user: str | None = None) -> None:
+    """Answer only the person who clicked, after the ack: through the click's response_url, or
+    (App Home clicks have none) in a direct message."""
+    services.background.submit(_respond, services, respond, text, user)
+
+
+def _respond(services: Services, respond: Respond, text: str, user: str | None) -> None:
     try:
-        respond(text=text, response_type="ephemeral", replace_original=False)
+        if respond.response_url:
+            respond(text=text, response_type="ephemeral", replace_original=False)
+        elif user:
+            services.client.chat_postMessage(channel=user, text=text)
     except Exception:
         log.exception("could not answer the clicker")
 
@@ -137,6 +146,6 @@ def open_modal(services: Services, respond: Respond, click: Click, view: dict[st
             services.client.views_open(trigger_id=click.trigger_id or "", view=view)
         except Exception as exc:  # noqa: BLE001 - tell the clicker instead
             log.warning("views.open failed: %s", exc)
-            _respond(respond, "Slack did not open the form in time; please click again.")
+            _respond(services, respond, "Slack did not open the form in time; please click again.", click.user)
 
     services.background.submit(run)

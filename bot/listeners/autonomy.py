@@ -14,7 +14,7 @@ from approvals import proposals
 from approvals.decisions import decide
 from approvals.errors import ActionNotFound, DecisionRefused
 from bot import action_ids
-from bot.listeners.actions import tell
+from bot.listeners.actions import clicker, tell
 from bot.listeners.payloads import BadPayload, Click, click_from
 from bot.services import Services
 from core.config import TaskTypeConfig
@@ -37,7 +37,7 @@ def register(app: App, services: Services) -> None:
                 decide(services.sessions, services.clock, lambda session: call(session, click))
             except (DecisionRefused, ActionNotFound, BadPayload) as refusal:
                 ack()
-                tell(services, respond, str(refusal))
+                tell(services, respond, str(refusal), clicker(body))
                 return
             ack()
 

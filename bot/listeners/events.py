@@ -5,6 +5,7 @@ with the task in one transaction, so a retry finds it and changes nothing."""
 
 from __future__ import annotations
 
+import html
 import logging
 import re
 from typing import Any
@@ -26,7 +27,9 @@ MENTION = re.compile(r"<@[UW][A-Z0-9]+(\|[^>]*)?>")
 def register(app: App, services: Services) -> None:
     @app.event("app_mention")
     def mention(body: dict[str, Any], event: dict[str, Any]) -> None:
-        text = MENTION.sub("", event.get("text") or "").strip()
+        # Slack escapes &, < and > in message text; the request is kept as the person typed it
+        # (the card escapes it again when it shows it).
+        text = html.unescape(MENTION.sub("", event.get("text") or "")).strip()
         first, _, rest = text.partition(" ")
         task_type = first if first in services.config.task_types else None
         request = rest.strip() if task_type else text

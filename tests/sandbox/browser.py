@@ -12,12 +12,12 @@ import shutil
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 import pytest
 
-from agent.scripted_model import ScriptedModel
-from bot.demo import SCRIPT, Demo, start_demo
+from bot.demo import Demo
+from tests.sandbox.harness import running_demo
 
 CHROMIUM = Path("/usr/bin/chromium")
 ARGS = [
@@ -34,42 +34,26 @@ REQUIRED = os.environ.get("COUNTERSIGN_REQUIRE_BROWSER") == "1"
 
 def need_browser() -> Any:
     """The `playwright.sync_api` module, or skip (fail when the browser is required)."""
-    problem = None
     try:
         import playwright.sync_api as api
     except ImportError:
-        problem, api = "Playwright is not installed (.venv/bin/pip install playwright)", None
-    if problem is None and not CHROMIUM.exists():
-        problem = f"no Chromium at {CHROMIUM} (apt-get install -y chromium)"
-    if problem is not None:
-        if REQUIRED:
-            pytest.fail(f"the browser is required (COUNTERSIGN_REQUIRE_BROWSER=1): {problem}")
-        pytest.skip(problem)
+        _missing("Playwright is not installed (.venv/bin/pip install playwright)")
+    if not CHROMIUM.exists():
+        _missing(f"no Chromium at {CHROMIUM} (apt-get install -y chromium)")
     return api
+
+
+def _missing(problem: str) -> NoReturn:
+    if REQUIRED:
+        pytest.fail(f"the browser is required (COUNTERSIGN_REQUIRE_BROWSER=1): {problem}")
+    pytest.skip(problem)
 
 
 @pytest.fixture(scope="module")
 def demo(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Demo]:
     need_browser()
-    folder = tmp_path_factory.mktemp("demo")
-    previous = os.environ.get("COUNTERSIGN_SHOP_DB")
-    os.environ["COUNTERSIGN_SHOP_DB"] = str(folder / "shop.db")
-    running = start_demo(
-        database_url=f"sqlite:///{folder / 'demo.db'}",
-        model=(ScriptedModel.from_file(SCRIPT), "scripted"),
-        app_port=0,
-        page_port=0,
-        channel_pace_s=0.05,
-        idle_s=0.05,
-    )
-    try:
+    with running_demo(tmp_path_factory.mktemp("demo")) as running:
         yield running
-    finally:
-        running.close()
-        if previous is None:
-            os.environ.pop("COUNTERSIGN_SHOP_DB", None)
-        else:
-            os.environ["COUNTERSIGN_SHOP_DB"] = previous
 
 
 @pytest.fixture(scope="module")

@@ -1,0 +1,163 @@
+"""Every kind of payload the app sends to Slack, from every renderer in `bot/blocks/`, over the
+representative views of the block tests' factories: what the sandbox must be able to show."""
+
+from __future__ import annotations
+
+import importlib.util
+from enum import StrEnum
+from typing import Any, Literal
+
+from pydantic import BaseModel, Field
+
+from bot.blocks import approval_card, edit_modal, home_view, reject_modal, result_reply, task_message, veto_modal
+from bot.blocks.ping import reminder, stall_alert
+from bot.blocks.views import HomeView
+from tests.bot.blocks.factories import APPROVER, CARDS, make_task
+
+Payload = dict[str, Any]  # {"kind": "message" | "modal" | "home", "blocks": [...], "view"?: {...}}
+# Every function of bot/blocks/ that makes a message's blocks or a view; a new one must be added here.
+COVERED = {
+    "card.approval_card",
+    "card.result_reply",
+    "home.home_view",
+    "modals.edit_modal",
+    "modals.reject_modal",
+    "modals.veto_modal",
+    "ping.reminder",
+    "ping.stall_alert",
+    "task.task_message",
+}
+HAS_PROPOSALS = importlib.util.find_spec("bot.blocks.proposal") is not None
+if HAS_PROPOSALS:
+    COVERED |= {"proposal.proposal_card", "proposal.review_card"}
+
+
+class Speed(StrEnum):
+    STANDARD = "standard"
+    EXPRESS = "express"
+
+
+class EveryKind(BaseModel):
+    """One parameter of each kind the edit modal turns into an input."""
+
+    order_id: str
+    amount_cents: int = Field(ge=1, le=100_000)
+    ratio: float = 0.5
+    notify: bool = True
+    reason: Literal["damaged", "late", "other"] = "other"
+    speed: Speed = Speed.STANDARD
+    note: str | None = None
+    limit: int | None = None
+    tags: list[str] = []
+    extra: dict[str, Any] | None = None
+
+
+TASKS = [
+    make_task(state="paused", kind="budget", reason="It used its 8 steps."),
+    make_task(state="paused", kind="loop", reason="The same call three times."),
+    make_task(state="paused", reason="Stopped by a person."),
+    make_task(state="stalled", kind="model_unavailable", reason="529 for 10 minutes."),
+    make_task(state="running", kind="model_unavailable"),
+    make_task(state="waiting"),
+    make_task(state="succeeded", final_text="Refunded 5.00 USD for order A1."),
+    make_task(state="failed", reason="The tool failed after 3 tries."),
+    make_task(state="cancelled", reason="Stopped."),
+    make_task(state="paused", candidates=("refund", "restart-service")),
+]
+
+
+def payloads() -> dict[str, Payload]:
+    found: dict[str, Payload] = {}
+    for name, card in CARDS.items():
+        found[f"card:{name}"] = {"kind": "message", "blocks": approval_card(card)}
+        found[f"result:{name}"] = {"kind": "message", "blocks": result_reply(card)[1]}
+    for index, task in enumerate(TASKS):
+        found[f"task:{index}:{task.state}"] = {"kind": "message", "blocks": task_message(task)[1]}
+    for late in (False, True):
+        found[f"reminder:{late}"] = {"kind": "message", "blocks": reminder(CARDS["pending"], "reminder", late)[1]}
+    found["stall"] = {"kind": "message", "blocks": stall_alert(TASKS[3], "no model for 10 minutes", ["U0ADMIN"])[1]}
+    if HAS_PROPOSALS:
+        found.update(_proposals())
+    cards = tuple(CARDS.values())
+    homes = {
+        "home:full": HomeView(user=APPROVER, waiting=cards[:6], recent=cards, levels=(("refund", "hitl"),)),
+        "home:empty": HomeView(user=APPROVER),
+    }
+    for name, home in homes.items():
+        view = home_view(home)
+        found[name] = {"kind": "home", "blocks": view["blocks"], "view": view}
+    params = {"order_id": "A1", "amount_cents": 500, "notify": False, "note": "two\nlines", "extra": {"a": 1}}
+    modals = {
+        "modal:reject": reject_modal("act_1", "ab" * 32, "{}"),
+        "modal:veto": veto_modal("act_1", "ab" * 32, "{}"),
+        "modal:edit": edit_modal("act_1", "issue_refund", EveryKind.model_json_schema(), params, "{}"),
+        "modal:edit_nothing": edit_modal("act_1", "ping", {"properties": {}}, {}, "{}"),
+    }
+    for name, modal in modals.items():
+        found[name] = {"kind": "modal", "blocks": modal["blocks"], "view": modal}
+    return found
+
+
+def _proposals() -> dict[str, Payload]:
+    from bot.blocks.proposal import proposal_card, review_card
+    from bot.blocks.views import ProposalView
+
+    stats = {"samples": 12, "days": 3, "approvers": 2, "clean": 11, "rejected": 1, "clean_lower_bound": 0.65}
+    found: dict[str, Payload] = {"review": {"kind": "message", "blocks": review_card(CARDS["succeeded_auto"])[1]}}
+    for state in ("open", "promoted", "dismissed", "stale"):
+        view = ProposalView(
+            proposal_id="prp_1",
+            task_type="refund",
+            from_level="hitl",
+            to_level="hotl",
+            state=state,
+            stats=stats,
+            signatures=("U0ADMIN",),
+            needed=2,
+            decided_by=None if state == "open" else "U0ADMIN",
+            recent=(("act_1", "rejected", "wrong order"), ("act_2", "edited", None)),
+        )
+        found[f"proposal:{state}"] = {"kind": "message", "blocks": proposal_card(view)[1]}
+    return found
+
+
+def renderers() -> set[str]:
+    """`module.function` of every public function in bot/blocks/ that returns blocks or a view."""
+    import inspect
+    import pkgutil
+
+    import bot.blocks
+
+    found = set()
+    for info in pkgutil.iter_modules(bot.blocks.__path__):
+        if info.name in ("kit", "text", "views"):  # builders and text helpers, not payloads
+            continue
+        module = importlib.import_module(f"bot.blocks.{info.name}")
+        for name, function in inspect.getmembers(module, inspect.isfunction):
+            returns = str(function.__annotations__.get("return", ""))
+            public = function.__module__ == module.__name__ and not name.startswith("_")
+            if public and ("Block" in returns or name.endswith("_view")):
+                found.add(f"{info.name}.{name}")
+    return found - {"card.card_buttons"}  # the card's own buttons, also shown in App Home
+
+
+def types_used(all_payloads: dict[str, Payload]) -> tuple[set[str], set[str]]:
+    """(block types, element and text-object types) in the payloads."""
+    blocks: set[str] = set()
+    elements: set[str] = set()
+
+    def walk(value: Any) -> None:
+        if isinstance(value, dict):
+            if isinstance(value.get("type"), str):
+                elements.add(value["type"])
+            for item in value.values():
+                walk(item)
+        elif isinstance(value, list):
+            for item in value:
+                walk(item)
+
+    for payload in all_payloads.values():
+        for block in payload["blocks"]:
+            blocks.add(block["type"])
+            walk({key: item for key, item in block.items() if key != "type"})
+    return blocks, elements
