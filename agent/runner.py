@@ -11,6 +11,7 @@ A task is a row. `run_once()` does one unit of work and returns:
 
 from __future__ import annotations
 
+import logging
 import os
 import random
 import socket
@@ -20,6 +21,7 @@ from typing import Any
 
 from sqlalchemy import exists, or_, select
 from sqlalchemy.orm import Session, sessionmaker
+from structlog.contextvars import bound_contextvars
 
 from agent import budget as budgets
 from agent import router
@@ -29,11 +31,13 @@ from agent.pricing import Price, cost_usd
 from agent.tasks import OPEN_ACTION_STATES, SYSTEM, UNROUTED, TaskState, move, record
 from agent.tools import ToolRegistry
 from approvals.gate import Draft, submit
+from core import metrics
 from core.canonical import params_hash
 from core.clock import Clock
 from core.config import Config, TaskTypeConfig
 from core.models import Action, Task, TraceEvent
 
+log = logging.getLogger(__name__)
 PREAMBLE = (
     "You act through tools. Every call you make is checked by policy and may need a person's approval "
     "before it runs; you will get each call's outcome as its tool_result. Give each call an honest "
@@ -129,21 +133,27 @@ class AgentRunner:
             if plan is None:
                 return True
             task.lease_owner, task.lease_until = self.owner, now + self.lease
-        request, task_type = plan
+        with bound_contextvars(task_id=task.public_id, task_type=task.task_type or "unrouted"):
+            return self._ask(task.id, *plan)
+
+    def _ask(self, task_id: int, request: ModelRequest, task_type: TaskTypeConfig | None) -> bool:
+        """One model call for a leased task, outside any transaction, and its recording."""
         started = time.perf_counter()
         try:
             reply = self.model.complete(request)
         except ModelUnavailable as exc:
-            self._unavailable(task.id, exc)
+            log.warning("model unavailable: %s", exc)
+            self._unavailable(task_id, exc)
             return True
         except ModelRequestError as exc:
-            self._finish_failed(task.id, f"the model refused the request: {exc}")
+            log.error("model refused the request: %s", exc)
+            self._finish_failed(task_id, f"the model refused the request: {exc}")
             return True
         latency_ms = (time.perf_counter() - started) * 1000
         if task_type is None:
-            self._record_route(task.id, reply, latency_ms)
+            self._record_route(task_id, reply, latency_ms)
         else:
-            self._record(task.id, task_type, reply, latency_ms)
+            self._record(task_id, task_type, reply, latency_ms)
         return True
 
     def _plan(self, session: Session, task: Task, now: datetime) -> tuple[ModelRequest, TaskTypeConfig | None] | None:
@@ -176,6 +186,7 @@ class AgentRunner:
                 message="task.paused",
                 payload={"reason": stop, "kind": "budget"},
             )
+            metrics.BUDGET_STOPS.labels(task.task_type, "budget").inc()
             return None
         return self._request(task, task_type), task_type
 
@@ -289,6 +300,7 @@ class AgentRunner:
                     payload={"reason": loop, "kind": "loop"},
                     fence_owner=True,
                 )
+                metrics.BUDGET_STOPS.labels(task.task_type, "loop").inc()
                 return
             turn = task.turn + 1
             values = {
@@ -427,6 +439,15 @@ class AgentRunner:
     ) -> None:
         if reply is not None:
             data = {"stop_reason": reply.stop_reason, "request_id": reply.request_id, "content": reply.content}
+            labels = (task.task_type or "unrouted", reply.model)
+            metrics.MODEL_CALLS.labels(*labels, "ok").inc()
+            metrics.MODEL_TOKENS.labels(*labels, "input").inc(
+                reply.usage.input_tokens + reply.usage.cache_read_tokens + reply.usage.cache_creation_tokens
+            )
+            metrics.MODEL_TOKENS.labels(*labels, "output").inc(reply.usage.output_tokens)
+            metrics.MODEL_COST.labels(*labels).inc(cost)
+        elif kind == "model_error":
+            metrics.MODEL_CALLS.labels(task.task_type or "unrouted", "unknown", "unavailable").inc()
         session.add(
             TraceEvent(
                 task_id=task.id,

@@ -39,6 +39,7 @@ from approvals.errors import (
 from approvals.ports import Directory, ToolCatalog, is_listed_approver
 from approvals.states import OPEN_FOR_DECISION, ActionState
 from approvals.transitions import Message
+from core import metrics
 from core.canonical import params_hash
 from core.clock import Clock
 from core.models import Action, Decision
@@ -215,6 +216,7 @@ class Decisions:
         )
         session.add(decision)
         session.flush()
+        metrics.DECISIONS.labels(action.task_type, kind).inc()
         transitions.record(
             session,
             action,
@@ -254,6 +256,9 @@ class Decisions:
             values={"decided_by": decision.actor, "decided_at": decision.at},
             messages=[Message("action.decided", {"decision": decision.kind, "by": decision.actor})],
         )
+        if target in (ActionState.APPROVED, ActionState.REJECTED):
+            waited = (decision.at - action.created_at).total_seconds()
+            metrics.TIME_TO_DECISION.labels(action.task_type).observe(max(waited, 0.0))
         return Outcome(action, decision, target, self._approvals(session, action), action.quorum)
 
     def _approvals(self, session: Session, action: Action) -> int:
@@ -318,6 +323,7 @@ def record_refusal(session: Session, refusal: DecisionRefused, clock: Clock) -> 
     action = session.scalars(select(Action).where(Action.public_id == refusal.action_id)).first()
     data = {"attempted": refusal.attempted, "code": refusal.code}
     actor = refusal.actor or "unknown"
+    metrics.DECISIONS.labels(action.task_type if action else "unknown", "refused").inc()
     if action is None:
         audit.record(
             session,

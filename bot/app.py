@@ -9,10 +9,12 @@ Bolt's default of 5 threads, which starves under bursts of clicks.
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 from slack_bolt import App, BoltResponse
+from structlog.contextvars import bound_contextvars
 
 from bot.listeners import actions, autonomy, commands, events, views
 from bot.services import Services
@@ -42,6 +44,14 @@ def build_app(
         log.error("unhandled error in a Slack listener: %r (payload type %s)", error, body.get("type"), exc_info=error)
         response.status = 200
         response.body = ""
+
+    @app.middleware
+    def log_context(body: dict[str, Any], next: Callable[[], BoltResponse]) -> BoltResponse:
+        # Slack's own ids for this request, on every log line it causes.
+        request_id = body.get("event_id") or body.get("trigger_id") or (body.get("container") or {}).get("message_ts")
+        action = (body.get("actions") or [{}])[0].get("value") if body.get("actions") else None
+        with bound_contextvars(slack_request=request_id, action_id=action):
+            return next()
 
     for surface in (actions, autonomy, views, commands, events):
         surface.register(app, services)

@@ -21,6 +21,7 @@ from bot.demo import DATABASE_URL as DEMO_DATABASE_URL
 from bot.demo import run_demo
 from bot.runtime import build_model, build_services, open_database
 from bot.serve import Process, assemble
+from core import logs
 from core.config import Settings, check_tool_names, load_config
 from core.db import own_sqlite_database
 from core.errors import ConfigError, DatabaseOwned
@@ -94,6 +95,7 @@ def serve(host: str, port: int, socket_mode: bool) -> None:
         _fail([str(exc)])
     if settings.slack_bot_token is None or (settings.slack_signing_secret is None and not socket_mode):
         _fail(["set SLACK_BOT_TOKEN and SLACK_SIGNING_SECRET (see README: connecting a Slack workspace)"])
+    logs.configure(secrets=logs.secrets_of(settings))
     engine, sessions = open_database(settings)
     if not is_at_head(engine):
         _fail(["the database schema is not up to date: run `countersign db upgrade` first"])

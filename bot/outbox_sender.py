@@ -27,6 +27,7 @@ from bot.blocks.proposal import level_changed, proposal_card, review_card
 from bot.blocks.task import task_message
 from bot.presenter import card_view, proposal_view, task_view
 from bot.services import Services
+from core import metrics
 from core.models import Action, OutboxMessage, Proposal, SlackMessage, Task
 
 log = logging.getLogger(__name__)
@@ -87,13 +88,18 @@ class OutboxSender:
         try:
             result = self._deliver(message)
         except Undeliverable as exc:
+            metrics.OUTBOX_DELIVERED.labels(message.kind, "gave_up").inc()
+            log.warning("outbox row %s (%s) is undeliverable: %s", message.id, message.kind, exc)
             self._finish(message.id, error=f"gave up: {exc}")
         except SlackApiError as exc:
+            method = exc.response.api_url.rsplit("/", 1)[-1] if exc.response.api_url else "unknown"
+            metrics.SLACK_API_ERRORS.labels(method, str(exc.response.get("error") or exc.response.status_code)).inc()
             self._retry(message, exc)
         except Exception as exc:
             log.exception("delivering outbox row %s failed", message.id)
             self._retry(message, exc)
         else:
+            metrics.OUTBOX_DELIVERED.labels(message.kind, "delivered").inc()
             self._finish(message.id, result=result)
         return True
 

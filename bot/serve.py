@@ -39,10 +39,10 @@ class Process:
     def ticker(self, *, tick_s: float = 1.0) -> Ticker:
         """Escalation steps, stall checks and audit heads on APScheduler's clock."""
         services = self.services
-        return Ticker(
-            periodic_jobs(self.sweeper, services.sessions, services.config, services.clock, tick_s=tick_s),
-            services.clock,
-        )
+        jobs = periodic_jobs(self.sweeper, services.sessions, services.config, services.clock, tick_s=tick_s)
+        ticker = Ticker(jobs, services.clock)
+        self.server.ticker = ticker  # /readyz checks that it ticks
+        return ticker
 
     def run_until_idle(self, rounds: int = 50) -> None:
         """Drive every worker in this thread until none has work (tests, the demo's stepper)."""

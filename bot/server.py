@@ -12,24 +12,30 @@ import json
 import logging
 import threading
 from collections.abc import Callable, Iterable
+from datetime import timedelta
 from http import HTTPStatus
 from typing import TYPE_CHECKING, Any
 
-from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, CollectorRegistry, generate_latest
 from slack_bolt import App
 from slack_bolt.adapter.wsgi import SlackRequestHandler
-from sqlalchemy import Engine, text
+from sqlalchemy import Engine, func, select, text
 
 from agent.tasks import TaskError, submit_task
 from agent.worker import work
 from bot.services import Services
+from core.metrics import DatabaseCollector
 from core.migrate import is_at_head
+from core.models import OutboxMessage
+from escalations.scheduler import SWEEP_JOB, Ticker
 
 if TYPE_CHECKING:
     from wsgiref.types import StartResponse, WSGIEnvironment
 
 log = logging.getLogger(__name__)
 MAX_BODY = 64 * 1024
+SCHEDULER_STALE = timedelta(seconds=15)
+OUTBOX_STUCK = timedelta(minutes=5)
 Handler = Callable[["WSGIEnvironment", "StartResponse"], Iterable[bytes]]
 
 
@@ -38,6 +44,9 @@ class Server:
 
     def __init__(self, services: Services, app: App, engine: Engine, *, api_token: str | None) -> None:
         self.services, self.engine, self.api_token = services, engine, api_token
+        self.ticker: Ticker | None = None  # set when the process runs the escalation ticker
+        self.gauges = CollectorRegistry(auto_describe=False)
+        self.gauges.register(DatabaseCollector(services.sessions))
         self.slack = SlackRequestHandler(app)
 
     def __call__(self, environ: WSGIEnvironment, start_response: StartResponse) -> Iterable[bytes]:
@@ -63,18 +72,33 @@ class Server:
             )
         if path == "/metrics":
             start_response("200 OK", [("Content-Type", CONTENT_TYPE_LATEST)])
-            return [generate_latest()]
+            return [generate_latest(REGISTRY), generate_latest(self.gauges)]
         return _json(start_response, 404, {"error": f"no route {method} {path}"})
 
     def readiness(self) -> dict[str, bool]:
-        checks = {"database": False, "schema_at_head": False}
+        """Database reachable, schema at head, scheduler ticking, outbox worker keeping up."""
+        checks = {
+            "database": False,
+            "schema_at_head": False,
+            "scheduler_ticking": self.ticker is None,
+            "outbox_not_stuck": False,
+        }
+        now = self.services.clock.now()
+        if self.ticker is not None:
+            last = self.ticker.last_tick.get(SWEEP_JOB)
+            checks["scheduler_ticking"] = last is not None and now - last < SCHEDULER_STALE
         try:
             with self.services.sessions() as session:
                 session.execute(text("SELECT 1"))
-            checks["database"] = True
+                checks["database"] = True
+                # Messages waiting on Slack's backoff are fine; due ones nobody sends are not.
+                oldest_due = session.scalar(
+                    select(func.min(OutboxMessage.available_at)).where(OutboxMessage.delivered_at.is_(None))
+                )
+                checks["outbox_not_stuck"] = oldest_due is None or now - oldest_due < OUTBOX_STUCK
             checks["schema_at_head"] = is_at_head(self.engine)
-        except Exception:
-            log.exception("readiness check failed")
+        except Exception as exc:  # noqa: BLE001 - readiness reports failures, it does not raise them
+            log.warning("readiness check failed: %s", exc)
         return checks
 
     def _api_tasks(self, environ: WSGIEnvironment, start_response: StartResponse) -> Iterable[bytes]:

@@ -21,6 +21,7 @@ from approvals.chains import ACK_TIMEOUT, ESCALATION, due_at
 from approvals.ports import Directory
 from approvals.states import OPEN_FOR_DECISION, ActionState
 from approvals.transitions import Message
+from core import metrics
 from core.clock import Clock
 from core.models import Action, Decision, Timer
 
@@ -80,6 +81,9 @@ class Sweeper:
             "late": now - timer.due_at > self.late_after,
             "lateness_s": round(lateness, 3),
         }
+        metrics.TIMER_LATENESS.observe(max(lateness, 0.0))
+        step = "expire" if entry["then"] == "expire" else entry["reason"]
+        metrics.ESCALATION_STEPS.labels(action.task_type, step, str(timing["late"]).lower()).inc()
         if entry["then"] == "expire":
             transitions.transition(
                 session,

@@ -95,15 +95,3 @@ def test_the_task_api_needs_the_bearer_token_and_a_valid_body(slack_app: SlackAp
     assert body == {"task_id": task.public_id}
     with slack_app.services.sessions() as session:
         assert session.scalar(select(func.count()).select_from(Task)) == 1
-
-
-def test_health_and_readiness(slack_app: SlackApp) -> None:
-    for path, expected in (
-        ("/healthz", {"ok": True}),
-        ("/readyz", {"ok": True, "checks": {"database": True, "schema_at_head": True}}),
-    ):
-        with urllib.request.urlopen(slack_app.url + path, timeout=5) as reply:
-            assert (reply.status, json.loads(reply.read())) == (200, expected)
-    with urllib.request.urlopen(slack_app.url + "/metrics", timeout=5) as reply:
-        assert reply.status == 200
-        assert b"# HELP" in reply.read()
