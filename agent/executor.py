@@ -38,6 +38,7 @@ from approvals import transitions
 from approvals.errors import InvalidTransition, StaleState
 from approvals.states import ActionState
 from approvals.transitions import Message
+from core import metrics
 from core.clock import Clock
 from core.models import Action
 
@@ -230,6 +231,7 @@ class Executor:
         fence = [Action.lease_owner == self.owner]
         data: dict[str, Any] = {"attempt": run.attempt}
         error = outcome.error or outcome.kind
+        metrics.EXECUTIONS.labels(action.tool, outcome.kind).inc()
         if outcome.kind == "succeeded":
             self._end(session, action, now, S.SUCCEEDED, None, data=data, fence=fence, result=outcome.result)
         elif outcome.kind == "retry" and run.attempt < self.max_attempts:
