@@ -70,6 +70,7 @@ class AgentRunner:
         self.loop_repeats, self.loop_refusals = loop_repeats, loop_refusals
         self.rng = rng or random.Random()
         self.prices = {name: Price(p.input, p.output) for name, p in config.model.prices.items()}
+        self._tool_definitions: dict[str, list[dict[str, Any]]] = {}
 
     def run_once(self) -> bool:
         return self._resume_one() or self._step_one()
@@ -250,10 +251,16 @@ class AgentRunner:
             model=task_type.model or self.config.model.default,
             system=system,
             messages=list(task.messages),
-            tools=tool_definitions(task_type, self.registry),
+            tools=self._tools(task.task_type, task_type),
             max_tokens=self.config.model.max_tokens,
             task_type=task.task_type,
         )
+
+    def _tools(self, name: str, task_type: TaskTypeConfig) -> list[dict[str, Any]]:
+        """The task type's tool definitions, built once: the config and registry don't change."""
+        if name not in self._tool_definitions:
+            self._tool_definitions[name] = tool_definitions(task_type, self.registry)
+        return self._tool_definitions[name]
 
     def _leased(self, session: Session, task_id: int) -> Task | None:
         """The task, locked, if this runner still holds its lease (else someone took over)."""
