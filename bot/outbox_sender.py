@@ -174,6 +174,11 @@ class OutboxSender:
             return self._post(self.services.config.channel_for(payload["task_type"]), text, None, None)
         if message.kind == "action.review":
             return self._review(payload["action_id"])
+        if message.kind == "ops.alert":
+            channel = self.services.config.proposals_channel
+            if channel is None:
+                raise Undeliverable("no admin or approvals channel configured for alerts")
+            return self._post(channel, payload["message"], None, None)
         if message.kind == "audit.head":
             channel = self.services.config.proposals_channel or self.services.config.slack.approvals_channel
             if channel is None:

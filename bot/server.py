@@ -25,7 +25,7 @@ from agent.tasks import TaskError, submit_task
 from agent.worker import work
 from bot.services import Services
 from core.metrics import DatabaseCollector
-from core.migrate import is_at_head
+from core.migrate import is_compatible
 from core.models import OutboxMessage
 from escalations.scheduler import SWEEP_JOB, Ticker
 
@@ -96,7 +96,7 @@ class Server:
                     select(func.min(OutboxMessage.available_at)).where(OutboxMessage.delivered_at.is_(None))
                 )
                 checks["outbox_not_stuck"] = oldest_due is None or now - oldest_due < OUTBOX_STUCK
-            checks["schema_at_head"] = is_at_head(self.engine)
+            checks["schema_at_head"] = is_compatible(self.engine)
         except Exception as exc:  # noqa: BLE001 - readiness reports failures, it does not raise them
             log.warning("readiness check failed: %s", exc)
         return checks

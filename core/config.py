@@ -34,6 +34,7 @@ from core.durations import Duration, format_duration, parse_duration
 from core.errors import ConfigError
 
 __all__ = [
+    "AlertsConfig",
     "AutonomyLevel",
     "Budget",
     "Config",
@@ -195,6 +196,14 @@ class Budget(_Model):
     daily_max_cost_usd: float | None = Field(default=None, gt=0)
 
 
+class AlertsConfig(_Model):
+    """When the admins are told about cost and backlogs (see `escalations.alerts`)."""
+
+    budget_share: float = Field(default=0.8, gt=0, le=1)  # of a task type's daily_max_tokens / daily_max_cost_usd
+    pending_max: int = Field(default=50, ge=0)  # actions waiting for approval, all task types together
+    outbox_max: int = Field(default=200, ge=0)  # Slack messages waiting to be sent
+
+
 class EscalationStep(_Model):
     after: Duration
     notify: Notify = None
@@ -339,6 +348,7 @@ class Config(_Model):
     model: ModelConfig = ModelConfig()
     tools: ToolsConfig = ToolsConfig()
     task_types: dict[TaskTypeName, TaskTypeConfig] = Field(min_length=1)
+    alerts: AlertsConfig = AlertsConfig()
     # Where each key came from ("line 14", "env COUNTERSIGN__…"), for later problem reports.
     _origins: dict[KeyPath, str] = PrivateAttr(default_factory=dict)
 

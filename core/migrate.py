@@ -39,3 +39,13 @@ def current_revision(engine: Engine) -> str | None:
 
 def is_at_head(engine: Engine) -> bool:
     return current_revision(engine) == head_revision()
+
+
+def is_compatible(engine: Engine) -> bool:
+    """At this code's head, or ahead of it: a newer release migrated first during a rolling
+    upgrade (migrations only add, so this code keeps working). Behind is not compatible."""
+    current = current_revision(engine)
+    if current == head_revision():
+        return True
+    known = {script.revision for script in ScriptDirectory.from_config(alembic_config("sqlite://")).walk_revisions()}
+    return current is not None and current not in known

@@ -1,6 +1,6 @@
 """The periodic jobs of a serving process, as (function, interval) pairs for the ticker:
-escalation steps every second, stalled tasks every half minute, and the audit chain's head
-published outside the database every ten minutes."""
+escalation steps every second, stalled tasks every half minute, cost and backlog alerts every
+minute, and the audit chain's head published outside the database every ten minutes."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ from approvals import autonomy
 from approvals.ledger import publish_head
 from core.clock import Clock
 from core.config import Config
-from escalations import stalls
+from escalations import alerts, stalls
 from escalations.sweeper import Sweeper
 
 Jobs = dict[str, tuple[Callable[[], object], float]]
@@ -26,11 +26,16 @@ def periodic_jobs(
     *,
     tick_s: float = 1.0,
     stall_every_s: float = 30.0,
+    alerts_every_s: float = 60.0,
     head_every_s: float = 600.0,
 ) -> Jobs:
     def sweep_stalls() -> int:
         with sessions.begin() as session:
             return stalls.sweep(session, config, clock.now())
+
+    def check_alerts() -> int:
+        with sessions.begin() as session:
+            return alerts.check(session, config, clock.now())
 
     def settle() -> None:
         settle_all(sessions, config, clock)
@@ -43,6 +48,7 @@ def periodic_jobs(
         "countersign-sweep": (sweeper.run_until_idle, tick_s),
         "countersign-autonomy": (settle, tick_s),
         "countersign-stalls": (sweep_stalls, stall_every_s),
+        "countersign-alerts": (check_alerts, alerts_every_s),
         "countersign-audit-head": (publish, head_every_s),
     }
 

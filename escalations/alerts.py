@@ -1,0 +1,288 @@
+"""Cost and backlog alerts for the admins: one message per problem, not one per event.
+
+`check` runs periodically (see `escalations.jobs`) and enqueues an `ops.alert` outbox row
+(ordering key `ops`) whose `payload["message"]` is one line the sender posts as is to the
+admin channel. Four alert kinds:
+
+- `budget_tokens`, `budget_cost`: a task type's model calls since midnight UTC passed
+  `alerts.budget_share` of its `daily_max_tokens` / `daily_max_cost_usd`. At most once per
+  (kind, task type, UTC day).
+- `pending_approvals`, `outbox_backlog`: more than `alerts.pending_max` actions wait for
+  approval, or more than `alerts.outbox_max` outbox rows wait for delivery. Once when the
+  backlog goes above the threshold, then a `resolved` message once it is back to
+  `CLEAR_RATIO` of the threshold or less (the gap keeps a backlog hovering at the threshold
+  from posting every minute); only after that can it fire again.
+
+The state is the outbox rows themselves: an alert was sent today if today's `ops.alert`
+rows hold it, and a backlog alert is open if the newest row of its kind says `firing`. So
+there is no table to migrate and nothing to keep in step with what was actually sent. On
+PostgreSQL a transaction-scoped advisory try-lock lets one replica check at a time (the
+others skip that round), so two replicas never send the same alert; SQLite's
+`BEGIN IMMEDIATE` serializes writers already.
+
+Imports `approvals` and `core`; never `agent` (the daily usage query is repeated here).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import date, datetime
+from typing import Any
+
+from sqlalchemy import func, select, text
+from sqlalchemy.orm import Session
+
+from approvals.states import ActionState
+from core import outbox
+from core.clock import utc
+from core.config import Config
+from core.models import Action, OutboxMessage, Task, TraceEvent
+
+ALERT_KIND = "ops.alert"
+ORDERING_KEY = "ops"
+BUDGET_TOKENS = "budget_tokens"
+BUDGET_COST = "budget_cost"
+PENDING_APPROVALS = "pending_approvals"
+OUTBOX_BACKLOG = "outbox_backlog"
+FIRING, RESOLVED = "firing", "resolved"
+# A backlog alert resolves once the backlog is back to this share of its threshold or less.
+CLEAR_RATIO = 0.8
+# pg_try_advisory_xact_lock key: the bytes of "cs-alert" as a signed 64-bit integer.
+LOCK_KEY = int.from_bytes(b"cs-alert", "big", signed=True)
+_TOKENS = (
+    TraceEvent.input_tokens + TraceEvent.output_tokens + TraceEvent.cache_read_tokens + TraceEvent.cache_creation_tokens
+)
+
+
+@dataclass(frozen=True)
+class Thresholds:
+    """The config's `alerts` section (defaults until it exists)."""
+
+    budget_share: float = 0.8
+    pending_max: int = 50
+    outbox_max: int = 200
+
+    @classmethod
+    def of(cls, config: Config) -> Thresholds:
+        section = getattr(config, "alerts", None)
+        return cls(
+            budget_share=float(getattr(section, "budget_share", cls.budget_share)),
+            pending_max=int(getattr(section, "pending_max", cls.pending_max)),
+            outbox_max=int(getattr(section, "outbox_max", cls.outbox_max)),
+        )
+
+
+def check(session: Session, config: Config, now: datetime, *, limits: Thresholds | None = None) -> int:
+    """Enqueue the alerts (and resolutions) due now; return how many rows were enqueued.
+
+    `limits` default to the config's `alerts` section. The caller commits. Returns 0 at once
+    on PostgreSQL while another replica is checking.
+    """
+    if not _take_turn(session):
+        return 0
+    now = utc(now)
+    limits = limits or Thresholds.of(config)
+    sent = _budgets(session, config, limits.budget_share, now)
+    sent += _backlog(session, PENDING_APPROVALS, _pending(session), limits.pending_max, now)
+    sent += _backlog(session, OUTBOX_BACKLOG, _undelivered(session), limits.outbox_max, now)
+    return sent
+
+
+def _take_turn(session: Session) -> bool:
+    if session.get_bind().dialect.name != "postgresql":
+        return True
+    return bool(session.execute(text("SELECT pg_try_advisory_xact_lock(:key)"), {"key": LOCK_KEY}).scalar_one())
+
+
+def _enqueue(session: Session, payload: dict[str, Any], now: datetime) -> int:
+    outbox.enqueue(session, ALERT_KIND, ORDERING_KEY, payload, now)
+    return 1
+
+
+# -- budgets --------------------------------------------------------------------------------
+
+
+def _budgets(session: Session, config: Config, share: float, now: datetime) -> int:
+    midnight = now.replace(hour=0, minute=0, second=0, microsecond=0)
+    usage = daily_usage(session, midnight)
+    sent_today = {
+        (payload.get("kind"), payload.get("task_type"))
+        for payload in session.scalars(
+            select(OutboxMessage.payload).where(
+                OutboxMessage.ordering_key == ORDERING_KEY,
+                OutboxMessage.kind == ALERT_KIND,
+                OutboxMessage.created_at >= midnight,
+            )
+        )
+    }
+    sent = 0
+    for name, task_type in config.task_types.items():
+        tokens, cost = usage.get(name, (0, 0.0))
+        limits = (
+            (BUDGET_TOKENS, tokens, task_type.budget.daily_max_tokens),
+            (BUDGET_COST, cost, task_type.budget.daily_max_cost_usd),
+        )
+        for kind, used, limit in limits:
+            if limit is None or used <= 0 or used < share * limit or (kind, name) in sent_today:
+                continue
+            top = _top_task(session, name, kind, midnight)
+            sent += _enqueue(session, _budget_payload(kind, name, midnight.date(), used, limit, share, top), now)
+    return sent
+
+
+def daily_usage(session: Session, midnight: datetime) -> dict[str, tuple[int, float]]:
+    """Task type → (tokens, USD) its model calls used since `midnight` (as agent.budget counts)."""
+    rows = session.execute(
+        select(
+            TraceEvent.task_type,
+            func.coalesce(func.sum(_TOKENS), 0),
+            func.coalesce(func.sum(TraceEvent.cost_usd), 0.0),
+        )
+        .where(TraceEvent.kind == "model_call", TraceEvent.at >= midnight)
+        .group_by(TraceEvent.task_type)
+    ).all()
+    return {row[0]: (int(row[1]), float(row[2])) for row in rows}
+
+
+def _top_task(session: Session, task_type: str, kind: str, midnight: datetime) -> tuple[str, float] | None:
+    """The task that used the most today (public id, amount): where to start looking."""
+    amount = func.sum(_TOKENS if kind == BUDGET_TOKENS else TraceEvent.cost_usd)
+    row = session.execute(
+        select(Task.public_id, amount)
+        .join(TraceEvent, TraceEvent.task_id == Task.id)
+        .where(TraceEvent.task_type == task_type, TraceEvent.kind == "model_call", TraceEvent.at >= midnight)
+        .group_by(Task.public_id)
+        .order_by(amount.desc(), Task.public_id)
+        .limit(1)
+    ).first()
+    return None if row is None else (row[0], float(row[1] or 0))
+
+
+def _budget_payload(
+    kind: str, task_type: str, day: date, used: float, limit: float, share: float, top: tuple[str, float] | None
+) -> dict[str, Any]:
+    amount = _tokens if kind == BUDGET_TOKENS else _usd
+    what = "used {} of its {} daily tokens" if kind == BUDGET_TOKENS else "spent {} of its {} daily budget"
+    message = (
+        f"Budget: task type `{task_type}` has {what.format(amount(used), amount(limit))} today "
+        f"({used / limit:.0%}; the alert is at {share:.0%})."
+    )
+    payload: dict[str, Any] = {
+        "kind": kind,
+        "state": FIRING,
+        "task_type": task_type,
+        "day": day.isoformat(),
+        "used": used,
+        "limit": limit,
+        "share": round(used / limit, 4),
+        "alert_share": share,
+    }
+    if top is not None:
+        message += f" Biggest user: {top[0]} ({amount(top[1])}), see `countersign trace {top[0]}`."
+        payload.update(top_task_id=top[0], top_task_used=top[1])
+    payload["message"] = message
+    return payload
+
+
+def _tokens(value: float) -> str:
+    return f"{int(value):,}"
+
+
+def _usd(value: float) -> str:
+    return f"${value:,.2f}" if value >= 1 else f"${value:.4f}"
+
+
+# -- backlogs -------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Backlog:
+    count: int
+    oldest_at: datetime | None = None
+    details: dict[str, Any] | None = None  # extra payload fields
+    notes: tuple[str, ...] = ()  # extra clauses for the message, in order
+
+
+def _pending(session: Session) -> Backlog:
+    pending = Action.state == ActionState.PENDING.value
+    by_type = dict(
+        session.execute(
+            select(Action.task_type, func.count()).where(pending).group_by(Action.task_type).order_by(Action.task_type)
+        ).all()
+    )
+    oldest = session.execute(
+        select(Action.public_id, Action.created_at).where(pending).order_by(Action.created_at, Action.id).limit(1)
+    ).first()
+    ranked = sorted(by_type.items(), key=lambda item: (-item[1], item[0]))
+    notes = [", ".join(f"{name} {number}" for name, number in ranked[:3]) + (", …" if len(ranked) > 3 else "")]
+    details: dict[str, Any] = {"by_task_type": by_type}
+    if oldest is not None:
+        details["oldest_action_id"] = oldest[0]
+        notes.append(f"the oldest ({oldest[0]}) drafted {_when(oldest[1])}")
+    return Backlog(sum(by_type.values()), oldest[1] if oldest else None, details, tuple(notes))
+
+
+def _undelivered(session: Session) -> Backlog:
+    undelivered = OutboxMessage.delivered_at.is_(None)
+    count, oldest = session.execute(select(func.count(), func.min(OutboxMessage.created_at)).where(undelivered)).one()
+    last_error = session.scalars(
+        select(OutboxMessage.last_error)
+        .where(undelivered, OutboxMessage.last_error.is_not(None))
+        .order_by(OutboxMessage.id.desc())
+        .limit(1)
+    ).first()
+    error = None if last_error is None else last_error[:200]
+    notes = (f"the oldest queued {_when(oldest)}" if oldest else "", f"last error: {error}" if error else "")
+    return Backlog(int(count), oldest, {"last_error": error}, notes)
+
+
+def _waiting(kind: str, count: int) -> str:
+    if kind == PENDING_APPROVALS:
+        return f"{count} action{'' if count == 1 else 's'} {'is' if count == 1 else 'are'} waiting for approval"
+    return f"{count} Slack message{'' if count == 1 else 's'} {'is' if count == 1 else 'are'} waiting to be sent"
+
+
+def _backlog(session: Session, kind: str, backlog: Backlog, threshold: int, now: datetime) -> int:
+    firing = _open(session, kind)
+    if not firing and backlog.count > threshold:
+        return _enqueue(session, _backlog_payload(kind, FIRING, backlog, threshold), now)
+    if firing and backlog.count <= threshold * CLEAR_RATIO:
+        return _enqueue(session, _backlog_payload(kind, RESOLVED, backlog, threshold), now)
+    return 0
+
+
+def _open(session: Session, kind: str) -> bool:
+    """Whether the newest alert of `kind` fired and was not resolved since."""
+    newest = session.scalars(
+        select(OutboxMessage.payload)
+        .where(
+            OutboxMessage.ordering_key == ORDERING_KEY,
+            OutboxMessage.kind == ALERT_KIND,
+            OutboxMessage.payload["kind"].as_string() == kind,
+        )
+        .order_by(OutboxMessage.id.desc())
+        .limit(1)
+    ).first()
+    return newest is not None and newest.get("state") == FIRING
+
+
+def _backlog_payload(kind: str, state: str, backlog: Backlog, threshold: int) -> dict[str, Any]:
+    what = _waiting(kind, backlog.count)
+    if state == RESOLVED:
+        message = f"Resolved: {what} now, back under the alert threshold of {threshold}."
+    else:
+        extra = "; ".join(note for note in backlog.notes if note)
+        message = f"Backlog: {what} (alert threshold {threshold})" + (f": {extra}." if extra else ".")
+    return {
+        "kind": kind,
+        "state": state,
+        "count": backlog.count,
+        "threshold": threshold,
+        "oldest_at": backlog.oldest_at.isoformat(timespec="seconds") if backlog.oldest_at else None,
+        **(backlog.details or {}),
+        "message": message,
+    }
+
+
+def _when(moment: datetime) -> str:
+    return utc(moment).strftime("%Y-%m-%d %H:%M UTC")
