@@ -6,6 +6,6 @@ are reached through outbox rows. The only package that imports `anthropic`.
 """
 
 from agent.errors import RetryableError
-from agent.tools import tool
+from agent.tools import Secrets, tool
 
-__all__ = ["RetryableError", "tool"]
+__all__ = ["RetryableError", "Secrets", "tool"]

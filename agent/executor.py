@@ -10,6 +10,11 @@ If an executor dies mid-call, its lease expires. An idempotent tool is then run 
 the same idempotency key (the action's public id); a tool that is not idempotent is never
 run twice: the action goes to `unknown` and a person resolves it.
 
+A tool that declares secrets gets them from the vault just before it runs, each use audited
+(`secret.used`) before the tool sees it; a secret that is not set fails the action without
+calling the tool. Known secret values are scrubbed from the result and the error before
+either is stored, audited or sent anywhere.
+
 One `Executor` instance serves one thread; run several instances (threads, processes,
 replicas) to run actions in parallel.
 """
@@ -33,7 +38,8 @@ from sqlalchemy import CursorResult, select, update
 from sqlalchemy.orm import Session, sessionmaker
 
 from agent.errors import InvalidParams, RetryableError, ToolTimeout, UnknownTool
-from agent.tools import ToolRegistry
+from agent.tools import Secrets, ToolRegistry, ToolSpec
+from agent.vault import TEAM, Scrubber, Vault, VaultError, VaultNotConfigured
 from approvals import transitions
 from approvals.errors import InvalidTransition, StaleState
 from approvals.states import ActionState
@@ -92,8 +98,9 @@ class Executor:
         backoff_max_s: float = 300.0,
         lease_grace_s: float = 30.0,
         rng: random.Random | None = None,
+        vault: Vault | None = None,
     ) -> None:
-        self.sessions, self.registry, self.clock = sessions, registry, clock
+        self.sessions, self.registry, self.clock, self.vault = sessions, registry, clock, vault
         self.owner = owner or f"{socket.gethostname()[:64]}:{os.getpid()}:{secrets.token_hex(4)}"
         self.max_attempts, self.lease_grace_s = max_attempts, lease_grace_s
         self.backoff_base_s, self.backoff_max_s = backoff_base_s, backoff_max_s
@@ -205,14 +212,34 @@ class Executor:
             spec.validate(run.params)  # the registry may have changed since the action was drafted
         except (UnknownTool, InvalidParams) as exc:
             return _Outcome("failed", f"{type(exc).__name__}: {exc}")
-        outcome = _call_with_timeout(lambda: spec.call(run.params, idempotency_key=run.public_id), run)
+        granted: Secrets | None = None
+        if spec.secrets:
+            try:
+                granted = self._reveal(spec, run)
+            except VaultError as exc:
+                return _Outcome("failed", str(exc))
+        outcome = _call_with_timeout(lambda: spec.call(run.params, idempotency_key=run.public_id, secrets=granted), run)
         if outcome is not None:
-            return outcome
+            return _scrubbed(outcome, Scrubber(granted)) if granted else outcome
         timeout = ToolTimeout(run.tool, run.timeout_s)
         if run.idempotent:
             return _Outcome("retry", _describe(timeout))
         note = "the tool is not idempotent, so it may or may not have taken effect and it is not re-run"
         return _Outcome("unknown", f"{timeout}; {note}")
+
+    def _reveal(self, spec: ToolSpec, run: _Run) -> Secrets:
+        """The tool's declared secrets, each use audited in the transaction that reads it."""
+        if self.vault is None:
+            raise VaultNotConfigured(spec.name, spec.secrets)
+        with self.sessions.begin() as session:
+            now = self.clock.now()
+            action = session.get(Action, run.id)
+            assert action is not None  # actions are never deleted
+            found = self.vault.fetch(session, spec.secrets, tool=spec.name, owner=TEAM)
+            for secret in found:
+                data = {"secret": secret.name, "tool": spec.name, "scope": secret.scope, "owner": secret.owner}
+                _audit(session, action, "secret.used", now, None, {**data, "attempt": run.attempt})
+        return Secrets({secret.name: secret.value for secret in found})
 
     def _finish(self, run: _Run, outcome: _Outcome) -> None:
         try:
@@ -320,6 +347,12 @@ def _call_with_timeout(call: Callable[[], Any], run: _Run) -> _Outcome | None:
 def _audit(session: Session, action: Action, kind: str, now: datetime, note: str | None, data: dict[str, Any]) -> None:
     """Audit an execution event that does not move the action's state."""
     transitions.record(session, action, kind, actor=SYSTEM, now=now, from_state=S.EXECUTING, note=note, data=data)
+
+
+def _scrubbed(outcome: _Outcome, scrubber: Scrubber) -> _Outcome:
+    error = scrubber.text(outcome.error) if outcome.error is not None else None
+    result = scrubber.data(outcome.result) if outcome.result is not None else None
+    return _Outcome(outcome.kind, error, result)
 
 
 def _describe(exc: BaseException) -> str:

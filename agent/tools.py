@@ -5,13 +5,18 @@ records a `ToolSpec` in a module-level catalog, keyed by the module that defines
 `load_tool_modules` imports the modules the config lists and returns a `ToolRegistry` of
 exactly the tools they define. The registry is also the gate's `ToolCatalog` port
 (`policy`, `validate`).
+
+A tool that needs credentials declares them (`@tool(secrets=["stripe_api_key"])`) and takes a
+`secrets` parameter: the executor passes a `Secrets` mapping of exactly those, from the vault,
+at call time. It is never part of the parameter schema, so the model can neither see nor set it.
 """
 
 from __future__ import annotations
 
 import importlib
 import inspect
-from collections.abc import Callable, Iterable, Iterator, Mapping
+import re
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal, TypeVar, cast, get_args, get_type_hints, overload
 
@@ -20,13 +25,26 @@ from pydantic import BaseModel, ConfigDict, Field, PydanticUserError, Validation
 from agent.errors import DuplicateTool, InvalidParams, InvalidToolDefinition, ToolLoadError, UnknownTool
 from core.durations import parse_duration
 
-__all__ = ["IDEMPOTENCY_KEY", "ToolPolicy", "ToolRegistry", "ToolSpec", "load_tool_modules", "spec_of", "tool"]
+__all__ = [
+    "IDEMPOTENCY_KEY",
+    "SECRETS",
+    "SECRET_NAME",
+    "Secrets",
+    "ToolPolicy",
+    "ToolRegistry",
+    "ToolSpec",
+    "load_tool_modules",
+    "spec_of",
+    "tool",
+]
 
 Risk = Literal["low", "medium", "high"]
 Autonomy = Literal["hitl", "hotl", "auto"]
 RISKS: tuple[str, ...] = get_args(Risk)
 AUTONOMY_LEVELS: tuple[str, ...] = get_args(Autonomy)
 IDEMPOTENCY_KEY = "idempotency_key"
+SECRETS = "secrets"
+SECRET_NAME = re.compile(r"^[A-Za-z][A-Za-z0-9_.-]{0,127}$")
 _SPEC_ATTRIBUTE = "__countersign_tool__"
 _REPR_LIMIT = 80
 
@@ -35,6 +53,31 @@ F = TypeVar("F", bound=Callable[..., Any])
 # Every tool defined so far, by defining module, then by name. Redefining a tool in the same
 # module (a reload) replaces it; the same name in two modules only clashes once both are loaded.
 _DEFINED: dict[str, dict[str, ToolSpec]] = {}
+
+
+class Secrets(Mapping[str, str]):
+    """The secrets a tool declared, by name, as the executor passes them; no repr shows a value."""
+
+    __slots__ = ("_values",)
+
+    def __init__(self, values: Mapping[str, str]) -> None:
+        self._values = dict(values)
+
+    def __getitem__(self, name: str) -> str:
+        try:
+            return self._values[name]
+        except KeyError:
+            declared = ", ".join(self._values) or "none"
+            raise KeyError(f"{name!r} is not a declared secret of this tool (declared: {declared})") from None
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._values)
+
+    def __len__(self) -> int:
+        return len(self._values)
+
+    def __repr__(self) -> str:
+        return f"Secrets({', '.join(f'{name}=***' for name in self._values)})"
 
 
 @dataclass(frozen=True)
@@ -64,6 +107,7 @@ class ToolSpec:
     max_autonomy: Autonomy
     timeout_s: float
     takes_idempotency_key: bool
+    secrets: tuple[str, ...] = ()  # names the tool declared; passed as `secrets` at call time
 
     @property
     def policy(self) -> ToolPolicy:
@@ -79,14 +123,22 @@ class ToolSpec:
         """Canonical JSON-mode params (defaults filled in), or `InvalidParams` naming each bad field."""
         return self._parse(params).model_dump(mode="json", by_alias=True)
 
-    def call(self, params: Mapping[str, Any], idempotency_key: str | None = None) -> Any:
-        """Validate `params` and run the tool with real Python values."""
+    def call(
+        self, params: Mapping[str, Any], idempotency_key: str | None = None, secrets: Mapping[str, str] | None = None
+    ) -> Any:
+        """Validate `params` and run the tool with real Python values (and its declared secrets)."""
         parsed = self._parse(params)
         kwargs = {self.arguments[field]: getattr(parsed, field) for field in type(parsed).model_fields}
         if self.takes_idempotency_key:
             if not idempotency_key:
                 raise InvalidParams(self.name, {IDEMPOTENCY_KEY: "the tool needs one, but none was given"})
             kwargs[IDEMPOTENCY_KEY] = idempotency_key
+        if self.secrets:
+            given = secrets or {}
+            missing = [name for name in self.secrets if name not in given]
+            if missing:
+                raise InvalidParams(self.name, {SECRETS: f"the tool needs {', '.join(missing)}, but none was given"})
+            kwargs[SECRETS] = Secrets({name: given[name] for name in self.secrets})
         return self.function(**kwargs)
 
     def _parse(self, params: Mapping[str, Any]) -> BaseModel:
@@ -126,7 +178,12 @@ def tool(function: F, /) -> F: ...
 
 @overload
 def tool(
-    *, risk: Risk = "low", idempotent: bool = False, max_autonomy: Autonomy = "auto", timeout: float | str = 30
+    *,
+    risk: Risk = "low",
+    idempotent: bool = False,
+    max_autonomy: Autonomy = "auto",
+    timeout: float | str = 30,
+    secrets: Sequence[str] = (),
 ) -> Callable[[F], F]: ...
 
 
@@ -138,15 +195,20 @@ def tool(
     idempotent: bool = False,
     max_autonomy: Autonomy = "auto",
     timeout: float | str = 30,
+    secrets: Sequence[str] = (),
 ) -> F | Callable[[F], F]:
     """Declare a tool: `@tool` or `@tool(risk="high", idempotent=True, max_autonomy="hitl", timeout="2m")`.
 
     The parameter schema comes from the type hints; a parameter named `idempotency_key` is left
-    out of it and receives the action's public id at run time. The function is returned as is.
+    out of it and receives the action's public id at run time. With `secrets=["name", ...]`, a
+    parameter named `secrets` is left out too and receives those secrets as a `Secrets` mapping.
+    The function is returned as is.
     """
 
     def decorate(fn: F) -> F:
-        spec = _build_spec(fn, risk=risk, idempotent=idempotent, max_autonomy=max_autonomy, timeout=timeout)
+        spec = _build_spec(
+            fn, risk=risk, idempotent=idempotent, max_autonomy=max_autonomy, timeout=timeout, secrets=secrets
+        )
         _DEFINED.setdefault(spec.module, {})[spec.name] = spec
         setattr(fn, _SPEC_ATTRIBUTE, spec)
         return fn
@@ -163,7 +225,13 @@ def spec_of(function: Callable[..., Any]) -> ToolSpec:
 
 
 def _build_spec(
-    fn: Callable[..., Any], *, risk: str, idempotent: bool, max_autonomy: str, timeout: float | str
+    fn: Callable[..., Any],
+    *,
+    risk: str,
+    idempotent: bool,
+    max_autonomy: str,
+    timeout: float | str,
+    secrets: Sequence[str] = (),
 ) -> ToolSpec:
     name = getattr(fn, "__name__", None)
     if not callable(fn) or not isinstance(name, str):
@@ -182,7 +250,8 @@ def _build_spec(
         raise InvalidToolDefinition(name, f"timeout: {exc}") from None
     if timeout_s <= 0:
         raise InvalidToolDefinition(name, f"timeout must be positive (got {timeout!r})")
-    model, arguments, takes_key = _params_model(fn, name)
+    declared = _declared_secrets(fn, name, secrets)
+    model, arguments, takes_key = _params_model(fn, name, skip_secrets=bool(declared))
     return ToolSpec(
         name=name,
         description=_first_paragraph(inspect.getdoc(fn)),
@@ -195,10 +264,29 @@ def _build_spec(
         max_autonomy=cast(Autonomy, max_autonomy),
         timeout_s=timeout_s,
         takes_idempotency_key=takes_key,
+        secrets=declared,
     )
 
 
-def _params_model(fn: Callable[..., Any], name: str) -> tuple[type[BaseModel], dict[str, str], bool]:
+def _declared_secrets(fn: Callable[..., Any], name: str, secrets: Sequence[str]) -> tuple[str, ...]:
+    if isinstance(secrets, str) or not isinstance(secrets, Sequence):
+        raise InvalidToolDefinition(name, f"secrets must be a list of secret names (got {secrets!r})")
+    for secret in secrets:
+        if not isinstance(secret, str) or not SECRET_NAME.match(secret):
+            raise InvalidToolDefinition(name, f"not a secret name: {secret!r} (letters, digits, '_', '.', '-')")
+    takes_secrets = SECRETS in inspect.signature(fn).parameters
+    if secrets and not takes_secrets:
+        raise InvalidToolDefinition(name, f"it declares secrets but has no {SECRETS!r} parameter to receive them")
+    if takes_secrets and not secrets:
+        raise InvalidToolDefinition(
+            name, f"a parameter named {SECRETS!r} receives declared secrets: add @tool(secrets=[...]) or rename it"
+        )
+    return tuple(dict.fromkeys(secrets))
+
+
+def _params_model(
+    fn: Callable[..., Any], name: str, *, skip_secrets: bool = False
+) -> tuple[type[BaseModel], dict[str, str], bool]:
     try:
         hints = get_type_hints(fn, include_extras=True)
     except (NameError, TypeError) as exc:
@@ -213,6 +301,8 @@ def _params_model(fn: Callable[..., Any], name: str) -> tuple[type[BaseModel], d
             raise InvalidToolDefinition(name, f"parameter {parameter.name!r} is positional-only; tools take keywords")
         if parameter.name == IDEMPOTENCY_KEY:
             takes_key = True
+            continue
+        if parameter.name == SECRETS and skip_secrets:
             continue
         if parameter.name not in hints:
             raise InvalidToolDefinition(name, f"parameter {parameter.name!r} has no type annotation")

@@ -16,6 +16,7 @@ from agent.tools import load_tool_modules
 from bot.cli_audit import audit
 from bot.cli_autonomy import autonomy
 from bot.cli_prune import prune
+from bot.cli_secrets import secrets
 from bot.cli_tasks import task, trace, usage
 from bot.demo import CONFIG as DEMO_CONFIG
 from bot.demo import DATABASE_URL as DEMO_DATABASE_URL
@@ -164,6 +165,7 @@ def demo(port: int, app_port: int, database_url: str, config_path: Path | None, 
 main.add_command(audit)
 main.add_command(autonomy)
 main.add_command(prune)
+main.add_command(secrets)
 main.add_command(task)
 main.add_command(trace)
 main.add_command(usage)

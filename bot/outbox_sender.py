@@ -216,6 +216,8 @@ class OutboxSender:
         """A DM to each target (with Acknowledge), then a note in the card's thread."""
         with self.services.sessions() as session:
             action = session.scalars(select(Action).where(Action.public_id == payload["action_id"])).one()
+            if action.state not in ("pending", "scheduled"):
+                return {"skipped": f"decided before the reminder went out ({action.state})"}
             card = card_view(session, self.services.config, self.services.registry, action)
             posted = session.get(SlackMessage, f"card:{action.public_id}")
             thread = (posted.channel, posted.ts) if posted else None

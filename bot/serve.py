@@ -10,6 +10,7 @@ from sqlalchemy import Engine
 from agent.executor import Executor
 from agent.model import ModelClient
 from agent.runner import AgentRunner
+from agent.vault import Vault, parse_keys
 from bot.app import build_app
 from bot.outbox_sender import OutboxSender
 from bot.server import Server, Workers
@@ -66,12 +67,14 @@ def assemble(
     secret = settings.slack_signing_secret.get_secret_value() if settings.slack_signing_secret else None
     api_token = settings.api_token.get_secret_value() if settings.api_token else None
     app = build_app(services, signing_secret=secret, verify_token=verify_token)
+    keys = parse_keys(settings.vault_keys.get_secret_value()) if settings.vault_keys else []
+    vault = Vault(services.sessions, keys, clock=services.clock) if keys else None
     return Process(
         services=services,
         app=app,
         server=Server(services, app, engine, api_token=api_token),
         runner=AgentRunner(services.sessions, services.config, services.registry, model, services.clock),
-        executor=Executor(services.sessions, services.registry, services.clock),
+        executor=Executor(services.sessions, services.registry, services.clock, vault=vault),
         sender=OutboxSender(services, channel_pace_s=channel_pace_s),
         sweeper=Sweeper(services.sessions, services.directory, services.clock),
     )

@@ -406,6 +406,8 @@ class Settings(BaseSettings):
     anthropic_api_key: SecretStr | None = None
     anthropic_base_url: str | None = None
     api_token: SecretStr | None = Field(default=None, validation_alias="COUNTERSIGN_API_TOKEN")
+    # Fernet keys of the secrets vault, comma-separated, newest first (`countersign secrets generate-key`).
+    vault_keys: SecretStr | None = Field(default=None, validation_alias="COUNTERSIGN_VAULT_KEYS")
     # A YAML script for the scripted model (the offline demo); else Claude, which needs a key.
     model_script: str | None = Field(default=None, validation_alias="COUNTERSIGN_MODEL_SCRIPT")
 

@@ -80,5 +80,7 @@ def secrets_of(settings: Any) -> list[str]:
     for name in type(settings).model_fields:
         value = getattr(settings, name)
         if hasattr(value, "get_secret_value"):
-            values.append(value.get_secret_value())
+            # A list setting (the vault's keys) is redacted key by key too.
+            secret = value.get_secret_value()
+            values += [secret, *(part.strip() for part in secret.split(",") if "," in secret)]
     return values

@@ -306,3 +306,35 @@ class SlackMessage(Base):
     channel: Mapped[str] = mapped_column(String(32))
     ts: Mapped[str] = mapped_column(String(32))
     posted_at: Mapped[datetime]
+
+
+class Secret(Base):
+    """A tool secret, encrypted; the ciphertext binds the value to name, scope, owner and team."""
+
+    __tablename__ = "secrets"
+    __table_args__ = (
+        # One secret per name, scope, owner and workspace. NULLs never clash in a unique
+        # constraint, so the rows without a workspace get a partial unique index of their own.
+        UniqueConstraint("name", "scope", "owner", "team_id", name="uq_secrets_identity"),
+        Index(
+            "uq_secrets_identity_no_team",
+            "name",
+            "scope",
+            "owner",
+            unique=True,
+            postgresql_where=text("team_id IS NULL"),
+            sqlite_where=text("team_id IS NULL"),
+        ),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    name: Mapped[str] = mapped_column(String(128))
+    scope: Mapped[str] = mapped_column(String(128))  # the tool that may use it, or "*" for any tool
+    owner: Mapped[str] = mapped_column(String(32))  # "team", or the Slack user it belongs to
+    team_id: Mapped[str | None] = mapped_column(String(32))
+    ciphertext: Mapped[str] = mapped_column(Text)
+    # A fingerprint of the key that encrypted the row: rotation picks the rows not under the
+    # newest key, and `secrets list` shows which rows still need an old one.
+    key_id: Mapped[str] = mapped_column(String(16), index=True)
+    created_at: Mapped[datetime]
+    rotated_at: Mapped[datetime | None]  # when the value was last replaced (re-keying does not count)

@@ -25,26 +25,34 @@ from core.models import Action
 log = logging.getLogger(__name__)
 
 
-def register(app: App, services: Services) -> None:
-    def on_decision(call: Callable[[Session, Click], object]) -> Callable[..., None]:
-        def listener(ack: Ack, body: dict[str, Any], respond: Respond) -> None:
-            try:
-                click = click_from(body)
-                decide(services.sessions, services.clock, lambda session: call(session, click))
-            except (DecisionRefused, ActionNotFound, BadPayload) as refusal:
-                ack()
-                tell(services, respond, str(refusal), clicker(body))
-                return
+def decision_listener(services: Services, call: Callable[[Session, Click], object]) -> Callable[..., None]:
+    """A button listener that makes one decision in one transaction, then acks; a refusal is
+    acked too, and told only to the person who clicked."""
+
+    def listener(ack: Ack, body: dict[str, Any], respond: Respond) -> None:
+        try:
+            click = click_from(body)
+            decide(services.sessions, services.clock, lambda session: call(session, click))
+        except (DecisionRefused, ActionNotFound, BadPayload) as refusal:
             ack()
+            tell(services, respond, str(refusal), clicker(body))
+            return
+        ack()
 
-        return listener
+    return listener
 
+
+def register(app: App, services: Services) -> None:
     app.action(action_ids.APPROVE)(
-        on_decision(lambda s, c: services.decisions.approve(s, c.value, c.user, c.seen_hash, team_id=c.team))
+        decision_listener(
+            services, lambda s, c: services.decisions.approve(s, c.value, c.user, c.seen_hash, team_id=c.team)
+        )
     )
-    app.action(action_ids.VETO)(on_decision(lambda s, c: services.decisions.veto(s, c.value, c.user, team_id=c.team)))
+    app.action(action_ids.VETO)(
+        decision_listener(services, lambda s, c: services.decisions.veto(s, c.value, c.user, team_id=c.team))
+    )
     app.action(action_ids.ACKNOWLEDGE)(
-        on_decision(lambda s, c: services.decisions.acknowledge(s, c.value, c.user, team_id=c.team))
+        decision_listener(services, lambda s, c: services.decisions.acknowledge(s, c.value, c.user, team_id=c.team))
     )
 
     @app.action(action_ids.REJECT)

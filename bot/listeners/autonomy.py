@@ -3,19 +3,15 @@ wrong" and "Looks right" on runs nobody approved."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from typing import Any
-
-from slack_bolt import Ack, App, Respond
+from slack_bolt import App
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from approvals import proposals
-from approvals.decisions import decide
-from approvals.errors import ActionNotFound, DecisionRefused
+from approvals.errors import ActionNotFound
 from bot import action_ids
-from bot.listeners.actions import clicker, tell
-from bot.listeners.payloads import BadPayload, Click, click_from
+from bot.listeners.actions import decision_listener
+from bot.listeners.payloads import BadPayload, Click
 from bot.services import Services
 from core.config import TaskTypeConfig
 from core.models import Action, Decision, Proposal
@@ -29,19 +25,6 @@ def register(app: App, services: Services) -> None:
         if name is None or name not in config.task_types:
             raise BadPayload(f"nothing to decide for {public_id!r}")
         return config.task_types[name]
-
-    def listener(call: Callable[[Session, Click], object]) -> Callable[..., None]:
-        def handle(ack: Ack, body: dict[str, Any], respond: Respond) -> None:
-            try:
-                click = click_from(body)
-                decide(services.sessions, services.clock, lambda session: call(session, click))
-            except (DecisionRefused, ActionNotFound, BadPayload) as refusal:
-                ack()
-                tell(services, respond, str(refusal), clicker(body))
-                return
-            ack()
-
-        return handle
 
     def promote(session: Session, click: Click) -> object:
         return proposals.promote(
@@ -91,7 +74,7 @@ def register(app: App, services: Services) -> None:
         )
         return action
 
-    app.action(action_ids.PROMOTE)(listener(promote))
-    app.action(action_ids.DISMISS)(listener(dismiss))
-    app.action(action_ids.REPORT_INCIDENT)(listener(report))
-    app.action(action_ids.REVIEW_OK)(listener(looks_right))
+    app.action(action_ids.PROMOTE)(decision_listener(services, promote))
+    app.action(action_ids.DISMISS)(decision_listener(services, dismiss))
+    app.action(action_ids.REPORT_INCIDENT)(decision_listener(services, report))
+    app.action(action_ids.REVIEW_OK)(decision_listener(services, looks_right))

@@ -1,0 +1,461 @@
+"""The vault: tool secrets encrypted at rest, each bound to its name, scope and owner.
+
+Keys come from `COUNTERSIGN_VAULT_KEYS` (comma-separated Fernet keys, newest first), never
+from the database. A row's ciphertext is a Fernet token (`MultiFernet`: the newest key
+encrypts, any key decrypts) over a JSON payload that repeats the row's name, scope, owner and
+team beside the value, so a ciphertext copied onto another row is refused (`SecretMisuse`)
+instead of being handed to another tool or person.
+
+`rotate_key` re-encrypts the rows not yet under the newest key in short batches; readers
+never wait for it, and every row stays readable throughout because every key in the list
+decrypts. Values leave this module only through `get` and `fetch`; `list` shows names,
+scopes, owners and ages. `Scrubber` takes known values out of text and JSON before anything
+is stored. Creating, replacing, deleting and re-keying secrets is audited (without values).
+"""
+
+from __future__ import annotations
+
+import base64
+import builtins
+import hashlib
+import json
+import re
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any
+from urllib.parse import quote
+
+from cryptography.fernet import Fernet, InvalidToken, MultiFernet
+from sqlalchemy import ColumnElement, select
+from sqlalchemy.orm import Session, sessionmaker
+
+from agent.errors import AgentError
+from agent.tools import SECRET_NAME
+from approvals import audit
+from core.clock import Clock, SystemClock
+from core.config import is_user_id
+from core.models import Secret
+
+__all__ = [
+    "ANY_TOOL",
+    "KEYS_VARIABLE",
+    "TEAM",
+    "InvalidSecret",
+    "Revealed",
+    "Rotation",
+    "Scrubber",
+    "Secret",
+    "SecretInfo",
+    "SecretMisuse",
+    "SecretNotSet",
+    "SecretUnreadable",
+    "Vault",
+    "VaultError",
+    "VaultKeyError",
+    "VaultNotConfigured",
+    "generate_key",
+    "key_id",
+    "parse_keys",
+]
+
+TEAM = "team"  # the owner of a secret the whole workspace's tools share
+ANY_TOOL = "*"  # the scope of a secret every tool that declares it may use
+SYSTEM = "system"
+KEYS_VARIABLE = "COUNTERSIGN_VAULT_KEYS"
+_PAYLOAD_VERSION = 1
+_BOUND = ("name", "scope", "owner", "team_id")
+_TOOL_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,127}$")
+_TEAM_ID = re.compile(r"^[TE][A-Z0-9]{2,31}$")
+_KEY_HINT = "make one with `countersign secrets generate-key`"
+
+
+# -- errors -------------------------------------------------------------------------------------
+
+
+class VaultError(AgentError):
+    """Base of the vault's errors. None of them ever carries a secret's value."""
+
+
+class VaultKeyError(VaultError):
+    """`COUNTERSIGN_VAULT_KEYS` is missing or holds something that is not a Fernet key."""
+
+    def __init__(self, problem: str) -> None:
+        self.problem = problem
+        super().__init__(f"{KEYS_VARIABLE}: {problem}")
+
+
+class VaultNotConfigured(VaultError):
+    def __init__(self, tool: str, names: Sequence[str]) -> None:
+        self.tool, self.names = tool, list(names)
+        super().__init__(
+            f"tool {tool!r} needs secrets ({', '.join(names)}), but no vault is configured: "
+            f"set {KEYS_VARIABLE} ({_KEY_HINT})"
+        )
+
+
+class InvalidSecret(VaultError, ValueError):
+    """A name, scope or owner that cannot identify a secret, or an empty value."""
+
+
+class SecretNotSet(VaultError, LookupError):
+    def __init__(self, name: str, tool: str, owner: str = TEAM) -> None:
+        self.name, self.tool, self.owner = name, tool, owner
+        command = f"countersign secrets set {name} --tool {tool}" + (f" --owner {owner}" if owner != TEAM else "")
+        super().__init__(f"secret {name!r} is not set: `{command}`")
+
+
+class SecretUnreadable(VaultError):
+    """No key in the list decrypts the row: its key was removed, or the ciphertext was altered."""
+
+    def __init__(self, name: str, scope: str, owner: str) -> None:
+        self.name, self.scope, self.owner = name, scope, owner
+        super().__init__(
+            f"secret {name!r} (tool {scope!r}, owner {owner!r}) cannot be decrypted with any key in "
+            f"{KEYS_VARIABLE}: the key that encrypted it was removed, or the row was altered; "
+            f"set it again with `countersign secrets set {name} --tool {scope}`"
+        )
+
+
+class SecretMisuse(VaultError):
+    """A row whose ciphertext was sealed for another secret: copied from elsewhere, or forged."""
+
+    def __init__(self, name: str, scope: str, owner: str, problem: str) -> None:
+        self.name, self.scope, self.owner, self.problem = name, scope, owner, problem
+        super().__init__(
+            f"secret {name!r} (tool {scope!r}, owner {owner!r}) refused: {problem}; the row was copied or "
+            f"altered, so it is not used. Set it again with `countersign secrets set {name} --tool {scope}`"
+        )
+
+
+# -- the table ----------------------------------------------------------------------------------
+
+
+# -- keys ---------------------------------------------------------------------------------------
+
+
+def parse_keys(value: str) -> list[str]:
+    """The keys in `COUNTERSIGN_VAULT_KEYS`: comma-separated, newest first, blanks ignored."""
+    return [key.strip() for key in value.split(",") if key.strip()]
+
+
+def generate_key() -> str:
+    return Fernet.generate_key().decode("ascii")
+
+
+def key_id(key: str) -> str:
+    """A short fingerprint that names a key in rows and listings (a hash; it reveals nothing useful)."""
+    raw = base64.urlsafe_b64decode(key.encode("ascii"))
+    return hashlib.sha256(b"countersign vault key\0" + raw).hexdigest()[:16]
+
+
+# -- what the vault hands out -------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class SecretInfo:
+    """What `list` shows of a secret: never its value."""
+
+    name: str
+    scope: str
+    owner: str
+    team_id: str | None
+    created_at: datetime
+    rotated_at: datetime | None
+    key_id: str
+    current_key: bool  # encrypted with the newest key
+
+    def age(self, now: datetime) -> timedelta:
+        """How long the value has been in use: since it was set or last replaced."""
+        return now - (self.rotated_at or self.created_at)
+
+
+@dataclass(frozen=True)
+class Revealed:
+    """A decrypted secret on its way to a tool, and the row it came from (for the audit)."""
+
+    name: str
+    scope: str
+    owner: str
+    value: str = field(repr=False)
+
+
+@dataclass(frozen=True)
+class Rotation:
+    rotated: int
+    unreadable: list[str]  # rows no key decrypts, left as they were: "NAME (tool T, owner O)"
+
+
+class Vault:
+    """Encrypted tool secrets in the `secrets` table; each method runs in its own transaction,
+    except `fetch`, which joins the caller's (the executor records each use beside it)."""
+
+    def __init__(self, sessions: sessionmaker[Session], keys: Sequence[str], *, clock: Clock | None = None) -> None:
+        unique = list(dict.fromkeys(keys))
+        if not unique:
+            raise VaultKeyError(f"no keys: give one or more Fernet keys, newest first ({_KEY_HINT})")
+        fernets: list[Fernet] = []
+        for number, key in enumerate(unique, start=1):
+            try:
+                fernets.append(Fernet(key))
+            except (ValueError, TypeError):
+                # The key itself is never repeated: it is a secret even when it is malformed.
+                problem = f"key {number} of {len(unique)} is not a Fernet key (32 url-safe base64-encoded bytes)"
+                raise VaultKeyError(f"{problem}; {_KEY_HINT}") from None
+        self.sessions = sessions
+        self.clock: Clock = clock or SystemClock()
+        self.key_ids = [key_id(key) for key in unique]
+        self._fernet = MultiFernet(fernets)
+
+    def __repr__(self) -> str:
+        return f"Vault(keys={len(self.key_ids)}, current={self.current_key_id!r})"
+
+    @property
+    def current_key_id(self) -> str:
+        return self.key_ids[0]
+
+    def put(
+        self,
+        name: str,
+        value: str,
+        *,
+        scope: str,
+        owner: str = TEAM,
+        team_id: str | None = None,
+        actor: str = SYSTEM,
+    ) -> bool:
+        """Store `value` as `name` for the tool `scope` (or `*`); True if it replaced a value."""
+        _check_identity(name, scope, owner, team_id, actor)
+        if not isinstance(value, str) or not value:
+            raise InvalidSecret(f"secret {name!r}: the value is empty")
+        sealed = self._seal(name, scope, owner, team_id, value)
+        with self.sessions.begin() as session:
+            now = self.clock.now()
+            row = session.scalars(
+                select(Secret).where(*_identity(name, scope, owner, team_id)).with_for_update()
+            ).one_or_none()
+            if row is None:
+                session.add(
+                    Secret(
+                        name=name,
+                        scope=scope,
+                        owner=owner,
+                        team_id=team_id,
+                        ciphertext=sealed,
+                        key_id=self.current_key_id,
+                        created_at=now,
+                        rotated_at=None,
+                    )
+                )
+            else:
+                row.ciphertext, row.key_id, row.rotated_at = sealed, self.current_key_id, now
+            data = {**_described(name, scope, owner, team_id), "replaced": row is not None}
+            _record(session, "secret.set", actor, now, data)
+        return row is not None
+
+    def get(self, name: str, *, tool: str, owner: str = TEAM, team_id: str | None = None) -> str:
+        """The value of `name` for `tool`: the secret scoped to that tool, else the one scoped `*`."""
+        with self._reading() as session:
+            [found] = self.fetch(session, [name], tool=tool, owner=owner, team_id=team_id)
+        return found.value
+
+    def fetch(
+        self, session: Session, names: Iterable[str], *, tool: str, owner: str = TEAM, team_id: str | None = None
+    ) -> builtins.list[Revealed]:
+        """Decrypt `names` for `tool` in the caller's transaction, in order.
+
+        Each comes from the row scoped to `tool`, else from the one scoped `*`. Raises
+        `SecretNotSet` for the first name with neither, `SecretMisuse` for a row sealed for
+        another secret and `SecretUnreadable` for a row no key decrypts.
+        """
+        wanted = list(dict.fromkeys(names))
+        rows = session.scalars(
+            select(Secret).where(
+                Secret.name.in_(wanted),
+                Secret.scope.in_([tool, ANY_TOOL]),
+                Secret.owner == owner,
+                _same_team(team_id),
+            )
+        ).all()
+        by_scope = {(row.name, row.scope): row for row in rows}
+        found: list[Revealed] = []
+        for name in wanted:
+            row = by_scope.get((name, tool)) or by_scope.get((name, ANY_TOOL))
+            if row is None:
+                raise SecretNotSet(name, tool, owner)
+            found.append(Revealed(row.name, row.scope, row.owner, self._open(row)))
+        return found
+
+    def delete(
+        self, name: str, *, scope: str, owner: str = TEAM, team_id: str | None = None, actor: str = SYSTEM
+    ) -> bool:
+        """Delete one secret; False if there was none."""
+        _check_identity(name, scope, owner, team_id, actor)
+        with self.sessions.begin() as session:
+            row = session.scalars(
+                select(Secret).where(*_identity(name, scope, owner, team_id)).with_for_update()
+            ).one_or_none()
+            if row is None:
+                return False
+            session.delete(row)
+            _record(session, "secret.deleted", actor, self.clock.now(), _described(name, scope, owner, team_id))
+        return True
+
+    def rotate_key(self, *, batch_size: int = 100, actor: str = SYSTEM) -> Rotation:
+        """Re-encrypt every row not yet under the newest key, `batch_size` rows per transaction.
+
+        Each batch commits on its own, and readers never wait for one: until it commits they
+        read the old ciphertext, which every key in the list still decrypts. Running it again
+        resumes where it stopped; once nothing is left, keys after the first may be dropped.
+        """
+        if batch_size < 1:
+            raise ValueError(f"batch_size must be at least 1 (got {batch_size!r})")
+        _check_actor(actor)
+        current, rotated, unreadable, after = self.current_key_id, 0, [], 0
+        while True:
+            with self.sessions.begin() as session:
+                query = select(Secret).where(Secret.key_id != current, Secret.id > after)
+                rows = session.scalars(query.order_by(Secret.id).limit(batch_size).with_for_update()).all()
+                if not rows:
+                    break
+                done = 0
+                for row in rows:
+                    try:
+                        row.ciphertext = self._fernet.rotate(row.ciphertext.encode()).decode("ascii")
+                    except InvalidToken:
+                        unreadable.append(f"{row.name} (tool {row.scope}, owner {row.owner})")
+                        continue
+                    row.key_id = current
+                    done += 1
+                after, rotated = rows[-1].id, rotated + done
+                if done:
+                    _record(session, "secret.key_rotated", actor, self.clock.now(), {"key_id": current, "rows": done})
+        return Rotation(rotated, unreadable)
+
+    def list(self) -> builtins.list[SecretInfo]:
+        """Every secret's name, scope, owner, team, dates and key; never a value."""
+        with self._reading() as session:
+            rows = session.scalars(select(Secret).order_by(Secret.name, Secret.scope, Secret.owner, Secret.id)).all()
+            return [
+                SecretInfo(
+                    name=row.name,
+                    scope=row.scope,
+                    owner=row.owner,
+                    team_id=row.team_id,
+                    created_at=row.created_at,
+                    rotated_at=row.rotated_at,
+                    key_id=row.key_id,
+                    current_key=row.key_id == self.current_key_id,
+                )
+                for row in rows
+            ]
+
+    # -- sealing --------------------------------------------------------------------------------
+
+    def _seal(self, name: str, scope: str, owner: str, team_id: str | None, value: str) -> str:
+        payload = {"v": _PAYLOAD_VERSION, "name": name, "scope": scope, "owner": owner, "team_id": team_id}
+        plain = json.dumps({**payload, "value": value}, separators=(",", ":"), sort_keys=True)
+        return self._fernet.encrypt(plain.encode()).decode("ascii")
+
+    def _open(self, row: Secret) -> str:
+        try:
+            plain = self._fernet.decrypt(row.ciphertext.encode())
+        except InvalidToken:
+            raise SecretUnreadable(row.name, row.scope, row.owner) from None
+        try:
+            payload = json.loads(plain)
+        except ValueError:
+            payload = None
+        if not (
+            isinstance(payload, dict) and payload.get("v") == _PAYLOAD_VERSION and isinstance(payload.get("value"), str)
+        ):
+            raise SecretMisuse(row.name, row.scope, row.owner, "its ciphertext is not a sealed countersign secret")
+        stored = {"name": row.name, "scope": row.scope, "owner": row.owner, "team_id": row.team_id}
+        wrong = [
+            f"{key} {stored[key]!r} (sealed for {payload.get(key)!r})"
+            for key in _BOUND
+            if payload.get(key) != stored[key]
+        ]
+        if wrong:
+            raise SecretMisuse(row.name, row.scope, row.owner, "it was sealed for another secret: " + ", ".join(wrong))
+        value: str = payload["value"]
+        return value
+
+    @contextmanager
+    def _reading(self) -> Iterator[Session]:
+        """A read-only session; on SQLite a deferred transaction, so it never queues behind writers."""
+        with self.sessions() as session:
+            session.connection(execution_options={"sqlite_deferred": True})
+            yield session
+
+
+class Scrubber:
+    """Replaces known secret values with `[redacted:NAME]` in text and in JSON-like data.
+
+    Besides each value as is, it catches the forms a value takes inside a `repr`, a JSON
+    string and a URL, the usual ways it ends up in an error message or a returned object.
+    """
+
+    def __init__(self, secrets: Mapping[str, str]) -> None:
+        forms: dict[str, str] = {}
+        for name, value in secrets.items():
+            if value:
+                for form in (value, repr(value)[1:-1], json.dumps(value)[1:-1], quote(value, safe="")):
+                    forms.setdefault(form, f"[redacted:{name}]")
+        # Longest first, so a value that contains another is replaced whole.
+        self._forms = sorted(forms.items(), key=lambda item: len(item[0]), reverse=True)
+
+    def __repr__(self) -> str:
+        return f"Scrubber(forms={len(self._forms)})"
+
+    def text(self, value: str) -> str:
+        for form, mask in self._forms:
+            value = value.replace(form, mask)
+        return value
+
+    def data(self, value: Any) -> Any:
+        """`value` with every string in it (keys too) scrubbed; other values as they are."""
+        if isinstance(value, str):
+            return self.text(value)
+        if isinstance(value, Mapping):
+            return {self.data(key): self.data(item) for key, item in value.items()}
+        if isinstance(value, list | tuple):
+            return [self.data(item) for item in value]
+        return value
+
+
+# -- helpers ------------------------------------------------------------------------------------
+
+
+def _check_identity(name: str, scope: str, owner: str, team_id: str | None, actor: str) -> None:
+    if not isinstance(name, str) or not SECRET_NAME.match(name):
+        raise InvalidSecret(f"not a secret name: {name!r} (letters, digits, '_', '.', '-'; a letter first)")
+    if not isinstance(scope, str) or not (scope == ANY_TOOL or _TOOL_NAME.match(scope)):
+        raise InvalidSecret(f"not a tool name or '*': {scope!r}")
+    if not isinstance(owner, str) or not (owner == TEAM or is_user_id(owner)):
+        raise InvalidSecret(f"not an owner: {owner!r} (use 'team' or a Slack user id like U0123ABCD)")
+    if team_id is not None and not (isinstance(team_id, str) and _TEAM_ID.match(team_id)):
+        raise InvalidSecret(f"not a Slack team id: {team_id!r} (like T0123ABCD)")
+    _check_actor(actor)
+
+
+def _check_actor(actor: str) -> None:
+    if actor != SYSTEM and not (isinstance(actor, str) and is_user_id(actor)):
+        raise InvalidSecret(f"not an actor: {actor!r} (a Slack user id like U0123ABCD, or 'system')")
+
+
+def _same_team(team_id: str | None) -> ColumnElement[bool]:
+    return Secret.team_id.is_(None) if team_id is None else Secret.team_id == team_id
+
+
+def _identity(name: str, scope: str, owner: str, team_id: str | None) -> list[ColumnElement[bool]]:
+    return [Secret.name == name, Secret.scope == scope, Secret.owner == owner, _same_team(team_id)]
+
+
+def _described(name: str, scope: str, owner: str, team_id: str | None) -> dict[str, Any]:
+    return {"secret": name, "scope": scope, "owner": owner, "team_id": team_id}
+
+
+def _record(session: Session, kind: str, actor: str, now: datetime, data: dict[str, Any]) -> None:
+    audit.record(session, audit.AuditEntry(kind=kind, actor=actor, at=now, data=data))

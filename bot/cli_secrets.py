@@ -1,0 +1,162 @@
+"""`countersign secrets set|list|delete|rotate-key|generate-key`: the vault of tool secrets.
+
+Values are read from stdin (a hidden, confirmed prompt on a terminal) and never printed;
+`list` shows names, tools, owners, ages and whether the newest key encrypts each row. The keys
+come from `COUNTERSIGN_VAULT_KEYS`, comma-separated, newest first.
+"""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import timedelta
+
+import click
+
+from agent.vault import ANY_TOOL, KEYS_VARIABLE, TEAM, Vault, VaultError, generate_key, parse_keys
+from bot.runtime import open_database
+from core.clock import SystemClock
+from core.config import Settings
+from core.migrate import current_revision, head_revision
+
+_TOOL_HELP = f"The tool that may use it, or '{ANY_TOOL}' for every tool that declares it."
+_OWNER_HELP = f"'{TEAM}' (every run of the tool), or the Slack user id it belongs to."
+_BY_HELP = "Your Slack user id, for the audit record (default: system)."
+
+
+@contextmanager
+def _vault() -> Iterator[Vault]:
+    settings = Settings()
+    if settings.vault_keys is None:
+        raise click.ClickException(
+            f"set {KEYS_VARIABLE} to one or more Fernet keys, comma-separated, newest first "
+            "(`countersign secrets generate-key` makes one)"
+        )
+    engine, sessions = open_database(settings)
+    try:
+        current, expected = current_revision(engine), head_revision()
+        if current != expected:
+            raise click.ClickException(
+                f"the database schema is at revision {current!r}, not {expected!r}: run `countersign db upgrade`"
+            )
+        yield Vault(sessions, parse_keys(settings.vault_keys.get_secret_value()))
+    except VaultError as exc:
+        raise click.ClickException(str(exc)) from None
+    finally:
+        engine.dispose()
+
+
+@click.group()
+def secrets() -> None:
+    """Store, list and delete the secrets tools declare; rotate the vault key."""
+
+
+@secrets.command("set")
+@click.argument("name")
+@click.option("--tool", "scope", required=True, help=_TOOL_HELP)
+@click.option("--owner", default=TEAM, show_default=True, help=_OWNER_HELP)
+@click.option("--by", "actor", default="system", help=_BY_HELP)
+def set_command(name: str, scope: str, owner: str, actor: str) -> None:
+    """Store NAME for a tool. The value is read from stdin (hidden when typed), never echoed.
+
+    \b
+    printf %s "$STRIPE_KEY" | countersign secrets set stripe_api_key --tool issue_refund
+    """
+    value = _read_value(name)
+    with _vault() as vault:
+        replaced = vault.put(name, value, scope=scope, owner=owner, actor=actor)
+    click.echo(f"secret {name!r} {'replaced' if replaced else 'set'} for tool {scope!r} (owner {owner})")
+
+
+def _read_value(name: str) -> str:
+    if sys.stdin.isatty():
+        value: str = click.prompt(f"value of {name}", hide_input=True, confirmation_prompt=True)
+    else:
+        value = sys.stdin.read()
+        # The newline that `echo` or a file adds is not part of the secret.
+        value = value.removesuffix("\n").removesuffix("\r")
+    if not value:
+        raise click.ClickException(
+            f'no value on stdin: pipe it in, e.g. printf %s "$VALUE" | countersign secrets set {name} --tool TOOL'
+        )
+    return value
+
+
+@secrets.command("list")
+def list_command() -> None:
+    """Names, tools, owners, ages (since set or replaced) and keys; never values."""
+    with _vault() as vault:
+        listed = vault.list()
+    if not listed:
+        click.echo("no secrets")
+        return
+    now = SystemClock().now()
+    rows = [("NAME", "TOOL", "OWNER", "AGE", "KEY")]
+    rows += [
+        (
+            info.name,
+            info.scope,
+            info.owner if info.team_id is None else f"{info.owner}@{info.team_id}",
+            _age(info.age(now)),
+            "current" if info.current_key else "old",
+        )
+        for info in listed
+    ]
+    widths = [max(len(row[column]) for row in rows) for column in range(len(rows[0]))]
+    for row in rows:
+        click.echo("  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True)).rstrip())
+
+
+def _age(age: timedelta) -> str:
+    seconds = max(0, int(age.total_seconds()))
+    for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
+        if seconds >= size:
+            return f"{seconds // size}{unit}"
+    return f"{seconds}s"
+
+
+@secrets.command("delete")
+@click.argument("name")
+@click.option("--tool", "scope", required=True, help=_TOOL_HELP)
+@click.option("--owner", default=TEAM, show_default=True, help=_OWNER_HELP)
+@click.option("--by", "actor", default="system", help=_BY_HELP)
+def delete_command(name: str, scope: str, owner: str, actor: str) -> None:
+    """Delete the secret NAME of a tool."""
+    with _vault() as vault:
+        deleted = vault.delete(name, scope=scope, owner=owner, actor=actor)
+    if not deleted:
+        raise click.ClickException(f"no secret {name!r} for tool {scope!r} (owner {owner}): see `secrets list`")
+    click.echo(f"secret {name!r} deleted for tool {scope!r} (owner {owner})")
+
+
+@secrets.command("rotate-key")
+@click.option("--batch-size", default=100, show_default=True, help="Rows re-encrypted per transaction.")
+@click.option("--by", "actor", default="system", help=_BY_HELP)
+def rotate_key_command(batch_size: int, actor: str) -> None:
+    """Re-encrypt every secret with the first key in COUNTERSIGN_VAULT_KEYS.
+
+    \b
+    Without downtime:
+    1. make a key (`secrets generate-key`) and append it to COUNTERSIGN_VAULT_KEYS
+       everywhere; restart (every process can now read both keys)
+    2. move it to the front everywhere and restart (new secrets use it)
+    3. run `secrets rotate-key` (safe to run again: it resumes)
+    4. drop the old key from COUNTERSIGN_VAULT_KEYS and restart
+    """
+    with _vault() as vault:
+        report = vault.rotate_key(batch_size=batch_size, actor=actor)
+        current = vault.current_key_id
+    plural = "" if report.rotated == 1 else "s"
+    click.echo(f"re-encrypted {report.rotated} secret{plural} with key {current}")
+    if report.unreadable:
+        for row in report.unreadable:
+            click.echo(f"cannot decrypt {row} with any key: set it again, or add the key that encrypted it", err=True)
+        raise click.ClickException(f"{len(report.unreadable)} secret(s) still need a key other than the first")
+    click.echo(f"every secret is under key {current}: keys after the first may now be removed from {KEYS_VARIABLE}")
+
+
+@secrets.command("generate-key")
+def generate_key_command() -> None:
+    """Print a new Fernet key for COUNTERSIGN_VAULT_KEYS."""
+    click.echo(generate_key())
