@@ -31,6 +31,7 @@ from approvals.errors import (
     InvalidEdit,
     NotAnApprover,
     NotApplicable,
+    OtherWorkspace,
     ReasonRequired,
     SelfApproval,
     StaleParams,
@@ -42,7 +43,7 @@ from approvals.transitions import Message
 from core import metrics
 from core.canonical import params_hash
 from core.clock import Clock
-from core.models import Action, Decision
+from core.models import Action, Decision, Task
 
 APPROVING_KINDS = ("approve", "edit")
 T = TypeVar("T")
@@ -74,7 +75,7 @@ class Decisions:
         note: str | None = None,
     ) -> Outcome:
         with _attempt("approve", actor):
-            action = self._open_action(session, action_id, "approve", {ActionState.PENDING})
+            action = self._open_action(session, action_id, "approve", {ActionState.PENDING}, team_id)
             self._authorize_approval(session, action, actor, seen_hash)
             decision = self._decide(session, action, "approve", actor, team_id, note)
             return self._count_towards_quorum(session, action, decision)
@@ -91,7 +92,7 @@ class Decisions:
         note: str | None = None,
     ) -> Outcome:
         with _attempt("edit", actor):
-            action = self._open_action(session, action_id, "edit", {ActionState.PENDING})
+            action = self._open_action(session, action_id, "edit", {ActionState.PENDING}, team_id)
             self._authorize_approval(session, action, actor, seen_hash)
             try:
                 canonical = self.catalog.validate(action.tool, new_params)
@@ -110,7 +111,7 @@ class Decisions:
         self, session: Session, action_id: str, actor: str, reason: str, *, team_id: str | None = None
     ) -> Outcome:
         with _attempt("reject", actor):
-            action = self._open_action(session, action_id, "reject", {ActionState.PENDING})
+            action = self._open_action(session, action_id, "reject", {ActionState.PENDING}, team_id)
             self._authorize(action, actor)
             if not reason.strip():
                 raise ReasonRequired(action.public_id, "rejection")
@@ -121,14 +122,16 @@ class Decisions:
         self, session: Session, action_id: str, actor: str, reason: str = "", *, team_id: str | None = None
     ) -> Outcome:
         with _attempt("veto", actor):
-            action = self._open_action(session, action_id, "veto", {ActionState.SCHEDULED})
+            action = self._open_action(session, action_id, "veto", {ActionState.SCHEDULED}, team_id)
             self._authorize(action, actor)
             decision = self._decide(session, action, "veto", actor, team_id, reason.strip() or None)
             return self._close(session, action, decision, ActionState.VETOED)
 
     def acknowledge(self, session: Session, action_id: str, actor: str, *, team_id: str | None = None) -> Outcome:
         with _attempt("acknowledge", actor):
-            action = self._open_action(session, action_id, "acknowledge", {ActionState.PENDING, ActionState.SCHEDULED})
+            action = self._open_action(
+                session, action_id, "acknowledge", {ActionState.PENDING, ActionState.SCHEDULED}, team_id
+            )
             # Whoever the chain pings may take it, not only the approvers.
             if not is_listed_approver(
                 actor, [*action.approvers, *chains.chain_targets(session, action)], self.directory
@@ -153,7 +156,9 @@ class Decisions:
 
     # -- steps -------------------------------------------------------------------------
 
-    def _open_action(self, session: Session, action_id: str, kind: str, open_states: set[ActionState]) -> Action:
+    def _open_action(
+        self, session: Session, action_id: str, kind: str, open_states: set[ActionState], team_id: str | None = None
+    ) -> Action:
         action = session.scalars(
             select(Action)
             .where(Action.public_id == action_id)
@@ -162,6 +167,10 @@ class Decisions:
         ).first()
         if action is None:
             raise ActionNotFound(action_id)
+        task = session.get(Task, action.task_id)
+        if team_id is not None and task is not None and task.team_id is not None and task.team_id != team_id:
+            # Another workspace's action: say no more than that it is not found.
+            raise OtherWorkspace(action_id)
         if action.state not in OPEN_FOR_DECISION:
             raise AlreadyDecided(action.public_id, action.state, action.decided_by, action.decided_at)
         if action.state not in open_states:

@@ -83,6 +83,13 @@ class AlreadyDecided(DecisionRefused):
         super().__init__(action_id, f"action {action_id!r} is already {state}{who}{when}")
 
 
+class OtherWorkspace(DecisionRefused):
+    code = "other_workspace"
+
+    def __init__(self, action_id: str) -> None:
+        super().__init__(action_id, f"no action {action_id!r} in your workspace")
+
+
 class NotApplicable(DecisionRefused):
     code = "not_applicable"
 

@@ -217,15 +217,22 @@ class SlackApp:
         return self.post(body, "application/x-www-form-urlencoded", **kwargs)
 
     def click(
-        self, user: str, action_id: str, value: str, block_id: str, message_ts: str, channel: str = APPROVALS
+        self,
+        user: str,
+        action_id: str,
+        value: str,
+        block_id: str,
+        message_ts: str,
+        channel: str = APPROVALS,
+        team: str = TEAM,
     ) -> Response:
         return self.interact(
             {
                 "type": "block_actions",
                 "api_app_id": "A0APP",
                 "token": "legacy",
-                "user": {"id": user, "username": user.lower(), "team_id": TEAM},
-                "team": {"id": TEAM, "domain": "sandbox"},
+                "user": {"id": user, "username": user.lower(), "team_id": team},
+                "team": {"id": team, "domain": "sandbox"},
                 "container": {
                     "type": "message",
                     "message_ts": message_ts,

@@ -122,3 +122,13 @@ def test_refused_clicks_are_told_only_to_the_clicker_and_leave_the_card(slack_ap
     assert slack_app.actions()[0].state == "pending"
     with slack_app.services.sessions() as session:
         assert session.scalar(select(func.count()).select_from(Decision)) == 0
+
+
+def test_a_click_from_another_workspace_is_refused(slack_app: SlackApp) -> None:
+    action, card = _start(slack_app)
+    block_id, _ = decide_block(card.blocks)
+    assert slack_app.click(ALICE, "approve", action.public_id, block_id, card.ts, team="T0OTHERCO").status == 200
+    slack_app.settle()
+    assert "no action" in slack_app.slack.ephemerals(ALICE)[-1].text
+    assert slack_app.actions()[0].state == "pending"
+    assert shop_tools.CALLS[action.public_id] == 0
