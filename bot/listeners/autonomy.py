@@ -3,6 +3,8 @@ wrong" and "Looks right" on runs nobody approved."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from slack_bolt import App
 from sqlalchemy import select
 from sqlalchemy.orm import Session
@@ -26,38 +28,28 @@ def register(app: App, services: Services) -> None:
             raise BadPayload(f"nothing to decide for {public_id!r}")
         return config.task_types[name]
 
-    def promote(session: Session, click: Click) -> object:
-        return proposals.promote(
-            session,
-            click.value,
-            click.user,
-            task_type=task_type_of(session, Proposal, click.value),
-            admins=config.slack.admins,
-            directory=services.directory,
-            now=services.clock.now(),
-        )
+    def by_admin_or_witness(
+        decision: Callable[..., object], subject: type[Proposal] | type[Action]
+    ) -> Callable[[Session, Click], object]:
+        """Promote, Dismiss and "This was wrong" share their shape: the subject's task type,
+        the admins, the directory and the time go to the domain, which checks who may."""
 
-    def dismiss(session: Session, click: Click) -> object:
-        return proposals.dismiss(
-            session,
-            click.value,
-            click.user,
-            task_type=task_type_of(session, Proposal, click.value),
-            admins=config.slack.admins,
-            directory=services.directory,
-            now=services.clock.now(),
-        )
+        def call(session: Session, click: Click) -> object:
+            return decision(
+                session,
+                click.value,
+                click.user,
+                task_type=task_type_of(session, subject, click.value),
+                admins=config.slack.admins,
+                directory=services.directory,
+                now=services.clock.now(),
+            )
 
-    def report(session: Session, click: Click) -> object:
-        return proposals.report_incident(
-            session,
-            click.value,
-            click.user,
-            task_type=task_type_of(session, Action, click.value),
-            admins=config.slack.admins,
-            directory=services.directory,
-            now=services.clock.now(),
-        )
+        return call
+
+    promote = by_admin_or_witness(proposals.promote, Proposal)
+    dismiss = by_admin_or_witness(proposals.dismiss, Proposal)
+    report = by_admin_or_witness(proposals.report_incident, Action)
 
     def looks_right(session: Session, click: Click) -> object:
         action = session.scalars(select(Action).where(Action.public_id == click.value)).first()
