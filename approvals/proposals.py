@@ -130,6 +130,40 @@ def dismiss(
     return proposal
 
 
+def _witnessed_run(
+    session: Session,
+    action_id: str,
+    actor: str,
+    *,
+    task_type: TaskTypeConfig,
+    admins: Sequence[str],
+    directory: Directory,
+    now: datetime,
+) -> Action:
+    """The run `actor` may vouch for or report: a succeeded action, recent enough, seen by an
+    approver, an admin or its requester."""
+    action = session.scalars(
+        select(Action).where(Action.public_id == action_id).with_for_update().execution_options(populate_existing=True)
+    ).first()
+    if action is None:
+        raise ActionNotFound(action_id)
+    people = [*action.approvers, *admins, *([action.requester] if action.requester else [])]
+    if not is_listed_approver(actor, people, directory):
+        raise ProposalRefused(
+            action_id, f"{actor} may not review action {action_id!r}: approvers, admins and the requester may"
+        )
+    if action.state != "succeeded":
+        raise ProposalRefused(action_id, f"action {action_id!r} is {action.state}: only a run can be reviewed")
+    if action.outcome == INCIDENT:
+        raise ProposalRefused(action_id, f"action {action_id!r} was already reported as wrong")
+    ran_at = action.outcome_at or action.updated_at
+    if now - ran_at > task_type.graduation.incident_window:
+        raise ProposalRefused(
+            action_id, f"action {action_id!r} ran at {ran_at.isoformat(timespec='minutes')}, too long ago to review"
+        )
+    return action
+
+
 def report_incident(
     session: Session,
     action_id: str,
@@ -142,26 +176,7 @@ def report_incident(
     note: str | None = None,
 ) -> Action:
     """ "This was wrong": the run becomes an incident; its task type drops to hitl, frozen."""
-    action = session.scalars(
-        select(Action).where(Action.public_id == action_id).with_for_update().execution_options(populate_existing=True)
-    ).first()
-    if action is None:
-        raise ActionNotFound(action_id)
-    people = [*action.approvers, *admins, *([action.requester] if action.requester else [])]
-    if not is_listed_approver(actor, people, directory):
-        raise ProposalRefused(
-            action_id, f"{actor} may not report action {action_id!r}: approvers, admins and the requester may"
-        )
-    if action.state != "succeeded":
-        raise ProposalRefused(action_id, f"action {action_id!r} is {action.state}: only a run can be reported")
-    if action.outcome == INCIDENT:
-        raise ProposalRefused(action_id, f"action {action_id!r} was already reported as wrong")
-    ran_at = action.outcome_at or action.updated_at
-    if now - ran_at > task_type.graduation.incident_window:
-        raise ProposalRefused(
-            action_id,
-            f"action {action_id!r} ran at {ran_at.isoformat(timespec='minutes')}, too long ago to count as an incident",
-        )
+    action = _witnessed_run(session, action_id, actor, task_type=task_type, admins=admins, directory=directory, now=now)
     session.add(
         Decision(action_id=action.id, kind="incident", actor=actor, params_hash=action.params_hash, note=note, at=now)
     )
@@ -176,4 +191,28 @@ def report_incident(
         messages=[transitions.Message("action.updated")],
     )
     autonomy.demote_for_incident(session, action.task_type, task_type, now, admins)
+    return action
+
+
+def looks_right(
+    session: Session,
+    action_id: str,
+    actor: str,
+    *,
+    task_type: TaskTypeConfig,
+    admins: Sequence[str],
+    directory: Directory,
+    now: datetime,
+) -> Action:
+    """A spot check came back fine: on the record, once per person."""
+    action = _witnessed_run(session, action_id, actor, task_type=task_type, admins=admins, directory=directory, now=now)
+    already = session.scalars(
+        select(Decision.id).where(
+            Decision.action_id == action.id, Decision.actor == actor, Decision.kind == "review_ok"
+        )
+    ).first()
+    if already is not None:
+        raise ProposalRefused(action_id, f"{actor} already said action {action_id!r} looks right")
+    session.add(Decision(action_id=action.id, kind="review_ok", actor=actor, params_hash=action.params_hash, at=now))
+    transitions.record(session, action, "action.reviewed", actor=actor, now=now, note="looks right")
     return action

@@ -54,6 +54,11 @@ class Server:
         if path == "/slack/events":
             if method != "POST":
                 return _json(start_response, 405, {"error": "POST only"})
+            stamp = environ.get("HTTP_X_SLACK_REQUEST_TIMESTAMP")
+            if stamp is not None and not stamp.isdigit():
+                # Slack always sends a Unix time. slack_sdk's verifier raises on anything else,
+                # and a raise is not a refusal: answer 401 here, before Bolt sees the body.
+                return _json(start_response, 401, {"error": "invalid request timestamp"})
             try:
                 return self.slack(environ, start_response)
             except Exception:  # Bolt assumes well-formed payloads; anything else is the sender's

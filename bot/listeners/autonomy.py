@@ -10,13 +10,12 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from approvals import proposals
-from approvals.errors import ActionNotFound
 from bot import action_ids
 from bot.listeners.actions import decision_listener
 from bot.listeners.payloads import BadPayload, Click
 from bot.services import Services
 from core.config import TaskTypeConfig
-from core.models import Action, Decision, Proposal
+from core.models import Action, Proposal
 
 
 def register(app: App, services: Services) -> None:
@@ -51,20 +50,7 @@ def register(app: App, services: Services) -> None:
     dismiss = by_admin_or_witness(proposals.dismiss, Proposal)
     report = by_admin_or_witness(proposals.report_incident, Action)
 
-    def looks_right(session: Session, click: Click) -> object:
-        action = session.scalars(select(Action).where(Action.public_id == click.value)).first()
-        if action is None:
-            raise ActionNotFound(click.value)
-        session.add(
-            Decision(
-                action_id=action.id,
-                kind="review_ok",
-                actor=click.user,
-                params_hash=action.params_hash,
-                at=services.clock.now(),
-            )
-        )
-        return action
+    looks_right = by_admin_or_witness(proposals.looks_right, Action)
 
     app.action(action_ids.PROMOTE)(decision_listener(services, promote))
     app.action(action_ids.DISMISS)(decision_listener(services, dismiss))

@@ -8,7 +8,7 @@ from datetime import timedelta
 
 from sqlalchemy import select
 
-from core.models import Action, AutonomyState
+from core.models import Action, AutonomyState, Decision
 from tests.approvals import shop_tools
 from tests.bot.slack_app import ADMIN, ADMINS, ALICE, APPROVALS, BOB, REQUESTER, SlackApp, decide_block
 
@@ -91,3 +91,19 @@ def test_an_incident_on_an_autonomous_receipt_demotes_to_hitl_and_freezes_promot
         assert session.scalars(select(Action.outcome).where(Action.id == ran.id)).one() == "incident"
     assert any("*hitl*" in m.text and "incident" in m.text for m in slack.messages(APPROVALS))
     assert _run(slack_app, "run lookup Where is order 78?").state == "pending"
+
+
+def test_spot_checks_and_reports_are_for_people_who_saw_the_run(slack_app: SlackApp) -> None:
+    ran = _run(slack_app, "run lookup Where is order 79?")
+    receipt = slack_app.card(ran)
+    assert _click(slack_app, "U0STRANGER", "review_ok", ran.public_id, receipt) == 200
+    assert _click(slack_app, "U0STRANGER", "report_incident", ran.public_id, receipt) == 200
+    slack_app.settle()
+    with slack_app.services.sessions() as session:
+        kinds = session.scalars(select(Decision.kind).where(Decision.action_id == ran.id)).all()
+    assert kinds == []
+    assert _level(slack_app, "lookup") == "auto"
+    assert _click(slack_app, BOB, "review_ok", ran.public_id, receipt) == 200
+    slack_app.settle()
+    with slack_app.services.sessions() as session:
+        assert session.scalars(select(Decision.kind).where(Decision.action_id == ran.id)).all() == ["review_ok"]

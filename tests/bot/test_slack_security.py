@@ -7,10 +7,11 @@ import time
 import urllib.parse
 
 import pytest
+from slack_sdk.signature import SignatureVerifier
 from sqlalchemy import func, select
 
 from core.models import AuditEvent, Decision, Task
-from tests.bot.slack_app import ALICE, REQUESTER, SlackApp, decide_block
+from tests.bot.slack_app import ALICE, REQUESTER, SECRET, SlackApp, decide_block
 
 
 def _nothing_written(app: SlackApp) -> None:
@@ -100,3 +101,16 @@ def test_a_truncated_click_on_a_real_card_changes_nothing(slack_app: SlackApp) -
     body = b"payload=" + urllib.parse.quote(payload[: len(payload) // 2]).encode()
     assert slack_app.post(body, "application/x-www-form-urlencoded").status < 500
     assert slack_app.actions()[0].state == "pending"
+
+
+@pytest.mark.parametrize("stamp", ["", "abc", "1e10", "-1", "17000000000.5"])
+def test_a_timestamp_that_is_not_unix_time_is_refused_even_when_signed_over_it(slack_app: SlackApp, stamp: str) -> None:
+    body = _command_body()
+    signature = SignatureVerifier(SECRET).generate_signature(timestamp=stamp, body=body.decode())
+    reply = slack_app.post(
+        body,
+        "application/x-www-form-urlencoded",
+        headers={"X-Slack-Request-Timestamp": stamp, "X-Slack-Signature": signature},
+    )
+    assert reply.status == 401
+    _nothing_written(slack_app)
