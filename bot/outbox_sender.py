@@ -14,6 +14,7 @@ from __future__ import annotations
 import logging
 import random
 import time
+from dataclasses import replace
 from datetime import timedelta
 from typing import Any
 
@@ -43,6 +44,12 @@ CARD_KINDS = frozenset(
         "action.expired",
     }
 )
+EVENT_STATES = {
+    "task.resumed": "running",
+    "task.stalled": "stalled",
+    "task.paused": "paused",
+    "task.choose_type": "paused",
+}
 RESULT_KINDS = frozenset({"action.succeeded", "action.failed", "action.unknown"})
 # Slack errors that no retry will fix: the message is dropped, with the reason recorded.
 PERMANENT = frozenset(
@@ -274,6 +281,10 @@ class OutboxSender:
             candidates = tuple(payload.get("candidates") or ())
             view = task_view(task, kind=payload.get("kind"), candidates=candidates)
             channel, thread_ts = self._task_home(session, task)
+        # A task message tells of its event, even when delivered after the task moved on: a
+        # "resumed" sent after the task finished must not repeat the final answer.
+        if kind in EVENT_STATES:
+            view = replace(view, state=EVENT_STATES[kind], reason=payload.get("reason", view.reason))
         if kind == "task.started":
             return self._post(channel, f"Working on it: `{task_id}`.", None, thread_ts)
         text, blocks = task_message(view)

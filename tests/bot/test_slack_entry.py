@@ -5,9 +5,11 @@ from __future__ import annotations
 
 import json
 import urllib.request
+from datetime import timedelta
 
 from sqlalchemy import func, select
 
+from core import outbox
 from core.models import Task
 from tests.bot.slack_app import ALICE, API_TOKEN, APPROVALS, REQUESTER, TOKEN, SlackApp
 
@@ -95,3 +97,23 @@ def test_the_task_api_needs_the_bearer_token_and_a_valid_body(slack_app: SlackAp
     assert body == {"task_id": task.public_id}
     with slack_app.services.sessions() as session:
         assert session.scalar(select(func.count()).select_from(Task)) == 1
+
+
+def test_a_task_message_tells_of_its_event_even_when_delivered_late(slack_app: SlackApp) -> None:
+    slack_app.command(REQUESTER, "run refund Refund order 1234")
+    slack_app.settle()
+    [task] = _tasks(slack_app)
+    with slack_app.services.sessions.begin() as session:  # a "resumed" notice still queued when the task ends
+        row = session.get(Task, task.id)
+        row.state, row.final_text = "succeeded", "Refunded."
+        outbox.enqueue(
+            session,
+            "task.resumed",
+            task.public_id,
+            {"task_id": task.public_id},
+            slack_app.clock.now() - timedelta(seconds=1),
+        )
+    slack_app.settle()
+    texts = [m.text for m in slack_app.slack.messages(APPROVALS) if m.thread_ts is None]
+    assert f"refund task {task.public_id}: resumed" in texts
+    assert f"refund task {task.public_id}: done" not in texts  # it is not "done" twice
