@@ -315,14 +315,18 @@ def _attempt(kind: str, actor: str) -> Iterator[None]:
         raise
 
 
-def decide(sessions: sessionmaker[Session], clock: Clock, call: Callable[[Session], T]) -> T:
+def decide(
+    sessions: sessionmaker[Session], clock: Clock, call: Callable[[Session], T], *, actor: str | None = None
+) -> T:
     """Run one decision in its own transaction. A refusal is recorded in the audit ledger
-    (its only write) and then re-raised for the caller to show the person."""
+    (its only write), attributed to `actor` when the refusal does not name one, and then
+    re-raised for the caller to show the person."""
     with sessions() as session:
         try:
             with session.begin():
                 return call(session)
         except DecisionRefused as refusal:
+            refusal.actor = refusal.actor or actor
             with session.begin():
                 record_refusal(session, refusal, clock)
             raise

@@ -32,7 +32,7 @@ def decision_listener(services: Services, call: Callable[[Session, Click], objec
     def listener(ack: Ack, body: dict[str, Any], respond: Respond) -> None:
         try:
             click = click_from(body)
-            decide(services.sessions, services.clock, lambda session: call(session, click))
+            decide(services.sessions, services.clock, lambda session: call(session, click), actor=click.user)
         except (DecisionRefused, ActionNotFound, BadPayload) as refusal:
             ack()
             tell(services, respond, str(refusal), clicker(body))
