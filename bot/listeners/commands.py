@@ -13,6 +13,7 @@ from sqlalchemy.orm import Session
 from agent.tasks import TaskError, submit_task
 from approvals.autonomy import describe
 from bot.blocks.text import escape, help_text
+from bot.listeners.payloads import slack_id
 from bot.services import Services
 from core.models import Action, AuditEvent, Task
 
@@ -25,7 +26,10 @@ def register(app: App, services: Services) -> None:
     def countersign(ack: Ack, command: dict[str, Any]) -> None:
         text = (command.get("text") or "").strip()
         verb, _, rest = text.partition(" ")
-        user = command.get("user_id") or ""
+        user = slack_id(command.get("user_id"))
+        if user is None:  # Slack always says who typed it; without that nobody could be kept from approving
+            ack(text="This command came without a user; nothing was started.")
+            return
         handler = {"run": _run, "status": _status, "autonomy": _autonomy, "audit": _audit}.get(verb.lower())
         if handler is None:
             ack(text=_help(services, "" if verb.lower() in ("", "help") else f"I don't know `{escape(verb)}`."))

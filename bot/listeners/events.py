@@ -15,6 +15,7 @@ from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 
 from agent.tasks import TaskError, submit_task
+from bot.listeners.payloads import slack_id
 from bot.presenter import publish_home
 from bot.services import Services
 from core import outbox
@@ -33,9 +34,10 @@ def register(app: App, services: Services) -> None:
         first, _, rest = text.partition(" ")
         task_type = first if first in services.config.task_types else None
         request = rest.strip() if task_type else text
-        event_id, channel = body.get("event_id"), event.get("channel")
+        event_id, channel, user = body.get("event_id"), slack_id(event.get("channel")), slack_id(event.get("user"))
         thread_ts = event.get("thread_ts") or event.get("ts")
-        if not event_id or not channel or not request:
+        if not isinstance(event_id, str) or len(event_id) > 64 or not channel or not user or not request:
+            log.info("mention without a usable event id, channel or user: ignored")
             return
         now = services.clock.now()
         try:
@@ -49,7 +51,7 @@ def register(app: App, services: Services) -> None:
                     task_type,
                     request,
                     now=now,
-                    requester=event.get("user"),
+                    requester=user,
                     team_id=body.get("team_id"),
                     channel=channel,
                     thread_ts=thread_ts,

@@ -3,10 +3,18 @@
 from __future__ import annotations
 
 import json
+import re
 from dataclasses import dataclass
 from typing import Any
 
 from bot.blocks.card import params_hash_from_block_id
+
+SLACK_ID = re.compile(r"^[A-Z0-9][A-Z0-9_]{1,31}$")
+
+
+def slack_id(value: Any) -> str | None:
+    """`value` if it looks like a Slack id (user, channel, team), else None."""
+    return value if isinstance(value, str) and SLACK_ID.match(value) else None
 
 
 class BadPayload(ValueError):

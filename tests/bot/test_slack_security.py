@@ -114,3 +114,18 @@ def test_a_timestamp_that_is_not_unix_time_is_refused_even_when_signed_over_it(s
     )
     assert reply.status == 401
     _nothing_written(slack_app)
+
+
+def test_a_signed_command_without_a_user_starts_nothing(slack_app: SlackApp) -> None:
+    body = urllib.parse.urlencode(
+        {
+            "command": "/countersign",
+            "text": "run refund Refund order 1",
+            "team_id": "T0SANDBOX",
+            "channel_id": "C0APPROVALS",
+        }
+    ).encode()
+    reply = slack_app.post(body, "application/x-www-form-urlencoded")
+    assert reply.status == 200
+    assert "without a user" in reply.body
+    _nothing_written(slack_app)

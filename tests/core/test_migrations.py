@@ -8,7 +8,7 @@ from alembic.runtime.migration import MigrationContext
 from core.models import Base
 
 # Tables the test suite creates for its own sample tools, not part of the schema.
-TEST_ONLY_TABLES = {"sample_effects"}
+TEST_ONLY_TABLES = {"sample_effects", "replica_calls"}
 
 
 def _ours(name: str | None, kind: str, _parent: Any) -> bool:
