@@ -169,6 +169,9 @@ class Harness:
         with make_sessionmaker(self.engine)() as session:
             return session.scalars(select(Task.state).where(Task.public_id == task_id)).one()
 
+    def finished(self, task_id: str) -> None:
+        self.until(lambda: self.task_state(task_id) == "succeeded", f"task {task_id} to succeed")
+
     def until(self, condition: Callable[[], bool], what: str) -> None:
         wait_for(condition, what, [self.server], WAIT_S)
 
@@ -212,7 +215,7 @@ class Harness:
             ).all()
         return [actor for actor, data in events if (data or {}).get("code") == code]
 
-    def last_refusals(self, count: int = 3) -> list[tuple[str, str, Any, str | None]]:
+    def last_refusals(self, count: int = 3) -> list[tuple[Any, ...]]:
         """The latest refusals in the ledger: (actor, action, data, note)."""
         with make_sessionmaker(self.engine)() as session:
             rows = session.execute(
@@ -221,7 +224,7 @@ class Harness:
                 .order_by(AuditEvent.seq.desc())
                 .limit(count)
             ).all()
-        return [tuple(row) for row in rows]  # type: ignore[misc]
+        return [tuple(row) for row in rows]
 
     def told(self, user: str, words: str) -> bool:
         return any(words in e.text for e in self.slack.ephemerals(user))
@@ -289,7 +292,7 @@ def non_admin_promotion(h: Harness) -> Verdict:
         reply = click(h.server, h.slack, BOB, h.card(action.public_id), "approve")
         if reply.status != 200:
             raise ChaosFailure(f"Bob's approval answered {reply.status}")
-        h.until(lambda task_id=task_id: h.task_state(task_id) == "succeeded", f"flag task {number} done")
+        h.finished(task_id)
 
     def proposal() -> Message | None:
         found = [m for m in h.slack.messages(ADMINS) if button_on(m, "promote") is not None]
@@ -316,7 +319,7 @@ def out_of_scope_tool(h: Harness) -> Verdict:
     h.quiet()
     before = h.facts()
     task_id = h.run(REQUESTER, "run refund OUT-OF-SCOPE: refund order 3")
-    h.until(lambda: h.task_state(task_id) == "succeeded", "the out-of-scope task to end")
+    h.finished(task_id)
     actions = h.actions(task_id)
     called = tools.calls(h.engine)
     refused = [a for a in actions if a.state == "refused" and "not allowed" in (a.error or "")]

@@ -33,10 +33,10 @@ from contextlib import ExitStack
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from slack_sdk.signature import SignatureVerifier
 from sqlalchemy import func, select
 
 from bot.sandbox import SlackEmulator
+from bot.sandbox.signed import FORM, sign
 from chaos import tools
 from chaos.common import (
     API_TOKEN,
@@ -134,13 +134,7 @@ class Clickers:
 
     def _post(self, index: int, body: bytes) -> tuple[int | str, float]:
         conn = self._connection(index)
-        stamp = str(int(time.time()))
-        signature = SignatureVerifier(SECRET).generate_signature(timestamp=stamp, body=body.decode())
-        headers = {
-            "Content-Type": "application/x-www-form-urlencoded",
-            "X-Slack-Request-Timestamp": stamp,
-            "X-Slack-Signature": signature,
-        }
+        headers = {"Content-Type": FORM, **sign(SECRET, body)}
         began = time.perf_counter()
         try:
             conn.request("POST", "/slack/events", body, headers)

@@ -726,13 +726,6 @@ def keep_sqlite(source: str, target: Path) -> None:
         live.backup(copy)
 
 
-def ensure_package() -> None:
-    # The servers import `chaos._crash_support` by name; another change owns `chaos/__init__.py`.
-    init = Path(__file__).resolve().parent / "__init__.py"
-    if not init.exists():
-        init.touch()
-
-
 def main() -> int:
     parser = argparse.ArgumentParser(description=(__doc__ or "").split("\n\n")[0])
     parser.add_argument("--rounds", type=int, default=100, help="kill/restart rounds (default 100)")
@@ -746,7 +739,6 @@ def main() -> int:
     args = parser.parse_args()
     seed = args.seed if args.seed is not None else random.SystemRandom().randrange(1 << 32)
     rng = random.Random(seed)
-    ensure_package()
     began = time.monotonic()
     workdir = Path(tempfile.mkdtemp(prefix="cs-chaos-crash-"))
     with ExitStack() as stack:

@@ -10,20 +10,25 @@ model again, into the outage:
 - the first sixth of it answers 429 with `retry-after: --retry-after`,
 - the next quarter 529 (overloaded, no retry-after),
 - the rest (70 s of the default 120) holds each request for `--hang-seconds` (default 65 s,
-  past the SDK's 60 s timeout) or until the outage ends, then answers 504: timeouts.
+  past the SDK's 60 s timeout, so it gives up and retries) or until the outage ends: timeouts.
 
 The runner's own backoff spaces its attempts and stalls tasks that stay failing past
 `model.outage_limit` (`--outage-limit`, small so stalls happen). After the outage the fake
 answers again; within `--deadline-seconds` every task must have succeeded.
 
-Counted: lost (not succeeded by the deadline), failed, duplicate (a task with more than one
-action, or a tool run more than once), resumed (tasks that met the outage and then
-succeeded), stalled and stalled-then-resumed, model requests by phase.
+Counted: lost (not succeeded by the deadline, or no "done" message), failed, duplicate (a task
+with more than one action, a tool run more than once, or two "done" messages), resumed
+(tasks that met the outage and then succeeded), stalled and stalled-then-resumed, people told
+of each, model requests by phase, and `waited_past_limit_unstalled`: tasks that waited on the
+model longer than the outage limit without ever being marked stalled (the runner decides a
+stall only when a call fails, and one hung call holds its only agent thread for minutes).
 
     .venv/bin/python -m chaos.model_faults [--tasks 20] [--outage-seconds 120] [--outage-limit 10s]
 
-The issue's two-minute outage is the default; the run lasts about outage + settling (the
-runner's backoff is capped at 120 s, ±50 % jitter), so about 3 to 5 minutes.
+The issue's two-minute outage is the default; the whole run takes about 2.5 minutes (the
+deadline allows for the runner's backoff, capped at 120 s ±50 % jitter). `--logs DIR` keeps
+the server log and writes each task's audit trail, outbox rows and messages to
+`evidence.json` there.
 """
 
 from __future__ import annotations
@@ -34,17 +39,17 @@ import re
 import sys
 import threading
 import time
-import urllib.request
 from collections import Counter
 from collections.abc import Mapping
 from contextlib import ExitStack
 from dataclasses import dataclass, field
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
 from sqlalchemy import func, select
 
-from bot.sandbox import SlackEmulator
+from bot.sandbox import Message, SlackEmulator
 from chaos import tools
 from chaos.common import (
     ChaosFailure,
@@ -65,28 +70,31 @@ from chaos.common import (
     write_yaml,
 )
 from core.db import make_sessionmaker
+from core.durations import parse_duration
 from core.models import Action, AuditEvent, OutboxMessage, Task, TraceEvent
 from tests.fakes.anthropic_server import FakeAnthropic, text_block, tool_use_block
 
 NAME = "model_faults"
-CHANNEL = "C0MODEL"
+# Slack paces posts per channel: four task types, four channels, so the reports are not queued.
+CHANNELS = [f"C0MODEL{index}" for index in range(4)]
 REQUESTER, ALICE, BOB = "U0REQUESTER", "U0ALICE", "U0BOB"
-DRAIN_MODEL = "chaos-drain"  # requests this script sends itself, to use up leftover hangs
 
 
 def config(outage_limit: str) -> dict[str, object]:
     return {
-        "slack": {"approvals_channel": CHANNEL},
+        "slack": {"approvals_channel": CHANNELS[0]},
         "model": {"outage_limit": outage_limit},
         "tools": {"modules": ["chaos.tools"]},
         "task_types": {
-            "refund": {
+            f"refund{index}": {
                 "description": "Refunds while the model is down",
                 "instructions": "Refund broken orders.",
                 "tools": ["chaos_refund"],
                 "autonomy": "hitl",
                 "approvers": [ALICE, BOB],
+                "channel": channel,
             }
+            for index, channel in enumerate(CHANNELS)
         },
     }
 
@@ -106,66 +114,56 @@ def respond(body: Mapping[str, Any]) -> Mapping[str, Any]:
 
 @dataclass
 class Outage:
-    """The fake's outage, phase by phase, on its own thread."""
+    """The fake's outage, phase by phase, on its own thread; also the fake's responder, which
+    holds requests during the timeout phase."""
 
     fake: FakeAnthropic
     seconds: float
     retry_after: float
     hang_s: float
     phases: dict[str, tuple[float, float]] = field(default_factory=dict)  # name → (start, end), monotonic
-    hangs: int = 0
+    holds: int = 0
     restored_at: float = 0.0
+    _holding_until: float = 0.0
+    _over: threading.Event = field(default_factory=threading.Event)
+    _lock: threading.Lock = field(default_factory=threading.Lock)
 
     def run(self) -> None:
         began = time.monotonic()
         rate_limited, overloaded = began + self.seconds / 6, began + self.seconds * 5 / 12
+        end = began + self.seconds
         self.fake.unavailable(429, retry_after=self.retry_after)
         self._phase("429", began, rate_limited)
         self.fake.unavailable(529)
         self._phase("529", rate_limited, overloaded)
-        self.fake.restore()  # scripted hangs only: each request is held, then 504
-        end = began + self.seconds
-        while time.monotonic() < end:
-            if self.fake.pending == 0:
-                self.fake.hang(min(self.hang_s, max(0.1, end - time.monotonic())))
-                self.hangs += 1
-            time.sleep(0.02)
-        self.phases["timeout"] = (overloaded, end)
-        self._drain()
+        self._holding_until = end
+        self.fake.restore()  # requests reach `respond` again, which holds them until `end`
+        self._phase("timeout", overloaded, end)
+        self._over.set()  # requests still held are answered now
         self.restored_at = time.monotonic()
 
     def _phase(self, name: str, start: float, end: float) -> None:
         time.sleep(max(0.0, end - time.monotonic()))
         self.phases[name] = (start, end)
 
-    def _drain(self) -> None:
-        """Use up a hang queued but not taken, so that nothing is held after the outage."""
-        for _ in range(self.fake.pending):
-            threading.Thread(target=_drain_request, args=(self.fake.url,), daemon=True).start()
-        deadline = time.monotonic() + 5
-        while self.fake.pending and time.monotonic() < deadline:
-            time.sleep(0.02)
-
-
-def _drain_request(url: str) -> None:
-    body = json.dumps({"model": DRAIN_MODEL, "max_tokens": 1, "messages": [{"role": "user", "content": "drain"}]})
-    request = urllib.request.Request(  # noqa: S310 - the fake on loopback
-        url + "/v1/messages",
-        data=body.encode(),
-        method="POST",
-        headers={"x-api-key": "chaos", "anthropic-version": "2023-06-01", "content-type": "application/json"},
-    )
-    try:
-        with urllib.request.urlopen(request, timeout=120):  # noqa: S310 - the fake on loopback
-            pass
-    except OSError:
-        pass  # a 504 after the hang, or the fake closing: either way the hang is used up
+    def respond(self, body: Mapping[str, Any]) -> Mapping[str, Any]:
+        """Hold a request for `hang_s` (past the SDK's timeout, so it gives up and retries) or
+        until the outage ends, whichever is first; then answer as the model does."""
+        held = min(self.hang_s, self._holding_until - time.monotonic())
+        if held > 0 and not self._over.is_set():
+            with self._lock:
+                self.holds += 1
+            self._over.wait(held)
+        return respond(body)
 
 
 def start_tasks(server: Server, slack: SlackEmulator, count: int) -> list[str]:
     task_ids = []
     for number in range(count):
-        reply = command(server, slack, REQUESTER, CHANNEL, f"run refund Refund order {number}, it arrived broken")
+        index = number % len(CHANNELS)
+        reply = command(
+            server, slack, REQUESTER, CHANNELS[index], f"run refund{index} Refund order {number}, it's broken"
+        )
         found = re.search(r"Started `([^`]+)`", reply.body)
         if reply.status != 200 or not found:
             raise ChaosFailure(f"the command answered {reply.status}: {reply.body[:200]}")
@@ -176,7 +174,7 @@ def start_tasks(server: Server, slack: SlackEmulator, count: int) -> list[str]:
 def approve_all(server: Server, slack: SlackEmulator, count: int) -> int:
     """Approve every card in the channel once; how many were approved."""
     approved = 0
-    for message in slack.messages(CHANNEL):
+    for message in messages(slack):
         if message.thread_ts is None and button_on(message, "approve") is not None:
             reply = click(server, slack, (ALICE, BOB)[approved % 2], message, "approve")
             if reply.status != 200:
@@ -188,7 +186,16 @@ def approve_all(server: Server, slack: SlackEmulator, count: int) -> int:
 
 
 def count_cards(slack: SlackEmulator) -> int:
-    return sum(1 for m in slack.messages(CHANNEL) if m.thread_ts is None and button_on(m, "approve") is not None)
+    return sum(1 for m in messages(slack) if m.thread_ts is None and button_on(m, "approve") is not None)
+
+
+def messages(slack: SlackEmulator) -> list[Message]:
+    return [message for channel in CHANNELS for message in slack.messages(channel)]
+
+
+def about(text: str) -> str:
+    """`task tsk_…: done` of `refund2 task tsk_…: done`: what a task message says, whatever the type."""
+    return text.split(" ", 1)[-1]
 
 
 def dump(path: Path, url: str, slack: SlackEmulator, task_ids: list[str]) -> None:
@@ -206,12 +213,12 @@ def dump(path: Path, url: str, slack: SlackEmulator, task_ids: list[str]) -> Non
             ).all()
     finally:
         engine.dispose()
-    messages = slack.messages(CHANNEL)
+    posted = messages(slack)
     evidence = {
         task: {
             "audit": [f"{at:%H:%M:%S.%f} {kind}" for t, kind, at in audit if t == task],
             "outbox": [f"{at:%H:%M:%S.%f} {kind}" for key, kind, at in rows if key == task],
-            "messages": [f"{m.ts} {m.text}" for m in messages if task in m.text],
+            "messages": [f"{m.ts} {m.text}" for m in posted if task in m.text],
         }
         for task in task_ids
     }
@@ -219,7 +226,7 @@ def dump(path: Path, url: str, slack: SlackEmulator, task_ids: list[str]) -> Non
 
 
 def report(
-    url: str, slack: SlackEmulator, fake: FakeAnthropic, outage: Outage, task_ids: list[str]
+    url: str, slack: SlackEmulator, fake: FakeAnthropic, outage: Outage, task_ids: list[str], limit: timedelta
 ) -> tuple[dict[str, object], bool]:
     engine = reader(url, 1)
     try:
@@ -245,9 +252,9 @@ def report(
                 )
             )
             events = session.execute(
-                select(AuditEvent.task_id, AuditEvent.kind).where(
-                    AuditEvent.kind.in_(["task.stalled", "task.model_available"])
-                )
+                select(AuditEvent.task_id, AuditEvent.kind, AuditEvent.at)
+                .where(AuditEvent.kind.in_(["task.stalled", "task.model_available", "task.running", "task.succeeded"]))
+                .order_by(AuditEvent.seq)
             ).all()
             told = Counter(
                 kind
@@ -262,21 +269,24 @@ def report(
         ledger_ok, ledger = ledger_report(engine)
     finally:
         engine.dispose()
-    stalled = {task for task, kind in events if kind == "task.stalled"}
-    back = {task for task, kind in events if kind == "task.model_available"}
-    posted = Counter(m.text for m in slack.messages(CHANNEL) if m.thread_ts is None)
-    lost = [t for t in task_ids if tasks.get(t) != "succeeded" or not posted[f"refund task {t}: done"]]
+    stalled = {task for task, kind, _ in events if kind == "task.stalled"}
+    back = {task for task, kind, _ in events if kind == "task.model_available"}
+    # Waiting on the model from its resume (task.running) to its answer (task.succeeded): past the
+    # outage limit, the README says the task is stalled and people are told.
+    needed = {task: at for task, kind, at in events if kind == "task.running"}
+    answered = {task: at for task, kind, at in events if kind == "task.succeeded"}
+    unnoticed = [
+        t for t in task_ids if t in needed and t in answered and answered[t] - needed[t] > limit and t not in stalled
+    ]
+    posted = Counter(about(m.text) for m in messages(slack) if m.thread_ts is None)
+    lost = [t for t in task_ids if tasks.get(t) != "succeeded" or not posted[f"task {t}: done"]]
     duplicate = [t for t in task_ids if actions_per_task[t] != 1] + [k for k, n in calls.items() if n > 1]
     duplicate += [
-        f"{t}: {posted[f'refund task {t}: done']} 'done' messages"
-        for t in task_ids
-        if posted[f"refund task {t}: done"] > 1
+        f"{t}: {posted[f'task {t}: done']} 'done' messages" for t in task_ids if posted[f"task {t}: done"] > 1
     ]
     resumed = [t for t in task_ids if errors_per_task[t] and tasks.get(t) == "succeeded"]
     by_phase: Counter[str] = Counter()
     for request in fake.requests:
-        if request.body.get("model") == DRAIN_MODEL:
-            continue
         phase = next((name for name, (a, b) in outage.phases.items() if a <= request.received_at < b), None)
         by_phase[phase or ("after" if request.received_at >= outage.restored_at else "before")] += 1
     for task in lost[:5]:
@@ -294,9 +304,10 @@ def report(
         "met_outage": sum(1 for t in task_ids if errors_per_task[t]),
         "stalled": len(stalled),
         "stalled_resumed": len(stalled & back),
+        "waited_past_limit_unstalled": len(unnoticed),
         "told_stalled": told["task.stalled"],
         "told_resumed": told["task.resumed"],
-        "resumed_messages": sum(posted[f"refund task {t}: resumed"] for t in task_ids),
+        "resumed_messages": sum(posted[f"task {t}: resumed"] for t in task_ids),
         "model_errors": sum(errors_per_task.values()),
         "requests": json.dumps(dict(by_phase), separators=(",", ":")),
         "ledger": "ok" if ledger_ok else "BROKEN",
@@ -320,15 +331,15 @@ def main() -> int:
     with (
         database(args.backend, "model") as url,
         workspace(args.logs, "model") as workdir,
-        emulator([CHANNEL], [REQUESTER, ALICE, BOB]) as slack,
+        emulator(CHANNELS, [REQUESTER, ALICE, BOB]) as slack,
         FakeAnthropic() as fake,
         ExitStack() as stack,
     ):
-        fake.respond_with(respond)
+        outage = Outage(fake, args.outage_seconds, args.retry_after, args.hang_seconds)
+        fake.respond_with(outage.respond)
         env = serve_env(
             url, write_yaml(workdir, "countersign.yml", config(args.outage_limit)), slack, anthropic_url=fake.url
         )
-        outage = Outage(fake, args.outage_seconds, args.retry_after, args.hang_seconds)
         server: Server | None = None
         try:
             server = stack.enter_context(serving("serve", env, workdir))
@@ -368,10 +379,10 @@ def main() -> int:
             if server is not None:
                 note(NAME, f"--- server log\n{server.output()}")
             return summary(NAME, {"error": json.dumps(str(exc))}, False)
-        fields, passed = report(url, slack, fake, outage, task_ids)
+        fields, passed = report(url, slack, fake, outage, task_ids, parse_duration(args.outage_limit))
         if args.logs is not None:
             dump(args.logs / "evidence.json", url, slack, task_ids)
-        fields["hangs"] = outage.hangs
+        fields["held"] = outage.holds
         fields["ended_after_restore"] = f"{recovered_s:.0f}s"
         fields["seconds"] = f"{time.monotonic() - began:.0f}"
         return summary(NAME, fields, passed)

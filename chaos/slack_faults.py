@@ -39,6 +39,7 @@ import sys
 import threading
 import time
 from collections import Counter
+from collections.abc import Callable
 from contextlib import ExitStack
 from dataclasses import dataclass
 from itertools import pairwise
@@ -124,7 +125,7 @@ class Faults:
 
     def cycle(self, slack: SlackEmulator, stop: threading.Event) -> None:
         """One cycle of every fault, spread over CYCLE_S seconds (stops early when told)."""
-        steps = [
+        steps: list[tuple[float, Callable[[], None], str]] = [
             (3.0, lambda: slack.fail_for(6, status=429, retry_after=2), "429_window"),
             (10.0, lambda: slack.fail_for(5, status=500), "500_window"),
             (16.0, lambda: slack.hang(None, self.hang_s, times=2), "hang_any"),
