@@ -46,6 +46,20 @@ def _open_proposal(session: Session, proposal_id: str) -> Proposal:
     return proposal
 
 
+def _admins_proposal(
+    session: Session, proposal_id: str, actor: str, admins: Sequence[str], directory: Directory
+) -> Proposal:
+    """The open proposal `actor` may decide: only admins decide proposals."""
+    if not is_listed_approver(actor, list(admins), directory):
+        raise NotAnAdmin(proposal_id, actor)
+    return _open_proposal(session, proposal_id)
+
+
+def _announce(session: Session, proposal: Proposal, now: datetime) -> None:
+    """Update the proposal's card (signatures, outcome)."""
+    outbox.enqueue(session, "autonomy.proposal_decided", proposal.public_id, {"proposal_id": proposal.public_id}, now)
+
+
 def promote(
     session: Session,
     proposal_id: str,
@@ -57,9 +71,7 @@ def promote(
     now: datetime,
 ) -> Proposal:
     """Sign a proposal; with enough distinct admins' signatures the level goes up one step."""
-    if not is_listed_approver(actor, list(admins), directory):
-        raise NotAnAdmin(proposal_id, actor)
-    proposal = _open_proposal(session, proposal_id)
+    proposal = _admins_proposal(session, proposal_id, actor, admins, directory)
     if actor in proposal.signatures:
         raise ProposalRefused(proposal_id, f"{actor} already signed; it needs {proposal.needed} distinct admins")
     proposal.signatures = [*proposal.signatures, actor]
@@ -76,7 +88,7 @@ def promote(
         ),
     )
     if len(proposal.signatures) < proposal.needed:
-        outbox.enqueue(session, "autonomy.proposal_decided", proposal.public_id, {"proposal_id": proposal_id}, now)
+        _announce(session, proposal, now)
         return proposal
     state = autonomy.state_for(session, proposal.task_type, task_type, now)
     if state.level != proposal.from_level:
@@ -94,7 +106,7 @@ def promote(
         reason=f"promoted by {signers} on proposal {proposal.public_id}",
         probation=task_type.graduation.probation,
     )
-    outbox.enqueue(session, "autonomy.proposal_decided", proposal.public_id, {"proposal_id": proposal_id}, now)
+    _announce(session, proposal, now)
     return proposal
 
 
@@ -108,9 +120,7 @@ def dismiss(
     directory: Directory,
     now: datetime,
 ) -> Proposal:
-    if not is_listed_approver(actor, list(admins), directory):
-        raise NotAnAdmin(proposal_id, actor)
-    proposal = _open_proposal(session, proposal_id)
+    proposal = _admins_proposal(session, proposal_id, actor, admins, directory)
     proposal.state, proposal.decided_by, proposal.decided_at = "dismissed", actor, now
     state = autonomy.state_for(session, proposal.task_type, task_type, now)
     state.cooldown_until = now + task_type.graduation.cooldown
@@ -126,7 +136,7 @@ def dismiss(
             note=f"no new proposal before {state.cooldown_until.isoformat()}",
         ),
     )
-    outbox.enqueue(session, "autonomy.proposal_decided", proposal.public_id, {"proposal_id": proposal_id}, now)
+    _announce(session, proposal, now)
     return proposal
 
 
