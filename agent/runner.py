@@ -412,6 +412,36 @@ class AgentRunner:
                 for name, value in values.items():
                     setattr(task, name, value)
 
+    def stall_overdue(self, *, batch: int = 100) -> int:
+        """Mark stalled the running tasks due for a model call longer than the outage limit: a call
+        that hangs (or a backlog behind it) holds a task without any call failing, and its people
+        must hear of it all the same. A task stalled here resumes on its next answer."""
+        now = self.clock.now()
+        limit = self.config.model.outage_limit
+        with self.sessions.begin() as session:
+            overdue = session.scalars(
+                select(Task)
+                .where(Task.state == TaskState.RUNNING, Task.next_step_at <= now - limit)
+                .order_by(Task.next_step_at, Task.id)
+                .limit(batch)
+                .with_for_update(skip_locked=True)
+            ).all()
+            for task in overdue:
+                since = task.unavailable_since or task.next_step_at or now
+                reason = f"paused: no answer from the model since {since.isoformat(timespec='seconds')}"
+                move(
+                    session,
+                    task,
+                    TaskState.STALLED,
+                    actor=SYSTEM,
+                    now=now,
+                    note=reason,
+                    values={"unavailable_since": since},
+                    message="task.stalled",
+                    payload={"reason": reason, "kind": "model_unavailable"},
+                )
+        return len(overdue)
+
     def _finish_failed(self, task_id: int, reason: str) -> None:
         now = self.clock.now()
         with self.sessions.begin() as session:

@@ -4,21 +4,28 @@ Rows are claimed with a short lease (never holding a transaction open across an 
 call), oldest first, and only the oldest undelivered row of each ordering key (one card, one
 task) is eligible, so each card's messages arrive in order. slack_sdk's retry handlers
 absorb short 429/5xx/connection blips; a longer outage leaves the row for a later attempt
-with backoff (or Slack's `Retry-After`). Messages are never lost; a post whose success Slack
-reported but we could not record may be repeated (chat.postMessage has no idempotency key).
-Every card is rendered from the action's current state, so a late update is never stale.
+with backoff (or Slack's `Retry-After`). Messages are never lost.
+
+A call Slack never answered (a timeout, a dropped connection) may still land later. Such a row
+waits `verify_after_s` before its retry, so the unanswered call has landed or never will; then
+every post of the row first looks for itself in the channel (each post carries the row's marker
+as message metadata, and chat.postMessage has no idempotency key), and every card is re-rendered
+from the action's current state, so neither a duplicate nor a stale card is left behind.
 """
 
 from __future__ import annotations
 
+import http.client
 import logging
 import random
+import threading
 import time
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from datetime import timedelta
 from typing import Any
 
 from slack_sdk.errors import SlackApiError
+from slack_sdk.models.metadata import Metadata
 from sqlalchemy import and_, exists, select
 from sqlalchemy.orm import Session, aliased
 
@@ -68,8 +75,30 @@ PERMANENT = frozenset(
 )
 
 
+# The request may have reached Slack although no answer came back: its outcome is unknown.
+UNANSWERED = (TimeoutError, ConnectionError, http.client.HTTPException)
+# Why a channel's history can't be read; the post is then sent again, at least once.
+UNREADABLE = frozenset({"missing_scope", "not_in_channel", "channel_not_found", "thread_not_found"})
+MARKER = "countersign_outbox"  # the metadata event_type of every post
+
+
 class Undeliverable(Exception):
     """Slack refused the message for good."""
+
+
+@dataclass
+class Delivery:
+    """One attempt at one outbox row. Its posts are numbered, each marked `row.part`; a retry
+    looks for each in the channel before posting it again."""
+
+    row: int
+    retry: bool
+    method: str = ""  # the Slack method in flight, for the logs when no answer comes
+    part: int = 0
+
+    def next_marker(self) -> str:
+        self.part += 1
+        return f"{self.row}.{self.part}"
 
 
 class OutboxSender:
@@ -80,20 +109,23 @@ class OutboxSender:
         lease_s: float = 60.0,
         channel_pace_s: float = 1.0,
         max_backoff_s: float = 300.0,
+        verify_after_s: float = 60.0,
         rng: random.Random | None = None,
     ) -> None:
         self.services = services
         self.lease = timedelta(seconds=lease_s)
-        self.channel_pace_s, self.max_backoff_s = channel_pace_s, max_backoff_s
+        self.channel_pace_s, self.max_backoff_s, self.verify_after_s = channel_pace_s, max_backoff_s, verify_after_s
         self.rng = rng or random.Random()
+        self._pace_lock = threading.Lock()  # several sender threads share the per-channel pace
         self._next_post: dict[str, float] = {}  # channel → monotonic time its next post may go
 
     def run_once(self) -> bool:
         message = self._claim()
         if message is None:
             return False
+        delivery = Delivery(message.id, retry=message.attempts > 1)
         try:
-            result = self._deliver(message)
+            result = self._deliver(message, delivery)
         except Undeliverable as exc:
             metrics.OUTBOX_DELIVERED.labels(message.kind, "gave_up").inc()
             log.warning("outbox row %s (%s) is undeliverable: %s", message.id, message.kind, exc)
@@ -102,6 +134,11 @@ class OutboxSender:
             method = exc.response.api_url.rsplit("/", 1)[-1] if exc.response.api_url else "unknown"
             metrics.SLACK_API_ERRORS.labels(method, str(exc.response.get("error") or exc.response.status_code)).inc()
             self._retry(message, exc)
+        except UNANSWERED as exc:
+            metrics.SLACK_API_ERRORS.labels(delivery.method or "unknown", "no_answer").inc()
+            log.warning("outbox row %s: %s got no answer (%r); checking again in %.0f s", message.id,
+                        delivery.method, exc, self.verify_after_s)  # fmt: skip
+            self._retry(message, exc, at_least_s=self.verify_after_s)
         except Exception as exc:
             log.exception("delivering outbox row %s failed", message.id)
             self._retry(message, exc)
@@ -149,13 +186,14 @@ class OutboxSender:
                 message.delivered_at = self.services.clock.now()
                 message.result, message.last_error = result, error
 
-    def _retry(self, message: OutboxMessage, exc: Exception) -> None:
+    def _retry(self, message: OutboxMessage, exc: Exception, *, at_least_s: float = 0.0) -> None:
         retry_after = _retry_after(exc)
         delay = (
             retry_after
             if retry_after is not None
             else min(self.max_backoff_s, 2.0 ** min(message.attempts, 12)) * self.rng.uniform(0.5, 1.5)
         )
+        delay = max(delay, at_least_s)
         with self.services.sessions.begin() as session:
             row = session.get(OutboxMessage, message.id)
             if row is not None:
@@ -164,37 +202,37 @@ class OutboxSender:
 
     # -- delivery -----------------------------------------------------------------------
 
-    def _deliver(self, message: OutboxMessage) -> dict[str, Any] | None:
+    def _deliver(self, message: OutboxMessage, d: Delivery) -> dict[str, Any] | None:
         payload = message.payload
         if message.kind in CARD_KINDS:
-            return self._card(payload["action_id"], message.kind)
+            return self._card(d, payload["action_id"], message.kind)
         if message.kind == "escalation.notify":
-            return self._remind(payload)
+            return self._remind(d, payload)
         if message.kind == "task.stall":
-            return self._stall(payload)
+            return self._stall(d, payload)
         if message.kind.startswith("task."):
-            return self._task(payload["task_id"], message.kind, payload)
+            return self._task(d, payload["task_id"], message.kind, payload)
         if message.kind in ("autonomy.proposal", "autonomy.proposal_decided"):
-            return self._proposal(payload["proposal_id"])
+            return self._proposal(d, payload["proposal_id"])
         if message.kind == "autonomy.changed":
             text = level_changed(payload["task_type"], payload["from"], payload["to"], payload["by"], payload["reason"])
-            return self._post(self.services.config.channel_for(payload["task_type"]), text, None, None)
+            return self._post(d, self.services.config.channel_for(payload["task_type"]), text, None, None)
         if message.kind == "action.review":
-            return self._review(payload["action_id"])
+            return self._review(d, payload["action_id"])
         if message.kind == "ops.alert":
             channel = self.services.config.proposals_channel
             if channel is None:
                 raise Undeliverable("no admin or approvals channel configured for alerts")
-            return self._post(channel, payload["message"], None, None)
+            return self._post(d, channel, payload["message"], None, None)
         if message.kind == "audit.head":
             channel = self.services.config.proposals_channel or self.services.config.slack.approvals_channel
             if channel is None:
                 raise Undeliverable("no admin or approvals channel configured for audit heads")
             text = f"Audit ledger head: `{payload['seq']}:{payload['hash']}` at {payload['at']}"
-            return self._post(channel, text, None, None)
+            return self._post(d, channel, text, None, None)
         raise Undeliverable(f"unknown outbox kind {message.kind!r}")
 
-    def _card(self, action_id: str, kind: str) -> dict[str, Any] | None:
+    def _card(self, d: Delivery, action_id: str, kind: str) -> dict[str, Any] | None:
         config, registry = self.services.config, self.services.registry
         with self.services.sessions() as session:
             action = session.scalars(select(Action).where(Action.public_id == action_id)).one()
@@ -203,23 +241,23 @@ class OutboxSender:
             posted_at = (posted.channel, posted.ts) if posted else None
         blocks, text = approval_card(card), card_text(card)
         if posted_at is None:
-            result = self._post(config.channel_for(card.task_type), text, blocks, None, key=f"card:{action_id}")
+            result = self._post(d, config.channel_for(card.task_type), text, blocks, None, key=f"card:{action_id}")
             posted_at = (result["channel"], result["ts"])
         else:
-            self.services.client.chat_update(channel=posted_at[0], ts=posted_at[1], text=text, blocks=blocks)
+            self._update(d, posted_at[0], posted_at[1], text, blocks)
             result = {"channel": posted_at[0], "ts": posted_at[1], "updated": True}
         if kind in RESULT_KINDS:
             reply_text, reply_blocks = result_reply(card)
-            self._post(posted_at[0], reply_text, reply_blocks, posted_at[1])
+            self._post(d, posted_at[0], reply_text, reply_blocks, posted_at[1])
         elif kind == "action.acknowledged" and card.acknowledged_by:
-            self._post(posted_at[0], f"<@{card.acknowledged_by}> is on it.", None, posted_at[1])
+            self._post(d, posted_at[0], f"<@{card.acknowledged_by}> is on it.", None, posted_at[1])
         elif kind == "action.expired":
-            self._post(posted_at[0], "Expired: nobody decided in time, so it did not run.", None, posted_at[1])
+            self._post(d, posted_at[0], "Expired: nobody decided in time, so it did not run.", None, posted_at[1])
             if card.requester:
-                self._post(self._dm(card.requester), expired_notice(card), None, None)
+                self._post(d, self._dm(d, card.requester), expired_notice(card), None, None)
         return result
 
-    def _remind(self, payload: dict[str, Any]) -> dict[str, Any]:
+    def _remind(self, d: Delivery, payload: dict[str, Any]) -> dict[str, Any]:
         """A DM to each target (with Acknowledge), then a note in the card's thread."""
         with self.services.sessions() as session:
             action = session.scalars(select(Action).where(Action.public_id == payload["action_id"])).one()
@@ -230,21 +268,21 @@ class OutboxSender:
             thread = (posted.channel, posted.ts) if posted else None
         text, blocks = reminder(card, payload.get("reason", "reminder"), bool(payload.get("late")))
         for user in payload["targets"]:
-            self._post(self._dm(user), text, blocks, None)
+            self._post(d, self._dm(d, user), text, blocks, None)
         if thread is not None:
             note = reminded_note(payload["targets"], payload.get("reason", "reminder"), bool(payload.get("late")))
-            self._post(thread[0], note, None, thread[1])
+            self._post(d, thread[0], note, None, thread[1])
         return {"reminded": payload["targets"]}
 
-    def _stall(self, payload: dict[str, Any]) -> dict[str, Any]:
+    def _stall(self, d: Delivery, payload: dict[str, Any]) -> dict[str, Any]:
         with self.services.sessions() as session:
             task = session.scalars(select(Task).where(Task.public_id == payload["task_id"])).one()
             view = task_view(task)
             channel, thread_ts = self._task_home(session, task)
         text, blocks = stall_alert(view, payload["what"], payload.get("targets", []))
-        return self._post(channel, text, blocks, thread_ts)
+        return self._post(d, channel, text, blocks, thread_ts)
 
-    def _proposal(self, proposal_id: str) -> dict[str, Any]:
+    def _proposal(self, d: Delivery, proposal_id: str) -> dict[str, Any]:
         """Post the proposal to the admins, or update it in place once decided or signed."""
         with self.services.sessions() as session:
             proposal = session.scalars(select(Proposal).where(Proposal.public_id == proposal_id)).one()
@@ -255,11 +293,11 @@ class OutboxSender:
             channel = self.services.config.proposals_channel
             if channel is None:
                 raise Undeliverable("no admin or approvals channel configured for proposals")
-            return self._post(channel, text, blocks, None, key=f"proposal:{proposal_id}")
-        self.services.client.chat_update(channel=where[0], ts=where[1], text=text, blocks=blocks)
+            return self._post(d, channel, text, blocks, None, key=f"proposal:{proposal_id}")
+        self._update(d, where[0], where[1], text, blocks)
         return {"channel": where[0], "ts": where[1], "updated": True}
 
-    def _review(self, action_id: str) -> dict[str, Any]:
+    def _review(self, d: Delivery, action_id: str) -> dict[str, Any]:
         """A spot check of a run nobody approved, in the thread of its card (or its channel)."""
         with self.services.sessions() as session:
             action = session.scalars(select(Action).where(Action.public_id == action_id)).one()
@@ -269,13 +307,14 @@ class OutboxSender:
                 (posted.channel, posted.ts) if posted else (self.services.config.channel_for(action.task_type), None)
             )
         text, blocks = review_card(card)
-        return self._post(where[0], text, blocks, where[1])
+        return self._post(d, where[0], text, blocks, where[1])
 
-    def _dm(self, user: str) -> str:
+    def _dm(self, d: Delivery, user: str) -> str:
+        d.method = "conversations.open"
         channel = self.services.client.conversations_open(users=user)["channel"]["id"]
         return str(channel)
 
-    def _task(self, task_id: str, kind: str, payload: dict[str, Any]) -> dict[str, Any] | None:
+    def _task(self, d: Delivery, task_id: str, kind: str, payload: dict[str, Any]) -> dict[str, Any] | None:
         with self.services.sessions() as session:
             task = session.scalars(select(Task).where(Task.public_id == task_id)).one()
             candidates = tuple(payload.get("candidates") or ())
@@ -286,9 +325,9 @@ class OutboxSender:
         if kind in EVENT_STATES:
             view = replace(view, state=EVENT_STATES[kind], reason=payload.get("reason", view.reason))
         if kind == "task.started":
-            return self._post(channel, f"Working on it: `{task_id}`.", None, thread_ts)
+            return self._post(d, channel, f"Working on it: `{task_id}`.", None, thread_ts)
         text, blocks = task_message(view)
-        return self._post(channel, text, blocks, thread_ts)
+        return self._post(d, channel, text, blocks, thread_ts)
 
     def _task_home(self, session: Session, task: Task) -> tuple[str, str | None]:
         """A task reports in the thread it was asked in, else its task type's channel."""
@@ -301,8 +340,13 @@ class OutboxSender:
             raise Undeliverable(f"task {task.public_id!r} has nowhere to report")
         return channel, None
 
+    def _update(self, d: Delivery, channel: str, ts: str, text: str, blocks: list[dict[str, Any]]) -> None:
+        d.method = "chat.update"
+        self.services.client.chat_update(channel=channel, ts=ts, text=text, blocks=blocks)
+
     def _post(
         self,
+        d: Delivery,
         channel: str,
         text: str,
         blocks: list[dict[str, Any]] | None,
@@ -310,20 +354,26 @@ class OutboxSender:
         *,
         key: str | None = None,
     ) -> dict[str, Any]:
-        wait = self._next_post.get(channel, 0.0) - time.monotonic()
-        if wait > 0:  # Slack allows about one message per second per channel
-            time.sleep(min(wait, self.channel_pace_s))
-        try:
-            response = self.services.client.chat_postMessage(
-                channel=channel, text=text, blocks=blocks, thread_ts=thread_ts
-            )
-        except SlackApiError as exc:
-            if exc.response.get("error") in PERMANENT:
-                raise Undeliverable(f"{exc.response.get('error')} (channel {channel})") from exc
-            raise
-        finally:
-            self._next_post[channel] = time.monotonic() + self.channel_pace_s
-        result = {"channel": response["channel"], "ts": response["ts"]}
+        marker = d.next_marker()
+        found = self._posted_before(d, channel, thread_ts, marker) if d.retry else None
+        if found is not None:
+            result = {"channel": channel, "ts": found, "found": True}
+        else:
+            self._pace(channel)
+            d.method = "chat.postMessage"
+            try:
+                response = self.services.client.chat_postMessage(
+                    channel=channel,
+                    text=text,
+                    blocks=blocks,
+                    thread_ts=thread_ts,
+                    metadata=Metadata(event_type=MARKER, event_payload={"outbox": marker}),
+                )
+            except SlackApiError as exc:
+                if exc.response.get("error") in PERMANENT:
+                    raise Undeliverable(f"{exc.response.get('error')} (channel {channel})") from exc
+                raise
+            result = {"channel": response["channel"], "ts": response["ts"]}
         if key is not None:
             with self.services.sessions.begin() as session:
                 session.merge(
@@ -332,6 +382,38 @@ class OutboxSender:
                     )
                 )
         return result
+
+    def _posted_before(self, d: Delivery, channel: str, thread_ts: str | None, marker: str) -> str | None:
+        """The ts of this post if an earlier attempt of the row made it, found by its marker."""
+        client = self.services.client
+        try:
+            if thread_ts is None:
+                d.method = "conversations.history"
+                response = client.conversations_history(channel=channel, include_all_metadata=True, limit=100)
+            else:
+                d.method = "conversations.replies"
+                response = client.conversations_replies(
+                    channel=channel, ts=thread_ts, include_all_metadata=True, limit=200
+                )
+        except SlackApiError as exc:
+            if exc.response.get("error") not in UNREADABLE:
+                raise
+            log.warning("cannot look for an earlier post in %s (%s): posting again", channel, exc.response["error"])
+            return None
+        for message in response.get("messages") or []:
+            metadata = message.get("metadata") or {}
+            if metadata.get("event_type") == MARKER and (metadata.get("event_payload") or {}).get("outbox") == marker:
+                return str(message["ts"])
+        return None
+
+    def _pace(self, channel: str) -> None:
+        """Slack allows about one message per second per channel: wait for this post's slot."""
+        with self._pace_lock:
+            now = time.monotonic()
+            slot = max(now, self._next_post.get(channel, 0.0))
+            self._next_post[channel] = slot + self.channel_pace_s
+        if slot > now:
+            time.sleep(slot - now)
 
 
 def _retry_after(exc: Exception) -> float | None:

@@ -20,6 +20,10 @@ from escalations.jobs import periodic_jobs, settle_all
 from escalations.scheduler import Ticker
 from escalations.sweeper import Sweeper
 
+AGENT_THREADS = 4
+OUTBOX_THREADS = 4
+OVERDUE_EVERY_S = 5.0  # how often tasks kept waiting on the model are checked for a stall
+
 
 @dataclass
 class Process:
@@ -31,16 +35,21 @@ class Process:
     sender: OutboxSender
     sweeper: Sweeper
 
-    def workers(self, *, idle_s: float = 0.2) -> Workers:
-        return Workers(
-            {"agent": self.runner.run_once, "executor": self.executor.run_once, "outbox": self.sender.run_once},
-            idle_s=idle_s,
-        )
+    def workers(
+        self, *, idle_s: float = 0.2, agent_threads: int = AGENT_THREADS, outbox_threads: int = OUTBOX_THREADS
+    ) -> Workers:
+        """A few threads for model calls and for Slack deliveries, so one call that hangs holds
+        back only its own task or card; one for the executor (tool calls are leased one by one)."""
+        units = {f"agent-{index}": self.runner.run_once for index in range(agent_threads)}
+        units["executor"] = self.executor.run_once
+        units |= {f"outbox-{index}": self.sender.run_once for index in range(outbox_threads)}
+        return Workers(units, idle_s=idle_s)
 
     def ticker(self, *, tick_s: float = 1.0) -> Ticker:
         """Escalation steps, stall checks and audit heads on APScheduler's clock."""
         services = self.services
         jobs = periodic_jobs(self.sweeper, services.sessions, services.config, services.clock, tick_s=tick_s)
+        jobs["countersign-model-overdue"] = (self.runner.stall_overdue, OVERDUE_EVERY_S)
         ticker = Ticker(jobs, services.clock)
         self.server.ticker = ticker  # /readyz checks that it ticks
         return ticker
@@ -49,6 +58,7 @@ class Process:
         """Drive every worker in this thread until none has work (tests, the demo's stepper)."""
         for _ in range(rounds):
             settle_all(self.services.sessions, self.services.config, self.services.clock)
+            self.runner.stall_overdue()
             busy = self.sweeper.run_until_idle() + self.runner.run_until_idle() + self.executor.run_until_idle()
             if not busy + self.sender.run_until_idle():
                 return

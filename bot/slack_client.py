@@ -1,8 +1,12 @@
 """The Slack Web API client, configured once: `SLACK_API_URL`, and retries for rate limits,
-server errors and dropped connections (a default `WebClient` retries only the last, once).
+server errors and connections that failed before the request was sent (a default `WebClient`
+retries only dropped connections, once). A timeout or a connection dropped after the request
+went out is not retried here: Slack may have acted on it (`bot.outbox_sender` handles those).
 Bolt copies base_url and retry handlers from the app's client to its per-request clients."""
 
 from __future__ import annotations
+
+from urllib.error import URLError
 
 from slack_sdk import WebClient
 from slack_sdk.http_retry.builtin_handlers import (
@@ -25,7 +29,8 @@ def make_client(
         base_url=base_url,
         timeout=timeout_s,
         retry_handlers=[
-            ConnectionErrorRetryHandler(max_retry_count=max_retries),
+            # urllib wraps in URLError only what failed while connecting or sending.
+            ConnectionErrorRetryHandler(max_retry_count=max_retries, error_types=[URLError]),
             RateLimitErrorRetryHandler(max_retry_count=max_retries),
             ServerErrorRetryHandler(max_retry_count=max_retries),
         ],

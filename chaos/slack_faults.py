@@ -222,10 +222,10 @@ def settle(
     probes: dict[str, str] = {}
     try:
         wait_for(drained, "every task done and every message delivered", [server], args.settle_seconds)
-        for number in range(args.probes):
+        for number in range(args.probes):  # one per channel, at once: each waits out its hung update
             task_id = probe(server, slack, channels[number % len(channels)], f"f{number % len(channels)}", faults, args)
             probes[task_id] = f"f{number % len(channels)}"
-            wait_for(drained, f"probe {number} done and delivered", [server], max(1.0, deadline - time.monotonic()))
+        wait_for(drained, "the probes done and delivered", [server], max(1.0, deadline - time.monotonic()))
         wait_for(
             lambda: time.monotonic() > faults.landed_by + 2,
             "every hung call landed",
@@ -415,7 +415,7 @@ def main() -> int:
     parser.add_argument("--cycles", type=int, default=2, help=f"fault cycles of {CYCLE_S:.0f} s each (default 2)")
     parser.add_argument("--channels", type=int, default=10, help="approval channels, one task type each")
     parser.add_argument(
-        "--settle-seconds", type=float, default=180.0, help="for the flow to finish after the last command"
+        "--settle-seconds", type=float, default=300.0, help="for the flow to finish after the last command"
     )
     parser.add_argument("--probes", type=int, default=3, help="actions whose approval update hangs, once quiet")
     parser.add_argument("--probe-hang-seconds", type=float, default=15.0, help="the probes' hang (> the 10 s timeout)")

@@ -334,6 +334,24 @@ def _flag(params: JsonDict, key: str) -> bool:
     return truthy(params.get(key))
 
 
+def _metadata(params: JsonDict) -> JsonDict | None:
+    """Message metadata as Slack checks it: an object (or its JSON) with a string `event_type`
+    and an object `event_payload`."""
+    raw = params.get("metadata")
+    if raw is None or raw == "":
+        return None
+    if isinstance(raw, str):
+        try:
+            raw = json.loads(raw)
+        except ValueError:
+            raise SlackError("invalid_metadata_format", "metadata must be a JSON object") from None
+    if not isinstance(raw, dict) or not isinstance(raw.get("event_type"), str):
+        raise SlackError("invalid_metadata_schema", "metadata needs a string event_type")
+    if not isinstance(raw.get("event_payload", {}), dict):
+        raise SlackError("invalid_metadata_schema", "event_payload must be an object")
+    return {"event_type": raw["event_type"], "event_payload": raw.get("event_payload", {})}
+
+
 # -- methods ------------------------------------------------------------------------------------
 Method = Callable[[SlackEmulator, JsonDict], JsonDict]
 METHODS: dict[str, Method] = {}
@@ -361,8 +379,10 @@ def _post_message(em: SlackEmulator, p: JsonDict) -> JsonDict:
     channel = _required(p, "channel", "channel_not_found")
     text, blocks = _content(p)
     thread_ts = str(p.get("thread_ts") or "") or None
-    message = em.workspace.post(channel, text, blocks, thread_ts=thread_ts, broadcast=_flag(p, "reply_broadcast"))
-    return {"channel": message.channel, "ts": message.ts, "message": em.workspace.to_slack(message)}
+    message = em.workspace.post(
+        channel, text, blocks, thread_ts=thread_ts, broadcast=_flag(p, "reply_broadcast"), metadata=_metadata(p)
+    )
+    return {"channel": message.channel, "ts": message.ts, "message": em.workspace.to_slack(message, metadata=True)}
 
 
 @_method("chat.update")
@@ -402,14 +422,15 @@ def _open(em: SlackEmulator, p: JsonDict) -> JsonDict:
 def _history(em: SlackEmulator, p: JsonDict) -> JsonDict:
     messages = em.workspace.history(_required(p, "channel", "channel_not_found"))
     limit = int(p.get("limit") or 100)
-    page = [em.workspace.to_slack(m) for m in messages[:limit]]
+    page = [em.workspace.to_slack(m, metadata=_flag(p, "include_all_metadata")) for m in messages[:limit]]
     return {"messages": page, "has_more": len(messages) > limit, "response_metadata": {"next_cursor": ""}}
 
 
 @_method("conversations.replies")
 def _replies(em: SlackEmulator, p: JsonDict) -> JsonDict:
     channel, ts = _required(p, "channel", "channel_not_found"), _required(p, "ts", "thread_not_found")
-    messages = [em.workspace.to_slack(m) for m in em.workspace.thread(channel, ts)]
+    with_metadata = _flag(p, "include_all_metadata")
+    messages = [em.workspace.to_slack(m, metadata=with_metadata) for m in em.workspace.thread(channel, ts)]
     return {"messages": messages, "has_more": False, "response_metadata": {"next_cursor": ""}}
 
 

@@ -124,6 +124,7 @@ class Message:
     versions: list[Version]
     thread_ts: str | None = None
     broadcast: bool = False
+    metadata: JsonDict | None = None  # message metadata: {"event_type": …, "event_payload": {…}}
 
     @property
     def text(self) -> str:
@@ -283,6 +284,7 @@ class Workspace:
         thread_ts: str | None = None,
         broadcast: bool = False,
         via: str = "chat.postMessage",
+        metadata: JsonDict | None = None,
     ) -> Message:
         with self.lock:
             channel = self.channel(channel_id, post=True)
@@ -293,7 +295,7 @@ class Workspace:
                     raise SlackError("invalid_thread_ts") from None
                 thread_ts = parent.thread_ts or parent.ts
             version = Version(text, blocks, via, self.now())
-            message = Message(channel.id, self.next_ts(), self.bot_user_id, [version], thread_ts, broadcast)
+            message = Message(channel.id, self.next_ts(), self.bot_user_id, [version], thread_ts, broadcast, metadata)
             self._messages[channel.id].append(message)
             return copy.deepcopy(message)
 
@@ -353,8 +355,9 @@ class Workspace:
             root = parent.thread_ts or parent.ts
             return copy.deepcopy([m for m in self._messages[channel_id] if root in (m.ts, m.thread_ts)])
 
-    def to_slack(self, message: Message) -> JsonDict:
-        """A message as the Web API shows it, with its thread summary."""
+    def to_slack(self, message: Message, *, metadata: bool = False) -> JsonDict:
+        """A message as the Web API shows it, with its thread summary (and its metadata, when
+        asked with `include_all_metadata`)."""
         data: JsonDict = {
             "type": "message", "user": self.bot_user_id, "bot_id": self.bot_id, "team": self.team_id,
             "ts": message.ts, "text": message.text,
@@ -365,6 +368,8 @@ class Workspace:
             data["edited"] = {"user": self.bot_user_id, "ts": f"{message.edits[-1].at:.6f}"}
         if message.thread_ts:
             data["thread_ts"] = message.thread_ts
+        if metadata and message.metadata is not None:
+            data["metadata"] = message.metadata
         with self.lock:
             replies = [m for m in self._messages.get(message.channel, []) if m.thread_ts == message.ts != m.ts]
         if replies:

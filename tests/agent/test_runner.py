@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import threading
+import time
 from datetime import timedelta
 
 import pytest
 
 from tests.agent.harness import ALICE, BOB, Stack, build_stack, make_config
 from tests.approvals import shop_tools
+from tests.fakes.anthropic_server import text_block
 
 
 def _lookup(order_id: str = "1234", confidence: float = 0.95) -> dict[str, object]:
@@ -193,3 +196,38 @@ def test_a_model_outage_stalls_the_task_escalates_once_and_it_resumes_on_its_own
     assert task.state == "succeeded"
     assert len(stack.outbox("task.resumed")) == 1
     assert len(stack.outbox("task.stalled")) == 1
+
+
+def test_a_task_kept_waiting_by_a_hung_model_call_is_stalled_on_time_and_resumes(stack: Stack) -> None:
+    """No call fails while one hangs, yet past the outage limit its people hear of it."""
+    stack.fake.hang(1.5, then={"content": [text_block("Checked: nothing to refund.")]})
+    task_id = stack.submit()
+    caller = threading.Thread(target=stack.runner.run_once)
+    caller.start()
+    deadline = time.monotonic() + 10
+    while not stack.fake.requests:  # the call is in flight (the fake holds it on its own time)
+        assert time.monotonic() < deadline
+        time.sleep(0.01)
+    assert stack.runner.stall_overdue() == 0  # not yet past the limit
+
+    stack.clock.advance(stack.config.model.outage_limit + timedelta(seconds=1))
+    assert stack.runner.stall_overdue() == 1
+    assert stack.task(task_id).state == "stalled"
+    [stalled] = stack.outbox("task.stalled")
+    assert "no answer from the model" in stalled.payload["reason"]
+
+    caller.join(timeout=10)
+    stack.drive()
+    assert stack.task(task_id).state == "succeeded"
+    assert len(stack.outbox("task.resumed")) == 1
+    assert stack.runner.stall_overdue() == 0
+
+
+def test_tasks_queued_behind_busy_workers_past_the_limit_are_stalled_once(stack: Stack) -> None:
+    first, second = stack.submit(), stack.submit("Please refund order 99")
+    stack.clock.advance(stack.config.model.outage_limit + timedelta(seconds=1))
+    third = stack.submit("Please refund order 7")
+    assert stack.runner.stall_overdue() == 2
+    assert stack.runner.stall_overdue() == 0
+    assert [stack.task(t).state for t in (first, second, third)] == ["stalled", "stalled", "running"]
+    assert len(stack.outbox("task.stalled")) == 2

@@ -26,8 +26,11 @@ def test_manifest_asks_for_minimal_scopes_and_the_surfaces_the_app_uses() -> Non
     manifest = _manifest()
     assert sorted(manifest["oauth_config"]["scopes"]["bot"]) == [
         "app_mentions:read",
+        "channels:history",  # a timed-out post is looked for before it is sent again
         "chat:write",
         "commands",
+        "groups:history",
+        "im:history",
         "im:write",
         "usergroups:read",
         "users:read",

@@ -4,8 +4,11 @@ from __future__ import annotations
 
 import json
 import threading
+import time
 from collections import Counter
+from collections.abc import Callable
 from datetime import timedelta
+from typing import Any
 
 import pytest
 
@@ -73,3 +76,61 @@ def test_a_slack_outage_delays_messages_but_loses_none_and_keeps_their_order(sla
     )
     [final] = [m for m in slack.messages(APPROVALS) if "Done with order 1234" in json.dumps(m.blocks)]
     assert final.ts > card.ts
+
+
+def _wait_for_landing(slack_app: SlackApp, method: str, landed: Callable[[dict[str, Any]], bool]) -> None:
+    """Until the emulator applied a call of `method` that `landed` recognises (a hung call lands
+    on the emulator's own time, not the app's clock)."""
+    deadline = time.monotonic() + 30
+    while not any(landed(call) for call in slack_app.slack.calls_to(method)):
+        assert time.monotonic() < deadline, f"the hung {method} never landed"
+        time.sleep(0.05)
+
+
+def test_a_post_slack_never_answered_but_made_is_not_posted_again(slack_app: SlackApp) -> None:
+    slack = slack_app.slack
+    slack_app.services.client.timeout = 1  # the app gives up on Slack after 1 s, not 10
+    slack_app.command(REQUESTER, "run refund Refund order 1234")
+    slack_app.settle()
+    [action] = slack_app.actions()
+    card = slack_app.card(action)
+    block_id, _ = decide_block(card.blocks)
+
+    slack.hang("chat.postMessage", 2.0, times=1)  # the result reply in the card's thread
+    assert slack_app.click(ALICE, "approve", action.public_id, block_id, card.ts).status == 200
+    slack_app.settle()
+    _wait_for_landing(slack_app, "chat.postMessage", lambda call: call.get("thread_ts") == card.ts)
+    slack_app.clock.advance(timedelta(seconds=61))  # the unanswered row waits, then checks
+    slack_app.settle()
+
+    replies = [m for m in slack.thread(APPROVALS, card.ts) if m.ts != card.ts]
+    assert [m.text for m in replies] == [":large_green_circle: issue_refund succeeded."]
+    assert len(slack.calls_to("conversations.replies")) >= 1  # it looked before posting again
+    done = [m for m in slack.messages(APPROVALS) if "Done with order 1234" in json.dumps(m.blocks)]
+    assert len(done) == 1
+
+
+def test_a_card_update_that_lands_late_is_followed_by_the_current_card(slack_app: SlackApp) -> None:
+    slack = slack_app.slack
+    slack_app.services.client.timeout = 1
+    slack_app.command(REQUESTER, "run refund Refund order 1234")
+    slack_app.settle()
+    [action] = slack_app.actions()
+    card = slack_app.card(action)
+    block_id, _ = decide_block(card.blocks)
+
+    slack.hang("chat.update", 2.0, times=1)
+    assert slack_app.click(ALICE, "approve", action.public_id, block_id, card.ts).status == 200
+    slack_app.settle()
+    slack_app.clock.advance(timedelta(seconds=5))
+    slack_app.settle()
+    assert slack.calls_to("chat.update") == []  # nothing newer overtakes the unanswered update
+    _wait_for_landing(slack_app, "chat.update", lambda call: call["ts"] == card.ts)
+    slack_app.clock.advance(timedelta(seconds=61))
+    slack_app.settle()
+
+    versions = slack.message(APPROVALS, card.ts).versions
+    assert len(versions) >= 3  # posted, the late update, the current one after it
+    assert "Succeeded" in versions[-1].text
+    replies = [m for m in slack.thread(APPROVALS, card.ts) if m.ts != card.ts]
+    assert len(replies) == 1
