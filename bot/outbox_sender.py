@@ -26,9 +26,10 @@ from bot.blocks.card import approval_card, card_text, result_reply
 from bot.blocks.ping import expired_notice, reminded_note, reminder, stall_alert
 from bot.blocks.proposal import level_changed, proposal_card, review_card
 from bot.blocks.task import task_message
+from bot.installations import NotInstalled
 from bot.presenter import card_view, proposal_view, task_view
 from bot.services import Services
-from core import metrics
+from core import metrics, outbox
 from core.models import Action, OutboxMessage, Proposal, SlackMessage, Task
 
 log = logging.getLogger(__name__)
@@ -87,14 +88,16 @@ class OutboxSender:
         self.channel_pace_s, self.max_backoff_s = channel_pace_s, max_backoff_s
         self.rng = rng or random.Random()
         self._next_post: dict[str, float] = {}  # channel → monotonic time its next post may go
+        self.client = services.client  # the workspace of the row being delivered (`client_for`)
 
     def run_once(self) -> bool:
         message = self._claim()
         if message is None:
             return False
         try:
+            self.client = self.services.client_for(self._workspace(message))
             result = self._deliver(message)
-        except Undeliverable as exc:
+        except (Undeliverable, NotInstalled) as exc:
             metrics.OUTBOX_DELIVERED.labels(message.kind, "gave_up").inc()
             log.warning("outbox row %s (%s) is undeliverable: %s", message.id, message.kind, exc)
             self._finish(message.id, error=f"gave up: {exc}")
@@ -115,6 +118,12 @@ class OutboxSender:
         while done < max_messages and self.run_once():
             done += 1
         return done
+
+    def _workspace(self, message: OutboxMessage) -> str | None:
+        if self.services.installations is None:
+            return None
+        with self.services.sessions() as session:
+            return outbox.workspace_of(session, message.payload)
 
     # -- claim and finish ---------------------------------------------------------------
 
@@ -206,7 +215,7 @@ class OutboxSender:
             result = self._post(config.channel_for(card.task_type), text, blocks, None, key=f"card:{action_id}")
             posted_at = (result["channel"], result["ts"])
         else:
-            self.services.client.chat_update(channel=posted_at[0], ts=posted_at[1], text=text, blocks=blocks)
+            self.client.chat_update(channel=posted_at[0], ts=posted_at[1], text=text, blocks=blocks)
             result = {"channel": posted_at[0], "ts": posted_at[1], "updated": True}
         if kind in RESULT_KINDS:
             reply_text, reply_blocks = result_reply(card)
@@ -256,7 +265,7 @@ class OutboxSender:
             if channel is None:
                 raise Undeliverable("no admin or approvals channel configured for proposals")
             return self._post(channel, text, blocks, None, key=f"proposal:{proposal_id}")
-        self.services.client.chat_update(channel=where[0], ts=where[1], text=text, blocks=blocks)
+        self.client.chat_update(channel=where[0], ts=where[1], text=text, blocks=blocks)
         return {"channel": where[0], "ts": where[1], "updated": True}
 
     def _review(self, action_id: str) -> dict[str, Any]:
@@ -272,7 +281,7 @@ class OutboxSender:
         return self._post(where[0], text, blocks, where[1])
 
     def _dm(self, user: str) -> str:
-        channel = self.services.client.conversations_open(users=user)["channel"]["id"]
+        channel = self.client.conversations_open(users=user)["channel"]["id"]
         return str(channel)
 
     def _task(self, task_id: str, kind: str, payload: dict[str, Any]) -> dict[str, Any] | None:
@@ -314,9 +323,7 @@ class OutboxSender:
         if wait > 0:  # Slack allows about one message per second per channel
             time.sleep(min(wait, self.channel_pace_s))
         try:
-            response = self.services.client.chat_postMessage(
-                channel=channel, text=text, blocks=blocks, thread_ts=thread_ts
-            )
+            response = self.client.chat_postMessage(channel=channel, text=text, blocks=blocks, thread_ts=thread_ts)
         except SlackApiError as exc:
             if exc.response.get("error") in PERMANENT:
                 raise Undeliverable(f"{exc.response.get('error')} (channel {channel})") from exc
