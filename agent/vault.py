@@ -46,6 +46,7 @@ __all__ = [
     "Revealed",
     "Rotation",
     "Scrubber",
+    "SealedValueRefused",
     "Secret",
     "SecretInfo",
     "SecretMisuse",
@@ -129,7 +130,13 @@ class SecretMisuse(VaultError):
         )
 
 
-# -- the table ----------------------------------------------------------------------------------
+class SealedValueRefused(VaultError):
+    """A value sealed outside the secrets table (a Slack token) that no key opens, or that was
+    sealed for another place (its binding differs): copied, altered, or its key removed."""
+
+    def __init__(self, what: str, problem: str) -> None:
+        self.what, self.problem = what, problem
+        super().__init__(f"{what}: {problem}")
 
 
 # -- keys ---------------------------------------------------------------------------------------
@@ -350,6 +357,39 @@ class Vault:
                 )
                 for row in rows
             ]
+
+    # -- values kept outside the secrets table (Slack installation tokens) ----------------------
+
+    def seal_bound(self, value: str, binding: Mapping[str, str | None]) -> str:
+        """Encrypt `value` for a column of another table, bound to `binding` (e.g. the team and
+        column it belongs in): `open_bound` refuses it anywhere else."""
+        plain = json.dumps(
+            {"v": _PAYLOAD_VERSION, "bound": dict(binding), "value": value}, separators=(",", ":"), sort_keys=True
+        )
+        return self._fernet.encrypt(plain.encode()).decode("ascii")
+
+    def open_bound(self, ciphertext: str, binding: Mapping[str, str | None]) -> str:
+        """The value `seal_bound` sealed with this `binding`; `SealedValueRefused` otherwise."""
+        what = ", ".join(f"{key} {value!r}" for key, value in sorted(binding.items()))
+        try:
+            payload = json.loads(self._fernet.decrypt(ciphertext.encode()))
+        except InvalidToken:
+            raise SealedValueRefused(what, f"no key in {KEYS_VARIABLE} decrypts it") from None
+        except ValueError:
+            payload = None
+        if not (isinstance(payload, dict) and payload.get("v") == _PAYLOAD_VERSION and "bound" in payload):
+            raise SealedValueRefused(what, "it is not a value sealed by countersign")
+        if payload["bound"] != dict(binding) or not isinstance(payload.get("value"), str):
+            raise SealedValueRefused(what, "it was sealed for another place (copied or altered)")
+        value: str = payload["value"]
+        return value
+
+    def reseal(self, ciphertext: str) -> str:
+        """`ciphertext` re-encrypted under the newest key (any key in the list opens it)."""
+        try:
+            return self._fernet.rotate(ciphertext.encode()).decode("ascii")
+        except InvalidToken:
+            raise SealedValueRefused("a sealed value", f"no key in {KEYS_VARIABLE} decrypts it") from None
 
     # -- sealing --------------------------------------------------------------------------------
 

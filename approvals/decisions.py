@@ -40,6 +40,7 @@ from approvals.errors import (
 from approvals.ports import Directory, ToolCatalog, is_listed_approver
 from approvals.states import OPEN_FOR_DECISION, ActionState
 from approvals.transitions import Message
+from approvals.workspaces import same_workspace
 from core import metrics
 from core.canonical import params_hash
 from core.clock import Clock
@@ -168,7 +169,7 @@ class Decisions:
         if action is None:
             raise ActionNotFound(action_id)
         task = session.get(Task, action.task_id)
-        if team_id is not None and task is not None and task.team_id is not None and task.team_id != team_id:
+        if task is not None and not same_workspace(task.team_id, team_id):
             # Another workspace's action: say no more than that it is not found.
             raise OtherWorkspace(action_id)
         if action.state not in OPEN_FOR_DECISION:

@@ -14,9 +14,10 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 from slack_bolt import App, BoltResponse
+from slack_bolt.oauth.oauth_settings import OAuthSettings
 from structlog.contextvars import bound_contextvars
 
-from bot.listeners import actions, autonomy, commands, events, views
+from bot.listeners import actions, autonomy, commands, events, installs, views
 from bot.services import Services
 
 log = logging.getLogger(__name__)
@@ -28,10 +29,14 @@ def build_app(
     signing_secret: str | None,
     verify_token: bool = True,
     listener_threads: int = 32,
+    oauth: OAuthSettings | None = None,
 ) -> App:
+    """`oauth` turns on multi-workspace mode: each request is authorized with its workspace's
+    installation (Bolt's `authorize`), and the install routes are served."""
     app = App(
         signing_secret=signing_secret,
         client=services.client,
+        oauth_settings=oauth,
         process_before_response=True,
         listener_executor=ThreadPoolExecutor(max_workers=listener_threads, thread_name_prefix="bolt-listener"),
         token_verification_enabled=verify_token,
@@ -53,6 +58,6 @@ def build_app(
         with bound_contextvars(slack_request=request_id, action_id=action):
             return next()
 
-    for surface in (actions, autonomy, views, commands, events):
+    for surface in (actions, autonomy, views, commands, events, installs):
         surface.register(app, services)
     return app

@@ -95,7 +95,11 @@ def serve(host: str, port: int, socket_mode: bool) -> None:
         _fail(exc.problems)
     except ValueError as exc:
         _fail([str(exc)])
-    if settings.slack_bot_token is None or (settings.slack_signing_secret is None and not socket_mode):
+    if settings.multi_workspace:
+        socket = ["multi-workspace mode serves its install routes over HTTP: drop --socket"] if socket_mode else []
+        if problems := settings.multi_workspace_problems() + socket:
+            _fail(problems)
+    elif settings.slack_bot_token is None or (settings.slack_signing_secret is None and not socket_mode):
         _fail(["set SLACK_BOT_TOKEN and SLACK_SIGNING_SECRET (see README: connecting a Slack workspace)"])
     logs.configure(secrets=logs.secrets_of(settings))
     engine, sessions = open_database(settings)

@@ -15,6 +15,7 @@ from datetime import timedelta
 import click
 
 from agent.vault import ANY_TOOL, KEYS_VARIABLE, TEAM, Vault, VaultError, generate_key, parse_keys
+from bot.installations import SealedInstallationStore
 from bot.runtime import open_database
 from core.clock import SystemClock
 from core.config import Settings
@@ -147,8 +148,17 @@ def rotate_key_command(batch_size: int, actor: str) -> None:
     with _vault() as vault:
         report = vault.rotate_key(batch_size=batch_size, actor=actor)
         current = vault.current_key_id
+        # Multi-workspace mode's Slack tokens are sealed with the same keys.
+        client_id = Settings().slack_client_id
+        tokens = (
+            SealedInstallationStore(client_id, vault.sessions.kw["bind"], vault).reseal_all(batch_size)
+            if client_id
+            else 0
+        )
     plural = "" if report.rotated == 1 else "s"
     click.echo(f"re-encrypted {report.rotated} secret{plural} with key {current}")
+    if client_id:
+        click.echo(f"re-encrypted the Slack tokens of {tokens} installation row(s) with key {current}")
     if report.unreadable:
         for row in report.unreadable:
             click.echo(f"cannot decrypt {row} with any key: set it again, or add the key that encrypted it", err=True)

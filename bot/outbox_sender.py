@@ -24,6 +24,7 @@ from dataclasses import dataclass, replace
 from datetime import timedelta
 from typing import Any
 
+from slack_sdk import WebClient
 from slack_sdk.errors import SlackApiError
 from slack_sdk.models.metadata import Metadata
 from sqlalchemy import and_, exists, select
@@ -33,9 +34,10 @@ from bot.blocks.card import approval_card, card_text, result_reply
 from bot.blocks.ping import expired_notice, reminded_note, reminder, stall_alert
 from bot.blocks.proposal import level_changed, proposal_card, review_card
 from bot.blocks.task import task_message
+from bot.installations import NotInstalled
 from bot.presenter import card_view, proposal_view, task_view
 from bot.services import Services
-from core import metrics
+from core import metrics, outbox
 from core.models import Action, OutboxMessage, Proposal, SlackMessage, Task
 
 log = logging.getLogger(__name__)
@@ -93,6 +95,7 @@ class Delivery:
 
     row: int
     retry: bool
+    client: WebClient  # speaks to the row's workspace
     method: str = ""  # the Slack method in flight, for the logs when no answer comes
     part: int = 0
 
@@ -123,10 +126,11 @@ class OutboxSender:
         message = self._claim()
         if message is None:
             return False
-        delivery = Delivery(message.id, retry=message.attempts > 1)
+        delivery = Delivery(message.id, message.attempts > 1, self.services.client)
         try:
+            delivery.client = self.services.client_for(self._workspace(message))
             result = self._deliver(message, delivery)
-        except Undeliverable as exc:
+        except (Undeliverable, NotInstalled) as exc:
             metrics.OUTBOX_DELIVERED.labels(message.kind, "gave_up").inc()
             log.warning("outbox row %s (%s) is undeliverable: %s", message.id, message.kind, exc)
             self._finish(message.id, error=f"gave up: {exc}")
@@ -185,6 +189,13 @@ class OutboxSender:
             if message is not None:
                 message.delivered_at = self.services.clock.now()
                 message.result, message.last_error = result, error
+
+    def _workspace(self, message: OutboxMessage) -> str | None:
+        """The Slack workspace of the row's task or action (None: the configured one)."""
+        if self.services.installations is None:
+            return None
+        with self.services.sessions() as session:
+            return outbox.workspace_of(session, message.payload)
 
     def _retry(self, message: OutboxMessage, exc: Exception, *, at_least_s: float = 0.0) -> None:
         retry_after = _retry_after(exc)
@@ -311,7 +322,7 @@ class OutboxSender:
 
     def _dm(self, d: Delivery, user: str) -> str:
         d.method = "conversations.open"
-        channel = self.services.client.conversations_open(users=user)["channel"]["id"]
+        channel = d.client.conversations_open(users=user)["channel"]["id"]
         return str(channel)
 
     def _task(self, d: Delivery, task_id: str, kind: str, payload: dict[str, Any]) -> dict[str, Any] | None:
@@ -342,7 +353,7 @@ class OutboxSender:
 
     def _update(self, d: Delivery, channel: str, ts: str, text: str, blocks: list[dict[str, Any]]) -> None:
         d.method = "chat.update"
-        self.services.client.chat_update(channel=channel, ts=ts, text=text, blocks=blocks)
+        d.client.chat_update(channel=channel, ts=ts, text=text, blocks=blocks)
 
     def _post(
         self,
@@ -362,7 +373,7 @@ class OutboxSender:
             self._pace(channel)
             d.method = "chat.postMessage"
             try:
-                response = self.services.client.chat_postMessage(
+                response = d.client.chat_postMessage(
                     channel=channel,
                     text=text,
                     blocks=blocks,
@@ -385,7 +396,7 @@ class OutboxSender:
 
     def _posted_before(self, d: Delivery, channel: str, thread_ts: str | None, marker: str) -> str | None:
         """The ts of this post if an earlier attempt of the row made it, found by its marker."""
-        client = self.services.client
+        client = d.client
         try:
             if thread_ts is None:
                 d.method = "conversations.history"

@@ -13,6 +13,7 @@ from approvals.autonomy import effective_level
 from approvals.decisions import APPROVING_KINDS
 from approvals.policy import route
 from approvals.ports import is_listed_approver
+from approvals.workspaces import visible_tasks
 from bot.blocks.home import home_view
 from bot.blocks.views import CardView, HomeView, ProposalView, TaskView
 from core.config import Config
@@ -108,10 +109,12 @@ def task_view(task: Task, *, kind: str | None = None, candidates: tuple[str, ...
     )
 
 
-def home_for(session: Session, services: Services, user: str) -> HomeView:
+def home_for(session: Session, services: Services, user: str, team: str | None = None) -> HomeView:
+    """`user`'s App Home: only work of their workspace `team`."""
     config = services.config
+    of_team = select(Action).join(Task, Task.id == Action.task_id).where(visible_tasks(team))
     pending = session.scalars(
-        select(Action).where(Action.state.in_(["pending", "scheduled"])).order_by(Action.id.desc()).limit(200)
+        of_team.where(Action.state.in_(["pending", "scheduled"])).order_by(Action.id.desc()).limit(200)
     ).all()
     waiting = tuple(
         card_view(session, config, services.registry, a)
@@ -119,7 +122,7 @@ def home_for(session: Session, services: Services, user: str) -> HomeView:
         if a.requester != user and is_listed_approver(user, a.approvers, services.directory)
     )[:HOME_LIMIT]
     decided = session.scalars(
-        select(Action).where(Action.decided_at.is_not(None)).order_by(Action.decided_at.desc()).limit(HOME_LIMIT)
+        of_team.where(Action.decided_at.is_not(None)).order_by(Action.decided_at.desc()).limit(HOME_LIMIT)
     ).all()
     levels = tuple((name, effective_level(session, name, t).value) for name, t in sorted(config.task_types.items()))
     return HomeView(
@@ -130,10 +133,10 @@ def home_for(session: Session, services: Services, user: str) -> HomeView:
     )
 
 
-def publish_home(services: Services, user: str) -> None:
+def publish_home(services: Services, user: str, team: str | None = None) -> None:
     try:
         with services.sessions() as session:
-            view = home_view(home_for(session, services, user))
-        services.client.views_publish(user_id=user, view=view)
+            view = home_view(home_for(session, services, user, team))
+        services.client_for(team).views_publish(user_id=user, view=view)
     except Exception:
         log.exception("could not publish the App Home of %s", user)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from concurrent.futures import ThreadPoolExecutor
 
+from slack_sdk import WebClient
 from sqlalchemy import Engine
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -11,8 +12,10 @@ from agent.anthropic_model import AnthropicModel
 from agent.model import ModelClient
 from agent.scripted_model import ScriptedModel
 from agent.tools import load_tool_modules
+from agent.vault import Vault, parse_keys
 from approvals.decisions import Decisions
 from bot.directory import SlackDirectory
+from bot.installations import Installations, SealedInstallationStore
 from bot.services import Services
 from bot.slack_client import make_client
 from core.clock import Clock, SystemClock
@@ -38,6 +41,8 @@ def build_services(
     token = settings.slack_bot_token.get_secret_value() if settings.slack_bot_token else None
     client = make_client(token, settings.slack_api_url, max_retries=slack_retries)
     registry = load_tool_modules(config.tools.modules)
+    # Multi-workspace mode: user groups would need each workspace's token; the directory has none,
+    # so `@group` approvers resolve to nobody there (fail closed) and approvers are listed by id.
     directory = SlackDirectory(client)
     return Services(
         config=config,
@@ -48,6 +53,27 @@ def build_services(
         decisions=Decisions(directory, registry, clock),
         client=client,
         background=ThreadPoolExecutor(max_workers=background_threads, thread_name_prefix="slack-after-ack"),
+        installations=build_installations(settings, sessions, client, clock) if settings.multi_workspace else None,
+    )
+
+
+def build_installations(
+    settings: Settings, sessions: sessionmaker[Session], client: WebClient, clock: Clock
+) -> Installations:
+    """Multi-workspace mode's installations; ValueError naming what is missing."""
+    problems = settings.multi_workspace_problems()
+    if problems:
+        raise ValueError("; ".join(problems))
+    assert settings.slack_client_id and settings.slack_client_secret and settings.vault_keys  # checked above
+    engine = sessions.kw["bind"]
+    vault = Vault(sessions, parse_keys(settings.vault_keys.get_secret_value()), clock=clock)
+    return Installations(
+        SealedInstallationStore(settings.slack_client_id, engine, vault),
+        client,
+        client_id=settings.slack_client_id,
+        client_secret=settings.slack_client_secret.get_secret_value(),
+        rotation_minutes=settings.slack_token_rotation_minutes,
+        admin_team=settings.slack_admin_team_id,
     )
 
 

@@ -12,6 +12,7 @@ from agent.model import ModelClient
 from agent.runner import AgentRunner
 from agent.vault import Vault, parse_keys
 from bot.app import build_app
+from bot.installations import oauth_settings
 from bot.outbox_sender import OutboxSender
 from bot.server import Server, Workers
 from bot.services import Services
@@ -76,7 +77,20 @@ def assemble(
 ) -> Process:
     secret = settings.slack_signing_secret.get_secret_value() if settings.slack_signing_secret else None
     api_token = settings.api_token.get_secret_value() if settings.api_token else None
-    app = build_app(services, signing_secret=secret, verify_token=verify_token)
+    oauth = None
+    if services.installations is not None:
+        assert settings.slack_client_id and settings.slack_client_secret  # checked by build_services
+        oauth = oauth_settings(
+            services.installations,
+            engine,
+            client_id=settings.slack_client_id,
+            client_secret=settings.slack_client_secret.get_secret_value(),
+            scopes=[s.strip() for s in settings.slack_scopes.split(",") if s.strip()]
+            if settings.slack_scopes
+            else None,
+            redirect_uri=settings.slack_redirect_uri,
+        )
+    app = build_app(services, signing_secret=secret, verify_token=verify_token, oauth=oauth)
     keys = parse_keys(settings.vault_keys.get_secret_value()) if settings.vault_keys else []
     vault = Vault(services.sessions, keys, clock=services.clock) if keys else None
     return Process(

@@ -2,7 +2,8 @@
 beside our own routes on the same port, and the background workers in threads.
 
 Routes: POST /slack/events (events, interactivity, slash commands; Slack's signature checked
-by Bolt), POST /api/tasks (bearer `COUNTERSIGN_API_TOKEN`), GET /healthz, /readyz, /metrics.
+by Bolt), GET /slack/install and /slack/oauth_redirect (multi-workspace mode: Bolt's OAuth
+flow), POST /api/tasks (bearer `COUNTERSIGN_API_TOKEN`), GET /healthz, /readyz, /metrics.
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ from sqlalchemy import Engine, func, select, text
 
 from agent.tasks import TaskError, submit_task
 from agent.worker import work
+from bot.installations import INSTALL_PATH, REDIRECT_PATH
 from bot.services import Services
 from core.metrics import DatabaseCollector
 from core.migrate import is_compatible
@@ -66,6 +68,10 @@ class Server:
                 # Bolt failing to parse or route a body that is not what Slack sends.
                 log.warning("malformed request to /slack/events", exc_info=True)
                 return _json(start_response, 400, {"error": "malformed Slack request body"})
+        if path in (INSTALL_PATH, REDIRECT_PATH) and self.slack.app.oauth_flow is not None:
+            if method != "GET":
+                return _json(start_response, 405, {"error": "GET only"})
+            return self.slack(environ, start_response)
         if path == "/api/tasks" and method == "POST":
             return self._api_tasks(environ, start_response)
         if path == "/healthz":

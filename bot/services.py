@@ -1,4 +1,4 @@
-"""What the Slack listeners and the outbox sender share: built once by `bot.app.build`."""
+"""What the Slack listeners and the outbox sender share: built once by `bot.runtime.build_services`."""
 
 from __future__ import annotations
 
@@ -11,6 +11,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from agent.tools import ToolRegistry
 from approvals.decisions import Decisions
 from approvals.ports import Directory
+from bot.installations import Installations
 from core.clock import Clock
 from core.config import Config
 
@@ -23,6 +24,17 @@ class Services:
     clock: Clock
     directory: Directory
     decisions: Decisions
+    # The app's client: the bot token of `SLACK_BOT_TOKEN` in single-workspace mode; without a
+    # token in multi-workspace mode, where Bolt gives each request its workspace's token.
     client: WebClient
     # Slack calls made after the ack (ephemeral refusals, modals, App Home), off the request thread.
     background: ThreadPoolExecutor
+    # Multi-workspace mode (SLACK_CLIENT_ID): each workspace's installation and tokens.
+    installations: Installations | None = None
+
+    def client_for(self, team_id: str | None) -> WebClient:
+        """A client that speaks to workspace `team_id`: the app's client in single-workspace mode;
+        in multi-workspace mode one with that workspace's bot token (`NotInstalled` if it has none)."""
+        if self.installations is None:
+            return self.client
+        return self.installations.client_for(team_id)

@@ -403,6 +403,18 @@ class Settings(BaseSettings):
     slack_signing_secret: SecretStr | None = None
     slack_app_token: SecretStr | None = None
     slack_api_url: str | None = None
+    # Multi-workspace mode (the OAuth install flow) when both are set; Bolt's variable names.
+    slack_client_id: str | None = None
+    slack_client_secret: SecretStr | None = None
+    # Bot scopes asked for at install, comma-separated; default: the manifest's.
+    slack_scopes: str | None = None
+    # The redirect URL registered with Slack; default: Slack's own choice (the app's only one).
+    slack_redirect_uri: str | None = None
+    # Multi-workspace mode: the workspace of `slack.admin_channel`, for messages of no task
+    # (promotion proposals, autonomy changes, alerts, audit heads).
+    slack_admin_team_id: str | None = None
+    # With token rotation on, a bot token is refreshed this long before it expires.
+    slack_token_rotation_minutes: int = Field(default=120, ge=1, le=720)
     anthropic_api_key: SecretStr | None = None
     anthropic_base_url: str | None = None
     api_token: SecretStr | None = Field(default=None, validation_alias="COUNTERSIGN_API_TOKEN")
@@ -410,6 +422,30 @@ class Settings(BaseSettings):
     vault_keys: SecretStr | None = Field(default=None, validation_alias="COUNTERSIGN_VAULT_KEYS")
     # A YAML script for the scripted model (the offline demo); else Claude, which needs a key.
     model_script: str | None = Field(default=None, validation_alias="COUNTERSIGN_MODEL_SCRIPT")
+
+    @property
+    def multi_workspace(self) -> bool:
+        return self.slack_client_id is not None or self.slack_client_secret is not None
+
+    def multi_workspace_problems(self) -> list[str]:
+        """Why multi-workspace mode cannot start (empty when it can, or when it is off)."""
+        if not self.multi_workspace:
+            return []
+        problems = []
+        if self.slack_client_id is None or self.slack_client_secret is None:
+            problems.append("multi-workspace mode needs both SLACK_CLIENT_ID and SLACK_CLIENT_SECRET")
+        if self.vault_keys is None:
+            problems.append(
+                "multi-workspace mode keeps each workspace's Slack tokens encrypted: set COUNTERSIGN_VAULT_KEYS "
+                "(`countersign secrets generate-key` makes a key)"
+            )
+        if self.slack_signing_secret is None:
+            problems.append("multi-workspace mode serves Slack over HTTP: set SLACK_SIGNING_SECRET")
+        if self.slack_bot_token is not None:
+            problems.append(
+                "unset SLACK_BOT_TOKEN: in multi-workspace mode each workspace's token comes from its install"
+            )
+        return problems
 
 
 def dotted(path: KeyPath) -> str:

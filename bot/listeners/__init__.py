@@ -5,6 +5,6 @@ database transaction: state change + audit + outbox), acks, and hands anything s
 (modals, ephemeral notices, App Home) to `services.background`.
 """
 
-from bot.listeners import actions, autonomy, commands, events, views
+from bot.listeners import actions, autonomy, commands, events, installs, views
 
-__all__ = ["actions", "autonomy", "commands", "events", "views"]
+__all__ = ["actions", "autonomy", "commands", "events", "installs", "views"]

@@ -16,11 +16,12 @@ from agent.tasks import TaskError, choose_task_type, extend_budget, get_task, st
 from approvals.decisions import decide
 from approvals.errors import ActionNotFound, DecisionRefused
 from approvals.ports import is_listed_approver
+from approvals.workspaces import visible_tasks
 from bot import action_ids
 from bot.blocks.modals import edit_modal, reject_modal
 from bot.listeners.payloads import BadPayload, Click, click_from
 from bot.services import Services
-from core.models import Action
+from core.models import Action, Task
 
 log = logging.getLogger(__name__)
 
@@ -35,7 +36,7 @@ def decision_listener(services: Services, call: Callable[[Session, Click], objec
             decide(services.sessions, services.clock, lambda session: call(session, click), actor=click.user)
         except (DecisionRefused, ActionNotFound, BadPayload) as refusal:
             ack()
-            tell(services, respond, str(refusal), clicker(body))
+            tell(services, respond, str(refusal), clicker(body), workspace(body))
             return
         ack()
 
@@ -61,7 +62,7 @@ def register(app: App, services: Services) -> None:
         try:
             click = click_from(body)
         except BadPayload as problem:
-            tell(services, respond, str(problem), clicker(body))
+            tell(services, respond, str(problem), clicker(body), workspace(body))
             return
         metadata = json.dumps({"action_id": click.value, "params_hash": click.seen_hash})
         open_modal(services, respond, click, reject_modal(click.value, click.seen_hash, metadata))
@@ -72,13 +73,17 @@ def register(app: App, services: Services) -> None:
         try:
             click = click_from(body)
             with services.sessions() as session:
-                action = session.scalars(select(Action).where(Action.public_id == click.value)).first()
-                if action is None:
+                action = session.scalars(
+                    select(Action)
+                    .join(Task, Task.id == Action.task_id)
+                    .where(Action.public_id == click.value, visible_tasks(click.team))
+                ).first()
+                if action is None:  # another workspace's action is not shown, not even its params
                     raise BadPayload(f"no action {click.value!r}")
                 tool, params = action.tool, dict(action.params)
             schema = services.registry.get(tool).json_schema()
         except (BadPayload, LookupError) as problem:
-            tell(services, respond, str(problem), clicker(body))
+            tell(services, respond, str(problem), clicker(body), workspace(body))
             return
         metadata = json.dumps({"action_id": click.value, "params_hash": click.seen_hash, "tool": tool})
         open_modal(services, respond, click, edit_modal(click.value, tool, schema, params, metadata))
@@ -91,7 +96,7 @@ def register(app: App, services: Services) -> None:
                 with services.sessions.begin() as session:
                     call(session, click)
             except (TaskError, BadPayload) as refusal:
-                tell(services, respond, str(refusal), clicker(body))
+                tell(services, respond, str(refusal), clicker(body), workspace(body))
 
         return listener
 
@@ -132,18 +137,23 @@ def clicker(body: dict[str, Any]) -> str | None:
     return user if isinstance(user, str) else None
 
 
-def tell(services: Services, respond: Respond, text: str, user: str | None = None) -> None:
+def workspace(body: dict[str, Any]) -> str | None:
+    team = (body.get("team") or {}).get("id") or (body.get("user") or {}).get("team_id")
+    return team if isinstance(team, str) else None
+
+
+def tell(services: Services, respond: Respond, text: str, user: str | None = None, team: str | None = None) -> None:
     """Answer only the person who clicked, after the ack: through the click's response_url, or
     (App Home clicks have none) in a direct message."""
-    services.background.submit(_respond, services, respond, text, user)
+    services.background.submit(_respond, services, respond, text, user, team)
 
 
-def _respond(services: Services, respond: Respond, text: str, user: str | None) -> None:
+def _respond(services: Services, respond: Respond, text: str, user: str | None, team: str | None = None) -> None:
     try:
         if respond.response_url:
             respond(text=text, response_type="ephemeral", replace_original=False)
         elif user:
-            services.client.chat_postMessage(channel=user, text=text)
+            services.client_for(team).chat_postMessage(channel=user, text=text)
     except Exception:
         log.exception("could not answer the clicker")
 
@@ -151,9 +161,10 @@ def _respond(services: Services, respond: Respond, text: str, user: str | None) 
 def open_modal(services: Services, respond: Respond, click: Click, view: dict[str, Any]) -> None:
     def run() -> None:
         try:
-            services.client.views_open(trigger_id=click.trigger_id or "", view=view)
+            services.client_for(click.team).views_open(trigger_id=click.trigger_id or "", view=view)
         except Exception as exc:  # noqa: BLE001 - tell the clicker instead
             log.warning("views.open failed: %s", exc)
-            _respond(services, respond, "Slack did not open the form in time; please click again.", click.user)
+            message = "Slack did not open the form in time; please click again."
+            _respond(services, respond, message, click.user, click.team)
 
     services.background.submit(run)

@@ -12,6 +12,7 @@ from sqlalchemy.orm import Session
 
 from agent.tasks import TaskError, submit_task
 from approvals.autonomy import describe
+from approvals.workspaces import visible_tasks
 from bot.blocks.text import escape, help_text
 from bot.listeners.payloads import slack_id
 from bot.services import Services
@@ -70,21 +71,27 @@ def _run(services: Services, rest: str, user: str, command: dict[str, Any]) -> s
     return f"Started `{task_id}` ({task_type}). Drafts that need a person appear in <#{channel}>."
 
 
-def _status(services: Services, rest: str, user: str, _command: dict[str, Any]) -> str:
+def _status(services: Services, rest: str, user: str, command: dict[str, Any]) -> str:
+    team = slack_id(command.get("team_id"))
     with services.sessions() as session:
         if rest:
-            return _status_of(session, rest)
-        tasks = session.scalars(select(Task).where(Task.requester == user).order_by(Task.id.desc()).limit(RECENT))
+            return _status_of(session, rest, team)
+        tasks = session.scalars(
+            select(Task).where(Task.requester == user, visible_tasks(team)).order_by(Task.id.desc()).limit(RECENT)
+        )
         lines = [f"`{t.public_id}` {t.task_type or 'unrouted'}: *{t.state}*" for t in tasks]
     return "Your recent tasks:\n" + "\n".join(lines) if lines else "You have no tasks yet. Try `/countersign help`."
 
 
-def _status_of(session: Session, public_id: str) -> str:
-    action = session.scalars(select(Action).where(Action.public_id == public_id)).first()
+def _status_of(session: Session, public_id: str, team: str | None) -> str:
+    """One action or task, if it is of this workspace (another's is "not found", as for clicks)."""
+    action = session.scalars(
+        select(Action).join(Task, Task.id == Action.task_id).where(Action.public_id == public_id, visible_tasks(team))
+    ).first()
     if action is not None:
         decided = f" by <@{action.decided_by}>" if action.decided_by else ""
         return f"Action `{action.public_id}` ({action.task_type}, `{action.tool}`): *{action.state}*{decided}"
-    task = session.scalars(select(Task).where(Task.public_id == public_id)).first()
+    task = session.scalars(select(Task).where(Task.public_id == public_id, visible_tasks(team))).first()
     if task is None:
         return f"No task or action `{escape(public_id)}`."
     actions = session.scalars(select(Action).where(Action.task_id == task.id).order_by(Action.id)).all()
@@ -120,9 +127,14 @@ def _autonomy(services: Services, rest: str, _user: str, _command: dict[str, Any
     return "Autonomy levels:\n" + "\n".join(lines)
 
 
-def _audit(services: Services, rest: str, _user: str, _command: dict[str, Any]) -> str:
+def _audit(services: Services, rest: str, _user: str, command: dict[str, Any]) -> str:
+    team = slack_id(command.get("team_id"))
     with services.sessions() as session:
         query = select(AuditEvent).order_by(AuditEvent.seq.desc()).limit(10)
+        if team is not None:  # this workspace's tasks' events, and those of no task (config, autonomy)
+            query = query.outerjoin(Task, Task.public_id == AuditEvent.task_id).where(
+                or_(AuditEvent.task_id.is_(None), visible_tasks(team))
+            )
         if rest:
             query = query.where(or_(AuditEvent.action_id == rest, AuditEvent.task_id == rest))
         events = list(reversed(session.scalars(query).all()))

@@ -63,7 +63,7 @@ def register(app: App, services: Services) -> None:
             log.info("mention not started: %s", problem)
 
     @app.event("app_home_opened")
-    def home(event: dict[str, Any]) -> None:
+    def home(body: dict[str, Any], event: dict[str, Any]) -> None:
         user = event.get("user")
         if event.get("tab", "home") == "home" and user:
-            services.background.submit(publish_home, services, user)
+            services.background.submit(publish_home, services, user, slack_id(body.get("team_id")))

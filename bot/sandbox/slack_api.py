@@ -8,6 +8,7 @@ told to fail (`fail`, `fail_for`) or stall (`hang`). Faulted calls change nothin
 
 from __future__ import annotations
 
+import base64
 import contextlib
 import copy
 import json
@@ -15,12 +16,13 @@ import logging
 import math
 import threading
 import time
+import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from types import TracebackType
 from typing import Any, cast
-from urllib.parse import parse_qsl, urlsplit
+from urllib.parse import parse_qsl, urlencode, urlsplit
 
 from bot.sandbox.workspace import (
     Ephemeral,
@@ -55,6 +57,17 @@ class _Fault:
     times: int | None  # None: until the window ends or faults are cleared
     until: float | None = None
     clock: Clock | None = None
+
+
+@dataclass(slots=True)
+class _Token:
+    """A token the emulator issued through OAuth: whose it is, and until when it works."""
+
+    team_id: str
+    team_name: str
+    kind: str  # "bot" or "refresh"
+    expires_at: float | None = None
+    revoked: bool = False
 
 
 @dataclass(slots=True)
@@ -95,6 +108,13 @@ class SlackEmulator:
         self._faults: list[_Fault] = []
         self._hangs: list[_Hang] = []
         self._closed = threading.Event()
+        # OAuth: registered apps (client id → secret, redirect URL, rotation), the codes of
+        # installs in progress, and the tokens issued, each bound to its workspace.
+        self._apps: dict[str, tuple[str, str | None, int | None]] = {}
+        self._codes: dict[str, tuple[str, str, str, str]] = {}  # code → client id, team, name, installer
+        self._tokens: dict[str, _Token] = {}
+        self._call_teams: list[str | None] = []
+        self.installer: tuple[str, str, str] | None = None  # (team id, team name, user) the next authorize is
         self._server = _Server(("127.0.0.1", port), _Handler)
         self._server.emulator = self
         self.url = f"http://127.0.0.1:{self._server.server_address[1]}/"
@@ -144,6 +164,104 @@ class SlackEmulator:
     def dm(self, user: str) -> str:
         """The id of the DM channel with `user` (what conversations.open answers)."""
         return self.workspace.open_dm(user).id
+
+    # -- OAuth (multi-workspace installs) -------------------------------------------------
+    def add_oauth_app(
+        self, client_id: str, client_secret: str, *, redirect_uri: str | None = None, expires_in: int | None = None
+    ) -> None:
+        """Register an app for the OAuth flow; `expires_in` (seconds) turns on token rotation."""
+        with self._lock:
+            self._apps[client_id] = (client_secret, redirect_uri, expires_in)
+
+    def log_in(self, team_id: str, user: str, team_name: str = "") -> None:
+        """Who approves the next install on the authorize page: `user` of workspace `team_id`."""
+        self.installer = (team_id, team_name or team_id.lower(), user)
+
+    def authorize(self, query: JsonDict) -> Reply:
+        """GET /oauth/v2/authorize: the person logged in approves at once; back to the app with a code."""
+        app = self._apps.get(str(query.get("client_id") or ""))
+        if app is None or self.installer is None:
+            return Reply(400, {"ok": False, "error": "invalid_client_id" if app is None else "not_logged_in"})
+        redirect = str(query.get("redirect_uri") or app[1] or "")
+        if not redirect:
+            return Reply(400, {"ok": False, "error": "bad_redirect_uri"})
+        code = f"code-{uuid.uuid4().hex[:12]}"
+        with self._lock:
+            self._codes[code] = (str(query["client_id"]), *self.installer)
+        location = f"{redirect}?{urlencode({'code': code, 'state': query.get('state') or ''})}"
+        return Reply(302, {}, {"Location": location})
+
+    def uninstall(self, team_id: str) -> None:
+        """Revoke every token of workspace `team_id`, as Slack does when the app is uninstalled."""
+        with self._lock:
+            for token in self._tokens.values():
+                if token.team_id == team_id:
+                    token.revoked = True
+
+    def expire_tokens(self, team_id: str) -> None:
+        """Let the access tokens of `team_id` reach their expiry now (token rotation)."""
+        with self._lock:
+            for token in self._tokens.values():
+                if token.team_id == team_id and token.kind == "bot" and token.expires_at is not None:
+                    token.expires_at = time.time()
+
+    def calls_by_team(self, method: str) -> list[tuple[str | None, JsonDict]]:
+        """Calls of `method` with the workspace whose issued token made each (None: another token)."""
+        with self._lock:
+            return [
+                (team, copy.deepcopy(p))
+                for (m, p), team in zip(self._calls, self._call_teams, strict=True)
+                if m == method
+            ]
+
+    def _oauth_access(self, params: JsonDict) -> JsonDict:
+        client_id = str(params.get("client_id") or "")
+        app = self._apps.get(client_id)
+        if app is None or params.get("client_secret") != app[0]:
+            raise SlackError("invalid_client_id" if app is None else "bad_client_secret")
+        expires_in = app[2]
+        with self._lock:
+            if params.get("grant_type") == "refresh_token":
+                old = self._tokens.get(str(params.get("refresh_token") or ""))
+                if old is None or old.kind != "refresh" or old.revoked:
+                    raise SlackError("invalid_refresh_token")
+                team_id, team_name, user = old.team_id, old.team_name, None
+            else:
+                grant = self._codes.pop(str(params.get("code") or ""), None)
+                if grant is None or grant[0] != client_id:
+                    raise SlackError("invalid_code")
+                _, team_id, team_name, user = grant
+            prefix = "xoxe.xoxb-1-" if expires_in else "xoxb-"
+            access = f"{prefix}{team_id}-{uuid.uuid4().hex}"
+            expires_at = time.time() + expires_in if expires_in else None
+            self._tokens[access] = _Token(team_id, team_name, "bot", expires_at)
+            body: JsonDict = {
+                "access_token": access, "token_type": "bot", "scope": ",".join(_BOT_SCOPES),
+                "bot_user_id": self.workspace.bot_user_id, "app_id": "A0APP",
+                "team": {"id": team_id, "name": team_name}, "enterprise": None, "is_enterprise_install": False,
+            }  # fmt: skip
+            if user is not None:
+                body["authed_user"] = {"id": user}
+            if expires_in:
+                refresh = f"xoxe-1-{uuid.uuid4().hex}"
+                self._tokens[refresh] = _Token(team_id, team_name, "refresh")
+                body.update(refresh_token=refresh, expires_in=expires_in)
+        return body
+
+    def _token_problem(self, token: str) -> str | None:
+        """Why Slack would refuse `token` (None: it works); records whose call this is."""
+        with self._lock:
+            issued = self._tokens.get(token)
+            self._call_teams.append(issued.team_id if issued else None)
+            if issued is not None:
+                if issued.revoked:
+                    return "token_revoked"
+                if issued.kind != "bot":
+                    return "invalid_auth"
+                if issued.expires_at is not None and time.time() >= issued.expires_at:
+                    return "token_expired"
+                return None
+        return None if (token == self.token if self.token else token.startswith("xoxb-")) else "invalid_auth"
 
     # -- faults --------------------------------------------------------------------------
     def fail(
@@ -231,14 +349,21 @@ class SlackEmulator:
             return fault
         self._closed.wait(self._take_hang(method))
         with self._lock:
-            self._calls.append((method, copy.deepcopy(params)))
+            self._calls.append((method, copy.deepcopy({k: v for k, v in params.items() if k != "client_secret"})))
+        if method == "oauth.v2.access":  # client credentials instead of a token
+            with self._lock:
+                self._call_teams.append(None)
+            try:
+                return Reply(200, {"ok": True, **self._oauth_access(params)})
+            except SlackError as exc:
+                return Reply(200, _error_body(exc))
         handler = METHODS.get(method)
-        if handler is None:
-            return Reply(200, {"ok": False, "error": "unknown_method"})
-        if not token:
-            return Reply(200, {"ok": False, "error": "not_authed"})
-        if not (token == self.token if self.token else token.startswith("xoxb-")):
-            return Reply(200, {"ok": False, "error": "invalid_auth"})
+        problem = "unknown_method" if handler is None else ("not_authed" if not token else self._token_problem(token))
+        if handler is None or problem is not None:
+            if not token or handler is None:
+                with self._lock:
+                    self._call_teams.append(None)
+            return Reply(200, {"ok": False, "error": problem or "unknown_method"})
         try:
             return Reply(200, {"ok": True, **handler(self, params)})
         except SlackError as exc:
@@ -257,6 +382,7 @@ class SlackEmulator:
         self._closed.wait(self._take_hang("response_url"))
         with self._lock:
             self._calls.append(("response_url", {"response_url": url_id, **copy.deepcopy(payload)}))
+            self._call_teams.append(None)
         try:
             self.workspace.respond(url_id, payload)
         except SlackError as exc:
@@ -372,6 +498,9 @@ def _auth_test(em: SlackEmulator, p: JsonDict) -> JsonDict:
         "url": "https://countersign-sandbox.slack.com/", "team": "countersign sandbox", "user": "countersign",
         "team_id": ws.team_id, "user_id": ws.bot_user_id, "bot_id": ws.bot_id, "is_enterprise_install": False,
     }  # fmt: skip
+
+
+_BOT_SCOPES = ("app_mentions:read", "chat:write", "commands", "im:write", "usergroups:read", "users:read")
 
 
 @_method("chat.postMessage")
@@ -515,7 +644,9 @@ class _Handler(BaseHTTPRequestHandler):
         length = int(self.headers.get("Content-Length") or 0)
         raw = self.rfile.read(length) if length else b""
         kind, _, name = path.path.strip("/").partition("/")
-        if kind == "api" and name:
+        if kind == "oauth" and name == "v2/authorize" and self.command == "GET":
+            self._send(emulator.authorize(dict(parse_qsl(path.query))))
+        elif kind == "api" and name:
             params: JsonDict = dict(parse_qsl(path.query))
             try:
                 params.update(self._body(raw))
@@ -523,6 +654,10 @@ class _Handler(BaseHTTPRequestHandler):
                 self._send(Reply(200, _error_body(exc)))
                 return
             auth = self.headers.get("Authorization", "")
+            if auth.startswith("Basic "):  # oauth.v2.access: the app's client id and secret
+                client_id, _, secret = base64.b64decode(auth.removeprefix("Basic ")).decode().partition(":")
+                params.setdefault("client_id", client_id)
+                params.setdefault("client_secret", secret)
             token = auth.removeprefix("Bearer ").strip() if auth.startswith("Bearer ") else params.get("token")
             self._send(emulator.call(name, params, str(token) if token else None))
         elif kind == "response" and name and self.command == "POST":

@@ -129,14 +129,19 @@ class Response:
 
 
 class SlackApp:
-    def __init__(self, db_url: str, slack: SlackEmulator, clock: FrozenClock, config: Config) -> None:
+    def __init__(
+        self, db_url: str, slack: SlackEmulator, clock: FrozenClock, config: Config, **settings_given: Any
+    ) -> None:
         self.slack, self.clock = slack, clock
         settings = Settings(
-            database_url=db_url,
-            slack_bot_token=SecretStr(TOKEN),
-            slack_signing_secret=SecretStr(SECRET),
-            slack_api_url=slack.api_url,
-            api_token=SecretStr(API_TOKEN),
+            **{
+                "database_url": db_url,
+                "slack_bot_token": SecretStr(TOKEN),
+                "slack_signing_secret": SecretStr(SECRET),
+                "slack_api_url": slack.api_url,
+                "api_token": SecretStr(API_TOKEN),
+                **settings_given,
+            }
         )
         self.engine = make_engine(db_url)
         services = build_services(
@@ -195,10 +200,10 @@ class SlackApp:
         except urllib.error.HTTPError as error:
             return Response(error.code, error.read().decode())
 
-    def command(self, user: str, text: str, channel: str = APPROVALS) -> Response:
+    def command(self, user: str, text: str, channel: str = APPROVALS, team: str = TEAM) -> Response:
         form = {
             "token": "legacy",
-            "team_id": TEAM,
+            "team_id": team,
             "team_domain": "sandbox",
             "channel_id": channel,
             "channel_name": "approvals",
@@ -269,11 +274,11 @@ class SlackApp:
             }
         )
 
-    def event(self, event: dict[str, Any], event_id: str, retry: int | None = None) -> Response:
+    def event(self, event: dict[str, Any], event_id: str, retry: int | None = None, team: str = TEAM) -> Response:
         body = json.dumps(
             {
                 "token": "legacy",
-                "team_id": TEAM,
+                "team_id": team,
                 "api_app_id": "A0APP",
                 "type": "event_callback",
                 "event_id": event_id,

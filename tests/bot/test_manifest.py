@@ -35,7 +35,13 @@ def test_manifest_asks_for_minimal_scopes_and_the_surfaces_the_app_uses() -> Non
         "usergroups:read",
         "users:read",
     ]
-    assert manifest["settings"]["event_subscriptions"]["bot_events"] == ["app_home_opened", "app_mention"]
+    assert manifest["settings"]["event_subscriptions"]["bot_events"] == [
+        "app_home_opened",
+        "app_mention",
+        "app_uninstalled",
+        "tokens_revoked",
+    ]
+    assert manifest["oauth_config"]["redirect_urls"] == ["https://countersign.example.com/slack/oauth_redirect"]
     assert manifest["settings"]["interactivity"]["is_enabled"] is True
     assert manifest["settings"]["socket_mode_enabled"] is True
     assert manifest["features"]["app_home"]["home_tab_enabled"] is True
