@@ -8,6 +8,7 @@ from sqlalchemy import Engine
 from sqlalchemy.orm import Session, sessionmaker
 
 from agent.anthropic_model import AnthropicModel
+from agent.delegation import Delegation
 from agent.model import ModelClient
 from agent.scripted_model import ScriptedModel
 from agent.tools import load_tool_modules
@@ -39,15 +40,17 @@ def build_services(
     client = make_client(token, settings.slack_api_url, max_retries=slack_retries)
     registry = load_tool_modules(config.tools.modules)
     directory = SlackDirectory(client)
+    delegation = Delegation(config, registry)
     return Services(
         config=config,
         sessions=sessions,
         registry=registry,
         clock=clock,
         directory=directory,
-        decisions=Decisions(directory, registry, clock),
+        decisions=Decisions(directory, registry, clock, credentials=delegation),
         client=client,
         background=ThreadPoolExecutor(max_workers=background_threads, thread_name_prefix="slack-after-ack"),
+        delegation=delegation,
     )
 
 
