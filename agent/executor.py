@@ -240,7 +240,7 @@ class Executor:
         except (UnknownTool, InvalidParams) as exc:
             return _Outcome("failed", f"{type(exc).__name__}: {exc}")
         granted: Secrets | None = None
-        known: dict[str, str] = {}  # every secret value seen, the tool's and the refresh tokens
+        known: list[tuple[str, str]] = []  # (name, value) of every secret seen: the tool's, refresh tokens
         if spec.secrets:
             try:
                 granted = self._reveal(spec, run, known)
@@ -258,7 +258,7 @@ class Executor:
         note = "the tool is not idempotent, so it may or may not have taken effect and it is not re-run"
         return _Outcome("unknown", f"{timeout}; {note}")
 
-    def _reveal(self, spec: ToolSpec, run: _Run, known: dict[str, str]) -> Secrets:
+    def _reveal(self, spec: ToolSpec, run: _Run, known: list[tuple[str, str]]) -> Secrets:
         """The tool's declared secrets, each use audited in the transaction that reads it.
 
         Every value read or received is added to `known`, for scrubbing what comes back."""
@@ -283,9 +283,9 @@ class Executor:
                     raise
                 raise NotConnected(owner, [exc.name], spec.name) from None
             for secret in found:
-                known[secret.name] = secret.value
+                known.append((secret.name, secret.value))
                 if secret.oauth and secret.oauth.refresh_token:
-                    known[f"{secret.name}.refresh_token"] = secret.oauth.refresh_token
+                    known.append((f"{secret.name}.refresh_token", secret.oauth.refresh_token))
             found = [self._fresh(session, action, spec, secret, now, known) for secret in found]
             for secret in found:
                 data = {"secret": secret.name, "tool": spec.name, "scope": secret.scope, "owner": secret.owner}
@@ -293,7 +293,13 @@ class Executor:
         return Secrets({secret.name: secret.value for secret in found})
 
     def _fresh(
-        self, session: Session, action: Action, spec: ToolSpec, secret: Revealed, now: datetime, known: dict[str, str]
+        self,
+        session: Session,
+        action: Action,
+        spec: ToolSpec,
+        secret: Revealed,
+        now: datetime,
+        known: list[tuple[str, str]],
     ) -> Revealed:
         """`secret`, refreshed first if it is a person's OAuth token that has (nearly) expired.
 
@@ -321,16 +327,17 @@ class Executor:
             except VaultError as exc:
                 message = f"{expired} and cannot be refreshed: {exc}; the tool did not run"
                 raise CredentialError(secret.owner, message, details) from None
-            client_secret = known[provider.client_secret_name] = found.value
+            client_secret = found.value
+            known.append((provider.client_secret_name, client_secret))
         try:
             fresh = refresh(grant.provider, provider, grant.refresh_token, client_secret, now=now)
         except RefreshFailed as exc:
             metrics.TOKEN_REFRESHES.labels(grant.provider, "failed").inc()
             message = f"{expired} and could not be refreshed: {exc}; the tool did not run. {reconnect}"
             raise CredentialError(secret.owner, message, {**details, "reason": exc.reason}) from None
-        known[secret.name + ".new"] = fresh.access_token
+        known.append((secret.name, fresh.access_token))
         if fresh.refresh_token:
-            known[secret.name + ".new_refresh_token"] = fresh.refresh_token
+            known.append((f"{secret.name}.refresh_token", fresh.refresh_token))
         renewed = OAuthGrant(grant.provider, fresh.refresh_token or grant.refresh_token, fresh.expires_at)
         replaced = self.vault.replace(session, secret, fresh.access_token, renewed)
         data = {

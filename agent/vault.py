@@ -477,9 +477,11 @@ class Scrubber:
     string and a URL, the usual ways it ends up in an error message or a returned object.
     """
 
-    def __init__(self, secrets: Mapping[str, str]) -> None:
+    def __init__(self, secrets: Mapping[str, str] | Iterable[tuple[str, str]]) -> None:
+        """`secrets`: values by name, or (name, value) pairs when one name has several values."""
+        pairs = secrets.items() if isinstance(secrets, Mapping) else secrets
         forms: dict[str, str] = {}
-        for name, value in secrets.items():
+        for name, value in pairs:
             if value:
                 for form in (value, repr(value)[1:-1], json.dumps(value)[1:-1], quote(value, safe="")):
                     forms.setdefault(form, f"[redacted:{name}]")

@@ -7,11 +7,13 @@ that counts refreshes and spends each refresh token once.
 
 from __future__ import annotations
 
+import json
 import threading
 from collections.abc import Iterator
 from datetime import timedelta
 
 import pytest
+from click.testing import CliRunner
 from sqlalchemy import select, text
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -21,6 +23,7 @@ from agent.tasks import submit_task
 from agent.vault import OAuthGrant, Vault, generate_key
 from approvals.decisions import Decisions, decide
 from approvals.errors import CredentialMissing
+from bot.cli_secrets import secrets as secrets_cli
 from core.config import Config
 from core.models import Action, AuditEvent, OutboxMessage
 from tests.agent import delegated_tools
@@ -362,3 +365,49 @@ def test_decisions_without_a_credentials_port_are_as_before(sessions, vault, oau
     plain = Decisions(FakeDirectory(), stack.registry, stack.clock)
     outcome = decide(sessions, stack.clock, lambda s: plain.approve(s, action.public_id, ALICE, action.params_hash))
     assert outcome.state == "approved"
+
+
+def test_the_cli_connects_a_persons_token_without_ever_printing_it(
+    db_url, sessions, vault, oauth: FakeOAuth, fake_anthropic: FakeAnthropic
+) -> None:
+    stack = delegated_stack(sessions, fake_anthropic, vault, make_config(oauth))
+    fake_anthropic.reply_tool_use("open_pr", PR)
+    task_id = submit(stack)
+    action = drafted(stack, fake_anthropic, task_id)  # waits for the requester to connect
+    env = {"DATABASE_URL": db_url, "COUNTERSIGN_VAULT_KEYS": KEY}
+    answer = json.dumps({"access_token": OLD_TOKEN, "refresh_token": OLD_REFRESH, "expires_in": 3600})
+    runner = CliRunner()
+
+    done = runner.invoke(
+        secrets_cli, ["connect", "github_token", "--owner", REQUESTER, "--provider", "github"], input=answer, env=env
+    )
+    assert done.exit_code == 0, done.output
+    assert done.output == "U0REQUESTER's refreshable OAuth token 'github_token' connected for tool '*'\n"
+    assert vault.get("github_token", tool="open_pr", owner=REQUESTER) == OLD_TOKEN
+    grant = vault.grant("github_token", tool="open_pr", owner=REQUESTER)
+    assert grant is not None and (grant.provider, grant.refresh_token) == ("github", OLD_REFRESH)
+    assert grant.expires_at is not None
+    # The card that said "not connected" is queued for an update.
+    assert [m.payload for m in stack.outbox("action.updated")] == [{"action_id": action.public_id}]
+    with sessions() as session:
+        event = session.scalars(select(AuditEvent).where(AuditEvent.kind == "secret.set").order_by(AuditEvent.seq))
+        assert list(event)[-1].data == {
+            "secret": "github_token",
+            "scope": "*",
+            "owner": REQUESTER,
+            "team_id": None,
+            "replaced": False,
+            "oauth": {"provider": "github", "refreshable": True},
+        }
+
+    bare = runner.invoke(secrets_cli, ["connect", "github_token", "--owner", ALICE], input="gho_bare_PLANTED", env=env)
+    assert bare.exit_code == 0, bare.output
+    assert vault.grant("github_token", tool="open_pr", owner=ALICE) is None
+    no_provider = runner.invoke(secrets_cli, ["connect", "github_token", "--owner", BOB], input=answer, env=env)
+    assert no_provider.exit_code == 1
+    assert "the token has a refresh token: name its --provider" in no_provider.output
+    team = runner.invoke(secrets_cli, ["connect", "github_token", "--owner", "team"], input="x", env=env)
+    assert team.exit_code == 1
+    for result in (done, bare, no_provider, team):
+        assert OLD_TOKEN not in result.output and OLD_REFRESH not in result.output
+        assert "gho_bare_PLANTED" not in result.output
