@@ -15,6 +15,14 @@ A tool that declares secrets gets them from the vault just before it runs, each 
 calling the tool. Known secret values are scrubbed from the result and the error before
 either is stored, audited or sent anywhere.
 
+A task type with `credentials: requester | approver` runs its tools with that person's own
+secrets (`agent.delegation`). Their rows are read under a row lock, and an OAuth access token
+that has expired (or expires within `REFRESH_MARGIN`) is refreshed first, once, at its
+provider: the new tokens are re-sealed and the refresh audited in that same transaction, so a
+second executor waiting on the lock sees the new token instead of spending a single-use
+refresh token again. If the refresh fails, nothing is stored, the tool is not called, the
+action fails with the reason, and the person is told (the `action.failed` message names them).
+
 One `Executor` instance serves one thread; run several instances (threads, processes,
 replicas) to run actions in parallel.
 """
@@ -29,7 +37,7 @@ import secrets
 import socket
 import threading
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from typing import Any, Literal
 
@@ -37,9 +45,11 @@ from pydantic_core import to_jsonable_python
 from sqlalchemy import CursorResult, select, update
 from sqlalchemy.orm import Session, sessionmaker
 
+from agent.delegation import CredentialError, Delegation, NotConnected, connect_command
 from agent.errors import InvalidParams, RetryableError, ToolTimeout, UnknownTool
+from agent.oauth import RefreshFailed, refresh
 from agent.tools import Secrets, ToolRegistry, ToolSpec
-from agent.vault import TEAM, Scrubber, Vault, VaultError, VaultNotConfigured
+from agent.vault import TEAM, OAuthGrant, Revealed, Scrubber, SecretNotSet, Vault, VaultError, VaultNotConfigured
 from approvals import transitions
 from approvals.errors import InvalidTransition, StaleState
 from approvals.states import ActionState
@@ -54,6 +64,7 @@ SYSTEM = "system"
 LOST_LEASE_NOTE = "executor lost its lease mid-run; the tool is not idempotent, so it is not re-run"
 _DEFAULT_TIMEOUT_S = 30.0
 _MAX_RACES_PER_CLAIM = 100
+REFRESH_MARGIN = timedelta(seconds=60)  # a token this close to expiring is refreshed before the call
 S = ActionState
 Kind = Literal["approved", "scheduled", "due", "expired"]
 # The column whose value says since when an action of each kind has been waiting.
@@ -76,6 +87,9 @@ class _Run:
     attempt: int
     timeout_s: float
     idempotent: bool
+    task_type: str = ""
+    requester: str | None = None
+    decided_by: str | None = None
 
 
 @dataclass(frozen=True)
@@ -83,6 +97,8 @@ class _Outcome:
     kind: Literal["succeeded", "retry", "failed", "unknown"]
     error: str | None = None
     result: dict[str, Any] | None = None
+    tell: str | None = None  # a person to tell of a failure that is theirs to fix (their credential)
+    data: dict[str, Any] | None = None  # added to the audit event of the outcome
 
 
 class Executor:
@@ -99,8 +115,10 @@ class Executor:
         lease_grace_s: float = 30.0,
         rng: random.Random | None = None,
         vault: Vault | None = None,
+        delegation: Delegation | None = None,
     ) -> None:
         self.sessions, self.registry, self.clock, self.vault = sessions, registry, clock, vault
+        self.delegation = delegation
         self.owner = owner or f"{socket.gethostname()[:64]}:{os.getpid()}:{secrets.token_hex(4)}"
         self.max_attempts, self.lease_grace_s = max_attempts, lease_grace_s
         self.backoff_base_s, self.backoff_max_s = backoff_base_s, backoff_max_s
@@ -196,7 +214,16 @@ class Executor:
             )
             _audit(session, action, "execution.recovered", now, note, {**previous, **data})
         return _Run(
-            action.id, action.public_id, action.tool, dict(action.params), attempt, timeout_s, action.idempotent
+            action.id,
+            action.public_id,
+            action.tool,
+            dict(action.params),
+            attempt,
+            timeout_s,
+            action.idempotent,
+            action.task_type,
+            action.requester,
+            action.decided_by,
         )
 
     def _timeout_of(self, action: Action) -> float:
@@ -213,33 +240,117 @@ class Executor:
         except (UnknownTool, InvalidParams) as exc:
             return _Outcome("failed", f"{type(exc).__name__}: {exc}")
         granted: Secrets | None = None
+        known: list[tuple[str, str]] = []  # (name, value) of every secret seen: the tool's, refresh tokens
         if spec.secrets:
             try:
-                granted = self._reveal(spec, run)
+                granted = self._reveal(spec, run, known)
+            except CredentialError as exc:
+                failed = _Outcome("failed", str(exc), tell=exc.owner, data={**exc.details, "owner": exc.owner})
+                return _scrubbed(failed, Scrubber(known))
             except VaultError as exc:
                 return _Outcome("failed", str(exc))
         outcome = _call_with_timeout(lambda: spec.call(run.params, idempotency_key=run.public_id, secrets=granted), run)
         if outcome is not None:
-            return _scrubbed(outcome, Scrubber(granted)) if granted else outcome
+            return _scrubbed(outcome, Scrubber(known)) if known else outcome
         timeout = ToolTimeout(run.tool, run.timeout_s)
         if run.idempotent:
             return _Outcome("retry", _describe(timeout))
         note = "the tool is not idempotent, so it may or may not have taken effect and it is not re-run"
         return _Outcome("unknown", f"{timeout}; {note}")
 
-    def _reveal(self, spec: ToolSpec, run: _Run) -> Secrets:
-        """The tool's declared secrets, each use audited in the transaction that reads it."""
+    def _reveal(self, spec: ToolSpec, run: _Run, known: list[tuple[str, str]]) -> Secrets:
+        """The tool's declared secrets, each use audited in the transaction that reads it.
+
+        Every value read or received is added to `known`, for scrubbing what comes back."""
         if self.vault is None:
             raise VaultNotConfigured(spec.name, spec.secrets)
+        delegated = self.delegation is not None and self.delegation.mode(run.task_type) is not None
+        owner = TEAM
+        if delegated:
+            assert self.delegation is not None
+            person = run.requester if self.delegation.mode(run.task_type) == "requester" else run.decided_by
+            if person is None:
+                raise NotConnected(None, list(spec.secrets), spec.name)
+            owner = person
         with self.sessions.begin() as session:
             now = self.clock.now()
             action = session.get(Action, run.id)
             assert action is not None  # actions are never deleted
-            found = self.vault.fetch(session, spec.secrets, tool=spec.name, owner=TEAM)
+            try:
+                found = self.vault.fetch(session, spec.secrets, tool=spec.name, owner=owner, lock=delegated)
+            except SecretNotSet as exc:
+                if not delegated:
+                    raise
+                raise NotConnected(owner, [exc.name], spec.name) from None
+            for secret in found:
+                known.append((secret.name, secret.value))
+                if secret.oauth and secret.oauth.refresh_token:
+                    known.append((f"{secret.name}.refresh_token", secret.oauth.refresh_token))
+            found = [self._fresh(session, action, spec, secret, now, known) for secret in found]
             for secret in found:
                 data = {"secret": secret.name, "tool": spec.name, "scope": secret.scope, "owner": secret.owner}
                 _audit(session, action, "secret.used", now, None, {**data, "attempt": run.attempt})
         return Secrets({secret.name: secret.value for secret in found})
+
+    def _fresh(
+        self,
+        session: Session,
+        action: Action,
+        spec: ToolSpec,
+        secret: Revealed,
+        now: datetime,
+        known: list[tuple[str, str]],
+    ) -> Revealed:
+        """`secret`, refreshed first if it is a person's OAuth token that has (nearly) expired.
+
+        Runs under the row lock `fetch(lock=True)` took: whoever waited on it reads the new token.
+        A failure raises `CredentialError`, and the caller's transaction stores nothing."""
+        grant = secret.oauth
+        if grant is None or secret.owner == TEAM or not grant.expired(now, REFRESH_MARGIN):
+            return secret
+        assert self.vault is not None and self.delegation is not None
+        reconnect = f"Connect it again: {connect_command([secret.name], secret.owner)}"
+        expired = f"{secret.owner}'s `{secret.name}` has expired"
+        details = {"credential": "refresh_failed", "secrets": [secret.name], "provider": grant.provider}
+        if grant.refresh_token is None:
+            message = f"{expired} and cannot be refreshed (no refresh token); the tool did not run. {reconnect}"
+            raise CredentialError(secret.owner, message, {**details, "credential": "expired"})
+        provider = self.delegation.config.oauth_providers.get(grant.provider)
+        if provider is None:
+            configured = ", ".join(sorted(self.delegation.config.oauth_providers)) or "none"
+            problem = f"its provider {grant.provider!r} is not in oauth_providers (configured: {configured})"
+            raise CredentialError(secret.owner, f"{expired} and {problem}; the tool did not run", details)
+        client_secret = None
+        if provider.client_secret_name:
+            try:
+                [found] = self.vault.fetch(session, [provider.client_secret_name], tool=spec.name, owner=TEAM)
+            except VaultError as exc:
+                message = f"{expired} and cannot be refreshed: {exc}; the tool did not run"
+                raise CredentialError(secret.owner, message, details) from None
+            client_secret = found.value
+            known.append((provider.client_secret_name, client_secret))
+        try:
+            fresh = refresh(grant.provider, provider, grant.refresh_token, client_secret, now=now)
+        except RefreshFailed as exc:
+            metrics.TOKEN_REFRESHES.labels(grant.provider, "failed").inc()
+            message = f"{expired} and could not be refreshed: {exc}; the tool did not run. {reconnect}"
+            raise CredentialError(secret.owner, message, {**details, "reason": exc.reason}) from None
+        known.append((secret.name, fresh.access_token))
+        if fresh.refresh_token:
+            known.append((f"{secret.name}.refresh_token", fresh.refresh_token))
+        renewed = OAuthGrant(grant.provider, fresh.refresh_token or grant.refresh_token, fresh.expires_at)
+        replaced = self.vault.replace(session, secret, fresh.access_token, renewed)
+        data = {
+            "secret": secret.name,
+            "owner": secret.owner,
+            "provider": grant.provider,
+            "expired_at": _iso(grant.expires_at),
+            "expires_at": _iso(fresh.expires_at),
+            "refresh_token_rotated": fresh.refresh_token is not None,
+        }
+        _audit(session, action, "secret.refreshed", now, None, data)
+        metrics.TOKEN_REFRESHES.labels(grant.provider, "refreshed").inc()
+        return replaced
 
     def _finish(self, run: _Run, outcome: _Outcome) -> None:
         try:
@@ -274,7 +385,8 @@ class Executor:
             self._end(session, action, now, S.FAILED, note, data=data, fence=fence)
         else:
             target = S.FAILED if outcome.kind == "failed" else S.UNKNOWN
-            self._end(session, action, now, target, error, data=data, fence=fence)
+            data.update(outcome.data or {})
+            self._end(session, action, now, target, error, data=data, fence=fence, tell=outcome.tell)
 
     def _end(
         self,
@@ -287,12 +399,14 @@ class Executor:
         data: dict[str, Any],
         fence: Sequence[Any],
         result: dict[str, Any] | None = None,
+        tell: str | None = None,
     ) -> None:
-        """End an execution (`succeeded`, `failed` or `unknown`): lease cleared, error noted, message queued."""
+        """End an execution (`succeeded`, `failed` or `unknown`): lease cleared, error noted, message
+        queued (naming a person to tell directly, when the failure is theirs to fix)."""
         values: dict[str, Any] = {"error": error, "lease_owner": None, "lease_until": None}
         if target == S.SUCCEEDED:
             values["result"] = result
-        messages = [Message(f"action.{target.value}")]
+        messages = [Message(f"action.{target.value}", {"tell": tell} if tell else {})]
         transitions.transition(
             session,
             action,
@@ -352,7 +466,8 @@ def _audit(session: Session, action: Action, kind: str, now: datetime, note: str
 def _scrubbed(outcome: _Outcome, scrubber: Scrubber) -> _Outcome:
     error = scrubber.text(outcome.error) if outcome.error is not None else None
     result = scrubber.data(outcome.result) if outcome.result is not None else None
-    return _Outcome(outcome.kind, error, result)
+    data = scrubber.data(outcome.data) if outcome.data is not None else None
+    return replace(outcome, error=error, result=result, data=data)
 
 
 def _describe(exc: BaseException) -> str:

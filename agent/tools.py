@@ -88,6 +88,7 @@ class ToolPolicy:
     idempotent: bool
     max_autonomy: Autonomy
     timeout_s: float
+    secrets: tuple[str, ...] = ()  # the secrets it declared (by name)
 
 
 @dataclass(frozen=True, eq=False)
@@ -111,7 +112,7 @@ class ToolSpec:
 
     @property
     def policy(self) -> ToolPolicy:
-        return ToolPolicy(self.risk, self.idempotent, self.max_autonomy, self.timeout_s)
+        return ToolPolicy(self.risk, self.idempotent, self.max_autonomy, self.timeout_s, self.secrets)
 
     def json_schema(self) -> dict[str, Any]:
         """The JSON schema of the parameters, for the model's `input_schema`."""

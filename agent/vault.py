@@ -11,6 +11,12 @@ never wait for it, and every row stays readable throughout because every key in 
 decrypts. Values leave this module only through `get` and `fetch`; `list` shows names,
 scopes, owners and ages. `Scrubber` takes known values out of text and JSON before anything
 is stored. Creating, replacing, deleting and re-keying secrets is audited (without values).
+
+A person's own credential is a secret whose owner is their Slack user id. One connected
+through OAuth also seals an `OAuthGrant` (provider, refresh token, expiry) beside the access
+token, which stays the secret's value: a tool only ever receives the access token.
+`replace` re-seals a refreshed token in the caller's transaction, under the row lock that
+`fetch(..., lock=True)` took.
 """
 
 from __future__ import annotations
@@ -43,6 +49,7 @@ __all__ = [
     "KEYS_VARIABLE",
     "TEAM",
     "InvalidSecret",
+    "OAuthGrant",
     "Revealed",
     "Rotation",
     "Scrubber",
@@ -179,6 +186,34 @@ class SecretInfo:
 
 
 @dataclass(frozen=True)
+class OAuthGrant:
+    """What refreshes a delegated OAuth access token: the provider (a key of the config's
+    `oauth_providers`), the refresh token if the provider gave one, and the expiry if known."""
+
+    provider: str
+    refresh_token: str | None = field(default=None, repr=False)
+    expires_at: datetime | None = None
+
+    def expired(self, now: datetime, margin: timedelta = timedelta(0)) -> bool:
+        return self.expires_at is not None and self.expires_at <= now + margin
+
+    def sealed(self) -> dict[str, Any]:
+        expires_at = self.expires_at.isoformat() if self.expires_at else None
+        return {"provider": self.provider, "refresh_token": self.refresh_token, "expires_at": expires_at}
+
+    @classmethod
+    def unsealed(cls, data: object) -> OAuthGrant | None:
+        if not isinstance(data, dict) or not isinstance(data.get("provider"), str):
+            return None
+        refresh_token, expires_at = data.get("refresh_token"), data.get("expires_at")
+        return cls(
+            data["provider"],
+            refresh_token if isinstance(refresh_token, str) and refresh_token else None,
+            datetime.fromisoformat(expires_at) if isinstance(expires_at, str) else None,
+        )
+
+
+@dataclass(frozen=True)
 class Revealed:
     """A decrypted secret on its way to a tool, and the row it came from (for the audit)."""
 
@@ -186,6 +221,8 @@ class Revealed:
     scope: str
     owner: str
     value: str = field(repr=False)
+    oauth: OAuthGrant | None = field(default=None, repr=False)
+    team_id: str | None = None
 
 
 @dataclass(frozen=True)
@@ -231,12 +268,17 @@ class Vault:
         owner: str = TEAM,
         team_id: str | None = None,
         actor: str = SYSTEM,
+        oauth: OAuthGrant | None = None,
     ) -> bool:
-        """Store `value` as `name` for the tool `scope` (or `*`); True if it replaced a value."""
+        """Store `value` as `name` for the tool `scope` (or `*`); True if it replaced a value.
+
+        `oauth` (only for a person's own secret) seals what refreshes the value, an access token."""
         _check_identity(name, scope, owner, team_id, actor)
         if not isinstance(value, str) or not value:
             raise InvalidSecret(f"secret {name!r}: the value is empty")
-        sealed = self._seal(name, scope, owner, team_id, value)
+        if oauth is not None and owner == TEAM:
+            raise InvalidSecret(f"secret {name!r}: an OAuth token belongs to a person; give its owner's user id")
+        sealed = self._seal(name, scope, owner, team_id, value, oauth)
         with self.sessions.begin() as session:
             now = self.clock.now()
             row = session.scalars(
@@ -258,6 +300,8 @@ class Vault:
             else:
                 row.ciphertext, row.key_id, row.rotated_at = sealed, self.current_key_id, now
             data = {**_described(name, scope, owner, team_id), "replaced": row is not None}
+            if oauth is not None:
+                data["oauth"] = {"provider": oauth.provider, "refreshable": oauth.refresh_token is not None}
             _record(session, "secret.set", actor, now, data)
         return row is not None
 
@@ -267,32 +311,63 @@ class Vault:
             [found] = self.fetch(session, [name], tool=tool, owner=owner, team_id=team_id)
         return found.value
 
+    def grant(self, name: str, *, tool: str, owner: str, team_id: str | None = None) -> OAuthGrant | None:
+        """What refreshes a person's own `name` (never its tokens' use); None for a plain secret."""
+        with self._reading() as session:
+            [found] = self.fetch(session, [name], tool=tool, owner=owner, team_id=team_id)
+        return found.oauth
+
     def fetch(
-        self, session: Session, names: Iterable[str], *, tool: str, owner: str = TEAM, team_id: str | None = None
+        self,
+        session: Session,
+        names: Iterable[str],
+        *,
+        tool: str,
+        owner: str = TEAM,
+        team_id: str | None = None,
+        lock: bool = False,
     ) -> builtins.list[Revealed]:
         """Decrypt `names` for `tool` in the caller's transaction, in order.
 
         Each comes from the row scoped to `tool`, else from the one scoped `*`. Raises
         `SecretNotSet` for the first name with neither, `SecretMisuse` for a row sealed for
-        another secret and `SecretUnreadable` for a row no key decrypts.
+        another secret and `SecretUnreadable` for a row no key decrypts. `lock` takes the rows'
+        write lock (`FOR UPDATE`; SQLite's writers are serialized already), for a `replace`.
         """
         wanted = list(dict.fromkeys(names))
-        rows = session.scalars(
-            select(Secret).where(
-                Secret.name.in_(wanted),
-                Secret.scope.in_([tool, ANY_TOOL]),
-                Secret.owner == owner,
-                _same_team(team_id),
-            )
-        ).all()
+        query = select(Secret).where(
+            Secret.name.in_(wanted),
+            Secret.scope.in_([tool, ANY_TOOL]),
+            Secret.owner == owner,
+            _same_team(team_id),
+        )
+        rows = session.scalars(query.with_for_update() if lock else query).all()
         by_scope = {(row.name, row.scope): row for row in rows}
         found: list[Revealed] = []
         for name in wanted:
             row = by_scope.get((name, tool)) or by_scope.get((name, ANY_TOOL))
             if row is None:
                 raise SecretNotSet(name, tool, owner)
-            found.append(Revealed(row.name, row.scope, row.owner, self._open(row)))
+            value, oauth = self._open(row)
+            found.append(Revealed(row.name, row.scope, row.owner, value, oauth, row.team_id))
         return found
+
+    def replace(self, session: Session, secret: Revealed, value: str, oauth: OAuthGrant | None) -> Revealed:
+        """Re-seal `secret` (as `fetch` revealed it) with a new value, in the caller's transaction.
+
+        For refreshed OAuth tokens: the caller holds the row lock and audits the refresh with
+        the action it serves, so this writes no audit event of its own.
+        """
+        if not value:
+            raise InvalidSecret(f"secret {secret.name!r}: the value is empty")
+        row = session.scalars(
+            select(Secret).where(*_identity(secret.name, secret.scope, secret.owner, secret.team_id)).with_for_update()
+        ).one_or_none()
+        if row is None:
+            raise SecretNotSet(secret.name, secret.scope, secret.owner)
+        row.ciphertext = self._seal(secret.name, secret.scope, secret.owner, secret.team_id, value, oauth)
+        row.key_id, row.rotated_at = self.current_key_id, self.clock.now()
+        return Revealed(secret.name, secret.scope, secret.owner, value, oauth, secret.team_id)
 
     def delete(
         self, name: str, *, scope: str, owner: str = TEAM, team_id: str | None = None, actor: str = SYSTEM
@@ -393,12 +468,17 @@ class Vault:
 
     # -- sealing --------------------------------------------------------------------------------
 
-    def _seal(self, name: str, scope: str, owner: str, team_id: str | None, value: str) -> str:
-        payload = {"v": _PAYLOAD_VERSION, "name": name, "scope": scope, "owner": owner, "team_id": team_id}
-        plain = json.dumps({**payload, "value": value}, separators=(",", ":"), sort_keys=True)
+    def _seal(
+        self, name: str, scope: str, owner: str, team_id: str | None, value: str, oauth: OAuthGrant | None = None
+    ) -> str:
+        payload: dict[str, Any] = {"v": _PAYLOAD_VERSION, "name": name, "scope": scope, "owner": owner}
+        payload.update(team_id=team_id, value=value)
+        if oauth is not None:
+            payload["oauth"] = oauth.sealed()
+        plain = json.dumps(payload, separators=(",", ":"), sort_keys=True)
         return self._fernet.encrypt(plain.encode()).decode("ascii")
 
-    def _open(self, row: Secret) -> str:
+    def _open(self, row: Secret) -> tuple[str, OAuthGrant | None]:
         try:
             plain = self._fernet.decrypt(row.ciphertext.encode())
         except InvalidToken:
@@ -420,7 +500,7 @@ class Vault:
         if wrong:
             raise SecretMisuse(row.name, row.scope, row.owner, "it was sealed for another secret: " + ", ".join(wrong))
         value: str = payload["value"]
-        return value
+        return value, OAuthGrant.unsealed(payload.get("oauth"))
 
     @contextmanager
     def _reading(self) -> Iterator[Session]:
@@ -437,9 +517,11 @@ class Scrubber:
     string and a URL, the usual ways it ends up in an error message or a returned object.
     """
 
-    def __init__(self, secrets: Mapping[str, str]) -> None:
+    def __init__(self, secrets: Mapping[str, str] | Iterable[tuple[str, str]]) -> None:
+        """`secrets`: values by name, or (name, value) pairs when one name has several values."""
+        pairs = secrets.items() if isinstance(secrets, Mapping) else secrets
         forms: dict[str, str] = {}
-        for name, value in secrets.items():
+        for name, value in pairs:
             if value:
                 for form in (value, repr(value)[1:-1], json.dumps(value)[1:-1], quote(value, safe="")):
                     forms.setdefault(form, f"[redacted:{name}]")

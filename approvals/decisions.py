@@ -3,7 +3,9 @@
 Rules, enforced here and nowhere else: only listed approvers decide; the requester never
 approves their own action; `quorum: N` needs N distinct approvers on the same params
 hash; an edit makes a new hash, so approvals of the old params stop counting; a decision on
-an action that is no longer open is refused, naming who decided it and when.
+an action that is no longer open is refused, naming who decided it and when; an action whose
+tools run with a person's own credential (`credentials: requester | approver`) is approved
+only once that person has connected it (the `Credentials` port says who and what).
 
 Every method locks the action's row first (`FOR UPDATE` on PostgreSQL; SQLite's
 `BEGIN IMMEDIATE` serializes writers), so concurrent clicks are decided one at a time and
@@ -27,6 +29,7 @@ from approvals.errors import (
     AlreadyAcknowledged,
     AlreadyApprovedByYou,
     AlreadyDecided,
+    CredentialMissing,
     DecisionRefused,
     InvalidEdit,
     NotAnApprover,
@@ -37,7 +40,7 @@ from approvals.errors import (
     StaleParams,
     StaleState,
 )
-from approvals.ports import Directory, ToolCatalog, is_listed_approver
+from approvals.ports import Credentials, Directory, ToolCatalog, is_listed_approver
 from approvals.states import OPEN_FOR_DECISION, ActionState
 from approvals.transitions import Message
 from approvals.workspaces import same_workspace
@@ -60,10 +63,13 @@ class Outcome:
 
 
 class Decisions:
-    def __init__(self, directory: Directory, catalog: ToolCatalog, clock: Clock) -> None:
+    def __init__(
+        self, directory: Directory, catalog: ToolCatalog, clock: Clock, *, credentials: Credentials | None = None
+    ) -> None:
         self.directory = directory
         self.catalog = catalog
         self.clock = clock
+        self.credentials = credentials
 
     def approve(
         self,
@@ -200,6 +206,10 @@ class Decisions:
         )
         if already:
             raise AlreadyApprovedByYou(action.public_id, actor)
+        # Checked at every approval, not only the last: whoever approves may be the one it runs as.
+        missing = self.credentials.missing(session, action, actor) if self.credentials else None
+        if missing is not None:
+            raise CredentialMissing(action.public_id, actor, missing.owner, missing.names, missing.how)
 
     def _decide(
         self,

@@ -130,3 +130,26 @@ class InvalidEdit(DecisionRefused):
         self.problems = problems
         listed = "; ".join(f"{field}: {problem}" for field, problem in problems.items())
         super().__init__(action_id, f"the edited parameters of action {action_id!r} are invalid: {listed}")
+
+
+class CredentialMissing(DecisionRefused):
+    """The action's tools run with a person's own credential, and that person has not connected it."""
+
+    code = "credential_missing"
+
+    def __init__(self, action_id: str, actor: str, owner: str | None, names: list[str], how: str) -> None:
+        self.actor, self.owner, self.names = actor, owner, list(names)
+        listed = ", ".join(f"`{name}`" for name in names)
+        if owner is None:
+            problem = f"action {action_id!r} runs with its requester's own {listed}, but it has no requester"
+            super().__init__(action_id, f"{problem}, so it cannot be approved; reject it instead")
+        elif owner == actor:
+            super().__init__(
+                action_id, f"action {action_id!r} runs with your own {listed}: connect it first ({how}), then approve"
+            )
+        else:
+            super().__init__(
+                action_id,
+                f"action {action_id!r} runs with {owner}'s own {listed}, which they have not connected: "
+                f"it cannot be approved until they do ({how})",
+            )

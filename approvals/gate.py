@@ -73,7 +73,7 @@ def submit(
     canonical = catalog.validate(draft.tool, draft.params)
     autonomy.settle(session, task.task_type, task_type, now, admins)  # demotions apply before routing
     level = autonomy.effective_level(session, task.task_type, task_type)
-    routing = route(level, policy, action.confidence, task_type.confidence_threshold)
+    routing = route(level, policy, action.confidence, task_type.confidence_threshold, credentials=task_type.credentials)
     _apply(action, canonical, policy.risk, policy.idempotent, policy.timeout_s, routing.mode, task_type)
     session.flush()
     data = {
@@ -81,6 +81,7 @@ def submit(
         "level": level.value,
         "caps": list(routing.reasons),
         "low_confidence": routing.low_confidence,
+        **({"credentials": task_type.credentials} if task_type.credentials and policy.secrets else {}),
     }
     if routing.mode == AutonomyLevel.HITL:
         transitions.transition(

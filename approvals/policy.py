@@ -16,10 +16,15 @@ class Routing:
     low_confidence: bool
 
 
-def route(level: AutonomyLevel, tool: ToolPolicy, confidence: float, threshold: float) -> Routing:
+def route(
+    level: AutonomyLevel, tool: ToolPolicy, confidence: float, threshold: float, *, credentials: str | None = None
+) -> Routing:
     caps: list[tuple[AutonomyLevel, str]] = [
         (AutonomyLevel(tool.max_autonomy), f"tool allows at most {tool.max_autonomy}")
     ]
+    if credentials == "approver" and tool.secrets:
+        # Without an approval there is nobody whose credential it could run with.
+        caps.append((AutonomyLevel.HITL, "runs with the approver's own credential"))
     if tool.risk == "high":
         caps.append((AutonomyLevel.HITL, "high-risk tool"))
     if not tool.idempotent:

@@ -1,10 +1,15 @@
 """What the gate needs from outside, as small protocols that other packages implement:
-the directory of people (bot: Slack user groups; tests: a fake) and the tool catalog
-(agent: the tool registry)."""
+the directory of people (bot: Slack user groups; tests: a fake), the tool catalog
+(agent: the tool registry) and delegated credentials (agent: `agent.delegation`)."""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any, Protocol
+
+from sqlalchemy.orm import Session
+
+from core.models import Action
 
 
 class Directory(Protocol):
@@ -22,6 +27,24 @@ class ToolPolicy(Protocol):
     def max_autonomy(self) -> str: ...
     @property
     def timeout_s(self) -> float: ...
+    @property
+    def secrets(self) -> tuple[str, ...]: ...
+
+
+@dataclass(frozen=True)
+class MissingCredential:
+    """Whose own credential an action would run with (None: a requester it does not have),
+    which of the tool's secrets they have not connected, and how they connect them."""
+
+    owner: str | None
+    names: list[str]
+    how: str
+
+
+class Credentials(Protocol):
+    def missing(self, session: Session, action: Action, approver: str) -> MissingCredential | None:
+        """What is not connected if `approver`'s approval made `action` run now; None if nothing."""
+        ...
 
 
 class ToolCatalog(Protocol):

@@ -1,5 +1,7 @@
-"""`countersign secrets set|list|delete|rotate-key|generate-key`: the vault of tool secrets.
+"""`countersign secrets set|connect|list|delete|rotate-key|generate-key`: the vault of tool secrets.
 
+`connect` stores a person's own credential (for task types with `credentials: requester |
+approver`), optionally an OAuth token with what refreshes it.
 Values are read from stdin (a hidden, confirmed prompt on a terminal) and never printed;
 `list` shows names, tools, owners, ages and whether the newest key encrypts each row. The keys
 come from `COUNTERSIGN_VAULT_KEYS`, comma-separated, newest first.
@@ -7,14 +9,17 @@ come from `COUNTERSIGN_VAULT_KEYS`, comma-separated, newest first.
 
 from __future__ import annotations
 
+import json
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import timedelta
+from typing import Any
 
 import click
 
-from agent.vault import ANY_TOOL, KEYS_VARIABLE, TEAM, Vault, VaultError, generate_key, parse_keys
+from agent.delegation import refresh_requesters_cards
+from agent.vault import ANY_TOOL, KEYS_VARIABLE, TEAM, OAuthGrant, Vault, VaultError, generate_key, parse_keys
 from bot.installations import SealedInstallationStore
 from bot.runtime import open_database
 from core.clock import SystemClock
@@ -68,6 +73,65 @@ def set_command(name: str, scope: str, owner: str, actor: str) -> None:
     with _vault() as vault:
         replaced = vault.put(name, value, scope=scope, owner=owner, actor=actor)
     click.echo(f"secret {name!r} {'replaced' if replaced else 'set'} for tool {scope!r} (owner {owner})")
+
+
+@secrets.command("connect")
+@click.argument("name")
+@click.option("--owner", required=True, help="The Slack user id of the person it belongs to.")
+@click.option("--tool", "scope", default=ANY_TOOL, show_default=True, help=_TOOL_HELP)
+@click.option("--provider", default=None, help="The oauth_providers entry that refreshes it (needs a refresh token).")
+@click.option("--expires-in", type=click.IntRange(min=1), default=None, help="Seconds the access token stays valid.")
+@click.option("--by", "actor", default="system", help=_BY_HELP)
+def connect_command(
+    name: str, owner: str, scope: str, provider: str | None, expires_in: int | None, actor: str
+) -> None:
+    """Store a person's own credential NAME, for task types with `credentials: requester | approver`.
+
+    stdin holds the access token, or the JSON answer of the provider's token endpoint
+    (access_token, and refresh_token and expires_in if it gave them). Never echoed.
+
+    \b
+    printf %s "$TOKEN" | countersign secrets connect github_token --owner U0123ABCD
+    countersign secrets connect github_token --owner U0123ABCD --provider github < token.json
+    """
+    if owner == TEAM:
+        raise click.ClickException("--owner is a person's Slack user id; use `secrets set` for the workspace's own")
+    access_token, refresh_token, given_expiry = _token(_read_value(name), name)
+    expires_in = expires_in or given_expiry
+    if (refresh_token or expires_in) and provider is None:
+        has = "a refresh token" if refresh_token else "an expiry"
+        raise click.ClickException(f"the token has {has}: name its --provider (an oauth_providers entry)")
+    with _vault() as vault:
+        now = vault.clock.now()
+        grant = None
+        if provider is not None:
+            expires_at = now + timedelta(seconds=expires_in) if expires_in else None
+            grant = OAuthGrant(provider, refresh_token, expires_at)
+        replaced = vault.put(name, access_token, scope=scope, owner=owner, actor=actor, oauth=grant)
+        with vault.sessions.begin() as session:
+            refresh_requesters_cards(session, owner, now)
+    what = "refreshable OAuth token" if grant and grant.refresh_token else "credential"
+    verb = "replaced" if replaced else "connected"
+    click.echo(f"{owner}'s {what} {name!r} {verb} for tool {scope!r}")
+
+
+def _token(value: str, name: str) -> tuple[str, str | None, int | None]:
+    """(access token, refresh token, expires_in) from a bare token or a token endpoint's JSON answer."""
+    if not value.lstrip().startswith("{"):
+        return value.strip(), None, None
+    try:
+        answer: Any = json.loads(value)
+    except ValueError:
+        raise click.ClickException(f"{name}: stdin starts like JSON but is not valid JSON") from None
+    access_token = answer.get("access_token") if isinstance(answer, dict) else None
+    if not isinstance(access_token, str) or not access_token:
+        raise click.ClickException(f"{name}: the JSON on stdin has no access_token")
+    refresh_token, expires_in = answer.get("refresh_token"), answer.get("expires_in")
+    return (
+        access_token,
+        refresh_token if isinstance(refresh_token, str) and refresh_token else None,
+        int(expires_in) if isinstance(expires_in, int | float) and expires_in > 0 else None,
+    )
 
 
 def _read_value(name: str) -> str:

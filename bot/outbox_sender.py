@@ -30,7 +30,7 @@ from slack_sdk.models.metadata import Metadata
 from sqlalchemy import and_, exists, select
 from sqlalchemy.orm import Session, aliased
 
-from bot.blocks.card import approval_card, card_text, result_reply
+from bot.blocks.card import approval_card, card_text, credential_notice, result_reply
 from bot.blocks.ping import expired_notice, reminded_note, reminder, stall_alert
 from bot.blocks.proposal import level_changed, proposal_card, review_card
 from bot.blocks.task import task_message
@@ -216,7 +216,7 @@ class OutboxSender:
     def _deliver(self, message: OutboxMessage, d: Delivery) -> dict[str, Any] | None:
         payload = message.payload
         if message.kind in CARD_KINDS:
-            return self._card(d, payload["action_id"], message.kind)
+            return self._card(d, payload["action_id"], message.kind, payload.get("tell"))
         if message.kind == "escalation.notify":
             return self._remind(d, payload)
         if message.kind == "task.stall":
@@ -243,7 +243,7 @@ class OutboxSender:
             return self._post(d, channel, text, None, None)
         raise Undeliverable(f"unknown outbox kind {message.kind!r}")
 
-    def _card(self, d: Delivery, action_id: str, kind: str) -> dict[str, Any] | None:
+    def _card(self, d: Delivery, action_id: str, kind: str, tell: str | None = None) -> dict[str, Any] | None:
         config, registry = self.services.config, self.services.registry
         with self.services.sessions() as session:
             action = session.scalars(select(Action).where(Action.public_id == action_id)).one()
@@ -260,6 +260,8 @@ class OutboxSender:
         if kind in RESULT_KINDS:
             reply_text, reply_blocks = result_reply(card)
             self._post(d, posted_at[0], reply_text, reply_blocks, posted_at[1])
+            if tell:  # their own credential failed: they are the one who can fix it
+                self._post(d, self._dm(d, tell), credential_notice(card), None, None)
         elif kind == "action.acknowledged" and card.acknowledged_by:
             self._post(d, posted_at[0], f"<@{card.acknowledged_by}> is on it.", None, posted_at[1])
         elif kind == "action.expired":

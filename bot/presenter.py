@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from agent.delegation import Delegation
 from agent.tools import ToolRegistry as ToolCatalog
 from approvals.autonomy import effective_level
 from approvals.decisions import APPROVING_KINDS
@@ -15,7 +16,7 @@ from approvals.policy import route
 from approvals.ports import is_listed_approver
 from approvals.workspaces import visible_tasks
 from bot.blocks.home import home_view
-from bot.blocks.views import CardView, HomeView, ProposalView, TaskView
+from bot.blocks.views import CardView, CredentialView, HomeView, ProposalView, TaskView
 from core.config import Config
 from core.models import Action, Decision, Proposal, Task
 
@@ -38,7 +39,14 @@ def card_view(session: Session, config: Config, catalog: ToolCatalog, action: Ac
     caps: tuple[str, ...] = ()
     if task_type is not None and action.tool in catalog.names():
         level = effective_level(session, action.task_type, task_type)
-        caps = route(level, catalog.policy(action.tool), action.confidence, threshold).reasons
+        policy = catalog.policy(action.tool)
+        caps = route(level, policy, action.confidence, threshold, credentials=task_type.credentials).reasons
+    note = Delegation(config, catalog).note(session, action)
+    credential = (
+        CredentialView(mode=note.mode, names=note.names, owner=note.owner, connected=note.connected, how=note.how)
+        if note
+        else None
+    )
     return CardView(
         action_id=action.public_id,
         task_id=task.public_id if task else "",
@@ -67,6 +75,7 @@ def card_view(session: Session, config: Config, catalog: ToolCatalog, action: Ac
         result=action.result,
         error=action.error,
         outcome=action.outcome,
+        credential=credential,
     )
 
 

@@ -9,6 +9,7 @@ from sqlalchemy import Engine
 from sqlalchemy.orm import Session, sessionmaker
 
 from agent.anthropic_model import AnthropicModel
+from agent.delegation import Delegation
 from agent.model import ModelClient
 from agent.scripted_model import ScriptedModel
 from agent.tools import load_tool_modules
@@ -44,15 +45,17 @@ def build_services(
     # Multi-workspace mode: user groups would need each workspace's token; the directory has none,
     # so `@group` approvers resolve to nobody there (fail closed) and approvers are listed by id.
     directory = SlackDirectory(client)
+    delegation = Delegation(config, registry)
     return Services(
         config=config,
         sessions=sessions,
         registry=registry,
         clock=clock,
         directory=directory,
-        decisions=Decisions(directory, registry, clock),
+        decisions=Decisions(directory, registry, clock, credentials=delegation),
         client=client,
         background=ThreadPoolExecutor(max_workers=background_threads, thread_name_prefix="slack-after-ack"),
+        delegation=delegation,
         installations=build_installations(settings, sessions, client, clock) if settings.multi_workspace else None,
     )
 

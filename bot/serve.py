@@ -98,7 +98,9 @@ def assemble(
         app=app,
         server=Server(services, app, engine, api_token=api_token),
         runner=AgentRunner(services.sessions, services.config, services.registry, model, services.clock),
-        executor=Executor(services.sessions, services.registry, services.clock, vault=vault),
+        executor=Executor(
+            services.sessions, services.registry, services.clock, vault=vault, delegation=services.delegation
+        ),
         sender=OutboxSender(services, channel_pace_s=channel_pace_s),
         sweeper=Sweeper(services.sessions, services.directory, services.clock),
     )

@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from slack_sdk import WebClient
 from sqlalchemy.orm import Session, sessionmaker
 
+from agent.delegation import Delegation
 from agent.tools import ToolRegistry
 from approvals.decisions import Decisions
 from approvals.ports import Directory
@@ -29,6 +30,7 @@ class Services:
     client: WebClient
     # Slack calls made after the ack (ephemeral refusals, modals, App Home), off the request thread.
     background: ThreadPoolExecutor
+    delegation: Delegation  # whose credentials each task type's tools run with
     # Multi-workspace mode (SLACK_CLIENT_ID): each workspace's installation and tokens.
     installations: Installations | None = None
 

@@ -42,6 +42,7 @@ __all__ = [
     "EscalationStep",
     "GraduationConfig",
     "ModelConfig",
+    "OAuthProvider",
     "Settings",
     "SlackConfig",
     "TaskTypeConfig",
@@ -62,7 +63,9 @@ _GROUP = re.compile(r"^@[a-z0-9][a-z0-9._-]*$")
 _TASK_TYPE_NAME = re.compile(r"^[a-z][a-z0-9_-]{0,62}$")
 _MODULE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*$")
 # Our validators' messages already name the bad value; pydantic's own ones get it appended.
-_OWN_ERRORS = {"duration", "person", "notify", "name", "rules", "zone", "clock"}
+_OWN_ERRORS = {"duration", "person", "notify", "name", "rules", "zone", "clock", "url"}
+_SECRET_NAME = re.compile(r"^[A-Za-z][A-Za-z0-9_.-]{0,127}$")  # as agent.tools.SECRET_NAME
+_LOCAL_HOSTS = ("localhost", "127.0.0.1", "[::1]")
 
 
 class AutonomyLevel(StrEnum):
@@ -284,6 +287,31 @@ class GraduationConfig(_Model):
     incident_window: Duration = parse_duration("7d")  # "this was wrong" counts this long after a run
 
 
+def _token_url(value: str) -> str:
+    scheme, _, rest = value.partition("://")
+    host = rest.split("/", 1)[0].rsplit("@", 1)[-1]
+    host = host if host.startswith("[") else host.split(":", 1)[0]
+    if (scheme == "https" and host) or (scheme == "http" and host in _LOCAL_HOSTS):
+        return value
+    raise _error("url", f"not an https:// URL (http:// only for localhost): {value!r}")
+
+
+def _secret_name(value: str) -> str:
+    if _SECRET_NAME.match(value):
+        return value
+    raise _error("name", f"not a secret name (letters, digits, '_', '.', '-'; a letter first): {value!r}")
+
+
+class OAuthProvider(_Model):
+    """Where and how delegated OAuth tokens of one provider are refreshed (RFC 6749 section 6)."""
+
+    token_url: Annotated[str, AfterValidator(_token_url)]
+    client_id: str = Field(min_length=1)
+    # The name of a vault secret (owner `team`) that holds the client secret: never the value.
+    client_secret_name: Annotated[str, AfterValidator(_secret_name)] | None = None
+    timeout: Duration = parse_duration("10s")
+
+
 class TaskTypeConfig(_Model):
     description: str = ""
     instructions: str = ""
@@ -301,6 +329,9 @@ class TaskTypeConfig(_Model):
     ack_timeout: Duration | None = None  # an acknowledged action not decided by then escalates again
     stall_after: Duration = parse_duration("30m")  # a task without progress this long is escalated
     graduation: GraduationConfig = GraduationConfig()
+    # Whose credentials the tools use: the workspace's own secrets (unset), or the person's
+    # own, connected in the vault under the secret's name with that person as owner.
+    credentials: Literal["requester", "approver"] | None = None
 
     @field_validator("escalation")
     @classmethod
@@ -331,6 +362,9 @@ class TaskTypeConfig(_Model):
         if self.approvers and all(map(is_user_id, self.approvers)) and self.quorum > len(self.approvers):
             listed = f"more than the {len(self.approvers)} approver(s) listed"
             problems.append((("quorum",), f"{listed}: {self.quorum!r}"))
+        if self.credentials == "approver" and not self.approvers:
+            needs = "tools that run with the approver's own credential need at least one approver"
+            problems.append((("approvers",), f"{needs}: []"))
         if self.graduation.ceiling < self.autonomy:
             problems.append(
                 (
@@ -349,6 +383,7 @@ class Config(_Model):
     tools: ToolsConfig = ToolsConfig()
     task_types: dict[TaskTypeName, TaskTypeConfig] = Field(min_length=1)
     alerts: AlertsConfig = AlertsConfig()
+    oauth_providers: dict[str, OAuthProvider] = {}
     # Where each key came from ("line 14", "env COUNTERSIGN__…"), for later problem reports.
     _origins: dict[KeyPath, str] = PrivateAttr(default_factory=dict)
 

@@ -32,6 +32,9 @@ TIME_TO_DECISION = Histogram(
     buckets=(5, 30, 60, 300, 900, 1800, 3600, 4 * 3600, 24 * 3600),
 )
 EXECUTIONS = Counter("countersign_executions_total", "Tool runs by outcome", ["tool", "outcome"])
+TOKEN_REFRESHES = Counter(
+    "countersign_token_refreshes_total", "Delegated OAuth tokens refreshed before a tool run", ["provider", "outcome"]
+)
 ESCALATION_STEPS = Counter(
     "countersign_escalation_steps_total", "Escalation steps fired", ["task_type", "step", "late"]
 )

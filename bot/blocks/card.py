@@ -100,6 +100,9 @@ def approval_card(card: CardView) -> list[Block]:
     if card.caps:
         caps = "; ".join(escape(cap) for cap in card.caps)
         blocks.append(context("caps", f":lock: A person decides because: {caps}", verbatim=True))
+    credential = credential_text(card)
+    if credential:
+        blocks.append(context("credential", credential, verbatim=True))
     if card.diff:
         blocks.append(section("diff", diff_text(card), verbatim=True))
     outcome = outcome_text(card)
@@ -170,6 +173,34 @@ def mode_text(card: CardView) -> str:
         when = slack_date(card.run_at) if card.run_at else "after the veto window"
         return f":alarm_clock: Runs {when} unless vetoed"
     return f"Mode: {MODE_LABELS.get(card.mode, escape(card.mode))}"
+
+
+def credential_text(card: CardView) -> str | None:
+    """Whose own credential the tool runs with and, while the card is open, what is missing."""
+    credential = card.credential
+    if credential is None:
+        return None
+    names = ", ".join(f"`{escape(name)}`" for name in credential.names)
+    how = escape(credential.how)
+    if credential.owner is None and credential.mode == "requester":
+        return f":warning: Runs with the requester's own {names}, but this request has none: it cannot be approved."
+    if credential.owner is None:
+        return f":key: Runs with the approver's own {names}: connect yours before you approve ({how})."
+    whose = f"{mention(credential.owner)}'s own {names}"
+    if card.state == "pending" and credential.connected is False:
+        return f":warning: Runs with {whose}, not connected yet: it cannot be approved until they connect it ({how})."
+    if card.state in OPEN_STATES and credential.connected is False:
+        return f":warning: Runs with {whose}, not connected yet: it fails unless they connect it first ({how})."
+    return f":key: Runs with {whose}."
+
+
+def credential_notice(card: CardView) -> str:
+    """A direct message to the person whose credential an action could not use."""
+    error = truncate(escape(card.error), ERROR_LIMIT) if card.error else "no error message"
+    return (
+        f"*{escape(card.tool)}* ({escape(card.task_type)}, `{card.action_id}`) could not run with your "
+        f"credential, so it did not run:\n{error}"
+    )
 
 
 def diff_text(card: CardView) -> str:

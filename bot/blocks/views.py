@@ -11,6 +11,17 @@ from typing import Any
 
 
 @dataclass(frozen=True, kw_only=True)
+class CredentialView:
+    """Whose own credential the action's tool runs with (`credentials: requester | approver`)."""
+
+    mode: str  # requester | approver
+    names: tuple[str, ...]  # the secrets the tool declared
+    owner: str | None  # the requester, or who approved; None while nobody in particular is known
+    connected: bool | None  # None when `owner` is None
+    how: str  # the command that connects them (mrkdwn, with backticks)
+
+
+@dataclass(frozen=True, kw_only=True)
 class CardView:
     """One drafted action as its approval card shows it."""
 
@@ -41,6 +52,7 @@ class CardView:
     result: dict[str, Any] | None = None
     error: str | None = None
     outcome: str | None = None  # graduation evidence label, once finished ("incident" after a report)
+    credential: CredentialView | None = None  # set when it runs with a person's own credential
 
 
 @dataclass(frozen=True, kw_only=True)

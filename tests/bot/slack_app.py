@@ -19,6 +19,7 @@ from pydantic import SecretStr
 from slack_sdk.signature import SignatureVerifier
 from sqlalchemy import select
 
+from agent.model import ModelClient
 from agent.scripted_model import ScriptedModel
 from bot.runtime import build_services
 from bot.serve import Process, assemble
@@ -130,7 +131,15 @@ class Response:
 
 class SlackApp:
     def __init__(
-        self, db_url: str, slack: SlackEmulator, clock: FrozenClock, config: Config, **settings_given: Any
+        self,
+        db_url: str,
+        slack: SlackEmulator,
+        clock: FrozenClock,
+        config: Config,
+        *,
+        model: ModelClient | None = None,
+        vault_keys: str | None = None,
+        **settings_given: Any,
     ) -> None:
         self.slack, self.clock = slack, clock
         settings = Settings(
@@ -140,6 +149,7 @@ class SlackApp:
                 "slack_signing_secret": SecretStr(SECRET),
                 "slack_api_url": slack.api_url,
                 "api_token": SecretStr(API_TOKEN),
+                "vault_keys": SecretStr(vault_keys) if vault_keys else None,
                 **settings_given,
             }
         )
@@ -147,7 +157,8 @@ class SlackApp:
         services = build_services(
             settings, config, make_sessionmaker(self.engine), clock, slack_retries=0, background_threads=1
         )
-        self.process: Process = assemble(settings, services, self.engine, ScriptedModel(SCRIPT), channel_pace_s=0)
+        model = model or ScriptedModel(SCRIPT)
+        self.process: Process = assemble(settings, services, self.engine, model, channel_pace_s=0)
         self.services = services
         self.http = waitress.create_server(self.process.server, host="127.0.0.1", port=0, threads=16)
         self.url = f"http://127.0.0.1:{self.http.effective_port}"  # type: ignore[union-attr]

@@ -64,7 +64,7 @@ def _multi(db_url: str, slack: SlackEmulator, clock: FrozenClock, **settings: An
         "slack_bot_token": None,
         "slack_client_id": CLIENT_ID,
         "slack_client_secret": SecretStr(CLIENT_SECRET),
-        "vault_keys": SecretStr(VAULT_KEY),
+        "vault_keys": VAULT_KEY,
         "slack_admin_team_id": TEAM_A,
         **settings,
     }

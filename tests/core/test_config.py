@@ -506,3 +506,56 @@ def test_settings_read_env_dotenv_and_hide_secrets(tmp_path: Path, monkeypatch: 
     assert settings.api_token.get_secret_value() == "api-hush"
     assert "hush" not in repr(settings)
     assert "hush" not in str(settings.model_dump())
+
+
+DELEGATED = """\
+slack: {approvals_channel: C0APPROVALS}
+oauth_providers:
+  github:
+    token_url: https://github.com/login/oauth/access_token
+    client_id: Iv1.countersign
+    client_secret_name: github_client_secret
+task_types:
+  prs:
+    tools: [open_pr]
+    approvers: [U0ALICE]
+    credentials: requester
+"""
+
+
+def test_credentials_and_oauth_providers_load(tmp_path: Path) -> None:
+    config = load_config(write(tmp_path, DELEGATED), {})
+    assert config.task_types["prs"].credentials == "requester"
+    github = config.oauth_providers["github"]
+    assert (github.client_id, github.client_secret_name, github.timeout) == (
+        "Iv1.countersign",
+        "github_client_secret",
+        timedelta(seconds=10),
+    )
+    assert load_config(write(tmp_path, MINIMAL), {}).task_types["refund"].credentials is None
+
+
+def test_a_bad_credentials_value_names_its_key_path(tmp_path: Path) -> None:
+    path = write(tmp_path, DELEGATED.replace("credentials: requester", "credentials: owner"))
+    problem = only_problem(path)
+    line = line_of(DELEGATED, "credentials:")
+    assert problem == (
+        f"task_types.prs.credentials (line {line}): Input should be 'requester' or 'approver', got 'owner'"
+    )
+
+
+def test_the_approvers_credential_needs_approvers(tmp_path: Path) -> None:
+    text = DELEGATED.replace("approvers: [U0ALICE]", "autonomy: auto").replace("requester", "approver")
+    problem = only_problem(write(tmp_path, text))
+    assert problem.startswith("task_types.prs.approvers")
+    assert "need at least one approver: []" in problem
+
+
+@pytest.mark.parametrize("url", ["http://github.com/token", "ftp://github.com/token", "github.com/token", "https://"])
+def test_a_token_url_must_be_https_except_on_localhost(tmp_path: Path, url: str) -> None:
+    text = DELEGATED.replace("https://github.com/login/oauth/access_token", url)
+    problem = only_problem(write(tmp_path, text))
+    assert problem.startswith(f"oauth_providers.github.token_url (line {line_of(DELEGATED, 'token_url')}): ")
+    assert problem.endswith(f"not an https:// URL (http:// only for localhost): {url!r}")
+    local = DELEGATED.replace("https://github.com/login/oauth/access_token", "http://127.0.0.1:8080/token")
+    assert load_config(write(tmp_path, local), {}).oauth_providers["github"].token_url.startswith("http://127")

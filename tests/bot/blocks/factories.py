@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Any
 
-from bot.blocks.views import CardView, TaskView
+from bot.blocks.views import CardView, CredentialView, TaskView
 
 NOW = datetime(2024, 5, 1, 12, 0, tzinfo=UTC)
 HASH = "ab12cd34ef56" + "0" * 52
@@ -61,6 +61,30 @@ CARDS: dict[str, CardView] = {
     "expired": make_card(state="expired", decided_at=NOW),
     "cancelled": make_card(state="cancelled", decided_at=NOW, decision_note="task stopped"),
     "refused": make_card(state="refused", error="amount_cents: must be positive"),
+    "pending_requester_not_connected": make_card(
+        credential=CredentialView(
+            mode="requester",
+            names=("stripe_oauth",),
+            owner=REQUESTER,
+            connected=False,
+            how=f"`countersign secrets connect stripe_oauth --owner {REQUESTER}`",
+        )
+    ),
+    "pending_approvers_own": make_card(
+        credential=CredentialView(
+            mode="approver",
+            names=("stripe_oauth",),
+            owner=None,
+            connected=None,
+            how="`countersign secrets connect stripe_oauth --owner YOUR_SLACK_ID`",
+        )
+    ),
+    "succeeded_as_approver": make_card(
+        state="succeeded",
+        result={"refund_id": "re_1"},
+        credential=CredentialView(mode="approver", names=("stripe_oauth",), owner=APPROVER, connected=True, how=""),
+        **DECIDED,
+    ),
 }
 
 

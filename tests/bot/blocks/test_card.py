@@ -26,6 +26,9 @@ EXPECTED_BUTTONS = {
     "scheduled": [VETO, ACKNOWLEDGE],
     "scheduled_acknowledged": [VETO],
     "succeeded_auto": [REPORT_INCIDENT],  # a run nobody approved can be reported as wrong
+    # Approve stays: a click is refused (and told why) until the credential is connected.
+    "pending_requester_not_connected": [APPROVE, REJECT, EDIT, ACKNOWLEDGE],
+    "pending_approvers_own": [APPROVE, REJECT, EDIT, ACKNOWLEDGE],
 }
 
 
@@ -233,3 +236,19 @@ def test_result_reply_truncates_huge_results_and_escapes_them():
 
 def test_slack_date_helper_matches_the_card():
     assert slack_date(NOW) == DATE
+
+
+def test_a_card_says_whose_credential_the_tool_runs_with():
+    waiting = approval_card(CARDS["pending_requester_not_connected"])
+    assert block_text(waiting, "credential") == (
+        f":warning: Runs with <@{REQUESTER}>'s own `stripe_oauth`, not connected yet: it cannot be approved "
+        f"until they connect it (`countersign secrets connect stripe_oauth --owner {REQUESTER}`)."
+    )
+    anyone = approval_card(CARDS["pending_approvers_own"])
+    assert block_text(anyone, "credential") == (
+        ":key: Runs with the approver's own `stripe_oauth`: connect yours before you approve "
+        "(`countersign secrets connect stripe_oauth --owner YOUR_SLACK_ID`)."
+    )
+    ran = approval_card(CARDS["succeeded_as_approver"])
+    assert block_text(ran, "credential") == f":key: Runs with <@{APPROVER}>'s own `stripe_oauth`."
+    assert all(b["block_id"] != "credential" for b in approval_card(CARDS["pending"]))
