@@ -396,18 +396,7 @@ class AgentRunner:
             )
             if task.state == TaskState.RUNNING and now - since >= self.config.model.outage_limit:
                 reason = f"paused: model unavailable since {since.isoformat(timespec='seconds')} ({exc})"
-                move(
-                    session,
-                    task,
-                    TaskState.STALLED,
-                    actor=SYSTEM,
-                    now=now,
-                    note=reason,
-                    values=values,
-                    message="task.stalled",
-                    payload={"reason": reason, "kind": "model_unavailable"},
-                    fence_owner=True,
-                )
+                _stall(session, task, now, reason, values, fence_owner=True)
             else:
                 for name, value in values.items():
                     setattr(task, name, value)
@@ -429,17 +418,7 @@ class AgentRunner:
             for task in overdue:
                 since = task.unavailable_since or task.next_step_at or now
                 reason = f"paused: no answer from the model since {since.isoformat(timespec='seconds')}"
-                move(
-                    session,
-                    task,
-                    TaskState.STALLED,
-                    actor=SYSTEM,
-                    now=now,
-                    note=reason,
-                    values={"unavailable_since": since},
-                    message="task.stalled",
-                    payload={"reason": reason, "kind": "model_unavailable"},
-                )
+                _stall(session, task, now, reason, {"unavailable_since": since})
         return len(overdue)
 
     def _finish_failed(self, task_id: int, reason: str) -> None:
@@ -501,3 +480,21 @@ class AgentRunner:
                 data=data,
             )
         )
+
+
+def _stall(
+    session: Session, task: Task, now: datetime, reason: str, values: dict[str, Any], *, fence_owner: bool = False
+) -> None:
+    """Running → stalled while the model does not answer; the task's people are told."""
+    move(
+        session,
+        task,
+        TaskState.STALLED,
+        actor=SYSTEM,
+        now=now,
+        note=reason,
+        values=values,
+        message="task.stalled",
+        payload={"reason": reason, "kind": "model_unavailable"},
+        fence_owner=fence_owner,
+    )
