@@ -102,7 +102,7 @@ RUNS = (
     Run("click_storm", "chaos/click_storm.py", (), 240, "200 rounds (its default; the issue's full count is 1000)"),
     Run("model_faults", "chaos/model_faults.py", (), 240),
     Run("crash_loop", "chaos/crash_loop.py", ("--rounds", "25"), 200, "25 rounds, not 100 (about 5 s a round)"),
-    Run("slack_faults", "chaos/slack_faults.py", (), 300),
+    Run("slack_faults", "chaos/slack_faults.py", (), 360),
 )
 
 

@@ -18,11 +18,10 @@ and the outbox rows:
 - out of order: a card whose versions go back in the lifecycle (pending → approved → running
   → succeeded), or whose last version is not "Succeeded".
 
-    .venv/bin/python -m chaos.slack_faults [--actions 100] [--hang-seconds 60] [--rate 4] [--cycles 2]
+    .venv/bin/python -m chaos.slack_faults [--actions 200] [--hang-seconds 60] [--rate 4] [--cycles 2]
 
-The issue's flow is `--actions 200` (about 5 minutes: the outbox sender is one thread pacing
-posts per channel, and each hung call holds it for the client's 10 s timeout); the default
-of 100 actions takes about 3.5.
+The issue's flow, 200 actions, takes about 3.5 minutes: a call that got no answer is checked
+a minute after its timeout, and the probes wait that out together.
 
 The run is bounded: commands take `actions / rate` seconds, fault cycles `cycles x 25` s, and
 the wait for everything to be delivered, the probes and every hung call to land is at most
@@ -409,7 +408,7 @@ def dump(path: Path, url: str, slack: SlackEmulator, channels: list[str]) -> Non
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0] if __doc__ else None)
-    parser.add_argument("--actions", type=int, default=100, help="actions in the flow (default 100; issue: 200)")
+    parser.add_argument("--actions", type=int, default=200, help="actions in the flow (default 200)")
     parser.add_argument("--rate", type=float, default=4.0, help="slash commands per second (default 4)")
     parser.add_argument("--hang-seconds", type=float, default=60.0, help="how long a hung call is held (default 60)")
     parser.add_argument("--cycles", type=int, default=2, help=f"fault cycles of {CYCLE_S:.0f} s each (default 2)")
