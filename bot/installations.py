@@ -38,7 +38,17 @@ BOT_SECRETS = ("bot_token", "bot_refresh_token")
 STATE_EXPIRATION_S = 600
 INSTALL_PATH, REDIRECT_PATH = "/slack/install", "/slack/oauth_redirect"
 # What manifest.yml asks for; SLACK_SCOPES replaces it.
-DEFAULT_SCOPES = ("app_mentions:read", "chat:write", "commands", "im:write", "usergroups:read", "users:read")
+DEFAULT_SCOPES = (
+    "app_mentions:read",
+    "channels:history",
+    "chat:write",
+    "commands",
+    "groups:history",
+    "im:history",
+    "im:write",
+    "usergroups:read",
+    "users:read",
+)
 
 
 class NotInstalled(Exception):

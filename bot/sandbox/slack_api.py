@@ -500,7 +500,17 @@ def _auth_test(em: SlackEmulator, p: JsonDict) -> JsonDict:
     }  # fmt: skip
 
 
-_BOT_SCOPES = ("app_mentions:read", "chat:write", "commands", "im:write", "usergroups:read", "users:read")
+_BOT_SCOPES = (
+    "app_mentions:read",
+    "channels:history",
+    "chat:write",
+    "commands",
+    "groups:history",
+    "im:history",
+    "im:write",
+    "usergroups:read",
+    "users:read",
+)
 
 
 @_method("chat.postMessage")

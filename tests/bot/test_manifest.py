@@ -7,6 +7,7 @@ import yaml
 from jsonschema import Draft7Validator
 
 from bot import action_ids
+from bot.installations import DEFAULT_SCOPES
 
 ROOT = Path(__file__).resolve().parents[2]
 SCHEMA = ROOT.parent / "shared" / "slack" / "manifest.schema.json"
@@ -35,6 +36,7 @@ def test_manifest_asks_for_minimal_scopes_and_the_surfaces_the_app_uses() -> Non
         "usergroups:read",
         "users:read",
     ]
+    assert sorted(DEFAULT_SCOPES) == sorted(manifest["oauth_config"]["scopes"]["bot"])  # what an install asks for
     assert manifest["settings"]["event_subscriptions"]["bot_events"] == [
         "app_home_opened",
         "app_mention",
