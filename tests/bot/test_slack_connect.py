@@ -232,9 +232,10 @@ def test_connect_from_slack_then_approve_runs_with_the_new_token(
     [signed_in] = oauth.authorizations
     assert signed_in["redirect_uri"] == f"{PUBLIC}/oauth/github/callback"
     assert signed_in["scope"] == "repo read:user" and signed_in["client_id"] == "countersign"
-    assert signed_in["response_type"] == "code" and signed_in["state"] == urllib.parse.parse_qs(
-        urllib.parse.urlsplit(link).query
-    )["state"][0]
+    assert (
+        signed_in["response_type"] == "code"
+        and signed_in["state"] == urllib.parse.parse_qs(urllib.parse.urlsplit(link).query)["state"][0]
+    )
     exchange = oauth.requests[-1]
     assert exchange["grant_type"] == "authorization_code" and exchange["client_secret"] == CLIENT_SECRET
     [secret] = _secrets_of(app, person)
