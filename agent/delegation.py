@@ -20,18 +20,20 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from agent.tools import ToolRegistry
-from agent.vault import ANY_TOOL, VaultError
+from agent.vault import ANY_TOOL, OAuthGrant, Vault, VaultError
 from approvals.ports import MissingCredential
 from core import outbox
 from core.config import Config
 from core.models import Action, Secret
 
 __all__ = [
+    "REQUESTER_SENT_LINK",
     "CredentialError",
     "CredentialNote",
     "Delegation",
     "NotConnected",
     "connect_command",
+    "connect_credential",
     "refresh_requesters_cards",
 ]
 
@@ -70,6 +72,12 @@ class CredentialNote:
     owner: str | None  # the requester (mode requester), or who approved (once decided)
     connected: bool | None  # None when nobody in particular is known yet (approver mode, undecided)
     how: str
+    web: bool = False  # every name is connected through a provider's sign-in, from Slack
+
+
+REQUESTER_SENT_LINK = "the requester has been sent a link to connect"
+APPROVERS_CLICK = "approvers: click Approve to get your connect link"
+CONNECT_BUTTON = "with the Connect button below"
 
 
 def connect_command(names: list[str] | tuple[str, ...], owner: str | None) -> str:
@@ -100,6 +108,18 @@ class Delegation:
             return action.requester
         return approver or action.decided_by
 
+    def web(self, names: list[str] | tuple[str, ...]) -> bool:
+        """Whether people connect every one of `names` themselves, through a provider's sign-in."""
+        return bool(names) and all(self.config.connect_provider(name) for name in names)
+
+    def how(self, task_type: str, names: list[str] | tuple[str, ...], owner: str | None, approver: str | None) -> str:
+        """How `owner` connects `names`: from Slack when a provider's sign-in does, else the CLI."""
+        if not self.web(names):
+            return connect_command(names, owner)
+        if self.mode(task_type) == "requester":
+            return REQUESTER_SENT_LINK
+        return CONNECT_BUTTON if owner is not None and owner == approver else APPROVERS_CLICK
+
     def unconnected(self, session: Session, owner: str, names: tuple[str, ...], tool: str) -> list[str]:
         """The `names` that `owner` has no secret for, usable by `tool`."""
         found = set(
@@ -124,7 +144,9 @@ class Delegation:
         if owner is None:
             return MissingCredential(None, list(names), "")
         unconnected = self.unconnected(session, owner, names, action.tool)
-        return MissingCredential(owner, unconnected, connect_command(unconnected, owner)) if unconnected else None
+        if not unconnected:
+            return None
+        return MissingCredential(owner, unconnected, self.how(action.task_type, unconnected, owner, approver))
 
     # -- cards ----------------------------------------------------------------------------------
 
@@ -135,7 +157,20 @@ class Delegation:
             return None
         owner = self.owner(action)
         connected = None if owner is None else not self.unconnected(session, owner, names, action.tool)
-        return CredentialNote(mode, names, owner, connected, connect_command(names, owner))
+        how = self.how(action.task_type, names, owner, None)
+        return CredentialNote(mode, names, owner, connected, how, self.web(names))
+
+
+def connect_credential(
+    vault: Vault, name: str, access_token: str, *, owner: str, scope: str, actor: str, oauth: OAuthGrant | None
+) -> bool:
+    """Store `owner`'s own credential `name` (sealed with what refreshes it) and queue an update of
+    the cards that waited for it: `secrets connect` and the sign-in from Slack both end here.
+    True if it replaced one."""
+    replaced = vault.put(name, access_token, scope=scope, owner=owner, actor=actor, oauth=oauth)
+    with vault.sessions.begin() as session:
+        refresh_requesters_cards(session, owner, vault.clock.now())
+    return replaced
 
 
 def refresh_requesters_cards(session: Session, owner: str, now: datetime) -> int:

@@ -1,9 +1,10 @@
-"""Refreshing a delegated OAuth access token at its provider's token endpoint (RFC 6749 §6).
+"""A provider's token endpoint: refreshing a delegated OAuth access token (RFC 6749 §6) and
+trading an authorization code for one when a person connects from Slack (§4.1.3).
 
-One POST (`grant_type=refresh_token`, the client's id and secret in the form body), no
-retries: a refresh token may be single-use, so a second try after an unclear failure could
-burn it. Standard library only (a few lines do not need an HTTP client dependency). Errors
-never carry a token: the provider's `error` code and description are kept, its body is not.
+One POST (the grant, the client's id and secret in the form body), no retries: a refresh
+token or a code may be single-use, so a second try after an unclear failure could burn it.
+Standard library only (a few lines do not need an HTTP client dependency). Errors never
+carry a token: the provider's `error` code and description are kept, its body is not.
 """
 
 from __future__ import annotations
@@ -18,32 +19,73 @@ from datetime import datetime, timedelta
 from agent.errors import AgentError
 from core.config import OAuthProvider
 
-__all__ = ["RefreshFailed", "Refreshed", "refresh"]
+__all__ = [
+    "CodeExchangeFailed",
+    "RefreshFailed",
+    "Refreshed",
+    "TokenRequestFailed",
+    "Tokens",
+    "exchange_code",
+    "refresh",
+]
 
 _DESCRIPTION_LIMIT = 200
 _CODE_CHARACTERS = frozenset("abcdefghijklmnopqrstuvwxyz_0123456789")
 
 
-class RefreshFailed(AgentError):
-    """The provider did not give a new access token. `reason` is safe to show to people."""
+class TokenRequestFailed(AgentError):
+    """The provider's token endpoint gave no access token. `reason` is safe to show to people."""
+
+    doing = "answer the token request"
 
     def __init__(self, provider: str, reason: str) -> None:
         self.provider, self.reason = provider, reason
-        super().__init__(f"provider {provider!r} did not refresh the token: {reason}")
+        super().__init__(f"provider {provider!r} did not {self.doing}: {reason}")
+
+
+class RefreshFailed(TokenRequestFailed):
+    doing = "refresh the token"
+
+
+class CodeExchangeFailed(TokenRequestFailed):
+    doing = "exchange the authorization code for a token"
 
 
 @dataclass(frozen=True)
-class Refreshed:
+class Tokens:
     access_token: str = field(repr=False)
-    refresh_token: str | None = field(repr=False)  # a new one if the provider rotates them
+    refresh_token: str | None = field(repr=False)  # on a refresh: a new one if the provider rotates them
     expires_at: datetime | None
+
+
+Refreshed = Tokens
 
 
 def refresh(
     name: str, provider: OAuthProvider, refresh_token: str, client_secret: str | None, *, now: datetime
-) -> Refreshed:
+) -> Tokens:
     """Trade `refresh_token` for a new access token at `provider` (`name` in the config)."""
-    form = {"grant_type": "refresh_token", "refresh_token": refresh_token, "client_id": provider.client_id}
+    form = {"grant_type": "refresh_token", "refresh_token": refresh_token}
+    return _token_request(name, provider, form, client_secret, now, RefreshFailed)
+
+
+def exchange_code(
+    name: str, provider: OAuthProvider, code: str, redirect_uri: str, client_secret: str | None, *, now: datetime
+) -> Tokens:
+    """Trade the authorization `code` a person's sign-in gave for their tokens (RFC 6749 §4.1.3)."""
+    form = {"grant_type": "authorization_code", "code": code, "redirect_uri": redirect_uri}
+    return _token_request(name, provider, form, client_secret, now, CodeExchangeFailed)
+
+
+def _token_request(
+    name: str,
+    provider: OAuthProvider,
+    grant: dict[str, str],
+    client_secret: str | None,
+    now: datetime,
+    failed: type[TokenRequestFailed],
+) -> Tokens:
+    form = {**grant, "client_id": provider.client_id}
     if client_secret is not None:
         form["client_secret"] = client_secret
     request = urllib.request.Request(  # noqa: S310 - https://, or http:// to localhost: checked by the config
@@ -56,17 +98,17 @@ def refresh(
         with urllib.request.urlopen(request, timeout=provider.timeout.total_seconds()) as response:  # noqa: S310
             body = response.read()
     except urllib.error.HTTPError as exc:
-        raise RefreshFailed(name, _refused(exc)) from None
+        raise failed(name, _refused(exc)) from None
     except (urllib.error.URLError, OSError) as exc:
         reason = getattr(exc, "reason", exc)
-        raise RefreshFailed(name, f"the token endpoint could not be reached ({type(exc).__name__}: {reason})") from None
+        raise failed(name, f"the token endpoint could not be reached ({type(exc).__name__}: {reason})") from None
     try:
         answer = json.loads(body)
     except ValueError:
-        raise RefreshFailed(name, "the token endpoint's answer is not JSON") from None
+        raise failed(name, "the token endpoint's answer is not JSON") from None
     access_token = answer.get("access_token") if isinstance(answer, dict) else None
     if not isinstance(access_token, str) or not access_token:
-        raise RefreshFailed(name, "the token endpoint's answer has no access_token")
+        raise failed(name, "the token endpoint's answer has no access_token")
     rotated = answer.get("refresh_token")
     expires_in = answer.get("expires_in")
     expires_at = (
@@ -74,7 +116,7 @@ def refresh(
         if isinstance(expires_in, int | float) and not isinstance(expires_in, bool) and expires_in > 0
         else None
     )
-    return Refreshed(access_token, rotated if isinstance(rotated, str) and rotated else None, expires_at)
+    return Tokens(access_token, rotated if isinstance(rotated, str) and rotated else None, expires_at)
 
 
 def _refused(exc: urllib.error.HTTPError) -> str:

@@ -83,6 +83,13 @@ def submit(
         "low_confidence": routing.low_confidence,
         **({"credentials": task_type.credentials} if task_type.credentials and policy.secrets else {}),
     }
+    # It runs with the requester's own credential: they may have to connect it (the sender
+    # checks at delivery, and asks them only if they have not and can do it from Slack).
+    connect = (
+        [Message("credential.connect", {"user": action.requester})]
+        if task_type.credentials == "requester" and policy.secrets and action.requester
+        else []
+    )
     if routing.mode == AutonomyLevel.HITL:
         transitions.transition(
             session,
@@ -91,7 +98,7 @@ def submit(
             actor=SYSTEM,
             now=now,
             data=data,
-            messages=[Message("action.card", {"low_confidence": routing.low_confidence})],
+            messages=[Message("action.card", {"low_confidence": routing.low_confidence}), *connect],
         )
         chains.start(
             session, action, chains.snapshot(task_type, list(admins), low_confidence=routing.low_confidence), now
@@ -106,7 +113,7 @@ def submit(
             now=now,
             data=data,
             values={"run_at": deadline},
-            messages=[Message("action.card")],
+            messages=[Message("action.card"), *connect],
         )
     else:
         # No lease yet: the executor claims it like an action waiting for its next attempt.

@@ -16,3 +16,4 @@ EDIT_MODAL = "edit_params"
 VETO_MODAL = "veto_reason"
 REPORT_INCIDENT = "report_incident"
 REVIEW_OK = "review_ok"
+CONNECT = "connect"  # a url button to a person's own sign-in link; Slack still sends its click

@@ -24,7 +24,7 @@ from bot.demo import run_demo
 from bot.runtime import build_model, build_services, open_database
 from bot.serve import Process, assemble
 from core import logs
-from core.config import Settings, check_tool_names, load_config
+from core.config import Settings, check_tool_names, connect_problems, load_config
 from core.db import own_sqlite_database
 from core.errors import ConfigError, DatabaseOwned
 from core.migrate import current_revision, is_at_head, upgrade
@@ -53,7 +53,7 @@ def config_check(path: Path | None) -> None:
         registry = load_tool_modules(loaded.tools.modules)
     except ToolLoadError as exc:
         _fail([str(exc)])
-    problems = check_tool_names(loaded, registry.names()) + check_models(loaded)
+    problems = check_tool_names(loaded, registry.names()) + check_models(loaded) + connect_problems(settings, loaded)
     if problems:
         _fail(problems)
     click.echo("ok")
@@ -101,6 +101,10 @@ def serve(host: str, port: int, socket_mode: bool) -> None:
             _fail(problems)
     elif settings.slack_bot_token is None or (settings.slack_signing_secret is None and not socket_mode):
         _fail(["set SLACK_BOT_TOKEN and SLACK_SIGNING_SECRET (see README: connecting a Slack workspace)"])
+    if problems := connect_problems(settings, loaded):
+        _fail(problems)
+    if socket_mode and any(provider.authorize_url for provider in loaded.oauth_providers.values()):
+        _fail(["oauth_providers with authorize_url send people back to this server over HTTP: drop --socket"])
     logs.configure(secrets=logs.secrets_of(settings))
     engine, sessions = open_database(settings)
     if not is_at_head(engine):

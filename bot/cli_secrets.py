@@ -18,7 +18,7 @@ from typing import Any
 
 import click
 
-from agent.delegation import refresh_requesters_cards
+from agent.delegation import connect_credential
 from agent.vault import ANY_TOOL, KEYS_VARIABLE, TEAM, OAuthGrant, Vault, VaultError, generate_key, parse_keys
 from bot.installations import SealedInstallationStore
 from bot.runtime import open_database
@@ -107,9 +107,7 @@ def connect_command(
         if provider is not None:
             expires_at = now + timedelta(seconds=expires_in) if expires_in else None
             grant = OAuthGrant(provider, refresh_token, expires_at)
-        replaced = vault.put(name, access_token, scope=scope, owner=owner, actor=actor, oauth=grant)
-        with vault.sessions.begin() as session:
-            refresh_requesters_cards(session, owner, now)
+        replaced = connect_credential(vault, name, access_token, owner=owner, scope=scope, actor=actor, oauth=grant)
     what = "refreshable OAuth token" if grant and grant.refresh_token else "credential"
     verb = "replaced" if replaced else "connected"
     click.echo(f"{owner}'s {what} {name!r} {verb} for tool {scope!r}")

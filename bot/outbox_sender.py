@@ -30,10 +30,13 @@ from slack_sdk.models.metadata import Metadata
 from sqlalchemy import and_, exists, select
 from sqlalchemy.orm import Session, aliased
 
+from agent.connect import DM_LINK_TTL
 from bot.blocks.card import approval_card, card_text, credential_notice, result_reply
+from bot.blocks.connect import requester_connect
 from bot.blocks.ping import expired_notice, reminded_note, reminder, stall_alert
 from bot.blocks.proposal import level_changed, proposal_card, review_card
 from bot.blocks.task import task_message
+from bot.blocks.views import ConnectLinkView
 from bot.installations import NotInstalled
 from bot.presenter import card_view, proposal_view, task_view
 from bot.services import Services
@@ -228,6 +231,8 @@ class OutboxSender:
         if message.kind == "autonomy.changed":
             text = level_changed(payload["task_type"], payload["from"], payload["to"], payload["by"], payload["reason"])
             return self._post(d, self.services.config.channel_for(payload["task_type"]), text, None, None)
+        if message.kind == "credential.connect":
+            return self._connect(d, payload["action_id"], payload["user"])
         if message.kind == "action.review":
             return self._review(d, payload["action_id"])
         if message.kind == "ops.alert":
@@ -269,6 +274,29 @@ class OutboxSender:
             if card.requester:
                 self._post(d, self._dm(d, card.requester), expired_notice(card), None, None)
         return result
+
+    def _connect(self, d: Delivery, action_id: str, user: str) -> dict[str, Any]:
+        """A direct message with the requester's own connect links, while the action waits and
+        they have not connected what it runs with; one per action (the row's)."""
+        flow = self.services.connect
+        with self.services.sessions() as session:
+            action = session.scalars(select(Action).where(Action.public_id == action_id)).one()
+            card = card_view(session, self.services.config, self.services.registry, action)
+            names = self.services.delegation.unconnected(
+                session, user, self.services.delegation.names(action.task_type, action.tool), action.tool
+            )
+            team = outbox.workspace_of(session, {"action_id": action_id})
+        if action.state not in ("pending", "scheduled"):
+            return {"skipped": f"decided before the link went out ({action.state})"}
+        if not names:
+            return {"skipped": "already connected"}
+        if flow is None or not self.services.delegation.web(names):
+            return {"skipped": "connected with the CLI only (no provider with authorize_url)"}
+        issued = flow.links(user, team, names, action.tool, action_id=action_id, ttl=DM_LINK_TTL)
+        links = [ConnectLinkView(name=link.name, provider=link.provider, url=link.url) for link in issued]
+        text, blocks = requester_connect(card, links, lasts=DM_LINK_TTL)
+        self._post(d, self._dm(d, user), text, blocks, None)
+        return {"sent": user, "secrets": names}
 
     def _remind(self, d: Delivery, payload: dict[str, Any]) -> dict[str, Any]:
         """A DM to each target (with Acknowledge), then a note in the card's thread."""

@@ -43,7 +43,9 @@ def card_view(session: Session, config: Config, catalog: ToolCatalog, action: Ac
         caps = route(level, policy, action.confidence, threshold, credentials=task_type.credentials).reasons
     note = Delegation(config, catalog).note(session, action)
     credential = (
-        CredentialView(mode=note.mode, names=note.names, owner=note.owner, connected=note.connected, how=note.how)
+        CredentialView(
+            mode=note.mode, names=note.names, owner=note.owner, connected=note.connected, how=note.how, web=note.web
+        )
         if note
         else None
     )

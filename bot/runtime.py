@@ -9,6 +9,7 @@ from sqlalchemy import Engine
 from sqlalchemy.orm import Session, sessionmaker
 
 from agent.anthropic_model import AnthropicModel
+from agent.connect import ConnectFlow
 from agent.delegation import Delegation
 from agent.model import ModelClient
 from agent.scripted_model import ScriptedModel
@@ -57,7 +58,20 @@ def build_services(
         background=ThreadPoolExecutor(max_workers=background_threads, thread_name_prefix="slack-after-ack"),
         delegation=delegation,
         installations=build_installations(settings, sessions, client, clock) if settings.multi_workspace else None,
+        connect=build_connect(settings, config, sessions, clock),
     )
+
+
+def build_connect(
+    settings: Settings, config: Config, sessions: sessionmaker[Session], clock: Clock
+) -> ConnectFlow | None:
+    """The sign-in flow of the providers with an `authorize_url`; None when none has one, or when
+    the public URL it needs is not set (`connect_problems` names it; `serve` refuses to start)."""
+    if settings.public_url is None or not any(p.authorize_url for p in config.oauth_providers.values()):
+        return None
+    keys = parse_keys(settings.vault_keys.get_secret_value()) if settings.vault_keys else []
+    vault = Vault(sessions, keys, clock=clock) if keys else None
+    return ConnectFlow(config, sessions, clock, settings.public_url, vault)
 
 
 def build_installations(

@@ -3,7 +3,9 @@ beside our own routes on the same port, and the background workers in threads.
 
 Routes: POST /slack/events (events, interactivity, slash commands; Slack's signature checked
 by Bolt), GET /slack/install and /slack/oauth_redirect (multi-workspace mode: Bolt's OAuth
-flow), POST /api/tasks (bearer `COUNTERSIGN_API_TOKEN`), GET /healthz, /readyz, /metrics.
+flow), GET /oauth/{provider}/start and /oauth/{provider}/callback (people connecting their own
+credentials: `bot.connect_routes`), POST /api/tasks (bearer `COUNTERSIGN_API_TOKEN`), GET
+/healthz, /readyz, /metrics.
 """
 
 from __future__ import annotations
@@ -24,6 +26,8 @@ from sqlalchemy import Engine, func, select, text
 
 from agent.tasks import TaskError, submit_task
 from agent.worker import work
+from bot.connect_routes import PREFIX as CONNECT_PREFIX
+from bot.connect_routes import ConnectRoutes
 from bot.installations import INSTALL_PATH, REDIRECT_PATH
 from bot.services import Services
 from core.metrics import DatabaseCollector
@@ -50,6 +54,7 @@ class Server:
         self.gauges = CollectorRegistry(auto_describe=False)
         self.gauges.register(DatabaseCollector(services.sessions))
         self.slack = SlackRequestHandler(app)
+        self.connect = ConnectRoutes(services.connect)
 
     def __call__(self, environ: WSGIEnvironment, start_response: StartResponse) -> Iterable[bytes]:
         path, method = environ.get("PATH_INFO", ""), environ.get("REQUEST_METHOD", "GET")
@@ -72,6 +77,8 @@ class Server:
             if method != "GET":
                 return _json(start_response, 405, {"error": "GET only"})
             return self.slack(environ, start_response)
+        if path.startswith(CONNECT_PREFIX) and self.services.connect is not None:
+            return self.connect(environ, start_response)
         if path == "/api/tasks" and method == "POST":
             return self._api_tasks(environ, start_response)
         if path == "/healthz":

@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from slack_sdk import WebClient
 from sqlalchemy.orm import Session, sessionmaker
 
+from agent.connect import ConnectFlow
 from agent.delegation import Delegation
 from agent.tools import ToolRegistry
 from approvals.decisions import Decisions
@@ -33,6 +34,8 @@ class Services:
     delegation: Delegation  # whose credentials each task type's tools run with
     # Multi-workspace mode (SLACK_CLIENT_ID): each workspace's installation and tokens.
     installations: Installations | None = None
+    # People connecting their own credentials from Slack (oauth_providers with authorize_url).
+    connect: ConnectFlow | None = None
 
     def client_for(self, team_id: str | None) -> WebClient:
         """A client that speaks to workspace `team_id`: the app's client in single-workspace mode;

@@ -303,13 +303,27 @@ def _secret_name(value: str) -> str:
 
 
 class OAuthProvider(_Model):
-    """Where and how delegated OAuth tokens of one provider are refreshed (RFC 6749 section 6)."""
+    """Where and how delegated OAuth tokens of one provider are refreshed (RFC 6749 section 6)
+    and, with `authorize_url`, connected by people themselves from Slack (section 4.1)."""
 
     token_url: Annotated[str, AfterValidator(_token_url)]
     client_id: str = Field(min_length=1)
     # The name of a vault secret (owner `team`) that holds the client secret: never the value.
     client_secret_name: Annotated[str, AfterValidator(_secret_name)] | None = None
     timeout: Duration = parse_duration("10s")
+    # The authorization-code flow: where people sign in, what is asked for, and which of the
+    # tools' declared secrets the token it gives is stored as. Without it: the CLI only.
+    authorize_url: Annotated[str, AfterValidator(_token_url)] | None = None
+    scopes: list[str] = []
+    secrets: list[Annotated[str, AfterValidator(_secret_name)]] = []
+
+    @model_validator(mode="after")
+    def _flow(self) -> Self:
+        if self.authorize_url is not None and not self.secrets:
+            raise _rules([(("secrets",), "required with authorize_url: the secret names its tokens connect: []")])
+        if self.secrets and self.authorize_url is None:
+            raise _rules([(("authorize_url",), f"required with secrets (people connect them there): {None!r}")])
+        return self
 
 
 class TaskTypeConfig(_Model):
@@ -403,6 +417,24 @@ class Config(_Model):
                 )
         return self
 
+    @model_validator(mode="after")
+    def _one_provider_per_secret(self) -> Self:
+        first: dict[str, str] = {}
+        problems: list[tuple[KeyPath, str]] = []
+        for name, provider in self.oauth_providers.items():
+            for index, secret in enumerate(provider.secrets):
+                if secret in first:
+                    where = ("oauth_providers", name, "secrets", index)
+                    problems.append((where, f"already connected through provider {first[secret]!r}: {secret!r}"))
+                first.setdefault(secret, name)
+        if problems:
+            raise _rules(problems)
+        return self
+
+    def connect_provider(self, secret: str) -> str | None:
+        """The `oauth_providers` entry whose sign-in connects `secret`; None: the CLI only."""
+        return next((name for name, provider in self.oauth_providers.items() if secret in provider.secrets), None)
+
     def channel_for(self, task_type: str) -> str:
         """The channel a task type's cards go to."""
         channel = self.task_types[task_type].channel or self.slack.approvals_channel
@@ -457,6 +489,9 @@ class Settings(BaseSettings):
     vault_keys: SecretStr | None = Field(default=None, validation_alias="COUNTERSIGN_VAULT_KEYS")
     # A YAML script for the scripted model (the offline demo); else Claude, which needs a key.
     model_script: str | None = Field(default=None, validation_alias="COUNTERSIGN_MODEL_SCRIPT")
+    # The server's public base URL (https://countersign.example.com): OAuth providers send
+    # people back to {public_url}/oauth/{provider}/callback after they sign in.
+    public_url: str | None = Field(default=None, validation_alias="COUNTERSIGN_PUBLIC_URL")
 
     @property
     def multi_workspace(self) -> bool:
@@ -481,6 +516,30 @@ class Settings(BaseSettings):
                 "unset SLACK_BOT_TOKEN: in multi-workspace mode each workspace's token comes from its install"
             )
         return problems
+
+
+def connect_problems(settings: Settings, config: Config) -> list[str]:
+    """Why people cannot connect their credentials from Slack although a provider offers it."""
+    offering = sorted(name for name, provider in config.oauth_providers.items() if provider.authorize_url)
+    if not offering:
+        return []
+    which = ", ".join(f"oauth_providers.{name}.authorize_url" for name in offering)
+    problems = []
+    if settings.public_url is None:
+        problems.append(
+            f"{which} is set, but COUNTERSIGN_PUBLIC_URL is not: set it to this server's public base URL "
+            "(e.g. https://countersign.example.com), where providers send people back after they sign in"
+        )
+    else:
+        try:
+            _token_url(settings.public_url)
+        except PydanticCustomError:
+            problems.append(
+                f"COUNTERSIGN_PUBLIC_URL: not an https:// URL (http:// only for localhost): {settings.public_url!r}"
+            )
+    if settings.vault_keys is None:
+        problems.append(f"{which} is set: the tokens people connect are kept encrypted, so set COUNTERSIGN_VAULT_KEYS")
+    return problems
 
 
 def dotted(path: KeyPath) -> str:

@@ -402,6 +402,27 @@ slack_bots = Table(
     Index("slack_bots_idx", "client_id", "enterprise_id", "team_id", "installed_at"),
 )
 
+
+class ConnectState(Base):
+    """A person's link to connect their own credential through a provider's sign-in (OAuth 2
+    authorization code flow): only a hash of the `state` it carries is kept. Bound to the
+    person, workspace, provider and secret; expires; `used_at` makes it single-use."""
+
+    __tablename__ = "connect_states"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    state_hash: Mapped[str] = mapped_column(String(64), unique=True)  # sha256 hex of the state
+    user_id: Mapped[str] = mapped_column(String(32))  # the Slack user whose credential it connects
+    team_id: Mapped[str | None] = mapped_column(String(32))
+    provider: Mapped[str] = mapped_column(String(64))  # a key of the config's oauth_providers
+    secret_name: Mapped[str] = mapped_column(String(128))
+    tool: Mapped[str] = mapped_column(String(128))  # whose client secret scope the exchange reads
+    action_id: Mapped[str | None] = mapped_column(String(40))  # the action that asked for it
+    created_at: Mapped[datetime]
+    expires_at: Mapped[datetime] = mapped_column(index=True)
+    used_at: Mapped[datetime | None]
+
+
 slack_oauth_states = Table(
     "slack_oauth_states",
     Base.metadata,

@@ -1,11 +1,12 @@
 """Retention: delete old operational rows in small batches, never the audit ledger.
 
 What goes, once older than the cutoff: model-call and other trace events (by `at`), outbox
-rows that were delivered (by `delivered_at`), handled Slack event ids (by `received_at`) and
+rows that were delivered (by `delivered_at`), handled Slack event ids (by `received_at`),
 finished timers (`done`/`cancelled`, by `updated_at`) whose action no longer waits for a
-decision. What stays: tasks, actions, decisions, proposals, posted-message ids, undelivered
-outbox rows, the newest published audit head (the ledger compares the next head with it),
-and the audit ledger, whose export is the archive path (`countersign audit export`).
+decision, and people's connect links (by `expires_at`: used or not, they work no more).
+What stays: tasks, actions, decisions, proposals, posted-message ids, undelivered outbox rows,
+the newest published audit head (the ledger compares the next head with it), and the audit
+ledger, whose export is the archive path (`countersign audit export`).
 
 Each batch is one short transaction of one `DELETE … WHERE key IN (SELECT … LIMIT n)`, so a
 serving process beside it waits at most one batch for a lock. On PostgreSQL the inner
@@ -26,7 +27,7 @@ from sqlalchemy.sql.elements import ColumnElement
 from core.clock import utc
 from core.db import make_sessionmaker
 from core.errors import CoreError
-from core.models import Action, Base, OutboxMessage, SlackEvent, Timer, TraceEvent
+from core.models import Action, Base, ConnectState, OutboxMessage, SlackEvent, Timer, TraceEvent
 
 DEFAULT_BATCH = 1000
 # Daily budgets count today's model calls from trace_events: a cutoff inside today would
@@ -70,12 +71,17 @@ def _timers(_session: Session, cutoff: datetime) -> ColumnElement[bool]:
     return Timer.state.in_(FINISHED_TIMER_STATES) & (Timer.updated_at < cutoff) & ~still_open
 
 
+def _connect_states(_session: Session, cutoff: datetime) -> ColumnElement[bool]:
+    return ConnectState.expires_at < cutoff
+
+
 # table name → (its model, its key column, which of its rows are old enough to go)
 TABLES: dict[str, tuple[type[Base], InstrumentedAttribute[Any], Condition]] = {
     "trace_events": (TraceEvent, TraceEvent.id, _trace_events),
     "outbox": (OutboxMessage, OutboxMessage.id, _outbox),
     "slack_events": (SlackEvent, SlackEvent.event_id, _slack_events),
     "timers": (Timer, Timer.id, _timers),
+    "connect_states": (ConnectState, ConnectState.id, _connect_states),
 }
 
 

@@ -184,6 +184,8 @@ def credential_text(card: CardView) -> str | None:
     how = escape(credential.how)
     if credential.owner is None and credential.mode == "requester":
         return f":warning: Runs with the requester's own {names}, but this request has none: it cannot be approved."
+    if credential.owner is None and credential.web:
+        return f":key: Runs with the approver's own {names}: {how}."
     if credential.owner is None:
         return f":key: Runs with the approver's own {names}: connect yours before you approve ({how})."
     whose = f"{mention(credential.owner)}'s own {names}"

@@ -12,6 +12,7 @@ SECTION_LIMIT = 3000
 HEADER_LIMIT = 150
 BUTTON_TEXT_LIMIT = 75
 OPTION_TEXT_LIMIT = 75
+URL_LIMIT = 3000
 
 
 def plain(text: str, limit: int = SECTION_LIMIT) -> Block:
@@ -59,6 +60,16 @@ def button(text: str, action_id: str, value: str, *, style: str | None = None, c
         element["style"] = style
     if confirm is not None:
         element["confirm"] = confirm
+    return element
+
+
+def url_button(text: str, action_id: str, url: str, *, style: str | None = None) -> Block:
+    """A button that opens `url` in the browser (Slack still sends the click: ack it)."""
+    if len(url) > URL_LIMIT:
+        raise ValueError(f"a button's url is at most {URL_LIMIT} characters (got {len(url)})")
+    element: Block = {"type": "button", "action_id": action_id, "text": plain(text, BUTTON_TEXT_LIMIT), "url": url}
+    if style is not None:
+        element["style"] = style
     return element
 
 

@@ -18,7 +18,17 @@ class CredentialView:
     names: tuple[str, ...]  # the secrets the tool declared
     owner: str | None  # the requester, or who approved; None while nobody in particular is known
     connected: bool | None  # None when `owner` is None
-    how: str  # the command that connects them (mrkdwn, with backticks)
+    how: str  # how they connect them: the CLI command (mrkdwn, with backticks), or the Slack way
+    web: bool = False  # people connect them from Slack, through a provider's sign-in
+
+
+@dataclass(frozen=True, kw_only=True)
+class ConnectLinkView:
+    """A person's own link to connect one credential through its provider's sign-in."""
+
+    name: str  # the secret
+    provider: str
+    url: str
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -12,13 +12,17 @@ from slack_bolt import Ack, App, Respond
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from agent.connect import LINK_TTL
 from agent.tasks import TaskError, choose_task_type, extend_budget, get_task, stop_task
 from approvals.decisions import decide
-from approvals.errors import ActionNotFound, DecisionRefused
+from approvals.errors import ActionNotFound, CredentialMissing, DecisionRefused
 from approvals.ports import is_listed_approver
 from approvals.workspaces import visible_tasks
 from bot import action_ids
+from bot.blocks.connect import connect_blocks
 from bot.blocks.modals import edit_modal, reject_modal
+from bot.blocks.text import escape
+from bot.blocks.views import ConnectLinkView
 from bot.listeners.payloads import BadPayload, Click, click_from
 from bot.services import Services
 from core.models import Action, Task
@@ -34,6 +38,14 @@ def decision_listener(services: Services, call: Callable[[Session, Click], objec
         try:
             click = click_from(body)
             decide(services.sessions, services.clock, lambda session: call(session, click), actor=click.user)
+        except CredentialMissing as refusal:
+            ack()
+            if services.connect is not None and refusal.owner is not None and refusal.owner == clicker(body):
+                # Their own credential is missing: the refusal carries their personal link.
+                services.background.submit(_offer_connect, services, respond, refusal, workspace(body))
+            else:
+                tell(services, respond, str(refusal), clicker(body), workspace(body))
+            return
         except (DecisionRefused, ActionNotFound, BadPayload) as refusal:
             ack()
             tell(services, respond, str(refusal), clicker(body), workspace(body))
@@ -41,6 +53,26 @@ def decision_listener(services: Services, call: Callable[[Session, Click], objec
         ack()
 
     return listener
+
+
+def _offer_connect(services: Services, respond: Respond, refusal: CredentialMissing, team: str | None) -> None:
+    """After the ack: issue the clicker's own connect links and answer them with the refusal."""
+    assert services.connect is not None and refusal.owner is not None
+    text = str(refusal)
+    try:
+        with services.sessions() as session:
+            tool = session.scalar(select(Action.tool).where(Action.public_id == refusal.action_id))
+        issued = services.connect.links(
+            refusal.owner, team, refusal.names, tool or "*", action_id=refusal.action_id, ttl=LINK_TTL
+        )
+        links = [ConnectLinkView(name=link.name, provider=link.provider, url=link.url) for link in issued]
+        blocks = connect_blocks(escape(text), links, lasts=LINK_TTL)
+        if respond.response_url:
+            respond(text=text, blocks=blocks, response_type="ephemeral", replace_original=False)
+        else:
+            services.client_for(team).chat_postMessage(channel=refusal.owner, text=text, blocks=blocks)
+    except Exception:
+        log.exception("could not send the clicker their connect link")
 
 
 def register(app: App, services: Services) -> None:
@@ -52,6 +84,11 @@ def register(app: App, services: Services) -> None:
     app.action(action_ids.VETO)(
         decision_listener(services, lambda s, c: services.decisions.veto(s, c.value, c.user, team_id=c.team))
     )
+
+    @app.action(action_ids.CONNECT)
+    def connect(ack: Ack) -> None:
+        ack()  # a url button: the browser opens the link; Slack still tells us of the click
+
     app.action(action_ids.ACKNOWLEDGE)(
         decision_listener(services, lambda s, c: services.decisions.acknowledge(s, c.value, c.user, team_id=c.team))
     )

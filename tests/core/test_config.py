@@ -15,6 +15,7 @@ from core.config import (
     Config,
     Settings,
     check_tool_names,
+    connect_problems,
     highest,
     load_config,
     lowest,
@@ -559,3 +560,66 @@ def test_a_token_url_must_be_https_except_on_localhost(tmp_path: Path, url: str)
     assert problem.endswith(f"not an https:// URL (http:// only for localhost): {url!r}")
     local = DELEGATED.replace("https://github.com/login/oauth/access_token", "http://127.0.0.1:8080/token")
     assert load_config(write(tmp_path, local), {}).oauth_providers["github"].token_url.startswith("http://127")
+
+
+CONNECTED = DELEGATED.replace(
+    "    client_secret_name: github_client_secret\n",
+    "    client_secret_name: github_client_secret\n"
+    "    authorize_url: https://github.com/login/oauth/authorize\n"
+    "    scopes: [repo]\n"
+    "    secrets: [github_token]\n",
+)
+
+
+def test_a_provider_people_sign_in_at_loads(tmp_path: Path) -> None:
+    config = load_config(write(tmp_path, CONNECTED), {})
+    github = config.oauth_providers["github"]
+    assert (github.authorize_url, github.scopes, github.secrets) == (
+        "https://github.com/login/oauth/authorize",
+        ["repo"],
+        ["github_token"],
+    )
+    assert config.connect_provider("github_token") == "github"
+    assert config.connect_provider("stripe_key") is None
+    assert load_config(write(tmp_path, DELEGATED), {}).connect_provider("github_token") is None
+
+
+def test_an_authorize_url_must_be_https_except_on_localhost(tmp_path: Path) -> None:
+    text = CONNECTED.replace("https://github.com/login/oauth/authorize", "http://github.com/authorize")
+    problem = only_problem(write(tmp_path, text))
+    assert problem.startswith(f"oauth_providers.github.authorize_url (line {line_of(text, 'authorize_url')}): ")
+    assert problem.endswith("not an https:// URL (http:// only for localhost): 'http://github.com/authorize'")
+
+
+def test_an_authorize_url_names_the_secrets_it_connects(tmp_path: Path) -> None:
+    problem = only_problem(write(tmp_path, CONNECTED.replace("    secrets: [github_token]\n", "")))
+    assert problem.startswith("oauth_providers.github.secrets")
+    assert "required with authorize_url" in problem
+    without_url = CONNECTED.replace("    authorize_url: https://github.com/login/oauth/authorize\n", "")
+    assert only_problem(write(tmp_path, without_url)).startswith("oauth_providers.github.authorize_url")
+
+
+def test_a_secret_is_connected_through_one_provider(tmp_path: Path) -> None:
+    second = (
+        "  gitea:\n    token_url: https://gitea.test/token\n    client_id: cs\n"
+        "    authorize_url: https://gitea.test/authorize\n    secrets: [github_token]\n"
+    )
+    text = CONNECTED.replace("task_types:\n", f"{second}task_types:\n")
+    problem = only_problem(write(tmp_path, text))
+    assert problem.startswith("oauth_providers.gitea.secrets[0]")
+    assert problem.endswith("already connected through provider 'github': 'github_token'")
+
+
+def test_connecting_from_slack_needs_a_public_url_and_vault_keys(tmp_path: Path) -> None:
+    config = load_config(write(tmp_path, CONNECTED), {})
+    problems = connect_problems(Settings(_env_file=None), config)
+    assert any("COUNTERSIGN_PUBLIC_URL is not" in problem for problem in problems)
+    assert any("set COUNTERSIGN_VAULT_KEYS" in problem for problem in problems)
+    assert "oauth_providers.github.authorize_url" in problems[0]
+    bad = Settings(_env_file=None, public_url="http://countersign.example.com", vault_keys="k")
+    assert connect_problems(bad, config) == [
+        "COUNTERSIGN_PUBLIC_URL: not an https:// URL (http:// only for localhost): 'http://countersign.example.com'"
+    ]
+    good = Settings(_env_file=None, public_url="https://countersign.example.com", vault_keys="k")
+    assert connect_problems(good, config) == []
+    assert connect_problems(Settings(_env_file=None), load_config(write(tmp_path, DELEGATED), {})) == []

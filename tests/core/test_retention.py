@@ -22,7 +22,7 @@ from approvals.ledger import last_published_head, publish_head, verify
 from bot.cli import main
 from bot.cli_prune import prune as prune_command
 from core import outbox, retention
-from core.models import AuditEvent, OutboxMessage, SlackEvent, Timer, TraceEvent
+from core.models import AuditEvent, ConnectState, OutboxMessage, SlackEvent, Timer, TraceEvent
 from core.retention import RetentionError, prune
 from escalations.sweeper import Sweeper
 from tests.approvals.conftest import ALICE, BOB, CAROL, World
@@ -148,7 +148,7 @@ def test_prune_deletes_old_operational_rows_and_keeps_the_ledger(
 
     counts = prune(engine, AGE, world.clock.now(), batch=2)
 
-    assert set(counts) == {"trace_events", "outbox", "slack_events", "timers"}
+    assert set(counts) == {"trace_events", "outbox", "slack_events", "timers", "connect_states"}
     assert counts["trace_events"] == history.old_traces
     assert counts["slack_events"] == 3
     assert _ids(sessions, SlackEvent.event_id) == {"Ev_new_0", "Ev_new_1"}
@@ -197,9 +197,10 @@ def test_each_batch_is_its_own_transaction(engine: Engine, sessions: sessionmake
 
     counts = prune(engine, AGE, clock.now(), batch=3)
 
-    assert counts == {"trace_events": 7, "outbox": 0, "slack_events": 4, "timers": 0}
-    # trace_events 3 + 3 + 1, outbox none, slack_events 3 + 1, timers none: a short batch ends a table.
-    assert len(commits) == 3 + 1 + 2 + 1
+    assert counts == {"trace_events": 7, "outbox": 0, "slack_events": 4, "timers": 0, "connect_states": 0}
+    # trace_events 3 + 3 + 1, outbox none, slack_events 3 + 1, timers none, connect_states none:
+    # a short batch ends a table.
+    assert len(commits) == 3 + 1 + 2 + 1 + 1
 
 
 def test_nothing_younger_than_the_cutoff_goes(engine: Engine, sessions: sessionmaker[Session]) -> None:
@@ -208,7 +209,36 @@ def test_nothing_younger_than_the_cutoff_goes(engine: Engine, sessions: sessionm
     _traces(world, 2)
     _slack_events(world, "Ev_", 2)
     clock.advance(AGE)  # exactly at the cutoff: not older than it
-    assert prune(engine, AGE, clock.now()) == {"trace_events": 0, "outbox": 0, "slack_events": 0, "timers": 0}
+    assert prune(engine, AGE, clock.now()) == {
+        "trace_events": 0,
+        "outbox": 0,
+        "slack_events": 0,
+        "timers": 0,
+        "connect_states": 0,
+    }
+
+
+def test_connect_links_go_once_expired_before_the_cutoff(engine: Engine, sessions: sessionmaker[Session]) -> None:
+    clock = FrozenClock()
+    with sessions.begin() as session:
+        for number, lasts in enumerate((timedelta(minutes=10), AGE * 2)):
+            session.add(
+                ConnectState(
+                    state_hash=f"{number:064d}",
+                    user_id="U0ALICE",
+                    team_id=None,
+                    provider="github",
+                    secret_name="github_token",
+                    tool="open_pr",
+                    action_id=None,
+                    created_at=clock.now(),
+                    expires_at=clock.now() + lasts,
+                    used_at=None,
+                )
+            )
+    clock.advance(AGE + timedelta(minutes=11))
+    assert prune(engine, AGE, clock.now())["connect_states"] == 1
+    assert _ids(sessions, ConnectState.state_hash) == {f"{1:064d}"}
 
 
 def test_retention_knows_the_ledgers_head_rows() -> None:

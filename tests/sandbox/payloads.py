@@ -4,14 +4,16 @@ representative views of the block tests' factories: what the sandbox must be abl
 from __future__ import annotations
 
 import importlib.util
+from datetime import timedelta
 from enum import StrEnum
 from typing import Any, Literal
 
 from pydantic import BaseModel, Field
 
 from bot.blocks import approval_card, edit_modal, home_view, reject_modal, result_reply, task_message, veto_modal
+from bot.blocks.connect import connect_blocks, requester_connect
 from bot.blocks.ping import reminder, stall_alert
-from bot.blocks.views import HomeView
+from bot.blocks.views import ConnectLinkView, HomeView
 from tests.bot.blocks.factories import APPROVER, CARDS, make_task
 
 Payload = dict[str, Any]  # {"kind": "message" | "modal" | "home", "blocks": [...], "view"?: {...}}
@@ -19,6 +21,8 @@ Payload = dict[str, Any]  # {"kind": "message" | "modal" | "home", "blocks": [..
 COVERED = {
     "card.approval_card",
     "card.result_reply",
+    "connect.connect_blocks",
+    "connect.requester_connect",
     "home.home_view",
     "modals.edit_modal",
     "modals.reject_modal",
@@ -75,6 +79,12 @@ def payloads() -> dict[str, Payload]:
         found[f"task:{index}:{task.state}"] = {"kind": "message", "blocks": task_message(task)[1]}
     for late in (False, True):
         found[f"reminder:{late}"] = {"kind": "message", "blocks": reminder(CARDS["pending"], "reminder", late)[1]}
+    links = [
+        ConnectLinkView(name="github_token", provider="github", url="https://cs.example/oauth/github/start?state=s")
+    ]
+    lasts = timedelta(minutes=10)
+    found["connect:refusal"] = {"kind": "message", "blocks": connect_blocks("Connect it first.", links, lasts=lasts)}
+    found["connect:dm"] = {"kind": "message", "blocks": requester_connect(CARDS["pending"], links, lasts=lasts)[1]}
     found["stall"] = {"kind": "message", "blocks": stall_alert(TASKS[3], "no model for 10 minutes", ["U0ADMIN"])[1]}
     if HAS_PROPOSALS:
         found.update(_proposals())

@@ -49,7 +49,8 @@ def _check_unchecked_limits(obj: Any) -> None:
             assert len(obj["text"]["text"]) <= 150
         if obj.get("type") == "button":
             assert len(obj["text"]["text"]) <= 75
-            assert len(obj["value"]) <= 2000
+            assert len(obj.get("value", "")) <= 2000  # a url button may have none
+            assert len(obj.get("url", "")) <= 3000
         if "options" in obj:
             assert len(obj["options"]) <= 100
             for option in obj["options"]:

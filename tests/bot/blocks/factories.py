@@ -79,6 +79,26 @@ CARDS: dict[str, CardView] = {
             how="`countersign secrets connect stripe_oauth --owner YOUR_SLACK_ID`",
         )
     ),
+    "pending_requester_sent_link": make_card(
+        credential=CredentialView(
+            mode="requester",
+            names=("stripe_oauth",),
+            owner=REQUESTER,
+            connected=False,
+            how="the requester has been sent a link to connect",
+            web=True,
+        )
+    ),
+    "pending_approvers_own_from_slack": make_card(
+        credential=CredentialView(
+            mode="approver",
+            names=("stripe_oauth",),
+            owner=None,
+            connected=None,
+            how="approvers: click Approve to get your connect link",
+            web=True,
+        )
+    ),
     "succeeded_as_approver": make_card(
         state="succeeded",
         result={"refund_id": "re_1"},

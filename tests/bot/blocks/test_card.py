@@ -29,6 +29,8 @@ EXPECTED_BUTTONS = {
     # Approve stays: a click is refused (and told why) until the credential is connected.
     "pending_requester_not_connected": [APPROVE, REJECT, EDIT, ACKNOWLEDGE],
     "pending_approvers_own": [APPROVE, REJECT, EDIT, ACKNOWLEDGE],
+    "pending_requester_sent_link": [APPROVE, REJECT, EDIT, ACKNOWLEDGE],
+    "pending_approvers_own_from_slack": [APPROVE, REJECT, EDIT, ACKNOWLEDGE],  # Approve gets you your link
 }
 
 
@@ -252,3 +254,18 @@ def test_a_card_says_whose_credential_the_tool_runs_with():
     ran = approval_card(CARDS["succeeded_as_approver"])
     assert block_text(ran, "credential") == f":key: Runs with <@{APPROVER}>'s own `stripe_oauth`."
     assert all(b["block_id"] != "credential" for b in approval_card(CARDS["pending"]))
+
+
+def test_a_credential_connected_from_slack_is_not_a_cli_command_on_the_card() -> None:
+    requester = block_text(approval_card(CARDS["pending_requester_sent_link"]), "credential")
+    assert requester.endswith(
+        "not connected yet: it cannot be approved until they connect it "
+        "(the requester has been sent a link to connect)."
+    )
+    approvers = block_text(approval_card(CARDS["pending_approvers_own_from_slack"]), "credential")
+    assert approvers == (
+        ":key: Runs with the approver's own `stripe_oauth`: approvers: click Approve to get your connect link."
+    )
+    for name in ("pending_requester_sent_link", "pending_approvers_own_from_slack"):
+        assert "countersign secrets" not in str(approval_card(CARDS[name]))
+        assert "http" not in str(approval_card(CARDS[name]))  # links are personal: never on the card
