@@ -32,7 +32,7 @@ from sqlalchemy.orm import Session, aliased
 
 from agent.connect import DM_LINK_TTL
 from bot.blocks.card import approval_card, card_text, credential_notice, result_reply
-from bot.blocks.connect import requester_connect
+from bot.blocks.connect import connect_blocks, requester_connect
 from bot.blocks.ping import expired_notice, reminded_note, reminder, stall_alert
 from bot.blocks.proposal import level_changed, proposal_card, review_card
 from bot.blocks.task import task_message
@@ -266,7 +266,10 @@ class OutboxSender:
             reply_text, reply_blocks = result_reply(card)
             self._post(d, posted_at[0], reply_text, reply_blocks, posted_at[1])
             if tell:  # their own credential failed: they are the one who can fix it
-                self._post(d, self._dm(d, tell), credential_notice(card), None, None)
+                notice = credential_notice(card)
+                links = self._links(tell, action_id, card.task_type, card.tool)
+                buttons = connect_blocks(notice, links, lasts=DM_LINK_TTL) if links else None
+                self._post(d, self._dm(d, tell), notice, buttons, None)
         elif kind == "action.acknowledged" and card.acknowledged_by:
             self._post(d, posted_at[0], f"<@{card.acknowledged_by}> is on it.", None, posted_at[1])
         elif kind == "action.expired":
@@ -278,25 +281,36 @@ class OutboxSender:
     def _connect(self, d: Delivery, action_id: str, user: str) -> dict[str, Any]:
         """A direct message with the requester's own connect links, while the action waits and
         they have not connected what it runs with; one per action (the row's)."""
-        flow = self.services.connect
         with self.services.sessions() as session:
             action = session.scalars(select(Action).where(Action.public_id == action_id)).one()
             card = card_view(session, self.services.config, self.services.registry, action)
             names = self.services.delegation.unconnected(
                 session, user, self.services.delegation.names(action.task_type, action.tool), action.tool
             )
-            team = outbox.workspace_of(session, {"action_id": action_id})
         if action.state not in ("pending", "scheduled"):
             return {"skipped": f"decided before the link went out ({action.state})"}
         if not names:
             return {"skipped": "already connected"}
-        if flow is None or not self.services.delegation.web(names):
+        links = self._links(user, action_id, action.task_type, action.tool, names)
+        if not links:
             return {"skipped": "connected with the CLI only (no provider with authorize_url)"}
-        issued = flow.links(user, team, names, action.tool, action_id=action_id, ttl=DM_LINK_TTL)
-        links = [ConnectLinkView(name=link.name, provider=link.provider, url=link.url) for link in issued]
         text, blocks = requester_connect(card, links, lasts=DM_LINK_TTL)
         self._post(d, self._dm(d, user), text, blocks, None)
         return {"sent": user, "secrets": names}
+
+    def _links(
+        self, user: str, action_id: str, task_type: str, tool: str, names: list[str] | None = None
+    ) -> list[ConnectLinkView]:
+        """Fresh personal connect links for `user` (for `names`, else every secret the action's tool
+        takes from a person), when a provider's sign-in connects them all; [] when only the CLI does."""
+        delegation = self.services.delegation
+        wanted = names if names is not None else list(delegation.names(task_type, tool))
+        if self.services.connect is None or not delegation.web(wanted):
+            return []
+        with self.services.sessions() as session:
+            team = outbox.workspace_of(session, {"action_id": action_id})
+        issued = self.services.connect.links(user, team, wanted, tool, action_id=action_id, ttl=DM_LINK_TTL)
+        return [ConnectLinkView(name=link.name, provider=link.provider, url=link.url) for link in issued]
 
     def _remind(self, d: Delivery, payload: dict[str, Any]) -> dict[str, Any]:
         """A DM to each target (with Acknowledge), then a note in the card's thread."""

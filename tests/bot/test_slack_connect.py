@@ -276,6 +276,28 @@ def test_connect_from_slack_then_approve_runs_with_the_new_token(
         assert leaks == [], f"{value} leaked into: {leaks}"
 
 
+def test_a_failed_refresh_tells_the_person_with_a_fresh_connect_button(connect_app: tuple[SlackApp, FakeOAuth]) -> None:
+    app, oauth = connect_app
+    link, person = _link_for(app)
+    assert _Browser(app).open(link).status == 200
+    app.settle()
+    oauth.fail(400, "invalid_grant")
+    app.clock.advance(timedelta(hours=2))  # the connected token has expired; its refresh is refused
+    [action] = app.actions()
+    card = app.card(action)
+    block_id, _ = decide_block(card.blocks)
+    app.click(ALICE, "approve", action.public_id, block_id, card.ts)
+    app.settle()
+
+    [action] = app.actions()
+    assert action.state == "failed" and action.public_id not in delegated_tools.GIVEN
+    [dm] = [c for c in app.slack.calls_to("chat.postMessage") if "could not run with your credential" in c["text"]]
+    assert app.slack.calls_to("conversations.open")[-1]["users"] == person
+    [again] = _connect_urls(dm["blocks"])
+    assert again.startswith(f"{PUBLIC}/oauth/github/start?state=") and again != link
+    assert _Browser(app).open(again).status == 200  # reconnecting from the DM works
+
+
 def test_an_expired_link_is_refused_and_stores_nothing(connect_app: tuple[SlackApp, FakeOAuth]) -> None:
     app, oauth = connect_app
     link, person = _link_for(app)
