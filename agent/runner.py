@@ -19,7 +19,7 @@ import time
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import exists, or_, select
+from sqlalchemy import Select, exists, or_, select
 from sqlalchemy.orm import Session, sessionmaker
 from structlog.contextvars import bound_contextvars
 
@@ -35,6 +35,7 @@ from core import metrics
 from core.canonical import params_hash
 from core.clock import Clock
 from core.config import Config, TaskTypeConfig
+from core.db import reading
 from core.models import Action, Task, TraceEvent
 
 log = logging.getLogger(__name__)
@@ -88,14 +89,11 @@ class AgentRunner:
         turn_open = exists().where(
             Action.task_id == Task.id, Action.turn == Task.turn, Action.state.in_([s.value for s in OPEN_ACTION_STATES])
         )
+        ready = select(Task).where(Task.state == TaskState.WAITING, ~turn_open).order_by(Task.updated_at, Task.id)
+        if not self._any(ready):
+            return False
         with self.sessions.begin() as session:
-            task = session.scalars(
-                select(Task)
-                .where(Task.state == TaskState.WAITING, ~turn_open)
-                .order_by(Task.updated_at, Task.id)
-                .limit(1)
-                .with_for_update(skip_locked=True)
-            ).first()
+            task = session.scalars(ready.limit(1).with_for_update(skip_locked=True)).first()
             if task is None:
                 return False
             actions = session.scalars(
@@ -112,22 +110,29 @@ class AgentRunner:
             )
         return True
 
+    def _any(self, query: Select[Task]) -> bool:
+        """Whether `query` finds a task, read without the write turn: an idle poll of the four
+        agent threads must not queue a click's transaction on SQLite."""
+        with reading(self.sessions) as session:
+            return session.scalar(query.with_only_columns(Task.id).limit(1)) is not None
+
     # -- step -------------------------------------------------------------------------
 
     def _step_one(self) -> bool:
         now = self.clock.now()
+        due = (
+            select(Task)
+            .where(
+                Task.state.in_([TaskState.RUNNING, TaskState.STALLED]),
+                Task.next_step_at <= now,
+                or_(Task.lease_owner.is_(None), Task.lease_until < now),
+            )
+            .order_by(Task.next_step_at, Task.id)
+        )
+        if not self._any(due):
+            return False
         with self.sessions.begin() as session:
-            task = session.scalars(
-                select(Task)
-                .where(
-                    Task.state.in_([TaskState.RUNNING, TaskState.STALLED]),
-                    Task.next_step_at <= now,
-                    or_(Task.lease_owner.is_(None), Task.lease_until < now),
-                )
-                .order_by(Task.next_step_at, Task.id)
-                .limit(1)
-                .with_for_update(skip_locked=True)
-            ).first()
+            task = session.scalars(due.limit(1).with_for_update(skip_locked=True)).first()
             if task is None:
                 return False
             plan = self._plan(session, task, now)

@@ -26,8 +26,7 @@ import builtins
 import hashlib
 import json
 import re
-from collections.abc import Iterable, Iterator, Mapping, Sequence
-from contextlib import contextmanager
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
@@ -42,6 +41,7 @@ from agent.tools import SECRET_NAME
 from approvals import audit
 from core.clock import Clock, SystemClock
 from core.config import is_user_id
+from core.db import reading
 from core.models import Secret
 
 __all__ = [
@@ -307,13 +307,13 @@ class Vault:
 
     def get(self, name: str, *, tool: str, owner: str = TEAM, team_id: str | None = None) -> str:
         """The value of `name` for `tool`: the secret scoped to that tool, else the one scoped `*`."""
-        with self._reading() as session:
+        with reading(self.sessions) as session:
             [found] = self.fetch(session, [name], tool=tool, owner=owner, team_id=team_id)
         return found.value
 
     def grant(self, name: str, *, tool: str, owner: str, team_id: str | None = None) -> OAuthGrant | None:
         """What refreshes a person's own `name` (never its tokens' use); None for a plain secret."""
-        with self._reading() as session:
+        with reading(self.sessions) as session:
             [found] = self.fetch(session, [name], tool=tool, owner=owner, team_id=team_id)
         return found.oauth
 
@@ -417,7 +417,7 @@ class Vault:
 
     def list(self) -> builtins.list[SecretInfo]:
         """Every secret's name, scope, owner, team, dates and key; never a value."""
-        with self._reading() as session:
+        with reading(self.sessions) as session:
             rows = session.scalars(select(Secret).order_by(Secret.name, Secret.scope, Secret.owner, Secret.id)).all()
             return [
                 SecretInfo(
@@ -501,13 +501,6 @@ class Vault:
             raise SecretMisuse(row.name, row.scope, row.owner, "it was sealed for another secret: " + ", ".join(wrong))
         value: str = payload["value"]
         return value, OAuthGrant.unsealed(payload.get("oauth"))
-
-    @contextmanager
-    def _reading(self) -> Iterator[Session]:
-        """A read-only session; on SQLite a deferred transaction, so it never queues behind writers."""
-        with self.sessions() as session:
-            session.connection(execution_options={"sqlite_deferred": True})
-            yield session
 
 
 class Scrubber:

@@ -41,6 +41,7 @@ from bot.installations import NotInstalled
 from bot.presenter import card_view, proposal_view, task_view
 from bot.services import Services
 from core import metrics, outbox
+from core.db import reading
 from core.models import Action, OutboxMessage, Proposal, SlackMessage, Task
 
 log = logging.getLogger(__name__)
@@ -172,14 +173,17 @@ class OutboxSender:
                 older.id < OutboxMessage.id,
             )
         )
+        due = (
+            select(OutboxMessage)
+            .where(OutboxMessage.delivered_at.is_(None), OutboxMessage.available_at <= now, ~earlier_undelivered)
+            .order_by(OutboxMessage.id)
+            .limit(1)
+        )
+        with reading(self.services.sessions) as session:
+            if session.scalar(due.with_only_columns(OutboxMessage.id)) is None:
+                return None
         with self.services.sessions.begin() as session:
-            message = session.scalars(
-                select(OutboxMessage)
-                .where(OutboxMessage.delivered_at.is_(None), OutboxMessage.available_at <= now, ~earlier_undelivered)
-                .order_by(OutboxMessage.id)
-                .limit(1)
-                .with_for_update(skip_locked=True)
-            ).first()
+            message = session.scalars(due.with_for_update(skip_locked=True)).first()
             if message is None:
                 return None
             message.attempts += 1

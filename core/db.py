@@ -102,6 +102,16 @@ def make_sessionmaker(engine: Engine) -> sessionmaker[Session]:
     return sessionmaker(engine, expire_on_commit=False)
 
 
+@contextmanager
+def reading(sessions: sessionmaker[Session]) -> Iterator[Session]:
+    """A read-only session; on SQLite a deferred transaction (a WAL snapshot), so it neither takes
+    nor waits for the write turn. Workers look for due work this way before claiming it, so an
+    idle poll costs the writers (a click's transaction) nothing."""
+    with sessions() as session:
+        session.connection(execution_options={"sqlite_deferred": True})
+        yield session
+
+
 def sqlite_path(url: str) -> Path | None:
     parsed = make_url(normalize_url(url))
     if parsed.get_backend_name() != "sqlite" or not parsed.database or parsed.database == ":memory:":
