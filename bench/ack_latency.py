@@ -58,10 +58,11 @@ from bot.runtime import build_services
 from bot.sandbox import SlackEmulator
 from bot.serve import assemble
 from core.clock import SystemClock
-from core.config import Config, Settings
+from core.config import Config
 from core.db import make_engine, make_sessionmaker
 from core.migrate import upgrade
 from core.models import Action, AuditEvent, Decision
+from core.settings import Settings
 
 POSTGRES_ADMIN_URL = os.environ.get(
     "COUNTERSIGN_BENCH_POSTGRES_URL",

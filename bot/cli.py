@@ -24,10 +24,11 @@ from bot.demo import run_demo
 from bot.runtime import build_model, build_services, open_database
 from bot.serve import Process, assemble
 from core import logs
-from core.config import Settings, check_tool_names, connect_problems, load_config
+from core.config import check_tool_names, load_config
 from core.db import own_sqlite_database
 from core.errors import ConfigError, DatabaseOwned
 from core.migrate import current_revision, is_at_head, upgrade
+from core.settings import Settings, connect_problems
 
 
 @click.group()

@@ -28,10 +28,10 @@ from approvals.ledger import (
 )
 from bot.runtime import open_database
 from core.clock import SystemClock, utc
-from core.config import Settings
 from core.db import make_sessionmaker
 from core.durations import parse_duration
 from core.migrate import current_revision, head_revision
+from core.settings import Settings
 
 
 @click.group()

@@ -10,8 +10,9 @@ import click
 from approvals.autonomy import describe, set_level
 from bot.runtime import open_database
 from core.clock import SystemClock
-from core.config import AutonomyLevel, Config, Settings, is_user_id, load_config
+from core.config import AutonomyLevel, Config, is_user_id, load_config
 from core.errors import ConfigError
+from core.settings import Settings
 
 
 def _config() -> tuple[Settings, Config]:

@@ -15,9 +15,9 @@ import click
 from bot.runtime import open_database
 from core import retention
 from core.clock import SystemClock
-from core.config import Settings
 from core.durations import format_duration, parse_duration
 from core.migrate import current_revision, head_revision
+from core.settings import Settings
 
 
 def _age(_ctx: click.Context, _param: click.Parameter, value: str) -> timedelta:

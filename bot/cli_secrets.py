@@ -23,8 +23,8 @@ from agent.vault import ANY_TOOL, KEYS_VARIABLE, TEAM, OAuthGrant, Vault, VaultE
 from bot.installations import SealedInstallationStore
 from bot.runtime import open_database
 from core.clock import SystemClock
-from core.config import Settings
 from core.migrate import current_revision, head_revision
+from core.settings import Settings
 
 _TOOL_HELP = f"The tool that may use it, or '{ANY_TOOL}' for every tool that declares it."
 _OWNER_HELP = f"'{TEAM}' (every run of the tool), or the Slack user id it belongs to."

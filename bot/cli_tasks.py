@@ -12,8 +12,9 @@ from agent.tasks import TaskError, get_task, submit_task
 from agent.traces import daily_usage, task_usage, timeline
 from bot.runtime import open_database
 from core.clock import SystemClock
-from core.config import Config, Settings, load_config
+from core.config import Config, load_config
 from core.errors import ConfigError
+from core.settings import Settings
 
 
 def _config(settings: Settings) -> Config:

@@ -33,9 +33,10 @@ from bot.sandbox.page import SandboxPage
 from bot.serve import Process, assemble
 from bot.server import Workers
 from core.clock import Clock
-from core.config import Settings, load_config
+from core.config import load_config
 from core.db import make_engine, make_sessionmaker, own_sqlite_database, sqlite_path
 from core.migrate import upgrade
+from core.settings import Settings
 from escalations.scheduler import Ticker
 
 log = logging.getLogger(__name__)

@@ -21,8 +21,9 @@ from bot.installations import Installations, SealedInstallationStore
 from bot.services import Services
 from bot.slack_client import make_client
 from core.clock import Clock, SystemClock
-from core.config import Config, Settings
+from core.config import Config
 from core.db import make_engine, make_sessionmaker
+from core.settings import Settings
 
 
 def open_database(settings: Settings) -> tuple[Engine, sessionmaker[Session]]:

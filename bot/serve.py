@@ -16,7 +16,7 @@ from bot.installations import oauth_settings
 from bot.outbox_sender import OutboxSender
 from bot.server import Server, Workers
 from bot.services import Services
-from core.config import Settings
+from core.settings import Settings
 from escalations.jobs import periodic_jobs, settle_all
 from escalations.scheduler import Ticker
 from escalations.sweeper import Sweeper

@@ -23,9 +23,10 @@ from agent.model import ModelClient
 from agent.scripted_model import ScriptedModel
 from bot.runtime import build_services
 from bot.serve import Process, assemble
-from core.config import Config, Settings
+from core.config import Config
 from core.db import make_engine, make_sessionmaker
 from core.models import Action
+from core.settings import Settings
 from tests.fakes.clock import FrozenClock
 from tests.fakes.slack_server import SlackEmulator, seconds
 

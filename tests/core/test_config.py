@@ -10,18 +10,10 @@ from pathlib import Path
 
 import pytest
 
-from core.config import (
-    AutonomyLevel,
-    Config,
-    Settings,
-    check_tool_names,
-    connect_problems,
-    highest,
-    load_config,
-    lowest,
-)
+from core.config import AutonomyLevel, Config, check_tool_names, highest, load_config, lowest
 from core.durations import format_duration, parse_duration
 from core.errors import ConfigError
+from core.settings import Settings, connect_problems
 
 EXAMPLE = """\
 slack:
