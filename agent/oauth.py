@@ -22,7 +22,6 @@ from core.config import OAuthProvider
 __all__ = [
     "CodeExchangeFailed",
     "RefreshFailed",
-    "Refreshed",
     "TokenRequestFailed",
     "Tokens",
     "exchange_code",
@@ -56,9 +55,6 @@ class Tokens:
     access_token: str = field(repr=False)
     refresh_token: str | None = field(repr=False)  # on a refresh: a new one if the provider rotates them
     expires_at: datetime | None
-
-
-Refreshed = Tokens
 
 
 def refresh(
