@@ -162,6 +162,8 @@ def test_app_home_and_direct_messages(demo: Demo, page: Any, shots: Path) -> Non
     _open(page, demo, REQUESTER, "C0PAYMENTS")
     _say(page, "/countersign run refund Refund order 1002: wrong grinder")
     expect(page.locator(".message.ephemeral").last).to_contain_text("Started")
+    # The Home is drawn when opened: wait until the agent's draft waits for approval.
+    expect(_card(page, "approve")).to_contain_text("wrong grinder", timeout=30_000)
     _act_as(page, APPROVER)
     page.click(".side-item.app-home")
     home = page.locator(".home")
