@@ -262,10 +262,11 @@ class Decisions:
                 messages=[Message("action.updated", {"approvals": approvals, "quorum": action.quorum})],
             )
             return Outcome(action, decision, ActionState(action.state), approvals, action.quorum)
-        outcome = self._close(session, action, decision, ActionState.APPROVED)
-        return Outcome(action, decision, outcome.state, approvals, action.quorum)
+        return self._close(session, action, decision, ActionState.APPROVED, approvals)
 
-    def _close(self, session: Session, action: Action, decision: Decision, target: ActionState) -> Outcome:
+    def _close(
+        self, session: Session, action: Action, decision: Decision, target: ActionState, approvals: int | None = None
+    ) -> Outcome:
         transitions.transition(
             session,
             action,
@@ -279,7 +280,8 @@ class Decisions:
         if target in (ActionState.APPROVED, ActionState.REJECTED):
             waited = (decision.at - action.created_at).total_seconds()
             metrics.TIME_TO_DECISION.labels(action.task_type).observe(max(waited, 0.0))
-        return Outcome(action, decision, target, self._approvals(session, action), action.quorum)
+        counted = self._approvals(session, action) if approvals is None else approvals
+        return Outcome(action, decision, target, counted, action.quorum)
 
     def _approvals(self, session: Session, action: Action) -> int:
         return (

@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import update
+from sqlalchemy import event, update
 from sqlalchemy.orm import Session
 from sqlalchemy.orm.attributes import set_committed_value
 
@@ -107,6 +107,19 @@ def record(
         outbox.enqueue(session, message.kind, action.public_id, {"action_id": action.public_id, **message.payload}, now)
 
 
+_TASK_IDS = "countersign.task_public_ids"
+
+
 def action_task_public_id(session: Session, action: Action) -> str | None:
-    task = session.get(Task, action.task_id)
-    return task.public_id if task else None
+    """The public id of the action's task, read once per session (it never changes; the
+    session's identity map holds objects weakly, so `get` alone would read it again per event)."""
+    known: dict[int, str | None] = session.info.setdefault(_TASK_IDS, {})
+    if action.task_id not in known:
+        task = session.get(Task, action.task_id)  # no query when the session holds the task
+        known[action.task_id] = task.public_id if task else None
+    return known[action.task_id]
+
+
+@event.listens_for(Session, "after_soft_rollback")
+def _forget_task_ids(session: Session, _previous: Any) -> None:
+    session.info.pop(_TASK_IDS, None)  # a rolled-back task's id may be given to another
