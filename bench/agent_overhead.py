@@ -22,15 +22,12 @@ COUNTERSIGN_BENCH_POSTGRES_URL (else COUNTERSIGN_TEST_POSTGRES_URL, else the loc
 from __future__ import annotations
 
 import argparse
-import os
 import sys
-import tempfile
 import time
-from collections.abc import Iterator
-from contextlib import ExitStack, contextmanager
+from contextlib import ExitStack
 from pathlib import Path
 
-from sqlalchemy import create_engine, func, select, text
+from sqlalchemy import func, select
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
@@ -40,16 +37,13 @@ from agent.model import ModelReply, ModelRequest, Usage
 from agent.runner import AgentRunner
 from agent.tasks import submit_task
 from agent.tools import load_tool_modules
+from bench.databases import postgres_database, sqlite_database
 from core.clock import SystemClock
 from core.config import Config, check_tool_names
 from core.db import make_engine, make_sessionmaker
 from core.migrate import upgrade
 from core.models import Task
 
-POSTGRES_ADMIN_URL = os.environ.get(
-    "COUNTERSIGN_BENCH_POSTGRES_URL",
-    os.environ.get("COUNTERSIGN_TEST_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/postgres"),
-)
 GOAL_MS = 10.0
 UNITS = ("step", "resume", "runner", "executor")
 
@@ -146,34 +140,6 @@ def summary(backend: str, timings: dict[str, list[float]]) -> str:
     )
 
 
-@contextmanager
-def sqlite_database() -> Iterator[str]:
-    with tempfile.TemporaryDirectory(prefix="cs-bench-") as directory:
-        yield f"sqlite:///{Path(directory) / 'bench.db'}"
-
-
-@contextmanager
-def postgres_database() -> Iterator[str | None]:
-    try:
-        admin = create_engine(POSTGRES_ADMIN_URL, isolation_level="AUTOCOMMIT", connect_args={"connect_timeout": 3})
-        with admin.connect() as conn:
-            conn.execute(text("SELECT 1"))
-    except Exception as exc:
-        print(f"postgres skipped: unreachable at {POSTGRES_ADMIN_URL} ({type(exc).__name__})")
-        yield None
-        return
-    name = f"cs_bench_agent_{os.getpid()}"
-    with admin.connect() as conn:
-        conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-        conn.execute(text(f'CREATE DATABASE "{name}"'))
-    try:
-        yield POSTGRES_ADMIN_URL.rsplit("/", 1)[0] + f"/{name}"
-    finally:
-        with admin.connect() as conn:
-            conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-        admin.dispose()
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0] if __doc__ else None)
     parser.add_argument("--tasks", type=int, default=200, help="measured tasks per backend (default 200)")
@@ -188,7 +154,7 @@ def main() -> None:
     with ExitStack() as stack:
         databases = {"sqlite": stack.enter_context(sqlite_database())}
         if not args.skip_postgres:
-            pg_url = stack.enter_context(postgres_database())
+            pg_url = stack.enter_context(postgres_database("agent"))
             if pg_url is not None:
                 databases["postgres"] = pg_url
         for backend, url in databases.items():

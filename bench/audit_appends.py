@@ -16,32 +16,23 @@ COUNTERSIGN_BENCH_POSTGRES_URL (else COUNTERSIGN_TEST_POSTGRES_URL, else the loc
 from __future__ import annotations
 
 import argparse
-import os
 import sys
-import tempfile
 import threading
 import time
-from collections.abc import Iterator
-from contextlib import ExitStack, contextmanager
+from contextlib import ExitStack
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-
-from sqlalchemy import create_engine, text
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from approvals import audit
 from approvals.audit import AuditEntry
 from approvals.ledger import verify
+from bench.databases import postgres_database, sqlite_database
 from core.canonical import params_hash
 from core.db import make_engine, make_sessionmaker
 from core.migrate import upgrade
-
-POSTGRES_ADMIN_URL = os.environ.get(
-    "COUNTERSIGN_BENCH_POSTGRES_URL",
-    os.environ.get("COUNTERSIGN_TEST_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/postgres"),
-)
 
 
 @dataclass(frozen=True)
@@ -127,34 +118,6 @@ def check(url: str, backend: str) -> str:
     return f"verify {backend:<8} {report.summary()}   ({report.events / seconds:.0f} events/s)"
 
 
-@contextmanager
-def sqlite_database() -> Iterator[str]:
-    with tempfile.TemporaryDirectory(prefix="cs-bench-") as directory:
-        yield f"sqlite:///{Path(directory) / 'bench.db'}"
-
-
-@contextmanager
-def postgres_database() -> Iterator[str | None]:
-    try:
-        admin = create_engine(POSTGRES_ADMIN_URL, isolation_level="AUTOCOMMIT", connect_args={"connect_timeout": 3})
-        with admin.connect() as conn:
-            conn.execute(text("SELECT 1"))
-    except Exception as exc:
-        print(f"postgres skipped: unreachable at {POSTGRES_ADMIN_URL} ({type(exc).__name__})")
-        yield None
-        return
-    name = f"cs_bench_{os.getpid()}"
-    with admin.connect() as conn:
-        conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-        conn.execute(text(f'CREATE DATABASE "{name}"'))
-    try:
-        yield POSTGRES_ADMIN_URL.rsplit("/", 1)[0] + f"/{name}"
-    finally:
-        with admin.connect() as conn:
-            conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-        admin.dispose()
-
-
 def bench_backend(url: str, backend: str, writer_counts: list[int], events: int) -> list[Result]:
     engine = make_engine(url)
     upgrade(engine)
@@ -197,7 +160,7 @@ def main() -> None:
     with ExitStack() as stack:
         databases = {"sqlite": stack.enter_context(sqlite_database())}
         if not args.skip_postgres:
-            pg_url = stack.enter_context(postgres_database())
+            pg_url = stack.enter_context(postgres_database("appends"))
             if pg_url is not None:
                 databases["postgres"] = pg_url
         for backend, url in databases.items():

@@ -27,8 +27,7 @@ import os
 import sys
 import threading
 import time
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -45,16 +44,13 @@ from agent.tools import load_tool_modules
 from approvals import gate
 from approvals.decisions import Decisions, decide
 from approvals.ledger import verify
+from bench.databases import postgres_database
 from core.clock import SystemClock
 from core.config import Config
 from core.db import make_engine, make_sessionmaker
 from core.migrate import upgrade
 from core.models import Action, AuditEvent, Decision, OutboxMessage, Task
 
-POSTGRES_ADMIN_URL = os.environ.get(
-    "COUNTERSIGN_BENCH_POSTGRES_URL",
-    os.environ.get("COUNTERSIGN_TEST_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/postgres"),
-)
 GOAL_RATIO = 0.5
 REQUESTER, APPROVERS = "U0REQUESTER", ("U0ALICE", "U0BOB")
 CONFIG = {
@@ -321,28 +317,6 @@ def check(url: str, decided: list[str], updates: int) -> str:
     )
 
 
-@contextmanager
-def postgres_database() -> Iterator[str | None]:
-    try:
-        admin = create_engine(POSTGRES_ADMIN_URL, isolation_level="AUTOCOMMIT", connect_args={"connect_timeout": 3})
-        with admin.connect() as conn:
-            conn.execute(text("SELECT 1"))
-    except Exception as exc:
-        print(f"postgres skipped: unreachable at {POSTGRES_ADMIN_URL} ({type(exc).__name__})")
-        yield None
-        return
-    name = f"cs_bench_decide_{os.getpid()}"
-    with admin.connect() as conn:
-        conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-        conn.execute(text(f'CREATE DATABASE "{name}"'))
-    try:
-        yield POSTGRES_ADMIN_URL.rsplit("/", 1)[0] + f"/{name}"
-    finally:
-        with admin.connect() as conn:
-            conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-        admin.dispose()
-
-
 def server_settings(url: str) -> str:
     engine = create_engine(url)
     try:
@@ -361,7 +335,7 @@ def main() -> None:
     args = parser.parse_args()
     levels = [int(part) for part in args.threads.split(",")]
     began = time.perf_counter()
-    with postgres_database() as url:
+    with postgres_database("decide") as url:
         if url is None:
             return
         engine = make_engine(url)
