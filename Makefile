@@ -7,15 +7,25 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 PYTEST_WORKERS ?= auto
 
-.PHONY: test lint check-imports typecheck unit install clean demo screenshots proof
+.PHONY: test lint check-imports typecheck unit install lock clean demo screenshots proof
 
-$(STAMP): pyproject.toml
+# Every dependency comes from requirements.lock, pinned with hashes; `make lock` refreshes it.
+$(STAMP): pyproject.toml requirements.lock
 	test -d $(VENV) || $(PYTHON) -m venv $(VENV)
-	$(BIN)/pip install --quiet --upgrade pip
-	$(BIN)/pip install --quiet -e '.[dev]'
+	$(BIN)/pip install --quiet --require-hashes --no-deps -r requirements.lock
+	$(BIN)/pip install --quiet --no-deps -e .
+	$(BIN)/pip check
 	touch $(STAMP)
 
 install: $(STAMP)
+
+# Re-resolve requirements.lock from pyproject.toml at the newest allowed versions (needs PyPI),
+# for every platform; then `make test` installs and tests exactly that.
+lock:
+	test -d $(VENV) || $(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet 'uv>=0.5'
+	$(BIN)/uv pip compile pyproject.toml --extra dev --universal --python-version 3.11 --generate-hashes --upgrade \
+		--quiet -o requirements.lock
 
 lint: $(STAMP)
 	$(BIN)/ruff check .

@@ -10,10 +10,8 @@ from __future__ import annotations
 from typing import Any
 
 import anthropic
-from anthropic.resources.messages import messages as sdk_messages
 
 from agent.model import ModelReply, ModelRequest, ModelRequestError, ModelUnavailable, Usage
-from core.config import Config
 
 _BLOCK_KEYS = {"text": ("type", "text"), "tool_use": ("type", "id", "name", "input")}
 
@@ -74,21 +72,3 @@ def _retry_after(exc: anthropic.APIStatusError) -> float | None:
         return float(value) if value is not None else None
     except ValueError:
         return None
-
-
-def deprecated_models() -> dict[str, str]:
-    """Models the installed SDK marks deprecated, with their end-of-life dates."""
-    table = getattr(sdk_messages, "DEPRECATED_MODELS", {})
-    return dict(table) if isinstance(table, dict) else {}
-
-
-def check_models(config: Config) -> list[str]:
-    """Problems for every configured model the SDK marks deprecated."""
-    deprecated = deprecated_models()
-    used = [("model.default", config.model.default), ("model.router", config.model.router)]
-    used += [(f"task_types.{name}.model", t.model) for name, t in config.task_types.items() if t.model]
-    return [
-        f"{path}: {model!r} is deprecated (end of life {deprecated[model]}); choose a current model"
-        for path, model in used
-        if model in deprecated
-    ]

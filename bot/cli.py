@@ -10,7 +10,7 @@ import click
 from slack_bolt.adapter.socket_mode import SocketModeHandler
 from waitress.server import create_server
 
-from agent.anthropic_model import check_models
+from agent.model_lifecycle import check_models
 from agent.errors import ToolLoadError
 from agent.tools import load_tool_modules
 from bot.cli_audit import audit
@@ -24,6 +24,7 @@ from bot.demo import run_demo
 from bot.runtime import build_model, build_services, open_database
 from bot.serve import Process, assemble
 from core import logs
+from core.clock import SystemClock
 from core.config import check_tool_names, load_config
 from core.db import own_sqlite_database
 from core.errors import ConfigError, DatabaseOwned
@@ -54,7 +55,7 @@ def config_check(path: Path | None) -> None:
         registry = load_tool_modules(loaded.tools.modules)
     except ToolLoadError as exc:
         _fail([str(exc)])
-    problems = check_tool_names(loaded, registry.names()) + check_models(loaded) + connect_problems(settings, loaded)
+    problems = check_tool_names(loaded, registry.names()) + check_models(loaded, SystemClock().now().date()) + connect_problems(settings, loaded)
     if problems:
         _fail(problems)
     click.echo("ok")

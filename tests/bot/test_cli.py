@@ -43,7 +43,7 @@ def test_config_check_says_ok(tmp_path: Path) -> None:
         (('approvers: [U0ALICE, "@payments-leads"]', "approvers: []"), "task_types.refund.approvers"),
         (
             ("tools: {", "model: {default: claude-3-5-haiku-latest}\ntools: {"),
-            "model.default: 'claude-3-5-haiku-latest' is deprecated",
+            "model.default: 'claude-3-5-haiku-latest' is retired (since 2026-02-19)",
         ),
     ],
 )
