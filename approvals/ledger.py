@@ -130,10 +130,10 @@ def verify(session: Session, *, against: str | PublishedHead | None = None) -> V
     deleted since. Raises `InvalidPublishedHead` for a malformed `against`.
     """
     published = PublishedHead.parse(against) if isinstance(against, str) else against
-    heads = [head for head in (published, recorded_head(session)) if head is not None]
+    anchors = [given for given in (published, recorded_head(session)) if given is not None]
     expected_seq, prev_hash, events = 1, GENESIS_HASH, 0
-    found: dict[PublishedHead, int] = {}  # head → the seq it was found at
-    at_seq: dict[PublishedHead, tuple[int, str]] = {}  # head → what its seq holds now
+    found: dict[PublishedHead, int] = {}  # anchor → the seq it was found at
+    at_seq: dict[PublishedHead, tuple[int, str]] = {}  # anchor → what its seq holds now
 
     def broken(seq: int, reason: str) -> VerifyReport:
         return VerifyReport(False, events, (expected_seq - 1, prev_hash), seq, reason, published)
@@ -149,23 +149,29 @@ def verify(session: Session, *, against: str | PublishedHead | None = None) -> V
             return broken(row.seq, f"prev_hash does not link to {linked}")
         if row.hash != compute_hash(row):
             return broken(row.seq, "hash mismatch: content altered")
-        for head in heads:
-            if row.hash == head.hash and head.seq in (None, row.seq):
-                found[head] = row.seq
-            if head.seq == row.seq:
-                at_seq[head] = (row.seq, row.hash)
+        for anchor in anchors:
+            if row.hash == anchor.hash and anchor.seq in (None, row.seq):
+                found[anchor] = row.seq
+            if anchor.seq == row.seq:
+                at_seq[anchor] = (row.seq, row.hash)
         expected_seq, prev_hash = row.seq + 1, row.hash
 
     ledger_head = (expected_seq - 1, prev_hash)
-    for head in heads:
-        if head not in found:
-            reason = _missing(head, ledger_head, at_seq.get(head))
+    for anchor in anchors:
+        if anchor not in found:
+            reason = _missing(anchor, ledger_head, at_seq.get(anchor))
             return VerifyReport(False, events, ledger_head, None, reason, published)
     # The newest head found; of two at one seq, the recorded one (it knows when it was published).
     newest = max(found.items(), key=lambda item: (item[1], item[0].at is not None), default=None)
-    anchor = None if newest is None else replace(newest[0], seq=newest[1])
     unanchored = ledger_head[0] - (newest[1] if newest else 0)
-    return VerifyReport(True, events, ledger_head, against=published, anchor=anchor, unanchored=unanchored)
+    return VerifyReport(
+        True,
+        events,
+        ledger_head,
+        against=published,
+        anchor=None if newest is None else replace(newest[0], seq=newest[1]),
+        unanchored=unanchored,
+    )
 
 
 def _missing(published: PublishedHead, ledger_head: tuple[int, str], at_seq: tuple[int, str] | None) -> str:

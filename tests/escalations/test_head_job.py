@@ -57,7 +57,9 @@ def json_logs() -> Iterator[io.StringIO]:
         structlog.reset_defaults()
 
 
-@pytest.mark.parametrize(("keys", "seconds"), [({}, 60.0), ({"publish_every": "15s"}, 15.0), ({"publish_every": "1h"}, 3600.0)])
+@pytest.mark.parametrize(
+    ("keys", "seconds"), [({}, 60.0), ({"publish_every": "15s"}, 15.0), ({"publish_every": "1h"}, 3600.0)]
+)
 def test_heads_are_published_every_minute_unless_configured(
     sessions: sessionmaker[Session], keys: dict[str, str], seconds: float
 ) -> None:
