@@ -7,7 +7,10 @@ events is checked and exported in constant memory.
 
 A published head (`SEQ:HASH`, sent to people outside the database) is what makes a
 consistent rewrite detectable: whoever rewrites the whole chain can make it verify, but
-cannot put the published hash back into it.
+cannot put the published hash back into it. `verify` checks the chain against the newest head
+the database recorded publishing (and any head given to it), and counts the events after
+it: those are not anchored yet, and a rewrite or deletion of them cannot be told apart from
+a ledger that never had them.
 """
 
 from __future__ import annotations
@@ -16,7 +19,7 @@ import csv
 import json
 import re
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Literal, TextIO
 
@@ -54,10 +57,12 @@ class InvalidPublishedHead(ApprovalsError, ValueError):
 
 @dataclass(frozen=True)
 class PublishedHead:
-    """A head announced outside the database; `seq` is None when only the hash was kept."""
+    """A head announced outside the database; `seq` is None when only the hash was kept,
+    `at` is when it was published (known for the heads this database recorded publishing)."""
 
     hash: str
     seq: int | None = None
+    at: datetime | None = None
 
     @classmethod
     def parse(cls, value: str) -> PublishedHead:
@@ -76,7 +81,11 @@ class PublishedHead:
 
 @dataclass(frozen=True)
 class VerifyReport:
-    """What `verify` found. `head` is the last event that checked out ((0, GENESIS) if none)."""
+    """What `verify` found. `head` is the last event that checked out ((0, GENESIS) if none).
+
+    `anchor` is the newest published head found in the chain (its `seq` filled in), and
+    `unanchored` the number of events after it (all of them without an anchor).
+    """
 
     ok: bool
     events: int
@@ -84,29 +93,47 @@ class VerifyReport:
     broken_seq: int | None = None
     reason: str | None = None
     against: PublishedHead | None = None
+    anchor: PublishedHead | None = None
+    unanchored: int = 0
 
     def summary(self) -> str:
-        """One line for people: `ok: …` or `broken at event N: …`."""
+        """One line for people: `ok: …; N events after the last published head …` or
+        `broken at event N: …`."""
         if self.ok:
             line = f"ok: {self.events} events, head {self.head[0]}:{self.head[1]}"
-            return line + (f", published head {self.against} found" if self.against else "")
+            line += f", published head {self.against} found" if self.against else ""
+            return f"{line}; {self.anchoring()}" if self.events else line
         if self.broken_seq is not None:
             return f"broken at event {self.broken_seq}: {self.reason}"
         return f"verify failed: {self.reason}"
+
+    def anchoring(self) -> str:
+        """How much of the chain a published head vouches for."""
+        events = f"{self.unanchored} event{'' if self.unanchored == 1 else 's'}"
+        if self.anchor is None:
+            return f"no published head: {events} not yet anchored"
+        # Only the heads this database recorded publishing carry their time.
+        which = "the last published head" if self.anchor.at is not None else "the published head given"
+        at = f" at {self.anchor.at.isoformat(timespec='seconds')}" if self.anchor.at is not None else ""
+        return f"{events} after {which} (seq {self.anchor.seq}{at}): " + (
+            "not yet anchored" if self.unanchored else "all anchored"
+        )
 
 
 def verify(session: Session, *, against: str | PublishedHead | None = None) -> VerifyReport:
     """Check the whole chain, in seq order, stopping at the first broken event.
 
     Every event must have the next seq (from 1), link to the previous event's hash
-    (GENESIS for the first) and hash to its stored hash. With `against` (a published head,
-    `HASH` or `SEQ:HASH`) the chain must also contain that event, or it was rewritten or
-    truncated since. Raises `InvalidPublishedHead` for a malformed `against`.
+    (GENESIS for the first) and hash to its stored hash. The chain must also still contain
+    the newest head this database recorded publishing, and `against` (a head published
+    elsewhere, `HASH` or `SEQ:HASH`) if given: otherwise events up to it were rewritten or
+    deleted since. Raises `InvalidPublishedHead` for a malformed `against`.
     """
     published = PublishedHead.parse(against) if isinstance(against, str) else against
+    anchors = [given for given in (published, recorded_head(session)) if given is not None]
     expected_seq, prev_hash, events = 1, GENESIS_HASH, 0
-    found_published = False
-    last_seen: tuple[int, str] | None = None
+    found: dict[PublishedHead, int] = {}  # anchor → the seq it was found at
+    at_seq: dict[PublishedHead, tuple[int, str]] = {}  # anchor → what its seq holds now
 
     def broken(seq: int, reason: str) -> VerifyReport:
         return VerifyReport(False, events, (expected_seq - 1, prev_hash), seq, reason, published)
@@ -122,20 +149,36 @@ def verify(session: Session, *, against: str | PublishedHead | None = None) -> V
             return broken(row.seq, f"prev_hash does not link to {linked}")
         if row.hash != compute_hash(row):
             return broken(row.seq, "hash mismatch: content altered")
-        if published is not None and row.hash == published.hash and published.seq in (None, row.seq):
-            found_published = True
-        if published is not None and published.seq == row.seq:
-            last_seen = (row.seq, row.hash)
+        for anchor in anchors:
+            if row.hash == anchor.hash and anchor.seq in (None, row.seq):
+                found[anchor] = row.seq
+            if anchor.seq == row.seq:
+                at_seq[anchor] = (row.seq, row.hash)
         expected_seq, prev_hash = row.seq + 1, row.hash
 
     ledger_head = (expected_seq - 1, prev_hash)
-    if published is not None and not found_published:
-        return VerifyReport(False, events, ledger_head, None, _missing(published, ledger_head, last_seen), published)
-    return VerifyReport(True, events, ledger_head, against=published)
+    for anchor in anchors:
+        if anchor not in found:
+            reason = _missing(anchor, ledger_head, at_seq.get(anchor))
+            return VerifyReport(False, events, ledger_head, None, reason, published)
+    # The newest head found; of two at one seq, the recorded one (it knows when it was published).
+    newest = max(found.items(), key=lambda item: (item[1], item[0].at is not None), default=None)
+    unanchored = ledger_head[0] - (newest[1] if newest else 0)
+    return VerifyReport(
+        True,
+        events,
+        ledger_head,
+        against=published,
+        anchor=None if newest is None else replace(newest[0], seq=newest[1]),
+        unanchored=unanchored,
+    )
 
 
 def _missing(published: PublishedHead, ledger_head: tuple[int, str], at_seq: tuple[int, str] | None) -> str:
-    reason = f"published head {published} is not in the ledger (history rewritten or truncated)"
+    which = f"published head {published}"
+    if published.at is not None:
+        which = f"last published head {published} (published {published.at.isoformat(timespec='seconds')})"
+    reason = f"{which} is not in the ledger (history rewritten or truncated)"
     if at_seq is not None:
         return reason + f": event {at_seq[0]} now has hash {at_seq[1]}"
     if published.seq is not None and published.seq > ledger_head[0]:
@@ -172,15 +215,23 @@ def _cell(value: object) -> object:
     return canonical_json(value) if isinstance(value, dict | list) else value
 
 
-def last_published_head(session: Session) -> tuple[int, str] | None:
-    """(seq, hash) of the newest `audit.head` outbox row, or None if none was published."""
+def recorded_head(session: Session) -> PublishedHead | None:
+    """The newest head this database recorded publishing (its `audit.head` outbox row)."""
     payload = session.execute(
         select(OutboxMessage.payload)
         .where(OutboxMessage.ordering_key == HEAD_ORDERING_KEY, OutboxMessage.kind == HEAD_KIND)
         .order_by(OutboxMessage.id.desc())
         .limit(1)
     ).scalar_one_or_none()
-    return None if payload is None else (int(payload["seq"]), str(payload["hash"]))
+    if payload is None:
+        return None
+    return PublishedHead(hash=str(payload["hash"]), seq=int(payload["seq"]), at=datetime.fromisoformat(payload["at"]))
+
+
+def last_published_head(session: Session) -> tuple[int, str] | None:
+    """(seq, hash) of the newest `audit.head` outbox row, or None if none was published."""
+    head_row = recorded_head(session)
+    return None if head_row is None else (head_row.seq or 0, head_row.hash)
 
 
 def publish_head(session: Session, now: datetime) -> tuple[int, str] | None:

@@ -84,10 +84,14 @@ def _since(_ctx: click.Context, _param: click.Parameter, value: str | None) -> d
     "--against",
     metavar="HEAD",
     callback=_published_head,
-    help="A published head (HASH or SEQ:HASH) the ledger must still contain.",
+    help="A head published earlier (HASH or SEQ:HASH, e.g. from the admin channel or the log) the ledger "
+    "must still contain, besides the last one this database recorded.",
 )
 def verify_command(against: PublishedHead | None) -> None:
-    """Check the hash chain; exit 1 at the first broken event."""
+    """Check the hash chain and the last published head; exit 1 at the first broken event.
+
+    Prints how many events came after the newest head found: those are not anchored yet.
+    """
     with _sessions(read_only=True) as sessions, sessions() as session:
         report = verify(session, against=against)
     if not report.ok:
@@ -119,7 +123,7 @@ def export_command(fmt: str, since: datetime | None) -> None:
 
 @audit.command("publish-head")
 def publish_head_command() -> None:
-    """Enqueue the ledger head for the admin channel, if it moved."""
+    """Enqueue the ledger head for the admin channel now, if it moved (serve does it every audit.publish_every)."""
     with _sessions(read_only=False) as sessions, sessions.begin() as session:
         published = publish_head(session, SystemClock().now())
         seq, hash_ = published or head(session)

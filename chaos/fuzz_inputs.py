@@ -16,7 +16,7 @@ whose `event_id` is then replayed). Then `--count` requests are generated, each 
 - **garbage**: correctly signed random bytes, text, forms and JSON.
 
 Then the database must be as it was: the same number of tasks, actions, decisions, timers,
-Slack events and outbox rows (the ten-minute `audit.head` row aside, which no request
+Slack events and outbox rows (the per-minute `audit.head` rows aside, which no request
 causes), the seeded actions in the same state with the same params, no tool call, and new
 audit events only of kind `decision.refused`. Each malformed request whose fields the
 product reads were of the wrong shape (a command with no `user_id`, a mention whose `user`

@@ -9,7 +9,7 @@ import itertools
 import os
 import re
 from collections.abc import Collection, Mapping
-from datetime import time
+from datetime import time, timedelta
 from enum import StrEnum
 from typing import Annotated, Any, Literal, Self, cast
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
@@ -33,6 +33,7 @@ from core.errors import ConfigError
 
 __all__ = [
     "AlertsConfig",
+    "AuditConfig",
     "AutonomyLevel",
     "Budget",
     "Config",
@@ -202,6 +203,21 @@ class AlertsConfig(_Model):
     budget_share: float = Field(default=0.8, gt=0, le=1)  # of a task type's daily_max_tokens / daily_max_cost_usd
     pending_max: int = Field(default=50, ge=0)  # actions waiting for approval, all task types together
     outbox_max: int = Field(default=200, ge=0)  # Slack messages waiting to be sent
+
+
+class AuditConfig(_Model):
+    """How often the ledger's head is published (see `approvals.ledger.publish_head`)."""
+
+    # Events after the last published head are not anchored: deleting or rewriting them is
+    # not caught. Each publication posts to the admin channel (only when the head moved).
+    publish_every: Duration = parse_duration("1m")
+
+    @field_validator("publish_every")
+    @classmethod
+    def _at_least_a_second(cls, value: timedelta) -> timedelta:
+        if value < timedelta(seconds=1):
+            raise _error("duration", f"publish the head at most once a second: {format_duration(value)!r}")
+        return value
 
 
 class EscalationStep(_Model):
@@ -394,6 +410,7 @@ class Config(_Model):
     tools: ToolsConfig = ToolsConfig()
     task_types: dict[TaskTypeName, TaskTypeConfig] = Field(min_length=1)
     alerts: AlertsConfig = AlertsConfig()
+    audit: AuditConfig = AuditConfig()
     oauth_providers: dict[str, OAuthProvider] = {}
     # Where each key came from ("line 14", "env COUNTERSIGN__…"), for later problem reports.
     _origins: dict[KeyPath, str] = PrivateAttr(default_factory=dict)

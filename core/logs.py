@@ -51,6 +51,8 @@ def configure(*, json: bool | None = None, level: int = logging.INFO, secrets: I
         structlog.contextvars.merge_contextvars,
         structlog.stdlib.add_log_level,
         structlog.stdlib.add_logger_name,
+        # Fields passed as `extra=` (the audit head's seq and hash) become JSON keys.
+        structlog.stdlib.ExtraAdder(),
         structlog.processors.TimeStamper(fmt="iso", utc=True),
         structlog.processors.format_exc_info,
         redactor,

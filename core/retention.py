@@ -5,8 +5,9 @@ rows that were delivered (by `delivered_at`), handled Slack event ids (by `recei
 finished timers (`done`/`cancelled`, by `updated_at`) whose action no longer waits for a
 decision, and people's connect links (by `expires_at`: used or not, they work no more).
 What stays: tasks, actions, decisions, proposals, posted-message ids, undelivered outbox rows,
-the newest published audit head (the ledger compares the next head with it), and the audit
-ledger, whose export is the archive path (`countersign audit export`).
+the newest published audit head (the ledger compares the next head with it, and `audit
+verify` checks the chain against it), and the audit ledger, whose export is the archive path
+(`countersign audit export`) and which its append-only triggers would not let go anyway.
 
 Each batch is one short transaction of one `DELETE … WHERE key IN (SELECT … LIMIT n)`, so a
 serving process beside it waits at most one batch for a lock. On PostgreSQL the inner
@@ -34,7 +35,8 @@ DEFAULT_BATCH = 1000
 # hand a task type its daily budget back.
 MIN_AGE = timedelta(days=1)
 # approvals.ledger's HEAD_KIND and HEAD_ORDERING_KEY (core may not import approvals): the
-# newest of these rows is what `publish_head` compares the ledger's head with.
+# newest of these rows is what `publish_head` compares the ledger's head with, and what
+# `verify` checks the chain against.
 AUDIT_HEAD_KIND, AUDIT_HEAD_ORDERING_KEY = "audit.head", "audit"
 FINISHED_TIMER_STATES = ("done", "cancelled")
 # Actions a timer's chain may still serve (acknowledge reads the chain's targets).

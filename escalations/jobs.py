@@ -1,9 +1,11 @@
 """The periodic jobs of a serving process, as (function, interval) pairs for the ticker:
 escalation steps every second, stalled tasks every half minute, cost and backlog alerts every
-minute, and the audit chain's head published outside the database every ten minutes."""
+minute, and the audit chain's head published outside the database every `audit.publish_every`
+(a minute by default): to the admin channel through the outbox, and to the log."""
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable
 
 from sqlalchemy.orm import Session, sessionmaker
@@ -15,7 +17,9 @@ from core.config import Config
 from escalations import alerts, stalls
 from escalations.sweeper import Sweeper
 
+log = logging.getLogger(__name__)
 Jobs = dict[str, tuple[Callable[[], object], float]]
+HEAD_JOB = "countersign-audit-head"
 
 
 def periodic_jobs(
@@ -27,7 +31,6 @@ def periodic_jobs(
     tick_s: float = 1.0,
     stall_every_s: float = 30.0,
     alerts_every_s: float = 60.0,
-    head_every_s: float = 600.0,
 ) -> Jobs:
     def sweep_stalls() -> int:
         with sessions.begin() as session:
@@ -42,14 +45,20 @@ def periodic_jobs(
 
     def publish() -> object:
         with sessions.begin() as session:
-            return publish_head(session, clock.now())
+            published = publish_head(session, clock.now())
+        if published is not None:
+            # A second copy outside the database, after the commit: log shipping keeps it
+            # where a database administrator cannot edit it, even if the Slack post fails.
+            seq, hash_ = published
+            log.info("audit head published: %d:%s", seq, hash_, extra={"audit_seq": seq, "audit_hash": hash_})
+        return published
 
     return {
         "countersign-sweep": (sweeper.run_until_idle, tick_s),
         "countersign-autonomy": (settle, tick_s),
         "countersign-stalls": (sweep_stalls, stall_every_s),
         "countersign-alerts": (check_alerts, alerts_every_s),
-        "countersign-audit-head": (publish, head_every_s),
+        HEAD_JOB: (publish, config.audit.publish_every.total_seconds()),
     }
 
 

@@ -65,11 +65,29 @@ def check(sessions: sessionmaker[Session], against: str | None = None) -> ledger
 
 
 @contextmanager
+def append_only_suspended(conn: Connection) -> Iterator[None]:
+    """Bypass the ledger's append-only triggers for the rest of `conn`'s transaction, as an
+    attacker with full database access can: on PostgreSQL a superuser's replica mode; on
+    SQLite, whoever can write the file drops the triggers (and here puts them back)."""
+    if conn.dialect.name == "postgresql":
+        conn.execute(text("SET LOCAL session_replication_role = replica"))
+        yield
+        return
+    triggers = conn.execute(
+        text("SELECT name, sql FROM sqlite_master WHERE type = 'trigger' AND tbl_name = 'audit_events'")
+    ).all()
+    assert triggers, "the SQLite ledger has no append-only triggers"
+    for name, _ in triggers:
+        conn.execute(text(f'DROP TRIGGER "{name}"'))
+    yield
+    for _, sql in triggers:
+        conn.execute(text(sql))
+
+
+@contextmanager
 def as_superuser(engine: Engine) -> Iterator[Connection]:
-    """A transaction that bypasses the ledger's append-only triggers, as a DB superuser can."""
-    with engine.begin() as conn:
-        if engine.dialect.name == "postgresql":
-            conn.execute(text("SET LOCAL session_replication_role = replica"))
+    """A transaction that bypasses the ledger's append-only triggers."""
+    with engine.begin() as conn, append_only_suspended(conn):
         yield conn
 
 
@@ -144,7 +162,9 @@ def test_verify_cli_prints_the_head(db_url: str, sessions: sessionmaker[Session]
     fill(sessions, 12)
     result = cli(db_url, "verify")
     assert result.exit_code == 0, result.output
-    assert result.stdout == f"ok: 12 events, head 12:{event_hash(sessions, 12)}\n"
+    assert result.stdout == (
+        f"ok: 12 events, head 12:{event_hash(sessions, 12)}; no published head: 12 events not yet anchored\n"
+    )
     assert result.stderr == ""
 
 
@@ -212,13 +232,16 @@ def test_a_deleted_middle_row_is_a_gap(db_url: str, engine: Engine, sessions: se
     [
         ("UPDATE", update(AuditEvent).where(AuditEvent.seq == 2).values(note="edited")),
         ("DELETE", delete(AuditEvent).where(AuditEvent.seq == 2)),
+        ("DELETE", delete(AuditEvent).where(AuditEvent.seq > 1)),  # the newest events
+        ("DELETE", delete(AuditEvent)),  # SQLite would otherwise truncate without a row check
         ("TRUNCATE", text("TRUNCATE audit_events")),
     ],
 )
-@pytest.mark.parametrize("db_url", ["postgres"], indirect=True)
-def test_postgres_refuses_changes_to_the_ledger(
+def test_the_database_refuses_changes_to_the_ledger(
     engine: Engine, sessions: sessionmaker[Session], operation: str, statement: Any
 ) -> None:
+    if operation == "TRUNCATE" and engine.dialect.name == "sqlite":
+        pytest.skip("SQLite has no TRUNCATE")
     fill(sessions, 3)
     with (
         pytest.raises(DBAPIError, match=rf"audit_events is append-only \({operation} refused\)"),
@@ -241,7 +264,10 @@ def test_verify_against_a_published_head(db_url: str, sessions: sessionmaker[Ses
         assert report.events == 10
     result = cli(db_url, "verify", "--against", f"5:{fifth}")
     assert result.exit_code == 0, result.output
-    assert result.stdout == f"ok: 10 events, head 10:{event_hash(sessions, 10)}, published head 5:{fifth} found\n"
+    assert result.stdout == (
+        f"ok: 10 events, head 10:{event_hash(sessions, 10)}, published head 5:{fifth} found; "
+        "5 events after the published head given (seq 5): not yet anchored\n"
+    )
 
     wrong_seq = check(sessions, f"6:{fifth}")
     assert not wrong_seq.ok
@@ -261,9 +287,7 @@ def test_a_consistently_rewritten_chain_verifies_but_not_against_the_published_h
     # Rewrite history from event 5 on and re-chain every later event, as an attacker with
     # full database access would.
     prev_hash = event_hash(sessions, 4)
-    with sessions.begin() as session:
-        if engine.dialect.name == "postgresql":
-            session.execute(text("SET LOCAL session_replication_role = replica"))
+    with sessions.begin() as session, append_only_suspended(session.connection()):
         events = session.scalars(select(AuditEvent).where(AuditEvent.seq >= 5).order_by(AuditEvent.seq)).all()
         for event in events:
             if event.seq == 5:
@@ -272,8 +296,17 @@ def test_a_consistently_rewritten_chain_verifies_but_not_against_the_published_h
             event.hash = prev_hash = compute_hash(event)
             session.flush()
 
-    assert check(sessions).ok
-    assert cli(db_url, "verify").exit_code == 0
+    # The chain itself is consistent again, but the head the database recorded publishing
+    # (event 20's old hash) is gone from it: plain `verify` fails too, naming the event.
+    report = check(sessions)
+    assert (report.ok, report.broken_seq) == (False, None)
+    assert report.reason == (
+        f"last published head 20:{old_hash} (published 2026-01-05T09:00:00+00:00) {BROKEN_CHAIN}: "
+        f"event 20 now has hash {event_hash(sessions, 20)}"
+    )
+    result = cli(db_url, "verify")
+    assert result.exit_code == 1
+    assert result.stderr == f"verify failed: {report.reason}\n"
     for against in (f"{seq}:{old_hash}", old_hash):
         report = check(sessions, against)
         assert not report.ok
@@ -297,6 +330,68 @@ def test_a_truncated_ledger_fails_against_the_published_head(engine: Engine, ses
     report = check(sessions, f"10:{head_hash}")
     assert not report.ok
     assert report.reason == f"published head 10:{head_hash} {BROKEN_CHAIN}: the ledger ends at event 8"
+
+
+def publish(sessions: sessionmaker[Session], at: datetime = T0) -> tuple[int, str]:
+    with sessions.begin() as session:
+        published = publish_head(session, at)
+    assert published is not None
+    return published
+
+
+def test_deleting_the_newest_events_after_a_publication_fails_verify(
+    db_url: str, engine: Engine, sessions: sessionmaker[Session]
+) -> None:
+    fill(sessions, 10)
+    seq, head_hash = publish(sessions)
+    with as_superuser(engine) as conn:
+        conn.execute(delete(AuditEvent).where(AuditEvent.seq > 7))
+
+    report = check(sessions)
+    assert not report.ok
+    reason = (
+        f"last published head {seq}:{head_hash} (published 2026-01-05T09:00:00+00:00) {BROKEN_CHAIN}: "
+        "the ledger ends at event 7"
+    )
+    assert report.reason == reason
+    result = cli(db_url, "verify")
+    assert result.exit_code == 1
+    assert (result.stdout, result.stderr) == ("", f"verify failed: {reason}\n")
+
+
+def test_verify_counts_the_events_after_the_last_published_head(
+    db_url: str, engine: Engine, sessions: sessionmaker[Session]
+) -> None:
+    fill(sessions, 10)
+    publish(sessions, T0)
+    for number in (11, 12, 13):
+        with sessions.begin() as session:
+            audit.record(session, entry(number))
+
+    report = check(sessions)
+    assert (report.ok, report.unanchored) == (True, 3)
+    assert report.anchor is not None and (report.anchor.seq, report.anchor.at) == (10, T0)
+    result = cli(db_url, "verify")
+    assert result.exit_code == 0, result.output
+    assert result.stdout == (
+        f"ok: 13 events, head 13:{event_hash(sessions, 13)}; "
+        "3 events after the last published head (seq 10 at 2026-01-05T09:00:00+00:00): not yet anchored\n"
+    )
+    # An older head given by hand still has to be there, but the newest one anchors.
+    assert check(sessions, event_hash(sessions, 4)).unanchored == 3
+
+    # What the last head does not cover is not protected: its deletion goes unnoticed, which
+    # is why heads are published every minute.
+    with as_superuser(engine) as conn:
+        conn.execute(delete(AuditEvent).where(AuditEvent.seq > 12))
+    assert cli(db_url, "verify").stdout.endswith(
+        "; 2 events after the last published head (seq 10 at 2026-01-05T09:00:00+00:00): not yet anchored\n"
+    )
+
+    publish(sessions, T0 + timedelta(minutes=1))
+    assert cli(db_url, "verify").stdout.endswith(
+        "; 0 events after the last published head (seq 12 at 2026-01-05T09:01:00+00:00): all anchored\n"
+    )
 
 
 def test_a_malformed_published_head_is_refused(db_url: str, sessions: sessionmaker[Session]) -> None:

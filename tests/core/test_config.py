@@ -122,6 +122,25 @@ def test_minimal_file_gets_the_documented_defaults(tmp_path: Path) -> None:
     assert (graduation.ceiling, graduation.min_samples, graduation.min_days) == ("auto", 100, 14)
     assert (graduation.target, graduation.demote_window, graduation.demote_below) == (0.90, 50, 0.80)
     assert config.channel_for("refund") == "C0APPROVALS"
+    assert config.audit.publish_every == timedelta(minutes=1)
+
+
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [
+        ("0s", "publish the head at most once a second: '0s'"),
+        ("500ms", "not a duration: '500ms'"),
+        ("-1m", "cannot be negative: '-1m'"),
+    ],
+)
+def test_the_audit_head_interval_is_a_duration_of_a_second_or_more(tmp_path: Path, value: str, expected: str) -> None:
+    assert load_config(write(tmp_path, MINIMAL + "audit: {publish_every: 30s}\n"), {}).audit.publish_every == timedelta(
+        seconds=30
+    )
+    text = MINIMAL + f"audit:\n  publish_every: {value}\n"
+    problem = only_problem(write(tmp_path, text))
+    assert problem.startswith(f"audit.publish_every (line {line_of(text, 'publish_every')}): ")
+    assert expected in problem
 
 
 def test_unknown_key_names_path_and_line(tmp_path: Path) -> None:

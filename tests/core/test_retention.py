@@ -165,8 +165,13 @@ def test_prune_deletes_old_operational_rows_and_keeps_the_ledger(
         report = verify(session, against=f"{seq}:{hash_}")
         assert report.ok, report.summary()
         assert report.events == events_before
-        # The newest published head stays, so the next publication compares with it.
+        # The newest published head stays, so the next publication compares with it, and
+        # plain `verify` still checks the chain against it.
         assert last_published_head(session) == history.published_head
+        plain = verify(session)
+        assert plain.ok, plain.summary()
+        assert plain.anchor is not None and plain.anchor.seq == seq
+        assert plain.unanchored == events_before - seq
 
     assert prune(engine, AGE, world.clock.now(), batch=2) == dict.fromkeys(counts, 0)
 
@@ -293,7 +298,8 @@ def test_prune_command_prints_counts_and_audit_verify_still_passes(
     # The command reads the system clock, so the frozen clock starts 200 days before today.
     start = datetime.now(UTC).replace(microsecond=0) - timedelta(days=200)
     world = _world(sessions, FrozenClock(start))
-    _history(world)  # ends 100 days after `start`: its old half is 200 days old, its new half 100
+    history = _history(world)  # ends 100 days after `start`: its old half is 200 days old, its new half 100
+    head_seq = history.published_head[0]
     events = _audit_count(sessions)
     with sessions() as session:
         traces = session.scalars(select(func.count()).select_from(TraceEvent)).one()
@@ -310,6 +316,7 @@ def test_prune_command_prints_counts_and_audit_verify_still_passes(
     verified = CliRunner().invoke(main, ["audit", "verify"], env={"DATABASE_URL": db_url})
     assert verified.exit_code == 0, verified.output
     assert verified.output.startswith(f"ok: {events} events")
+    assert f" after the last published head (seq {head_seq} at " in verified.output
 
 
 @pytest.mark.parametrize(
