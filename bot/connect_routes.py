@@ -19,7 +19,6 @@ from __future__ import annotations
 import hashlib
 import hmac
 import html
-import http.cookies
 import logging
 import re
 import secrets
@@ -141,7 +140,7 @@ class ConnectRoutes:
         if state is None or browser is None:
             problem = "this browser has no countersign cookie for this link: allow cookies and open the link again"
             return _page(start_response, 403, "Not connected", problem)
-        if token is None or not hmac.compare_digest(token, _csrf_token(browser, state)):
+        if token is None or not hmac.compare_digest(token.encode(), _csrf_token(browser, state).encode()):
             problem = "the form was not sent from countersign's page in this browser: open the link again"
             return _page(start_response, 403, "Not connected", problem)
         try:
@@ -167,15 +166,13 @@ class _Cookie:
         self.secure = parts.scheme == "https"
 
     def read(self, environ: WSGIEnvironment) -> str | None:
-        if self.name is None:
-            return None
-        jar: http.cookies.SimpleCookie = http.cookies.SimpleCookie()
-        try:
-            jar.load(environ.get("HTTP_COOKIE", ""))
-        except http.cookies.CookieError:
-            return None
-        morsel = jar.get(self.name)
-        return morsel.value if morsel is not None and _NONCE.fullmatch(morsel.value) else None
+        # Split by hand: http.cookies gives up on the rest of the header at the first cookie it
+        # dislikes, and other apps on this host may set any cookie with Path=/.
+        for pair in str(environ.get("HTTP_COOKIE", "")).split(";") if self.name else []:
+            name, _, value = pair.strip().partition("=")
+            if name == self.name and _NONCE.fullmatch(value):
+                return value
+        return None
 
     def set(self, nonce: str) -> Header:
         return self._header(nonce, int(COOKIE_MAX_AGE.total_seconds()))

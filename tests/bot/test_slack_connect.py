@@ -1,11 +1,12 @@
 """People connecting their own credential from Slack: the OAuth 2 authorization-code flow.
 
 An approver who has not connected theirs clicks Approve and gets a personal Connect button
-(never on the shared card); a requester gets one in a direct message. Following it goes to the
-provider's sign-in, which sends the browser back to the callback; the token is sealed for that
-person and the next approval runs the tool with it. Links are single-use, expire, and connect
-only the person they were issued for; a declined sign-in stores nothing; no token or client
-secret reaches Slack, the logs or the audit export.
+(never on the shared card); a requester gets one in a direct message. Following it shows a page
+naming whom it connects; its Continue goes to the provider's sign-in, which sends the browser
+back to the callback; the token is sealed for that person and the next approval runs the tool
+with it. Links are single-use, expire, connect only the person they were issued for, and work
+only in the browser that pressed Continue (a planted link connects nothing); a declined sign-in
+stores nothing; no token or client secret reaches Slack, the logs or the audit export.
 
 The whole app over signed HTTP, the Slack emulator, the fake OAuth provider (sign-in page and
 token endpoint), a browser played by `_Browser`, and a real database.
@@ -99,6 +100,9 @@ class Page:
     cookies: list[str]  # its Set-Cookie headers
 
 
+_FOREIGN_COOKIE = 'prefs={"theme": "dark mode"}'  # not a valid cookie to Python's http.cookies
+
+
 class _Browser:
     """Follows redirects and keeps the app's cookies like a browser; the public URL reaches the
     app (as its proxy would). `open` follows a link; `submit` presses a page's only button."""
@@ -138,8 +142,9 @@ class _Browser:
         to_app = url.startswith(self.app.url)
         data = urllib.parse.urlencode(form).encode() if form is not None else None
         request = urllib.request.Request(url, data=data)
-        if to_app and self.cookies:
-            request.add_header("Cookie", "; ".join(f"{k}={v}" for k, v in self.cookies.items()))
+        if to_app:  # with another app's cookie on this host first, as browsers send them
+            jar = [_FOREIGN_COOKIE, *(f"{k}={v}" for k, v in self.cookies.items())]
+            request.add_header("Cookie", "; ".join(jar))
         opener = urllib.request.build_opener(_NoRedirects)
         try:
             with opener.open(request, timeout=10) as reply:
@@ -506,12 +511,13 @@ def test_continue_needs_this_browsers_cookie_and_page(connect_app: tuple[SlackAp
     refused = [
         mine.submit(page, csrf="0" * 64),  # a token this browser's page never had
         mine.submit(page, csrf=""),
+        mine.submit(page, csrf="é"),
         mine.submit(their_page),  # another browser's page: its token is not for this cookie
         _Browser(app).submit(page),  # no cookie at all (another site's form, say)
     ]
-    assert [r.status for r in refused] == [403, 403, 403, 403]
+    assert [r.status for r in refused] == [403, 403, 403, 403, 403]
     assert "the form was not sent from countersign" in refused[0].body
-    assert "no countersign cookie for this link" in refused[3].body
+    assert "no countersign cookie for this link" in refused[-1].body
     start = f"{app.url}/oauth/github/start"
     assert _post(start, "state=x&csrf=y", "text/plain").status == 415
     assert _post(start, "state=" + "x" * 5000, "application/x-www-form-urlencoded").status == 413
