@@ -137,7 +137,9 @@ class ConnectRoutes:
         state, token = _one(form, "state"), _one(form, "csrf")
         cookie = _Cookie(flow.public_url, state)
         browser = cookie.read(environ)
-        if state is None or browser is None:
+        if state is None:
+            return _page(start_response, 400, "Not connected", "the form names no link: open the link again")
+        if browser is None:
             problem = "this browser has no countersign cookie for this link: allow cookies and open the link again"
             return _page(start_response, 403, "Not connected", problem)
         if token is None or not hmac.compare_digest(token.encode(), _csrf_token(browser, state).encode()):

@@ -501,6 +501,12 @@ def test_opening_the_start_link_neither_spends_nor_redirects(connect_app: tuple[
     assert row.used_at is None and row.browser_hash is None
     assert browser.connect(link).status == 200 and [s.owner for s in _secrets_of(app, person)] == [person]
 
+    # Someone Slack does not know (users.info fails): the page names their id alone.
+    assert app.services.connect is not None
+    [ghost] = app.services.connect.links("U0GHOST", None, ["github_token"], "open_pr")
+    page = browser.open(ghost.url)
+    assert page.status == 200 and "for the Slack user <b>U0GHOST</b>" in page.body
+
 
 def test_continue_needs_this_browsers_cookie_and_page(connect_app: tuple[SlackApp, FakeOAuth]) -> None:
     app, oauth = connect_app
@@ -520,6 +526,7 @@ def test_continue_needs_this_browsers_cookie_and_page(connect_app: tuple[SlackAp
     assert "no countersign cookie for this link" in refused[-1].body
     start = f"{app.url}/oauth/github/start"
     assert _post(start, "state=x&csrf=y", "text/plain").status == 415
+    assert _post(start, "csrf=y", "application/x-www-form-urlencoded").status == 400
     assert _post(start, "state=" + "x" * 5000, "application/x-www-form-urlencoded").status == 413
     assert oauth.authorizations == [] and _state_row(app).browser_hash is None
 
