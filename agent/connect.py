@@ -10,18 +10,27 @@ the provider's token endpoint (`agent.oauth.exchange_code`, the refresh's HTTP h
 seals the tokens for that person as `countersign secrets connect` does (`connect_credential`)
 and audits the connection. Whatever fails stores no token; every `ConnectRefused.problem`
 is safe to show (it never carries a token, a code or a client secret).
+
+A link is also bound to the browser that confirmed it, so a planted link connects nothing: the
+person who holds a link could otherwise get a colleague's browser to sign in at the provider,
+and the colleague's account would be sealed under the link's person. `pending` describes a link
+for the confirmation page without spending or binding it; `confirm` binds it, once, to the
+sha256 of a random nonce the confirming browser keeps in a cookie (`browser_hash`, compare-and-
+set: a second browser is refused) and only then gives the provider's sign-in URL; `complete`
+refuses a callback from any browser but that one (`WrongBrowser`) before it spends anything.
 """
 
 from __future__ import annotations
 
 import hashlib
+import hmac
 import secrets
 import urllib.parse
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import select, update
+from sqlalchemy import or_, select, update
 from sqlalchemy.orm import Session, sessionmaker
 
 from agent.delegation import connect_credential
@@ -33,11 +42,28 @@ from core.clock import Clock
 from core.config import Config, OAuthProvider
 from core.models import ConnectState
 
-__all__ = ["DM_LINK_TTL", "LINK_TTL", "ConnectFlow", "ConnectLink", "ConnectRefused", "Connected"]
+__all__ = [
+    "DM_LINK_TTL",
+    "LINK_TTL",
+    "ConnectFlow",
+    "ConnectLink",
+    "ConnectRefused",
+    "Connected",
+    "PendingLink",
+    "WrongBrowser",
+    "link_key",
+]
 
 LINK_TTL = timedelta(minutes=10)  # shown to the person right after their click
 DM_LINK_TTL = timedelta(hours=24)  # sent in a direct message, which may be read hours later
 _PROBLEM_LIMIT = 200
+_NOT_THIS_BROWSER = (
+    "this browser did not start this sign-in: open the link in the browser you started in (nothing was connected)"
+)
+_OTHER_BROWSER = (
+    "this link was already opened in another browser: open it in the browser you started in, "
+    "or ask countersign for a new one"
+)
 
 
 class ConnectRefused(AgentError):
@@ -49,11 +75,26 @@ class ConnectRefused(AgentError):
         super().__init__(problem)
 
 
+class WrongBrowser(ConnectRefused):
+    """A link used from a browser other than the one that confirmed it (or before any did):
+    the shape of a planted link. Nothing is spent; the link still works in its own browser."""
+
+
 @dataclass(frozen=True)
 class ConnectLink:
     name: str  # the secret it connects
     provider: str
     url: str  # {public_url}/oauth/{provider}/start?state=…
+
+
+@dataclass(frozen=True)
+class PendingLink:
+    """What a usable link would connect, for the page that asks its person to confirm."""
+
+    user: str  # the Slack user the account will be connected for
+    team_id: str | None
+    provider: str
+    name: str  # the secret
 
 
 @dataclass(frozen=True)
@@ -125,14 +166,39 @@ class ConnectFlow:
                 found.append(ConnectLink(name, provider, f"{start}?{urllib.parse.urlencode({'state': state})}"))
         return found
 
-    def authorize_url(self, provider: str, state: str | None) -> str:
-        """Where `/oauth/{provider}/start` sends the person: the provider's sign-in, carrying the
-        state. The link is checked, not spent (the callback spends it)."""
-        settings = self._provider(provider)
-        assert settings.authorize_url is not None  # _provider checked it
+    def pending(self, provider: str, state: str | None, browser: str | None) -> PendingLink:
+        """The link behind `/oauth/{provider}/start`'s confirmation page: checked, neither spent
+        nor bound. A link another browser already confirmed is refused here too."""
+        self._provider(provider)
         with self.sessions() as session:
             row = self._row(session, provider, state)
             self._check_usable(row, self.clock.now())
+            if row.browser_hash is not None and not self._confirmed_in(row, browser):
+                raise WrongBrowser(_OTHER_BROWSER)
+            return PendingLink(row.user_id, row.team_id, row.provider, row.secret_name)
+
+    def confirm(self, provider: str, state: str | None, browser: str) -> str:
+        """The person confirmed in the browser holding the nonce `browser`: bind the link to it
+        (once; the same browser may confirm again) and answer the provider's sign-in URL,
+        carrying the state. The link is not spent (the callback spends it)."""
+        settings = self._provider(provider)
+        assert settings.authorize_url is not None  # _provider checked it
+        with self.sessions.begin() as session:
+            now = self.clock.now()
+            row = self._row(session, provider, state)
+            self._check_usable(row, now)
+            bound = session.execute(
+                update(ConnectState)
+                .where(
+                    ConnectState.id == row.id,
+                    ConnectState.used_at.is_(None),
+                    ConnectState.expires_at > now,
+                    or_(ConnectState.browser_hash.is_(None), ConnectState.browser_hash == _hash(browser)),
+                )
+                .values(browser_hash=_hash(browser))
+            )
+            if getattr(bound, "rowcount", 0) != 1:  # another browser bound it between our read and now
+                raise WrongBrowser(_OTHER_BROWSER)
         query = {
             "response_type": "code",
             "client_id": settings.client_id,
@@ -144,16 +210,26 @@ class ConnectFlow:
         separator = "&" if urllib.parse.urlsplit(settings.authorize_url).query else "?"
         return f"{settings.authorize_url}{separator}{urllib.parse.urlencode(query)}"
 
-    def complete(self, provider: str, state: str | None, code: str | None, error: str | None) -> Connected:
-        """The provider's redirect back: spend the state, trade the code, seal the tokens."""
+    def complete(
+        self, provider: str, state: str | None, code: str | None, error: str | None, browser: str | None
+    ) -> Connected:
+        """The provider's redirect back to the browser holding the nonce `browser`: check it is
+        the browser that confirmed the link, spend the state, trade the code, seal the tokens."""
         settings = self._provider(provider)
         with self.sessions.begin() as session:
             now = self.clock.now()
             row = self._row(session, provider, state)
             self._check_usable(row, now)
+            if not self._confirmed_in(row, browser):
+                raise WrongBrowser(_NOT_THIS_BROWSER)
             spent = session.execute(
                 update(ConnectState)
-                .where(ConnectState.id == row.id, ConnectState.used_at.is_(None), ConnectState.expires_at > now)
+                .where(
+                    ConnectState.id == row.id,
+                    ConnectState.used_at.is_(None),
+                    ConnectState.expires_at > now,
+                    ConnectState.browser_hash == row.browser_hash,
+                )
                 .values(used_at=now)
             )
             if getattr(spent, "rowcount", 0) != 1:  # another request spent it between our read and now
@@ -222,6 +298,12 @@ class ConnectFlow:
         if row.expires_at <= now:
             raise ConnectRefused("this link has expired: ask countersign for a new one (click Approve again)")
 
+    def _confirmed_in(self, row: ConnectState, browser: str | None) -> bool:
+        """The link was confirmed, and in the browser holding the nonce `browser`."""
+        if row.browser_hash is None or browser is None:
+            return False
+        return hmac.compare_digest(row.browser_hash, _hash(browser))
+
     def _audit(self, session: Session, kind: str, link: _Link, provider: str, data: dict[str, Any]) -> None:
         described = {"secret": link.name, "owner": link.user, "team_id": link.team_id, "provider": provider}
         entry = audit.AuditEntry(
@@ -243,8 +325,13 @@ class _Link:
     action_id: str | None
 
 
-def _hash(state: str) -> str:
-    return hashlib.sha256(state.encode()).hexdigest()
+def link_key(state: str) -> str:
+    """A short name for a link that does not reveal its state (the browser's cookie is named by it)."""
+    return _hash(state)[:16]
+
+
+def _hash(secret: str) -> str:
+    return hashlib.sha256(secret.encode()).hexdigest()
 
 
 def _short(text: str) -> str:

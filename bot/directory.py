@@ -1,14 +1,24 @@
 """Who is in a Slack user group: the approvals `Directory` port, implemented with
-`usergroups.list` / `usergroups.users.list` and a short-lived cache (Tier 2 methods)."""
+`usergroups.list` / `usergroups.users.list` and a short-lived cache (Tier 2 methods); and what a
+person is called (`users.info`), for pages that name them."""
 
 from __future__ import annotations
 
 import threading
 import time
+import unicodedata
 from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 from slack_sdk import WebClient
-from slack_sdk.errors import SlackApiError
+from slack_sdk.errors import SlackApiError, SlackClientError
+
+from bot.installations import NotInstalled
+
+if TYPE_CHECKING:
+    from bot.services import Services
+
+_NAME_LIMIT = 80
 
 
 class SlackDirectory:
@@ -49,3 +59,21 @@ class SlackDirectory:
         with self._lock:
             self._handles = (self.now(), handles)
         return handles
+
+
+def person_name(services: Services, user: str, team_id: str | None) -> str | None:
+    """How Slack shows `user` of workspace `team_id` (display name, else real name), or None
+    when Slack cannot say: the page that names them then shows their id alone."""
+    try:
+        found = services.client_for(team_id).users_info(user=user).get("user") or {}
+    except (NotInstalled, SlackClientError, OSError):
+        return None
+    profile = found.get("profile") or {}
+    for name in (profile.get("display_name"), profile.get("real_name"), found.get("real_name")):
+        if isinstance(name, str):
+            # People choose their names: drop control and bidi-override characters, which could
+            # make a name look like someone else's id.
+            shown = "".join(ch for ch in name if unicodedata.category(ch)[0] != "C").strip()
+            if shown:
+                return shown[:_NAME_LIMIT]
+    return None

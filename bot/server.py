@@ -3,9 +3,10 @@ beside our own routes on the same port, and the background workers in threads.
 
 Routes: POST /slack/events (events, interactivity, slash commands; Slack's signature checked
 by Bolt), GET /slack/install and /slack/oauth_redirect (multi-workspace mode: Bolt's OAuth
-flow), GET /oauth/{provider}/start and /oauth/{provider}/callback (people connecting their own
-credentials: `bot.connect_routes`), POST /api/tasks (bearer `COUNTERSIGN_API_TOKEN`), GET
-/healthz, /readyz, /metrics.
+flow), GET and POST /oauth/{provider}/start and GET /oauth/{provider}/callback (people
+connecting their own credentials, confirmed in the browser that completes them:
+`bot.connect_routes`), POST /api/tasks (bearer `COUNTERSIGN_API_TOKEN`), GET /healthz, /readyz,
+/metrics.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ import logging
 import threading
 from collections.abc import Callable, Iterable
 from datetime import timedelta
+from functools import partial
 from http import HTTPStatus
 from typing import TYPE_CHECKING, Any
 
@@ -28,6 +30,7 @@ from agent.tasks import TaskError, submit_task
 from agent.worker import work
 from bot.connect_routes import PREFIX as CONNECT_PREFIX
 from bot.connect_routes import ConnectRoutes
+from bot.directory import person_name
 from bot.installations import INSTALL_PATH, REDIRECT_PATH
 from bot.services import Services
 from core.metrics import DatabaseCollector
@@ -54,7 +57,7 @@ class Server:
         self.gauges = CollectorRegistry(auto_describe=False)
         self.gauges.register(DatabaseCollector(services.sessions))
         self.slack = SlackRequestHandler(app)
-        self.connect = ConnectRoutes(services.connect)
+        self.connect = ConnectRoutes(services.connect, names=partial(person_name, services))
 
     def __call__(self, environ: WSGIEnvironment, start_response: StartResponse) -> Iterable[bytes]:
         path, method = environ.get("PATH_INFO", ""), environ.get("REQUEST_METHOD", "GET")

@@ -406,7 +406,8 @@ slack_bots = Table(
 class ConnectState(Base):
     """A person's link to connect their own credential through a provider's sign-in (OAuth 2
     authorization code flow): only a hash of the `state` it carries is kept. Bound to the
-    person, workspace, provider and secret; expires; `used_at` makes it single-use."""
+    person, workspace, provider and secret; expires; `used_at` makes it single-use;
+    `browser_hash` ties it to the one browser that confirmed it (a planted link connects nothing)."""
 
     __tablename__ = "connect_states"
 
@@ -421,6 +422,8 @@ class ConnectState(Base):
     created_at: Mapped[datetime]
     expires_at: Mapped[datetime] = mapped_column(index=True)
     used_at: Mapped[datetime | None]
+    # sha256 hex of the nonce in the cookie of the browser that confirmed it; set once
+    browser_hash: Mapped[str | None] = mapped_column(String(64))
 
 
 slack_oauth_states = Table(

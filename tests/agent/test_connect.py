@@ -1,5 +1,7 @@
 """The connect flow without Slack: a link spent by two callbacks at once (two replicas) connects
-once; the refusal and DM blocks are valid Block Kit and carry only personal links."""
+once; a link is bound to the one browser that confirmed it, even when two confirm at once, and
+only that browser completes it; the refusal and DM blocks are valid Block Kit and carry only
+personal links."""
 
 from __future__ import annotations
 
@@ -14,7 +16,7 @@ import pytest
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
-from agent.connect import Connected, ConnectFlow, ConnectRefused
+from agent.connect import Connected, ConnectFlow, ConnectRefused, WrongBrowser
 from agent.vault import Vault, generate_key
 from bot.blocks.connect import connect_blocks, requester_connect
 from bot.blocks.views import ConnectLinkView
@@ -47,9 +49,13 @@ def _config(oauth: FakeOAuth) -> Config:
     )
 
 
-def _sign_in(flow: ConnectFlow, state: str) -> str:
-    """The code the provider's sign-in page gives for `state` (its redirect's query)."""
-    target = flow.authorize_url("github", state)
+BROWSER = "b" * 43  # the nonce in the cookie of the browser that confirmed the link
+
+
+def _sign_in(flow: ConnectFlow, state: str, browser: str = BROWSER) -> str:
+    """The code the provider's sign-in page gives for `state` (its redirect's query), once
+    `browser` confirmed the link."""
+    target = flow.confirm("github", state, browser)
 
     class NoRedirects(urllib.request.HTTPRedirectHandler):
         def redirect_request(self, *args: object, **kwargs: object) -> None:
@@ -77,7 +83,7 @@ def test_two_replicas_completing_one_link_connect_once(sessions: sessionmaker[Se
         def complete(flow: ConnectFlow) -> Connected | ConnectRefused:
             barrier.wait(timeout=5)
             try:
-                return flow.complete("github", state, code, None)
+                return flow.complete("github", state, code, None, BROWSER)
             except ConnectRefused as refused:
                 return refused
 
@@ -92,6 +98,59 @@ def test_two_replicas_completing_one_link_connect_once(sessions: sessionmaker[Se
         assert [(s.name, s.owner) for s in session.scalars(select(Secret))] == [("github_token", "U0ALICE")]
 
 
+def _state(link_url: str) -> str:
+    return urllib.parse.parse_qs(urllib.parse.urlsplit(link_url).query)["state"][0]
+
+
+def test_two_browsers_confirming_one_link_bind_one(sessions: sessionmaker[Session]) -> None:
+    clock = FrozenClock()
+    with FakeOAuth() as oauth:
+        config = _config(oauth)
+        replicas = [ConnectFlow(config, sessions, clock, PUBLIC, Vault(sessions, [KEY], clock=clock)) for _ in range(2)]
+        [link] = replicas[0].links("U0ALICE", "T0SANDBOX", ["github_token"], "open_pr")
+        state = _state(link.url)
+        assert replicas[0].pending("github", state, None).user == "U0ALICE"
+        barrier = threading.Barrier(2)
+
+        def confirm(flow: ConnectFlow, browser: str) -> str | ConnectRefused:
+            barrier.wait(timeout=5)
+            try:
+                return flow.confirm("github", state, browser)
+            except ConnectRefused as refused:
+                return refused
+
+        with ThreadPoolExecutor(2) as pool:
+            outcomes = list(pool.map(confirm, replicas, ["a" * 43, "z" * 43]))
+        [winner] = [b for b, o in zip(["a" * 43, "z" * 43], outcomes, strict=True) if isinstance(o, str)]
+        [refused] = [o for o in outcomes if isinstance(o, ConnectRefused)]
+        loser = "z" * 43 if winner == "a" * 43 else "a" * 43
+        assert isinstance(refused, WrongBrowser) and "already opened in another browser" in refused.problem
+        assert replicas[1].confirm("github", state, winner).startswith(oauth.authorize_url)  # again: still its own
+        assert replicas[0].pending("github", state, winner).user == "U0ALICE"
+        with pytest.raises(WrongBrowser, match="already opened in another browser"):
+            replicas[0].pending("github", state, loser)
+
+
+def test_only_the_browser_that_confirmed_completes(sessions: sessionmaker[Session]) -> None:
+    clock = FrozenClock()
+    with FakeOAuth() as oauth:
+        flow = ConnectFlow(_config(oauth), sessions, clock, PUBLIC, Vault(sessions, [KEY], clock=clock))
+        [link] = flow.links("U0ALICE", "T0SANDBOX", ["github_token"], "open_pr")
+        state = _state(link.url)
+        code = _sign_in(flow, state)
+        for browser in (None, "x" * 43):
+            with pytest.raises(WrongBrowser, match="open the link in the browser you started in"):
+                flow.complete("github", state, code, None, browser)
+        assert oauth.requests == []  # the code was not traded; the link was not spent
+        assert flow.complete("github", state, code, None, BROWSER).user == "U0ALICE"
+
+        [unconfirmed] = flow.links("U0ALICE", "T0SANDBOX", ["github_token"], "open_pr")
+        with pytest.raises(WrongBrowser, match="open the link in the browser you started in"):
+            flow.complete("github", _state(unconfirmed.url), "code_9", None, BROWSER)
+    with sessions() as session:
+        assert [(s.name, s.owner) for s in session.scalars(select(Secret))] == [("github_token", "U0ALICE")]
+
+
 def test_names_no_provider_connects_get_no_link(sessions: sessionmaker[Session]) -> None:
     with FakeOAuth() as oauth:
         flow = ConnectFlow(_config(oauth), sessions, FrozenClock(), PUBLIC + "/", None)
@@ -100,7 +159,7 @@ def test_names_no_provider_connects_get_no_link(sessions: sessionmaker[Session])
         assert links[0].url.startswith(f"{PUBLIC}/oauth/github/start?state=")
         assert flow.redirect_uri("github") == f"{PUBLIC}/oauth/github/callback"
         with pytest.raises(ConnectRefused, match="no provider 'gitlab'"):
-            flow.authorize_url("gitlab", "x")
+            flow.confirm("gitlab", "x", BROWSER)
 
 
 def test_connect_blocks_are_valid_and_escaped() -> None:

@@ -1,11 +1,12 @@
 """People connecting their own credential from Slack: the OAuth 2 authorization-code flow.
 
 An approver who has not connected theirs clicks Approve and gets a personal Connect button
-(never on the shared card); a requester gets one in a direct message. Following it goes to the
-provider's sign-in, which sends the browser back to the callback; the token is sealed for that
-person and the next approval runs the tool with it. Links are single-use, expire, and connect
-only the person they were issued for; a declined sign-in stores nothing; no token or client
-secret reaches Slack, the logs or the audit export.
+(never on the shared card); a requester gets one in a direct message. Following it shows a page
+naming whom it connects; its Continue goes to the provider's sign-in, which sends the browser
+back to the callback; the token is sealed for that person and the next approval runs the tool
+with it. Links are single-use, expire, connect only the person they were issued for, and work
+only in the browser that pressed Continue (a planted link connects nothing); a declined sign-in
+stores nothing; no token or client secret reaches Slack, the logs or the audit export.
 
 The whole app over signed HTTP, the Slack emulator, the fake OAuth provider (sign-in page and
 token endpoint), a browser played by `_Browser`, and a real database.
@@ -13,9 +14,11 @@ token endpoint), a browser played by `_Browser`, and a real database.
 
 from __future__ import annotations
 
+import html
 import io
 import json
 import logging
+import re
 import urllib.error
 import urllib.parse
 import urllib.request
@@ -94,31 +97,75 @@ class Page:
     url: str
     body: str
     headers: dict[str, str]
+    cookies: list[str]  # its Set-Cookie headers
+
+
+_FOREIGN_COOKIE = 'prefs={"theme": "dark mode"}'  # not a valid cookie to Python's http.cookies
 
 
 class _Browser:
-    """Follows redirects like a browser; the public URL reaches the app (as its proxy would)."""
+    """Follows redirects and keeps the app's cookies like a browser; the public URL reaches the
+    app (as its proxy would). `open` follows a link; `submit` presses a page's only button."""
 
     def __init__(self, app: SlackApp) -> None:
         self.app = app
         self.visited: list[str] = []
+        self.cookies: dict[str, str] = {}
 
     def open(self, url: str) -> Page:
+        return self._follow(self._request(url))
+
+    def submit(self, page: Page, *, until: str | None = None, **changes: str) -> Page:
+        """POST the page's form (hidden fields, with `changes`) to its action, and follow (up to
+        the redirect to a URL starting with `until`, which is answered unfollowed)."""
+        [action] = re.findall(r'<form method=post action="([^"]*)">', page.body)
+        fields = dict(re.findall(r'<input type=hidden name=(\w+) value="([^"]*)">', page.body))
+        form = {name: html.unescape(value) for name, value in fields.items()} | changes
+        return self._follow(self._request(urllib.parse.urljoin(page.url, action), form), until)
+
+    def connect(self, link: str) -> Page:
+        """Open a connect link, press Continue, sign in at the provider, come back."""
+        page = self.open(link)
+        assert page.status == 200 and "<form method=post" in page.body, page.body
+        return self.submit(page)
+
+    def _follow(self, page: Page, until: str | None = None) -> Page:
         for _ in range(5):
-            self.visited.append(url)
-            page = self._get(url.replace(PUBLIC, self.app.url, 1))
-            if page.status != 302:
+            if page.status not in (302, 303) or (until and page.headers["Location"].startswith(until)):
                 return page
-            url = page.headers["Location"]
+            page = self._request(page.headers["Location"])
         raise AssertionError("too many redirects")
 
-    def _get(self, url: str) -> Page:
+    def _request(self, url: str, form: dict[str, str] | None = None) -> Page:
+        self.visited.append(url)
+        url = url.replace(PUBLIC, self.app.url, 1)
+        to_app = url.startswith(self.app.url)
+        data = urllib.parse.urlencode(form).encode() if form is not None else None
+        request = urllib.request.Request(url, data=data)
+        if to_app:  # with another app's cookie on this host first, as browsers send them
+            jar = [_FOREIGN_COOKIE, *(f"{k}={v}" for k, v in self.cookies.items())]
+            request.add_header("Cookie", "; ".join(jar))
         opener = urllib.request.build_opener(_NoRedirects)
         try:
-            with opener.open(url, timeout=10) as reply:
-                return Page(reply.status, url, reply.read().decode(), dict(reply.headers))
+            with opener.open(request, timeout=10) as reply:
+                page = Page(
+                    reply.status,
+                    url,
+                    reply.read().decode(),
+                    dict(reply.headers),
+                    reply.headers.get_all("Set-Cookie") or [],
+                )
         except urllib.error.HTTPError as error:
-            return Page(error.code, url, error.read().decode(), dict(error.headers))
+            page = Page(
+                error.code, url, error.read().decode(), dict(error.headers), error.headers.get_all("Set-Cookie") or []
+            )
+        for header in page.cookies if to_app else []:
+            name, _, value = header.partition(";")[0].partition("=")
+            if "Max-Age=0" in header:
+                self.cookies.pop(name, None)
+            else:
+                self.cookies[name] = value
+        return page
 
 
 class _NoRedirects(urllib.request.HTTPRedirectHandler):
@@ -225,10 +272,21 @@ def test_connect_from_slack_then_approve_runs_with_the_new_token(
     assert app.click(person, "connect", "", "connect", card.ts).status == 200
 
     browser = _Browser(app)
-    page = browser.open(link)
+    page = browser.open(link)  # first a page naming whom the account is for; the provider later
+    assert page.status == 200 and oauth.authorizations == [], page.body
+    assert f"for the Slack user <b>{person.lower()} ({person})</b>" in page.body
+    assert f"If you are not {person.lower()} ({person}), close this page." in page.body
+    [cookie] = page.cookies
+    name = cookie.partition("=")[0]
+    assert name.startswith("countersign_connect_") and name[len("countersign_connect_") :] not in link
+    attributes = cookie.split("; ")[1:]
+    assert attributes == ["Path=/oauth/", "Max-Age=900", "HttpOnly", "SameSite=Lax", "Secure"]  # PUBLIC is https
+    page = browser.submit(page)
     assert page.status == 200, page.body
-    callback = browser.visited[2]
+    [callback] = [url for url in browser.visited if "/oauth/github/callback?" in url]
     assert f"Connected github_token for {person}; you can close this tab." in page.body
+    assert [c.split("; ")[:3] for c in page.cookies] == [[f"{name}=", "Path=/oauth/", "Max-Age=0"]]
+    assert browser.cookies == {}  # cleared once the link is spent
     [signed_in] = oauth.authorizations
     assert signed_in["redirect_uri"] == f"{PUBLIC}/oauth/github/callback"
     assert signed_in["scope"] == "repo read:user" and signed_in["client_id"] == "countersign"
@@ -260,7 +318,6 @@ def test_connect_from_slack_then_approve_runs_with_the_new_token(
     # The link worked once.
     again = browser.open(link)
     assert again.status == 400 and "this link was already used" in again.body
-    assert "/oauth/github/callback?" in callback
     assert _Browser(app).open(callback).status == 400
 
     with app.services.sessions() as session:
@@ -279,7 +336,7 @@ def test_connect_from_slack_then_approve_runs_with_the_new_token(
 def test_a_failed_refresh_tells_the_person_with_a_fresh_connect_button(connect_app: tuple[SlackApp, FakeOAuth]) -> None:
     app, oauth = connect_app
     link, person = _link_for(app)
-    assert _Browser(app).open(link).status == 200
+    assert _Browser(app).connect(link).status == 200
     app.settle()
     oauth.fail(400, "invalid_grant")
     app.clock.advance(timedelta(hours=2))  # the connected token has expired; its refresh is refused
@@ -295,7 +352,7 @@ def test_a_failed_refresh_tells_the_person_with_a_fresh_connect_button(connect_a
     assert app.slack.calls_to("conversations.open")[-1]["users"] == person
     [again] = _connect_urls(dm["blocks"])
     assert again.startswith(f"{PUBLIC}/oauth/github/start?state=") and again != link
-    assert _Browser(app).open(again).status == 200  # reconnecting from the DM works
+    assert _Browser(app).connect(again).status == 200  # reconnecting from the DM works
 
 
 def test_an_expired_link_is_refused_and_stores_nothing(connect_app: tuple[SlackApp, FakeOAuth]) -> None:
@@ -313,10 +370,9 @@ def test_a_link_expiring_between_sign_in_and_callback_is_refused(connect_app: tu
     app, oauth = connect_app
     link, person = _link_for(app)
     browser = _Browser(app)
-    start = browser._get(link.replace(PUBLIC, app.url, 1))
-    callback = browser._get(start.headers["Location"]).headers["Location"]  # signed in, not yet back
+    signed_in = browser.submit(browser.open(link), until=f"{PUBLIC}/oauth/github/callback")  # not yet back
     app.clock.advance(timedelta(days=2))
-    page = browser.open(callback)
+    page = browser.open(signed_in.headers["Location"])
     assert page.status == 400 and "expired" in page.body
     assert [r for r in oauth.requests if r.get("grant_type") == "authorization_code"] == []
     assert _secrets_of(app, person) == []
@@ -326,7 +382,7 @@ def test_a_declined_sign_in_stores_nothing(connect_app: tuple[SlackApp, FakeOAut
     app, oauth = connect_app
     link, person = _link_for(app)
     oauth.deny()
-    page = _Browser(app).open(link)
+    page = _Browser(app).connect(link)
     assert page.status == 400
     assert "was declined (access_denied): nothing was connected" in page.body
     assert _secrets_of(app, person) == []
@@ -338,7 +394,7 @@ def test_a_token_endpoint_failure_stores_nothing(connect_app: tuple[SlackApp, Fa
     app, oauth = connect_app
     link, person = _link_for(app)
     oauth.fail(400, "invalid_grant")
-    page = _Browser(app).open(link)
+    page = _Browser(app).connect(link)
     assert page.status == 400 and "HTTP 400 invalid_grant" in page.body and "nothing was connected" in page.body
     assert _secrets_of(app, person) == []
 
@@ -357,9 +413,9 @@ def test_a_link_connects_only_the_person_it_was_issued_for(connect_app: tuple[Sl
         f"{PUBLIC}/oauth/github/start?state=forged",
     ):
         assert browser.open(bad).status == 400, bad
-    # Bob follows the link (forwarded to him, say): the token is stored as the link's person's,
-    # never as Bob's, whoever's browser carries it.
-    assert browser.open(link).status == 200
+    # Bob follows the link (forwarded to him, say) and presses Continue although the page names
+    # someone else: the token is stored as the link's person's, never as Bob's.
+    assert browser.connect(link).status == 200
     assert [s.owner for s in _secrets_of(app, person)] == [person]
     assert _secrets_of(app, BOB) == []
     with app.services.sessions() as session:
@@ -369,10 +425,133 @@ def test_a_link_connects_only_the_person_it_was_issued_for(connect_app: tuple[Sl
 
 
 def test_pages_escape_what_they_show(connect_app: tuple[SlackApp, FakeOAuth]) -> None:
-    app, _ = connect_app
-    link, _person = _link_for(app)
+    app, oauth = connect_app
+    link, person = _link_for(app)
+    app.slack.add_user(person, "<script>alert(0)</script>\u202eKCIN")  # people choose their names
     state = urllib.parse.parse_qs(urllib.parse.urlsplit(link).query)["state"][0]
+    browser = _Browser(app)
+    asked = browser.open(link)
+    assert asked.status == 200 and "<script>" not in asked.body and "&lt;script&gt;alert(0)" in asked.body
+    assert "\u202e" not in asked.body  # no bidi override to dress a name up as an id
+    for page in (asked, browser.submit(asked, until=oauth.authorize_url)):  # our page and our redirect
+        assert page.headers["Cache-Control"] == "no-store" and page.headers["X-Frame-Options"] == "DENY"
+        assert "frame-ancestors 'none'" in page.headers["Content-Security-Policy"]
     hostile = urllib.parse.quote("<script>alert(1)</script>")
-    page = _Browser(app).open(f"{PUBLIC}/oauth/github/callback?error={hostile}&state={state}")
+    page = browser.open(f"{PUBLIC}/oauth/github/callback?error={hostile}&state={state}")
     assert page.status == 400 and "<script>" not in page.body and "&lt;script&gt;" in page.body
     assert page.headers["Cache-Control"] == "no-store"
+
+
+def _state_row(app: SlackApp) -> ConnectState:
+    with app.services.sessions() as session:
+        [row] = session.scalars(select(ConnectState)).all()
+        return row
+
+
+def _codes_traded(oauth: FakeOAuth) -> list[dict[str, str]]:
+    return [r for r in oauth.requests if r.get("grant_type") == "authorization_code"]
+
+
+def test_a_planted_link_connects_nothing(connect_app: tuple[SlackApp, FakeOAuth]) -> None:
+    """The link's person gets a colleague's browser to sign in at the provider: the colleague's
+    account must not be sealed under the link's person."""
+    app, oauth = connect_app
+    link, person = _link_for(app)
+    planter, colleague = _Browser(app), _Browser(app)
+
+    # The person confirms in their own browser and sends the provider's sign-in URL on.
+    planted = planter.submit(planter.open(link), until=oauth.authorize_url)
+    assert planted.status == 303 and planted.headers["Location"].startswith(oauth.authorize_url)
+    page = colleague.open(planted.headers["Location"])  # signs in as themselves, comes back
+    assert len(oauth.authorizations) == 1 and "code=code_1" in colleague.visited[-1]
+    assert page.status == 400 and "open the link in the browser you started in" in page.body
+    assert _codes_traded(oauth) == [] and _secrets_of(app, person) == []
+    assert "secret.connected" not in _audit_kinds(app) and _state_row(app).used_at is None
+
+    # Or sends the start link on after confirming: the colleague's browser is told it is taken.
+    page = colleague.open(link)
+    assert page.status == 400 and "already opened in another browser" in page.body and "<form" not in page.body
+
+    # Or builds the sign-in URL by hand, never confirming on countersign's page: refused as well.
+    assert app.services.connect is not None
+    [fresh] = app.services.connect.links(person, None, ["github_token"], "open_pr")
+    state = urllib.parse.parse_qs(urllib.parse.urlsplit(fresh.url).query)["state"][0]
+    sign_in = {"response_type": "code", "client_id": "countersign", "state": state}
+    by_hand = urllib.parse.urlencode(sign_in | {"redirect_uri": f"{PUBLIC}/oauth/github/callback"})
+    page = colleague.open(f"{oauth.authorize_url}?{by_hand}")
+    assert page.status == 400 and "open the link in the browser you started in" in page.body
+    assert _codes_traded(oauth) == [] and _secrets_of(app, person) == []
+
+    # Nothing was spent: in the browser that confirmed it, the link still connects its person.
+    assert planter.open(planted.headers["Location"]).status == 200
+    assert [s.owner for s in _secrets_of(app, person)] == [person]
+
+
+def test_opening_the_start_link_neither_spends_nor_redirects(connect_app: tuple[SlackApp, FakeOAuth]) -> None:
+    app, oauth = connect_app
+    link, person = _link_for(app)
+    browser = _Browser(app)
+    first, again = browser.open(link), browser.open(link)
+    assert first.status == again.status == 200 and "Location" not in again.headers
+    assert first.cookies[0].partition(";")[0] == again.cookies[0].partition(";")[0]  # same browser, same nonce
+    other = _Browser(app).open(link)
+    assert other.status == 200 and other.cookies[0].partition(";")[0] != first.cookies[0].partition(";")[0]
+    assert oauth.authorizations == []
+    row = _state_row(app)
+    assert row.used_at is None and row.browser_hash is None
+    assert browser.connect(link).status == 200 and [s.owner for s in _secrets_of(app, person)] == [person]
+
+    # Someone Slack does not know (users.info fails): the page names their id alone.
+    assert app.services.connect is not None
+    [ghost] = app.services.connect.links("U0GHOST", None, ["github_token"], "open_pr")
+    page = browser.open(ghost.url)
+    assert page.status == 200 and "for the Slack user <b>U0GHOST</b>" in page.body
+
+
+def test_continue_needs_this_browsers_cookie_and_page(connect_app: tuple[SlackApp, FakeOAuth]) -> None:
+    app, oauth = connect_app
+    link, person = _link_for(app)
+    mine, theirs = _Browser(app), _Browser(app)
+    page, their_page = mine.open(link), theirs.open(link)
+
+    refused = [
+        mine.submit(page, csrf="0" * 64),  # a token this browser's page never had
+        mine.submit(page, csrf=""),
+        mine.submit(page, csrf="é"),
+        mine.submit(their_page),  # another browser's page: its token is not for this cookie
+        _Browser(app).submit(page),  # no cookie at all (another site's form, say)
+    ]
+    assert [r.status for r in refused] == [403, 403, 403, 403, 403]
+    assert "the form was not sent from countersign" in refused[0].body
+    assert "no countersign cookie for this link" in refused[-1].body
+    start = f"{app.url}/oauth/github/start"
+    assert _post(start, "state=x&csrf=y", "text/plain").status == 415
+    assert _post(start, "csrf=y", "application/x-www-form-urlencoded").status == 400
+    assert _post(start, "state=" + "x" * 5000, "application/x-www-form-urlencoded").status == 413
+    assert oauth.authorizations == [] and _state_row(app).browser_hash is None
+
+    # Bound to the first browser that continues; the other's Continue is refused, even with its
+    # own cookie and page.
+    assert mine.submit(page).status == 200 and [s.owner for s in _secrets_of(app, person)] == [person]
+    late = theirs.submit(their_page)
+    assert late.status == 400 and "already used" in late.body
+
+
+def test_a_second_browser_cannot_continue_a_link_another_continued(connect_app: tuple[SlackApp, FakeOAuth]) -> None:
+    app, oauth = connect_app
+    link, _person = _link_for(app)
+    mine, theirs = _Browser(app), _Browser(app)
+    page, their_page = mine.open(link), theirs.open(link)
+    assert mine.submit(page, until=oauth.authorize_url).status == 303
+    late = theirs.submit(their_page, until=oauth.authorize_url)
+    assert late.status == 400 and "already opened in another browser" in late.body
+    assert mine.submit(page, until=oauth.authorize_url).status == 303  # the same browser may continue again
+
+
+def _post(url: str, body: str, content_type: str) -> Page:
+    request = urllib.request.Request(url, data=body.encode(), headers={"Content-Type": content_type})
+    try:
+        with urllib.request.urlopen(request, timeout=10) as reply:
+            return Page(reply.status, url, reply.read().decode(), dict(reply.headers), [])
+    except urllib.error.HTTPError as error:
+        return Page(error.code, url, error.read().decode(), dict(error.headers), [])
