@@ -1,7 +1,7 @@
 """connect states bound to the browser that confirmed them
 
 Revision ID: 0011
-Revises: 0008
+Revises: 0010
 Create Date: 2026-12-02 10:00:00
 
 A person's connect link is tied to the one browser that confirmed it on countersign's page:
@@ -17,7 +17,7 @@ from alembic import op
 
 
 revision: str = '0011'
-down_revision: str | None = '0008'
+down_revision: str | None = '0010'
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
