@@ -74,8 +74,8 @@ SYSTEM = "system"
 KEYS_VARIABLE = "COUNTERSIGN_VAULT_KEYS"
 _PAYLOAD_VERSION = 1
 _BOUND = ("name", "scope", "owner", "team_id")
-_TOOL_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,127}$")
-_TEAM_ID = re.compile(r"^[TE][A-Z0-9]{2,31}$")
+_TOOL_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,127}")
+_TEAM_ID = re.compile(r"[TE][A-Z0-9]{2,31}")
 _KEY_HINT = "make one with `countersign secrets generate-key`"
 
 
@@ -544,13 +544,13 @@ class Scrubber:
 
 
 def _check_identity(name: str, scope: str, owner: str, team_id: str | None, actor: str) -> None:
-    if not isinstance(name, str) or not SECRET_NAME.match(name):
+    if not isinstance(name, str) or not SECRET_NAME.fullmatch(name):
         raise InvalidSecret(f"not a secret name: {name!r} (letters, digits, '_', '.', '-'; a letter first)")
-    if not isinstance(scope, str) or not (scope == ANY_TOOL or _TOOL_NAME.match(scope)):
+    if not isinstance(scope, str) or not (scope == ANY_TOOL or _TOOL_NAME.fullmatch(scope)):
         raise InvalidSecret(f"not a tool name or '*': {scope!r}")
     if not isinstance(owner, str) or not (owner == TEAM or is_user_id(owner)):
         raise InvalidSecret(f"not an owner: {owner!r} (use 'team' or a Slack user id like U0123ABCD)")
-    if team_id is not None and not (isinstance(team_id, str) and _TEAM_ID.match(team_id)):
+    if team_id is not None and not (isinstance(team_id, str) and _TEAM_ID.fullmatch(team_id)):
         raise InvalidSecret(f"not a Slack team id: {team_id!r} (like T0123ABCD)")
     _check_actor(actor)
 

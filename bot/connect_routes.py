@@ -24,7 +24,7 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 PREFIX = "/oauth/"
-_PATH = re.compile(r"^/oauth/(?P<provider>[^/]{1,64})/(?P<step>start|callback)$")
+_PATH = re.compile(r"/oauth/(?P<provider>[^/]{1,64})/(?P<step>start|callback)")
 _HEADERS = [
     ("Cache-Control", "no-store"),
     ("Referrer-Policy", "no-referrer"),  # the callback's URL carries a code: never pass it on
@@ -39,7 +39,7 @@ class ConnectRoutes:
 
     def __call__(self, environ: WSGIEnvironment, start_response: StartResponse) -> Iterable[bytes]:
         path, method = environ.get("PATH_INFO", ""), environ.get("REQUEST_METHOD", "GET")
-        matched = _PATH.match(path)
+        matched = _PATH.fullmatch(path)
         if matched is None or self.flow is None:
             return _page(start_response, 404, "Not found", "There is no such page.")
         if method != "GET":
