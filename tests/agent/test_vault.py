@@ -465,6 +465,18 @@ def test_cli_sets_lists_and_deletes_without_ever_printing_a_value(cli_env, sessi
     assert runner.invoke(secrets_cli, ["list"], env=cli_env).output == "no secrets\n"
 
 
+def test_cli_list_prints_an_altered_rows_escape_sequences_as_visible_text(cli_env, sessions) -> None:
+    runner = CliRunner()
+    runner.invoke(secrets_cli, ["set", "stripe_api_key", "--tool", "charge_card"], input=STRIPE, env=cli_env)
+    with sessions.begin() as session:  # someone with database access plants a terminal escape
+        session.execute(update(Secret).values(name="stripe\x1b]0;pwn\x07\x1b[2J\nfake_row"))
+    listed = runner.invoke(secrets_cli, ["list"], env=cli_env)
+    assert listed.exit_code == 0, listed.output
+    assert "\x1b" not in listed.output and "\x07" not in listed.output
+    _header, line = listed.output.splitlines()
+    assert line.startswith("stripe\\x1b]0;pwn\\x07\\x1b[2J\\nfake_row  charge_card")
+
+
 def test_cli_refuses_an_empty_value_and_a_missing_key(cli_env) -> None:
     runner = CliRunner()
     empty = runner.invoke(secrets_cli, ["set", "stripe_api_key", "--tool", "charge_card"], input="", env=cli_env)
