@@ -167,9 +167,9 @@ def list_command() -> None:
         )
         for info in listed
     ]
-    rows = [tuple(printable(cell, newlines=False) for cell in row) for row in rows]  # rows may have been altered
-    widths = [max(len(row[column]) for row in rows) for column in range(len(rows[0]))]
-    for row in rows:
+    shown = [[printable(cell, newlines=False) for cell in row] for row in rows]  # rows may have been altered
+    widths = [max(len(row[column]) for row in shown) for column in range(len(shown[0]))]
+    for row in shown:
         click.echo("  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True)).rstrip())
 
 
