@@ -44,7 +44,7 @@ RISKS: tuple[str, ...] = get_args(Risk)
 AUTONOMY_LEVELS: tuple[str, ...] = get_args(Autonomy)
 IDEMPOTENCY_KEY = "idempotency_key"
 SECRETS = "secrets"
-SECRET_NAME = re.compile(r"^[A-Za-z][A-Za-z0-9_.-]{0,127}$")
+SECRET_NAME = re.compile(r"[A-Za-z][A-Za-z0-9_.-]{0,127}")
 _SPEC_ATTRIBUTE = "__countersign_tool__"
 _REPR_LIMIT = 80
 
@@ -273,7 +273,7 @@ def _declared_secrets(fn: Callable[..., Any], name: str, secrets: Sequence[str])
     if isinstance(secrets, str) or not isinstance(secrets, Sequence):
         raise InvalidToolDefinition(name, f"secrets must be a list of secret names (got {secrets!r})")
     for secret in secrets:
-        if not isinstance(secret, str) or not SECRET_NAME.match(secret):
+        if not isinstance(secret, str) or not SECRET_NAME.fullmatch(secret):
             raise InvalidToolDefinition(name, f"not a secret name: {secret!r} (letters, digits, '_', '.', '-')")
     takes_secrets = SECRETS in inspect.signature(fn).parameters
     if secrets and not takes_secrets:

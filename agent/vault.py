@@ -4,7 +4,10 @@ Keys come from `COUNTERSIGN_VAULT_KEYS` (comma-separated Fernet keys, newest fir
 from the database. A row's ciphertext is a Fernet token (`MultiFernet`: the newest key
 encrypts, any key decrypts) over a JSON payload that repeats the row's name, scope, owner and
 team beside the value, so a ciphertext copied onto another row is refused (`SecretMisuse`)
-instead of being handed to another tool or person.
+instead of being handed to another tool or person. It also repeats the row's `version`, which
+every write of a value raises by one: an older ciphertext of the same secret written back
+over the row (a revoked token, a rotated-out password) is refused too (`StaleSecret`). Rows
+sealed before versions existed (version 0, payload format 1) still open until next written.
 
 `rotate_key` re-encrypts the rows not yet under the newest key in short batches; readers
 never wait for it, and every row stays readable throughout because every key in the list
@@ -59,6 +62,7 @@ __all__ = [
     "SecretMisuse",
     "SecretNotSet",
     "SecretUnreadable",
+    "StaleSecret",
     "Vault",
     "VaultError",
     "VaultKeyError",
@@ -72,10 +76,11 @@ TEAM = "team"  # the owner of a secret the whole workspace's tools share
 ANY_TOOL = "*"  # the scope of a secret every tool that declares it may use
 SYSTEM = "system"
 KEYS_VARIABLE = "COUNTERSIGN_VAULT_KEYS"
-_PAYLOAD_VERSION = 1
+_PAYLOAD_VERSION = 1  # values sealed with `seal_bound`, and secrets sealed before versions
+_SECRET_PAYLOAD_VERSION = 2  # secrets: the payload also carries the row's version
 _BOUND = ("name", "scope", "owner", "team_id")
-_TOOL_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,127}$")
-_TEAM_ID = re.compile(r"^[TE][A-Z0-9]{2,31}$")
+_TOOL_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,127}")
+_TEAM_ID = re.compile(r"[TE][A-Z0-9]{2,31}")
 _KEY_HINT = "make one with `countersign secrets generate-key`"
 
 
@@ -134,6 +139,16 @@ class SecretMisuse(VaultError):
         super().__init__(
             f"secret {name!r} (tool {scope!r}, owner {owner!r}) refused: {problem}; the row was copied or "
             f"altered, so it is not used. Set it again with `countersign secrets set {name} --tool {scope}`"
+        )
+
+
+class StaleSecret(SecretMisuse):
+    """A row whose ciphertext is an older value of the same secret, written back over it."""
+
+    def __init__(self, name: str, scope: str, owner: str, sealed: object, version: int) -> None:
+        self.sealed, self.version = sealed, version
+        super().__init__(
+            name, scope, owner, f"its ciphertext is of version {sealed!r}, but the row is at version {version}"
         )
 
 
@@ -278,12 +293,13 @@ class Vault:
             raise InvalidSecret(f"secret {name!r}: the value is empty")
         if oauth is not None and owner == TEAM:
             raise InvalidSecret(f"secret {name!r}: an OAuth token belongs to a person; give its owner's user id")
-        sealed = self._seal(name, scope, owner, team_id, value, oauth)
         with self.sessions.begin() as session:
             now = self.clock.now()
             row = session.scalars(
                 select(Secret).where(*_identity(name, scope, owner, team_id)).with_for_update()
             ).one_or_none()
+            version = 1 if row is None else row.version + 1
+            sealed = self._seal(name, scope, owner, team_id, version, value, oauth)
             if row is None:
                 session.add(
                     Secret(
@@ -292,13 +308,14 @@ class Vault:
                         owner=owner,
                         team_id=team_id,
                         ciphertext=sealed,
+                        version=version,
                         key_id=self.current_key_id,
                         created_at=now,
                         rotated_at=None,
                     )
                 )
             else:
-                row.ciphertext, row.key_id, row.rotated_at = sealed, self.current_key_id, now
+                row.ciphertext, row.version, row.key_id, row.rotated_at = sealed, version, self.current_key_id, now
             data = {**_described(name, scope, owner, team_id), "replaced": row is not None}
             if oauth is not None:
                 data["oauth"] = {"provider": oauth.provider, "refreshable": oauth.refresh_token is not None}
@@ -331,7 +348,8 @@ class Vault:
 
         Each comes from the row scoped to `tool`, else from the one scoped `*`. Raises
         `SecretNotSet` for the first name with neither, `SecretMisuse` for a row sealed for
-        another secret and `SecretUnreadable` for a row no key decrypts. `lock` takes the rows'
+        another secret (`StaleSecret` for an older value of its own) and `SecretUnreadable` for a
+        row no key decrypts. `lock` takes the rows'
         write lock (`FOR UPDATE`; SQLite's writers are serialized already), for a `replace`.
         """
         wanted = list(dict.fromkeys(names))
@@ -365,7 +383,8 @@ class Vault:
         ).one_or_none()
         if row is None:
             raise SecretNotSet(secret.name, secret.scope, secret.owner)
-        row.ciphertext = self._seal(secret.name, secret.scope, secret.owner, secret.team_id, value, oauth)
+        row.version += 1
+        row.ciphertext = self._seal(secret.name, secret.scope, secret.owner, secret.team_id, row.version, value, oauth)
         row.key_id, row.rotated_at = self.current_key_id, self.clock.now()
         return Revealed(secret.name, secret.scope, secret.owner, value, oauth, secret.team_id)
 
@@ -390,6 +409,7 @@ class Vault:
         Each batch commits on its own, and readers never wait for one: until it commits they
         read the old ciphertext, which every key in the list still decrypts. Running it again
         resumes where it stopped; once nothing is left, keys after the first may be dropped.
+        Re-keying keeps the sealed payload, and so the row's version: the value is the same.
         """
         if batch_size < 1:
             raise ValueError(f"batch_size must be at least 1 (got {batch_size!r})")
@@ -469,10 +489,17 @@ class Vault:
     # -- sealing --------------------------------------------------------------------------------
 
     def _seal(
-        self, name: str, scope: str, owner: str, team_id: str | None, value: str, oauth: OAuthGrant | None = None
+        self,
+        name: str,
+        scope: str,
+        owner: str,
+        team_id: str | None,
+        version: int,
+        value: str,
+        oauth: OAuthGrant | None = None,
     ) -> str:
-        payload: dict[str, Any] = {"v": _PAYLOAD_VERSION, "name": name, "scope": scope, "owner": owner}
-        payload.update(team_id=team_id, value=value)
+        payload: dict[str, Any] = {"v": _SECRET_PAYLOAD_VERSION, "name": name, "scope": scope, "owner": owner}
+        payload.update(team_id=team_id, version=version, value=value)
         if oauth is not None:
             payload["oauth"] = oauth.sealed()
         plain = json.dumps(payload, separators=(",", ":"), sort_keys=True)
@@ -488,7 +515,9 @@ class Vault:
         except ValueError:
             payload = None
         if not (
-            isinstance(payload, dict) and payload.get("v") == _PAYLOAD_VERSION and isinstance(payload.get("value"), str)
+            isinstance(payload, dict)
+            and payload.get("v") in (_PAYLOAD_VERSION, _SECRET_PAYLOAD_VERSION)
+            and isinstance(payload.get("value"), str)
         ):
             raise SecretMisuse(row.name, row.scope, row.owner, "its ciphertext is not a sealed countersign secret")
         stored = {"name": row.name, "scope": row.scope, "owner": row.owner, "team_id": row.team_id}
@@ -499,6 +528,10 @@ class Vault:
         ]
         if wrong:
             raise SecretMisuse(row.name, row.scope, row.owner, "it was sealed for another secret: " + ", ".join(wrong))
+        # A payload from before versions counts as version 0: it opens only on a row never written since.
+        sealed_version = payload.get("version") if payload["v"] == _SECRET_PAYLOAD_VERSION else 0
+        if type(sealed_version) is not int or sealed_version != row.version:
+            raise StaleSecret(row.name, row.scope, row.owner, sealed_version, row.version)
         value: str = payload["value"]
         return value, OAuthGrant.unsealed(payload.get("oauth"))
 
@@ -544,13 +577,13 @@ class Scrubber:
 
 
 def _check_identity(name: str, scope: str, owner: str, team_id: str | None, actor: str) -> None:
-    if not isinstance(name, str) or not SECRET_NAME.match(name):
+    if not isinstance(name, str) or not SECRET_NAME.fullmatch(name):
         raise InvalidSecret(f"not a secret name: {name!r} (letters, digits, '_', '.', '-'; a letter first)")
-    if not isinstance(scope, str) or not (scope == ANY_TOOL or _TOOL_NAME.match(scope)):
+    if not isinstance(scope, str) or not (scope == ANY_TOOL or _TOOL_NAME.fullmatch(scope)):
         raise InvalidSecret(f"not a tool name or '*': {scope!r}")
     if not isinstance(owner, str) or not (owner == TEAM or is_user_id(owner)):
         raise InvalidSecret(f"not an owner: {owner!r} (use 'team' or a Slack user id like U0123ABCD)")
-    if team_id is not None and not (isinstance(team_id, str) and _TEAM_ID.match(team_id)):
+    if team_id is not None and not (isinstance(team_id, str) and _TEAM_ID.fullmatch(team_id)):
         raise InvalidSecret(f"not a Slack team id: {team_id!r} (like T0123ABCD)")
     _check_actor(actor)
 

@@ -45,6 +45,7 @@ EXPORT_FIELDS = (
 ExportFormat = Literal["jsonl", "csv"]
 EXPORT_FORMATS: tuple[ExportFormat, ...] = ("jsonl", "csv")
 _HASH = re.compile(r"[0-9a-f]{64}")
+_SEQ = re.compile(r"[0-9]{1,19}")  # ASCII digits only: str.isdigit() also takes '²'
 
 
 class InvalidPublishedHead(ApprovalsError, ValueError):
@@ -68,7 +69,7 @@ class PublishedHead:
     def parse(cls, value: str) -> PublishedHead:
         seq_text, _, hash_text = value.strip().rpartition(":")
         hash_text = hash_text.lower()
-        if not _HASH.fullmatch(hash_text) or (seq_text and not seq_text.isdigit()):
+        if not _HASH.fullmatch(hash_text) or (seq_text and not _SEQ.fullmatch(seq_text)):
             raise InvalidPublishedHead(value)
         seq = int(seq_text) if seq_text else None
         if seq == 0:

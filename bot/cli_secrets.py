@@ -22,6 +22,7 @@ from agent.delegation import connect_credential
 from agent.vault import ANY_TOOL, KEYS_VARIABLE, TEAM, OAuthGrant, Vault, VaultError, generate_key, parse_keys
 from bot.installations import SealedInstallationStore
 from bot.runtime import open_database
+from bot.terminal import printable
 from core.clock import SystemClock
 from core.migrate import current_revision, head_revision
 from core.settings import Settings
@@ -166,8 +167,9 @@ def list_command() -> None:
         )
         for info in listed
     ]
-    widths = [max(len(row[column]) for row in rows) for column in range(len(rows[0]))]
-    for row in rows:
+    shown = [[printable(cell, newlines=False) for cell in row] for row in rows]  # rows may have been altered
+    widths = [max(len(row[column]) for row in shown) for column in range(len(shown[0]))]
+    for row in shown:
         click.echo("  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True)).rstrip())
 
 
@@ -223,7 +225,11 @@ def rotate_key_command(batch_size: int, actor: str) -> None:
         click.echo(f"re-encrypted the Slack tokens of {tokens} installation row(s) with key {current}")
     if report.unreadable:
         for row in report.unreadable:
-            click.echo(f"cannot decrypt {row} with any key: set it again, or add the key that encrypted it", err=True)
+            click.echo(
+                f"cannot decrypt {printable(row, newlines=False)} with any key: set it again, or add the key that "
+                "encrypted it",
+                err=True,
+            )
         raise click.ClickException(f"{len(report.unreadable)} secret(s) still need a key other than the first")
     click.echo(f"every secret is under key {current}: keys after the first may now be removed from {KEYS_VARIABLE}")
 

@@ -11,6 +11,7 @@ import click
 from agent.tasks import TaskError, get_task, submit_task
 from agent.traces import daily_usage, task_usage, timeline
 from bot.runtime import open_database
+from bot.terminal import printable
 from core.clock import SystemClock
 from core.config import Config, load_config
 from core.errors import ConfigError
@@ -58,14 +59,18 @@ def trace(task_id: str) -> None:
     try:
         with sessions() as session:
             found = get_task(session, task_id)
+            # Request text, replies, notes and tool output are untrusted: one entry, one line.
             click.echo(
-                f"task {found.public_id} · {found.task_type} · {found.state} · requested by "
-                f"{found.requester or 'nobody'} at {found.created_at.isoformat(timespec='seconds')}"
+                printable(
+                    f"task {found.public_id} · {found.task_type} · {found.state} · requested by "
+                    f"{found.requester or 'nobody'} at {found.created_at.isoformat(timespec='seconds')}",
+                    newlines=False,
+                )
             )
             for entry in timeline(session, found):
                 click.echo(
-                    f"{entry.at.strftime('%Y-%m-%d %H:%M:%S.%f')[:-3]}  {entry.kind:<24} "
-                    f"{entry.actor:<18} {entry.summary}"
+                    f"{entry.at.strftime('%Y-%m-%d %H:%M:%S.%f')[:-3]}  {printable(entry.kind, newlines=False):<24} "
+                    f"{printable(entry.actor, newlines=False):<18} {printable(entry.summary, newlines=False)}"
                 )
             usage = task_usage(session, found)
             click.echo(
@@ -89,8 +94,9 @@ def usage(day: datetime | None) -> None:
             rows = daily_usage(session, wanted)
         click.echo(f"usage on {wanted.isoformat()} (UTC)")
         for (task_type, model), used in rows.items():
+            named = f"{printable(task_type, newlines=False):<20} {printable(model, newlines=False):<28}"
             click.echo(
-                f"{task_type:<20} {model:<28} {used.calls:>6} calls {used.input_tokens:>10} in "
+                f"{named} {used.calls:>6} calls {used.input_tokens:>10} in "
                 f"{used.output_tokens:>9} out  ${used.cost_usd:.4f}"
             )
         if not rows:

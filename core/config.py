@@ -56,13 +56,13 @@ __all__ = [
 
 KeyPath = tuple[str | int, ...]
 ENV_PREFIX = "COUNTERSIGN__"
-_USER_ID = re.compile(r"^[UW][A-Z0-9]{2,}$")
-_GROUP = re.compile(r"^@[a-z0-9][a-z0-9._-]*$")
-_TASK_TYPE_NAME = re.compile(r"^[a-z][a-z0-9_-]{0,62}$")
-_MODULE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*$")
+_USER_ID = re.compile(r"[UW][A-Z0-9]{2,}")
+_GROUP = re.compile(r"@[a-z0-9][a-z0-9._-]*")
+_TASK_TYPE_NAME = re.compile(r"[a-z][a-z0-9_-]{0,62}")
+_MODULE = re.compile(r"[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*")
 # Our validators' messages already name the bad value; pydantic's own ones get it appended.
 _OWN_ERRORS = {"duration", "person", "notify", "name", "rules", "zone", "clock", "url"}
-_SECRET_NAME = re.compile(r"^[A-Za-z][A-Za-z0-9_.-]{0,127}$")  # as agent.tools.SECRET_NAME
+_SECRET_NAME = re.compile(r"[A-Za-z][A-Za-z0-9_.-]{0,127}")  # as agent.tools.SECRET_NAME
 _LOCAL_HOSTS = ("localhost", "127.0.0.1", "[::1]")
 
 
@@ -109,7 +109,7 @@ def highest(*levels: AutonomyLevel) -> AutonomyLevel:
 
 def is_user_id(entry: str) -> bool:
     """True for a Slack user id (`U…`/`W…`), False for a user-group handle (`@…`)."""
-    return bool(_USER_ID.match(entry))
+    return bool(_USER_ID.fullmatch(entry))
 
 
 def _error(kind: str, message: str) -> PydanticCustomError:
@@ -123,13 +123,13 @@ def _rules(problems: list[tuple[KeyPath, str]]) -> PydanticCustomError:
 
 
 def _person(value: str) -> str:
-    if is_user_id(value) or _GROUP.match(value):
+    if is_user_id(value) or _GROUP.fullmatch(value):
         return value
     raise _error("person", f"not a Slack user id (U…/W…) or user-group handle (@…): {value!r}")
 
 
 def _task_type_name(value: str) -> str:
-    if _TASK_TYPE_NAME.match(value):
+    if _TASK_TYPE_NAME.fullmatch(value):
         return value
     raise _error("name", f"not a task type name (lower case, digits, - and _, from a letter): {value!r}")
 
@@ -182,7 +182,7 @@ class ToolsConfig(_Model):
     @field_validator("modules")
     @classmethod
     def _module_names(cls, modules: list[str]) -> list[str]:
-        bad = [name for name in modules if not _MODULE.match(name)]
+        bad = [name for name in modules if not _MODULE.fullmatch(name)]
         if bad:
             raise _error("name", f"not a Python module name: {bad[0]!r}")
         return modules
@@ -310,7 +310,7 @@ def https_url(value: str) -> str:
 
 
 def _secret_name(value: str) -> str:
-    if _SECRET_NAME.match(value):
+    if _SECRET_NAME.fullmatch(value):
         return value
     raise _error("name", f"not a secret name (letters, digits, '_', '.', '-'; a letter first): {value!r}")
 

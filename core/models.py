@@ -336,6 +336,9 @@ class Secret(Base):
     owner: Mapped[str] = mapped_column(String(32))  # "team", or the Slack user it belongs to
     team_id: Mapped[str | None] = mapped_column(String(32))
     ciphertext: Mapped[str] = mapped_column(Text)
+    # Raised by one on every write of a value and sealed into the ciphertext, so an older
+    # ciphertext written back over the row is refused. 0: sealed before versions existed.
+    version: Mapped[int] = mapped_column(Integer, default=0, server_default=text("0"))
     # A fingerprint of the key that encrypted the row: rotation picks the rows not under the
     # newest key, and `secrets list` shows which rows still need an old one.
     key_id: Mapped[str] = mapped_column(String(16), index=True)

@@ -9,7 +9,7 @@ from typing import Any
 
 ELLIPSIS = "…"
 _ESCAPES = ("&amp;", "&lt;", "&gt;")
-_USER_ID = re.compile(r"^[UW][A-Z0-9]{2,}$")
+_USER_ID = re.compile(r"[UW][A-Z0-9]{2,}")
 _FENCE = "```"
 DATE_FORMAT = "{date_short_pretty} at {time}"
 
@@ -77,7 +77,7 @@ def quote(text: str, max_lines: int = 15) -> str:
 
 def mention(user_id: str) -> str:
     """`<@U…>` for a Slack user id; anything else (`system`, a CLI name) as escaped plain text."""
-    return f"<@{user_id}>" if _USER_ID.match(user_id) else escape(user_id)
+    return f"<@{user_id}>" if _USER_ID.fullmatch(user_id) else escape(user_id)
 
 
 def slack_date(when: datetime, fmt: str = DATE_FORMAT, fallback: str | None = None) -> str:

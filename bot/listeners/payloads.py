@@ -9,12 +9,12 @@ from typing import Any
 
 from bot.blocks.card import params_hash_from_block_id
 
-SLACK_ID = re.compile(r"^[A-Z0-9][A-Z0-9_]{1,31}$")
+SLACK_ID = re.compile(r"[A-Z0-9][A-Z0-9_]{1,31}")
 
 
 def slack_id(value: Any) -> str | None:
     """`value` if it looks like a Slack id (user, channel, team), else None."""
-    return value if isinstance(value, str) and SLACK_ID.match(value) else None
+    return value if isinstance(value, str) and SLACK_ID.fullmatch(value) else None
 
 
 class BadPayload(ValueError):
@@ -42,6 +42,8 @@ def click_from(body: dict[str, Any]) -> Click:
         raise BadPayload(f"not a button click: missing {exc}") from None
     if not isinstance(user, str) or not isinstance(value, str) or not value:
         raise BadPayload("not a button click: user or value is not text")
+    if slack_id(user) is None:  # a look-alike id would be a person no rule knows
+        raise BadPayload(f"not a button click: the user {user!r} is not a Slack user id")
     seen_hash = params_hash_from_block_id(str(action.get("block_id") or "")) or ""
     channel = (body.get("channel") or {}).get("id") or (body.get("container") or {}).get("channel_id")
     return Click(

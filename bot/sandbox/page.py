@@ -13,15 +13,25 @@ small JSON API that the page polls and posts to:
 
 Everything the page sends on to the app goes as a signed Slack request (`Actor`). The server
 runs in its own threads (`start()` returns at once); `close()` stops it.
+
+Only the page itself may use the API, not another site open in the same browser: every
+request must name this server in `Host` (a loopback name and its port, which defeats DNS
+rebinding), an `Origin` if sent must be the page's own, and every `/api/` request must carry
+the page's token in `X-Countersign-Token`. The token is made at start and written into the
+served `index.html`, which another origin cannot read; POSTs must be `application/json`, which
+a cross-site form cannot send. Anything else is answered 403 (415 for the type), naming why.
 """
 
 from __future__ import annotations
 
 import contextlib
+import hmac
 import json
 import logging
+import secrets
 import threading
 from collections.abc import Callable
+from email.message import Message
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any, cast
@@ -45,6 +55,10 @@ FILES = {
 # Nothing but our own files may load or run, whatever a message contains.
 CSP = "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; connect-src 'self'"
 MAX_BODY = 256 * 1024
+TOKEN_HEADER = "X-Countersign-Token"  # noqa: S105 - a header's name
+# In index.html, replaced by the page's token when served.
+TOKEN_SLOT = "__COUNTERSIGN_TOKEN__"  # noqa: S105 - a placeholder
+LOOPBACK_NAMES = ("127.0.0.1", "localhost", "[::1]")
 
 
 class SandboxPage:
@@ -54,6 +68,8 @@ class SandboxPage:
         self._server.page = self
         self.port = int(self._server.server_address[1])
         self.url = f"http://{host}:{self.port}/"
+        self.token = secrets.token_urlsafe(32)
+        self.hosts = _own_hosts(host, self.port)
         self._thread = threading.Thread(
             target=self._server.serve_forever, kwargs={"poll_interval": 0.1}, name="sandbox-page", daemon=True
         )
@@ -83,6 +99,44 @@ class SandboxPage:
 
 class BadRequest(ValueError):
     pass
+
+
+class Forbidden(Exception):
+    """A request that is not from the page itself; `status` is the HTTP status to answer."""
+
+    def __init__(self, message: str, status: int = 403) -> None:
+        super().__init__(message)
+        self.status = status
+
+
+def _own_hosts(host: str, port: int) -> frozenset[str]:
+    """The `Host` values that name this server: the loopback names, and the bound address
+    unless it is a wildcard (a wildcard is not a name anyone's page is served under)."""
+    names = set(LOOPBACK_NAMES)
+    if host not in ("", "0.0.0.0", "::"):  # noqa: S104 - recognising a wildcard, not binding one
+        names.add(f"[{host}]" if ":" in host else host)
+    return frozenset(f"{name}:{port}" for name in names)
+
+
+def check_request(page: SandboxPage, method: str, path: str, headers: Message) -> None:
+    """Raise `Forbidden` unless the request comes from the page itself (see the module doc)."""
+    host = headers.get("Host") or ""
+    if host.lower() not in page.hosts:
+        raise Forbidden(f"Host {host!r} is not this page's ({', '.join(sorted(page.hosts))}): open {page.url}")
+    origin = headers.get("Origin")
+    if origin is not None and origin.lower() != f"http://{host.lower()}":
+        raise Forbidden(f"Origin {origin!r} is not this page's (http://{host})")
+    if not path.startswith("/api/"):
+        return
+    if method == "POST":
+        content_type = (headers.get("Content-Type") or "").split(";", 1)[0].strip().lower()
+        if content_type != "application/json":
+            raise Forbidden(f"Content-Type {content_type!r} is not 'application/json'", status=415)
+    token = headers.get(TOKEN_HEADER)
+    if not token:
+        raise Forbidden(f"no {TOKEN_HEADER}: reload the page")
+    if not hmac.compare_digest(token.encode(), page.token.encode()):
+        raise Forbidden(f"wrong {TOKEN_HEADER}: the sandbox restarted since the page loaded; reload it")
 
 
 def _text(body: JsonDict, key: str) -> str:
@@ -125,9 +179,14 @@ class _Handler(BaseHTTPRequestHandler):
 
     def do_GET(self) -> None:
         path = urlsplit(self.path)
+        if not self._allowed("GET", path.path):
+            return
         if path.path in FILES:
             name, content_type = FILES[path.path]
-            self._reply(200, (STATIC / name).read_bytes(), content_type)
+            data = (STATIC / name).read_bytes()
+            if name == "index.html":
+                data = data.replace(TOKEN_SLOT.encode(), self._page().token.encode())
+            self._reply(200, data, content_type)
         elif path.path == "/api/state":
             user = (parse_qs(path.query).get("user") or [""])[0]
             if not user:
@@ -144,6 +203,8 @@ class _Handler(BaseHTTPRequestHandler):
 
     def do_POST(self) -> None:
         path = urlsplit(self.path).path
+        if not self._allowed("POST", path):
+            return
         route = self._page().routes().get(path)
         if route is None:
             self._json(404, {"ok": False, "error": f"no route POST {path}"})
@@ -164,6 +225,27 @@ class _Handler(BaseHTTPRequestHandler):
         except Exception:  # the page shows a notice; the server keeps serving
             log.exception("sandbox page: %s failed", path)
             self._json(500, {"ok": False, "notice": "The sandbox failed; see its log."})
+
+    def _allowed(self, method: str, path: str) -> bool:
+        try:
+            check_request(self._page(), method, path, self.headers)
+        except Forbidden as refusal:
+            self._discard_body()
+            self._json(refusal.status, {"ok": False, "error": str(refusal)})
+            return False
+        return True
+
+    def _discard_body(self) -> None:
+        """Read a refused request's (bounded) body, so that closing the socket with it unread
+        does not reset the connection before the browser has the answer."""
+        try:
+            length = int(self.headers.get("Content-Length") or 0)
+        except ValueError:
+            length = -1
+        if 0 <= length <= MAX_BODY:
+            self.rfile.read(length)
+        else:
+            self.close_connection = True
 
     def _page(self) -> SandboxPage:
         return cast(_Server, self.server).page

@@ -6,6 +6,7 @@ TEMPORARY: `secrets_table` creates the `secrets` table until its migration exist
 
 from __future__ import annotations
 
+import json
 import random
 import threading
 import time
@@ -24,11 +25,13 @@ from agent.errors import InvalidParams, InvalidToolDefinition
 from agent.tools import Secrets, spec_of
 from agent.vault import (
     InvalidSecret,
+    OAuthGrant,
     Scrubber,
     Secret,
     SecretMisuse,
     SecretNotSet,
     SecretUnreadable,
+    StaleSecret,
     Vault,
     VaultKeyError,
     generate_key,
@@ -208,6 +211,76 @@ def test_a_sealed_payload_that_is_not_a_secret_is_refused(vault: Vault, sessions
         forged = Fernet(OLD_KEY).encrypt(STRIPE.encode()).decode()
         session.execute(update(Secret).values(ciphertext=forged))
     with pytest.raises(SecretMisuse, match="not a sealed countersign secret"):
+        vault.get("stripe_api_key", tool="charge_card")
+
+
+# -- versions: an older ciphertext of the same secret written back is refused -------------------
+
+
+def _write_back(sessions: sessionmaker[Session], ciphertext: str) -> None:
+    """Someone with database access puts an old ciphertext back, leaving the row's version."""
+    with sessions.begin() as session:
+        session.execute(update(Secret).where(Secret.name == "stripe_api_key").values(ciphertext=ciphertext))
+
+
+def test_an_older_ciphertext_written_back_over_a_secret_is_refused(vault: Vault, sessions) -> None:
+    vault.put("stripe_api_key", "sk_revoked_last_week", scope="charge_card")
+    old = _row(sessions, "stripe_api_key", "charge_card")
+    vault.put("stripe_api_key", STRIPE, scope="charge_card")
+    assert (old.version, _row(sessions, "stripe_api_key", "charge_card").version) == (1, 2)
+
+    _write_back(sessions, old.ciphertext)
+    with pytest.raises(StaleSecret) as refused:
+        vault.get("stripe_api_key", tool="charge_card")
+    assert "secret 'stripe_api_key' (tool 'charge_card', owner 'team') refused" in str(refused.value)
+    assert "its ciphertext is of version 1, but the row is at version 2" in str(refused.value)
+    assert isinstance(refused.value, SecretMisuse)  # handled wherever a misused row is
+    assert "sk_revoked" not in str(refused.value)
+
+
+def test_a_refreshed_token_raises_the_version_and_the_one_before_is_refused(vault: Vault, sessions) -> None:
+    grant = OAuthGrant("github", "refresh-1")
+    vault.put("stripe_api_key", "access-1", scope="charge_card", owner="U0ALICE", oauth=grant)
+    before = _row(sessions, "stripe_api_key", "charge_card", "U0ALICE").ciphertext
+    with sessions.begin() as session:  # the executor's refresh: fetch under the row lock, then replace
+        [secret] = vault.fetch(session, ["stripe_api_key"], tool="charge_card", owner="U0ALICE", lock=True)
+        vault.replace(session, secret, "access-2", OAuthGrant("github", "refresh-2"))
+    assert vault.get("stripe_api_key", tool="charge_card", owner="U0ALICE") == "access-2"
+    assert _row(sessions, "stripe_api_key", "charge_card", "U0ALICE").version == 2
+
+    _write_back(sessions, before)  # the spent refresh token would come back with it
+    with pytest.raises(StaleSecret, match="version 1, but the row is at version 2"):
+        vault.grant("stripe_api_key", tool="charge_card", owner="U0ALICE")
+
+
+def test_rekeying_keeps_the_version_and_a_stale_ciphertext_stays_refused(vault: Vault, sessions, clock) -> None:
+    vault.put("stripe_api_key", "sk_old", scope="charge_card")
+    stale = _row(sessions, "stripe_api_key", "charge_card").ciphertext
+    vault.put("stripe_api_key", STRIPE, scope="charge_card")
+    rotating = Vault(sessions, [NEW_KEY, OLD_KEY], clock=clock)
+    assert rotating.rotate_key().rotated == 1
+    row = _row(sessions, "stripe_api_key", "charge_card")
+    assert (row.version, row.key_id) == (2, key_id(NEW_KEY))
+    assert Vault(sessions, [NEW_KEY]).get("stripe_api_key", tool="charge_card") == STRIPE
+
+    _write_back(sessions, rotating.reseal(stale))  # even re-keyed by hand, the old value is old
+    with pytest.raises(StaleSecret):
+        rotating.get("stripe_api_key", tool="charge_card")
+
+
+def test_a_secret_sealed_before_versions_still_opens_until_it_is_written(vault: Vault, sessions) -> None:
+    # What the vault wrote before versions existed: payload format 1, and the migration's version 0.
+    legacy = {"v": 1, "name": "stripe_api_key", "scope": "charge_card", "owner": "team", "team_id": None}
+    sealed = Fernet(OLD_KEY).encrypt(json.dumps({**legacy, "value": "sk_legacy"}, sort_keys=True).encode()).decode()
+    vault.put("stripe_api_key", "placeholder", scope="charge_card")
+    with sessions.begin() as session:
+        session.execute(update(Secret).values(ciphertext=sealed, version=0))
+    assert vault.get("stripe_api_key", tool="charge_card") == "sk_legacy"
+
+    vault.put("stripe_api_key", STRIPE, scope="charge_card")
+    assert _row(sessions, "stripe_api_key", "charge_card").version == 1
+    _write_back(sessions, sealed)  # once written, the pre-version ciphertext is an old one
+    with pytest.raises(StaleSecret, match="its ciphertext is of version 0, but the row is at version 1"):
         vault.get("stripe_api_key", tool="charge_card")
 
 
@@ -463,6 +536,18 @@ def test_cli_sets_lists_and_deletes_without_ever_printing_a_value(cli_env, sessi
     for result in (done, again, listed, gone, missing):
         assert STRIPE not in result.output
     assert runner.invoke(secrets_cli, ["list"], env=cli_env).output == "no secrets\n"
+
+
+def test_cli_list_prints_an_altered_rows_escape_sequences_as_visible_text(cli_env, sessions) -> None:
+    runner = CliRunner()
+    runner.invoke(secrets_cli, ["set", "stripe_api_key", "--tool", "charge_card"], input=STRIPE, env=cli_env)
+    with sessions.begin() as session:  # someone with database access plants a terminal escape
+        session.execute(update(Secret).values(name="stripe\x1b]0;pwn\x07\x1b[2J\nfake_row"))
+    listed = runner.invoke(secrets_cli, ["list"], env=cli_env)
+    assert listed.exit_code == 0, listed.output
+    assert "\x1b" not in listed.output and "\x07" not in listed.output
+    _header, line = listed.output.splitlines()
+    assert line.startswith("stripe\\x1b]0;pwn\\x07\\x1b[2J\\nfake_row  charge_card")
 
 
 def test_cli_refuses_an_empty_value_and_a_missing_key(cli_env) -> None:

@@ -395,7 +395,7 @@ def test_verify_counts_the_events_after_the_last_published_head(
 
 
 def test_a_malformed_published_head_is_refused(db_url: str, sessions: sessionmaker[Session]) -> None:
-    for bad in ("abc", "x:" + "a" * 64, "0:" + "a" * 64, "a" * 63, "-1:" + "a" * 64):
+    for bad in ("abc", "x:" + "a" * 64, "0:" + "a" * 64, "a" * 63, "-1:" + "a" * 64, "²³:" + "a" * 64):
         with pytest.raises(InvalidPublishedHead, match="not a published head"):
             check(sessions, bad)
     result = cli(db_url, "verify", "--against", "12:nothex")

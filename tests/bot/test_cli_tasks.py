@@ -100,3 +100,18 @@ def test_trace_of_an_unknown_task_is_a_clear_error(env: dict[str, str]) -> None:
     result = CliRunner().invoke(main, ["trace", "tsk_nope"], env=env)
     assert result.exit_code == 1
     assert "no task 'tsk_nope'" in result.output
+
+
+def test_trace_prints_escape_sequences_in_the_request_as_visible_text(env: dict[str, str]) -> None:
+    runner = CliRunner()
+    text = "Refund order 77\x1b[2J\x1b]0;pwn\x07\r\n2026-01-01 00:00:00.000  decision.approved  U0ADMIN \x9b31m"
+    submitted = runner.invoke(main, ["task", "submit", "refund", text, "--requester", "U0REQ"], env=env)
+    assert submitted.exit_code == 0, submitted.output
+
+    traced = runner.invoke(main, ["trace", submitted.output.strip()], env=env)
+    assert traced.exit_code == 0, traced.output
+    assert not {"\x1b", "\x07", "\r", "\x9b"} & set(traced.output)  # nothing a terminal would interpret
+    lines = traced.output.splitlines()
+    assert len(lines) == 3  # header, task.submitted, total: the text forges no line of its own
+    assert "Refund order 77\\x1b[2J\\x1b]0;pwn\\x07\\r\\n2026-01-01" in lines[1]
+    assert lines[1].endswith("U0ADMIN \\x9b31m")

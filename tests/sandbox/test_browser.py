@@ -98,6 +98,27 @@ def test_flag_change_vetoed_inside_its_window(demo: Demo, page: Any, shots: Path
     page.screenshot(path=str(shots / "vetoed.png"))
 
 
+def test_another_origin_in_the_browser_cannot_post_for_anyone(demo: Demo, page: Any) -> None:
+    """What any web page open in the same browser can send without a preflight: a `no-cors`
+    text/plain POST. The other site is a page of another local origin (the app's own port:
+    Chromium lets only loopback pages reach loopback at all)."""
+    page.goto(demo.app_url + "/healthz")
+    body = '{"user": "U0APPROVER", "channel": "C0APPROVALS", "text": "posted by another origin"}'
+    script = "async ([url, body]) => (await fetch(url, {method: 'POST', mode: 'no-cors', body})).type"
+    assert page.evaluate(script, [demo.url + "api/compose", body]) == "opaque"  # sent; the answer unread
+    assert not [m for m in demo.emulator.messages("C0APPROVALS") if "another origin" in m.text]
+    # Its own page, without the token, is refused too; the page itself (as app.js sends) works.
+    _open(page, demo, REQUESTER, "C0APPROVALS")
+    own = (
+        "async (body) => (await fetch('/api/compose', "
+        "{method: 'POST', body, headers: {'Content-Type': 'application/json'}})).status"
+    )
+    assert page.evaluate(own, body) == 403
+    _say(page, "posted by the page itself")
+    need_browser().expect(page.locator(".message").last).to_contain_text("posted by the page itself")
+    assert not [m for m in demo.emulator.messages("C0APPROVALS") if "another origin" in m.text]
+
+
 def test_reject_asks_for_a_reason_in_a_modal(demo: Demo, page: Any, shots: Path) -> None:
     expect = need_browser().expect
     _open(page, demo, REQUESTER, "C0PAYMENTS")

@@ -17,9 +17,11 @@ import pytest
 
 from bot.demo import Demo
 from bot.sandbox import signed
+from bot.sandbox.page import TOKEN_HEADER
 from tests.sandbox.harness import running_demo
 
 REQUESTER, APPROVER = "U0REQUESTER", "U0APPROVER"
+SAY_HI = {"user": REQUESTER, "channel": "C0APPROVALS", "text": "hi from another site"}
 
 
 @pytest.fixture(scope="module")
@@ -28,19 +30,22 @@ def demo(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Demo]:
         yield running
 
 
-def get(demo: Demo, path: str) -> tuple[int, dict[str, str], bytes]:
+def get(demo: Demo, path: str, headers: dict[str, str] | None = None) -> tuple[int, dict[str, str], bytes]:
+    """GET `path` as the page does (with its token), or with `headers` instead of the page's."""
+    headers = {TOKEN_HEADER: demo.page.token} if headers is None else headers
+    request = urllib.request.Request(demo.url.rstrip("/") + path, headers=headers)
     try:
-        with urllib.request.urlopen(demo.url.rstrip("/") + path, timeout=10) as reply:
+        with urllib.request.urlopen(request, timeout=10) as reply:
             return reply.status, dict(reply.headers), reply.read()
     except urllib.error.HTTPError as error:
         return error.code, dict(error.headers), error.read()
 
 
-def post(demo: Demo, path: str, body: Any) -> tuple[int, Any]:
+def post(demo: Demo, path: str, body: Any, headers: dict[str, str] | None = None) -> tuple[int, Any]:
+    """POST `body` as the page does (JSON, with its token), or with `headers` instead of the page's."""
     data = body if isinstance(body, bytes) else json.dumps(body).encode()
-    request = urllib.request.Request(
-        demo.url.rstrip("/") + path, data=data, method="POST", headers={"Content-Type": "application/json"}
-    )
+    headers = {"Content-Type": "application/json", TOKEN_HEADER: demo.page.token} if headers is None else headers
+    request = urllib.request.Request(demo.url.rstrip("/") + path, data=data, method="POST", headers=headers)
     try:
         with urllib.request.urlopen(request, timeout=10) as reply:
             return reply.status, json.loads(reply.read())
@@ -73,6 +78,56 @@ def test_the_page_and_its_files_are_served_with_a_strict_policy(demo: Demo) -> N
     assert get(demo, "/api/state")[0] == 400
     personas = json.loads(get(demo, "/api/personas")[2])
     assert [p["role"] for p in personas] == ["requester", "approver", "admin", "stranger"]
+
+
+def test_the_page_carries_its_token_and_the_api_wants_it(demo: Demo) -> None:
+    body = get(demo, "/", headers={})[2].decode()
+    assert f'<meta name="countersign-token" content="{demo.page.token}">' in body
+    assert len(demo.page.token) >= 32
+    assert get(demo, "/api/personas")[0] == 200
+    for headers in ({}, {TOKEN_HEADER: ""}, {TOKEN_HEADER: demo.page.token[:-1] + "x"}):
+        status, _, answer = get(demo, "/api/state?user=U0REQUESTER", headers=headers)
+        assert status == 403 and TOKEN_HEADER in json.loads(answer)["error"]
+    status, answer = post(demo, "/api/compose", SAY_HI, headers={"Content-Type": "application/json"})
+    assert status == 403 and f"no {TOKEN_HEADER}" in answer["error"]
+    _nothing_said(demo)
+
+
+def test_another_site_in_the_same_browser_cannot_act_for_anyone(demo: Demo) -> None:
+    page = {"Content-Type": "application/json", TOKEN_HEADER: demo.page.token}
+    # A cross-site fetch or form: another Origin, or text/plain (which needs no preflight).
+    status, answer = post(demo, "/api/compose", SAY_HI, headers={**page, "Origin": "http://evil.example"})
+    assert status == 403 and "Origin 'http://evil.example' is not this page's" in answer["error"]
+    status, answer = post(demo, "/api/compose", SAY_HI, headers={"Content-Type": "text/plain", "Origin": "null"})
+    assert status == 403
+    status, answer = post(demo, "/api/click", SAY_HI, headers={"Content-Type": "text/plain;charset=UTF-8"})
+    assert status == 415 and "'text/plain' is not 'application/json'" in answer["error"]
+    _nothing_said(demo)
+
+
+def test_a_rebound_host_name_gets_neither_the_token_nor_the_api(demo: Demo) -> None:
+    # DNS rebinding: evil.example resolves to 127.0.0.1, so its pages reach this server as same-origin.
+    rebound = f"evil.example:{demo.page.port}"
+    for path in ("/", "/api/personas", "/api/state?user=U0REQUESTER"):
+        status, _, answer = get(demo, path, headers={"Host": rebound, TOKEN_HEADER: demo.page.token})
+        assert status == 403 and f"Host {rebound!r} is not this page's" in json.loads(answer)["error"]
+        assert demo.page.token.encode() not in answer
+    headers = {"Host": rebound, "Origin": f"http://{rebound}", "Content-Type": "application/json"}
+    assert post(demo, "/api/compose", SAY_HI, headers={**headers, TOKEN_HEADER: demo.page.token})[0] == 403
+    wrong_port = f"127.0.0.1:{demo.page.port + 1}"
+    assert get(demo, "/api/personas", headers={"Host": wrong_port, TOKEN_HEADER: demo.page.token})[0] == 403
+    _nothing_said(demo)
+
+
+def test_the_page_answers_under_each_loopback_name(demo: Demo) -> None:
+    for name in ("localhost", "127.0.0.1", "LOCALHOST", "[::1]"):
+        host = f"{name}:{demo.page.port}"
+        headers = {"Host": host, "Origin": f"http://{host}", TOKEN_HEADER: demo.page.token}
+        assert get(demo, "/api/personas", headers=headers)[0] == 200
+
+
+def _nothing_said(demo: Demo) -> None:
+    assert not [m for m in state(demo, REQUESTER)["messages"].get("C0APPROVALS", []) if "hi from" in m["text"]]
 
 
 def test_bad_requests_to_the_api_are_refused_politely(demo: Demo) -> None:

@@ -18,9 +18,15 @@
     modal: null, // {id, inputs, errors: {blockId: node}}
   };
   const $ = (id) => document.getElementById(id);
+  // The server wrote its token into this page; only this page can read it, and the API wants it.
+  const token = document.querySelector('meta[name="countersign-token"]').content;
+  function api(path, init = {}) {
+    const headers = Object.assign({ "X-Countersign-Token": token }, init.headers);
+    return fetch(path, Object.assign({}, init, { headers }));
+  }
 
   async function post(path, body) {
-    const response = await fetch(path, {
+    const response = await api(path, {
       method: "POST",
       headers: { "Content-Type": "application/json" },
       body: JSON.stringify(Object.assign({ user: ui.me }, body)),
@@ -60,7 +66,7 @@
     const who = ui.me;
     if (!who) return;
     try {
-      const response = await fetch(`/api/state?user=${encodeURIComponent(who)}`, { cache: "no-store" });
+      const response = await api(`/api/state?user=${encodeURIComponent(who)}`, { cache: "no-store" });
       const textBody = await response.text();
       if (who !== ui.me || textBody === ui.lastText) return; // switched people meanwhile, or nothing new
       ui.lastText = textBody;
@@ -316,7 +322,7 @@
   }
 
   async function bootstrap() {
-    const personas = await (await fetch("/api/personas")).json();
+    const personas = await (await api("/api/personas")).json();
     if (!personas.some((p) => p.id === ui.me)) ui.me = personas.length ? personas[0].id : "";
     await poll();
     setInterval(poll, 1000);
