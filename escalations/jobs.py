@@ -1,6 +1,7 @@
 """The periodic jobs of a serving process, as (function, interval) pairs for the ticker:
 escalation steps every second, stalled tasks every half minute, cost and backlog alerts every
-minute, and the audit chain's head published outside the database every ten minutes."""
+minute, the audit chain's head published outside the database every ten minutes, and request
+signatures too old to be replayed forgotten every minute."""
 
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ from approvals import autonomy
 from approvals.ledger import publish_head
 from core.clock import Clock
 from core.config import Config
+from core.replays import forget_expired
 from escalations import alerts, stalls
 from escalations.sweeper import Sweeper
 
@@ -28,6 +30,7 @@ def periodic_jobs(
     stall_every_s: float = 30.0,
     alerts_every_s: float = 60.0,
     head_every_s: float = 600.0,
+    signatures_every_s: float = 60.0,
 ) -> Jobs:
     def sweep_stalls() -> int:
         with sessions.begin() as session:
@@ -44,12 +47,17 @@ def periodic_jobs(
         with sessions.begin() as session:
             return publish_head(session, clock.now())
 
+    def forget_signatures() -> int:
+        with sessions.begin() as session:
+            return forget_expired(session, clock.now())
+
     return {
         "countersign-sweep": (sweeper.run_until_idle, tick_s),
         "countersign-autonomy": (settle, tick_s),
         "countersign-stalls": (sweep_stalls, stall_every_s),
         "countersign-alerts": (check_alerts, alerts_every_s),
         "countersign-audit-head": (publish, head_every_s),
+        "countersign-seen-signatures": (forget_signatures, signatures_every_s),
     }
 
 

@@ -14,7 +14,6 @@ from dataclasses import dataclass
 from typing import Any
 
 import pytest
-import waitress
 from pydantic import SecretStr
 from slack_sdk.signature import SignatureVerifier
 from sqlalchemy import select
@@ -23,6 +22,7 @@ from agent.model import ModelClient
 from agent.scripted_model import ScriptedModel
 from bot.runtime import build_services
 from bot.serve import Process, assemble
+from bot.server import listen
 from core.config import Config
 from core.db import make_engine, make_sessionmaker
 from core.models import Action
@@ -161,7 +161,7 @@ class SlackApp:
         model = model or ScriptedModel(SCRIPT)
         self.process: Process = assemble(settings, services, self.engine, model, channel_pace_s=0)
         self.services = services
-        self.http = waitress.create_server(self.process.server, host="127.0.0.1", port=0, threads=16)
+        self.http = listen(self.process.server, "127.0.0.1", 0)
         self.url = f"http://127.0.0.1:{self.http.effective_port}"  # type: ignore[union-attr]
         self._closing = threading.Event()
         self._thread = threading.Thread(target=self._serve, daemon=True)
@@ -298,8 +298,13 @@ class SlackApp:
                 "event": event,
             }
         ).encode()
-        headers = {"X-Slack-Retry-Num": str(retry), "X-Slack-Retry-Reason": "http_timeout"} if retry else None
-        return self.post(body, "application/json", headers=headers)
+        if not retry:
+            return self.post(body, "application/json")
+        # Slack signs each retry afresh, seconds or minutes after the first delivery: stamped
+        # `retry` seconds on, it is the same body under a new signature (the very same signature
+        # again would be a replay).
+        headers = {"X-Slack-Retry-Num": str(retry), "X-Slack-Retry-Reason": "http_timeout"}
+        return self.post(body, "application/json", headers=headers, timestamp=int(time.time()) + retry)
 
     # -- what happened -------------------------------------------------------------------
 
