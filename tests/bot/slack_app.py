@@ -10,6 +10,7 @@ import urllib.error
 import urllib.parse
 import urllib.request
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
@@ -360,16 +361,24 @@ def decide_block(blocks: list[dict[str, Any]]) -> tuple[str, dict[str, str]]:
     return block["block_id"], {e["action_id"]: e["value"] for e in block["elements"]}
 
 
-@pytest.fixture
-def slack_app(db_url: str) -> Iterator[SlackApp]:
+@contextmanager
+def running_slack_app(db_url: str, **settings_given: Any) -> Iterator[SlackApp]:
+    """The app of the `slack_app` fixture, for a test that needs other settings or must set
+    something up (logging) before the app is built."""
     clock = FrozenClock(FrozenClock().now().replace(year=2026, month=11))
     with SlackEmulator(now=seconds(clock)) as slack:
         slack.add_channel(APPROVALS, "approvals")
         slack.add_channel(ADMINS, "admins")
         for user in (REQUESTER, ALICE, BOB, MALLORY, ADMIN):
             slack.add_user(user, user.lower())
-        app = SlackApp(db_url, slack, clock, Config.model_validate(CONFIG))
+        app = SlackApp(db_url, slack, clock, Config.model_validate(CONFIG), **settings_given)
         try:
             yield app
         finally:
             app.close()
+
+
+@pytest.fixture
+def slack_app(db_url: str) -> Iterator[SlackApp]:
+    with running_slack_app(db_url) as app:
+        yield app
