@@ -1,12 +1,13 @@
 """`countersign serve`: Bolt behind waitress (a production WSGI server with a thread pool),
 beside our own routes on the same port, and the background workers in threads.
 
-Routes: POST /slack/events (events, interactivity, slash commands; length, timestamp, signature
-and replay checked by `bot.slack_ingress` before Bolt parses anything), GET /slack/install and /slack/oauth_redirect (multi-workspace mode: Bolt's OAuth
-flow), GET /oauth/{provider}/start and /oauth/{provider}/callback (people connecting their own
+Routes: POST /slack/events (events, interactivity, slash commands; length, timestamp,
+signature and replay checked by `bot.slack_ingress` before Bolt parses anything), GET
+/slack/install and /slack/oauth_redirect (multi-workspace mode: Bolt's OAuth flow), GET
+/oauth/{provider}/start and /oauth/{provider}/callback (people connecting their own
 credentials: `bot.connect_routes`), POST /api/tasks (bearer `COUNTERSIGN_API_TOKEN`), GET
-/healthz, /readyz, /metrics (with `COUNTERSIGN_METRICS_TOKEN` set, /metrics needs it as a bearer
-token and /readyz names its checks only to a request that carries it).
+/healthz, /readyz, /metrics (with `COUNTERSIGN_METRICS_TOKEN` set, /metrics needs it as a
+bearer token and /readyz names its checks only to a request that carries it).
 """
 
 from __future__ import annotations
@@ -91,7 +92,9 @@ class Server:
             return answer_json(start_response, 200 if ready["ok"] else 503, ready)
         if path == "/metrics":
             if self.metrics_token is not None and not self._carries_metrics_token(environ):
-                return answer_json(start_response, 401, {"error": "missing or wrong bearer token (COUNTERSIGN_METRICS_TOKEN)"})
+                return answer_json(
+                    start_response, 401, {"error": "missing or wrong bearer token (COUNTERSIGN_METRICS_TOKEN)"}
+                )
             start_response("200 OK", [("Content-Type", CONTENT_TYPE_LATEST)])
             return [generate_latest(REGISTRY), generate_latest(self.gauges)]
         return answer_json(start_response, 404, {"error": f"no route {method} {path}"})
@@ -184,7 +187,6 @@ def _text_problem(value: str) -> str | None:
     except UnicodeEncodeError as exc:
         return f"contains a lone surrogate ({value[exc.start]!r}): not valid Unicode"
     return None
-
 
 
 def listen(wsgi: Handler, host: str, port: int, *, threads: int = 16) -> BaseWSGIServer | MultiSocketServer:

@@ -11,8 +11,8 @@ import urllib.request
 
 import pytest
 import structlog
-from pydantic import SecretStr
 from prometheus_client.parser import text_string_to_metric_families
+from pydantic import SecretStr
 from sqlalchemy import create_engine, text
 
 from core import logs
