@@ -8,8 +8,14 @@ from datetime import UTC, datetime, timedelta
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session, sessionmaker
 
+from core.config import Config
 from core.models import SeenRequestSignature
 from core.replays import CLOCK_SKEW, REPLAY_WINDOW, first_sighting, forget_expired
+from escalations.jobs import periodic_jobs
+from escalations.sweeper import Sweeper
+from tests.bot.slack_app import CONFIG
+from tests.fakes.clock import FrozenClock
+from tests.fakes.directory import FakeDirectory
 
 SIGNED_AT = datetime(2026, 11, 3, 9, 30, tzinfo=UTC)
 
@@ -40,3 +46,17 @@ def test_signatures_are_forgotten_once_no_copy_could_pass_the_signature_check(
         assert session.scalar(select(func.count()).select_from(SeenRequestSignature)) == 1
     with sessions.begin() as session:  # forgotten: only the signature check now stands in the way
         assert first_sighting(session, "v0=old", SIGNED_AT)
+
+
+def test_the_ticker_forgets_expired_signatures_every_minute(sessions: sessionmaker[Session]) -> None:
+    clock = FrozenClock(SIGNED_AT)
+    config = Config.model_validate(CONFIG)
+    jobs = periodic_jobs(Sweeper(sessions, FakeDirectory(), clock), sessions, config, clock)
+    forget, every_s = jobs["countersign-seen-signatures"]
+    assert every_s == 60.0
+    with sessions.begin() as session:
+        first_sighting(session, "v0=once", SIGNED_AT)
+    clock.advance(REPLAY_WINDOW + CLOCK_SKEW)
+    assert forget() == 0
+    clock.advance(timedelta(seconds=1))
+    assert forget() == 1
