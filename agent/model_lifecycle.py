@@ -50,8 +50,8 @@ def model_problem(model: str, today: date) -> str | None:
     if lifecycle is None:
         return None
     if lifecycle.status == "retired" or lifecycle.retires <= today:
-        return f"{model!r} is retired (since {lifecycle.retires.isoformat()}): requests to it fail; choose a current model"
-    return f"{model!r} is deprecated (retires {lifecycle.retires.isoformat()}); choose a current model"
+        return f"{model!r} is retired (since {lifecycle.retires}): requests to it fail; choose a current model"
+    return f"{model!r} is deprecated (retires {lifecycle.retires}); choose a current model"
 
 
 def check_models(config: Config, today: date) -> list[str]:

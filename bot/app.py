@@ -21,6 +21,9 @@ from bot.listeners import actions, autonomy, commands, events, installs, views
 from bot.services import Services
 
 log = logging.getLogger(__name__)
+# Bolt's base logger. Bolt logs at INFO what it refuses, body and all (a failed signature
+# check logs the whole request): below WARNING nothing of Bolt's reaches our logs.
+BOLT_LOG = "bot.bolt"
 
 
 def build_app(
@@ -33,7 +36,10 @@ def build_app(
 ) -> App:
     """`oauth` turns on multi-workspace mode: each request is authorized with its workspace's
     installation (Bolt's `authorize`), and the install routes are served."""
+    bolt_log = logging.getLogger(BOLT_LOG)
+    bolt_log.setLevel(logging.WARNING)
     app = App(
+        logger=bolt_log,
         signing_secret=signing_secret,
         client=services.client,
         oauth_settings=oauth,

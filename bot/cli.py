@@ -2,16 +2,16 @@
 
 from __future__ import annotations
 
+import ipaddress
 import sys
 from pathlib import Path
 from typing import NoReturn
 
 import click
 from slack_bolt.adapter.socket_mode import SocketModeHandler
-from waitress.server import create_server
 
-from agent.model_lifecycle import check_models
 from agent.errors import ToolLoadError
+from agent.model_lifecycle import check_models
 from agent.tools import load_tool_modules
 from bot.cli_audit import audit
 from bot.cli_autonomy import autonomy
@@ -23,6 +23,7 @@ from bot.demo import DATABASE_URL as DEMO_DATABASE_URL
 from bot.demo import run_demo
 from bot.runtime import build_model, build_services, open_database
 from bot.serve import Process, assemble
+from bot.server import listen
 from core import logs
 from core.clock import SystemClock
 from core.config import check_tool_names, load_config
@@ -55,7 +56,8 @@ def config_check(path: Path | None) -> None:
         registry = load_tool_modules(loaded.tools.modules)
     except ToolLoadError as exc:
         _fail([str(exc)])
-    problems = check_tool_names(loaded, registry.names()) + check_models(loaded, SystemClock().now().date()) + connect_problems(settings, loaded)
+    problems = check_tool_names(loaded, registry.names()) + check_models(loaded, SystemClock().now().date())
+    problems += connect_problems(settings, loaded)
     if problems:
         _fail(problems)
     click.echo("ok")
@@ -84,12 +86,17 @@ def db_upgrade() -> None:
 
 
 @main.command()
-@click.option("--host", default="0.0.0.0", show_default=True, help="Interface to listen on.")  # noqa: S104
+@click.option(
+    "--host",
+    default=None,
+    help="Interface to listen on (default: $COUNTERSIGN_HOST, else 127.0.0.1; 0.0.0.0 for all interfaces).",
+)
 @click.option("--port", default=3000, show_default=True, help="HTTP port for Slack, the API and health checks.")
 @click.option("--socket", "socket_mode", is_flag=True, help="Socket Mode with SLACK_APP_TOKEN instead of HTTP.")
-def serve(host: str, port: int, socket_mode: bool) -> None:
+def serve(host: str | None, port: int, socket_mode: bool) -> None:
     """Serve Slack, the task API and health checks, and run the agent, executor and outbox."""
     settings = Settings()
+    host = host or settings.host
     try:
         loaded = load_config(Path(settings.config_path))
         model, which = build_model(settings)
@@ -135,14 +142,27 @@ def _serve(process: Process, settings: Settings, host: str, port: int, socket_mo
         click.echo(f"countersign: Socket Mode, model: {which}")
         SocketModeHandler(process.app, settings.slack_app_token.get_secret_value()).start()  # type: ignore[no-untyped-call]
         return
-    server = create_server(process.server, host=host, port=port, threads=16)
+    server = listen(process.server, host, port)
     click.echo(f"countersign: serving on http://{host}:{port} (POST /slack/events), model: {which}")
+    if settings.metrics_token is None and not _loopback(host):
+        click.echo(
+            f"countersign: /metrics and /readyz are open to anyone who reaches {host}:{port}; "
+            "set COUNTERSIGN_METRICS_TOKEN to require a bearer token",
+            err=True,
+        )
     try:
         server.run()
     except KeyboardInterrupt:
         click.echo("countersign: stopping")
     finally:
         server.close()
+
+
+def _loopback(host: str) -> bool:
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return host == "localhost"
 
 
 @main.command()

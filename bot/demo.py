@@ -22,7 +22,7 @@ from pathlib import Path
 
 from pydantic import SecretStr
 from sqlalchemy import Engine
-from waitress.server import BaseWSGIServer, MultiSocketServer, create_server
+from waitress.server import BaseWSGIServer, MultiSocketServer
 
 from agent.model import ModelClient
 from agent.scripted_model import ScriptedModel
@@ -31,7 +31,7 @@ from bot.sandbox import SlackEmulator
 from bot.sandbox.actor import Actor, Persona
 from bot.sandbox.page import SandboxPage
 from bot.serve import Process, assemble
-from bot.server import Workers
+from bot.server import Workers, listen
 from core.clock import Clock
 from core.config import load_config
 from core.db import make_engine, make_sessionmaker, own_sqlite_database, sqlite_path
@@ -146,7 +146,7 @@ def start_demo(
         services = build_services(settings, config, make_sessionmaker(engine), clock)
         process = assemble(settings, services, engine, model_client, channel_pace_s=channel_pace_s)
         started.insert(0, lambda: services.background.shutdown(wait=False))
-        app_server = create_server(process.server, host=host, port=app_port, threads=16)
+        app_server = listen(process.server, host, app_port)
         started.insert(0, app_server.close)
         app_url = f"http://{host}:{app_server.effective_port}"  # type: ignore[union-attr]
         actor = Actor(emulator, app_url + "/slack/events", secret, PERSONAS)

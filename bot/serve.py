@@ -77,6 +77,7 @@ def assemble(
 ) -> Process:
     secret = settings.slack_signing_secret.get_secret_value() if settings.slack_signing_secret else None
     api_token = settings.api_token.get_secret_value() if settings.api_token else None
+    metrics_token = settings.metrics_token.get_secret_value() if settings.metrics_token else None
     oauth = None
     if services.installations is not None:
         assert settings.slack_client_id and settings.slack_client_secret  # checked by build_services
@@ -96,7 +97,7 @@ def assemble(
     return Process(
         services=services,
         app=app,
-        server=Server(services, app, engine, api_token=api_token),
+        server=Server(services, app, engine, api_token=api_token, signing_secret=secret, metrics_token=metrics_token),
         runner=AgentRunner(services.sessions, services.config, services.registry, model, services.clock),
         executor=Executor(
             services.sessions, services.registry, services.clock, vault=vault, delegation=services.delegation

@@ -1,12 +1,14 @@
 """`countersign serve`: Bolt behind waitress (a production WSGI server with a thread pool),
 beside our own routes on the same port, and the background workers in threads.
 
-Routes: POST /slack/events (events, interactivity, slash commands; Slack's signature checked
-by Bolt), GET /slack/install and /slack/oauth_redirect (multi-workspace mode: Bolt's OAuth
-flow), GET and POST /oauth/{provider}/start and GET /oauth/{provider}/callback (people
-connecting their own credentials, confirmed in the browser that completes them:
-`bot.connect_routes`), POST /api/tasks (bearer `COUNTERSIGN_API_TOKEN`), GET /healthz, /readyz,
-/metrics.
+Routes: POST /slack/events (events, interactivity, slash commands; length, timestamp,
+signature and replay checked by `bot.slack_ingress` before Bolt parses anything), GET
+/slack/install and /slack/oauth_redirect (multi-workspace mode: Bolt's OAuth flow), GET and
+POST /oauth/{provider}/start and GET /oauth/{provider}/callback (people connecting their own
+credentials, confirmed in the browser that completes them: `bot.connect_routes`), POST
+/api/tasks (bearer `COUNTERSIGN_API_TOKEN`), GET /healthz, /readyz, /metrics (with
+`COUNTERSIGN_METRICS_TOKEN` set, /metrics needs it as a bearer token and /readyz names its
+checks only to a request that carries it).
 """
 
 from __future__ import annotations
@@ -18,21 +20,23 @@ import threading
 from collections.abc import Callable, Iterable
 from datetime import timedelta
 from functools import partial
-from http import HTTPStatus
 from typing import TYPE_CHECKING, Any
 
 from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, CollectorRegistry, generate_latest
 from slack_bolt import App
 from slack_bolt.adapter.wsgi import SlackRequestHandler
 from sqlalchemy import Engine, func, select, text
+from waitress.server import BaseWSGIServer, MultiSocketServer, create_server
 
 from agent.tasks import TaskError, submit_task
 from agent.worker import work
 from bot.connect_routes import PREFIX as CONNECT_PREFIX
 from bot.connect_routes import ConnectRoutes
 from bot.directory import person_name
+from bot.http_io import BodyRefused, answer_json, read_body
 from bot.installations import INSTALL_PATH, REDIRECT_PATH
 from bot.services import Services
+from bot.slack_ingress import MAX_SLACK_BODY, SlackIngress
 from core.metrics import DatabaseCollector
 from core.migrate import is_compatible
 from core.models import OutboxMessage
@@ -42,7 +46,7 @@ if TYPE_CHECKING:
     from wsgiref.types import StartResponse, WSGIEnvironment
 
 log = logging.getLogger(__name__)
-MAX_BODY = 64 * 1024
+MAX_BODY = 64 * 1024  # of a POST /api/tasks
 SCHEDULER_STALE = timedelta(seconds=15)
 OUTBOX_STUCK = timedelta(minutes=5)
 Handler = Callable[["WSGIEnvironment", "StartResponse"], Iterable[bytes]]
@@ -51,50 +55,56 @@ Handler = Callable[["WSGIEnvironment", "StartResponse"], Iterable[bytes]]
 class Server:
     """The WSGI application."""
 
-    def __init__(self, services: Services, app: App, engine: Engine, *, api_token: str | None) -> None:
-        self.services, self.engine, self.api_token = services, engine, api_token
+    def __init__(
+        self,
+        services: Services,
+        app: App,
+        engine: Engine,
+        *,
+        api_token: str | None,
+        signing_secret: str | None,
+        metrics_token: str | None = None,
+    ) -> None:
+        self.services, self.engine, self.api_token, self.metrics_token = services, engine, api_token, metrics_token
         self.ticker: Ticker | None = None  # set when the process runs the escalation ticker
         self.gauges = CollectorRegistry(auto_describe=False)
         self.gauges.register(DatabaseCollector(services.sessions))
         self.slack = SlackRequestHandler(app)
+        self.slack_events = SlackIngress(self.slack, signing_secret, services.sessions)
         self.connect = ConnectRoutes(services.connect, names=partial(person_name, services))
 
     def __call__(self, environ: WSGIEnvironment, start_response: StartResponse) -> Iterable[bytes]:
         path, method = environ.get("PATH_INFO", ""), environ.get("REQUEST_METHOD", "GET")
         if path == "/slack/events":
-            if method != "POST":
-                return _json(start_response, 405, {"error": "POST only"})
-            stamp = environ.get("HTTP_X_SLACK_REQUEST_TIMESTAMP")
-            if stamp is not None and not stamp.isdigit():
-                # Slack always sends a Unix time. slack_sdk's verifier raises on anything else,
-                # and a raise is not a refusal: answer 401 here, before Bolt sees the body.
-                return _json(start_response, 401, {"error": "invalid request timestamp"})
-            try:
-                return self.slack(environ, start_response)
-            except Exception:  # Bolt assumes well-formed payloads; anything else is the sender's
-                # Listeners' own errors never get here (Bolt's error handler answers them): this is
-                # Bolt failing to parse or route a body that is not what Slack sends.
-                log.warning("malformed request to /slack/events", exc_info=True)
-                return _json(start_response, 400, {"error": "malformed Slack request body"})
+            return self.slack_events(environ, start_response)
         if path in (INSTALL_PATH, REDIRECT_PATH) and self.slack.app.oauth_flow is not None:
             if method != "GET":
-                return _json(start_response, 405, {"error": "GET only"})
+                return answer_json(start_response, 405, {"error": "GET only"})
             return self.slack(environ, start_response)
         if path.startswith(CONNECT_PREFIX) and self.services.connect is not None:
             return self.connect(environ, start_response)
         if path == "/api/tasks" and method == "POST":
             return self._api_tasks(environ, start_response)
         if path == "/healthz":
-            return _json(start_response, 200, {"ok": True})
+            return answer_json(start_response, 200, {"ok": True})
         if path == "/readyz":
             checks = self.readiness()
-            return _json(
-                start_response, 200 if all(checks.values()) else 503, {"ok": all(checks.values()), "checks": checks}
-            )
+            ready: dict[str, Any] = {"ok": all(checks.values())}
+            if self.metrics_token is None or self._carries_metrics_token(environ):
+                ready["checks"] = checks
+            return answer_json(start_response, 200 if ready["ok"] else 503, ready)
         if path == "/metrics":
+            if self.metrics_token is not None and not self._carries_metrics_token(environ):
+                return answer_json(
+                    start_response, 401, {"error": "missing or wrong bearer token (COUNTERSIGN_METRICS_TOKEN)"}
+                )
             start_response("200 OK", [("Content-Type", CONTENT_TYPE_LATEST)])
             return [generate_latest(REGISTRY), generate_latest(self.gauges)]
-        return _json(start_response, 404, {"error": f"no route {method} {path}"})
+        return answer_json(start_response, 404, {"error": f"no route {method} {path}"})
+
+    def _carries_metrics_token(self, environ: WSGIEnvironment) -> bool:
+        given = environ.get("HTTP_AUTHORIZATION", "")
+        return hmac.compare_digest(given.encode(), f"Bearer {self.metrics_token}".encode())
 
     def readiness(self) -> dict[str, bool]:
         """Database reachable, schema at head, scheduler ticking, outbox worker keeping up."""
@@ -124,23 +134,21 @@ class Server:
 
     def _api_tasks(self, environ: WSGIEnvironment, start_response: StartResponse) -> Iterable[bytes]:
         if self.api_token is None:
-            return _json(start_response, 404, {"error": "the task API is off: set COUNTERSIGN_API_TOKEN"})
+            return answer_json(start_response, 404, {"error": "the task API is off: set COUNTERSIGN_API_TOKEN"})
         given = environ.get("HTTP_AUTHORIZATION", "")
         if not hmac.compare_digest(given.encode(), f"Bearer {self.api_token}".encode()):
-            return _json(start_response, 401, {"error": "missing or wrong bearer token"})
+            return answer_json(start_response, 401, {"error": "missing or wrong bearer token"})
         try:
-            length = int(environ.get("CONTENT_LENGTH") or 0)
-        except ValueError:
-            length = 0
-        if length > MAX_BODY:
-            return _json(start_response, 413, {"error": f"body over {MAX_BODY} bytes"})
-        try:
-            body = json.loads(environ["wsgi.input"].read(length) or b"null")
+            body = json.loads(read_body(environ, MAX_BODY) or b"null")
+        except BodyRefused as refused:
+            return answer_json(start_response, refused.status, {"error": refused.message})
         except (json.JSONDecodeError, UnicodeDecodeError):
-            return _json(start_response, 422, {"error": "the body is not JSON"})
+            return answer_json(start_response, 422, {"error": "the body is not JSON"})
+        except RecursionError:
+            return answer_json(start_response, 422, {"error": "the body's JSON is nested too deeply"})
         problems = _task_problems(body)
         if problems:
-            return _json(start_response, 422, {"error": "invalid task", "problems": problems})
+            return answer_json(start_response, 422, {"error": "invalid task", "problems": problems})
         try:
             with self.services.sessions.begin() as session:
                 task = submit_task(
@@ -153,8 +161,8 @@ class Server:
                 )
                 task_id = task.public_id
         except TaskError as exc:
-            return _json(start_response, 422, {"error": str(exc)})
-        return _json(start_response, 201, {"task_id": task_id})
+            return answer_json(start_response, 422, {"error": str(exc)})
+        return answer_json(start_response, 201, {"task_id": task_id})
 
 
 def _task_problems(body: Any) -> dict[str, str]:
@@ -166,14 +174,28 @@ def _task_problems(body: Any) -> dict[str, str]:
     for key in ("task_type", "requester"):
         if body.get(key) is not None and not isinstance(body[key], str):
             problems[key] = "must be text"
+    for key in ("task_type", "text", "requester"):
+        if isinstance(body.get(key), str) and key not in problems and (problem := _text_problem(body[key])):
+            problems[key] = problem
     return problems
 
 
-def _json(start_response: StartResponse, status: int, payload: dict[str, Any]) -> list[bytes]:
-    body = json.dumps(payload).encode()
-    headers = [("Content-Type", "application/json"), ("Content-Length", str(len(body)))]
-    start_response(f"{status} {HTTPStatus(status).phrase}", headers)
-    return [body]
+def _text_problem(value: str) -> str | None:
+    """Text no database takes: PostgreSQL refuses NUL in text, and a lone surrogate (JSON's
+    `"\\ud800"`) is not Unicode that any encoding can store."""
+    if "\x00" in value:
+        return "contains a NUL character (\\u0000)"
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError as exc:
+        return f"contains a lone surrogate ({value[exc.start]!r}): not valid Unicode"
+    return None
+
+
+def listen(wsgi: Handler, host: str, port: int, *, threads: int = 16) -> BaseWSGIServer | MultiSocketServer:
+    """waitress serving `wsgi`, refusing (413) any body larger than our routes take before it
+    reads it (waitress refuses a declared length of `max_request_body_size` or more)."""
+    return create_server(wsgi, host=host, port=port, threads=threads, max_request_body_size=MAX_SLACK_BODY + 1)
 
 
 class Workers:

@@ -8,7 +8,8 @@ whose `event_id` is then replayed). Then `--count` requests are generated, each 
   signature over another body or with another secret, a stale, future or non-numeric
   timestamp;
 - **malformed**: correctly signed `block_actions`, `view_submission`, slash commands and
-  `event_callback` bodies with missing fields, wrong types, huge values (up to ~1 MB), random
+  `event_callback` bodies with missing fields, wrong types, huge values (up to ~1 MB; a body
+  over 512 KiB is refused with 413 from its declared length, so only its headers are sent), random
   unicode, unknown action ids, real pending actions with wrong block_ids, clicks by strangers,
   requesters and users of other teams, truncated bodies and wrong content types. What a
   listed approver may legitimately do (approve with the card's params hash, reject with a
@@ -60,6 +61,7 @@ from sqlalchemy import Engine, create_engine, func, select  # noqa: E402
 from bot import action_ids  # noqa: E402
 from bot.blocks.card import decide_block_id, params_hash_from_block_id  # noqa: E402
 from bot.sandbox.signed import FORM, JSON, event_callback_body, send, signed, slash_command_body  # noqa: E402
+from bot.slack_ingress import MAX_SLACK_BODY  # noqa: E402
 from chaos import tools  # noqa: E402
 from chaos.common import (  # noqa: E402
     SECRET,
@@ -825,7 +827,16 @@ class Sender:
             if connection is None:
                 connection = self.local.connection = http.client.HTTPConnection(self.host, self.port, timeout=60)
             try:
-                connection.request("POST", "/slack/events", body=request.body, headers=request.headers)
+                if len(request.body) > MAX_SLACK_BODY:
+                    # Refused (413) from its declared length, before a byte of it is read: the
+                    # server answers and closes while a client would still be sending. Send the
+                    # headers only, as a client waiting for `100 Continue` does, and read that.
+                    connection.putrequest("POST", "/slack/events")
+                    for name, value in {**request.headers, "Content-Length": str(len(request.body))}.items():
+                        connection.putheader(name, value)
+                    connection.endheaders()
+                else:
+                    connection.request("POST", "/slack/events", body=request.body, headers=request.headers)
                 reply = connection.getresponse()
                 reply.read()
                 if reply.getheader("Connection", "").lower() == "close":

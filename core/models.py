@@ -300,6 +300,16 @@ class SlackEvent(Base):
     received_at: Mapped[datetime]
 
 
+class SeenRequestSignature(Base):
+    """A signed HTTP request already taken (`core.replays`): the same signature again within
+    Slack's five-minute window is a replay, refused before it reaches a listener."""
+
+    __tablename__ = "seen_request_signatures"
+
+    digest: Mapped[str] = mapped_column(String(64), primary_key=True)  # sha256 of `v0=…`
+    request_at: Mapped[datetime] = mapped_column(index=True)  # the signed `X-Slack-Request-Timestamp`
+
+
 class SlackMessage(Base):
     """A message the app posted and may update later (a card: `card:act_…`), by its `ts`."""
 

@@ -44,6 +44,12 @@ class Settings(BaseSettings):
     anthropic_api_key: SecretStr | None = None
     anthropic_base_url: str | None = None
     api_token: SecretStr | None = Field(default=None, validation_alias="COUNTERSIGN_API_TOKEN")
+    # The interface `serve` listens on: loopback unless told, so /metrics and /readyz are not
+    # open to a network by accident. Behind a load balancer or in a container: 0.0.0.0.
+    host: str = Field(default="127.0.0.1", min_length=1, validation_alias="COUNTERSIGN_HOST")
+    # When set, GET /metrics needs `Authorization: Bearer <token>` and /readyz names its
+    # checks only to a request carrying it (to others it says only ok or not). Unset: both open.
+    metrics_token: SecretStr | None = Field(default=None, validation_alias="COUNTERSIGN_METRICS_TOKEN")
     # Fernet keys of the secrets vault, comma-separated, newest first (`countersign secrets generate-key`).
     vault_keys: SecretStr | None = Field(default=None, validation_alias="COUNTERSIGN_VAULT_KEYS")
     # A YAML script for the scripted model (the offline demo); else Claude, which needs a key.

@@ -1,7 +1,8 @@
 """The periodic jobs of a serving process, as (function, interval) pairs for the ticker:
 escalation steps every second, stalled tasks every half minute, cost and backlog alerts every
-minute, and the audit chain's head published outside the database every `audit.publish_every`
-(a minute by default): to the admin channel through the outbox, and to the log."""
+minute, the audit chain's head published outside the database every `audit.publish_every`
+(a minute by default): to the admin channel through the outbox, and to the log; and request
+signatures too old to be replayed forgotten every minute."""
 
 from __future__ import annotations
 
@@ -14,6 +15,7 @@ from approvals import autonomy
 from approvals.ledger import publish_head
 from core.clock import Clock
 from core.config import Config
+from core.replays import forget_expired
 from escalations import alerts, stalls
 from escalations.sweeper import Sweeper
 
@@ -31,6 +33,7 @@ def periodic_jobs(
     tick_s: float = 1.0,
     stall_every_s: float = 30.0,
     alerts_every_s: float = 60.0,
+    signatures_every_s: float = 60.0,
 ) -> Jobs:
     def sweep_stalls() -> int:
         with sessions.begin() as session:
@@ -53,12 +56,17 @@ def periodic_jobs(
             log.info("audit head published: %d:%s", seq, hash_, extra={"audit_seq": seq, "audit_hash": hash_})
         return published
 
+    def forget_signatures() -> int:
+        with sessions.begin() as session:
+            return forget_expired(session, clock.now())
+
     return {
         "countersign-sweep": (sweeper.run_until_idle, tick_s),
         "countersign-autonomy": (settle, tick_s),
         "countersign-stalls": (sweep_stalls, stall_every_s),
         "countersign-alerts": (check_alerts, alerts_every_s),
         HEAD_JOB: (publish, config.audit.publish_every.total_seconds()),
+        "countersign-seen-signatures": (forget_signatures, signatures_every_s),
     }
 
 

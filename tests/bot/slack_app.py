@@ -10,11 +10,11 @@ import urllib.error
 import urllib.parse
 import urllib.request
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
 import pytest
-import waitress
 from pydantic import SecretStr
 from slack_sdk.signature import SignatureVerifier
 from sqlalchemy import select
@@ -23,6 +23,7 @@ from agent.model import ModelClient
 from agent.scripted_model import ScriptedModel
 from bot.runtime import build_services
 from bot.serve import Process, assemble
+from bot.server import listen
 from core.config import Config
 from core.db import make_engine, make_sessionmaker
 from core.models import Action
@@ -161,7 +162,7 @@ class SlackApp:
         model = model or ScriptedModel(SCRIPT)
         self.process: Process = assemble(settings, services, self.engine, model, channel_pace_s=0)
         self.services = services
-        self.http = waitress.create_server(self.process.server, host="127.0.0.1", port=0, threads=16)
+        self.http = listen(self.process.server, "127.0.0.1", 0)
         self.url = f"http://127.0.0.1:{self.http.effective_port}"  # type: ignore[union-attr]
         self._closing = threading.Event()
         self._thread = threading.Thread(target=self._serve, daemon=True)
@@ -298,8 +299,13 @@ class SlackApp:
                 "event": event,
             }
         ).encode()
-        headers = {"X-Slack-Retry-Num": str(retry), "X-Slack-Retry-Reason": "http_timeout"} if retry else None
-        return self.post(body, "application/json", headers=headers)
+        if not retry:
+            return self.post(body, "application/json")
+        # Slack signs each retry afresh, seconds or minutes after the first delivery: stamped
+        # `retry` seconds on, it is the same body under a new signature (the very same signature
+        # again would be a replay).
+        headers = {"X-Slack-Retry-Num": str(retry), "X-Slack-Retry-Reason": "http_timeout"}
+        return self.post(body, "application/json", headers=headers, timestamp=int(time.time()) + retry)
 
     # -- what happened -------------------------------------------------------------------
 
@@ -355,16 +361,24 @@ def decide_block(blocks: list[dict[str, Any]]) -> tuple[str, dict[str, str]]:
     return block["block_id"], {e["action_id"]: e["value"] for e in block["elements"]}
 
 
-@pytest.fixture
-def slack_app(db_url: str) -> Iterator[SlackApp]:
+@contextmanager
+def running_slack_app(db_url: str, **settings_given: Any) -> Iterator[SlackApp]:
+    """The app of the `slack_app` fixture, for a test that needs other settings or must set
+    something up (logging) before the app is built."""
     clock = FrozenClock(FrozenClock().now().replace(year=2026, month=11))
     with SlackEmulator(now=seconds(clock)) as slack:
         slack.add_channel(APPROVALS, "approvals")
         slack.add_channel(ADMINS, "admins")
         for user in (REQUESTER, ALICE, BOB, MALLORY, ADMIN):
             slack.add_user(user, user.lower())
-        app = SlackApp(db_url, slack, clock, Config.model_validate(CONFIG))
+        app = SlackApp(db_url, slack, clock, Config.model_validate(CONFIG), **settings_given)
         try:
             yield app
         finally:
             app.close()
+
+
+@pytest.fixture
+def slack_app(db_url: str) -> Iterator[SlackApp]:
+    with running_slack_app(db_url) as app:
+        yield app

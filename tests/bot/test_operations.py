@@ -12,10 +12,11 @@ import urllib.request
 import pytest
 import structlog
 from prometheus_client.parser import text_string_to_metric_families
+from pydantic import SecretStr
 from sqlalchemy import create_engine, text
 
 from core import logs
-from tests.bot.slack_app import ALICE, API_TOKEN, REQUESTER, SECRET, TOKEN, SlackApp, decide_block
+from tests.bot.slack_app import ALICE, API_TOKEN, REQUESTER, SECRET, TOKEN, SlackApp, decide_block, running_slack_app
 
 
 def _get(app: SlackApp, path: str) -> tuple[int, str]:
@@ -127,3 +128,26 @@ def test_no_secret_reaches_a_log_line_during_a_full_flow(slack_app: SlackApp, ca
     assert "[redacted]" in output
     lines = [json.loads(line) for line in output.splitlines()]
     assert all("timestamp" in line and "level" in line for line in lines)
+
+
+def _get_with(app: SlackApp, path: str, token: str | None) -> tuple[int, str]:
+    headers = {"Authorization": f"Bearer {token}"} if token else {}
+    request = urllib.request.Request(app.url + path, headers=headers)
+    try:
+        with urllib.request.urlopen(request, timeout=10) as reply:
+            return reply.status, reply.read().decode()
+    except urllib.error.HTTPError as error:
+        return error.code, error.read().decode()
+
+
+def test_a_metrics_token_guards_metrics_and_the_readiness_details(db_url: str) -> None:
+    with running_slack_app(db_url, metrics_token=SecretStr("scrape-me")) as app:
+        for token in (None, "wrong", "scrape-m"):
+            status, body = _get_with(app, "/metrics", token)
+            assert status == 401 and "COUNTERSIGN_METRICS_TOKEN" in body
+        status, body = _get_with(app, "/metrics", "scrape-me")
+        assert status == 200 and "countersign_" in body
+        assert _get_with(app, "/readyz", None) == (200, json.dumps({"ok": True}))
+        status, body = _get_with(app, "/readyz", "scrape-me")
+        assert status == 200 and json.loads(body)["checks"]["database"] is True
+        assert _get_with(app, "/healthz", None)[0] == 200  # liveness asks for nothing

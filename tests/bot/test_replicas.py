@@ -34,6 +34,7 @@ from approvals.ledger import verify
 from bot.sandbox.signed import (
     FORM,
     JSON,
+    SignedRequest,
     block_actions_payload,
     button_action,
     event_callback_body,
@@ -258,16 +259,21 @@ def _mention_twice(replicas: list[Replica], slack: SlackEmulator, words: str) ->
         "event_ts": message.ts,
         "team": TEAM,
     }
-    request = signed(SECRET, event_callback_body(event, team_id=TEAM, event_id=new_event_id()), JSON)
+    body = event_callback_body(event, team_id=TEAM, event_id=new_event_id())
+    # The first delivery, which Slack thinks timed out, and its retries, each signed afresh
+    # seconds later (the very same signature again would be refused as a replay).
+    now, others = int(time.time()), len(replicas) - 1
+    requests = [signed(SECRET, body, JSON, timestamp=now - others - 3)]
+    requests += [signed(SECRET, body, JSON, timestamp=now - others + number) for number in range(1, others + 1)]
     retry = {"X-Slack-Retry-Num": "1", "X-Slack-Retry-Reason": "http_timeout"}
     together = threading.Barrier(len(replicas))
 
-    def deliver(replica: Replica, headers: dict[str, str] | None) -> int:
+    def deliver(replica: Replica, request: SignedRequest, headers: dict[str, str] | None) -> int:
         together.wait(timeout=DEADLINE_S)
         return send(replica.url + "/slack/events", request, headers=headers).status
 
     with ThreadPoolExecutor(max_workers=len(replicas)) as pool:
-        statuses = list(pool.map(deliver, replicas, [None, *[retry] * (len(replicas) - 1)]))
+        statuses = list(pool.map(deliver, replicas, requests, [None, *[retry] * others]))
     assert statuses == [200] * len(replicas)
     return message.ts
 

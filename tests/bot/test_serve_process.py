@@ -64,7 +64,7 @@ def test_serve_answers_slack_runs_the_agent_and_owns_its_sqlite_database(tmp_pat
         slack.add_user(REQUESTER, "requester")
         port = _free_port()
         env = {
-            **os.environ,
+            **{name: value for name, value in os.environ.items() if name != "COUNTERSIGN_HOST"},
             "DATABASE_URL": db_url,
             "COUNTERSIGN_CONFIG": str(tmp_path / "countersign.yml"),
             "COUNTERSIGN_MODEL_SCRIPT": str(tmp_path / "script.yml"),
@@ -74,7 +74,7 @@ def test_serve_answers_slack_runs_the_agent_and_owns_its_sqlite_database(tmp_pat
             "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")])),
         }
         server = subprocess.Popen(
-            [COUNTERSIGN, "serve", "--host", "127.0.0.1", "--port", str(port)],
+            [COUNTERSIGN, "serve", "--port", str(port)],  # on loopback unless told otherwise
             cwd=tmp_path,
             env=env,
             stdout=subprocess.PIPE,
@@ -104,3 +104,4 @@ def test_serve_answers_slack_runs_the_agent_and_owns_its_sqlite_database(tmp_pat
             output, _ = server.communicate(timeout=30)
         assert server.returncode == 0, output
         assert "model: scripted model" in output
+        assert f"serving on http://127.0.0.1:{port}" in output

@@ -99,6 +99,18 @@ def test_the_task_api_needs_the_bearer_token_and_a_valid_body(slack_app: SlackAp
         assert session.scalar(select(func.count()).select_from(Task)) == 1
 
 
+def test_the_task_api_answers_deep_json_nul_and_lone_surrogates_with_a_422(slack_app: SlackApp) -> None:
+    status, body = _api(slack_app, b"[" * 60_000)
+    assert (status, body) == (422, {"error": "the body's JSON is nested too deeply"})
+    status, body = _api(slack_app, b'{"task_type": "refund", "text": "Refund order \\ud800 5"}')
+    assert status == 422 and "lone surrogate" in body["problems"]["text"]
+    status, body = _api(slack_app, b'{"task_type": "refund", "text": "Refund order 5\\u0000"}')
+    assert status == 422 and "NUL" in body["problems"]["text"]
+    status, body = _api(slack_app, b'{"task_type": "refund", "text": "Refund order 5", "requester": "U0\\udfff"}')
+    assert status == 422 and "lone surrogate" in body["problems"]["requester"]
+    assert _tasks(slack_app) == []
+
+
 def test_a_task_message_tells_of_its_event_even_when_delivered_late(slack_app: SlackApp) -> None:
     slack_app.command(REQUESTER, "run refund Refund order 1234")
     slack_app.settle()

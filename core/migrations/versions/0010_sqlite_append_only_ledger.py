@@ -1,7 +1,7 @@
 """the audit ledger is append-only on SQLite too
 
 Revision ID: 0010
-Revises: 0008
+Revises: 0009
 Create Date: 2026-12-02 10:00:00.000000
 
 PostgreSQL has refused UPDATE, DELETE and TRUNCATE on `audit_events` since 0001. SQLite had
@@ -21,7 +21,7 @@ from alembic import op
 
 
 revision: str = '0010'
-down_revision: str | None = '0008'
+down_revision: str | None = '0009'
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 

@@ -1,0 +1,94 @@
+"""`POST /slack/events` up to the moment Bolt sees it: everything a sender can make us do
+before we know the request is Slack's is kept small and cheap.
+
+In order: the body's declared length (at most `MAX_SLACK_BODY`, refused unread otherwise);
+the timestamp (ASCII digits within Slack's five-minute window); the signature, checked on the
+raw bytes before anything parses them; the signature never seen before (`core.replays`,
+shared by every replica through the database). Only then does Bolt get the bytes already
+read, to parse and route. A refusal is a 4xx with a JSON body naming the problem, and it
+logs nothing of the body.
+"""
+
+from __future__ import annotations
+
+import io
+import logging
+from collections.abc import Iterable
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING
+
+from slack_bolt.adapter.wsgi import SlackRequestHandler
+from slack_sdk.signature import Clock, SignatureVerifier
+from sqlalchemy.exc import OperationalError
+from sqlalchemy.orm import Session, sessionmaker
+
+from bot.http_io import BodyRefused, answer_json, read_body
+from core.replays import REPLAY_WINDOW, first_sighting
+
+if TYPE_CHECKING:
+    from wsgiref.types import StartResponse, WSGIEnvironment
+
+log = logging.getLogger(__name__)
+# Slack's payloads are a few KiB; the largest we get (a view_submission of a full modal,
+# form-encoded) stays well under this. waitress refuses larger bodies before reading them.
+MAX_SLACK_BODY = 512 * 1024
+# A Unix time in seconds has 10 digits until the year 2286; anything much longer is not one.
+MAX_STAMP_DIGITS = 12
+
+
+class SlackIngress:
+    """The WSGI route in front of Bolt's `SlackRequestHandler`."""
+
+    def __init__(
+        self,
+        handler: SlackRequestHandler,
+        signing_secret: str | None,
+        sessions: sessionmaker[Session],
+        *,
+        clock: Clock | None = None,
+    ) -> None:
+        self.handler, self.sessions = handler, sessions
+        self.clock = clock or Clock()
+        self.verifier = SignatureVerifier(signing_secret, clock=self.clock) if signing_secret else None
+
+    def __call__(self, environ: WSGIEnvironment, start_response: StartResponse) -> Iterable[bytes]:
+        if environ.get("REQUEST_METHOD") != "POST":
+            return answer_json(start_response, 405, {"error": "POST only"})
+        if self.verifier is None:  # no secret, no way to tell Slack from anyone else
+            return answer_json(start_response, 404, {"error": "Slack over HTTP is off: set SLACK_SIGNING_SECRET"})
+        try:
+            body = read_body(environ, MAX_SLACK_BODY)
+        except BodyRefused as refused:
+            return answer_json(start_response, refused.status, {"error": refused.message})
+        stamp = environ.get("HTTP_X_SLACK_REQUEST_TIMESTAMP") or ""
+        signature = environ.get("HTTP_X_SLACK_SIGNATURE") or ""
+        # str.isdigit() also takes "²³" and other scripts' digits, which int() may read as a time.
+        if not (stamp.isascii() and stamp.isdigit() and len(stamp) <= MAX_STAMP_DIGITS):
+            return answer_json(start_response, 401, {"error": f"invalid request timestamp {stamp[:20]!r}"})
+        if abs(self.clock.now() - int(stamp)) > REPLAY_WINDOW.total_seconds():
+            return answer_json(start_response, 401, {"error": "request timestamp outside Slack's 5-minute window"})
+        try:
+            text = body.decode("utf-8")  # what Slack signs and sends; the verifier decodes too
+        except UnicodeDecodeError:
+            return answer_json(start_response, 400, {"error": "request body is not UTF-8"})
+        # hmac.compare_digest raises on non-ASCII text: such a header is simply not a signature.
+        if not (signature.isascii() and self.verifier.is_valid(text, stamp, signature)):
+            return answer_json(start_response, 401, {"error": "invalid request signature"})
+        try:
+            with self.sessions.begin() as session:
+                first = first_sighting(session, signature, datetime.fromtimestamp(int(stamp), UTC))
+        except OperationalError:
+            log.warning("cannot check /slack/events for a replay: the database is unreachable")
+            return answer_json(start_response, 503, {"error": "the database is unreachable; try again"})
+        if not first:
+            log.warning("refused a replayed Slack request (its signature was already taken)")
+            return answer_json(start_response, 401, {"error": "replayed request: this signature was already taken"})
+        # Bolt reads the body again: hand it the bytes already read.
+        verified = {**environ, "wsgi.input": io.BytesIO(body), "CONTENT_LENGTH": str(len(body))}
+        try:
+            return self.handler(verified, start_response)
+        except Exception:  # Bolt assumes well-formed payloads; anything else is the sender's
+            # Listeners' own errors never get here (Bolt's error handler answers them): this is
+            # Bolt failing to parse or route a signed body that is not what Slack sends.
+            log.warning("malformed request to /slack/events", exc_info=True)
+            return answer_json(start_response, 400, {"error": "malformed Slack request body"})
