@@ -355,6 +355,16 @@ def decide_block(blocks: list[dict[str, Any]]) -> tuple[str, dict[str, str]]:
     return block["block_id"], {e["action_id"]: e["value"] for e in block["elements"]}
 
 
+def edit_values(view: dict[str, Any], amount: str) -> dict[str, Any]:
+    """`view.state.values` of an edit form with `amount_cents` typed over the drafted values."""
+    inputs = {b["block_id"]: b["element"] for b in view["blocks"] if b["type"] == "input"}
+    values = {
+        name: {e["action_id"]: {"type": e["type"], "value": e.get("initial_value")}} for name, e in inputs.items()
+    }
+    values["amount_cents"][inputs["amount_cents"]["action_id"]]["value"] = amount
+    return values
+
+
 @pytest.fixture
 def slack_app(db_url: str) -> Iterator[SlackApp]:
     clock = FrozenClock(FrozenClock().now().replace(year=2026, month=11))

@@ -9,7 +9,7 @@ from sqlalchemy import func, select
 
 from core.models import Decision
 from tests.approvals import shop_tools
-from tests.bot.slack_app import ALICE, APPROVALS, BOB, MALLORY, REQUESTER, SlackApp, decide_block
+from tests.bot.slack_app import ALICE, APPROVALS, BOB, MALLORY, REQUESTER, SlackApp, decide_block, edit_values
 
 
 def _start(app: SlackApp, text: str = "run refund Refund order 1234, it arrived broken") -> tuple[object, object]:
@@ -103,6 +103,29 @@ def test_edit_opens_a_modal_from_the_schema_rejects_bad_input_inline_then_approv
     assert shop_tools.CALLS[action.public_id] == 1
     text = json.dumps(slack_app.slack.message(APPROVALS, card.ts).blocks)
     assert "500" in text and "300" in text  # the diff
+
+
+def test_a_huge_exponent_in_the_edit_form_is_a_field_error_not_a_frozen_server(slack_app: SlackApp) -> None:
+    action, card = _start(slack_app)
+    block_id, _ = decide_block(card.blocks)
+    slack_app.click(ALICE, "edit", action.public_id, block_id, card.ts)
+    slack_app.settle()
+    [modal] = slack_app.slack.views
+    # 9 bytes that made int(Decimal(...)) hold the GIL for seconds (/healthz blocked 12 s).
+    for typed, problem in (
+        ("1e700000", "the exponent must be between -30 and 30"),
+        ("9" * 41, "at most 40 characters"),
+    ):
+        bad = slack_app.submit(ALICE, modal.payload, edit_values(modal.payload, typed))
+        assert bad.json()["response_action"] == "errors"
+        assert list(bad.json()["errors"]) == ["amount_cents"]
+        assert bad.json()["errors"]["amount_cents"].startswith(f"amount_cents: {problem}")
+    assert slack_app.actions()[0].state == "pending"
+    good = slack_app.submit(ALICE, modal.payload, edit_values(modal.payload, "3e2"))
+    assert (good.status, good.body) == (200, "")
+    slack_app.settle()
+    [after] = slack_app.actions()
+    assert after.params == {"order_id": "1234", "amount_cents": 300} and after.state == "succeeded"
 
 
 def test_refused_clicks_are_told_only_to_the_clicker_and_leave_the_card(slack_app: SlackApp) -> None:
