@@ -54,7 +54,9 @@ def test_the_router_places_a_request_and_the_task_runs_as_that_type(router_stack
         {"task_type": "unsure", "confidence": 0.9},
         {"task_type": "refund", "confidence": 0.3},
         {"task_type": "delete_everything", "confidence": 1.0},
+        {"task_type": "refund", "confidence": 10**400},  # no float holds it: counts as 0, not a crash
     ],
+    ids=["unsure", "low", "unknown type", "confidence 1e400"],
 )
 def test_when_the_router_is_unsure_the_requester_chooses(router_stack: Stack, answer: dict[str, object]) -> None:
     stack = router_stack
