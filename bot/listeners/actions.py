@@ -147,17 +147,28 @@ def register(app: App, services: Services) -> None:
 
         return listener
 
-    config, directory, clock = services.config, services.directory, services.clock
     app.action(action_ids.EXTEND_BUDGET)(
-        on_task(EXTEND, lambda s, c: extend(s, config, directory, c.value, c.user, clock.now(), team_id=c.team))
+        on_task(
+            EXTEND,
+            lambda s, c: extend(
+                s, services.config, services.directory, c.value, c.user, services.clock.now(), team_id=c.team
+            ),
+        )
     )
     app.action(action_ids.STOP_TASK)(
-        on_task(STOP, lambda s, c: stop(s, config, directory, c.value, c.user, clock.now(), team_id=c.team))
+        on_task(
+            STOP,
+            lambda s, c: stop(
+                s, services.config, services.directory, c.value, c.user, services.clock.now(), team_id=c.team
+            ),
+        )
     )
     app.action(action_ids.CHOOSE_TYPE)(
         on_task(
             action_ids.CHOOSE_TYPE,
-            lambda s, c: choose_task_type(s, config, *_split_choice(c.value), c.user, clock.now(), team_id=c.team),
+            lambda s, c: choose_task_type(
+                s, services.config, *_split_choice(c.value), c.user, services.clock.now(), team_id=c.team
+            ),
         )
     )
 
