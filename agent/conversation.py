@@ -10,6 +10,7 @@ and from tools only ever travels as message content, never as instructions.
 from __future__ import annotations
 
 import json
+import math
 from typing import Any
 
 from sqlalchemy import select
@@ -53,10 +54,20 @@ def split_input(tool_input: Any) -> tuple[dict[str, Any], str, float]:
     """(params, rationale, confidence) from a `tool_use` input; a bad confidence counts as 0."""
     params = dict(tool_input) if isinstance(tool_input, dict) else {}
     rationale = params.pop(RATIONALE, "")
-    confidence = params.pop(CONFIDENCE, 0.0)
-    if isinstance(confidence, bool) or not isinstance(confidence, int | float):
-        confidence = 0.0
-    return params, rationale if isinstance(rationale, str) else str(rationale), float(confidence)
+    confidence = confidence_of(params.pop(CONFIDENCE, 0.0))
+    return params, rationale if isinstance(rationale, str) else str(rationale), confidence
+
+
+def confidence_of(value: Any) -> float:
+    """A confidence the model stated, as a finite float; anything else counts as 0 (DESIGN),
+    including an integer too large for a float (JSON allows one; `float()` of it raises)."""
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return 0.0
+    try:
+        number = float(value)
+    except OverflowError:
+        return 0.0
+    return number if math.isfinite(number) else 0.0
 
 
 def tool_result(session: Session, action: Action) -> dict[str, Any]:

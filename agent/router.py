@@ -9,6 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+from agent.conversation import confidence_of
 from agent.model import ModelReply, ModelRequest
 from core.config import Config
 
@@ -51,10 +52,7 @@ def choice(config: Config, reply: ModelReply) -> Choice:
     for use in reply.tool_uses:
         if use.get("name") != TOOL or not isinstance(use.get("input"), dict):
             continue
-        picked, confidence = use["input"].get("task_type"), use["input"].get("confidence")
-        confidence = (
-            float(confidence) if isinstance(confidence, int | float) and not isinstance(confidence, bool) else 0
-        )
+        picked, confidence = use["input"].get("task_type"), confidence_of(use["input"].get("confidence"))
         if picked in config.task_types and confidence >= MIN_CONFIDENCE:
             return Choice(str(picked), confidence)
         return Choice(None, confidence)

@@ -17,6 +17,7 @@ from sqlalchemy.orm.attributes import set_committed_value
 from agent.errors import AgentError
 from approvals import audit, transitions
 from approvals.states import ActionState
+from approvals.workspaces import visible_tasks
 from core import outbox
 from core.config import Config
 from core.ids import new_id
@@ -49,7 +50,20 @@ OPEN_ACTION_STATES = (
 
 
 class TaskError(AgentError):
-    """A task operation that cannot be done, naming the task and why."""
+    """A task operation that cannot be done, naming the task and why. `code` is stable, for the ledger."""
+
+    code = "refused"
+
+
+class TaskNotFound(TaskError):
+    """No task has that id, or none that the asking workspace may see."""
+
+    code = "not_found"
+
+    def __init__(self, task_id: str, team_id: str | None = None) -> None:
+        self.task_id = task_id
+        where = " in your workspace" if team_id is not None else ""
+        super().__init__(f"no task {task_id!r}{where}")
 
 
 def submit_task(
@@ -162,19 +176,29 @@ def record(
         outbox.enqueue(session, message, task.public_id, {"task_id": task.public_id, **(payload or {})}, now)
 
 
-def get_task(session: Session, task_id: str, *, lock: bool = False) -> Task:
-    query = select(Task).where(Task.public_id == task_id)
+def get_task(session: Session, task_id: str, *, lock: bool = False, team_id: str | None = None) -> Task:
+    """The task `task_id`; with `team_id` (a request from Slack), only if that workspace may see it."""
+    query = select(Task).where(Task.public_id == task_id, visible_tasks(team_id))
     if lock:
         query = query.with_for_update().execution_options(populate_existing=True)
     task = session.scalars(query).first()
     if task is None:
-        raise TaskError(f"no task {task_id!r}")
+        raise TaskNotFound(task_id, team_id)
     return task
 
 
-def choose_task_type(session: Session, config: Config, task_id: str, task_type: str, actor: str, now: datetime) -> Task:
+def choose_task_type(
+    session: Session,
+    config: Config,
+    task_id: str,
+    task_type: str,
+    actor: str,
+    now: datetime,
+    *,
+    team_id: str | None = None,
+) -> Task:
     """The requester answers "which kind of work is this?" for a task the router could not place."""
-    task = get_task(session, task_id, lock=True)
+    task = get_task(session, task_id, lock=True, team_id=team_id)
     if task.task_type != UNROUTED or task.state != TaskState.PAUSED:
         raise TaskError(f"task {task_id!r} already has a task type ({task.task_type!r})")
     if task.requester is not None and actor != task.requester:
@@ -195,7 +219,12 @@ def choose_task_type(session: Session, config: Config, task_id: str, task_type: 
 
 def extend_budget(session: Session, task_id: str, actor: str, now: datetime) -> Task:
     """Let a task paused by its budget run on, once, with its budget doubled."""
-    task = get_task(session, task_id, lock=True)
+    return extend_locked(session, get_task(session, task_id, lock=True), actor, now)
+
+
+def extend_locked(session: Session, task: Task, actor: str, now: datetime) -> Task:
+    """`extend_budget` of a task the caller has read with `get_task(..., lock=True)`."""
+    task_id = task.public_id
     if task.state != TaskState.PAUSED or not (task.paused_reason or "").startswith("budget"):
         raise TaskError(f"task {task_id!r} is {task.state}, not paused by its budget")
     if task.budget_extensions >= 1:
@@ -215,7 +244,12 @@ def extend_budget(session: Session, task_id: str, actor: str, now: datetime) -> 
 
 def stop_task(session: Session, task_id: str, actor: str, now: datetime, reason: str = "stopped by a person") -> Task:
     """Cancel a task and every action of it that has not started running."""
-    task = get_task(session, task_id, lock=True)
+    return stop_locked(session, get_task(session, task_id, lock=True), actor, now, reason)
+
+
+def stop_locked(session: Session, task: Task, actor: str, now: datetime, reason: str = "stopped by a person") -> Task:
+    """`stop_task` of a task the caller has read with `get_task(..., lock=True)`."""
+    task_id = task.public_id
     if task.state in FINISHED:
         raise TaskError(f"task {task_id!r} is already {task.state}")
     open_actions = session.scalars(

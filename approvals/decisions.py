@@ -114,6 +114,17 @@ class Decisions:
             decision = self._decide(session, action, "edit", actor, team_id, note, diff=diff)
             return self._count_towards_quorum(session, action, decision)
 
+    def may_edit(
+        self, session: Session, action_id: str, actor: str, seen_hash: str, *, team_id: str | None = None
+    ) -> Action:
+        """The action `actor` is about to approve with edits, if they may (as `approve_with_edits`
+        checks; a `DecisionRefused` otherwise). Asked before the edit form's values are read, so
+        a submission nobody may make costs no parsing; it changes nothing."""
+        with _attempt("edit", actor):
+            action = self._open_action(session, action_id, "edit", {ActionState.PENDING}, team_id)
+            self._authorize_approval(session, action, actor, seen_hash)
+            return action
+
     def reject(
         self, session: Session, action_id: str, actor: str, reason: str, *, team_id: str | None = None
     ) -> Outcome:

@@ -253,7 +253,9 @@ def click_effect(payload: object, seeded: Seeded) -> str:
         return "legit" if user_id in APPROVERS and user_id != requester and seen == params_hash else "none"
     if kind == action_ids.ACKNOWLEDGE and value in seeded.pending:
         return "legit" if user_id in APPROVERS else "none"
-    if kind in (action_ids.STOP_TASK, action_ids.EXTEND_BUDGET) and value in seeded.tasks:
+    if kind == action_ids.STOP_TASK and value in seeded.tasks:  # every seeded task is REQUESTER's
+        return "legit" if user_id in (*APPROVERS, ADMIN, REQUESTER) else "none"
+    if kind == action_ids.EXTEND_BUDGET and value in seeded.tasks:
         return "legit" if user_id in (*APPROVERS, ADMIN) else "none"
     if kind == action_ids.CHOOSE_TYPE and value.partition(":")[0] in seeded.tasks:
         return "legit"  # typed tasks refuse it; counted as allowed to be safe
@@ -286,7 +288,7 @@ def view_effect(payload: object, seeded: Seeded) -> str:
     params_hash, requester = seeded.pending[metadata["action_id"]]
     if user_id == requester or str(metadata.get("params_hash", "")) != params_hash:
         return "none"
-    return "legit" if metadata.get("tool") in TOOLS else "none"
+    return "legit"  # the form is read with the action's own tool, whatever the metadata names
 
 
 def command_effect(form: dict[str, str]) -> str:

@@ -5,12 +5,13 @@ from __future__ import annotations
 import json
 import math
 from dataclasses import dataclass
-from decimal import Decimal, InvalidOperation
+from decimal import Decimal
 from typing import Any
 
 from bot import action_ids
 from bot.blocks.kit import Block, context, option, plain
 from bot.blocks.text import escape, truncate
+from core.numbers import NotAPlainNumber, NumberOutOfBounds, NumberRefused, json_loads, plain_decimal
 
 TITLE_LIMIT = 24
 METADATA_LIMIT = 3000
@@ -252,26 +253,41 @@ def _convert(field: _Field, raw: str) -> Any:
         return raw
     if field.kind in ("int", "number"):
         try:
-            number = Decimal(raw.strip())
-        except InvalidOperation:
-            number = Decimal("nan")
+            number = plain_decimal(raw.strip())
+        except NotAPlainNumber:
+            raise ValueError(
+                "Enter a whole number, like 42." if field.kind == "int" else "Enter a number, like 2.5."
+            ) from None
+        except NumberOutOfBounds as exc:
+            raise ValueError(f"{field.name}: {exc.problem}.") from None
         if field.kind == "int":
-            if not number.is_finite() or number != number.to_integral_value():
+            if number != number.to_integral_value():
                 raise ValueError("Enter a whole number, like 42.")
-            return int(number)
-        if not number.is_finite():
-            raise ValueError("Enter a number, like 2.5.")
+            return int(number)  # exact: the bounds above keep it short
         return float(number)
     if field.kind in ("bool", "enum"):
         try:
-            value = json.loads(raw)
-        except json.JSONDecodeError:
+            value = json_loads(raw)
+        except (ValueError, RecursionError):
             value = _MISSING
         values = (True, False) if field.kind == "bool" else field.options
         if not any(_same(value, v) for v in values):
             raise ValueError("Choose one of the options.")
         return value
+    return _json_value(field.name, raw)
+
+
+def _json_value(name: str, raw: str) -> Any:
+    """A JSON field's value, within the size of a Slack text input and with its numbers bounded
+    like the number fields' (so a huge exponent cannot freeze the server later, and NaN and
+    infinities, which no params hash can sign, are refused here)."""
+    if len(raw) > INPUT_LIMIT:
+        raise ValueError(f"{name}: at most {INPUT_LIMIT:,} characters (this has {len(raw):,}).")
     try:
-        return json.loads(raw)
+        return json_loads(raw)
     except json.JSONDecodeError as exc:
         raise ValueError(f"Not valid JSON: {exc.msg} (line {exc.lineno}, column {exc.colno}).") from None
+    except NumberRefused as exc:
+        raise ValueError(f"{name}: a number in it is refused: {exc.problem}.") from None
+    except RecursionError:
+        raise ValueError(f"{name}: nested too deeply.") from None

@@ -13,10 +13,10 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from agent.connect import LINK_TTL
-from agent.tasks import TaskError, choose_task_type, extend_budget, get_task, stop_task
+from agent.task_controls import EXTEND, STOP, controlled, extend, stop
+from agent.tasks import TaskError, choose_task_type
 from approvals.decisions import decide
 from approvals.errors import ActionNotFound, CredentialMissing, DecisionRefused
-from approvals.ports import is_listed_approver
 from approvals.workspaces import visible_tasks
 from bot import action_ids
 from bot.blocks.connect import connect_blocks
@@ -125,13 +125,23 @@ def register(app: App, services: Services) -> None:
         metadata = json.dumps({"action_id": click.value, "params_hash": click.seen_hash, "tool": tool})
         open_modal(services, respond, click, edit_modal(click.value, tool, schema, params, metadata))
 
-    def on_task(call: Callable[[Session, Click], object]) -> Callable[..., None]:
+    def on_task(attempted: str, call: Callable[[Session, Click], object]) -> Callable[..., None]:
+        """A button on a task's message: one audited try in one transaction; a refusal is told
+        only to the person who clicked, and the message stays as it was."""
+
         def listener(ack: Ack, body: dict[str, Any], respond: Respond) -> None:
             ack()
             try:
                 click = click_from(body)
-                with services.sessions.begin() as session:
-                    call(session, click)
+                task_id = click.value.partition(":")[0]  # a type choice's value is `task_id:type`
+                controlled(
+                    services.sessions,
+                    services.clock,
+                    lambda session: call(session, click),
+                    task_id=task_id,
+                    actor=click.user,
+                    attempted=attempted,
+                )
             except (TaskError, BadPayload) as refusal:
                 tell(services, respond, str(refusal), clicker(body), workspace(body))
 
@@ -139,15 +149,26 @@ def register(app: App, services: Services) -> None:
 
     app.action(action_ids.EXTEND_BUDGET)(
         on_task(
-            lambda s, c: _as_approver(services, s, c, lambda: extend_budget(s, c.value, c.user, services.clock.now()))
+            EXTEND,
+            lambda s, c: extend(
+                s, services.config, services.directory, c.value, c.user, services.clock.now(), team_id=c.team
+            ),
         )
     )
     app.action(action_ids.STOP_TASK)(
-        on_task(lambda s, c: _as_approver(services, s, c, lambda: stop_task(s, c.value, c.user, services.clock.now())))
+        on_task(
+            STOP,
+            lambda s, c: stop(
+                s, services.config, services.directory, c.value, c.user, services.clock.now(), team_id=c.team
+            ),
+        )
     )
     app.action(action_ids.CHOOSE_TYPE)(
         on_task(
-            lambda s, c: choose_task_type(s, services.config, *_split_choice(c.value), c.user, services.clock.now())
+            action_ids.CHOOSE_TYPE,
+            lambda s, c: choose_task_type(
+                s, services.config, *_split_choice(c.value), c.user, services.clock.now(), team_id=c.team
+            ),
         )
     )
 
@@ -157,16 +178,6 @@ def _split_choice(value: str) -> tuple[str, str]:
     if not task_type:
         raise BadPayload(f"not a task type choice: {value!r}")
     return task_id, task_type
-
-
-def _as_approver(services: Services, session: Session, click: Click, then: Callable[[], object]) -> object:
-    """Budget and stop buttons are for the task type's approvers and the admins."""
-    task = get_task(session, click.value)
-    task_type = services.config.task_types.get(task.task_type)
-    people = [*(task_type.approvers if task_type else []), *services.config.slack.admins]
-    if not is_listed_approver(click.user, people, services.directory):
-        raise TaskError(f"{click.user} is not an approver of task type {task.task_type!r} nor an admin")
-    return then()
 
 
 def clicker(body: dict[str, Any]) -> str | None:

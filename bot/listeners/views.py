@@ -6,7 +6,6 @@ from __future__ import annotations
 from typing import Any
 
 from slack_bolt import Ack, App
-from sqlalchemy import select
 
 from approvals.decisions import decide
 from approvals.errors import ActionNotFound, DecisionRefused, InvalidEdit
@@ -48,24 +47,36 @@ def register(app: App, services: Services) -> None:
         try:
             metadata = metadata_from(view)
             values = view["state"]["values"]
+            if not isinstance(values, dict):
+                raise BadPayload("the form's values are not an object")
+            user, team = body["user"]["id"], (body.get("team") or {}).get("id")
         except (BadPayload, KeyError, TypeError) as problem:
             ack(response_action="errors", errors={}, text=str(problem))
             return
+        first = next(iter(values), "params")
         action_id, seen_hash = metadata["action_id"], str(metadata.get("params_hash", ""))
-        tool = str(metadata.get("tool", ""))
+        try:
+            # Who may edit is settled before a single value of the form is read: parsing is work
+            # done for the submitter, so someone who may not decide gets none of it.
+            tool, current = decide(
+                services.sessions,
+                services.clock,
+                lambda s: _editable(services.decisions.may_edit(s, action_id, user, seen_hash, team_id=team)),
+                actor=user,
+            )
+        except (DecisionRefused, ActionNotFound) as refusal:
+            ack(response_action="errors", errors={first: str(refusal)})
+            return
         try:
             schema = services.registry.get(tool).json_schema()
         except LookupError:
-            ack(response_action="errors", errors={next(iter(values), "params"): f"unknown tool {tool!r}"})
+            ack(response_action="errors", errors={first: f"unknown tool {tool!r}"})
             return
         edited, errors = parse_edit(schema, values)
         if errors:
             ack(response_action="errors", errors=errors)
             return
-        with services.sessions() as session:
-            current = session.scalars(select(Action.params).where(Action.public_id == action_id)).first() or {}
         params = {**current, **edited}
-        user, team = body["user"]["id"], (body.get("team") or {}).get("id")
         try:
             decide(
                 services.sessions,
@@ -76,9 +87,14 @@ def register(app: App, services: Services) -> None:
             ack(response_action="errors", errors=_by_block(invalid.problems, values))
             return
         except (DecisionRefused, ActionNotFound) as refusal:
-            ack(response_action="errors", errors={next(iter(values), "params"): str(refusal)})
+            ack(response_action="errors", errors={first: str(refusal)})
             return
         ack()
+
+
+def _editable(action: Action) -> tuple[str, dict[str, Any]]:
+    """The tool and the drafted params an edit goes over (the action's, never the form's metadata)."""
+    return action.tool, dict(action.params)
 
 
 def _by_block(problems: dict[str, str], values: dict[str, Any]) -> dict[str, str]:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from sqlalchemy.orm import Session, sessionmaker
 
-from agent.tasks import TaskError, choose_task_type, submit_task
+from agent.tasks import TaskError, TaskNotFound, choose_task_type, submit_task
 from core.config import Config
 from tests.agent.harness import REQUESTER, Stack, build_stack, make_config
 from tests.fakes.anthropic_server import FakeAnthropic
@@ -54,7 +54,9 @@ def test_the_router_places_a_request_and_the_task_runs_as_that_type(router_stack
         {"task_type": "unsure", "confidence": 0.9},
         {"task_type": "refund", "confidence": 0.3},
         {"task_type": "delete_everything", "confidence": 1.0},
+        {"task_type": "refund", "confidence": 10**400},  # no float holds it: counts as 0, not a crash
     ],
+    ids=["unsure", "low", "unknown type", "confidence 1e400"],
 )
 def test_when_the_router_is_unsure_the_requester_chooses(router_stack: Stack, answer: dict[str, object]) -> None:
     stack = router_stack
@@ -74,3 +76,19 @@ def test_when_the_router_is_unsure_the_requester_chooses(router_stack: Stack, an
     stack.fake.reply_text("Done.")
     stack.drive()
     assert stack.task(task_id).state == "succeeded"
+
+
+def test_the_type_of_a_task_is_chosen_only_from_its_own_workspace(router_stack: Stack) -> None:
+    stack = router_stack
+    stack.fake.reply_tool_use("choose_task_type", {"task_type": "unsure", "confidence": 0.9})
+    with stack.sessions.begin() as session:
+        task_id = submit_task(
+            session, stack.config, None, "about my order", now=stack.clock.now(), requester=REQUESTER, team_id="T0A"
+        ).public_id
+    stack.drive()
+    with pytest.raises(TaskNotFound, match="in your workspace"), stack.sessions.begin() as session:
+        choose_task_type(session, stack.config, task_id, "lookup", REQUESTER, stack.clock.now(), team_id="T0B")
+    assert (stack.task(task_id).state, stack.task(task_id).task_type) == ("paused", "")
+    with stack.sessions.begin() as session:
+        choose_task_type(session, stack.config, task_id, "lookup", REQUESTER, stack.clock.now(), team_id="T0A")
+    assert stack.task(task_id).task_type == "lookup"

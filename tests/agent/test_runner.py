@@ -231,3 +231,13 @@ def test_tasks_queued_behind_busy_workers_past_the_limit_are_stalled_once(stack:
     assert stack.runner.stall_overdue() == 0
     assert [stack.task(t).state for t in (first, second, third)] == ["stalled", "stalled", "running"]
     assert len(stack.outbox("task.stalled")) == 2
+
+
+@pytest.mark.parametrize("confidence", [10**400, -(10**400)], ids=["1e400", "-1e400"])
+def test_a_confidence_no_float_can_hold_counts_as_zero(stack: Stack, confidence: int) -> None:
+    # float() of such an integer raises OverflowError; the draft must still reach a person.
+    stack.fake.reply_tool_use("lookup_order", {**_lookup(), "confidence": confidence})
+    task_id = stack.submit()
+    stack.drive()
+    assert stack.task(task_id).state == "waiting"
+    assert stack.pending(task_id).confidence == 0.0

@@ -26,7 +26,7 @@ from bot.serve import Process, assemble
 from bot.server import listen
 from core.config import Config
 from core.db import make_engine, make_sessionmaker
-from core.models import Action
+from core.models import Action, Task
 from core.settings import Settings
 from tests.fakes.clock import FrozenClock
 from tests.fakes.slack_server import SlackEmulator, seconds
@@ -361,17 +361,61 @@ def decide_block(blocks: list[dict[str, Any]]) -> tuple[str, dict[str, str]]:
     return block["block_id"], {e["action_id"]: e["value"] for e in block["elements"]}
 
 
+def edit_values(view: dict[str, Any], amount: str) -> dict[str, Any]:
+    """`view.state.values` of an edit form with `amount_cents` typed over the drafted values."""
+    inputs = {b["block_id"]: b["element"] for b in view["blocks"] if b["type"] == "input"}
+    values = {
+        name: {e["action_id"]: {"type": e["type"], "value": e.get("initial_value")}} for name, e in inputs.items()
+    }
+    values["amount_cents"][inputs["amount_cents"]["action_id"]]["value"] = amount
+    return values
+
+
+# Refunds stop after one model step: the task pauses with its Extend once and Stop buttons.
+BUDGET_CONFIG: dict[str, Any] = {
+    **CONFIG,
+    "task_types": {**CONFIG["task_types"], "refund": {**CONFIG["task_types"]["refund"], "budget": {"max_steps": 1}}},
+}
+
+
+def paused_by_budget(app: SlackApp, team: str = TEAM) -> tuple[str, Any]:
+    """A refund `REQUESTER` starts in `team`, approved by `ALICE` and then paused by its budget
+    (`BUDGET_CONFIG`): (task id, the message with its task buttons)."""
+    assert app.command(REQUESTER, "run refund Refund order 1234", team=team).status == 200
+    app.settle()
+    [action] = [a for a in app.actions() if a.state == "pending"]
+    card = app.card(action)
+    block_id, _ = decide_block(card.blocks)
+    app.click(ALICE, "approve", action.public_id, block_id, card.ts, team=team)
+    app.settle()
+    with app.services.sessions() as session:
+        task = session.get_one(Task, action.task_id)
+    assert (task.state, task.paused_reason) == ("paused", "budget: 1 model steps reached the limit of 1")
+    [message] = [
+        m
+        for m in app.slack.messages(APPROVALS)
+        if "extend_budget" in json.dumps(m.blocks or []) and task.public_id in json.dumps(m.blocks)
+    ]
+    return task.public_id, message
+
+
+def task_state(app: SlackApp, task_id: str) -> str:
+    with app.services.sessions() as session:
+        return session.scalars(select(Task.state).where(Task.public_id == task_id)).one()
+
+
 @contextmanager
-def running_slack_app(db_url: str, **settings_given: Any) -> Iterator[SlackApp]:
-    """The app of the `slack_app` fixture, for a test that needs other settings or must set
-    something up (logging) before the app is built."""
+def serving(db_url: str, config: dict[str, Any] = CONFIG, **settings_given: Any) -> Iterator[SlackApp]:
+    """The app with `config` (and `Settings` fields `settings_given`) on `db_url`, the emulator
+    holding its channels and people: the `slack_app` fixture's, for a test that needs another
+    config or settings, or must set something up (logging) before the app is built."""
     clock = FrozenClock(FrozenClock().now().replace(year=2026, month=11))
     with SlackEmulator(now=seconds(clock)) as slack:
         slack.add_channel(APPROVALS, "approvals")
         slack.add_channel(ADMINS, "admins")
         for user in (REQUESTER, ALICE, BOB, MALLORY, ADMIN):
             slack.add_user(user, user.lower())
-        app = SlackApp(db_url, slack, clock, Config.model_validate(CONFIG), **settings_given)
+        app = SlackApp(db_url, slack, clock, Config.model_validate(config), **settings_given)
         try:
             yield app
         finally:
@@ -380,5 +424,5 @@ def running_slack_app(db_url: str, **settings_given: Any) -> Iterator[SlackApp]:
 
 @pytest.fixture
 def slack_app(db_url: str) -> Iterator[SlackApp]:
-    with running_slack_app(db_url) as app:
+    with serving(db_url) as app:
         yield app

@@ -17,10 +17,23 @@ from pydantic import SecretStr
 from sqlalchemy import select, text
 
 from agent.vault import SealedValueRefused, Vault, generate_key
+from bot import action_ids
 from bot.installations import NotInstalled, SealedInstallationStore
 from core.config import Config
-from core.models import OutboxMessage, Task
-from tests.bot.slack_app import ADMINS, ALICE, APPROVALS, BOB, CONFIG, REQUESTER, SlackApp, decide_block
+from core.models import AuditEvent, OutboxMessage, Task
+from tests.bot.slack_app import (
+    ADMINS,
+    ALICE,
+    APPROVALS,
+    BOB,
+    BUDGET_CONFIG,
+    CONFIG,
+    REQUESTER,
+    SlackApp,
+    decide_block,
+    paused_by_budget,
+    task_state,
+)
 from tests.fakes.clock import FrozenClock
 from tests.fakes.slack_server import SlackEmulator, seconds
 
@@ -59,7 +72,9 @@ def install(app: SlackApp, team: str, user: str = ALICE) -> str:
     return page
 
 
-def _multi(db_url: str, slack: SlackEmulator, clock: FrozenClock, **settings: Any) -> SlackApp:
+def _multi(
+    db_url: str, slack: SlackEmulator, clock: FrozenClock, config: dict[str, Any] = CONFIG, **settings: Any
+) -> SlackApp:
     given = {
         "slack_bot_token": None,
         "slack_client_id": CLIENT_ID,
@@ -68,7 +83,7 @@ def _multi(db_url: str, slack: SlackEmulator, clock: FrozenClock, **settings: An
         "slack_admin_team_id": TEAM_A,
         **settings,
     }
-    return SlackApp(db_url, slack, clock, Config.model_validate(CONFIG), **given)
+    return SlackApp(db_url, slack, clock, Config.model_validate(config), **given)
 
 
 @pytest.fixture
@@ -181,6 +196,34 @@ def test_each_workspace_gets_its_cards_with_its_own_token_and_never_sees_the_oth
     multi_app.settle()
     [action] = [a for a in multi_app.actions() if a.public_id == action_a]
     assert action.state == "succeeded"
+
+
+def test_task_buttons_from_another_workspace_find_no_task(
+    db_url: str, emulator: tuple[SlackEmulator, FrozenClock]
+) -> None:
+    slack, clock = emulator
+    app = _multi(db_url, slack, clock, BUDGET_CONFIG)
+    try:
+        slack.add_oauth_app(CLIENT_ID, CLIENT_SECRET, redirect_uri=app.url + "/slack/oauth_redirect")
+        install(app, TEAM_A)
+        install(app, TEAM_B)
+        task_id, message = paused_by_budget(app, team=TEAM_A)
+
+        # ALICE approves refunds, but a click from workspace B acts on nothing of workspace A.
+        for button in (action_ids.STOP_TASK, action_ids.EXTEND_BUDGET):
+            app.click(ALICE, button, task_id, "task_controls", message.ts, message.channel, team=TEAM_B)
+            app.settle()
+            assert task_state(app, task_id) == "paused"
+            assert f"no task {task_id!r} in your workspace" in app.slack.ephemerals(ALICE)[-1].text
+        with app.services.sessions() as session:
+            refused = session.scalars(select(AuditEvent).where(AuditEvent.kind == "decision.refused")).all()
+        assert [(e.actor, e.task_id, e.data["code"]) for e in refused] == [(ALICE, task_id, "not_found")] * 2
+
+        app.click(ALICE, action_ids.EXTEND_BUDGET, task_id, "task_controls", message.ts, message.channel, team=TEAM_A)
+        app.settle()
+        assert task_state(app, task_id) == "succeeded"
+    finally:
+        app.close()
 
 
 def test_uninstall_deletes_the_installation_and_stops_the_workspaces_work(multi_app: SlackApp) -> None:

@@ -16,7 +16,7 @@ from pydantic import SecretStr
 from sqlalchemy import create_engine, text
 
 from core import logs
-from tests.bot.slack_app import ALICE, API_TOKEN, REQUESTER, SECRET, TOKEN, SlackApp, decide_block, running_slack_app
+from tests.bot.slack_app import ALICE, API_TOKEN, REQUESTER, SECRET, TOKEN, SlackApp, decide_block, serving
 
 
 def _get(app: SlackApp, path: str) -> tuple[int, str]:
@@ -141,7 +141,7 @@ def _get_with(app: SlackApp, path: str, token: str | None) -> tuple[int, str]:
 
 
 def test_a_metrics_token_guards_metrics_and_the_readiness_details(db_url: str) -> None:
-    with running_slack_app(db_url, metrics_token=SecretStr("scrape-me")) as app:
+    with serving(db_url, metrics_token=SecretStr("scrape-me")) as app:
         for token in (None, "wrong", "scrape-m"):
             status, body = _get_with(app, "/metrics", token)
             assert status == 401 and "COUNTERSIGN_METRICS_TOKEN" in body

@@ -4,15 +4,32 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
+from typing import Any
 
+import pytest
 from sqlalchemy import func, select
 
-from core.models import Decision
+from bot import action_ids
+from core.models import AuditEvent, Decision
 from tests.approvals import shop_tools
-from tests.bot.slack_app import ALICE, APPROVALS, BOB, MALLORY, REQUESTER, SlackApp, decide_block
+from tests.bot.slack_app import (
+    ALICE,
+    APPROVALS,
+    BOB,
+    BUDGET_CONFIG,
+    MALLORY,
+    REQUESTER,
+    SlackApp,
+    decide_block,
+    edit_values,
+    paused_by_budget,
+    serving,
+    task_state,
+)
 
 
-def _start(app: SlackApp, text: str = "run refund Refund order 1234, it arrived broken") -> tuple[object, object]:
+def _start(app: SlackApp, text: str = "run refund Refund order 1234, it arrived broken") -> tuple[Any, Any]:
     ack = app.command(REQUESTER, text)
     assert ack.status == 200
     assert "Started `tsk_" in ack.body
@@ -105,6 +122,29 @@ def test_edit_opens_a_modal_from_the_schema_rejects_bad_input_inline_then_approv
     assert "500" in text and "300" in text  # the diff
 
 
+def test_a_huge_exponent_in_the_edit_form_is_a_field_error_not_a_frozen_server(slack_app: SlackApp) -> None:
+    action, card = _start(slack_app)
+    block_id, _ = decide_block(card.blocks)
+    slack_app.click(ALICE, "edit", action.public_id, block_id, card.ts)
+    slack_app.settle()
+    [modal] = slack_app.slack.views
+    # 9 bytes that made int(Decimal(...)) hold the GIL for seconds (/healthz blocked 12 s).
+    for typed, problem in (
+        ("1e700000", "the exponent must be between -30 and 30"),
+        ("9" * 41, "at most 40 characters"),
+    ):
+        bad = slack_app.submit(ALICE, modal.payload, edit_values(modal.payload, typed))
+        assert bad.json()["response_action"] == "errors"
+        assert list(bad.json()["errors"]) == ["amount_cents"]
+        assert bad.json()["errors"]["amount_cents"].startswith(f"amount_cents: {problem}")
+    assert slack_app.actions()[0].state == "pending"
+    good = slack_app.submit(ALICE, modal.payload, edit_values(modal.payload, "3e2"))
+    assert (good.status, good.body) == (200, "")
+    slack_app.settle()
+    [after] = slack_app.actions()
+    assert after.params == {"order_id": "1234", "amount_cents": 300} and after.state == "succeeded"
+
+
 def test_refused_clicks_are_told_only_to_the_clicker_and_leave_the_card(slack_app: SlackApp) -> None:
     action, card = _start(slack_app)
     block_id, _ = decide_block(card.blocks)
@@ -132,3 +172,50 @@ def test_a_click_from_another_workspace_is_refused(slack_app: SlackApp) -> None:
     assert "no action" in slack_app.slack.ephemerals(ALICE)[-1].text
     assert slack_app.actions()[0].state == "pending"
     assert shop_tools.CALLS[action.public_id] == 0
+
+
+@pytest.fixture
+def budget_app(db_url: str) -> Iterator[SlackApp]:
+    with serving(db_url, BUDGET_CONFIG) as app:
+        yield app
+
+
+def test_task_buttons_are_for_its_requester_approvers_and_admins(budget_app: SlackApp) -> None:
+    app = budget_app
+    task_id, message = paused_by_budget(app)
+    updates_before = len(app.slack.calls_to("chat.update"))
+    refused = [
+        (MALLORY, action_ids.STOP_TASK, "may not stop"),
+        (MALLORY, action_ids.EXTEND_BUDGET, "may not extend the budget"),
+        (REQUESTER, action_ids.EXTEND_BUDGET, "may not extend the budget"),  # more spend is for approvers
+    ]
+    told = []
+    for user, button, _ in refused:
+        assert app.click(user, button, task_id, "task_controls", message.ts, channel=message.channel).status == 200
+        app.settle()
+        assert task_state(app, task_id) == "paused"
+        told.append(app.slack.ephemerals(user)[-1].text)
+    # Audited like refused decisions; told only to the clicker; the message stays as it was.
+    with app.services.sessions() as session:
+        events = session.scalars(select(AuditEvent).where(AuditEvent.kind == "decision.refused")).all()
+    assert [(e.actor, e.task_id, e.data) for e in events] == [
+        (user, task_id, {"attempted": button, "code": "not_allowed"}) for user, button, _ in refused
+    ]
+    assert all(words in text for (_, _, words), text in zip(refused, told, strict=True))
+    assert len(app.slack.calls_to("chat.update")) == updates_before
+
+    # Their own task: the requester may stop it.
+    app.click(REQUESTER, action_ids.STOP_TASK, task_id, "task_controls", message.ts, channel=message.channel)
+    app.settle()
+    assert task_state(app, task_id) == "cancelled"
+
+
+def test_an_approver_extends_a_budget_once(budget_app: SlackApp) -> None:
+    app = budget_app
+    task_id, message = paused_by_budget(app)
+    app.click(BOB, action_ids.EXTEND_BUDGET, task_id, "task_controls", message.ts, channel=message.channel)
+    app.settle()
+    assert task_state(app, task_id) == "succeeded"
+    app.click(BOB, action_ids.EXTEND_BUDGET, task_id, "task_controls", message.ts, channel=message.channel)
+    app.settle()
+    assert "succeeded, not paused by its budget" in app.slack.ephemerals(BOB)[-1].text

@@ -20,7 +20,7 @@ from sqlalchemy import func, select
 from bot.slack_ingress import MAX_SLACK_BODY
 from core.config import Config
 from core.models import AuditEvent, Decision, Task
-from tests.bot.slack_app import CONFIG, REQUESTER, SECRET, TEAM, SlackApp, running_slack_app
+from tests.bot.slack_app import CONFIG, REQUESTER, SECRET, TEAM, SlackApp, serving
 
 FORM = "application/x-www-form-urlencoded"
 FORGED = "v0=" + "0" * 64
@@ -97,7 +97,7 @@ def test_a_body_over_the_limit_is_refused_over_http_too(slack_app: SlackApp) -> 
 def test_a_large_forged_body_leaves_the_log_small(db_url: str, caplog: pytest.LogCaptureFixture) -> None:
     # Logging at DEBUG everywhere before the app is built, as a verbose deployment would.
     caplog.set_level(logging.DEBUG)
-    with running_slack_app(db_url) as app:
+    with serving(db_url) as app:
         body = b"payload=" + urllib.parse.quote(json.dumps({"note": "FORGED-BODY " * 16_000})).encode()
         assert 150_000 < len(body) < MAX_SLACK_BODY
         caplog.clear()

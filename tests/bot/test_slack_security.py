@@ -5,13 +5,14 @@ from __future__ import annotations
 import json
 import time
 import urllib.parse
+from typing import Any
 
 import pytest
 from slack_sdk.signature import SignatureVerifier
 from sqlalchemy import func, select
 
 from core.models import AuditEvent, Decision, Task
-from tests.bot.slack_app import ALICE, REQUESTER, SECRET, SlackApp, decide_block
+from tests.bot.slack_app import ALICE, MALLORY, REQUESTER, SECRET, SlackApp, decide_block, edit_values
 
 
 def _nothing_written(app: SlackApp) -> None:
@@ -129,3 +130,38 @@ def test_a_signed_command_without_a_user_starts_nothing(slack_app: SlackApp) -> 
     assert reply.status == 200
     assert "without a user" in reply.body
     _nothing_written(slack_app)
+
+
+def _edit_form(app: SlackApp) -> tuple[Any, dict[str, Any]]:
+    """A pending refund and the edit form an approver opened on its card: (action, modal view)."""
+    app.command(REQUESTER, "run refund Refund order 77")
+    app.settle()
+    [action] = app.actions()
+    card = app.card(action)
+    block_id, _ = decide_block(card.blocks)
+    app.click(ALICE, "edit", action.public_id, block_id, card.ts)
+    app.settle()
+    [modal] = app.slack.views
+    return action, modal.payload
+
+
+def test_an_edit_from_someone_who_may_not_decide_is_refused_before_its_numbers_are_read(slack_app: SlackApp) -> None:
+    action, view = _edit_form(slack_app)
+    # 1e700000 froze the server for seconds when it was parsed first; now nobody parses it for them.
+    for user, refusal in ((MALLORY, "not an approver"), (REQUESTER, "cannot approve")):
+        reply = slack_app.submit(user, view, edit_values(view, "1e700000"))
+        assert reply.status == 200
+        assert reply.json()["response_action"] == "errors"
+        [message] = reply.json()["errors"].values()
+        assert refusal in message and "exponent" not in message
+    [after] = slack_app.actions()
+    assert (after.state, after.params) == ("pending", action.params)
+    with slack_app.services.sessions() as session:
+        refused = session.execute(
+            select(AuditEvent.actor, AuditEvent.data).where(AuditEvent.kind == "decision.refused")
+        ).all()
+        assert session.scalar(select(func.count()).select_from(Decision)) == 0
+    assert [(actor, data["attempted"], data["code"]) for actor, data in refused] == [
+        (MALLORY, "edit", "not_an_approver"),
+        (REQUESTER, "edit", "self_approval"),
+    ]

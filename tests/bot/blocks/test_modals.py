@@ -163,6 +163,12 @@ def test_defaults_fill_an_edit_of_a_draft_without_them():
         ("ratio", "inf", "Enter a number, like 2.5."),
         ("tags", "[mug", "Not valid JSON: Expecting value (line 1, column 2)."),
         ("amount_cents", None, "This field is required."),
+        # Only plain ASCII decimal literals, though `Decimal` takes all of these.
+        ("amount_cents", "1_000", "Enter a whole number, like 42."),
+        ("amount_cents", "\u0663", "Enter a whole number, like 42."),  # ARABIC-INDIC DIGIT THREE
+        ("amount_cents", "+5", "Enter a whole number, like 42."),
+        ("ratio", ".5", "Enter a number, like 2.5."),
+        ("ratio", "NaN", "Enter a number, like 2.5."),
     ],
 )
 def test_what_cannot_be_parsed_is_an_error_keyed_by_block_id(block_id, typed, message):
@@ -170,6 +176,49 @@ def test_what_cannot_be_parsed_is_an_error_keyed_by_block_id(block_id, typed, me
     params, errors = parse_edit(SCHEMA, submitted(view, **{block_id: typed}))
     assert errors == {block_id: message}
     assert block_id not in params
+
+
+@pytest.mark.parametrize(
+    ("block_id", "typed", "message"),
+    [
+        # int(Decimal("1e700000")) held the GIL for seconds: the exponent is refused before.
+        ("amount_cents", "1e700000", "amount_cents: the exponent must be between -30 and 30."),
+        ("amount_cents", "1e31", "amount_cents: the exponent must be between -30 and 30."),
+        ("amount_cents", "9" * 41, "amount_cents: at most 40 characters (this has 41)."),
+        ("ratio", "1e-31", "ratio: the exponent must be between -30 and 30."),
+        ("ratio", "1e400", "ratio: the exponent must be between -30 and 30."),  # was float('inf')
+        ("extra", '{"photo": 1e999}', "extra: a number in it is refused: the exponent must be between -30 and 30."),
+        ("extra", '{"n": 1' + "0" * 40 + "}", "extra: a number in it is refused: at most 40 characters (this has 41)."),
+        (
+            "extra",
+            '{"n": NaN}',
+            "extra: a number in it is refused: NaN and infinities are not numbers a tool can take.",
+        ),
+        ("tags", "[" * 1400 + "]" * 1400, "tags: nested too deeply."),
+        ("tags", "[" + "1," * 1500 + "1]", "tags: at most 3,000 characters (this has 3,003)."),
+    ],
+)
+def test_numbers_beyond_the_bounds_are_a_field_error_naming_the_field_and_the_limit(block_id, typed, message):
+    view = edit_modal("act_1", "issue_refund", SCHEMA, PARAMS, "meta")
+    params, errors = parse_edit(SCHEMA, submitted(view, **{block_id: typed}))
+    assert errors == {block_id: message}
+    assert block_id not in params
+
+
+def test_numbers_within_the_bounds_stay_exact():
+    view = edit_modal("act_1", "issue_refund", SCHEMA, PARAMS, "meta")
+    typed = {
+        "amount_cents": "1e30",
+        "limit": "-" + "9" * 39,
+        "ratio": "-12.5e-3",
+        "extra": '{"n": 12345678901234567890123}',
+    }
+    params, errors = parse_edit(SCHEMA, submitted(view, **typed))
+    assert errors == {}
+    assert params["amount_cents"] == 10**30 and type(params["amount_cents"]) is int
+    assert params["limit"] == -(10**39 - 1)
+    assert params["ratio"] == -0.0125
+    assert params["extra"] == {"n": 12345678901234567890123}
 
 
 def test_a_forged_option_value_is_an_error():
