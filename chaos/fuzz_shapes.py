@@ -58,6 +58,7 @@ HUGE_NUMBERS = (
     "12345678901234567890123456789012345678901",  # 41 digits: one over the limit
 )
 LONE = ("\ud800", "\udbff", "\udc00", "\udfff", "\udc00\ud800", "\x00", "a\x00b", "\ud83d")
+PRINTABLE = st.characters(exclude_categories=("Cc", "Cs"))  # text a person types (NUL is the surrogate shape's)
 NESTINGS = (("[", "]"), ('{"a":', "}"), ('[{"a":', "}]"))
 
 
@@ -186,7 +187,7 @@ def exponent(draw: st.DrawFn, aim: Aim) -> Request:
     values: dict[str, Any] = {field: {field: {"type": kind, "value": number}}}
     if draw(st.booleans()):  # the other fields filled in as the modal shows them
         values["order_id" if target.tool == "chaos_refund" else "flag"] = {
-            "x": {"type": "plain_text_input", "value": draw(st.text(max_size=20))}
+            "x": {"type": "plain_text_input", "value": draw(st.text(PRINTABLE, max_size=20))}
         }
     payload = _view(rnd, user, target.team or TEAM, metadata, values, action_ids.EDIT_MODAL)
     body = _form(payload)
