@@ -8,6 +8,7 @@ Bolt's default of 5 threads, which starves under bursts of clicks.
 
 from __future__ import annotations
 
+import json
 import logging
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -19,6 +20,7 @@ from structlog.contextvars import bound_contextvars
 
 from bot.listeners import actions, autonomy, commands, events, installs, views
 from bot.services import Services
+from core.storable import first_unstorable
 
 log = logging.getLogger(__name__)
 # Bolt's base logger. Bolt logs at INFO what it refuses, body and all (a failed signature
@@ -55,6 +57,18 @@ def build_app(
         log.error("unhandled error in a Slack listener: %r (payload type %s)", error, body.get("type"), exc_info=error)
         response.status = 200
         response.body = ""
+
+    @app.middleware
+    def refuse_unstorable_text(body: dict[str, Any], next: Callable[[], BoltResponse]) -> BoltResponse:
+        # Slack never sends a NUL or a lone surrogate (a signed request with one is not Slack's
+        # own doing); a listener would store it on SQLite and fail half-way on PostgreSQL.
+        found = first_unstorable(body)
+        if found is None:
+            return next()
+        where, problem = found
+        log.warning("refused a Slack request: its %s %s", where, problem)
+        error = json.dumps({"error": f"the request's {where} {problem}"})
+        return BoltResponse(status=400, body=error, headers={"content-type": "application/json"})
 
     @app.middleware
     def log_context(body: dict[str, Any], next: Callable[[], BoltResponse]) -> BoltResponse:

@@ -40,6 +40,7 @@ from bot.slack_ingress import MAX_SLACK_BODY, SlackIngress
 from core.metrics import DatabaseCollector
 from core.migrate import is_compatible
 from core.models import OutboxMessage
+from core.storable import text_problem
 from escalations.scheduler import SWEEP_JOB, Ticker
 
 if TYPE_CHECKING:
@@ -175,21 +176,9 @@ def _task_problems(body: Any) -> dict[str, str]:
         if body.get(key) is not None and not isinstance(body[key], str):
             problems[key] = "must be text"
     for key in ("task_type", "text", "requester"):
-        if isinstance(body.get(key), str) and key not in problems and (problem := _text_problem(body[key])):
+        if isinstance(body.get(key), str) and key not in problems and (problem := text_problem(body[key])):
             problems[key] = problem
     return problems
-
-
-def _text_problem(value: str) -> str | None:
-    """Text no database takes: PostgreSQL refuses NUL in text, and a lone surrogate (JSON's
-    `"\\ud800"`) is not Unicode that any encoding can store."""
-    if "\x00" in value:
-        return "contains a NUL character (\\u0000)"
-    try:
-        value.encode("utf-8")
-    except UnicodeEncodeError as exc:
-        return f"contains a lone surrogate ({value[exc.start]!r}): not valid Unicode"
-    return None
 
 
 def listen(wsgi: Handler, host: str, port: int, *, threads: int = 16) -> BaseWSGIServer | MultiSocketServer:

@@ -1,8 +1,33 @@
-"""Forged and malformed input: hypothesis-generated requests at a real `countersign serve`;
-none may get a 5xx, and none may change anything but the audit ledger's refusal events.
+"""Forged and malformed input: hypothesis-generated requests at a real `countersign serve`
+and at the demo page; none may get a 5xx, and none may change anything but the audit
+ledger's refusal events.
 
 The server is seeded first (tasks with pending actions from two teams, one `app_mention`
-whose `event_id` is then replayed). Then `--count` requests are generated, each one of:
+whose `event_id` is then replayed, one slash command whose exact bytes are kept), and the
+demo page (`SandboxPage`) started in this process on a free port, in a workspace of its own.
+Then `--shapes` requests (default 100) of each of issue #14's shapes are generated
+(`chaos.fuzz_shapes` says how), each with the only answers it may get:
+
+- **large**: a declared length over the 512 KiB limit, signed or not, at `/slack/events` and
+  `/api/tasks`, sent as headers only: 413 (the other families' bodies over the limit count
+  here too);
+- **exponent**: signed Edit-modal submissions by real approvers (the card's params hash) and
+  by strangers whose number field holds `1e700000`, `9`*5000, `-1E-999999`...: each answered
+  within Slack's 3 s, measured per request (a later answer fails, even if it came);
+- **deep**: JSON nested 10,000-100,000 deep in a signed `payload=` form, an event body
+  (400), a modal's `private_metadata` (the form's error) and at `/api/tasks` with the bearer
+  token (422);
+- **surrogate**: `\ud800`-style escapes and `\u0000` in the text of mentions, slash commands,
+  rejection reasons and clicks a requester or approver might send (refused, nothing changed)
+  and of `/api/tasks` bodies (422);
+- **replay**: the kept slash command sent again, and signed requests sent twice: 401
+  `replayed request`; `replays accepted` counts the kept command's tasks in the database;
+- **cross-origin**: demo page requests with a foreign `Origin`, a wrong `Host` (DNS
+  rebinding), a `text/plain` body, or a missing or wrong page token: 403 or 415; `demo
+  cross-origin accepted` counts the ones answered otherwise plus anything the page's
+  workspace gained. One request of the page's own (right host and token) must be answered.
+
+Then `--count` requests are generated, each one of:
 
 - **auth**: any body, real approvals included, with a forged or missing signature, a
   signature over another body or with another secret, a stale, future or non-numeric
@@ -23,9 +48,13 @@ audit events only of kind `decision.refused`. Each malformed request whose field
 product reads were of the wrong shape (a command with no `user_id`, a mention whose `user`
 is not text...) counts as `malformed`: it too must change nothing.
 
-    .venv/bin/python -m chaos.fuzz_inputs [--count 10000] [--backend sqlite|postgres] [--seed N] [--verbose]
+    .venv/bin/python -m chaos.fuzz_inputs [--count 10000] [--shapes 100] [--backend sqlite|postgres] [--seed N]
+        [--verbose]
 
-Prints one summary line (new rows, if any, on stderr before it) and exits 1 on a failure.
+Prints one summary line (new rows and wrong or late answers, if any, on stderr before it):
+the requests per family and per shape with each shape's slowest answer, then the failures
+(5xx, state changes, unanswered, wrong answers, late answers, replays accepted, demo
+cross-origin accepted), and exits 1 on any of them.
 """
 
 from __future__ import annotations
@@ -60,7 +89,16 @@ from sqlalchemy import Engine, create_engine, func, select  # noqa: E402
 
 from bot import action_ids  # noqa: E402
 from bot.blocks.card import decide_block_id, params_hash_from_block_id  # noqa: E402
-from bot.sandbox.signed import FORM, JSON, event_callback_body, send, signed, slash_command_body  # noqa: E402
+from bot.sandbox.page import TOKEN_HEADER, SandboxPage  # noqa: E402
+from bot.sandbox.signed import (  # noqa: E402
+    FORM,
+    JSON,
+    SignedRequest,
+    event_callback_body,
+    send,
+    signed,
+    slash_command_body,
+)
 from bot.slack_ingress import MAX_SLACK_BODY  # noqa: E402
 from chaos import tools  # noqa: E402
 from chaos.common import (  # noqa: E402
@@ -75,6 +113,15 @@ from chaos.common import (  # noqa: E402
     wait_for,
     write_yaml,
 )
+from chaos.fuzz_shapes import (  # noqa: E402
+    SHAPES,
+    SLACK_DEADLINE_S,
+    Aim,
+    Request,
+    Target,
+    demo_page,
+    workspace_size,
+)
 from core.db import normalize_url  # noqa: E402
 from core.models import Action, AuditEvent, Decision, OutboxMessage, SlackEvent, Task, Timer  # noqa: E402
 
@@ -86,8 +133,10 @@ APPROVERS = (ALICE, BOB)
 TASK_TYPES = ("refund", "flag")
 TOOLS = ("chaos_refund", "chaos_flag")
 SEEDED_EVENT = "Ev0SEEDED01"
+KEPT_TEXT = "Refund order 11"  # the request of the seeded command that is replayed
 ALLOWED_AUDIT_KINDS = frozenset({"decision.refused"})
 HUGE = 1_000_000
+SHAPE_COUNT = 100  # requests of each of issue #14's shapes: a fixed number, not a share of --count
 CONFIG: dict[str, Any] = {
     "slack": {"approvals_channel": APPROVALS, "admin_channel": ADMINS, "admins": [ADMIN]},
     "tools": {"modules": ["chaos.tools"]},
@@ -173,6 +222,8 @@ class Seeded:
     pending: dict[str, tuple[str, str | None]]  # action public id -> (params hash, requester)
     tasks: tuple[str, ...]
     events: frozenset[str]
+    targets: tuple[Target, ...] = ()  # the pending actions again, with their tools and teams
+    kept: SignedRequest | None = None  # a legitimate slash command sent while seeding, to replay
 
     def hash_of(self, action_id: object) -> str | None:
         found = self.pending.get(action_id) if isinstance(action_id, str) else None
@@ -321,15 +372,6 @@ def event_effect(body: object, seeded: Seeded) -> str:
 
 
 # -- generating requests ----------------------------------------------------------------------
-
-
-@dataclass
-class Request:
-    family: str  # auth | malformed | garbage
-    shape: str  # click | view | command | event | bytes | text | form | json
-    body: bytes
-    headers: dict[str, str]
-    expect: str  # refused | no_change | malformed
 
 
 json_leaves = st.one_of(
@@ -784,35 +826,55 @@ class Tally:
     sent: int = 0
     statuses: Counter[str] = field(default_factory=Counter)
     families: Counter[str] = field(default_factory=Counter)
+    shapes: Counter[str] = field(default_factory=Counter)  # issue #14's shapes, large bodies included
+    slowest: dict[str, float] = field(default_factory=dict)  # shape -> its slowest answer (s)
     server_errors: list[str] = field(default_factory=list)
     unanswered: list[str] = field(default_factory=list)
     unsigned_accepted: list[str] = field(default_factory=list)
+    wrong_answers: list[str] = field(default_factory=list)  # a shape answered other than it must be
+    late: list[str] = field(default_factory=list)  # answered after the shape's deadline
+    accepted: Counter[str] = field(default_factory=Counter)  # shape -> requests answered 2xx it must refuse
     by_shape: Counter[str] = field(default_factory=Counter)
     huge: int = 0
 
-    def record(self, request: Request, status: int | None, detail: str = "") -> None:
-        sample = f"{request.family}/{request.shape} {request.headers} {request.body[:300]!r} -> {status} {detail}"
+    def record(self, request: Request, status: int | None, answer: bytes = b"", elapsed: float = 0.0) -> None:
+        sample = f"{request.family}/{request.shape} {request.headers} {request.body[:300]!r} -> {status}"
+        sample += f" {answer[:200]!r}" + (f" in {elapsed:.2f} s" if status is not None else "")
+        large = request.declared is not None or len(request.body) > MAX_SLACK_BODY
+        shape = "large" if large else request.family if request.family in SHAPES else None
         with self.lock:
             self.sent += 1
             self.families[f"{request.family}:{request.expect}"] += 1
             self.huge += len(request.body) >= 100_000
+            if shape:
+                self.shapes[shape] += 1
+                self.slowest[shape] = max(self.slowest.get(shape, 0.0), elapsed)
             if status is None:
                 self.unanswered.append(sample)
                 return
             self.statuses[f"{status // 100}xx" if status != 401 else "401"] += 1
             self.by_shape[f"{request.family}/{request.shape}/{request.expect} {status}"] += 1
+            answers = frozenset({413}) if large else request.answers
             if status >= 500:
                 self.server_errors.append(sample)
             elif request.family == "auth" and status < 300:
                 self.unsigned_accepted.append(sample)
+            if shape and status < 300 and answers is not None and status not in answers:
+                self.accepted[shape] += 1
+            if status < 500 and answers is not None and (status not in answers or request.marker not in answer):
+                self.wrong_answers.append(sample)
+            if request.deadline_s is not None and elapsed > request.deadline_s:
+                self.late.append(sample)
 
 
 class Sender:
-    """Sends requests from a few threads, one keep-alive connection each."""
+    """Sends requests from a few threads, one keep-alive connection each to the app and the page."""
 
-    def __init__(self, url: str, tally: Tally, threads: int = 6) -> None:
+    def __init__(self, url: str, tally: Tally, threads: int = 6, page_port: int | None = None) -> None:
         parsed = urllib.parse.urlsplit(url)
-        self.host, self.port = parsed.hostname or "127.0.0.1", parsed.port or 80
+        self.hosts = {"app": (parsed.hostname or "127.0.0.1", parsed.port or 80)}
+        if page_port is not None:
+            self.hosts["page"] = ("127.0.0.1", page_port)
         self.tally = tally
         self.pool = ThreadPoolExecutor(max_workers=threads, thread_name_prefix="fuzz-send")
         self.slots = threading.BoundedSemaphore(threads * 4)
@@ -824,39 +886,59 @@ class Sender:
         future.add_done_callback(lambda _: self.slots.release())
 
     def _send(self, request: Request) -> None:
+        try:
+            if request.again:  # a replay: the first answer is the original's, the second is checked
+                self._exchange(request)
+            status, answer, elapsed = self._exchange(request)
+        except (OSError, http.client.HTTPException) as exc:
+            self.tally.record(request, None, f"{type(exc).__name__}: {exc}".encode())
+            return
+        self.tally.record(request, status, answer, elapsed)
+
+    def _exchange(self, request: Request) -> tuple[int, bytes, float]:
+        """(status, answer, seconds from the first byte sent to the last read)."""
+        if not hasattr(self.local, "connections"):
+            self.local.connections = {}
+        connections: dict[str, http.client.HTTPConnection | None] = self.local.connections
         for attempt in (1, 2):  # a keep-alive connection the server closed is retried once
-            connection = getattr(self.local, "connection", None)
+            connection = connections.get(request.target)
             if connection is None:
-                connection = self.local.connection = http.client.HTTPConnection(self.host, self.port, timeout=60)
+                host, port = self.hosts[request.target]
+                connection = connections[request.target] = http.client.HTTPConnection(host, port, timeout=60)
+            began = time.monotonic()
             try:
-                if len(request.body) > MAX_SLACK_BODY:
+                declared = request.declared
+                if declared is None and len(request.body) > MAX_SLACK_BODY:
+                    declared = len(request.body)
+                if declared is not None:
                     # Refused (413) from its declared length, before a byte of it is read: the
                     # server answers and closes while a client would still be sending. Send the
                     # headers only, as a client waiting for `100 Continue` does, and read that.
-                    connection.putrequest("POST", "/slack/events")
-                    for name, value in {**request.headers, "Content-Length": str(len(request.body))}.items():
+                    connection.putrequest(request.method, request.path)
+                    for name, value in {**request.headers, "Content-Length": str(declared)}.items():
                         connection.putheader(name, value)
                     connection.endheaders()
                 else:
-                    connection.request("POST", "/slack/events", body=request.body, headers=request.headers)
+                    connection.request(request.method, request.path, body=request.body, headers=request.headers)
                 reply = connection.getresponse()
-                reply.read()
-                if reply.getheader("Connection", "").lower() == "close":
+                answer = reply.read()
+                elapsed = time.monotonic() - began
+                if reply.will_close or reply.getheader("Connection", "").lower() == "close":
                     connection.close()
-                    self.local.connection = None
-                self.tally.record(request, reply.status)
-                return
-            except (OSError, http.client.HTTPException) as exc:
+                    connections[request.target] = None
+                return reply.status, answer, elapsed
+            except (OSError, http.client.HTTPException):
                 connection.close()
-                self.local.connection = None
+                connections[request.target] = None
                 if attempt == 2:
-                    self.tally.record(request, None, f"{type(exc).__name__}: {exc}")
+                    raise
+        raise AssertionError("unreachable")
 
     def close(self) -> None:
         self.pool.shutdown(wait=True)
 
 
-def fuzz(seeded: Seeded, count: int, seed: int, sender: Sender) -> None:
+def fuzz(strategy: st.SearchStrategy[Request], count: int, seed: int, sender: Sender) -> None:
     """Generate and send `count` requests: hypothesis draws them, without shrinking or a database."""
     done = 0
     while done < count:
@@ -870,7 +952,7 @@ def fuzz(seeded: Seeded, count: int, seed: int, sender: Sender) -> None:
             phases=[Phase.generate],
             suppress_health_check=list(HealthCheck),
         )
-        @given(requests(seeded))
+        @given(strategy)
         def one(request: Request) -> None:
             nonlocal done
             if done < count:
@@ -884,7 +966,7 @@ def fuzz(seeded: Seeded, count: int, seed: int, sender: Sender) -> None:
 
 
 def seed_state(url: str, slack: Any, reader: Engine, servers: list[Any]) -> Seeded:
-    def signed_command(user: str, team: str, text_: str) -> None:
+    def signed_command(user: str, team: str, text_: str) -> SignedRequest:
         body = slash_command_body(
             team_id=team,
             user_id=user,
@@ -893,11 +975,13 @@ def seed_state(url: str, slack: Any, reader: Engine, servers: list[Any]) -> Seed
             response_url=slack.new_response_url(APPROVALS, None, user),
             trigger_id=slack.new_trigger_id(user),
         )
-        reply = send(url + "/slack/events", signed(SECRET, body, FORM), timeout=15)
+        request = signed(SECRET, body, FORM)
+        reply = send(url + "/slack/events", request, timeout=15)
         if reply.status != 200:
             raise ChaosFailure(f"seeding command {text_!r} got {reply.status}: {reply.body}")
+        return request
 
-    signed_command(REQUESTER, TEAM, "run refund Refund order 11")
+    kept = signed_command(REQUESTER, TEAM, f"run refund {KEPT_TEXT}")
     signed_command(REQUESTER, TEAM, "run flag flag dark-mode")
     signed_command(ALICE, TEAM, "run refund Refund order 12")  # Alice requested it: only Bob may approve
     signed_command(OTHER_USER, OTHER_TEAM, "run refund Refund order 13")
@@ -922,9 +1006,27 @@ def seed_state(url: str, slack: Any, reader: Engine, servers: list[Any]) -> Seed
 
     wait_for(seeded, "5 pending actions with their cards posted", servers, 60)
     with reader.connect() as conn:
-        rows = conn.execute(select(Action.public_id, Action.params_hash, Action.requester)).all()
+        rows = conn.execute(
+            select(Action.public_id, Action.params_hash, Action.requester, Action.tool, Task.team_id).join(
+                Task, Task.id == Action.task_id
+            )
+        ).all()
         tasks = conn.execute(select(Task.public_id)).scalars().all()
-    return Seeded({row[0]: (row[1], row[2]) for row in rows}, tuple(tasks), frozenset({SEEDED_EVENT}))
+    return Seeded(
+        {row[0]: (row[1], row[2]) for row in rows},
+        tuple(tasks),
+        frozenset({SEEDED_EVENT}),
+        tuple(Target(*row) for row in rows),
+        kept,
+    )
+
+
+def replays_accepted(reader: Engine) -> int:
+    """Tasks started by the kept command beyond the one it started while seeding (its replays
+    are sent during the run): counted in the database, whatever the answers said."""
+    with reader.connect() as conn:
+        found = conn.execute(select(func.count()).select_from(Task).where(Task.request_text == KEPT_TEXT))
+        return max(0, int(found.scalar_one()) - 1)
 
 
 def new_rows(reader: Engine, before: Snapshot) -> list[str]:
@@ -964,9 +1066,37 @@ def settled_snapshot(reader: Engine, seeded_ids: list[str], deadline_s: float = 
 # -- main -----------------------------------------------------------------------------------------
 
 
+def aim_at(seeded: Seeded, page: SandboxPage) -> Aim:
+    assert seeded.kept is not None
+    return Aim(
+        actions=seeded.targets,
+        approvers=APPROVERS,
+        strangers=(MALLORY, OTHER_USER, REQUESTER),
+        channel=APPROVALS,
+        kept=seeded.kept,
+        page_port=page.port,
+        page_token=page.token,
+        sign=lambda rnd, body: sign_headers(rnd, body, flaw=None),
+        flawed=lambda draw, rnd: content(draw, rnd, seeded, legit_allowed=False)[:3],
+    )
+
+
+def page_answers(page: SandboxPage) -> bool:
+    """The page answers its own requests (so that its refusals of the others mean something)."""
+    connection = http.client.HTTPConnection("127.0.0.1", page.port, timeout=10)
+    try:
+        connection.request("GET", "/api/personas", headers={"Host": f"127.0.0.1:{page.port}", TOKEN_HEADER: page.token})
+        reply = connection.getresponse()
+        return reply.status == 200 and bool(json.loads(reply.read()))
+    finally:
+        connection.close()
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=(__doc__ or "").split("\n\n")[0])
     parser.add_argument("--count", type=int, default=10_000, help="requests to send (default 10000)")
+    shapes_help = f"requests of each of issue #14's shapes (default {SHAPE_COUNT})"
+    parser.add_argument("--shapes", type=int, default=SHAPE_COUNT, help=shapes_help)
     parser.add_argument("--backend", choices=["sqlite", "postgres"], default="sqlite")
     parser.add_argument("--seed", type=int, default=None, help="random seed (default: random, printed)")
     parser.add_argument("--threads", type=int, default=6, help="concurrent senders (default 6)")
@@ -975,6 +1105,7 @@ def main() -> int:
     seed = args.seed if args.seed is not None else random.SystemRandom().randrange(1 << 31)
     began = time.monotonic()
     tally = Tally()
+    people = {REQUESTER: "requester", ALICE: "approver", BOB: "approver", MALLORY: "stranger"}
     with (
         tempfile.TemporaryDirectory(prefix="cs-chaos-fuzz-") as directory,
         database(args.backend, NAME) as url,
@@ -985,27 +1116,43 @@ def main() -> int:
         script = write_yaml(workdir, "script.yml", SCRIPT)
         reader = create_engine(normalize_url(url))
         try:
-            with serving(NAME, serve_env(url, config, slack, script=script), workdir) as server:
+            with (
+                serving(NAME, serve_env(url, config, slack, script=script), workdir) as server,
+                demo_page(server.events_url, APPROVALS, people) as (page, page_slack),
+            ):
                 seeded = seed_state(server.url, slack, reader, [server])
                 before = Snapshot.take(reader, sorted(seeded.pending))
-                sender = Sender(server.url, tally, threads=args.threads)
+                page_before, page_up = workspace_size(page_slack), page_answers(page)
+                sender = Sender(server.url, tally, threads=args.threads, page_port=page.port)
                 try:
-                    fuzz(seeded, args.count, seed, sender)
+                    # The shapes first: the kept command's replays must come within Slack's 5 minutes.
+                    aim = aim_at(seeded, page)
+                    for offset, shape in enumerate(SHAPES.values()):
+                        fuzz(shape(aim), args.shapes, seed + offset * 7919, sender)
+                    fuzz(requests(seeded), args.count, seed, sender)
                 finally:
                     sender.close()
                 after = settled_snapshot(reader, sorted(seeded.pending))
                 evidence = new_rows(reader, before) if before.changes(after) else []
+                replayed = replays_accepted(reader)
+                page_changes = workspace_size(page_slack) - page_before
                 alive = server.alive()
                 log_tail = server.output(2000)
         finally:
             reader.dispose()
     changes = before.changes(after)
     refusals = after.audit_kinds["decision.refused"] - before.audit_kinds.get("decision.refused", 0)
+    cross_origin = tally.accepted["cross-origin"] + abs(page_changes)
     problems = (
         [f"state change: {change}" for change in changes]
         + evidence
         + [f"5xx: {sample}" for sample in tally.server_errors[:10]]
         + [f"no answer: {sample}" for sample in tally.unanswered[:10]]
+        + [f"wrong answer: {sample}" for sample in tally.wrong_answers[:10]]
+        + [f"answered after {SLACK_DEADLINE_S:.0f} s: {sample}" for sample in tally.late[:10]]
+        + ([f"the kept command's replays started {replayed} more tasks"] if replayed else [])
+        + ([f"the demo page's workspace changed by {page_changes}"] if page_changes else [])
+        + ([] if page_up else ["the demo page did not answer its own request"])
         + ([] if alive else [f"the server died: {log_tail}"])
     )
     for problem in problems:
@@ -1016,14 +1163,27 @@ def main() -> int:
         for kind, count in sorted(tally.by_shape.items()):
             note(NAME, f"{count:6d} {kind}")
     # A forged request answered 2xx but refused all the same (it changed nothing) is reported, not failed.
-    passed = not (changes or tally.server_errors or tally.unanswered or not alive)
-    families = ", ".join(f"{name} {count}" for name, count in sorted(tally.families.items()))
+    passed = not (
+        changes
+        or tally.server_errors
+        or tally.unanswered
+        or tally.wrong_answers
+        or tally.late
+        or replayed
+        or cross_origin
+        or not page_up
+        or not alive
+    )
+    families = ", ".join(f"{name} {count}" for name, count in sorted(tally.families.items()) if ":" in name)
     statuses = ", ".join(f"{name}={count}" for name, count in sorted(tally.statuses.items()))
+    shapes = ", ".join(f"{name} {tally.shapes[name]} (slowest {tally.slowest.get(name, 0.0):.1f} s)" for name in SHAPES)
     print(
-        f"{NAME}: {tally.sent} requests ({families}; {tally.huge} over 100 kB), 5xx={len(tally.server_errors)}, "
-        f"state changes={len(changes)}, unanswered={len(tally.unanswered)}, "
-        f"forged answered 2xx={len(tally.unsigned_accepted)}, answers {statuses}, audit refusals={refusals}, "
-        f"seed {seed}, {time.monotonic() - began:.0f} s, {'PASS' if passed else 'FAIL'}",
+        f"{NAME}: {tally.sent} requests ({families}; {tally.huge} over 100 kB; shapes: {shapes}), "
+        f"5xx={len(tally.server_errors)}, state changes={len(changes)}, unanswered={len(tally.unanswered)}, "
+        f"wrong answers={len(tally.wrong_answers)}, late answers={len(tally.late)}, replays accepted={replayed}, "
+        f"demo cross-origin accepted={cross_origin}, forged answered 2xx={len(tally.unsigned_accepted)}, "
+        f"answers {statuses}, audit refusals={refusals}, seed {seed}, {time.monotonic() - began:.0f} s, "
+        f"{'PASS' if passed else 'FAIL'}",
         flush=True,
     )
     return 0 if passed else 1

@@ -61,7 +61,7 @@ def click_from(body: dict[str, Any]) -> Click:
 def metadata_from(view: dict[str, Any]) -> dict[str, Any]:
     try:
         metadata = json.loads(view.get("private_metadata") or "{}")
-    except json.JSONDecodeError:
+    except (ValueError, RecursionError):  # also a number over int's 4300 digits, and deep nesting
         raise BadPayload("the modal's metadata is not JSON") from None
     if not isinstance(metadata, dict) or not isinstance(metadata.get("action_id"), str):
         raise BadPayload("the modal's metadata names no action")

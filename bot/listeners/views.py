@@ -51,9 +51,10 @@ def register(app: App, services: Services) -> None:
                 raise BadPayload("the form's values are not an object")
             user, team = body["user"]["id"], (body.get("team") or {}).get("id")
         except (BadPayload, KeyError, TypeError) as problem:
-            ack(response_action="errors", errors={}, text=str(problem))
+            # Slack (and Bolt) take no `errors` without a block to show one on.
+            ack(response_action="errors", errors={_first_block(view): f"This form is out of date: {problem}"})
             return
-        first = next(iter(values), "params")
+        first = _first_block(view)
         action_id, seen_hash = metadata["action_id"], str(metadata.get("params_hash", ""))
         try:
             # Who may edit is settled before a single value of the form is read: parsing is work
@@ -95,6 +96,13 @@ def register(app: App, services: Services) -> None:
 def _editable(action: Action) -> tuple[str, dict[str, Any]]:
     """The tool and the drafted params an edit goes over (the action's, never the form's metadata)."""
     return action.tool, dict(action.params)
+
+
+def _first_block(view: dict[str, Any]) -> str:
+    """The block a form-wide error is shown on: the form's first input (`params` if it has none)."""
+    state = view.get("state")
+    values = state.get("values") if isinstance(state, dict) else None
+    return str(next(iter(values), "params")) if isinstance(values, dict) else "params"
 
 
 def _by_block(problems: dict[str, str], values: dict[str, Any]) -> dict[str, str]:
