@@ -209,9 +209,14 @@ class _Handler(BaseHTTPRequestHandler):
         if route is None:
             self._json(404, {"ok": False, "error": f"no route POST {path}"})
             return
-        length = int(self.headers.get("Content-Length") or 0)
+        length = self._content_length()
+        if length is None:
+            self._json(400, {"ok": False, "error": "Content-Length must be a number of bytes"})
+            self.close_connection = True
+            return
         if length > MAX_BODY:
             self._json(413, {"ok": False, "error": "body too large"})
+            self.close_connection = True
             return
         try:
             body = json.loads(self.rfile.read(length) or b"{}")
@@ -238,14 +243,17 @@ class _Handler(BaseHTTPRequestHandler):
     def _discard_body(self) -> None:
         """Read a refused request's (bounded) body, so that closing the socket with it unread
         does not reset the connection before the browser has the answer."""
-        try:
-            length = int(self.headers.get("Content-Length") or 0)
-        except ValueError:
-            length = -1
-        if 0 <= length <= MAX_BODY:
+        length = self._content_length()
+        if length is not None and length <= MAX_BODY:
             self.rfile.read(length)
         else:
             self.close_connection = True
+
+    def _content_length(self) -> int | None:
+        """The declared body length, or None when it is not a plain count of bytes (`-5` would
+        make `read` wait for the end of the stream, `²` is a digit to `int`)."""
+        text = (self.headers.get("Content-Length") or "0").strip()
+        return int(text) if text.isascii() and text.isdigit() and len(text) <= 12 else None
 
     def _page(self) -> SandboxPage:
         return cast(_Server, self.server).page

@@ -4,6 +4,7 @@ signing; a wrong secret is refused)."""
 
 from __future__ import annotations
 
+import http.client
 import json
 import time
 import urllib.error
@@ -136,6 +137,21 @@ def test_bad_requests_to_the_api_are_refused_politely(demo: Demo) -> None:
     assert post(demo, "/api/nothing", {})[0] == 404
     status, answer = post(demo, "/api/compose", {"user": REQUESTER, "channel": "C0NOWHERE", "text": "hi"})
     assert (status, answer["ok"]) == (200, False) and "channel_not_found" in answer["notice"]
+
+
+def test_a_length_that_is_not_a_count_of_bytes_is_refused(demo: Demo) -> None:
+    # int() reads "-5" (then read() waits for the end of the stream) and "²" (not a count).
+    for length in ("-5", "abc", "\u00b2", "9" * 40):
+        conn = http.client.HTTPConnection("127.0.0.1", demo.page.port, timeout=5)
+        conn.putrequest("POST", "/api/compose", skip_accept_encoding=True)
+        for name, value in {"Content-Type": "application/json", TOKEN_HEADER: demo.page.token}.items():
+            conn.putheader(name, value)
+        conn.putheader("Content-Length", length.encode("utf-8").decode("latin-1"))
+        conn.endheaders(b"{}")
+        answer = conn.getresponse()
+        assert answer.status in (400, 413), length
+        conn.close()
+    _nothing_said(demo)
 
 
 def test_a_slash_command_answers_only_the_person_who_typed_it(demo: Demo) -> None:
