@@ -17,9 +17,9 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from agent.tools import ToolRegistry
-from approvals.states import ActionState
 from core.config import TaskTypeConfig
 from core.models import Action, Decision
+from core.states import ActionState
 
 RATIONALE, CONFIDENCE = "rationale", "confidence"
 _RESULT_LIMIT = 20_000  # characters of tool output passed back to the model

@@ -28,15 +28,19 @@ from agent import router
 from agent.conversation import split_input, tool_definitions, tool_result
 from agent.model import ModelClient, ModelReply, ModelRequest, ModelRequestError, ModelUnavailable
 from agent.pricing import Price, cost_usd
-from agent.tasks import OPEN_ACTION_STATES, SYSTEM, UNROUTED, TaskState, move, record
+from agent.tasks import UNROUTED, move
 from agent.tools import ToolRegistry
+from approvals import machine
 from approvals.gate import Draft, submit
 from core import metrics
 from core.canonical import params_hash
 from core.clock import Clock
 from core.config import Config, TaskTypeConfig
 from core.db import reading
+from core.ids import SYSTEM
+from core.messages import TaskFinished, TaskPaused, TaskResumed, TaskStalled, TypeChoiceAsked
 from core.models import Action, Task, TraceEvent
+from core.states import IN_FLIGHT, STEPPING, ActionState, TaskState
 
 log = logging.getLogger(__name__)
 PREAMBLE = (
@@ -86,9 +90,7 @@ class AgentRunner:
 
     def _resume_one(self) -> bool:
         now = self.clock.now()
-        turn_open = exists().where(
-            Action.task_id == Task.id, Action.turn == Task.turn, Action.state.in_([s.value for s in OPEN_ACTION_STATES])
-        )
+        turn_open = exists().where(Action.task_id == Task.id, Action.turn == Task.turn, Action.state.in_(IN_FLIGHT))
         ready = select(Task).where(Task.state == TaskState.WAITING, ~turn_open).order_by(Task.updated_at, Task.id)
         if not self._any(ready):
             return False
@@ -123,7 +125,7 @@ class AgentRunner:
         due = (
             select(Task)
             .where(
-                Task.state.in_([TaskState.RUNNING, TaskState.STALLED]),
+                Task.state.in_(STEPPING),
                 Task.next_step_at <= now,
                 or_(Task.lease_owner.is_(None), Task.lease_until < now),
             )
@@ -175,7 +177,7 @@ class AgentRunner:
                 TaskState.FAILED,
                 actor=SYSTEM,
                 now=now,
-                message="task.finished",
+                messages=[TaskFinished(task.public_id)],
                 note=f"task type {task.task_type!r} is no longer configured",
             )
             return None
@@ -189,8 +191,7 @@ class AgentRunner:
                 now=now,
                 note=stop,
                 values={"paused_reason": stop, "lease_owner": None, "next_step_at": None},
-                message="task.paused",
-                payload={"reason": stop, "kind": "budget"},
+                messages=[TaskPaused(task.public_id, stop, "budget")],
             )
             metrics.BUDGET_STOPS.labels(task.task_type, "budget").inc()
             return None
@@ -216,8 +217,7 @@ class AgentRunner:
                     now=now,
                     note=reason,
                     values={**usage, "paused_reason": reason},
-                    message="task.choose_type",
-                    payload={"candidates": sorted(self.config.task_types), "requester": task.requester},
+                    messages=[TypeChoiceAsked(task.public_id, sorted(self.config.task_types), task.requester)],
                     fence_owner=True,
                 )
             else:
@@ -272,7 +272,7 @@ class AgentRunner:
         task = session.scalars(
             select(Task).where(Task.id == task_id).with_for_update().execution_options(populate_existing=True)
         ).first()
-        if task is None or task.lease_owner != self.owner or task.state not in (TaskState.RUNNING, TaskState.STALLED):
+        if task is None or task.lease_owner != self.owner or task.state not in STEPPING:
             return None
         return task
 
@@ -286,15 +286,14 @@ class AgentRunner:
             self._trace(session, task, now, "model_call", reply, cost, latency_ms)
             usage = self._usage(task, reply, cost)
             if task.state == TaskState.STALLED:
-                record(
+                machine.record(
                     session,
                     task,
                     "task.model_available",
                     actor=SYSTEM,
                     now=now,
                     note="the model answers again",
-                    message="task.resumed",
-                    payload={"kind": "model_available"},
+                    messages=[TaskResumed(task.public_id, "model_available")],
                 )
             loop = self._loop(session, task, task_type, reply)
             if loop is not None:
@@ -308,8 +307,7 @@ class AgentRunner:
                     now=now,
                     note=loop,
                     values={**usage, "paused_reason": loop},
-                    message="task.paused",
-                    payload={"reason": loop, "kind": "loop"},
+                    messages=[TaskPaused(task.public_id, loop, "loop")],
                     fence_owner=True,
                 )
                 metrics.BUDGET_STOPS.labels(task.task_type, "loop").inc()
@@ -329,8 +327,7 @@ class AgentRunner:
                     now=now,
                     note=reply.text[:500] or None,
                     values={**values, "final_text": reply.text},
-                    message="task.finished",
-                    payload={"text": reply.text},
+                    messages=[TaskFinished(task.public_id, text=reply.text)],
                     fence_owner=True,
                 )
                 return
@@ -354,7 +351,7 @@ class AgentRunner:
         earlier = session.execute(
             select(Action.tool, Action.params_hash, Action.state).where(Action.task_id == task.id)
         ).all()
-        refusals = sum(1 for _, _, state in earlier if state == "refused")
+        refusals = sum(1 for _, _, state in earlier if state == ActionState.REFUSED)
         for use in reply.tool_uses:
             name = str(use.get("name"))
             params, _, _ = split_input(use.get("input"))
@@ -439,8 +436,7 @@ class AgentRunner:
                     now=now,
                     note=reason,
                     values={"lease_owner": None, "paused_reason": reason},
-                    message="task.finished",
-                    payload={"error": reason},
+                    messages=[TaskFinished(task.public_id, error=reason)],
                     fence_owner=True,
                 )
 
@@ -499,7 +495,6 @@ def _stall(
         now=now,
         note=reason,
         values=values,
-        message="task.stalled",
-        payload={"reason": reason, "kind": "model_unavailable"},
+        messages=[TaskStalled(task.public_id, reason, "model_unavailable")],
         fence_owner=fence_owner,
     )
