@@ -24,7 +24,9 @@ from agent.vault import ANY_TOOL, OAuthGrant, Vault, VaultError
 from approvals.ports import MissingCredential
 from core import outbox
 from core.config import Config
+from core.messages import CardUpdated
 from core.models import Action, Secret
+from core.states import OPEN_FOR_DECISION
 
 __all__ = [
     "REQUESTER_SENT_LINK",
@@ -177,8 +179,8 @@ def refresh_requesters_cards(session: Session, owner: str, now: datetime) -> int
     """Queue a card update for every action `owner` requested that still waits for a decision:
     a card that said "not connected" says otherwise once they connect. Returns how many."""
     waiting = session.scalars(
-        select(Action.public_id).where(Action.requester == owner, Action.state.in_(["pending", "scheduled"]))
+        select(Action.public_id).where(Action.requester == owner, Action.state.in_(OPEN_FOR_DECISION))
     ).all()
     for action_id in waiting:
-        outbox.enqueue(session, "action.updated", action_id, {"action_id": action_id}, now)
+        outbox.enqueue(session, CardUpdated(action_id), now)
     return len(waiting)

@@ -10,18 +10,11 @@ If an executor dies mid-call, its lease expires. An idempotent tool is then run 
 the same idempotency key (the action's public id); a tool that is not idempotent is never
 run twice: the action goes to `unknown` and a person resolves it.
 
-A tool that declares secrets gets them from the vault just before it runs, each use audited
-(`secret.used`) before the tool sees it; a secret that is not set fails the action without
-calling the tool. Known secret values are scrubbed from the result and the error before
-either is stored, audited or sent anywhere.
-
-A task type with `credentials: requester | approver` runs its tools with that person's own
-secrets (`agent.delegation`). Their rows are read under a row lock, and an OAuth access token
-that has expired (or expires within `REFRESH_MARGIN`) is refreshed first, once, at its
-provider: the new tokens are re-sealed and the refresh audited in that same transaction, so a
-second executor waiting on the lock sees the new token instead of spending a single-use
-refresh token again. If the refresh fails, nothing is stored, the tool is not called, the
-action fails with the reason, and the person is told (the `action.failed` message names them).
+A tool that declares secrets gets them just before it runs (`agent.run_secrets`: vault
+reads, each use audited, a person's expired OAuth token refreshed first); a secret that is
+not set, or a refresh that fails, fails the action without calling the tool, and the
+`action.failed` message names the person whose credential it is. Known secret values are
+scrubbed from the result and the error before either is stored, audited or sent anywhere.
 
 One `Executor` instance serves one thread; run several instances (threads, processes,
 replicas) to run actions in parallel.
@@ -42,30 +35,35 @@ from datetime import datetime, timedelta
 from typing import Any, Literal
 
 from pydantic_core import to_jsonable_python
-from sqlalchemy import CursorResult, select, update
+from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
-from agent.delegation import CredentialError, Delegation, NotConnected, connect_command
+from agent.delegation import CredentialError, Delegation
 from agent.errors import InvalidParams, RetryableError, ToolTimeout, UnknownTool
-from agent.oauth import RefreshFailed, refresh
-from agent.tools import Secrets, ToolRegistry, ToolSpec
-from agent.vault import TEAM, OAuthGrant, Revealed, Scrubber, SecretNotSet, Vault, VaultError, VaultNotConfigured
-from approvals import transitions
-from approvals.errors import InvalidTransition, StaleState
-from approvals.states import ActionState
-from approvals.transitions import Message
+from agent.run_secrets import Caller, RunSecrets
+from agent.tools import Secrets, ToolRegistry
+from agent.vault import Scrubber, Vault, VaultError
+from approvals import machine
 from core import metrics
 from core.clock import Clock
+from core.db import compare_and_set
+from core.errors import InvalidTransition, StaleState
+from core.ids import SYSTEM
+from core.messages import ActionEnded, ActionFailed, ActionSucceeded, ActionUnknown
 from core.models import Action
+from core.states import ACTION, ActionState
 
 log = logging.getLogger(__name__)
 
-SYSTEM = "system"
 LOST_LEASE_NOTE = "executor lost its lease mid-run; the tool is not idempotent, so it is not re-run"
 _DEFAULT_TIMEOUT_S = 30.0
 _MAX_RACES_PER_CLAIM = 100
-REFRESH_MARGIN = timedelta(seconds=60)  # a token this close to expiring is refreshed before the call
 S = ActionState
+ENDINGS: dict[ActionState, type[ActionEnded]] = {
+    S.SUCCEEDED: ActionSucceeded,
+    S.FAILED: ActionFailed,
+    S.UNKNOWN: ActionUnknown,
+}
 Kind = Literal["approved", "scheduled", "due", "expired"]
 # The column whose value says since when an action of each kind has been waiting.
 _DUE_COLUMN: dict[Kind, str] = {
@@ -117,8 +115,8 @@ class Executor:
         vault: Vault | None = None,
         delegation: Delegation | None = None,
     ) -> None:
-        self.sessions, self.registry, self.clock, self.vault = sessions, registry, clock, vault
-        self.delegation = delegation
+        self.sessions, self.registry, self.clock = sessions, registry, clock
+        self.secrets = RunSecrets(sessions, clock, vault, delegation)
         self.owner = owner or f"{socket.gethostname()[:64]}:{os.getpid()}:{secrets.token_hex(4)}"
         self.max_attempts, self.lease_grace_s = max_attempts, lease_grace_s
         self.backoff_base_s, self.backoff_max_s = backoff_base_s, backoff_max_s
@@ -190,9 +188,7 @@ class Executor:
         data = {"attempt": attempt, "lease_owner": self.owner, "lease_until": lease_until.isoformat()}
         if kind in ("approved", "scheduled"):
             fence = [Action.run_at <= now] if kind == "scheduled" else []
-            transitions.transition(
-                session, action, S.EXECUTING, actor=SYSTEM, now=now, values=lease, data=data, extra_where=fence
-            )
+            machine.move(session, action, S.EXECUTING, actor=SYSTEM, now=now, values=lease, data=data, fence=fence)
         elif kind == "due":
             self._update(session, action, now, lease, fence=[Action.lease_owner.is_(None), Action.run_at <= now])
             _audit(session, action, "execution.attempt", now, None, data)
@@ -243,7 +239,8 @@ class Executor:
         known: list[tuple[str, str]] = []  # (name, value) of every secret seen: the tool's, refresh tokens
         if spec.secrets:
             try:
-                granted = self._reveal(spec, run, known)
+                caller = Caller(run.id, run.task_type, run.requester, run.decided_by, run.attempt)
+                granted = self.secrets.reveal(spec, caller, known)
             except CredentialError as exc:
                 failed = _Outcome("failed", str(exc), tell=exc.owner, data={**exc.details, "owner": exc.owner})
                 return _scrubbed(failed, Scrubber(known))
@@ -257,100 +254,6 @@ class Executor:
             return _Outcome("retry", _describe(timeout))
         note = "the tool is not idempotent, so it may or may not have taken effect and it is not re-run"
         return _Outcome("unknown", f"{timeout}; {note}")
-
-    def _reveal(self, spec: ToolSpec, run: _Run, known: list[tuple[str, str]]) -> Secrets:
-        """The tool's declared secrets, each use audited in the transaction that reads it.
-
-        Every value read or received is added to `known`, for scrubbing what comes back."""
-        if self.vault is None:
-            raise VaultNotConfigured(spec.name, spec.secrets)
-        delegated = self.delegation is not None and self.delegation.mode(run.task_type) is not None
-        owner = TEAM
-        if delegated:
-            assert self.delegation is not None
-            person = run.requester if self.delegation.mode(run.task_type) == "requester" else run.decided_by
-            if person is None:
-                raise NotConnected(None, list(spec.secrets), spec.name)
-            owner = person
-        with self.sessions.begin() as session:
-            now = self.clock.now()
-            action = session.get(Action, run.id)
-            assert action is not None  # actions are never deleted
-            try:
-                found = self.vault.fetch(session, spec.secrets, tool=spec.name, owner=owner, lock=delegated)
-            except SecretNotSet as exc:
-                if not delegated:
-                    raise
-                raise NotConnected(owner, [exc.name], spec.name) from None
-            for secret in found:
-                known.append((secret.name, secret.value))
-                if secret.oauth and secret.oauth.refresh_token:
-                    known.append((f"{secret.name}.refresh_token", secret.oauth.refresh_token))
-            found = [self._fresh(session, action, spec, secret, now, known) for secret in found]
-            for secret in found:
-                data = {"secret": secret.name, "tool": spec.name, "scope": secret.scope, "owner": secret.owner}
-                _audit(session, action, "secret.used", now, None, {**data, "attempt": run.attempt})
-        return Secrets({secret.name: secret.value for secret in found})
-
-    def _fresh(
-        self,
-        session: Session,
-        action: Action,
-        spec: ToolSpec,
-        secret: Revealed,
-        now: datetime,
-        known: list[tuple[str, str]],
-    ) -> Revealed:
-        """`secret`, refreshed first if it is a person's OAuth token that has (nearly) expired.
-
-        Runs under the row lock `fetch(lock=True)` took: whoever waited on it reads the new token.
-        A failure raises `CredentialError`, and the caller's transaction stores nothing."""
-        grant = secret.oauth
-        if grant is None or secret.owner == TEAM or not grant.expired(now, REFRESH_MARGIN):
-            return secret
-        assert self.vault is not None and self.delegation is not None
-        reconnect = f"Connect it again: {connect_command([secret.name], secret.owner)}"
-        expired = f"{secret.owner}'s `{secret.name}` has expired"
-        details = {"credential": "refresh_failed", "secrets": [secret.name], "provider": grant.provider}
-        if grant.refresh_token is None:
-            message = f"{expired} and cannot be refreshed (no refresh token); the tool did not run. {reconnect}"
-            raise CredentialError(secret.owner, message, {**details, "credential": "expired"})
-        provider = self.delegation.config.oauth_providers.get(grant.provider)
-        if provider is None:
-            configured = ", ".join(sorted(self.delegation.config.oauth_providers)) or "none"
-            problem = f"its provider {grant.provider!r} is not in oauth_providers (configured: {configured})"
-            raise CredentialError(secret.owner, f"{expired} and {problem}; the tool did not run", details)
-        client_secret = None
-        if provider.client_secret_name:
-            try:
-                [found] = self.vault.fetch(session, [provider.client_secret_name], tool=spec.name, owner=TEAM)
-            except VaultError as exc:
-                message = f"{expired} and cannot be refreshed: {exc}; the tool did not run"
-                raise CredentialError(secret.owner, message, details) from None
-            client_secret = found.value
-            known.append((provider.client_secret_name, client_secret))
-        try:
-            fresh = refresh(grant.provider, provider, grant.refresh_token, client_secret, now=now)
-        except RefreshFailed as exc:
-            metrics.TOKEN_REFRESHES.labels(grant.provider, "failed").inc()
-            message = f"{expired} and could not be refreshed: {exc}; the tool did not run. {reconnect}"
-            raise CredentialError(secret.owner, message, {**details, "reason": exc.reason}) from None
-        known.append((secret.name, fresh.access_token))
-        if fresh.refresh_token:
-            known.append((f"{secret.name}.refresh_token", fresh.refresh_token))
-        renewed = OAuthGrant(grant.provider, fresh.refresh_token or grant.refresh_token, fresh.expires_at)
-        replaced = self.vault.replace(session, secret, fresh.access_token, renewed)
-        data = {
-            "secret": secret.name,
-            "owner": secret.owner,
-            "provider": grant.provider,
-            "expired_at": _iso(grant.expires_at),
-            "expires_at": _iso(fresh.expires_at),
-            "refresh_token_rotated": fresh.refresh_token is not None,
-        }
-        _audit(session, action, "secret.refreshed", now, None, data)
-        metrics.TOKEN_REFRESHES.labels(grant.provider, "refreshed").inc()
-        return replaced
 
     def _finish(self, run: _Run, outcome: _Outcome) -> None:
         try:
@@ -406,8 +309,8 @@ class Executor:
         values: dict[str, Any] = {"error": error, "lease_owner": None, "lease_until": None}
         if target == S.SUCCEEDED:
             values["result"] = result
-        messages = [Message(f"action.{target.value}", {"tell": tell} if tell else {})]
-        transitions.transition(
+        messages = [ENDINGS[target](action.public_id, tell)]
+        machine.move(
             session,
             action,
             target,
@@ -415,7 +318,7 @@ class Executor:
             now=now,
             note=error,
             data=data,
-            extra_where=fence,
+            fence=fence,
             values=values,
             messages=messages,
         )
@@ -424,15 +327,10 @@ class Executor:
         self, session: Session, action: Action, now: datetime, values: dict[str, Any], *, fence: Sequence[Any]
     ) -> None:
         """Change an executing action without moving its state: compare-and-set on state and `fence`."""
-        statement = (
-            update(Action)
-            .where(Action.id == action.id, Action.state == S.EXECUTING, *fence)
-            .values(updated_at=now, **values)
-            .execution_options(synchronize_session=False)
-        )
-        result = session.execute(statement)
-        if not isinstance(result, CursorResult) or result.rowcount != 1:
-            raise StaleState(action.public_id, action.state)
+        if not compare_and_set(
+            session, Action, action.id, Action.state == S.EXECUTING, *fence, updated_at=now, **values
+        ):
+            raise StaleState(ACTION.name, action.public_id, action.state)
 
 
 def _call_with_timeout(call: Callable[[], Any], run: _Run) -> _Outcome | None:
@@ -460,7 +358,7 @@ def _call_with_timeout(call: Callable[[], Any], run: _Run) -> _Outcome | None:
 
 def _audit(session: Session, action: Action, kind: str, now: datetime, note: str | None, data: dict[str, Any]) -> None:
     """Audit an execution event that does not move the action's state."""
-    transitions.record(session, action, kind, actor=SYSTEM, now=now, from_state=S.EXECUTING, note=note, data=data)
+    machine.record(session, action, kind, actor=SYSTEM, now=now, from_state=S.EXECUTING, note=note, data=data)
 
 
 def _scrubbed(outcome: _Outcome, scrubber: Scrubber) -> _Outcome:

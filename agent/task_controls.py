@@ -17,8 +17,8 @@ from typing import TypeVar
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
-from agent.tasks import TaskError, extend_locked, get_task, record, stop_locked
-from approvals import audit
+from agent.tasks import TaskError, extend_locked, get_task, stop_locked
+from approvals import audit, machine
 from approvals.ports import Directory, is_listed_approver
 from core import metrics
 from core.clock import Clock
@@ -111,4 +111,4 @@ def _record_refusal(
         entry = audit.AuditEntry(kind="decision.refused", actor=actor, at=now, note=str(refusal), data=data)
         audit.record(session, entry)
         return
-    record(session, task, "decision.refused", actor=actor, now=now, note=str(refusal), data=data)
+    machine.record(session, task, "decision.refused", actor=actor, now=now, note=str(refusal), data=data)

@@ -1,52 +1,29 @@
 """Tasks: their states, how work starts, and what people can do to a running task
 (extend its budget once, stop it).
 
-Every state change is a compare-and-set with its audit event and outbox rows, as for actions.
+Every state change is `approvals.machine.move`: the lifecycle is `core.states.TASK`.
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import datetime
-from enum import StrEnum
 from typing import Any
 
-from sqlalchemy import select, update
+from sqlalchemy import select
 from sqlalchemy.orm import Session
-from sqlalchemy.orm.attributes import set_committed_value
 
 from agent.errors import AgentError
-from approvals import audit, transitions
-from approvals.states import ActionState
+from approvals import machine
 from approvals.workspaces import visible_tasks
-from core import outbox
 from core.config import Config
-from core.ids import new_id
+from core.errors import StaleState
+from core.ids import SYSTEM, new_id
+from core.messages import ActionDecided, Message, TaskFinished, TaskResumed
 from core.models import Action, Task
+from core.states import FINISHED, NOT_STARTED, ActionState, TaskState
 
-SYSTEM = "system"
 UNROUTED = ""  # the task type of a task the router has not placed yet
-
-
-class TaskState(StrEnum):
-    RUNNING = "running"  # the model is due to be asked (next_step_at)
-    WAITING = "waiting"  # for the actions of the current turn to end
-    PAUSED = "paused"  # a budget or loop stop: a person extends or stops it
-    STALLED = "stalled"  # the model has been unavailable too long; still retried
-    SUCCEEDED = "succeeded"
-    FAILED = "failed"
-    CANCELLED = "cancelled"
-
-
-FINISHED = frozenset({TaskState.SUCCEEDED, TaskState.FAILED, TaskState.CANCELLED})
-# Actions still on their way; their task waits for them.
-OPEN_ACTION_STATES = (
-    ActionState.DRAFTED,
-    ActionState.PENDING,
-    ActionState.SCHEDULED,
-    ActionState.APPROVED,
-    ActionState.EXECUTING,
-    ActionState.UNKNOWN,
-)
 
 
 class TaskError(AgentError):
@@ -102,7 +79,9 @@ def submit_task(
     )
     session.add(task)
     session.flush()
-    record(session, task, "task.submitted", actor=requester or SYSTEM, now=now, to_state=task.state, note=text[:500])
+    machine.record(
+        session, task, "task.submitted", actor=requester or SYSTEM, now=now, to_state=task.state, note=text[:500]
+    )
     return task
 
 
@@ -115,65 +94,18 @@ def move(
     now: datetime,
     note: str | None = None,
     values: dict[str, Any] | None = None,
-    message: str | None = None,
-    payload: dict[str, Any] | None = None,
+    messages: Sequence[Message] = (),
     fence_owner: bool = False,
 ) -> None:
-    """Compare-and-set `task` to `target` (fenced on this process's lease if asked)."""
-    current = task.state
-    changes: dict[str, Any] = {"state": target.value, "updated_at": now, **(values or {})}
-    where = [Task.id == task.id, Task.state == current]
-    if fence_owner:
-        where.append(Task.lease_owner == task.lease_owner)
-    result = session.execute(update(Task).where(*where).values(**changes).execution_options(synchronize_session=False))
-    if result.rowcount != 1:  # type: ignore[attr-defined]
-        raise TaskError(f"task {task.public_id!r} is no longer {current!r}")
-    for name, value in changes.items():
-        set_committed_value(task, name, value)
-    record(
-        session,
-        task,
-        f"task.{target.value}",
-        actor=actor,
-        now=now,
-        from_state=current,
-        to_state=target.value,
-        note=note,
-        message=message,
-        payload=payload,
-    )
-
-
-def record(
-    session: Session,
-    task: Task,
-    kind: str,
-    *,
-    actor: str,
-    now: datetime,
-    from_state: str | None = None,
-    to_state: str | None = None,
-    note: str | None = None,
-    message: str | None = None,
-    payload: dict[str, Any] | None = None,
-    data: dict[str, Any] | None = None,
-) -> None:
-    audit.record(
-        session,
-        audit.AuditEntry(
-            kind=kind,
-            actor=actor,
-            at=now,
-            task_id=task.public_id,
-            task_type=task.task_type,
-            from_state=from_state,
-            to_state=to_state,
-            note=note,
-            data=data,
-        ),
-    )
-    if message:
-        outbox.enqueue(session, message, task.public_id, {"task_id": task.public_id, **(payload or {})}, now)
+    """Move `task` to `target` (`approvals.machine.move`, fenced on this process's lease if
+    asked). A lost compare-and-set is a `TaskError`, for the person whose click lost it."""
+    fence = [Task.lease_owner == task.lease_owner] if fence_owner else []
+    try:
+        machine.move(
+            session, task, target, actor=actor, now=now, note=note, values=values, fence=fence, messages=messages
+        )
+    except StaleState as exc:
+        raise TaskError(str(exc)) from None
 
 
 def get_task(session: Session, task_id: str, *, lock: bool = False, team_id: str | None = None) -> Task:
@@ -237,7 +169,7 @@ def extend_locked(session: Session, task: Task, actor: str, now: datetime) -> Ta
         now=now,
         note="budget extended once",
         values={"budget_extensions": task.budget_extensions + 1, "paused_reason": None, "next_step_at": now},
-        message="task.resumed",
+        messages=[TaskResumed(task_id)],
     )
     return task
 
@@ -256,19 +188,19 @@ def stop_locked(session: Session, task: Task, actor: str, now: datetime, reason:
         select(Action)
         .where(
             Action.task_id == task.id,
-            Action.state.in_([ActionState.DRAFTED, ActionState.PENDING, ActionState.SCHEDULED, ActionState.APPROVED]),
+            Action.state.in_(NOT_STARTED),
         )
         .with_for_update()
     ).all()
     for action in open_actions:
-        transitions.transition(
+        machine.move(
             session,
             action,
             ActionState.CANCELLED,
             actor=actor,
             now=now,
             note=reason,
-            messages=[transitions.Message("action.decided", {"decision": "cancel", "by": actor})],
+            messages=[ActionDecided(action.public_id, "cancel", actor)],
         )
     move(
         session,
@@ -278,6 +210,6 @@ def stop_locked(session: Session, task: Task, actor: str, now: datetime, reason:
         now=now,
         note=reason,
         values={"lease_owner": None, "next_step_at": None},
-        message="task.finished",
+        messages=[TaskFinished(task_id)],
     )
     return task

@@ -22,7 +22,6 @@ from core.clock import utc
 from core.models import AuditEvent
 
 GENESIS_HASH = "0" * 64
-SYSTEM = "system"
 # pg_advisory_xact_lock key: the bytes of "cs-audit" as a signed 64-bit integer.
 ADVISORY_LOCK_KEY = int.from_bytes(b"cs-audit", "big", signed=True)
 _PENDING = "countersign.audit.pending"

@@ -19,7 +19,7 @@ from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session
 
-from approvals import audit, chains, transitions
+from approvals import audit, chains, machine
 from approvals.graduation import (
     CLEAN,
     EDITED,
@@ -33,14 +33,14 @@ from approvals.graduation import (
     demotion,
     promotion,
 )
-from approvals.states import ActionState
 from core import outbox
 from core.config import AutonomyLevel, TaskTypeConfig
-from core.ids import new_id
+from core.ids import SYSTEM, new_id
+from core.messages import CardPosted, LevelChanged, ProposalChanged, ProposalPosted, ReviewRequested
 from core.models import Action, AutonomyState, Decision, Proposal
+from core.states import ActionState, ProposalState
 
-SYSTEM = "system"
-LABELS = {"rejected": REJECTED, "vetoed": VETOED, "failed": FAILED, "escalated": FAILED, "expired": EXPIRED}
+LABELS = {"rejected": REJECTED, "vetoed": VETOED, "failed": FAILED, "expired": EXPIRED}
 RECENT = 200  # outcomes kept in view for the demotion rules
 
 
@@ -117,7 +117,7 @@ def settle(session: Session, name: str, task_type: TaskTypeConfig, now: datetime
     for action in fresh:
         action.outcome, action.outcome_at = _label(session, action, rule.min_read_time), now
         if action.outcome == CLEAN and action.mode != "hitl" and _sampled(action.public_id, rule.review_share):
-            outbox.enqueue(session, "action.review", action.public_id, {"action_id": action.public_id}, now)
+            outbox.enqueue(session, ReviewRequested(action.public_id), now)
         if state.evidence_since is not None and action.created_at < state.evidence_since:
             continue  # drafted under the previous level or config: not evidence for this one
         history.append(action.outcome)
@@ -193,7 +193,7 @@ def _maybe_propose(session: Session, state: AutonomyState, task_type: TaskTypeCo
     ):
         return
     if session.scalars(
-        select(Proposal.id).where(Proposal.task_type == state.task_type, Proposal.state == "open")
+        select(Proposal.id).where(Proposal.task_type == state.task_type, Proposal.state == ProposalState.OPEN)
     ).first():
         return
     level = AutonomyLevel(state.level)
@@ -206,7 +206,7 @@ def _maybe_propose(session: Session, state: AutonomyState, task_type: TaskTypeCo
         task_type=state.task_type,
         from_level=level.value,
         to_level=verdict.target.value,
-        state="open",
+        state=ProposalState.OPEN.value,
         evidence=dict(verdict.stats),
         signatures=[],
         needed=needed,
@@ -226,7 +226,7 @@ def _maybe_propose(session: Session, state: AutonomyState, task_type: TaskTypeCo
             data={"proposal": proposal.public_id, **verdict.stats},
         ),
     )
-    outbox.enqueue(session, "autonomy.proposal", proposal.public_id, {"proposal_id": proposal.public_id}, now)
+    outbox.enqueue(session, ProposalPosted(proposal.public_id), now)
 
 
 def change_level(
@@ -253,11 +253,18 @@ def change_level(
     if freeze is not None:
         state.frozen_until = now + freeze
     for proposal in session.scalars(
-        select(Proposal).where(Proposal.task_type == state.task_type, Proposal.state == "open")
-    ):
-        proposal.state, proposal.decided_at = "stale", now
-        outbox.enqueue(
-            session, "autonomy.proposal_decided", proposal.public_id, {"proposal_id": proposal.public_id}, now
+        select(Proposal).where(Proposal.task_type == state.task_type, Proposal.state == ProposalState.OPEN)
+    ).all():
+        # Not audited on its own: the level change's `autonomy.changed` event below is why.
+        machine.move(
+            session,
+            proposal,
+            ProposalState.STALE,
+            actor=actor,
+            now=now,
+            audited=False,
+            values={"decided_at": now},
+            messages=[ProposalChanged(proposal.public_id)],
         )
     audit.record(
         session,
@@ -272,13 +279,7 @@ def change_level(
             data={"evidence": stats, "frozen_until": state.frozen_until.isoformat() if state.frozen_until else None},
         ),
     )
-    outbox.enqueue(
-        session,
-        "autonomy.changed",
-        f"autonomy:{state.task_type}",
-        {"task_type": state.task_type, "from": before, "to": level.value, "by": actor, "reason": reason},
-        now,
-    )
+    outbox.enqueue(session, LevelChanged(state.task_type, before, level.value, actor, reason), now)
     if level < AutonomyLevel.HOTL:
         _regate(session, state.task_type, task_type, admins, now)
 
@@ -288,7 +289,7 @@ def _regate(session: Session, name: str, task_type: TaskTypeConfig, admins: Sequ
         select(Action).where(Action.task_type == name, Action.state == ActionState.SCHEDULED).with_for_update()
     ).all()
     for action in waiting:
-        transitions.transition(
+        machine.move(
             session,
             action,
             ActionState.PENDING,
@@ -296,7 +297,7 @@ def _regate(session: Session, name: str, task_type: TaskTypeConfig, admins: Sequ
             now=now,
             note="re-gated: its task type was demoted to hitl",
             values={"run_at": None},
-            messages=[transitions.Message("action.card")],
+            messages=[CardPosted(action.public_id)],
         )
         chains.start(session, action, chains.snapshot(task_type, list(admins), low_confidence=False), now)
 
@@ -318,18 +319,9 @@ def _config_changed(session: Session, state: AutonomyState, task_type: TaskTypeC
         ),
     )
     if state.unconfirmed:
+        reason = "its instructions, tools or model changed; an admin must confirm its level"
         outbox.enqueue(
-            session,
-            "autonomy.changed",
-            f"autonomy:{state.task_type}",
-            {
-                "task_type": state.task_type,
-                "from": state.level,
-                "to": "hitl",
-                "by": SYSTEM,
-                "reason": "its instructions, tools or model changed; an admin must confirm its level",
-            },
-            now,
+            session, LevelChanged(state.task_type, state.level, AutonomyLevel.HITL.value, SYSTEM, reason), now
         )
 
 

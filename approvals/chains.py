@@ -18,6 +18,7 @@ from sqlalchemy.orm import Session
 from core.business_hours import next_open
 from core.config import EscalationStep, TaskTypeConfig
 from core.models import Action, Timer
+from core.states import TimerState
 
 ESCALATION = "escalation"
 ACK_TIMEOUT = "ack_timeout"
@@ -71,7 +72,7 @@ def start(session: Session, action: Action, chain: dict[str, Any], now: datetime
     timer = Timer(
         kind=ESCALATION,
         action_id=action.id,
-        state="pending",
+        state=TimerState.PENDING.value,
         anchor=now,
         step=0,
         fence=0,
@@ -114,7 +115,7 @@ def arm_ack_timeout(session: Session, action: Action, acknowledged_at: datetime)
     timer = Timer(
         kind=ACK_TIMEOUT,
         action_id=action.id,
-        state="pending",
+        state=TimerState.PENDING.value,
         anchor=acknowledged_at,
         step=0,
         fence=0,

@@ -19,11 +19,11 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
-from sqlalchemy import func, select, update
+from sqlalchemy import func, select
 from sqlalchemy.orm import Session, sessionmaker
 from sqlalchemy.orm.attributes import set_committed_value
 
-from approvals import audit, chains, transitions
+from approvals import audit, chains, machine
 from approvals.errors import (
     ActionNotFound,
     AlreadyAcknowledged,
@@ -38,16 +38,17 @@ from approvals.errors import (
     ReasonRequired,
     SelfApproval,
     StaleParams,
-    StaleState,
 )
 from approvals.ports import Credentials, Directory, ToolCatalog, is_listed_approver
-from approvals.states import OPEN_FOR_DECISION, ActionState
-from approvals.transitions import Message
 from approvals.workspaces import same_workspace
 from core import metrics
 from core.canonical import params_hash
 from core.clock import Clock
+from core.db import compare_and_set
+from core.errors import StaleState
+from core.messages import ActionAcknowledged, ActionDecided, CardUpdated, Message
 from core.models import Action, Decision, Task
+from core.states import ACTION, OPEN_FOR_DECISION, ActionState
 
 APPROVING_KINDS = ("approve", "edit")
 T = TypeVar("T")
@@ -167,7 +168,7 @@ class Decisions:
                 actor,
                 team_id,
                 None,
-                messages=[Message("action.acknowledged", {"by": actor})],
+                messages=[ActionAcknowledged(action.public_id, actor)],
             )
             chains.arm_ack_timeout(session, action, decision.at)
             return Outcome(action, decision, ActionState(action.state), self._approvals(session, action), action.quorum)
@@ -248,7 +249,7 @@ class Decisions:
         session.add(decision)
         session.flush()
         metrics.DECISIONS.labels(action.task_type, kind).inc()
-        transitions.record(
+        machine.record(
             session,
             action,
             f"decision.{kind}",
@@ -263,14 +264,14 @@ class Decisions:
     def _count_towards_quorum(self, session: Session, action: Action, decision: Decision) -> Outcome:
         approvals = self._approvals(session, action)
         if approvals < action.quorum:
-            transitions.record(
+            machine.record(
                 session,
                 action,
                 "action.awaiting_quorum",
                 actor=decision.actor,
                 now=decision.at,
                 note=f"{approvals} of {action.quorum} approvals",
-                messages=[Message("action.updated", {"approvals": approvals, "quorum": action.quorum})],
+                messages=[CardUpdated(action.public_id, approvals, action.quorum)],
             )
             return Outcome(action, decision, ActionState(action.state), approvals, action.quorum)
         return self._close(session, action, decision, ActionState.APPROVED, approvals)
@@ -278,7 +279,7 @@ class Decisions:
     def _close(
         self, session: Session, action: Action, decision: Decision, target: ActionState, approvals: int | None = None
     ) -> Outcome:
-        transitions.transition(
+        machine.move(
             session,
             action,
             target,
@@ -286,7 +287,7 @@ class Decisions:
             now=decision.at,
             note=decision.note,
             values={"decided_by": decision.actor, "decided_at": decision.at},
-            messages=[Message("action.decided", {"decision": decision.kind, "by": decision.actor})],
+            messages=[ActionDecided(action.public_id, decision.kind, decision.actor)],
         )
         if target in (ActionState.APPROVED, ActionState.REJECTED):
             waited = (decision.at - action.created_at).total_seconds()
@@ -307,14 +308,10 @@ class Decisions:
         )
 
     def _replace_params(self, session: Session, action: Action, canonical: dict[str, Any], new_hash: str) -> None:
-        result = session.execute(
-            update(Action)
-            .where(Action.id == action.id, Action.state == action.state, Action.params_hash == action.params_hash)
-            .values(params=canonical, params_hash=new_hash, updated_at=self.clock.now())
-            .execution_options(synchronize_session=False)
-        )
-        if result.rowcount != 1:  # type: ignore[attr-defined]
-            raise StaleState(action.public_id, action.state)
+        fence = (Action.state == action.state, Action.params_hash == action.params_hash)
+        changes = {"params": canonical, "params_hash": new_hash, "updated_at": self.clock.now()}
+        if not compare_and_set(session, Action, action.id, *fence, **changes):
+            raise StaleState(ACTION.name, action.public_id, action.state)
         set_committed_value(action, "params", canonical)
         set_committed_value(action, "params_hash", new_hash)
 
@@ -374,4 +371,4 @@ def record_refusal(session: Session, refusal: DecisionRefused, clock: Clock) -> 
             ),
         )
         return
-    transitions.record(session, action, "decision.refused", actor=actor, now=clock.now(), note=str(refusal), data=data)
+    machine.record(session, action, "decision.refused", actor=actor, now=clock.now(), note=str(refusal), data=data)

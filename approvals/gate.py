@@ -14,17 +14,15 @@ from typing import Any
 
 from sqlalchemy.orm import Session
 
-from approvals import autonomy, chains, transitions
+from approvals import autonomy, chains, machine
 from approvals.policy import route
 from approvals.ports import ToolCatalog
-from approvals.states import ActionState
-from approvals.transitions import Message
 from core.canonical import params_hash
 from core.config import AutonomyLevel, TaskTypeConfig
-from core.ids import new_id
+from core.ids import SYSTEM, new_id
+from core.messages import CardPosted, ConnectRequested
 from core.models import Action, Task
-
-SYSTEM = "system"
+from core.states import ActionState
 
 
 @dataclass(frozen=True)
@@ -53,7 +51,7 @@ def submit(
     action.turn, action.tool_use_id = turn, tool_use_id
     session.add(action)
     session.flush()
-    transitions.record(
+    machine.record(
         session,
         action,
         "action.drafted",
@@ -64,7 +62,7 @@ def submit(
 
     problem = _refusal(draft, task_type, catalog)
     if problem is not None:
-        transitions.transition(
+        machine.move(
             session, action, ActionState.REFUSED, actor=SYSTEM, now=now, note=problem, values={"error": problem}
         )
         return action
@@ -86,26 +84,26 @@ def submit(
     # It runs with the requester's own credential: they may have to connect it (the sender
     # checks at delivery, and asks them only if they have not and can do it from Slack).
     connect = (
-        [Message("credential.connect", {"user": action.requester})]
+        [ConnectRequested(action.public_id, action.requester)]
         if task_type.credentials == "requester" and policy.secrets and action.requester
         else []
     )
     if routing.mode == AutonomyLevel.HITL:
-        transitions.transition(
+        machine.move(
             session,
             action,
             ActionState.PENDING,
             actor=SYSTEM,
             now=now,
             data=data,
-            messages=[Message("action.card", {"low_confidence": routing.low_confidence}), *connect],
+            messages=[CardPosted(action.public_id, routing.low_confidence), *connect],
         )
         chains.start(
             session, action, chains.snapshot(task_type, list(admins), low_confidence=routing.low_confidence), now
         )
     elif routing.mode == AutonomyLevel.HOTL:
         deadline = now + task_type.veto_window
-        transitions.transition(
+        machine.move(
             session,
             action,
             ActionState.SCHEDULED,
@@ -113,13 +111,11 @@ def submit(
             now=now,
             data=data,
             values={"run_at": deadline},
-            messages=[Message("action.card"), *connect],
+            messages=[CardPosted(action.public_id), *connect],
         )
     else:
         # No lease yet: the executor claims it like an action waiting for its next attempt.
-        transitions.transition(
-            session, action, ActionState.EXECUTING, actor=SYSTEM, now=now, data=data, values={"run_at": now}
-        )
+        machine.move(session, action, ActionState.EXECUTING, actor=SYSTEM, now=now, data=data, values={"run_at": now})
     return action
 
 

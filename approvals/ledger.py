@@ -31,11 +31,11 @@ from approvals.errors import ApprovalsError
 from core import outbox
 from core.canonical import canonical_json
 from core.clock import utc
+from core.messages import AUDIT_ORDERING_KEY, AuditHead
 from core.models import AuditEvent, OutboxMessage
 
 BATCH_SIZE = 1000
-HEAD_KIND = "audit.head"
-HEAD_ORDERING_KEY = "audit"
+HEAD_KIND, HEAD_ORDERING_KEY = AuditHead.KIND, AUDIT_ORDERING_KEY
 # Serializes publishers on PostgreSQL without blocking appends (they take "cs-audit").
 PUBLISH_LOCK_KEY = int.from_bytes(b"cs-ahead", "big", signed=True)
 EXPORT_FIELDS = (
@@ -246,8 +246,7 @@ def publish_head(session: Session, now: datetime) -> tuple[int, str] | None:
     last = last_published_head(session)
     if seq == 0 or (last is not None and seq <= last[0]):
         return None
-    payload = {"seq": seq, "hash": hash_, "at": utc(now).isoformat(timespec="microseconds")}
-    outbox.enqueue(session, HEAD_KIND, HEAD_ORDERING_KEY, payload, now)
+    outbox.enqueue(session, AuditHead(seq, hash_, utc(now).isoformat(timespec="microseconds")), now)
     return seq, hash_
 
 

@@ -10,13 +10,14 @@ from datetime import datetime
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from approvals import audit, autonomy, transitions
+from approvals import autonomy, machine
 from approvals.errors import ActionNotFound, DecisionRefused
 from approvals.graduation import INCIDENT
 from approvals.ports import Directory, is_listed_approver
-from core import outbox
 from core.config import AutonomyLevel, TaskTypeConfig
+from core.messages import CardUpdated, ProposalChanged
 from core.models import Action, Decision, Proposal
+from core.states import ActionState, ProposalState
 
 
 class ProposalRefused(DecisionRefused):
@@ -40,7 +41,7 @@ def _open_proposal(session: Session, proposal_id: str) -> Proposal:
     ).first()
     if proposal is None:
         raise ProposalRefused(proposal_id, f"no proposal {proposal_id!r}")
-    if proposal.state != "open":
+    if proposal.state != ProposalState.OPEN:
         by = f" by {proposal.decided_by}" if proposal.decided_by else ""
         raise ProposalRefused(proposal_id, f"proposal {proposal_id!r} is already {proposal.state}{by}")
     return proposal
@@ -53,11 +54,6 @@ def _admins_proposal(
     if not is_listed_approver(actor, list(admins), directory):
         raise NotAnAdmin(proposal_id, actor)
     return _open_proposal(session, proposal_id)
-
-
-def _announce(session: Session, proposal: Proposal, now: datetime) -> None:
-    """Update the proposal's card (signatures, outcome)."""
-    outbox.enqueue(session, "autonomy.proposal_decided", proposal.public_id, {"proposal_id": proposal.public_id}, now)
 
 
 def promote(
@@ -75,25 +71,27 @@ def promote(
     if actor in proposal.signatures:
         raise ProposalRefused(proposal_id, f"{actor} already signed; it needs {proposal.needed} distinct admins")
     proposal.signatures = [*proposal.signatures, actor]
-    audit.record(
+    signed = [ProposalChanged(proposal.public_id)]  # its card shows the signatures, or the outcome
+    short = len(proposal.signatures) < proposal.needed
+    machine.record(
         session,
-        audit.AuditEntry(
-            kind="autonomy.signed",
-            actor=actor,
-            at=now,
-            task_type=proposal.task_type,
-            from_state=proposal.from_level,
-            to_state=proposal.to_level,
-            data={"proposal": proposal.public_id, "signatures": proposal.signatures},
-        ),
+        proposal,
+        "autonomy.signed",
+        actor=actor,
+        now=now,
+        from_state=proposal.from_level,
+        to_state=proposal.to_level,
+        data={"proposal": proposal.public_id, "signatures": proposal.signatures},
+        messages=signed if short else (),
     )
-    if len(proposal.signatures) < proposal.needed:
-        _announce(session, proposal, now)
+    if short:
         return proposal
     state = autonomy.state_for(session, proposal.task_type, task_type, now)
     if state.level != proposal.from_level:
         raise ProposalRefused(proposal_id, f"the level changed to {state.level} since this was proposed")
-    proposal.state, proposal.decided_by, proposal.decided_at = "promoted", actor, now
+    # Not audited on its own: the level change's `autonomy.changed` event names the proposal.
+    decided = {"decided_by": actor, "decided_at": now}
+    machine.move(session, proposal, ProposalState.PROMOTED, actor=actor, now=now, audited=False, values=decided)
     signers = " and ".join(proposal.signatures)
     autonomy.change_level(
         session,
@@ -106,7 +104,7 @@ def promote(
         reason=f"promoted by {signers} on proposal {proposal.public_id}",
         probation=task_type.graduation.probation,
     )
-    _announce(session, proposal, now)
+    machine.enqueue(session, signed, now)
     return proposal
 
 
@@ -121,22 +119,22 @@ def dismiss(
     now: datetime,
 ) -> Proposal:
     proposal = _admins_proposal(session, proposal_id, actor, admins, directory)
-    proposal.state, proposal.decided_by, proposal.decided_at = "dismissed", actor, now
+    decided = {"decided_by": actor, "decided_at": now}
+    machine.move(session, proposal, ProposalState.DISMISSED, actor=actor, now=now, audited=False, values=decided)
     state = autonomy.state_for(session, proposal.task_type, task_type, now)
     state.cooldown_until = now + task_type.graduation.cooldown
-    audit.record(
+    # The ledger tells of levels: the level stays where it was, and why for how long.
+    machine.record(
         session,
-        audit.AuditEntry(
-            kind="autonomy.dismissed",
-            actor=actor,
-            at=now,
-            task_type=proposal.task_type,
-            from_state=proposal.from_level,
-            to_state=proposal.from_level,
-            note=f"no new proposal before {state.cooldown_until.isoformat()}",
-        ),
+        proposal,
+        "autonomy.dismissed",
+        actor=actor,
+        now=now,
+        from_state=proposal.from_level,
+        to_state=proposal.from_level,
+        note=f"no new proposal before {state.cooldown_until.isoformat()}",
+        messages=[ProposalChanged(proposal.public_id)],
     )
-    _announce(session, proposal, now)
     return proposal
 
 
@@ -162,7 +160,7 @@ def _witnessed_run(
         raise ProposalRefused(
             action_id, f"{actor} may not review action {action_id!r}: approvers, admins and the requester may"
         )
-    if action.state != "succeeded":
+    if action.state != ActionState.SUCCEEDED:
         raise ProposalRefused(action_id, f"action {action_id!r} is {action.state}: only a run can be reviewed")
     if action.outcome == INCIDENT:
         raise ProposalRefused(action_id, f"action {action_id!r} was already reported as wrong")
@@ -191,14 +189,8 @@ def report_incident(
         Decision(action_id=action.id, kind="incident", actor=actor, params_hash=action.params_hash, note=note, at=now)
     )
     action.outcome, action.outcome_at = INCIDENT, now
-    transitions.record(
-        session,
-        action,
-        "action.incident",
-        actor=actor,
-        now=now,
-        note=note,
-        messages=[transitions.Message("action.updated")],
+    machine.record(
+        session, action, "action.incident", actor=actor, now=now, note=note, messages=[CardUpdated(action.public_id)]
     )
     autonomy.demote_for_incident(session, action.task_type, task_type, now, admins)
     return action
@@ -224,5 +216,5 @@ def looks_right(
     if already is not None:
         raise ProposalRefused(action_id, f"{actor} already said action {action_id!r} looks right")
     session.add(Decision(action_id=action.id, kind="review_ok", actor=actor, params_hash=action.params_hash, at=now))
-    transitions.record(session, action, "action.reviewed", actor=actor, now=now, note="looks right")
+    machine.record(session, action, "action.reviewed", actor=actor, now=now, note="looks right")
     return action

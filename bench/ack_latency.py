@@ -50,7 +50,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from agent import tool
 from agent.scripted_model import ScriptedModel
-from agent.tasks import TaskState, move, submit_task
+from agent.tasks import move, submit_task
 from agent.tools import load_tool_modules
 from approvals import gate
 from bot.blocks.card import decide_block_id
@@ -63,6 +63,7 @@ from core.db import make_engine, make_sessionmaker
 from core.migrate import upgrade
 from core.models import Action, AuditEvent, Decision
 from core.settings import Settings
+from core.states import TaskState
 
 POSTGRES_ADMIN_URL = os.environ.get(
     "COUNTERSIGN_BENCH_POSTGRES_URL",

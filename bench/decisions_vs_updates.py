@@ -39,7 +39,7 @@ from sqlalchemy.orm import Session, sessionmaker
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from agent import tool
-from agent.tasks import TaskState, move, submit_task
+from agent.tasks import move, submit_task
 from agent.tools import load_tool_modules
 from approvals import gate
 from approvals.decisions import Decisions, decide
@@ -50,6 +50,7 @@ from core.config import Config
 from core.db import make_engine, make_sessionmaker
 from core.migrate import upgrade
 from core.models import Action, AuditEvent, Decision, OutboxMessage, Task
+from core.states import TaskState
 
 GOAL_RATIO = 0.5
 REQUESTER, APPROVERS = "U0REQUESTER", ("U0ALICE", "U0BOB")

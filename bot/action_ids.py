@@ -5,7 +5,8 @@ REJECT = "reject"
 EDIT = "edit"
 VETO = "veto"
 ACKNOWLEDGE = "acknowledge"
-RESOLVE = "resolve"
+# No `resolve`: an action in `unknown` gets `resolve_ran` / `resolve_not_run` (DESIGN.md)
+# with the later issue that builds them and the unknown → succeeded / failed moves.
 PROMOTE = "promote"
 DISMISS = "dismiss"
 EXTEND_BUDGET = "extend_budget"

@@ -185,7 +185,6 @@ CLICK_IDS = (  # weighted towards the buttons that decide
     action_ids.EDIT,
     action_ids.VETO,
     action_ids.ACKNOWLEDGE,
-    action_ids.RESOLVE,
     action_ids.PROMOTE,
     action_ids.DISMISS,
     action_ids.EXTEND_BUDGET,

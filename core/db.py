@@ -18,7 +18,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import Engine, create_engine, event
+from sqlalchemy import Engine, create_engine, event, update
 from sqlalchemy.engine import make_url
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -144,3 +144,15 @@ def own_sqlite_database(url: str) -> Iterator[None]:
         yield
     finally:
         handle.close()
+
+
+def compare_and_set(session: Session, model: type[Any], row_id: int, *expected: Any, **values: Any) -> bool:
+    """`UPDATE model SET values WHERE id = row_id AND expected…`: whether this write won.
+
+    The one compare-and-set every lifecycle move and fenced write goes through: a row that
+    no longer matches what the caller saw (another click, replica or executor moved it
+    first) is left as it is, and the caller says what that means."""
+    result = session.execute(
+        update(model).where(model.id == row_id, *expected).values(**values).execution_options(synchronize_session=False)
+    )
+    return getattr(result, "rowcount", 0) == 1

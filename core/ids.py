@@ -5,6 +5,7 @@ from __future__ import annotations
 import secrets
 import time
 
+SYSTEM = "system"  # the actor of every change no person made (the ledger's `actor`)
 _ALPHABET = "0123456789abcdefghjkmnpqrstvwxyz"  # Crockford base32, lower case
 
 

@@ -19,6 +19,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from core.clock import utc
 from core.models import Action, AutonomyState, OutboxMessage
+from core.states import OPEN_FOR_DECISION
 
 LEVELS = {"hitl": 0, "hotl": 1, "auto": 2}
 
@@ -71,7 +72,7 @@ class DatabaseCollector(Collector):
         with self.sessions() as session:
             rows = session.execute(
                 select(Action.task_type, Action.mode, func.count())
-                .where(Action.state.in_(["pending", "scheduled"]))
+                .where(Action.state.in_(OPEN_FOR_DECISION))
                 .group_by(Action.task_type, Action.mode)
             ).all()
             for task_type, mode, count in rows:

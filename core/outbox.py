@@ -1,34 +1,43 @@
 """Writing outbox rows: the messages a state change causes, committed with it.
 
-Domain packages describe *what* to tell people (`kind` + payload of ids and facts);
+Domain packages describe *what* to tell people (a `core.messages` value of ids and facts);
 `bot/` renders and delivers it. Nothing here knows about Slack.
 """
 
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from core.messages import ActionMessage, Message, TaskMessage
 from core.models import Action, OutboxMessage, Task
 
 
-def enqueue(session: Session, kind: str, ordering_key: str, payload: dict[str, Any], now: datetime) -> OutboxMessage:
-    message = OutboxMessage(kind=kind, ordering_key=ordering_key, payload=payload, created_at=now, available_at=now)
-    session.add(message)
-    return message
+def enqueue(session: Session, message: Message, now: datetime) -> OutboxMessage:
+    row = OutboxMessage(
+        kind=message.KIND,
+        ordering_key=message.ordering_key,
+        payload=message.to_payload(),
+        created_at=now,
+        available_at=now,
+    )
+    session.add(row)
+    return row
 
 
-def workspace_of(session: Session, payload: dict[str, Any]) -> str | None:
+def workspace_of(session: Session, message: Message) -> str | None:
     """The Slack workspace (team id) a message is for: that of its action's or task's task.
     None for messages of no task (promotion proposals, autonomy changes, alerts, audit heads)."""
-    if isinstance(payload.get("action_id"), str):
-        query = (
-            select(Task.team_id).join(Action, Action.task_id == Task.id).where(Action.public_id == payload["action_id"])
-        )
-        return session.scalar(query)
-    if isinstance(payload.get("task_id"), str):
-        return session.scalar(select(Task.team_id).where(Task.public_id == payload["task_id"]))
+    if isinstance(message, ActionMessage):
+        return action_workspace(session, message.action_id)
+    if isinstance(message, TaskMessage):
+        return session.scalar(select(Task.team_id).where(Task.public_id == message.task_id))
     return None
+
+
+def action_workspace(session: Session, action_id: str) -> str | None:
+    """The team id of the task of the action whose public id is `action_id`."""
+    query = select(Task.team_id).join(Action, Action.task_id == Task.id).where(Action.public_id == action_id)
+    return session.scalar(query)

@@ -2,7 +2,7 @@
 
 What goes, once older than the cutoff: model-call and other trace events (by `at`), outbox
 rows that were delivered (by `delivered_at`), handled Slack event ids (by `received_at`),
-finished timers (`done`/`cancelled`, by `updated_at`) whose action no longer waits for a
+finished timers (`done`, by `updated_at`) whose action no longer waits for a
 decision, and people's connect links (by `expires_at`: used or not, they work no more).
 What stays: tasks, actions, decisions, proposals, posted-message ids, undelivered outbox rows,
 the newest published audit head (the ledger compares the next head with it, and `audit
@@ -28,19 +28,18 @@ from sqlalchemy.sql.elements import ColumnElement
 from core.clock import utc
 from core.db import make_sessionmaker
 from core.errors import CoreError
+from core.messages import AUDIT_ORDERING_KEY, AuditHead
 from core.models import Action, Base, ConnectState, OutboxMessage, SlackEvent, Timer, TraceEvent
+from core.states import OPEN_FOR_DECISION, TimerState
 
 DEFAULT_BATCH = 1000
 # Daily budgets count today's model calls from trace_events: a cutoff inside today would
 # hand a task type its daily budget back.
 MIN_AGE = timedelta(days=1)
-# approvals.ledger's HEAD_KIND and HEAD_ORDERING_KEY (core may not import approvals): the
-# newest of these rows is what `publish_head` compares the ledger's head with, and what
+# The newest of these rows is what `publish_head` compares the ledger's head with, and what
 # `verify` checks the chain against.
-AUDIT_HEAD_KIND, AUDIT_HEAD_ORDERING_KEY = "audit.head", "audit"
-FINISHED_TIMER_STATES = ("done", "cancelled")
-# Actions a timer's chain may still serve (acknowledge reads the chain's targets).
-OPEN_ACTION_STATES = ("pending", "scheduled")
+AUDIT_HEAD_KIND, AUDIT_HEAD_ORDERING_KEY = AuditHead.KIND, AUDIT_ORDERING_KEY
+FINISHED_TIMER_STATES = (TimerState.DONE,)
 
 
 class RetentionError(CoreError, ValueError):
@@ -69,7 +68,8 @@ def _slack_events(_session: Session, cutoff: datetime) -> ColumnElement[bool]:
 
 
 def _timers(_session: Session, cutoff: datetime) -> ColumnElement[bool]:
-    still_open = exists().where(Action.id == Timer.action_id, Action.state.in_(OPEN_ACTION_STATES))
+    # Its chain may still serve an action that waits (acknowledge reads the chain's targets).
+    still_open = exists().where(Action.id == Timer.action_id, Action.state.in_(OPEN_FOR_DECISION))
     return Timer.state.in_(FINISHED_TIMER_STATES) & (Timer.updated_at < cutoff) & ~still_open
 
 

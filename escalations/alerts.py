@@ -1,8 +1,9 @@
 """Cost and backlog alerts for the admins: one message per problem, not one per event.
 
 `check` runs periodically (see `escalations.jobs`) and enqueues an `ops.alert` outbox row
-(ordering key `ops`) whose `payload["message"]` is one line the sender posts as is to the
-admin channel. Four alert kinds:
+(ordering key `ops`) holding the alert's facts, numbers and names (`core.messages.BudgetAlert`,
+`BacklogAlert`); `bot.blocks.alerts` renders them as the line the sender posts to the admin
+channel. Four alert kinds:
 
 - `budget_tokens`, `budget_cost`: a task type's model calls since midnight UTC passed
   `alerts.budget_share` of its `daily_max_tokens` / `daily_max_cost_usd`. At most once per
@@ -26,25 +27,27 @@ Imports `approvals` and `core`; never `agent` (the daily usage query is repeated
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import date, datetime
-from typing import Any
+from datetime import datetime
+from typing import Literal
 
 from sqlalchemy import func, select, text
 from sqlalchemy.orm import Session
 
-from approvals.states import ActionState
 from core import outbox
 from core.clock import utc
 from core.config import Config
+from core.messages import OPS_ORDERING_KEY, AlertState, BacklogAlert, BacklogKind, BudgetAlert, BudgetKind, Message
 from core.models import Action, OutboxMessage, Task, TraceEvent
+from core.states import ActionState
 
-ALERT_KIND = "ops.alert"
-ORDERING_KEY = "ops"
-BUDGET_TOKENS = "budget_tokens"
-BUDGET_COST = "budget_cost"
-PENDING_APPROVALS = "pending_approvals"
-OUTBOX_BACKLOG = "outbox_backlog"
-FIRING, RESOLVED = "firing", "resolved"
+ALERT_KIND = BudgetAlert.KIND
+ORDERING_KEY = OPS_ORDERING_KEY
+BUDGET_TOKENS: BudgetKind = "budget_tokens"
+BUDGET_COST: BudgetKind = "budget_cost"
+PENDING_APPROVALS: BacklogKind = "pending_approvals"
+OUTBOX_BACKLOG: BacklogKind = "outbox_backlog"
+FIRING: Literal["firing"] = "firing"
+RESOLVED: AlertState = "resolved"
 # A backlog alert resolves once the backlog is back to this share of its threshold or less.
 CLEAR_RATIO = 0.8
 # pg_try_advisory_xact_lock key: the bytes of "cs-alert" as a signed 64-bit integer.
@@ -94,8 +97,8 @@ def _take_turn(session: Session) -> bool:
     return bool(session.execute(text("SELECT pg_try_advisory_xact_lock(:key)"), {"key": LOCK_KEY}).scalar_one())
 
 
-def _enqueue(session: Session, payload: dict[str, Any], now: datetime) -> int:
-    outbox.enqueue(session, ALERT_KIND, ORDERING_KEY, payload, now)
+def _enqueue(session: Session, alert: Message, now: datetime) -> int:
+    outbox.enqueue(session, alert, now)
     return 1
 
 
@@ -118,7 +121,7 @@ def _budgets(session: Session, config: Config, share: float, now: datetime) -> i
     sent = 0
     for name, task_type in config.task_types.items():
         tokens, cost = usage.get(name, (0, 0.0))
-        limits = (
+        limits: tuple[tuple[BudgetKind, float, float | None], ...] = (
             (BUDGET_TOKENS, tokens, task_type.budget.daily_max_tokens),
             (BUDGET_COST, cost, task_type.budget.daily_max_cost_usd),
         )
@@ -126,7 +129,19 @@ def _budgets(session: Session, config: Config, share: float, now: datetime) -> i
             if limit is None or used <= 0 or used < share * limit or (kind, name) in sent_today:
                 continue
             top = _top_task(session, name, kind, midnight)
-            sent += _enqueue(session, _budget_payload(kind, name, midnight.date(), used, limit, share, top), now)
+            alert = BudgetAlert(
+                kind,
+                FIRING,
+                name,
+                midnight.date().isoformat(),
+                used,
+                limit,
+                round(used / limit, 4),
+                share,
+                top[0] if top else None,
+                top[1] if top else None,
+            )
+            sent += _enqueue(session, alert, now)
     return sent
 
 
@@ -158,40 +173,6 @@ def _top_task(session: Session, task_type: str, kind: str, midnight: datetime) -
     return None if row is None else (row[0], float(row[1] or 0))
 
 
-def _budget_payload(
-    kind: str, task_type: str, day: date, used: float, limit: float, share: float, top: tuple[str, float] | None
-) -> dict[str, Any]:
-    amount = _tokens if kind == BUDGET_TOKENS else _usd
-    what = "used {} of its {} daily tokens" if kind == BUDGET_TOKENS else "spent {} of its {} daily budget"
-    message = (
-        f"Budget: task type `{task_type}` has {what.format(amount(used), amount(limit))} today "
-        f"({used / limit:.0%}; the alert is at {share:.0%})."
-    )
-    payload: dict[str, Any] = {
-        "kind": kind,
-        "state": FIRING,
-        "task_type": task_type,
-        "day": day.isoformat(),
-        "used": used,
-        "limit": limit,
-        "share": round(used / limit, 4),
-        "alert_share": share,
-    }
-    if top is not None:
-        message += f" Biggest user: {top[0]} ({amount(top[1])}), see `countersign trace {top[0]}`."
-        payload.update(top_task_id=top[0], top_task_used=top[1])
-    payload["message"] = message
-    return payload
-
-
-def _tokens(value: float) -> str:
-    return f"{int(value):,}"
-
-
-def _usd(value: float) -> str:
-    return f"${value:,.2f}" if value >= 1 else f"${value:.4f}"
-
-
 # -- backlogs -------------------------------------------------------------------------------
 
 
@@ -199,8 +180,9 @@ def _usd(value: float) -> str:
 class Backlog:
     count: int
     oldest_at: datetime | None = None
-    details: dict[str, Any] | None = None  # extra payload fields
-    notes: tuple[str, ...] = ()  # extra clauses for the message, in order
+    by_task_type: dict[str, int] | None = None
+    oldest_action_id: str | None = None
+    last_error: str | None = None
 
 
 def _pending(session: Session) -> Backlog:
@@ -213,13 +195,9 @@ def _pending(session: Session) -> Backlog:
     oldest = session.execute(
         select(Action.public_id, Action.created_at).where(pending).order_by(Action.created_at, Action.id).limit(1)
     ).first()
-    ranked = sorted(by_type.items(), key=lambda item: (-item[1], item[0]))
-    notes = [", ".join(f"{name} {number}" for name, number in ranked[:3]) + (", …" if len(ranked) > 3 else "")]
-    details: dict[str, Any] = {"by_task_type": by_type}
-    if oldest is not None:
-        details["oldest_action_id"] = oldest[0]
-        notes.append(f"the oldest ({oldest[0]}) drafted {_when(oldest[1])}")
-    return Backlog(sum(by_type.values()), oldest[1] if oldest else None, details, tuple(notes))
+    if oldest is None:
+        return Backlog(sum(by_type.values()), None, by_type)
+    return Backlog(sum(by_type.values()), oldest[1], by_type, oldest_action_id=oldest[0])
 
 
 def _undelivered(session: Session) -> Backlog:
@@ -231,23 +209,15 @@ def _undelivered(session: Session) -> Backlog:
         .order_by(OutboxMessage.id.desc())
         .limit(1)
     ).first()
-    error = None if last_error is None else last_error[:200]
-    notes = (f"the oldest queued {_when(oldest)}" if oldest else "", f"last error: {error}" if error else "")
-    return Backlog(int(count), oldest, {"last_error": error}, notes)
+    return Backlog(int(count), oldest, last_error=None if last_error is None else last_error[:200])
 
 
-def _waiting(kind: str, count: int) -> str:
-    if kind == PENDING_APPROVALS:
-        return f"{count} action{'' if count == 1 else 's'} {'is' if count == 1 else 'are'} waiting for approval"
-    return f"{count} Slack message{'' if count == 1 else 's'} {'is' if count == 1 else 'are'} waiting to be sent"
-
-
-def _backlog(session: Session, kind: str, backlog: Backlog, threshold: int, now: datetime) -> int:
+def _backlog(session: Session, kind: BacklogKind, backlog: Backlog, threshold: int, now: datetime) -> int:
     firing = _open(session, kind)
     if not firing and backlog.count > threshold:
-        return _enqueue(session, _backlog_payload(kind, FIRING, backlog, threshold), now)
+        return _enqueue(session, _backlog_alert(kind, FIRING, backlog, threshold), now)
     if firing and backlog.count <= threshold * CLEAR_RATIO:
-        return _enqueue(session, _backlog_payload(kind, RESOLVED, backlog, threshold), now)
+        return _enqueue(session, _backlog_alert(kind, RESOLVED, backlog, threshold), now)
     return 0
 
 
@@ -266,23 +236,15 @@ def _open(session: Session, kind: str) -> bool:
     return newest is not None and newest.get("state") == FIRING
 
 
-def _backlog_payload(kind: str, state: str, backlog: Backlog, threshold: int) -> dict[str, Any]:
-    what = _waiting(kind, backlog.count)
-    if state == RESOLVED:
-        message = f"Resolved: {what} now, back under the alert threshold of {threshold}."
-    else:
-        extra = "; ".join(note for note in backlog.notes if note)
-        message = f"Backlog: {what} (alert threshold {threshold})" + (f": {extra}." if extra else ".")
-    return {
-        "kind": kind,
-        "state": state,
-        "count": backlog.count,
-        "threshold": threshold,
-        "oldest_at": backlog.oldest_at.isoformat(timespec="seconds") if backlog.oldest_at else None,
-        **(backlog.details or {}),
-        "message": message,
-    }
-
-
-def _when(moment: datetime) -> str:
-    return utc(moment).strftime("%Y-%m-%d %H:%M UTC")
+def _backlog_alert(kind: BacklogKind, state: AlertState, backlog: Backlog, threshold: int) -> BacklogAlert:
+    oldest_at = backlog.oldest_at.isoformat(timespec="seconds") if backlog.oldest_at else None
+    return BacklogAlert(
+        kind,
+        state,
+        backlog.count,
+        threshold,
+        oldest_at,
+        backlog.by_task_type,
+        backlog.oldest_action_id,
+        backlog.last_error,
+    )

@@ -9,13 +9,13 @@ from datetime import datetime
 from sqlalchemy import func, or_, select
 from sqlalchemy.orm import Session
 
-from approvals import audit
-from core import outbox
+from approvals import machine
 from core.config import Config
+from core.ids import SYSTEM
+from core.messages import StallEscalated
 from core.models import Action, Task
+from core.states import MOVING, WITH_EXECUTOR, ActionState, TaskState
 
-SYSTEM = "system"
-ACTIVE = ("running", "waiting", "stalled")
 BATCH = 100
 
 
@@ -28,7 +28,7 @@ def sweep(session: Session, config: Config, now: datetime) -> int:
             select(Task)
             .where(
                 Task.task_type == name,
-                Task.state.in_(ACTIVE),
+                Task.state.in_(MOVING),
                 Task.updated_at <= cutoff,
                 or_(Task.stall_escalated_at.is_(None), Task.stall_escalated_at < Task.updated_at),
             )
@@ -45,46 +45,37 @@ def sweep(session: Session, config: Config, now: datetime) -> int:
             if what is None:
                 continue
             targets = [*task_type.approvers, *(p for p in config.slack.admins if p not in task_type.approvers)]
-            audit.record(
+            machine.record(
                 session,
-                audit.AuditEntry(
-                    kind="task.stall_escalated",
-                    actor=SYSTEM,
-                    at=now,
-                    task_id=task.public_id,
-                    task_type=name,
-                    note=what,
-                    data={"targets": targets},
-                ),
-            )
-            outbox.enqueue(
-                session,
-                "task.stall",
-                task.public_id,
-                {"task_id": task.public_id, "what": what, "targets": targets},
-                now,
+                task,
+                "task.stall_escalated",
+                actor=SYSTEM,
+                now=now,
+                note=what,
+                data={"targets": targets},
+                messages=[StallEscalated(task.public_id, what, targets)],
             )
             escalated += 1
     return escalated
 
 
 def stuck_on(session: Session, task: Task) -> str | None:
-    if task.state == "stalled":
+    if task.state == TaskState.STALLED:
         since = task.unavailable_since.isoformat(timespec="seconds") if task.unavailable_since else "a while"
         return f"the model has been unavailable since {since}"
     actions = session.scalars(select(Action).where(Action.task_id == task.id, Action.turn == task.turn)).all()
     for action in actions:
-        if action.state == "unknown":
+        if action.state == ActionState.UNKNOWN:
             return (
                 f"action {action.public_id} ({action.tool}) crashed mid-run and was not re-run: "
                 "a person must check whether it took effect"
             )
     for action in actions:
-        if action.state in ("approved", "executing"):
+        if action.state in WITH_EXECUTOR:
             return (
                 f"action {action.public_id} ({action.tool}) has been {action.state} since "
                 f"{action.updated_at.isoformat(timespec='seconds')}: is the executor running?"
             )
-    if task.state == "running":
+    if task.state == TaskState.RUNNING:
         return f"the next model step has not happened since {task.updated_at.isoformat(timespec='seconds')}"
     return None

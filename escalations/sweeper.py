@@ -16,16 +16,15 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
-from approvals import transitions
+from approvals import machine
 from approvals.chains import ACK_TIMEOUT, ESCALATION, due_at
 from approvals.ports import Directory
-from approvals.states import OPEN_FOR_DECISION, ActionState
-from approvals.transitions import Message
 from core import metrics
 from core.clock import Clock
+from core.ids import SYSTEM
+from core.messages import ActionExpired, Reminded
 from core.models import Action, Decision, Timer
-
-SYSTEM = "system"
+from core.states import OPEN_FOR_DECISION, ActionState, TimerState
 
 
 class Sweeper:
@@ -40,7 +39,7 @@ class Sweeper:
         with self.sessions.begin() as session:
             timer = session.scalars(
                 select(Timer)
-                .where(Timer.state == "pending", Timer.due_at <= now)
+                .where(Timer.state == TimerState.PENDING, Timer.due_at <= now)
                 .order_by(Timer.due_at, Timer.id)
                 .limit(1)
                 .with_for_update(skip_locked=True)
@@ -54,7 +53,7 @@ class Sweeper:
                 .execution_options(populate_existing=True)
             ).one()
             if action.state not in OPEN_FOR_DECISION:
-                timer.state = "done"  # decided meanwhile: nothing more to escalate
+                _done(session, timer, now)  # decided meanwhile: nothing more to escalate
             elif timer.kind == ACK_TIMEOUT:
                 self._ack_timed_out(session, timer, action, now)
             else:
@@ -85,7 +84,7 @@ class Sweeper:
         step = "expire" if entry["then"] == "expire" else entry["reason"]
         metrics.ESCALATION_STEPS.labels(action.task_type, step, str(timing["late"]).lower()).inc()
         if entry["then"] == "expire":
-            transitions.transition(
+            machine.move(
                 session,
                 action,
                 ActionState.EXPIRED,
@@ -94,9 +93,9 @@ class Sweeper:
                 note="nobody decided in time",
                 data=timing,
                 values={"decided_by": SYSTEM, "decided_at": now},
-                messages=[Message("action.expired", {"requester": action.requester})],
+                messages=[ActionExpired(action.public_id, action.requester)],
             )
-            timer.state = "done"
+            _done(session, timer, now)
             return
         if not self._acknowledged(session, action, chain, now):
             self._notify(session, action, entry, timing, now)
@@ -104,14 +103,14 @@ class Sweeper:
         if timer.step < len(chain["steps"]):
             timer.due_at = due_at(chain, timer.step, timer.anchor)
         else:
-            timer.state = "done"
+            _done(session, timer, now)
 
     def _notify(
         self, session: Session, action: Action, entry: dict[str, Any], timing: dict[str, Any], now: datetime
     ) -> None:
         targets = self._resolve(entry["notify"], exclude=action.requester)
         if not targets:
-            transitions.record(
+            machine.record(
                 session,
                 action,
                 "escalation.skipped",
@@ -122,14 +121,14 @@ class Sweeper:
             )
             return
         data = {**timing, "targets": targets, "reason": entry["reason"]}
-        transitions.record(
+        machine.record(
             session,
             action,
             "escalation.notified",
             actor=SYSTEM,
             now=now,
             data=data,
-            messages=[Message("escalation.notify", data)],
+            messages=[Reminded(action.public_id, **data)],
         )
 
     def _acknowledged(self, session: Session, action: Action, chain: dict[str, Any], now: datetime) -> bool:
@@ -147,7 +146,7 @@ class Sweeper:
             select(Timer).where(Timer.action_id == action.id, Timer.kind == ESCALATION).limit(1)
         ).first()
         first = next((e for e in (escalation.chain["steps"] if escalation else []) if e["notify"]), None)
-        timer.state = "done"
+        _done(session, timer, now)
         if first is None:
             return
         timing = {"step": "ack_timeout", "late": now - timer.due_at > self.late_after}
@@ -159,3 +158,9 @@ class Sweeper:
             members = sorted(self.directory.members(entry)) if entry.startswith("@") else [entry]
             people.extend(person for person in members if person != exclude and person not in people)
         return people
+
+
+def _done(session: Session, timer: Timer, now: datetime) -> None:
+    """The timer's chain has nothing more to do. Not audited on its own: its action's events
+    (`escalation.notified`, `action.expired`, the decision) say what happened."""
+    machine.move(session, timer, TimerState.DONE, actor=SYSTEM, now=now, audited=False)

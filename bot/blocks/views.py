@@ -41,7 +41,7 @@ class CardView:
     tool: str
     risk: str  # low | medium | high
     mode: str  # hitl | hotl | auto
-    state: str  # the action's lifecycle state (approvals.states.ActionState)
+    state: str  # the action's lifecycle state (core.states.ActionState)
     requester: str | None  # Slack user id; None for the API or the CLI
     request_text: str  # untrusted (user)
     rationale: str  # untrusted (model)

@@ -19,6 +19,7 @@ from bot.listeners.payloads import slack_id
 from bot.presenter import publish_home
 from bot.services import Services
 from core import outbox
+from core.messages import TaskStarted
 from core.models import SlackEvent
 
 log = logging.getLogger(__name__)
@@ -56,7 +57,7 @@ def register(app: App, services: Services) -> None:
                     channel=channel,
                     thread_ts=thread_ts,
                 )
-                outbox.enqueue(session, "task.started", task.public_id, {"task_id": task.public_id}, now)
+                outbox.enqueue(session, TaskStarted(task.public_id), now)
         except IntegrityError:
             log.info("event %s was handled concurrently; ignoring the retry", event_id)
         except TaskError as problem:

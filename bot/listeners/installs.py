@@ -15,13 +15,14 @@ from typing import Any
 from slack_bolt import App, BoltContext
 from sqlalchemy import select
 
-from agent.tasks import FINISHED, stop_task
+from agent.tasks import stop_task
 from approvals import audit
 from bot.services import Services
+from core.ids import SYSTEM
 from core.models import Task
+from core.states import FINISHED
 
 log = logging.getLogger(__name__)
-SYSTEM = "system"
 
 
 def register(app: App, services: Services) -> None:

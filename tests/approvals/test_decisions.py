@@ -16,8 +16,8 @@ from approvals.errors import (
     SelfApproval,
     StaleParams,
 )
-from approvals.states import ActionState
 from core.models import Action, AuditEvent, Decision, OutboxMessage
+from core.states import ActionState
 from tests.approvals.conftest import ALICE, BOB, CAROL, MALLORY, REQUESTER, World
 
 

@@ -4,8 +4,8 @@ from datetime import timedelta
 
 from sqlalchemy import select
 
-from approvals.states import ActionState
 from core.models import Action, AuditEvent, OutboxMessage
+from core.states import ActionState
 from tests.approvals.conftest import World
 
 

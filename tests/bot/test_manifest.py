@@ -59,7 +59,6 @@ def test_action_ids_match_the_public_contract() -> None:
         action_ids.EDIT,
         action_ids.VETO,
         action_ids.ACKNOWLEDGE,
-        action_ids.RESOLVE,
         action_ids.PROMOTE,
         action_ids.DISMISS,
-    } == {"approve", "reject", "edit", "veto", "acknowledge", "resolve", "promote", "dismiss"}
+    } == {"approve", "reject", "edit", "veto", "acknowledge", "promote", "dismiss"}

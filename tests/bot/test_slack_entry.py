@@ -10,6 +10,7 @@ from datetime import timedelta
 from sqlalchemy import func, select
 
 from core import outbox
+from core.messages import TaskResumed
 from core.models import Task
 from tests.bot.slack_app import ALICE, API_TOKEN, APPROVALS, REQUESTER, TOKEN, SlackApp
 
@@ -118,13 +119,7 @@ def test_a_task_message_tells_of_its_event_even_when_delivered_late(slack_app: S
     with slack_app.services.sessions.begin() as session:  # a "resumed" notice still queued when the task ends
         row = session.get(Task, task.id)
         row.state, row.final_text = "succeeded", "Refunded."
-        outbox.enqueue(
-            session,
-            "task.resumed",
-            task.public_id,
-            {"task_id": task.public_id},
-            slack_app.clock.now() - timedelta(seconds=1),
-        )
+        outbox.enqueue(session, TaskResumed(task.public_id), slack_app.clock.now() - timedelta(seconds=1))
     slack_app.settle()
     texts = [m.text for m in slack_app.slack.messages(APPROVALS) if m.thread_ts is None]
     assert f"refund task {task.public_id}: resumed" in texts

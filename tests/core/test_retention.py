@@ -22,6 +22,7 @@ from approvals.ledger import last_published_head, publish_head, verify
 from bot.cli import main
 from bot.cli_prune import prune as prune_command
 from core import outbox, retention
+from core.messages import TaskStarted
 from core.models import AuditEvent, ConnectState, OutboxMessage, SlackEvent, Timer, TraceEvent
 from core.retention import RetentionError, prune
 from escalations.sweeper import Sweeper
@@ -104,7 +105,7 @@ def _history(world: World) -> History:
         assert head is not None
     _deliver_all(world, start)
     with world.sessions.begin() as session:
-        stuck = outbox.enqueue(session, "task.message", "tsk_stuck", {"text": "never delivered"}, world.clock.now())
+        stuck = outbox.enqueue(session, TaskStarted("tsk_stuck"), world.clock.now())
         session.flush()
         newest_head = session.scalars(
             select(func.max(OutboxMessage.id)).where(OutboxMessage.kind == "audit.head")

@@ -1,6 +1,7 @@
 """Cost and backlog alerts on SQLite and PostgreSQL with a frozen clock: one `ops.alert`
 outbox row per problem (per task type and UTC day for budgets; per episode for backlogs,
-with one `resolved` row when it clears), the numbers in the payload and one line to post."""
+with one `resolved` row when it clears), the numbers in the payload, and the one line
+`bot.blocks.alerts` renders from them to post."""
 
 from __future__ import annotations
 
@@ -12,8 +13,10 @@ import pytest
 from sqlalchemy import select, update
 
 from agent import budget
+from bot.blocks.alerts import backlog_alert, budget_alert
 from core import outbox
 from core.config import Config
+from core.messages import BacklogAlert, BudgetAlert, TaskStarted, decode
 from core.models import Action, OutboxMessage, TraceEvent
 from escalations import alerts
 from escalations.alerts import Thresholds
@@ -48,7 +51,17 @@ def _sent(world: World) -> list[dict[str, Any]]:
             select(OutboxMessage).where(OutboxMessage.kind == "ops.alert").order_by(OutboxMessage.id)
         ).all()
         assert all(row.ordering_key == "ops" for row in rows)
-        return [row.payload for row in rows]
+        return [{**row.payload, "message": _text(row.kind, row.payload)} for row in rows]
+
+
+def _text(kind: str, payload: dict[str, Any]) -> str:
+    """The line the admins read: the stored facts, decoded and rendered as the sender does."""
+    assert "message" not in payload  # facts only: the text is bot's
+    alert = decode(kind, payload)
+    if isinstance(alert, BudgetAlert):
+        return budget_alert(alert)
+    assert isinstance(alert, BacklogAlert)
+    return backlog_alert(alert)
 
 
 def _spend(
@@ -213,7 +226,7 @@ def test_pending_approvals_alert_once_then_resolve_then_alert_again(world: World
 def test_outbox_backlog_alerts_and_resolves(world: World) -> None:
     with world.sessions.begin() as session:
         for number in range(5):
-            row = outbox.enqueue(session, "task.message", f"tsk_{number}", {"n": number}, world.clock.now())
+            row = outbox.enqueue(session, TaskStarted(f"tsk_{number}"), world.clock.now())
         row.last_error = "SlackApiError: ratelimited"
     assert _check(world) == 1
     [alert] = _sent(world)

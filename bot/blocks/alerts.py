@@ -1,0 +1,70 @@
+"""Operations messages for the admin channel, rendered from the facts the domain sends
+(`escalations.alerts` → `core.messages.BudgetAlert` / `BacklogAlert`; the ledger's head).
+
+One line of text each, as the admins have always read them. The facts are numbers, config
+names and ids countersign made, never text from people.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from core.clock import utc
+from core.messages import AuditHead, BacklogAlert, BudgetAlert
+
+
+def budget_alert(alert: BudgetAlert) -> str:
+    amount = _tokens if alert.kind == "budget_tokens" else _usd
+    what = "used {} of its {} daily tokens" if alert.kind == "budget_tokens" else "spent {} of its {} daily budget"
+    text = (
+        f"Budget: task type `{alert.task_type}` has {what.format(amount(alert.used), amount(alert.limit))} today "
+        f"({alert.used / alert.limit:.0%}; the alert is at {alert.alert_share:.0%})."
+    )
+    if alert.top_task_id is not None:
+        top = amount(alert.top_task_used or 0.0)
+        text += f" Biggest user: {alert.top_task_id} ({top}), see `countersign trace {alert.top_task_id}`."
+    return text
+
+
+def backlog_alert(alert: BacklogAlert) -> str:
+    what = _waiting(alert)
+    if alert.state == "resolved":
+        return f"Resolved: {what} now, back under the alert threshold of {alert.threshold}."
+    extra = "; ".join(note for note in _notes(alert) if note)
+    return f"Backlog: {what} (alert threshold {alert.threshold})" + (f": {extra}." if extra else ".")
+
+
+def audit_head(head: AuditHead) -> str:
+    return f"Audit ledger head: `{head.seq}:{head.hash}` at {head.at}"
+
+
+def _waiting(alert: BacklogAlert) -> str:
+    count = alert.count
+    verb = "is" if count == 1 else "are"
+    if alert.kind == "pending_approvals":
+        return f"{count} action{'' if count == 1 else 's'} {verb} waiting for approval"
+    return f"{count} Slack message{'' if count == 1 else 's'} {verb} waiting to be sent"
+
+
+def _notes(alert: BacklogAlert) -> list[str]:
+    """The clauses after the count: where to start looking."""
+    when = _when(alert.oldest_at) if alert.oldest_at else None
+    if alert.kind == "pending_approvals":
+        ranked = sorted((alert.by_task_type or {}).items(), key=lambda item: (-item[1], item[0]))
+        notes = [", ".join(f"{name} {number}" for name, number in ranked[:3]) + (", …" if len(ranked) > 3 else "")]
+        if alert.oldest_action_id is not None and when:
+            notes.append(f"the oldest ({alert.oldest_action_id}) drafted {when}")
+        return notes
+    return [f"the oldest queued {when}" if when else "", f"last error: {alert.last_error}" if alert.last_error else ""]
+
+
+def _when(moment: str) -> str:
+    return utc(datetime.fromisoformat(moment)).strftime("%Y-%m-%d %H:%M UTC")
+
+
+def _tokens(value: float) -> str:
+    return f"{int(value):,}"
+
+
+def _usd(value: float) -> str:
+    return f"${value:,.2f}" if value >= 1 else f"${value:.4f}"

@@ -1,0 +1,306 @@
+"""What each outbox message becomes in Slack: one delivery function per message type.
+
+`DELIVERIES` maps every type of `core.messages` to its function; the sender looks the row's
+decoded message up there, so adding a kind is one dataclass there and one function here
+(`tests/bot/test_deliveries.py` checks that no type lacks one). A delivery reads what it
+shows from the database at delivery time (a card shows the action as it is now), renders it
+with `bot.blocks` and posts through `bot.slack_posts`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import replace
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from agent.connect import DM_LINK_TTL
+from bot.blocks.alerts import audit_head, backlog_alert, budget_alert
+from bot.blocks.card import approval_card, card_text, credential_notice, result_reply
+from bot.blocks.connect import connect_blocks, requester_connect
+from bot.blocks.ping import expired_notice, reminded_note, reminder, stall_alert
+from bot.blocks.proposal import level_changed, proposal_card, review_card
+from bot.blocks.task import task_message
+from bot.blocks.views import CardView, ConnectLinkView
+from bot.presenter import card_view, proposal_view, task_view
+from bot.slack_posts import Delivery, Poster, Result, Undeliverable
+from core import outbox
+from core.messages import (
+    ActionAcknowledged,
+    ActionDecided,
+    ActionEnded,
+    ActionExpired,
+    ActionFailed,
+    ActionSucceeded,
+    ActionUnknown,
+    AuditHead,
+    BacklogAlert,
+    BudgetAlert,
+    CardPosted,
+    CardUpdated,
+    ConnectRequested,
+    LevelChanged,
+    Message,
+    ProposalChanged,
+    ProposalMessage,
+    ProposalPosted,
+    Reminded,
+    ReviewRequested,
+    StallEscalated,
+    TaskEvent,
+    TaskFinished,
+    TaskPaused,
+    TaskResumed,
+    TaskStalled,
+    TaskStarted,
+    TypeChoiceAsked,
+)
+from core.models import Action, Proposal, SlackMessage, Task
+from core.states import OPEN_FOR_DECISION
+
+Deliver = Callable[[Poster, Delivery, Any], Result | None]
+
+# -- action cards ------------------------------------------------------------------------------
+
+
+def _card(out: Poster, d: Delivery, action_id: str) -> tuple[CardView, tuple[str, str], Result]:
+    """Post the action's card, or update it in place: (its view, where it is, the result)."""
+    services = out.services
+    with services.sessions() as session:
+        action = session.scalars(select(Action).where(Action.public_id == action_id)).one()
+        card = card_view(session, services.config, services.registry, action)
+        posted = session.get(SlackMessage, f"card:{action_id}")
+        where = (posted.channel, posted.ts) if posted else None
+    blocks, text = approval_card(card), card_text(card)
+    if where is None:
+        result = out.post(d, services.config.channel_for(card.task_type), text, blocks, None, key=f"card:{action_id}")
+        return card, (result["channel"], result["ts"]), result
+    out.update(d, where[0], where[1], text, blocks)
+    return card, where, {"channel": where[0], "ts": where[1], "updated": True}
+
+
+def card(out: Poster, d: Delivery, message: CardPosted | CardUpdated | ActionDecided) -> Result:
+    return _card(out, d, message.action_id)[2]
+
+
+def acknowledged(out: Poster, d: Delivery, message: ActionAcknowledged) -> Result:
+    view, (channel, ts), result = _card(out, d, message.action_id)
+    if view.acknowledged_by:
+        out.post(d, channel, f"<@{view.acknowledged_by}> is on it.", None, ts)
+    return result
+
+
+def ended(out: Poster, d: Delivery, message: ActionEnded) -> Result:
+    """The card, its result in the thread, and a DM to whoever's credential failed it."""
+    view, (channel, ts), result = _card(out, d, message.action_id)
+    reply_text, reply_blocks = result_reply(view)
+    out.post(d, channel, reply_text, reply_blocks, ts)
+    if message.tell:  # their own credential failed: they are the one who can fix it
+        notice = credential_notice(view)
+        links = _links(out, message.tell, message.action_id, view.task_type, view.tool)
+        buttons = connect_blocks(notice, links, lasts=DM_LINK_TTL) if links else None
+        out.post(d, out.dm(d, message.tell), notice, buttons, None)
+    return result
+
+
+def expired(out: Poster, d: Delivery, message: ActionExpired) -> Result:
+    view, (channel, ts), result = _card(out, d, message.action_id)
+    out.post(d, channel, "Expired: nobody decided in time, so it did not run.", None, ts)
+    if view.requester:
+        out.post(d, out.dm(d, view.requester), expired_notice(view), None, None)
+    return result
+
+
+def connect(out: Poster, d: Delivery, message: ConnectRequested) -> Result:
+    """A direct message with the requester's own connect links, while the action waits and
+    they have not connected what it runs with; one per action (the row's)."""
+    services, user = out.services, message.user
+    with services.sessions() as session:
+        action = session.scalars(select(Action).where(Action.public_id == message.action_id)).one()
+        view = card_view(session, services.config, services.registry, action)
+        names = services.delegation.unconnected(
+            session, user, services.delegation.names(action.task_type, action.tool), action.tool
+        )
+    if action.state not in OPEN_FOR_DECISION:
+        return {"skipped": f"decided before the link went out ({action.state})"}
+    if not names:
+        return {"skipped": "already connected"}
+    links = _links(out, user, message.action_id, action.task_type, action.tool, names)
+    if not links:
+        return {"skipped": "connected with the CLI only (no provider with authorize_url)"}
+    text, blocks = requester_connect(view, links, lasts=DM_LINK_TTL)
+    out.post(d, out.dm(d, user), text, blocks, None)
+    return {"sent": user, "secrets": names}
+
+
+def _links(
+    out: Poster, user: str, action_id: str, task_type: str, tool: str, names: list[str] | None = None
+) -> list[ConnectLinkView]:
+    """Fresh personal connect links for `user` (for `names`, else every secret the action's tool
+    takes from a person), when a provider's sign-in connects them all; [] when only the CLI does."""
+    services = out.services
+    delegation = services.delegation
+    wanted = names if names is not None else list(delegation.names(task_type, tool))
+    if services.connect is None or not delegation.web(wanted):
+        return []
+    with services.sessions() as session:
+        team = outbox.action_workspace(session, action_id)
+    issued = services.connect.links(user, team, wanted, tool, action_id=action_id, ttl=DM_LINK_TTL)
+    return [ConnectLinkView(name=link.name, provider=link.provider, url=link.url) for link in issued]
+
+
+def remind(out: Poster, d: Delivery, message: Reminded) -> Result:
+    """A DM to each target (with Acknowledge), then a note in the card's thread."""
+    services = out.services
+    with services.sessions() as session:
+        action = session.scalars(select(Action).where(Action.public_id == message.action_id)).one()
+        if action.state not in OPEN_FOR_DECISION:
+            return {"skipped": f"decided before the reminder went out ({action.state})"}
+        view = card_view(session, services.config, services.registry, action)
+        posted = session.get(SlackMessage, f"card:{action.public_id}")
+        thread = (posted.channel, posted.ts) if posted else None
+    text, blocks = reminder(view, message.reason, message.late)
+    for user in message.targets:
+        out.post(d, out.dm(d, user), text, blocks, None)
+    if thread is not None:
+        out.post(d, thread[0], reminded_note(message.targets, message.reason, message.late), None, thread[1])
+    return {"reminded": message.targets}
+
+
+def review(out: Poster, d: Delivery, message: ReviewRequested) -> Result:
+    """A spot check of a run nobody approved, in the thread of its card (or its channel)."""
+    services = out.services
+    with services.sessions() as session:
+        action = session.scalars(select(Action).where(Action.public_id == message.action_id)).one()
+        view = card_view(session, services.config, services.registry, action)
+        posted = session.get(SlackMessage, f"card:{message.action_id}")
+        where = (posted.channel, posted.ts) if posted else (services.config.channel_for(action.task_type), None)
+    text, blocks = review_card(view)
+    return out.post(d, where[0], text, blocks, where[1])
+
+
+# -- tasks -------------------------------------------------------------------------------------
+
+
+def _task_home(out: Poster, session: Session, task_id: str) -> tuple[Task, str, str | None]:
+    """The task, and where it reports: the thread it was asked in, else its type's channel."""
+    config = out.services.config
+    task = session.scalars(select(Task).where(Task.public_id == task_id)).one()
+    if task.channel and task.thread_ts:
+        return task, task.channel, task.thread_ts
+    if task.task_type in config.task_types:
+        return task, config.channel_for(task.task_type), None
+    channel = config.slack.approvals_channel or task.channel
+    if channel is None:
+        raise Undeliverable(f"task {task.public_id!r} has nowhere to report")
+    return task, channel, None
+
+
+def task_started(out: Poster, d: Delivery, message: TaskStarted) -> Result:
+    with out.services.sessions() as session:
+        _, channel, thread_ts = _task_home(out, session, message.task_id)
+    return out.post(d, channel, f"Working on it: `{message.task_id}`.", None, thread_ts)
+
+
+def task_event(out: Poster, d: Delivery, message: TaskEvent) -> Result:
+    """A task message tells of its event, even when delivered after the task moved on: a
+    "resumed" sent after the task finished must not repeat the final answer."""
+    kind = getattr(message, "kind", None)
+    candidates = tuple(message.candidates) if isinstance(message, TypeChoiceAsked) else ()
+    with out.services.sessions() as session:
+        task, channel, thread_ts = _task_home(out, session, message.task_id)
+        view = task_view(task, kind=kind, candidates=candidates)
+    view = replace(view, state=message.STATE, reason=getattr(message, "reason", view.reason))
+    text, blocks = task_message(view)
+    return out.post(d, channel, text, blocks, thread_ts)
+
+
+def task_finished(out: Poster, d: Delivery, message: TaskFinished) -> Result:
+    with out.services.sessions() as session:
+        task, channel, thread_ts = _task_home(out, session, message.task_id)
+        view = task_view(task)
+    text, blocks = task_message(view)
+    return out.post(d, channel, text, blocks, thread_ts)
+
+
+def stall(out: Poster, d: Delivery, message: StallEscalated) -> Result:
+    with out.services.sessions() as session:
+        task, channel, thread_ts = _task_home(out, session, message.task_id)
+        view = task_view(task)
+    text, blocks = stall_alert(view, message.what, message.targets)
+    return out.post(d, channel, text, blocks, thread_ts)
+
+
+# -- autonomy and operations ---------------------------------------------------------------------
+
+
+def proposal(out: Poster, d: Delivery, message: ProposalMessage) -> Result:
+    """Post the proposal to the admins, or update it in place once signed or decided."""
+    services, proposal_id = out.services, message.proposal_id
+    with services.sessions() as session:
+        row = session.scalars(select(Proposal).where(Proposal.public_id == proposal_id)).one()
+        text, blocks = proposal_card(proposal_view(session, row))
+        posted = session.get(SlackMessage, f"proposal:{proposal_id}")
+        where = (posted.channel, posted.ts) if posted else None
+    if where is None:
+        return out.post(d, _admin_channel(out, "proposals"), text, blocks, None, key=f"proposal:{proposal_id}")
+    out.update(d, where[0], where[1], text, blocks)
+    return {"channel": where[0], "ts": where[1], "updated": True}
+
+
+def level(out: Poster, d: Delivery, message: LevelChanged) -> Result:
+    text = level_changed(message.task_type, message.from_level, message.to_level, message.by, message.reason)
+    return out.post(d, out.services.config.channel_for(message.task_type), text, None, None)
+
+
+def alert(out: Poster, d: Delivery, message: BudgetAlert | BacklogAlert) -> Result:
+    text = budget_alert(message) if isinstance(message, BudgetAlert) else backlog_alert(message)
+    return out.post(d, _admin_channel(out, "alerts"), text, None, None)
+
+
+def head(out: Poster, d: Delivery, message: AuditHead) -> Result:
+    channel = out.services.config.proposals_channel or out.services.config.slack.approvals_channel
+    if channel is None:
+        raise Undeliverable("no admin or approvals channel configured for audit heads")
+    return out.post(d, channel, audit_head(message), None, None)
+
+
+def _admin_channel(out: Poster, what: str) -> str:
+    channel = out.services.config.proposals_channel
+    if channel is None:
+        raise Undeliverable(f"no admin or approvals channel configured for {what}")
+    return channel
+
+
+DELIVERIES: dict[type[Message], Deliver] = {
+    CardPosted: card,
+    CardUpdated: card,
+    ActionDecided: card,
+    ActionAcknowledged: acknowledged,
+    ActionSucceeded: ended,
+    ActionFailed: ended,
+    ActionUnknown: ended,
+    ActionExpired: expired,
+    ConnectRequested: connect,
+    Reminded: remind,
+    ReviewRequested: review,
+    TaskStarted: task_started,
+    TaskResumed: task_event,
+    TaskPaused: task_event,
+    TaskStalled: task_event,
+    TypeChoiceAsked: task_event,
+    TaskFinished: task_finished,
+    StallEscalated: stall,
+    ProposalPosted: proposal,
+    ProposalChanged: proposal,
+    LevelChanged: level,
+    BudgetAlert: alert,
+    BacklogAlert: alert,
+    AuditHead: head,
+}
+
+
+def deliver(out: Poster, d: Delivery, message: Message) -> Result | None:
+    return DELIVERIES[type(message)](out, d, message)
