@@ -84,7 +84,9 @@ def _start(tool_name: str, ref: str, key: str | None) -> int:
         result = conn.execute(
             insert(CALLS).values(tool=tool_name, ref=ref, key=key, pid=os.getpid(), started_at=datetime.now(UTC))
         )
-        return int(result.inserted_primary_key[0])
+        key = result.inserted_primary_key
+        assert key is not None  # a one-row INSERT always has its primary key
+        return int(key[0])
 
 
 def _finish(call_id: int) -> None:

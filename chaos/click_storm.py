@@ -29,7 +29,6 @@ import threading
 import time
 from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
-from contextlib import ExitStack
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -45,18 +44,13 @@ from chaos.common import (
     Server,
     approve_element,
     click_body,
-    database,
-    emulator,
     ledger_report,
     note,
     reader,
-    serve_env,
-    serving,
     summary,
     wait_for,
-    workspace,
-    write_yaml,
 )
+from chaos.stage import stage
 from core.db import make_sessionmaker
 from core.models import Action, AuditEvent, Decision, Task
 
@@ -349,27 +343,24 @@ def main() -> int:
     if args.backend == "sqlite" and args.replicas > 1:
         parser.error("SQLite serves one process: use --replicas 1 with --backend sqlite")
     began = time.monotonic()
-    with (
-        database(args.backend, "storm") as url,
-        workspace(args.logs, "storm") as workdir,
-        emulator([CHANNEL], [REQUESTER, *APPROVERS]) as slack,
-        ExitStack() as stack,
-    ):
-        env = serve_env(
-            url, write_yaml(workdir, "countersign.yml", CONFIG), slack, script=write_yaml(workdir, "script.yml", SCRIPT)
-        )
-        servers: list[Server] = []
+    with stage(
+        NAME,
+        backend=args.backend,
+        logs=args.logs,
+        channels=[CHANNEL],
+        users=[REQUESTER, *APPROVERS],
+        config=CONFIG,
+        script=SCRIPT,
+    ) as world:
         try:
-            servers = [stack.enter_context(serving(f"replica-{i}", env, workdir)) for i in range(args.replicas)]
+            servers = [world.serve(f"replica-{i}") for i in range(args.replicas)]
             submit_tasks(servers, args.rounds)
             note(NAME, f"{args.replicas} replicas up, {args.rounds} tasks in {time.monotonic() - began:.0f} s")
-            done = storm(slack, servers, url, args.rounds, args.clicks)
-            settle(url, servers, done, args.settle_seconds)
+            done = storm(world.slack, servers, world.url, args.rounds, args.clicks)
+            settle(world.url, servers, done, args.settle_seconds)
         except ChaosFailure as exc:
-            for server in servers:
-                note(NAME, f"--- {server.name}\n{server.output()}")
-            return summary(NAME, {"error": json.dumps(str(exc))}, False)
-        fields, passed = verify(url, slack, done)
+            return world.failed(exc)
+        fields, passed = verify(world.url, world.slack, done)
         fields["seconds"] = f"{time.monotonic() - began:.0f}"
         return summary(NAME, fields, passed)
 

@@ -235,8 +235,12 @@ def wait_for(condition: Callable[[], bool], what: str, servers: Sequence[Server]
 
 
 @contextmanager
-def emulator(channels: Sequence[str], users: Sequence[str]) -> Iterator[SlackEmulator]:
-    with SlackEmulator(token=TOKEN) as slack:
+def emulator(
+    channels: Sequence[str], users: Sequence[str], slack: SlackEmulator | None = None
+) -> Iterator[SlackEmulator]:
+    """`slack` (or a new emulator), serving, with these channels and users; closed afterwards."""
+    started = SlackEmulator(token=TOKEN) if slack is None else slack
+    with started as slack:
         for channel in channels:
             slack.add_channel(channel, channel.lower())
         for user in users:

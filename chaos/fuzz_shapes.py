@@ -15,7 +15,8 @@ hypothesis strategy that draws one `Request` with the only answers it may get:
 - **replay**: the exact bytes and headers of a legitimate slash command sent while seeding,
   and of a signed request sent a moment before: 401 `replayed request`;
 - **cross-origin**: posts to the demo page (`SandboxPage`) with a foreign `Origin`, a wrong
-  `Host` (DNS rebinding), a `text/plain` body, or a missing or wrong page token: 403 or 415.
+  `Host` (DNS rebinding), a `text/plain` body, or a missing or wrong page token: 403 or 415
+  (in `chaos.fuzz_page`, with the page itself).
 
 None of them may change anything (the scenario's snapshot checks that), nor get a 5xx.
 """
@@ -24,11 +25,7 @@ from __future__ import annotations
 
 import json
 import random
-import string
 import urllib.parse
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
-from dataclasses import dataclass
 from typing import Any
 
 from hypothesis import assume
@@ -36,13 +33,13 @@ from hypothesis import strategies as st
 
 from bot import action_ids
 from bot.blocks.card import decide_block_id
-from bot.sandbox import SlackEmulator
-from bot.sandbox.actor import Actor, Persona
-from bot.sandbox.page import TOKEN_HEADER, SandboxPage
-from bot.sandbox.signed import FORM, JSON, SignedRequest, event_callback_body, slash_command_body
+from bot.sandbox.signed import FORM, JSON, event_callback_body, slash_command_body
 from bot.server import MAX_BODY as API_MAX_BODY
 from bot.slack_ingress import MAX_SLACK_BODY
-from chaos.common import API_TOKEN, SECRET, TEAM
+from chaos.common import API_TOKEN, TEAM
+from chaos.fuzz_page import cross_origin
+from chaos.fuzz_requests import sign_headers
+from chaos.fuzz_world import Aim, Request
 
 SLACK_DEADLINE_S = 3.0  # Slack shows the person an error when an answer takes longer
 HUGE_NUMBERS = (
@@ -62,54 +59,9 @@ PRINTABLE = st.characters(exclude_categories=("Cc", "Cs"))  # text a person type
 NESTINGS = (("[", "]"), ('{"a":', "}"), ('[{"a":', "}]"))
 
 
-@dataclass
-class Request:
-    family: str  # auth | malformed | garbage, or one of the shapes above
-    shape: str  # what was sent: click | view | command | event | ... (or the shape's variant)
-    body: bytes
-    headers: dict[str, str]
-    expect: str  # refused | no_change | malformed, or the answers a shape must get, as text
-    path: str = "/slack/events"
-    target: str = "app"  # app | page (the demo page)
-    method: str = "POST"
-    answers: frozenset[int] | None = None  # the only statuses allowed (None: anything but a 5xx)
-    marker: bytes = b""  # text the answer must contain
-    deadline_s: float | None = None  # an answer later than this is a failure, even if it came
-    declared: int | None = None  # a Content-Length sent without its body (a large body)
-    again: bool = False  # sent twice, the second time checked: a replay of a request just sent
-
-
-@dataclass(frozen=True)
-class Target:
-    """A seeded pending action as the shapes aim at it."""
-
-    public_id: str
-    params_hash: str
-    requester: str | None
-    tool: str
-    team: str | None
-
-
-@dataclass(frozen=True)
-class Aim:
-    """What the shapes need from the seeded server."""
-
-    actions: tuple[Target, ...]
-    approvers: tuple[str, ...]
-    strangers: tuple[str, ...]
-    channel: str
-    kept: SignedRequest  # a legitimate slash command, already sent and answered
-    page_port: int  # the demo page's
-    page_token: str
-    # fuzz_inputs' own: Slack's signature headers for a body, and a signed-to-be Slack request
-    # (shape, body, content type) flawed so that it changes nothing. Passed in, not imported:
-    # `python -m chaos.fuzz_inputs` runs that module as __main__, and importing it would load it twice.
-    sign: Callable[[random.Random, bytes], dict[str, str]]
-    flawed: Callable[[st.DrawFn, random.Random], tuple[str, bytes, str]]
-
-
-def sign(aim: Aim, body: bytes, content_type: str, rnd: random.Random) -> dict[str, str]:
-    return {"Content-Type": content_type, **aim.sign(rnd, body)}
+def sign(body: bytes, content_type: str, rnd: random.Random) -> dict[str, str]:
+    """Slack's headers for `body`, correctly signed."""
+    return {"Content-Type": content_type, **sign_headers(rnd, body, flaw=None)}
 
 
 def _form(payload: Any) -> bytes:
@@ -148,7 +100,7 @@ def large(draw: st.DrawFn, aim: Aim) -> Request:
     declared = draw(st.integers(MAX_SLACK_BODY + 1, 2**53) | st.integers(MAX_SLACK_BODY + 1, 4 * MAX_SLACK_BODY))
     content_type = draw(st.sampled_from([FORM, JSON, "text/plain", "application/octet-stream"]))
     # The signature is over a body never sent (the server may not read one byte of it).
-    headers = sign(aim, b"x" * 64, content_type, rnd) if rnd.random() < 0.5 else {"Content-Type": content_type}
+    headers = sign(b"x" * 64, content_type, rnd) if rnd.random() < 0.5 else {"Content-Type": content_type}
     variant = "signed" if "X-Slack-Signature" in headers else "unsigned"
     if rnd.random() < 0.2:
         path, variant, headers = "/api/tasks", "api", {**headers, "Authorization": f"Bearer {API_TOKEN}"}
@@ -196,7 +148,7 @@ def exponent(draw: st.DrawFn, aim: Aim) -> Request:
         "exponent",
         variant,
         body,
-        sign(aim, body, FORM, rnd),
+        sign(body, FORM, rnd),
         "answer in 3 s",
         answers=frozenset({200}),
         deadline_s=SLACK_DEADLINE_S,
@@ -223,11 +175,11 @@ def deep(draw: st.DrawFn, aim: Aim) -> Request:
     nonce = rnd.getrandbits(48)  # two equal bodies in one second would be a replay, refused as one
     if where == "payload":  # the form value unescaped: Slack escapes it, parse_qs takes both
         body = f"trigger_id={nonce}&payload={_deep(draw, room)}".encode()
-        headers = sign(aim, body, FORM, rnd)
+        headers = sign(body, FORM, rnd)
     elif where == "event":
         envelope = f'{{"type":"event_callback","event_id":"Ev{nonce}","team_id":"{TEAM}","event":'
         body = f"{envelope}{_deep(draw, room)}}}".encode()
-        headers = sign(aim, body, JSON, rnd)
+        headers = sign(body, JSON, rnd)
     elif where == "metadata":  # a string field Slack hands back, parsed by the listener
         target = draw(st.sampled_from(aim.actions))
         callback = draw(st.sampled_from([action_ids.EDIT_MODAL, action_ids.REJECT_MODAL]))
@@ -236,7 +188,7 @@ def deep(draw: st.DrawFn, aim: Aim) -> Request:
         payload = _view(rnd, user, target.team or TEAM, _deep(draw, room // 3, 2), values, callback)
         body = _form(payload)
         assume(len(body) <= MAX_SLACK_BODY)
-        headers = sign(aim, body, FORM, rnd)
+        headers = sign(body, FORM, rnd)
     else:
         body = _deep(draw, API_MAX_BODY).encode()
         headers = {"Content-Type": JSON, "Authorization": f"Bearer {API_TOKEN}"}
@@ -272,12 +224,12 @@ def surrogate(draw: st.DrawFn, aim: Aim) -> Request:
             "ts": "1700000001.000300",
         }
         body = event_callback_body(event, team_id=TEAM, event_id=f"Ev{rnd.getrandbits(40):010X}")
-        headers = sign(aim, body, JSON, rnd)
+        headers = sign(body, JSON, rnd)
     elif where == "reason":
         metadata = json.dumps({"action_id": target.public_id, "params_hash": target.params_hash})
         values = {"reason": {"reason": {"type": "plain_text_input", "value": _spoiled(draw, "Wrong order")}}}
         body = _form(_view(rnd, approver, target.team or TEAM, metadata, values, action_ids.REJECT_MODAL))
-        headers = sign(aim, body, FORM, rnd)
+        headers = sign(body, FORM, rnd)
     elif where == "click":
         kind = draw(st.sampled_from([action_ids.APPROVE, action_ids.ACKNOWLEDGE]))
         value = _spoiled(draw, target.public_id)
@@ -285,7 +237,7 @@ def surrogate(draw: st.DrawFn, aim: Aim) -> Request:
         user = {"id": approver, "team_id": TEAM}
         payload = {"type": "block_actions", "user": user, "actions": [action], "trigger_id": _trigger(rnd)}
         body = _form(payload)
-        headers = sign(aim, body, FORM, rnd)
+        headers = sign(body, FORM, rnd)
     elif where == "command":  # a form carries NUL as %00 (a surrogate cannot be UTF-8)
         spoiled = _spoiled(draw, "run refund Refund order 32")
         text = "".join(ch if not 0xD800 <= ord(ch) <= 0xDFFF else "\x00" for ch in spoiled)
@@ -297,7 +249,7 @@ def surrogate(draw: st.DrawFn, aim: Aim) -> Request:
             response_url="http://127.0.0.1:9/response/x",
             trigger_id=_trigger(rnd),
         )
-        headers = sign(aim, body, FORM, rnd)
+        headers = sign(body, FORM, rnd)
     else:
         task = {"task_type": "refund", "text": "Refund order 33", "requester": requester}
         task[draw(st.sampled_from(sorted(task)))] = _spoiled(draw, str(task["text"]))
@@ -328,95 +280,8 @@ def replay(draw: st.DrawFn, aim: Aim) -> Request:
     # and then sent again: the first answer may be anything, the second must refuse it.
     shape, body, content_type = aim.flawed(draw, rnd)
     assume(len(body) <= MAX_SLACK_BODY)
-    headers = sign(aim, body, content_type, rnd)
+    headers = sign(body, content_type, rnd)
     return Request("replay", shape, body, headers, "401", answers=frozenset({401}), marker=b"replayed", again=True)
-
-
-# -- cross-origin posts to the demo page ------------------------------------------------------------
-
-HEADER_TEXT = st.text(alphabet=string.ascii_letters + string.digits + ".:-_/[]", max_size=40)
-PAGE_ROUTES = ("/api/compose", "/api/click", "/api/submit", "/api/close", "/api/home", "/api/state")
-
-
-@st.composite
-def cross_origin(draw: st.DrawFn, aim: Aim) -> Request:
-    own = f"127.0.0.1:{aim.page_port}"
-    flaws = draw(st.sets(st.sampled_from(["host", "origin", "type", "token"]), min_size=1))
-    path = draw(st.sampled_from(PAGE_ROUTES))
-    method = "GET" if path == "/api/state" else "POST"
-    if method == "GET":
-        flaws.discard("type")
-        if not flaws:
-            flaws.add("origin")
-        path += "?user=" + draw(st.sampled_from(aim.approvers))
-    host = own
-    if "host" in flaws:
-        host = draw(
-            st.sampled_from(
-                [
-                    "evil.example",
-                    f"evil.example:{aim.page_port}",
-                    f"127.0.0.1.nip.io:{aim.page_port}",
-                    f"localhost.attacker.test:{aim.page_port}",
-                    "127.0.0.1",
-                    f"127.0.0.1:{aim.page_port + 1}",
-                    f"0.0.0.0:{aim.page_port}",
-                    f"127.1:{aim.page_port}",
-                    "",
-                ]
-            )
-            | HEADER_TEXT.filter(lambda name: name.lower() != own)
-        )
-    headers = {"Host": host, "Content-Type": "application/json", TOKEN_HEADER: aim.page_token}
-    if "origin" in flaws:
-        headers["Origin"] = draw(
-            st.sampled_from(
-                [
-                    "http://evil.example",
-                    "null",
-                    f"http://localhost:{aim.page_port}",
-                    f"https://{own}",
-                    f"http://{own}.evil.example",
-                    f"http://127.0.0.1:{aim.page_port + 1}",
-                ]
-            )
-            | HEADER_TEXT.map(lambda text: "http://" + text).filter(lambda origin: origin.lower() != f"http://{own}")
-        )
-    elif draw(st.booleans()):
-        headers["Origin"] = f"http://{host}"
-    if "type" in flaws:
-        headers["Content-Type"] = draw(
-            st.sampled_from(["text/plain", "text/plain;charset=UTF-8", FORM, "multipart/form-data; boundary=x", ""])
-        )
-    if "token" in flaws:
-        token = aim.page_token
-        wrong = draw(st.sampled_from(["", token[:-1], token + "x", token.upper()]) | HEADER_TEXT)
-        if wrong and draw(st.booleans()):
-            headers[TOKEN_HEADER] = wrong
-        else:
-            headers.pop(TOKEN_HEADER)
-    request = {
-        "user": draw(st.sampled_from([*aim.approvers, *aim.strangers])),
-        "channel": aim.channel,
-        "text": draw(st.sampled_from(["/countersign run refund Refund order 41", "<@U0BOT> refund Refund order 42"])),
-        "view_id": "V0FUZZ",
-        "where": {"channel": aim.channel, "ts": "1700000000.000100"},
-        "block_id": decide_block_id(aim.actions[0].params_hash),
-        "element": {"type": "button", "action_id": action_ids.APPROVE, "value": aim.actions[0].public_id},
-        "values": {},
-    }
-    body = b"" if method == "GET" else json.dumps(request).encode()
-    return Request(
-        "cross-origin",
-        "+".join(sorted(flaws)),
-        body,
-        {key: value for key, value in headers.items() if key == "Host" or value},
-        "403/415",
-        path=path,
-        target="page",
-        method=method,
-        answers=frozenset({403, 415}),
-    )
 
 
 SHAPES = {
@@ -427,29 +292,3 @@ SHAPES = {
     "replay": replay,
     "cross-origin": cross_origin,
 }
-
-
-# -- the demo page ----------------------------------------------------------------------------------
-
-
-@contextmanager
-def demo_page(events_url: str, channel: str, people: dict[str, str]) -> Iterator[tuple[SandboxPage, SlackEmulator]]:
-    """The demo page in this process, on a free port, acting in a workspace of its own (so that
-    anything a request got it to do shows there) towards the app at `events_url`."""
-    with SlackEmulator(token="xoxb-page") as slack:  # noqa: S106 - a local emulator's token
-        slack.add_channel(channel, channel.lower())
-        for user in people:
-            slack.add_user(user, user.lower())
-        personas = [Persona(user, user.lower(), role) for user, role in people.items()]
-        page = SandboxPage(Actor(slack, events_url, SECRET, personas), host="127.0.0.1", port=0).start()
-        try:
-            yield page, slack
-        finally:
-            page.close()
-
-
-def workspace_size(slack: SlackEmulator) -> int:
-    """Everything a request could add to the page's workspace: messages, ephemerals, views."""
-    workspace = slack.workspace
-    messages = sum(len(workspace.messages(channel.id)) for channel in workspace.channels())
-    return messages + len(workspace.ephemerals()) + len(workspace.views()) + len(slack.calls)

@@ -41,7 +41,6 @@ import threading
 import time
 from collections import Counter
 from collections.abc import Mapping
-from contextlib import ExitStack
 from dataclasses import dataclass, field
 from datetime import timedelta
 from pathlib import Path
@@ -57,18 +56,13 @@ from chaos.common import (
     button_on,
     click,
     command,
-    database,
-    emulator,
     ledger_report,
     note,
     reader,
-    serve_env,
-    serving,
     summary,
     wait_for,
-    workspace,
-    write_yaml,
 )
+from chaos.stage import stage
 from core.db import make_sessionmaker
 from core.durations import parse_duration
 from core.models import Action, AuditEvent, OutboxMessage, Task, TraceEvent
@@ -117,7 +111,6 @@ class Outage:
     """The fake's outage, phase by phase, on its own thread; also the fake's responder, which
     holds requests during the timeout phase."""
 
-    fake: FakeAnthropic
     seconds: float
     retry_after: float
     hang_s: float
@@ -128,16 +121,16 @@ class Outage:
     _over: threading.Event = field(default_factory=threading.Event)
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
-    def run(self) -> None:
+    def run(self, fake: FakeAnthropic) -> None:
         began = time.monotonic()
         rate_limited, overloaded = began + self.seconds / 6, began + self.seconds * 5 / 12
         end = began + self.seconds
-        self.fake.unavailable(429, retry_after=self.retry_after)
+        fake.unavailable(429, retry_after=self.retry_after)
         self._phase("429", began, rate_limited)
-        self.fake.unavailable(529)
+        fake.unavailable(529)
         self._phase("529", rate_limited, overloaded)
         self._holding_until = end
-        self.fake.restore()  # requests reach `respond` again, which holds them until `end`
+        fake.restore()  # requests reach `respond` again, which holds them until `end`
         self._phase("timeout", overloaded, end)
         self._over.set()  # requests still held are answered now
         self.restored_at = time.monotonic()
@@ -328,25 +321,23 @@ def main() -> int:
     parser.add_argument("--logs", type=Path, help="keep the server's log and config in this directory")
     args = parser.parse_args()
     began = time.monotonic()
-    with (
-        database(args.backend, "model") as url,
-        workspace(args.logs, "model") as workdir,
-        emulator(CHANNELS, [REQUESTER, ALICE, BOB]) as slack,
-        FakeAnthropic() as fake,
-        ExitStack() as stack,
-    ):
-        outage = Outage(fake, args.outage_seconds, args.retry_after, args.hang_seconds)
-        fake.respond_with(outage.respond)
-        env = serve_env(
-            url, write_yaml(workdir, "countersign.yml", config(args.outage_limit)), slack, anthropic_url=fake.url
-        )
-        server: Server | None = None
+    outage = Outage(args.outage_seconds, args.retry_after, args.hang_seconds)
+    with stage(
+        NAME,
+        backend=args.backend,
+        logs=args.logs,
+        channels=CHANNELS,
+        users=[REQUESTER, ALICE, BOB],
+        config=config(args.outage_limit),
+        model=outage.respond,
+    ) as world:
+        slack, url = world.slack, world.url
         try:
-            server = stack.enter_context(serving("serve", env, workdir))
+            server = world.serve()
             task_ids = start_tasks(server, slack, args.tasks)
             wait_for(lambda: count_cards(slack) >= args.tasks, "a card for every task", [server], 120)
             note(NAME, f"{args.tasks} tasks waiting on approval after {time.monotonic() - began:.0f} s; outage starts")
-            failing = threading.Thread(target=outage.run, name="outage", daemon=True)
+            failing = threading.Thread(target=outage.run, args=(world.model,), name="outage", daemon=True)
             failing.start()
             approve_all(server, slack, args.tasks)
             failing.join(timeout=args.outage_seconds + 30)
@@ -376,10 +367,8 @@ def main() -> int:
             finally:
                 engine.dispose()
         except ChaosFailure as exc:
-            if server is not None:
-                note(NAME, f"--- server log\n{server.output()}")
-            return summary(NAME, {"error": json.dumps(str(exc))}, False)
-        fields, passed = report(url, slack, fake, outage, task_ids, parse_duration(args.outage_limit))
+            return world.failed(exc)
+        fields, passed = report(url, slack, world.model, outage, task_ids, parse_duration(args.outage_limit))
         if args.logs is not None:
             dump(args.logs / "evidence.json", url, slack, task_ids)
         fields["held"] = outage.holds

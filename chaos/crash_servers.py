@@ -1,0 +1,116 @@
+"""The crash loop's servers: forks of one warm interpreter (`chaos._crash_support.zygote`),
+each running the real `countersign serve`; the zygote reports each one's death, so a killed
+server is waited for, never guessed at.
+"""
+
+from __future__ import annotations
+
+import http.client
+import json
+import os
+import queue
+import signal
+import subprocess
+import sys
+import threading
+import urllib.request
+from contextlib import suppress
+from pathlib import Path
+
+
+class Server:
+    """One forked `countersign serve`; the zygote reports its death."""
+
+    def __init__(self, servers: Servers, pid: int) -> None:
+        self.servers, self.pid = servers, pid
+
+    def poll(self) -> int | None:
+        """Its wait status once it has died, else None."""
+        return self.servers.status(self.pid, timeout_s=0)
+
+    def kill(self) -> int:
+        with suppress(ProcessLookupError):  # it may have died by itself a moment ago
+            os.kill(self.pid, signal.SIGKILL)
+        return self.wait()
+
+    def interrupt(self, timeout_s: float = 30.0) -> int:
+        """SIGINT (a graceful stop), then SIGKILL if it is still there after `timeout_s`."""
+        with suppress(ProcessLookupError):
+            os.kill(self.pid, signal.SIGINT)
+        status = self.servers.status(self.pid, timeout_s=timeout_s)
+        return self.kill() if status is None else status
+
+    def wait(self) -> int:
+        status = self.servers.status(self.pid, timeout_s=60)
+        if status is None:
+            raise RuntimeError(f"server {self.pid} did not die")
+        return status
+
+
+class Servers:
+    """Starts servers as forks of one warm interpreter (`chaos._crash_support.zygote`)."""
+
+    def __init__(self, env: dict[str, str], workdir: Path, log_path: Path) -> None:
+        self.log_path = log_path
+        bootstrap = "from chaos._crash_support import zygote; zygote()"
+        with log_path.open("ab") as log:
+            self.zygote = subprocess.Popen(  # noqa: S603 - our own interpreter and module
+                [sys.executable, "-c", bootstrap],
+                cwd=workdir,
+                env=env,
+                stdin=subprocess.PIPE,
+                stdout=subprocess.PIPE,
+                stderr=log,
+                text=True,
+            )
+        self._lines: queue.Queue[dict[str, int]] = queue.Queue()
+        self._statuses: dict[int, int] = {}
+        threading.Thread(target=self._read, name="zygote-reader", daemon=True).start()
+
+    def _read(self) -> None:
+        assert self.zygote.stdout is not None
+        for line in self.zygote.stdout:
+            self._lines.put(json.loads(line))
+
+    def start(self, port: int, clock_offset_s: float = 0.0) -> Server:
+        argv = ["serve", "--host", "127.0.0.1", "--port", str(port)]
+        order = {"argv": argv, "log": str(self.log_path), "clock_offset_s": clock_offset_s}
+        assert self.zygote.stdin is not None
+        self.zygote.stdin.write(json.dumps(order) + "\n")
+        self.zygote.stdin.flush()
+        reply = self._next(timeout_s=60)
+        if "started" not in reply:
+            raise RuntimeError(f"the zygote answered {reply} to a start")
+        return Server(self, reply["started"])
+
+    def status(self, pid: int, timeout_s: float) -> int | None:
+        if pid not in self._statuses:
+            try:
+                reply = self._next(timeout_s)
+            except queue.Empty:
+                return None
+            self._statuses[reply["pid"]] = reply["status"]
+        return self._statuses.get(pid)
+
+    def _next(self, timeout_s: float) -> dict[str, int]:
+        if self.zygote.poll() is not None and self._lines.empty():
+            raise RuntimeError(f"the zygote exited ({self.zygote.returncode}); see {self.log_path}")
+        return self._lines.get(timeout=timeout_s) if timeout_s > 0 else self._lines.get_nowait()
+
+    def close(self) -> None:
+        if self.zygote.poll() is None:
+            assert self.zygote.stdin is not None
+            self.zygote.stdin.close()  # its loop ends
+            try:
+                self.zygote.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                self.zygote.kill()
+                self.zygote.wait()
+
+
+def healthy(url: str) -> bool:
+    try:
+        with urllib.request.urlopen(url + "/healthz", timeout=0.5) as reply:  # noqa: S310 - loopback URL we built
+            return bool(reply.status == 200)
+    except (OSError, http.client.HTTPException):
+        return False
