@@ -8,6 +8,7 @@ COUNTERSIGN_TEST_POSTGRES_URL, else the local `postgres` superuser).
 
 from __future__ import annotations
 
+import http.client
 import json
 import os
 import signal
@@ -198,7 +199,7 @@ def serving(name: str, env: dict[str, str], workdir: Path) -> Iterator[Server]:
         )
         server = Server(name, f"http://127.0.0.1:{port}", process, log)
         try:
-            wait_for(lambda: _healthy(server.url), f"{name} to answer /healthz", [server], START_S)
+            wait_for(lambda: healthy(server.url), f"{name} to answer /healthz", [server], START_S)
             yield server
         finally:
             if process.poll() is None:
@@ -210,11 +211,12 @@ def serving(name: str, env: dict[str, str], workdir: Path) -> Iterator[Server]:
                     process.wait(timeout=10)
 
 
-def _healthy(url: str) -> bool:
+def healthy(url: str, timeout_s: float = 1.0) -> bool:
+    """Whether the server at `url` answers /healthz with 200 (a refused or broken answer: no)."""
     try:
-        with urllib.request.urlopen(url + "/healthz", timeout=1) as reply:  # noqa: S310 - loopback http
+        with urllib.request.urlopen(url + "/healthz", timeout=timeout_s) as reply:  # noqa: S310 - loopback http
             return bool(reply.status == 200)
-    except OSError:
+    except (OSError, http.client.HTTPException):
         return False
 
 

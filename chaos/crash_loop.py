@@ -51,7 +51,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from chaos import _crash_support as support  # noqa: E402
-from chaos.common import free_port, note, summary  # noqa: E402
+from chaos.common import free_port, healthy, note, summary  # noqa: E402
 from chaos.crash_checks import busy, check  # noqa: E402
 from chaos.crash_config import (  # noqa: E402
     ADMIN,
@@ -67,7 +67,7 @@ from chaos.crash_config import (  # noqa: E402
     SETTLE_OFFSET_S,
     SLACK_HANG_METHODS,
 )
-from chaos.crash_servers import Server, Servers, healthy  # noqa: E402
+from chaos.crash_servers import Server, Servers  # noqa: E402
 from chaos.crash_traffic import CountingSlack, Driver, Model  # noqa: E402
 from chaos.stage import stage  # noqa: E402
 from core.db import make_engine, normalize_url  # noqa: E402
@@ -127,7 +127,7 @@ def _kill_at_random(
         kill_at = went + rng.uniform(0.05, 0.6)
     else:  # once it serves: the delay counts from there, however slow the machine is today
         deadline = went + HEALTH_DEADLINE_S
-        while not healthy(url):
+        while not healthy(url, timeout_s=0.5):
             if server.poll() is not None or time.monotonic() > deadline:
                 raise RuntimeError(f"serve did not start in round {round_no} (status {server.poll()})")
             time.sleep(0.02)
@@ -180,7 +180,7 @@ def settle(
     server = servers.start(port, clock_offset_s=SETTLE_OFFSET_S)
     url = f"http://127.0.0.1:{port}"
     deadline = began + HEALTH_DEADLINE_S
-    while not healthy(url):
+    while not healthy(url, timeout_s=0.5):
         if server.poll() is not None or time.monotonic() > deadline:
             return False, {"settling server did not start": 1}, time.monotonic() - began
         time.sleep(0.05)

@@ -5,7 +5,6 @@ server is waited for, never guessed at.
 
 from __future__ import annotations
 
-import http.client
 import json
 import os
 import queue
@@ -13,7 +12,6 @@ import signal
 import subprocess
 import sys
 import threading
-import urllib.request
 from contextlib import suppress
 from pathlib import Path
 
@@ -106,11 +104,3 @@ class Servers:
             except subprocess.TimeoutExpired:
                 self.zygote.kill()
                 self.zygote.wait()
-
-
-def healthy(url: str) -> bool:
-    try:
-        with urllib.request.urlopen(url + "/healthz", timeout=0.5) as reply:  # noqa: S310 - loopback URL we built
-            return bool(reply.status == 200)
-    except (OSError, http.client.HTTPException):
-        return False
