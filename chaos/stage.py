@@ -106,7 +106,7 @@ def stage(
     `slack` is an emulator not yet started, for a scenario that watches Slack's calls itself.
     """
     if script is not None and model is not None:
-        raise ValueError(f"{name}: a stage has a scripted model or a fake Anthropic API, not both")
+        raise ValueError(f"stage {name!r}: a scripted model or a fake Anthropic API, not both")
     with ExitStack() as stack:
         url = stack.enter_context(database(backend, name))
         workdir = stack.enter_context(workspace(logs, name))
