@@ -9,7 +9,8 @@ from pathlib import Path
 import click
 
 from agent.tasks import TaskError, get_task, submit_task
-from agent.traces import daily_usage, task_usage, timeline
+from agent.traces import task_usage, timeline
+from approvals.usage import daily_usage
 from bot.runtime import open_database
 from bot.terminal import printable
 from core.clock import SystemClock

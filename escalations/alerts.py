@@ -33,6 +33,7 @@ from sqlalchemy import func, select, text
 from sqlalchemy.orm import Session
 
 from approvals.states import ActionState
+from approvals.usage import Usage, daily_usage, per_task_type
 from core import outbox
 from core.clock import utc
 from core.config import Config
@@ -104,7 +105,7 @@ def _enqueue(session: Session, payload: dict[str, Any], now: datetime) -> int:
 
 def _budgets(session: Session, config: Config, share: float, now: datetime) -> int:
     midnight = now.replace(hour=0, minute=0, second=0, microsecond=0)
-    usage = daily_usage(session, midnight)
+    usage = per_task_type(daily_usage(session, midnight.date()))
     sent_today = {
         (payload.get("kind"), payload.get("task_type"))
         for payload in session.scalars(
@@ -117,7 +118,7 @@ def _budgets(session: Session, config: Config, share: float, now: datetime) -> i
     }
     sent = 0
     for name, task_type in config.task_types.items():
-        tokens, cost = usage.get(name, (0, 0.0))
+        tokens, cost = (today := usage.get(name, Usage())).tokens, today.cost_usd
         limits = (
             (BUDGET_TOKENS, tokens, task_type.budget.daily_max_tokens),
             (BUDGET_COST, cost, task_type.budget.daily_max_cost_usd),
@@ -128,20 +129,6 @@ def _budgets(session: Session, config: Config, share: float, now: datetime) -> i
             top = _top_task(session, name, kind, midnight)
             sent += _enqueue(session, _budget_payload(kind, name, midnight.date(), used, limit, share, top), now)
     return sent
-
-
-def daily_usage(session: Session, midnight: datetime) -> dict[str, tuple[int, float]]:
-    """Task type → (tokens, USD) its model calls used since `midnight` (as agent.budget counts)."""
-    rows = session.execute(
-        select(
-            TraceEvent.task_type,
-            func.coalesce(func.sum(_TOKENS), 0),
-            func.coalesce(func.sum(TraceEvent.cost_usd), 0.0),
-        )
-        .where(TraceEvent.kind == "model_call", TraceEvent.at >= midnight)
-        .group_by(TraceEvent.task_type)
-    ).all()
-    return {row[0]: (int(row[1]), float(row[2])) for row in rows}
 
 
 def _top_task(session: Session, task_type: str, kind: str, midnight: datetime) -> tuple[str, float] | None:

@@ -12,9 +12,10 @@ import pytest
 from sqlalchemy import select, update
 
 from agent import budget
+from approvals.usage import daily_usage, per_task_type
 from core import outbox
-from core.config import Config
-from core.models import Action, OutboxMessage, TraceEvent
+from core.config import Budget, Config
+from core.models import Action, OutboxMessage, Task, TraceEvent
 from escalations import alerts
 from escalations.alerts import Thresholds
 from tests.approvals.conftest import ALICE, BOB, World
@@ -157,15 +158,20 @@ def test_daily_usage_counts_as_the_agents_budget_does(world: World) -> None:
     world.clock.advance(timedelta(minutes=-10))  # yesterday
     _spend(world, "refund", 5.0, tokens=9_000)
     world.clock.advance(timedelta(hours=3))
-    _spend(world, "refund", 0.5, tokens=120)
+    task_id = _spend(world, "refund", 0.5, tokens=120)
     _spend(world, "refund", 9.0, tokens=50, kind="draft")
     now = world.clock.now()
     with world.sessions() as session:
-        usage = alerts.daily_usage(session, now.replace(hour=0, minute=0, second=0, microsecond=0))
-        tokens, cost = budget.daily_usage(session, "refund", now)
+        # The alerts and the agent's budget read the same count (approvals.usage.daily_usage).
+        usage = per_task_type(daily_usage(session, now.date()))
+        task = session.get(Task, task_id)
+        assert task is not None
+        refusal = budget.exceeded(session, task, Budget(daily_max_tokens=420), now)
+        assert budget.exceeded(session, task, Budget(daily_max_tokens=421), now) is None
     assert list(usage) == ["refund"]
-    assert usage["refund"][0] == tokens == 420
-    assert usage["refund"][1] == pytest.approx(cost) == pytest.approx(0.75)
+    assert usage["refund"].tokens == 420
+    assert usage["refund"].cost_usd == pytest.approx(0.75)
+    assert refusal == "budget: task type 'refund' used 420 tokens today (limit 420)"
 
 
 # -- backlogs -------------------------------------------------------------------------------
