@@ -11,10 +11,10 @@ import click
 from agent.tasks import TaskError, get_task, submit_task
 from agent.traces import task_usage, timeline
 from approvals.usage import daily_usage
-from bot.runtime import open_database
 from bot.terminal import printable
 from core.clock import SystemClock
 from core.config import Config, load_config
+from core.db import open_database
 from core.errors import ConfigError
 from core.settings import Settings
 
