@@ -97,4 +97,5 @@ def build_model(settings: Settings) -> tuple[ModelClient, str]:
     # (`--help`, `audit`, `usage`, …) never call the model.
     from agent.anthropic_model import AnthropicModel
 
-    return AnthropicModel(), "Claude through the Anthropic API"
+    key = settings.anthropic_api_key.get_secret_value()
+    return AnthropicModel(api_key=key, base_url=settings.anthropic_base_url), "Claude through the Anthropic API"
