@@ -1,6 +1,7 @@
 """Claude through the official `anthropic` SDK (the only module that imports it).
 
-The SDK reads `ANTHROPIC_API_KEY` and `ANTHROPIC_BASE_URL` itself and retries 408/409/429/5xx
+`bot.runtime` passes `ANTHROPIC_API_KEY` and `ANTHROPIC_BASE_URL` as the settings read them
+(so a `.env` file works too; unset, the SDK reads the environment itself). The SDK retries 408/409/429/5xx
 with its own backoff (`max_retries`); what is still failing after that becomes
 `ModelUnavailable` and the drafting loop's own, longer backoff takes over.
 """
@@ -18,9 +19,17 @@ _BLOCK_KEYS = {"text": ("type", "text"), "tool_use": ("type", "id", "name", "inp
 
 class AnthropicModel:
     def __init__(
-        self, client: anthropic.Anthropic | None = None, *, timeout_s: float = 60.0, max_retries: int = 2
+        self,
+        client: anthropic.Anthropic | None = None,
+        *,
+        timeout_s: float = 60.0,
+        max_retries: int = 2,
+        api_key: str | None = None,
+        base_url: str | None = None,
     ) -> None:
-        self.client = client or anthropic.Anthropic(timeout=timeout_s, max_retries=max_retries)
+        self.client = client or anthropic.Anthropic(
+            api_key=api_key, base_url=base_url, timeout=timeout_s, max_retries=max_retries
+        )
 
     def complete(self, request: ModelRequest) -> ModelReply:
         try:

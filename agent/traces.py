@@ -4,12 +4,12 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import UTC, date, datetime, time, timedelta
-from typing import Any
+from datetime import datetime
 
-from sqlalchemy import func, select
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from approvals.usage import Usage, usage_where
 from core.models import AuditEvent, Task, TraceEvent
 
 
@@ -20,14 +20,6 @@ class Entry:
     actor: str
     summary: str
     cost_usd: float = 0.0
-
-
-@dataclass(frozen=True)
-class Usage:
-    calls: int
-    input_tokens: int
-    output_tokens: int
-    cost_usd: float
 
 
 def timeline(session: Session, task: Task) -> list[Entry]:
@@ -45,40 +37,7 @@ def timeline(session: Session, task: Task) -> list[Entry]:
 
 
 def task_usage(session: Session, task: Task) -> Usage:
-    return _usage(session, TraceEvent.task_id == task.id)
-
-
-def daily_usage(session: Session, day: date) -> dict[tuple[str, str], Usage]:
-    """Per (task type, model): model calls, tokens and cost on one UTC day."""
-    start = datetime.combine(day, time(), tzinfo=UTC)
-    rows = session.execute(
-        select(
-            TraceEvent.task_type,
-            TraceEvent.model,
-            func.count(),
-            func.sum(TraceEvent.input_tokens),
-            func.sum(TraceEvent.output_tokens),
-            func.sum(TraceEvent.cost_usd),
-        )
-        .where(TraceEvent.kind == "model_call", TraceEvent.at >= start, TraceEvent.at < start + timedelta(days=1))
-        .group_by(TraceEvent.task_type, TraceEvent.model)
-        .order_by(TraceEvent.task_type, TraceEvent.model)
-    ).all()
-    return {
-        (row[0], row[1] or "?"): Usage(row[2], int(row[3] or 0), int(row[4] or 0), float(row[5] or 0.0)) for row in rows
-    }
-
-
-def _usage(session: Session, *where: Any) -> Usage:
-    row = session.execute(
-        select(
-            func.count(),
-            func.coalesce(func.sum(TraceEvent.input_tokens), 0),
-            func.coalesce(func.sum(TraceEvent.output_tokens), 0),
-            func.coalesce(func.sum(TraceEvent.cost_usd), 0.0),
-        ).where(TraceEvent.kind == "model_call", *where)
-    ).one()
-    return Usage(row[0], int(row[1]), int(row[2]), float(row[3]))
+    return usage_where(session, TraceEvent.task_id == task.id)
 
 
 def _from_trace(event: TraceEvent) -> Entry:

@@ -24,23 +24,34 @@ token, which stays the secret's value: a tool only ever receives the access toke
 
 from __future__ import annotations
 
-import base64
 import builtins
-import hashlib
 import json
 import re
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import datetime
 from typing import Any
-from urllib.parse import quote
 
 from cryptography.fernet import Fernet, InvalidToken, MultiFernet
 from sqlalchemy import ColumnElement, select
 from sqlalchemy.orm import Session, sessionmaker
 
-from agent.errors import AgentError
+from agent.scrubber import Scrubber
 from agent.tools import SECRET_NAME
+from agent.vault_errors import (
+    KEY_HINT,
+    KEYS_VARIABLE,
+    TEAM,
+    InvalidSecret,
+    SealedValueRefused,
+    SecretMisuse,
+    SecretNotSet,
+    SecretUnreadable,
+    StaleSecret,
+    VaultError,
+    VaultKeyError,
+    VaultNotConfigured,
+)
+from agent.vault_kinds import OAuthGrant, Revealed, Rotation, SecretInfo, generate_key, key_id, parse_keys
 from approvals import audit
 from core.clock import Clock, SystemClock
 from core.config import is_user_id
@@ -72,178 +83,13 @@ __all__ = [
     "parse_keys",
 ]
 
-TEAM = "team"  # the owner of a secret the whole workspace's tools share
 ANY_TOOL = "*"  # the scope of a secret every tool that declares it may use
 SYSTEM = "system"
-KEYS_VARIABLE = "COUNTERSIGN_VAULT_KEYS"
 _PAYLOAD_VERSION = 1  # values sealed with `seal_bound`, and secrets sealed before versions
 _SECRET_PAYLOAD_VERSION = 2  # secrets: the payload also carries the row's version
 _BOUND = ("name", "scope", "owner", "team_id")
 _TOOL_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,127}")
 _TEAM_ID = re.compile(r"[TE][A-Z0-9]{2,31}")
-_KEY_HINT = "make one with `countersign secrets generate-key`"
-
-
-# -- errors -------------------------------------------------------------------------------------
-
-
-class VaultError(AgentError):
-    """Base of the vault's errors. None of them ever carries a secret's value."""
-
-
-class VaultKeyError(VaultError):
-    """`COUNTERSIGN_VAULT_KEYS` is missing or holds something that is not a Fernet key."""
-
-    def __init__(self, problem: str) -> None:
-        self.problem = problem
-        super().__init__(f"{KEYS_VARIABLE}: {problem}")
-
-
-class VaultNotConfigured(VaultError):
-    def __init__(self, tool: str, names: Sequence[str]) -> None:
-        self.tool, self.names = tool, list(names)
-        super().__init__(
-            f"tool {tool!r} needs secrets ({', '.join(names)}), but no vault is configured: "
-            f"set {KEYS_VARIABLE} ({_KEY_HINT})"
-        )
-
-
-class InvalidSecret(VaultError, ValueError):
-    """A name, scope or owner that cannot identify a secret, or an empty value."""
-
-
-class SecretNotSet(VaultError, LookupError):
-    def __init__(self, name: str, tool: str, owner: str = TEAM) -> None:
-        self.name, self.tool, self.owner = name, tool, owner
-        command = f"countersign secrets set {name} --tool {tool}" + (f" --owner {owner}" if owner != TEAM else "")
-        super().__init__(f"secret {name!r} is not set: `{command}`")
-
-
-class SecretUnreadable(VaultError):
-    """No key in the list decrypts the row: its key was removed, or the ciphertext was altered."""
-
-    def __init__(self, name: str, scope: str, owner: str) -> None:
-        self.name, self.scope, self.owner = name, scope, owner
-        super().__init__(
-            f"secret {name!r} (tool {scope!r}, owner {owner!r}) cannot be decrypted with any key in "
-            f"{KEYS_VARIABLE}: the key that encrypted it was removed, or the row was altered; "
-            f"set it again with `countersign secrets set {name} --tool {scope}`"
-        )
-
-
-class SecretMisuse(VaultError):
-    """A row whose ciphertext was sealed for another secret: copied from elsewhere, or forged."""
-
-    def __init__(self, name: str, scope: str, owner: str, problem: str) -> None:
-        self.name, self.scope, self.owner, self.problem = name, scope, owner, problem
-        super().__init__(
-            f"secret {name!r} (tool {scope!r}, owner {owner!r}) refused: {problem}; the row was copied or "
-            f"altered, so it is not used. Set it again with `countersign secrets set {name} --tool {scope}`"
-        )
-
-
-class StaleSecret(SecretMisuse):
-    """A row whose ciphertext is an older value of the same secret, written back over it."""
-
-    def __init__(self, name: str, scope: str, owner: str, sealed: object, version: int) -> None:
-        self.sealed, self.version = sealed, version
-        super().__init__(
-            name, scope, owner, f"its ciphertext is of version {sealed!r}, but the row is at version {version}"
-        )
-
-
-class SealedValueRefused(VaultError):
-    """A value sealed outside the secrets table (a Slack token) that no key opens, or that was
-    sealed for another place (its binding differs): copied, altered, or its key removed."""
-
-    def __init__(self, what: str, problem: str) -> None:
-        self.what, self.problem = what, problem
-        super().__init__(f"{what}: {problem}")
-
-
-# -- keys ---------------------------------------------------------------------------------------
-
-
-def parse_keys(value: str) -> list[str]:
-    """The keys in `COUNTERSIGN_VAULT_KEYS`: comma-separated, newest first, blanks ignored."""
-    return [key.strip() for key in value.split(",") if key.strip()]
-
-
-def generate_key() -> str:
-    return Fernet.generate_key().decode("ascii")
-
-
-def key_id(key: str) -> str:
-    """A short fingerprint that names a key in rows and listings (a hash; it reveals nothing useful)."""
-    raw = base64.urlsafe_b64decode(key.encode("ascii"))
-    return hashlib.sha256(b"countersign vault key\0" + raw).hexdigest()[:16]
-
-
-# -- what the vault hands out -------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class SecretInfo:
-    """What `list` shows of a secret: never its value."""
-
-    name: str
-    scope: str
-    owner: str
-    team_id: str | None
-    created_at: datetime
-    rotated_at: datetime | None
-    key_id: str
-    current_key: bool  # encrypted with the newest key
-
-    def age(self, now: datetime) -> timedelta:
-        """How long the value has been in use: since it was set or last replaced."""
-        return now - (self.rotated_at or self.created_at)
-
-
-@dataclass(frozen=True)
-class OAuthGrant:
-    """What refreshes a delegated OAuth access token: the provider (a key of the config's
-    `oauth_providers`), the refresh token if the provider gave one, and the expiry if known."""
-
-    provider: str
-    refresh_token: str | None = field(default=None, repr=False)
-    expires_at: datetime | None = None
-
-    def expired(self, now: datetime, margin: timedelta = timedelta(0)) -> bool:
-        return self.expires_at is not None and self.expires_at <= now + margin
-
-    def sealed(self) -> dict[str, Any]:
-        expires_at = self.expires_at.isoformat() if self.expires_at else None
-        return {"provider": self.provider, "refresh_token": self.refresh_token, "expires_at": expires_at}
-
-    @classmethod
-    def unsealed(cls, data: object) -> OAuthGrant | None:
-        if not isinstance(data, dict) or not isinstance(data.get("provider"), str):
-            return None
-        refresh_token, expires_at = data.get("refresh_token"), data.get("expires_at")
-        return cls(
-            data["provider"],
-            refresh_token if isinstance(refresh_token, str) and refresh_token else None,
-            datetime.fromisoformat(expires_at) if isinstance(expires_at, str) else None,
-        )
-
-
-@dataclass(frozen=True)
-class Revealed:
-    """A decrypted secret on its way to a tool, and the row it came from (for the audit)."""
-
-    name: str
-    scope: str
-    owner: str
-    value: str = field(repr=False)
-    oauth: OAuthGrant | None = field(default=None, repr=False)
-    team_id: str | None = None
-
-
-@dataclass(frozen=True)
-class Rotation:
-    rotated: int
-    unreadable: list[str]  # rows no key decrypts, left as they were: "NAME (tool T, owner O)"
 
 
 class Vault:
@@ -253,7 +99,7 @@ class Vault:
     def __init__(self, sessions: sessionmaker[Session], keys: Sequence[str], *, clock: Clock | None = None) -> None:
         unique = list(dict.fromkeys(keys))
         if not unique:
-            raise VaultKeyError(f"no keys: give one or more Fernet keys, newest first ({_KEY_HINT})")
+            raise VaultKeyError(f"no keys: give one or more Fernet keys, newest first ({KEY_HINT})")
         fernets: list[Fernet] = []
         for number, key in enumerate(unique, start=1):
             try:
@@ -261,7 +107,7 @@ class Vault:
             except (ValueError, TypeError):
                 # The key itself is never repeated: it is a secret even when it is malformed.
                 problem = f"key {number} of {len(unique)} is not a Fernet key (32 url-safe base64-encoded bytes)"
-                raise VaultKeyError(f"{problem}; {_KEY_HINT}") from None
+                raise VaultKeyError(f"{problem}; {KEY_HINT}") from None
         self.sessions = sessions
         self.clock: Clock = clock or SystemClock()
         self.key_ids = [key_id(key) for key in unique]
@@ -534,43 +380,6 @@ class Vault:
             raise StaleSecret(row.name, row.scope, row.owner, sealed_version, row.version)
         value: str = payload["value"]
         return value, OAuthGrant.unsealed(payload.get("oauth"))
-
-
-class Scrubber:
-    """Replaces known secret values with `[redacted:NAME]` in text and in JSON-like data.
-
-    Besides each value as is, it catches the forms a value takes inside a `repr`, a JSON
-    string and a URL, the usual ways it ends up in an error message or a returned object.
-    """
-
-    def __init__(self, secrets: Mapping[str, str] | Iterable[tuple[str, str]]) -> None:
-        """`secrets`: values by name, or (name, value) pairs when one name has several values."""
-        pairs = secrets.items() if isinstance(secrets, Mapping) else secrets
-        forms: dict[str, str] = {}
-        for name, value in pairs:
-            if value:
-                for form in (value, repr(value)[1:-1], json.dumps(value)[1:-1], quote(value, safe="")):
-                    forms.setdefault(form, f"[redacted:{name}]")
-        # Longest first, so a value that contains another is replaced whole.
-        self._forms = sorted(forms.items(), key=lambda item: len(item[0]), reverse=True)
-
-    def __repr__(self) -> str:
-        return f"Scrubber(forms={len(self._forms)})"
-
-    def text(self, value: str) -> str:
-        for form, mask in self._forms:
-            value = value.replace(form, mask)
-        return value
-
-    def data(self, value: Any) -> Any:
-        """`value` with every string in it (keys too) scrubbed; other values as they are."""
-        if isinstance(value, str):
-            return self.text(value)
-        if isinstance(value, Mapping):
-            return {self.data(key): self.data(item) for key, item in value.items()}
-        if isinstance(value, list | tuple):
-            return [self.data(item) for item in value]
-        return value
 
 
 # -- helpers ------------------------------------------------------------------------------------

@@ -23,7 +23,6 @@ superuser); `--backend postgres` falls back to SQLite with a message if it is un
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import signal
 import socket
@@ -36,26 +35,31 @@ import urllib.parse
 import urllib.request
 from collections import Counter
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from pathlib import Path
 
 import yaml
-from slack_sdk.signature import SignatureVerifier
-from sqlalchemy import create_engine, func, select, text
+from sqlalchemy import func, select
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from bench.databases import postgres_database
 from bot.blocks.card import decide_block_id
 from bot.sandbox import SlackEmulator
+from bot.sandbox.signed import (
+    FORM,
+    block_actions_payload,
+    button_action,
+    interaction_body,
+    send,
+    signed,
+    slash_command_body,
+)
 from core.db import make_engine, make_sessionmaker
 from core.migrate import upgrade
 from core.models import Action, AuditEvent, Task
 
 ROOT = Path(__file__).resolve().parent.parent
-POSTGRES_ADMIN_URL = os.environ.get(
-    "COUNTERSIGN_BENCH_POSTGRES_URL",
-    os.environ.get("COUNTERSIGN_TEST_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/postgres"),
-)
 COUNTERSIGN = str(Path(sys.executable).parent / "countersign")
 GOAL_IDLE_MB, GOAL_LOAD_MB = 150.0, 250.0
 SECRET, TOKEN, TEAM, CHANNEL = "bench-signing-secret", "xoxb-bench", "T0SANDBOX", "C0APPROVALS"
@@ -152,57 +156,44 @@ class Sampler:
 
 
 def post(url: str, body: bytes) -> int:
-    stamp = str(int(time.time()))
-    signature = SignatureVerifier(SECRET).generate_signature(timestamp=stamp, body=body.decode()) or ""
-    request = urllib.request.Request(
-        url + "/slack/events",
-        data=body,
-        method="POST",
-        headers={
-            "Content-Type": "application/x-www-form-urlencoded",
-            "X-Slack-Request-Timestamp": stamp,
-            "X-Slack-Signature": signature,
-        },
-    )
+    """One signed form POST to the app's /slack/events, as Slack sends it; its status (0: no answer)."""
     try:
-        with urllib.request.urlopen(request, timeout=10) as reply:
-            return int(reply.status)
-    except urllib.error.HTTPError as error:
-        return error.code
+        return send(url + "/slack/events", signed(SECRET, body, FORM)).status
     except OSError:
         return 0
 
 
 def command_body(slack: SlackEmulator, number: int) -> bytes:
-    form = {
-        "command": "/countersign",
-        "text": f"run refund Refund order {number}",
-        "user_id": REQUESTER,
-        "team_id": TEAM,
-        "channel_id": CHANNEL,
-        "response_url": slack.new_response_url(CHANNEL, None, REQUESTER),
-        "trigger_id": slack.new_trigger_id(REQUESTER),
-    }
-    return urllib.parse.urlencode(form).encode()
+    return slash_command_body(
+        team_id=TEAM,
+        user_id=REQUESTER,
+        channel_id=CHANNEL,
+        text=f"run refund Refund order {number}",
+        response_url=slack.new_response_url(CHANNEL, None, REQUESTER),
+        trigger_id=slack.new_trigger_id(REQUESTER),
+    )
 
 
 def click_body(slack: SlackEmulator, number: int, public_id: str, params_hash: str) -> bytes:
     user, ts = APPROVERS[number % 2], "1700000000.000100"
-    button = {"type": "button", "action_id": "approve", "block_id": decide_block_id(params_hash), "value": public_id}
-    payload = {
-        "type": "block_actions",
-        "api_app_id": "A0APP",
-        "token": "legacy",
-        "user": {"id": user, "username": user.lower(), "team_id": TEAM},
-        "team": {"id": TEAM, "domain": "sandbox"},
-        "container": {"type": "message", "message_ts": ts, "channel_id": CHANNEL, "is_ephemeral": False},
-        "channel": {"id": CHANNEL, "name": "approvals"},
-        "message": {"ts": ts, "type": "message", "text": "card"},
-        "trigger_id": slack.new_trigger_id(user),
-        "response_url": slack.new_response_url(CHANNEL, ts, user),
-        "actions": [{**button, "text": {"type": "plain_text", "text": "Approve"}, "action_ts": str(time.time())}],
+    block_id = decide_block_id(params_hash)
+    button = {
+        "type": "button",
+        "action_id": "approve",
+        "value": public_id,
+        "text": {"type": "plain_text", "text": "Approve"},
     }
-    return urllib.parse.urlencode({"payload": json.dumps(payload)}).encode()
+    payload = block_actions_payload(
+        team_id=TEAM,
+        user_id=user,
+        actions=[button_action(button, block_id)],
+        trigger_id=slack.new_trigger_id(user),
+        message={"ts": ts, "type": "message", "text": "card"},
+        channel_id=CHANNEL,
+        channel_name="approvals",
+        response_url=slack.new_response_url(CHANNEL, ts, user),
+    )
+    return interaction_body(payload)
 
 
 def load(url: str, db_url: str, slack: SlackEmulator, commands: int, seconds: float) -> tuple[Counter[str], float]:
@@ -291,36 +282,17 @@ def healthy(url: str) -> bool:
 
 @contextmanager
 def database(backend: str, directory: Path) -> Iterator[tuple[str, str]]:
-    """(backend actually used, URL) of a fresh, migrated database."""
-    if backend == "postgres":
-        try:
-            admin = create_engine(POSTGRES_ADMIN_URL, isolation_level="AUTOCOMMIT", connect_args={"connect_timeout": 3})
-            with admin.connect() as conn:
-                conn.execute(text("SELECT 1"))
-        except Exception as exc:
-            print(f"postgres unreachable at {POSTGRES_ADMIN_URL} ({type(exc).__name__}): using SQLite")
-            backend = "sqlite"
-    if backend == "sqlite":
-        url = f"sqlite:///{directory / 'serve.db'}"
+    """(backend actually used, URL) of a fresh, migrated database; SQLite when PostgreSQL is unreachable."""
+    with ExitStack() as stack:
+        url = stack.enter_context(postgres_database("rss")) if backend == "postgres" else None
+        if url is None:
+            if backend == "postgres":
+                print("using SQLite")
+            backend, url = "sqlite", f"sqlite:///{directory / 'serve.db'}"
         engine = make_engine(url)
         upgrade(engine)
         engine.dispose()
         yield backend, url
-        return
-    name = f"cs_bench_rss_{os.getpid()}"
-    with admin.connect() as conn:
-        conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-        conn.execute(text(f'CREATE DATABASE "{name}"'))
-    url = POSTGRES_ADMIN_URL.rsplit("/", 1)[0] + f"/{name}"
-    try:
-        engine = make_engine(url)
-        upgrade(engine)
-        engine.dispose()
-        yield backend, url
-    finally:
-        with admin.connect() as conn:
-            conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-        admin.dispose()
 
 
 def start_serve(directory: Path, db_url: str, slack: SlackEmulator, port: int) -> subprocess.Popen[str]:

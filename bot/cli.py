@@ -1,14 +1,19 @@
-"""The `countersign` command line."""
+"""The `countersign` command line.
+
+Only what every command needs is imported at the top. The Slack app, Socket Mode, the
+server and the model SDK are imported inside the commands that use them (`serve`, `demo`),
+so `countersign --help`, `audit`, `usage` and the rest start in a fraction of a second
+(`tests/bot/test_cli_startup.py` holds this).
+"""
 
 from __future__ import annotations
 
 import ipaddress
 import sys
 from pathlib import Path
-from typing import NoReturn
+from typing import TYPE_CHECKING, NoReturn
 
 import click
-from slack_bolt.adapter.socket_mode import SocketModeHandler
 
 from agent.errors import ToolLoadError
 from agent.model_lifecycle import check_models
@@ -18,19 +23,16 @@ from bot.cli_autonomy import autonomy
 from bot.cli_prune import prune
 from bot.cli_secrets import secrets
 from bot.cli_tasks import task, trace, usage
-from bot.demo import CONFIG as DEMO_CONFIG
-from bot.demo import DATABASE_URL as DEMO_DATABASE_URL
-from bot.demo import run_demo
-from bot.runtime import build_model, build_services, open_database
-from bot.serve import Process, assemble
-from bot.server import listen
 from core import logs
 from core.clock import SystemClock
 from core.config import check_tool_names, load_config
-from core.db import own_sqlite_database
+from core.db import open_database, own_sqlite_database
 from core.errors import ConfigError, DatabaseOwned
 from core.migrate import current_revision, is_at_head, upgrade
 from core.settings import Settings, connect_problems
+
+if TYPE_CHECKING:
+    from bot.serve import Process
 
 
 @click.group()
@@ -95,6 +97,9 @@ def db_upgrade() -> None:
 @click.option("--socket", "socket_mode", is_flag=True, help="Socket Mode with SLACK_APP_TOKEN instead of HTTP.")
 def serve(host: str | None, port: int, socket_mode: bool) -> None:
     """Serve Slack, the task API and health checks, and run the agent, executor and outbox."""
+    from bot.runtime import build_model, build_services
+    from bot.serve import assemble
+
     settings = Settings()
     host = host or settings.host
     try:
@@ -140,8 +145,12 @@ def _serve(process: Process, settings: Settings, host: str, port: int, socket_mo
         if settings.slack_app_token is None:
             _fail(["--socket needs SLACK_APP_TOKEN (an xapp- token with connections:write)"])
         click.echo(f"countersign: Socket Mode, model: {which}")
+        from slack_bolt.adapter.socket_mode import SocketModeHandler
+
         SocketModeHandler(process.app, settings.slack_app_token.get_secret_value()).start()  # type: ignore[no-untyped-call]
         return
+    from bot.server import listen
+
     server = listen(process.server, host, port)
     click.echo(f"countersign: serving on http://{host}:{port} (POST /slack/events), model: {which}")
     if settings.metrics_token is None and not _loopback(host):
@@ -165,20 +174,33 @@ def _loopback(host: str) -> bool:
         return host == "localhost"
 
 
+def _demo_database_url() -> str:
+    from bot.demo import DATABASE_URL
+
+    return DATABASE_URL
+
+
 @main.command()
 @click.option("--port", default=8000, show_default=True, help="Port of the sandbox page.")
 @click.option("--app-port", default=3000, show_default=True, help="Port of the app's own server (POST /slack/events).")
-@click.option("--database-url", default=DEMO_DATABASE_URL, show_default=True, help="The demo's own database.")
+@click.option(
+    "--database-url",
+    default=_demo_database_url,
+    show_default="sqlite:///countersign-demo.db",
+    help="The demo's own database.",
+)
 @click.option("--config", "config_path", type=click.Path(path_type=Path), help="YAML config (default: the example).")
 @click.option(
     "--keep-data", is_flag=True, help="Keep the last run's data (the emulated Slack starts empty either way)."
 )
 def demo(port: int, app_port: int, database_url: str, config_path: Path | None, keep_data: bool) -> None:
     """Try countersign offline: a Slack-like page at http://127.0.0.1:8000 with the app in it."""
+    from bot.demo import CONFIG, run_demo
+
     try:
         run_demo(
             database_url=database_url,
-            config_path=config_path or DEMO_CONFIG,
+            config_path=config_path or CONFIG,
             app_port=app_port,
             page_port=port,
             fresh=not keep_data,

@@ -26,9 +26,8 @@ from approvals.ledger import (
     publish_head,
     verify,
 )
-from bot.runtime import open_database
 from core.clock import SystemClock, utc
-from core.db import make_sessionmaker
+from core.db import make_sessionmaker, open_database
 from core.durations import parse_duration
 from core.migrate import current_revision, head_revision
 from core.settings import Settings

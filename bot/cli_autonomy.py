@@ -8,9 +8,9 @@ from pathlib import Path
 import click
 
 from approvals.autonomy import describe, set_level
-from bot.runtime import open_database
 from core.clock import SystemClock
 from core.config import AutonomyLevel, Config, is_user_id, load_config
+from core.db import open_database
 from core.errors import ConfigError
 from core.settings import Settings
 

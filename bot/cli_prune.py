@@ -12,9 +12,9 @@ from datetime import timedelta
 
 import click
 
-from bot.runtime import open_database
 from core import retention
 from core.clock import SystemClock
+from core.db import open_database
 from core.durations import format_duration, parse_duration
 from core.migrate import current_revision, head_revision
 from core.settings import Settings

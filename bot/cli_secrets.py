@@ -20,10 +20,9 @@ import click
 
 from agent.delegation import connect_credential
 from agent.vault import ANY_TOOL, KEYS_VARIABLE, TEAM, OAuthGrant, Vault, VaultError, generate_key, parse_keys
-from bot.installations import SealedInstallationStore
-from bot.runtime import open_database
 from bot.terminal import printable
 from core.clock import SystemClock
+from core.db import open_database
 from core.migrate import current_revision, head_revision
 from core.settings import Settings
 
@@ -212,7 +211,10 @@ def rotate_key_command(batch_size: int, actor: str) -> None:
     with _vault() as vault:
         report = vault.rotate_key(batch_size=batch_size, actor=actor)
         current = vault.current_key_id
-        # Multi-workspace mode's Slack tokens are sealed with the same keys.
+        # Multi-workspace mode's Slack tokens are sealed with the same keys. Imported here:
+        # it loads slack_bolt, which no other `secrets` command needs.
+        from bot.installations import SealedInstallationStore
+
         client_id = Settings().slack_client_id
         tokens = (
             SealedInstallationStore(client_id, vault.sessions.kw["bind"], vault).reseal_all(batch_size)

@@ -9,11 +9,12 @@ from pathlib import Path
 import click
 
 from agent.tasks import TaskError, get_task, submit_task
-from agent.traces import daily_usage, task_usage, timeline
-from bot.runtime import open_database
+from agent.traces import task_usage, timeline
+from approvals.usage import daily_usage
 from bot.terminal import printable
 from core.clock import SystemClock
 from core.config import Config, load_config
+from core.db import open_database
 from core.errors import ConfigError
 from core.settings import Settings
 

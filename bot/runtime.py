@@ -5,10 +5,8 @@ from __future__ import annotations
 from concurrent.futures import ThreadPoolExecutor
 
 from slack_sdk import WebClient
-from sqlalchemy import Engine
 from sqlalchemy.orm import Session, sessionmaker
 
-from agent.anthropic_model import AnthropicModel
 from agent.connect import ConnectFlow
 from agent.delegation import Delegation
 from agent.model import ModelClient
@@ -22,13 +20,7 @@ from bot.services import Services
 from bot.slack_client import make_client
 from core.clock import Clock, SystemClock
 from core.config import Config
-from core.db import make_engine, make_sessionmaker
 from core.settings import Settings
-
-
-def open_database(settings: Settings) -> tuple[Engine, sessionmaker[Session]]:
-    engine = make_engine(settings.database_url)
-    return engine, make_sessionmaker(engine)
 
 
 def build_services(
@@ -101,4 +93,9 @@ def build_model(settings: Settings) -> tuple[ModelClient, str]:
         return ScriptedModel.from_file(settings.model_script), f"scripted model ({settings.model_script})"
     if settings.anthropic_api_key is None:
         raise ValueError("set ANTHROPIC_API_KEY (or COUNTERSIGN_MODEL_SCRIPT for the scripted model)")
-    return AnthropicModel(), "Claude through the Anthropic API"
+    # Imported here: the anthropic SDK takes seconds of CPU to import, and most commands
+    # (`--help`, `audit`, `usage`, …) never call the model.
+    from agent.anthropic_model import AnthropicModel
+
+    key = settings.anthropic_api_key.get_secret_value()
+    return AnthropicModel(api_key=key, base_url=settings.anthropic_base_url), "Claude through the Anthropic API"

@@ -23,6 +23,7 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.orm import Session, sessionmaker
 
 from core.errors import DatabaseBusy, DatabaseOwned
+from core.settings import Settings
 
 SQLITE_BUSY_TIMEOUT_MS = 30_000
 _HOLDS_WRITER = "countersign.sqlite_writer"
@@ -100,6 +101,12 @@ def _configure_sqlite(engine: Engine) -> None:
 
 def make_sessionmaker(engine: Engine) -> sessionmaker[Session]:
     return sessionmaker(engine, expire_on_commit=False)
+
+
+def open_database(settings: Settings) -> tuple[Engine, sessionmaker[Session]]:
+    """The engine and sessions of `DATABASE_URL`; the caller disposes of the engine."""
+    engine = make_engine(settings.database_url)
+    return engine, make_sessionmaker(engine)
 
 
 @contextmanager

@@ -27,10 +27,6 @@ class DatabaseOwned(CoreError):
         )
 
 
-class SchemaOutOfDate(CoreError):
-    """The database schema is not at the migrations' head."""
-
-
 class DatabaseBusy(CoreError):
     """A SQLite write could not start in time: another writer held the database too long."""
 

@@ -21,7 +21,7 @@ PostgreSQL a transaction-scoped advisory try-lock lets one replica check at a ti
 others skip that round), so two replicas never send the same alert; SQLite's
 `BEGIN IMMEDIATE` serializes writers already.
 
-Imports `approvals` and `core`; never `agent` (the daily usage query is repeated here).
+Imports `approvals` and `core`; never `agent` (the daily usage query is `approvals.usage`, shared with the budget).
 """
 
 from __future__ import annotations
@@ -33,9 +33,10 @@ from typing import Literal
 from sqlalchemy import func, select, text
 from sqlalchemy.orm import Session
 
+from approvals.usage import Usage, daily_usage, per_task_type
 from core import outbox
 from core.clock import utc
-from core.config import Config
+from core.config import AlertsConfig, Config
 from core.messages import OPS_ORDERING_KEY, AlertState, BacklogAlert, BacklogKind, BudgetAlert, BudgetKind, Message
 from core.models import Action, OutboxMessage, Task, TraceEvent
 from core.states import ActionState
@@ -57,25 +58,7 @@ _TOKENS = (
 )
 
 
-@dataclass(frozen=True)
-class Thresholds:
-    """The config's `alerts` section (defaults until it exists)."""
-
-    budget_share: float = 0.8
-    pending_max: int = 50
-    outbox_max: int = 200
-
-    @classmethod
-    def of(cls, config: Config) -> Thresholds:
-        section = getattr(config, "alerts", None)
-        return cls(
-            budget_share=float(getattr(section, "budget_share", cls.budget_share)),
-            pending_max=int(getattr(section, "pending_max", cls.pending_max)),
-            outbox_max=int(getattr(section, "outbox_max", cls.outbox_max)),
-        )
-
-
-def check(session: Session, config: Config, now: datetime, *, limits: Thresholds | None = None) -> int:
+def check(session: Session, config: Config, now: datetime, *, limits: AlertsConfig | None = None) -> int:
     """Enqueue the alerts (and resolutions) due now; return how many rows were enqueued.
 
     `limits` default to the config's `alerts` section. The caller commits. Returns 0 at once
@@ -84,7 +67,7 @@ def check(session: Session, config: Config, now: datetime, *, limits: Thresholds
     if not _take_turn(session):
         return 0
     now = utc(now)
-    limits = limits or Thresholds.of(config)
+    limits = limits or config.alerts
     sent = _budgets(session, config, limits.budget_share, now)
     sent += _backlog(session, PENDING_APPROVALS, _pending(session), limits.pending_max, now)
     sent += _backlog(session, OUTBOX_BACKLOG, _undelivered(session), limits.outbox_max, now)
@@ -107,7 +90,7 @@ def _enqueue(session: Session, alert: Message, now: datetime) -> int:
 
 def _budgets(session: Session, config: Config, share: float, now: datetime) -> int:
     midnight = now.replace(hour=0, minute=0, second=0, microsecond=0)
-    usage = daily_usage(session, midnight)
+    usage = per_task_type(daily_usage(session, midnight.date()))
     sent_today = {
         (payload.get("kind"), payload.get("task_type"))
         for payload in session.scalars(
@@ -120,7 +103,7 @@ def _budgets(session: Session, config: Config, share: float, now: datetime) -> i
     }
     sent = 0
     for name, task_type in config.task_types.items():
-        tokens, cost = usage.get(name, (0, 0.0))
+        tokens, cost = (today := usage.get(name, Usage())).tokens, today.cost_usd
         limits: tuple[tuple[BudgetKind, float, float | None], ...] = (
             (BUDGET_TOKENS, tokens, task_type.budget.daily_max_tokens),
             (BUDGET_COST, cost, task_type.budget.daily_max_cost_usd),
@@ -143,20 +126,6 @@ def _budgets(session: Session, config: Config, share: float, now: datetime) -> i
             )
             sent += _enqueue(session, alert, now)
     return sent
-
-
-def daily_usage(session: Session, midnight: datetime) -> dict[str, tuple[int, float]]:
-    """Task type → (tokens, USD) its model calls used since `midnight` (as agent.budget counts)."""
-    rows = session.execute(
-        select(
-            TraceEvent.task_type,
-            func.coalesce(func.sum(_TOKENS), 0),
-            func.coalesce(func.sum(TraceEvent.cost_usd), 0.0),
-        )
-        .where(TraceEvent.kind == "model_call", TraceEvent.at >= midnight)
-        .group_by(TraceEvent.task_type)
-    ).all()
-    return {row[0]: (int(row[1]), float(row[2])) for row in rows}
 
 
 def _top_task(session: Session, task_type: str, kind: str, midnight: datetime) -> tuple[str, float] | None:

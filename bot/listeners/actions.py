@@ -6,10 +6,10 @@ from __future__ import annotations
 import json
 import logging
 from collections.abc import Callable
+from functools import partial
 from typing import Any
 
 from slack_bolt import Ack, App, Respond
-from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from agent.connect import LINK_TTL
@@ -17,7 +17,7 @@ from agent.task_controls import EXTEND, STOP, controlled, extend, stop
 from agent.tasks import TaskError, choose_task_type
 from approvals.decisions import decide
 from approvals.errors import ActionNotFound, CredentialMissing, DecisionRefused
-from approvals.workspaces import visible_tasks
+from approvals.subjects import editable, tool_of
 from bot import action_ids
 from bot.blocks.connect import connect_blocks
 from bot.blocks.modals import edit_modal, reject_modal
@@ -25,19 +25,51 @@ from bot.blocks.text import escape
 from bot.blocks.views import ConnectLinkView
 from bot.listeners.payloads import BadPayload, Click, click_from
 from bot.services import Services
-from core.models import Action, Task
 
 log = logging.getLogger(__name__)
 
 
-def decision_listener(services: Services, call: Callable[[Session, Click], object]) -> Callable[..., None]:
+# A handler turns one click into one domain call in the caller's transaction. Handlers are
+# named functions so a stack trace says which button it was.
+Handler = Callable[[Services, Click, Session], object]
+
+
+def approve(services: Services, click: Click, session: Session) -> object:
+    return services.decisions.approve(session, click.value, click.user, click.seen_hash, team_id=click.team)
+
+
+def veto(services: Services, click: Click, session: Session) -> object:
+    return services.decisions.veto(session, click.value, click.user, team_id=click.team)
+
+
+def acknowledge(services: Services, click: Click, session: Session) -> object:
+    return services.decisions.acknowledge(session, click.value, click.user, team_id=click.team)
+
+
+def extend_budget(services: Services, click: Click, session: Session) -> object:
+    now = services.clock.now()
+    return extend(session, services.config, services.directory, click.value, click.user, now, team_id=click.team)
+
+
+def stop_task(services: Services, click: Click, session: Session) -> object:
+    now = services.clock.now()
+    return stop(session, services.config, services.directory, click.value, click.user, now, team_id=click.team)
+
+
+def choose_type(services: Services, click: Click, session: Session) -> object:
+    task_id, task_type = _split_choice(click.value)
+    now = services.clock.now()
+    return choose_task_type(session, services.config, task_id, task_type, click.user, now, team_id=click.team)
+
+
+def decision_listener(services: Services, handler: Handler) -> Callable[..., None]:
     """A button listener that makes one decision in one transaction, then acks; a refusal is
     acked too, and told only to the person who clicked."""
 
     def listener(ack: Ack, body: dict[str, Any], respond: Respond) -> None:
         try:
             click = click_from(body)
-            decide(services.sessions, services.clock, lambda session: call(session, click), actor=click.user)
+            decide(services.sessions, services.clock, partial(handler, services, click), actor=click.user)
         except CredentialMissing as refusal:
             ack()
             if services.connect is not None and refusal.owner is not None and refusal.owner == clicker(body):
@@ -55,13 +87,35 @@ def decision_listener(services: Services, call: Callable[[Session, Click], objec
     return listener
 
 
+def task_listener(services: Services, attempted: str, handler: Handler) -> Callable[..., None]:
+    """A button on a task's message: acked first, then one audited try in one transaction; a
+    refusal is told only to the person who clicked, and the message stays as it was."""
+
+    def listener(ack: Ack, body: dict[str, Any], respond: Respond) -> None:
+        ack()
+        try:
+            click = click_from(body)
+            controlled(
+                services.sessions,
+                services.clock,
+                partial(handler, services, click),
+                task_id=click.value.partition(":")[0],  # a type choice's value is `task_id:type`
+                actor=click.user,
+                attempted=attempted,
+            )
+        except (TaskError, BadPayload) as refusal:
+            tell(services, respond, str(refusal), clicker(body), workspace(body))
+
+    return listener
+
+
 def _offer_connect(services: Services, respond: Respond, refusal: CredentialMissing, team: str | None) -> None:
     """After the ack: issue the clicker's own connect links and answer them with the refusal."""
     assert services.connect is not None and refusal.owner is not None
     text = str(refusal)
     try:
         with services.sessions() as session:
-            tool = session.scalar(select(Action.tool).where(Action.public_id == refusal.action_id))
+            tool = tool_of(session, refusal.action_id)
         issued = services.connect.links(
             refusal.owner, team, refusal.names, tool or "*", action_id=refusal.action_id, ttl=LINK_TTL
         )
@@ -76,22 +130,16 @@ def _offer_connect(services: Services, respond: Respond, refusal: CredentialMiss
 
 
 def register(app: App, services: Services) -> None:
-    app.action(action_ids.APPROVE)(
-        decision_listener(
-            services, lambda s, c: services.decisions.approve(s, c.value, c.user, c.seen_hash, team_id=c.team)
-        )
-    )
-    app.action(action_ids.VETO)(
-        decision_listener(services, lambda s, c: services.decisions.veto(s, c.value, c.user, team_id=c.team))
-    )
+    app.action(action_ids.APPROVE)(decision_listener(services, approve))
+    app.action(action_ids.VETO)(decision_listener(services, veto))
+    app.action(action_ids.ACKNOWLEDGE)(decision_listener(services, acknowledge))
+    app.action(action_ids.EXTEND_BUDGET)(task_listener(services, EXTEND, extend_budget))
+    app.action(action_ids.STOP_TASK)(task_listener(services, STOP, stop_task))
+    app.action(action_ids.CHOOSE_TYPE)(task_listener(services, action_ids.CHOOSE_TYPE, choose_type))
 
     @app.action(action_ids.CONNECT)
     def connect(ack: Ack) -> None:
         ack()  # a url button: the browser opens the link; Slack still tells us of the click
-
-    app.action(action_ids.ACKNOWLEDGE)(
-        decision_listener(services, lambda s, c: services.decisions.acknowledge(s, c.value, c.user, team_id=c.team))
-    )
 
     @app.action(action_ids.REJECT)
     def reject(ack: Ack, body: dict[str, Any], respond: Respond) -> None:
@@ -110,67 +158,13 @@ def register(app: App, services: Services) -> None:
         try:
             click = click_from(body)
             with services.sessions() as session:
-                action = session.scalars(
-                    select(Action)
-                    .join(Task, Task.id == Action.task_id)
-                    .where(Action.public_id == click.value, visible_tasks(click.team))
-                ).first()
-                if action is None:  # another workspace's action is not shown, not even its params
-                    raise BadPayload(f"no action {click.value!r}")
-                tool, params = action.tool, dict(action.params)
+                tool, params = editable(session, click.value, click.team)
             schema = services.registry.get(tool).json_schema()
-        except (BadPayload, LookupError) as problem:
+        except (BadPayload, ActionNotFound, LookupError) as problem:
             tell(services, respond, str(problem), clicker(body), workspace(body))
             return
         metadata = json.dumps({"action_id": click.value, "params_hash": click.seen_hash, "tool": tool})
         open_modal(services, respond, click, edit_modal(click.value, tool, schema, params, metadata))
-
-    def on_task(attempted: str, call: Callable[[Session, Click], object]) -> Callable[..., None]:
-        """A button on a task's message: one audited try in one transaction; a refusal is told
-        only to the person who clicked, and the message stays as it was."""
-
-        def listener(ack: Ack, body: dict[str, Any], respond: Respond) -> None:
-            ack()
-            try:
-                click = click_from(body)
-                task_id = click.value.partition(":")[0]  # a type choice's value is `task_id:type`
-                controlled(
-                    services.sessions,
-                    services.clock,
-                    lambda session: call(session, click),
-                    task_id=task_id,
-                    actor=click.user,
-                    attempted=attempted,
-                )
-            except (TaskError, BadPayload) as refusal:
-                tell(services, respond, str(refusal), clicker(body), workspace(body))
-
-        return listener
-
-    app.action(action_ids.EXTEND_BUDGET)(
-        on_task(
-            EXTEND,
-            lambda s, c: extend(
-                s, services.config, services.directory, c.value, c.user, services.clock.now(), team_id=c.team
-            ),
-        )
-    )
-    app.action(action_ids.STOP_TASK)(
-        on_task(
-            STOP,
-            lambda s, c: stop(
-                s, services.config, services.directory, c.value, c.user, services.clock.now(), team_id=c.team
-            ),
-        )
-    )
-    app.action(action_ids.CHOOSE_TYPE)(
-        on_task(
-            action_ids.CHOOSE_TYPE,
-            lambda s, c: choose_task_type(
-                s, services.config, *_split_choice(c.value), c.user, services.clock.now(), team_id=c.team
-            ),
-        )
-    )
 
 
 def _split_choice(value: str) -> tuple[str, str]:
@@ -207,7 +201,7 @@ def _respond(services: Services, respond: Respond, text: str, user: str | None, 
 
 
 def open_modal(services: Services, respond: Respond, click: Click, view: dict[str, Any]) -> None:
-    def run() -> None:
+    def open_view() -> None:
         try:
             services.client_for(click.team).views_open(trigger_id=click.trigger_id or "", view=view)
         except Exception as exc:  # noqa: BLE001 - tell the clicker instead
@@ -215,4 +209,4 @@ def open_modal(services: Services, respond: Respond, click: Click, view: dict[st
             message = "Slack did not open the form in time; please click again."
             _respond(services, respond, message, click.user, click.team)
 
-    services.background.submit(run)
+    services.background.submit(open_view)

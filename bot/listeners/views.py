@@ -6,6 +6,7 @@ from __future__ import annotations
 from typing import Any
 
 from slack_bolt import Ack, App
+from sqlalchemy.orm import Session
 
 from approvals.decisions import decide
 from approvals.errors import ActionNotFound, DecisionRefused, InvalidEdit
@@ -13,7 +14,6 @@ from bot import action_ids
 from bot.blocks.modals import parse_edit
 from bot.listeners.payloads import BadPayload, metadata_from
 from bot.services import Services
-from core.models import Action
 
 REASON_BLOCK = "reason"
 
@@ -31,12 +31,12 @@ def register(app: App, services: Services) -> None:
             ack(response_action="errors", errors={REASON_BLOCK: "Say why, in a few words: the agent reads it."})
             return
         user, team = body["user"]["id"], (body.get("team") or {}).get("id")
+
+        def reject_with_reason(session: Session) -> object:
+            return services.decisions.reject(session, metadata["action_id"], user, reason, team_id=team)
+
         try:
-            decide(
-                services.sessions,
-                services.clock,
-                lambda s: services.decisions.reject(s, metadata["action_id"], user, reason, team_id=team),
-            )
+            decide(services.sessions, services.clock, reject_with_reason)
         except (DecisionRefused, ActionNotFound) as refusal:
             ack(response_action="errors", errors={REASON_BLOCK: str(refusal)})
             return
@@ -56,15 +56,16 @@ def register(app: App, services: Services) -> None:
             return
         first = _first_block(view)
         action_id, seen_hash = metadata["action_id"], str(metadata.get("params_hash", ""))
+
+        def may_edit(session: Session) -> tuple[str, dict[str, Any]]:
+            """The tool and the drafted params an edit goes over (the action's, never the form's)."""
+            action = services.decisions.may_edit(session, action_id, user, seen_hash, team_id=team)
+            return action.tool, dict(action.params)
+
         try:
             # Who may edit is settled before a single value of the form is read: parsing is work
             # done for the submitter, so someone who may not decide gets none of it.
-            tool, current = decide(
-                services.sessions,
-                services.clock,
-                lambda s: _editable(services.decisions.may_edit(s, action_id, user, seen_hash, team_id=team)),
-                actor=user,
-            )
+            tool, current = decide(services.sessions, services.clock, may_edit, actor=user)
         except (DecisionRefused, ActionNotFound) as refusal:
             ack(response_action="errors", errors={first: str(refusal)})
             return
@@ -78,12 +79,12 @@ def register(app: App, services: Services) -> None:
             ack(response_action="errors", errors=errors)
             return
         params = {**current, **edited}
+
+        def approve_with_edits(session: Session) -> object:
+            return services.decisions.approve_with_edits(session, action_id, user, seen_hash, params, team_id=team)
+
         try:
-            decide(
-                services.sessions,
-                services.clock,
-                lambda s: services.decisions.approve_with_edits(s, action_id, user, seen_hash, params, team_id=team),
-            )
+            decide(services.sessions, services.clock, approve_with_edits)
         except InvalidEdit as invalid:
             ack(response_action="errors", errors=_by_block(invalid.problems, values))
             return
@@ -91,11 +92,6 @@ def register(app: App, services: Services) -> None:
             ack(response_action="errors", errors={first: str(refusal)})
             return
         ack()
-
-
-def _editable(action: Action) -> tuple[str, dict[str, Any]]:
-    """The tool and the drafted params an edit goes over (the action's, never the form's metadata)."""
-    return action.tool, dict(action.params)
 
 
 def _first_block(view: dict[str, Any]) -> str:

@@ -146,13 +146,6 @@ def _text(body: JsonDict, key: str) -> str:
     return value
 
 
-def _optional_text(body: JsonDict, key: str) -> str | None:
-    value = body.get(key)
-    if value is not None and not isinstance(value, str):
-        raise BadRequest(f"{key!r} must be text")
-    return value or None
-
-
 def _user(body: JsonDict) -> str:
     return _text(body, "user")
 

@@ -3,180 +3,40 @@ threads and edits, ephemeral messages, modals, App Home tabs, trigger ids and re
 
 Every method takes the workspace lock, and every query returns a deep copy, so the HTTP
 threads, the tests and the sandbox page can read and write at the same time. Methods raise
-`SlackError` with the error code Slack would answer; `parse_blocks` and `parse_view` apply
-Slack's rules for what a message or view may hold (with slack_sdk's Block Kit models).
+`SlackError` with the error code Slack would answer (`slack_rules.py`, with the checks of what
+a message or view may hold); its records are the dataclasses of `records.py`.
 """
 
 from __future__ import annotations
 
 import copy
-import json
 import threading
 from collections.abc import Callable
-from dataclasses import dataclass, field
-from typing import Any, cast
 
-from slack_sdk.errors import SlackObjectFormationError
-from slack_sdk.models.blocks import Block
-from slack_sdk.models.views import View as ViewModel
+from bot.sandbox.records import Channel, Ephemeral, Message, ResponseUrl, Trigger, User, UserGroup, Version, View
+from bot.sandbox.slack_rules import JsonDict, SlackError, parse_blocks, parse_view, truthy
 
-JsonDict = dict[str, Any]
+# Where the sandbox's modules (and tests) have always found these names.
+__all__ = [
+    "Channel",
+    "Ephemeral",
+    "JsonDict",
+    "Message",
+    "ResponseUrl",
+    "SlackError",
+    "User",
+    "UserGroup",
+    "Version",
+    "View",
+    "Workspace",
+    "parse_blocks",
+    "parse_view",
+    "truthy",
+]
 
 TRIGGER_TTL = 3.0  # seconds; Slack's limit for exchanging a trigger_id
 RESPONSE_URL_TTL = 30 * 60.0  # a response_url works for 30 minutes...
 RESPONSE_URL_USES = 5  # ...and at most five times
-
-
-class SlackError(Exception):
-    """An API error, answered as `{"ok": false, "error": code}` (plus `response_metadata`)."""
-
-    def __init__(self, code: str, *messages: str) -> None:
-        super().__init__(code, *messages)
-        self.code = code
-        self.messages = list(messages)
-
-
-_MODEL_ERRORS = (SlackObjectFormationError, TypeError, ValueError, KeyError, AttributeError)
-
-
-def parse_blocks(raw: object, *, limit: int = 50, code: str = "invalid_blocks") -> list[JsonDict]:
-    """Blocks as Slack checks them: a JSON list of at most `limit` objects, each a known type
-    that slack_sdk's models accept, with unique block_ids."""
-    if raw is None or raw == "":
-        return []
-    if isinstance(raw, str):
-        try:
-            raw = json.loads(raw)
-        except ValueError:
-            raise SlackError(code, "blocks must be a JSON array") from None
-    if not isinstance(raw, list) or not all(isinstance(b, dict) and isinstance(b.get("type"), str) for b in raw):
-        raise SlackError(code, "blocks must be a list of objects with a type")
-    if len(raw) > limit:
-        raise SlackError(code, f"no more than {limit} items allowed [json-pointer:/blocks]")
-    block_ids = [b["block_id"] for b in raw if "block_id" in b]
-    if len(block_ids) != len(set(block_ids)):
-        raise SlackError(code, "block_id must be unique within a message [json-pointer:/blocks]")
-    for index, block in enumerate(raw):
-        try:
-            model = Block.parse(copy.deepcopy(block))
-            if model is None:
-                raise ValueError(f"unknown block type {block['type']!r}")
-            model.to_dict()
-        except _MODEL_ERRORS as exc:
-            raise SlackError(code, f"{exc} [json-pointer:/blocks/{index}]") from None
-    return cast(list[JsonDict], raw)
-
-
-def parse_view(raw: object, *, kinds: tuple[str, ...]) -> JsonDict:
-    """A modal or Home view; Slack answers `invalid_arguments` for any problem in it."""
-    if isinstance(raw, str):
-        try:
-            raw = json.loads(raw)
-        except ValueError:
-            raise SlackError("invalid_arguments", "view must be a JSON object") from None
-    if not isinstance(raw, dict) or raw.get("type") not in kinds:
-        raise SlackError("invalid_arguments", f"view must be an object of type {' or '.join(kinds)}")
-    parse_blocks(raw.get("blocks"), limit=100, code="invalid_arguments")
-    try:
-        ViewModel(**copy.deepcopy(raw)).to_dict()
-    except _MODEL_ERRORS as exc:
-        raise SlackError("invalid_arguments", str(exc)) from None
-    return raw
-
-
-@dataclass(slots=True)
-class User:
-    id: str
-    name: str
-    real_name: str = ""
-
-
-@dataclass(slots=True)
-class UserGroup:
-    id: str
-    handle: str
-    users: list[str]
-    name: str = ""
-
-
-@dataclass(slots=True)
-class Channel:
-    id: str
-    name: str
-    user: str | None = None  # the other person of a DM
-
-
-@dataclass(slots=True)
-class Version:
-    """What a message looked like after a post or an update."""
-
-    text: str
-    blocks: list[JsonDict]
-    via: str  # "chat.postMessage", "chat.update", "response_url"
-    at: float
-
-
-@dataclass(slots=True)
-class Message:
-    channel: str
-    ts: str
-    user: str
-    versions: list[Version]
-    thread_ts: str | None = None
-    broadcast: bool = False
-    metadata: JsonDict | None = None  # message metadata: {"event_type": …, "event_payload": {…}}
-
-    @property
-    def text(self) -> str:
-        return self.versions[-1].text
-
-    @property
-    def blocks(self) -> list[JsonDict]:
-        return self.versions[-1].blocks
-
-    @property
-    def edits(self) -> list[Version]:
-        """The updates applied after the post, oldest first."""
-        return self.versions[1:]
-
-
-@dataclass(slots=True)
-class Ephemeral:
-    channel: str
-    user: str
-    ts: str
-    text: str
-    blocks: list[JsonDict]
-    thread_ts: str | None = None
-    via: str = "chat.postEphemeral"
-
-
-@dataclass(slots=True)
-class View:
-    id: str
-    payload: JsonDict  # the view as the app sent it
-    hash: str
-    user: str | None = None
-    trigger_id: str | None = None
-    root_view_id: str | None = None
-    previous_view_id: str | None = None
-
-
-@dataclass(slots=True)
-class ResponseUrl:
-    id: str
-    created: float
-    channel: str | None = None
-    ts: str | None = None
-    user: str | None = None
-    posts: list[JsonDict] = field(default_factory=list)
-
-
-@dataclass(slots=True)
-class _Trigger:
-    issued: float
-    user: str | None
-    used: bool = False
 
 
 class Workspace:
@@ -193,7 +53,7 @@ class Workspace:
         self._ephemerals: list[Ephemeral] = []
         self._views: dict[str, View] = {}
         self._homes: dict[str, View] = {}
-        self._triggers: dict[str, _Trigger] = {}
+        self._triggers: dict[str, Trigger] = {}
         self._response_urls: dict[str, ResponseUrl] = {}
         self._last_ts = 0
         self._serial = 0
@@ -387,10 +247,10 @@ class Workspace:
         with self.lock:
             serial = self._next()
             trigger_id = f"{int(self.now())}.{serial}.{serial * 2654435761 % 2**32:08x}"
-            self._triggers[trigger_id] = _Trigger(self.now(), user)
+            self._triggers[trigger_id] = Trigger(self.now(), user)
             return trigger_id
 
-    def _exchange(self, trigger_id: str, strict: bool) -> _Trigger | None:
+    def _exchange(self, trigger_id: str, strict: bool) -> Trigger | None:
         trigger = self._triggers.get(trigger_id)
         if not strict:
             return trigger
@@ -499,8 +359,3 @@ class Workspace:
     def response_urls(self) -> list[ResponseUrl]:
         with self.lock:
             return copy.deepcopy(list(self._response_urls.values()))
-
-
-def truthy(value: object) -> bool:
-    """A boolean parameter, as JSON (true) or a form ("true", "1") carries it."""
-    return value is True or (isinstance(value, str) and value.lower() in ("true", "1"))

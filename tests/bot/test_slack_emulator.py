@@ -329,6 +329,33 @@ def test_hang_delays_but_still_applies_the_call(slack: SlackEmulator) -> None:
     assert [m.text for m in slack.messages(CHANNEL)] == ["slow"]  # the success the client never saw
 
 
+def test_hold_keeps_a_call_unanswered_until_released_then_applies_it(slack: SlackEmulator) -> None:
+    held = slack.hold("chat.postMessage")
+    client = client_for(slack)
+    client.timeout = 1
+    with pytest.raises(TimeoutError):
+        client.chat_postMessage(channel=CHANNEL, text="held")
+    assert held.arrived.is_set() and not held.landed.is_set()
+    assert slack.messages(CHANNEL) == [] and slack.calls_to("chat.postMessage") == []  # however long it waits
+    held.release()
+    assert held.landed.wait(10)
+    assert [m.text for m in slack.messages(CHANNEL)] == ["held"]  # the success the client never saw
+    client.chat_postMessage(channel=CHANNEL, text="next")  # `times=1`: the next call is not held
+    assert [m.text for m in slack.messages(CHANNEL)] == ["held", "next"]
+
+
+def test_closing_the_emulator_lets_held_calls_go(clock: FrozenClock) -> None:
+    slack = SlackEmulator(now=seconds(clock))
+    held = slack.hold(None)
+    answered: list[object] = []
+    caller = threading.Thread(target=lambda: answered.append(slack.call("auth.test", {}, "xoxb-test").status))
+    caller.start()
+    assert held.arrived.wait(10)
+    slack.close()
+    caller.join(10)
+    assert not caller.is_alive() and answered == [200]
+
+
 def test_response_url_replace_delete_and_ephemeral(slack: SlackEmulator) -> None:
     client = client_for(slack)
     ts = client.chat_postMessage(channel=CHANNEL, text="card", blocks=[SECTION])["ts"]

@@ -4,14 +4,12 @@ from __future__ import annotations
 
 import json
 import threading
-import time
 from collections import Counter
-from collections.abc import Callable
 from datetime import timedelta
-from typing import Any
 
 import pytest
 
+from bot.sandbox.faults import Hold
 from tests.approvals import shop_tools
 from tests.bot.slack_app import ALICE, APPROVALS, BOB, REQUESTER, SlackApp, decide_block
 
@@ -78,13 +76,11 @@ def test_a_slack_outage_delays_messages_but_loses_none_and_keeps_their_order(sla
     assert final.ts > card.ts
 
 
-def _wait_for_landing(slack_app: SlackApp, method: str, landed: Callable[[dict[str, Any]], bool]) -> None:
-    """Until the emulator applied a call of `method` that `landed` recognises (a hung call lands
-    on the emulator's own time, not the app's clock)."""
-    deadline = time.monotonic() + 30
-    while not any(landed(call) for call in slack_app.slack.calls_to(method)):
-        assert time.monotonic() < deadline, f"the hung {method} never landed"
-        time.sleep(0.05)
+def _landed(held: Hold) -> None:
+    """Let the held call through and wait until the emulator applied it: on a condition, not
+    on a guess of how long a busy machine takes."""
+    held.release()
+    assert held.landed.wait(30), f"the held {held.method} never landed"
 
 
 def test_a_post_slack_never_answered_but_made_is_not_posted_again(slack_app: SlackApp) -> None:
@@ -96,10 +92,12 @@ def test_a_post_slack_never_answered_but_made_is_not_posted_again(slack_app: Sla
     card = slack_app.card(action)
     block_id, _ = decide_block(card.blocks)
 
-    slack.hang("chat.postMessage", 2.0, times=1)  # the result reply in the card's thread
+    held = slack.hold("chat.postMessage")  # the result reply in the card's thread
     assert slack_app.click(ALICE, "approve", action.public_id, block_id, card.ts).status == 200
-    slack_app.settle()
-    _wait_for_landing(slack_app, "chat.postMessage", lambda call: call.get("thread_ts") == card.ts)
+    slack_app.settle()  # the app gave up on the held post after 1 s
+    assert held.arrived.is_set()
+    _landed(held)
+    assert [call.get("thread_ts") for call in slack.calls_to("chat.postMessage")][-1] == card.ts
     slack_app.clock.advance(timedelta(seconds=61))  # the unanswered row waits, then checks
     slack_app.settle()
 
@@ -119,13 +117,15 @@ def test_a_card_update_that_lands_late_is_followed_by_the_current_card(slack_app
     card = slack_app.card(action)
     block_id, _ = decide_block(card.blocks)
 
-    slack.hang("chat.update", 2.0, times=1)
+    held = slack.hold("chat.update")
     assert slack_app.click(ALICE, "approve", action.public_id, block_id, card.ts).status == 200
-    slack_app.settle()
+    slack_app.settle()  # the app gave up on the held update after 1 s
+    assert held.arrived.is_set()
     slack_app.clock.advance(timedelta(seconds=5))
     slack_app.settle()
     assert slack.calls_to("chat.update") == []  # nothing newer overtakes the unanswered update
-    _wait_for_landing(slack_app, "chat.update", lambda call: call["ts"] == card.ts)
+    _landed(held)
+    assert [call["ts"] for call in slack.calls_to("chat.update")] == [card.ts]
     slack_app.clock.advance(timedelta(seconds=61))
     slack_app.settle()
 

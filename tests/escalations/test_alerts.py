@@ -13,13 +13,13 @@ import pytest
 from sqlalchemy import select, update
 
 from agent import budget
+from approvals.usage import daily_usage, per_task_type
 from bot.blocks.alerts import backlog_alert, budget_alert
 from core import outbox
-from core.config import Config
+from core.config import AlertsConfig, Budget, Config
 from core.messages import BacklogAlert, BudgetAlert, TaskStarted, decode
-from core.models import Action, OutboxMessage, TraceEvent
+from core.models import Action, OutboxMessage, Task, TraceEvent
 from escalations import alerts
-from escalations.alerts import Thresholds
 from tests.approvals.conftest import ALICE, BOB, World
 from tests.factories import make_action, make_task
 
@@ -37,10 +37,10 @@ CONFIG = Config.model_validate(
         },
     }
 )
-LIMITS = Thresholds(budget_share=0.8, pending_max=3, outbox_max=4)
+LIMITS = AlertsConfig(budget_share=0.8, pending_max=3, outbox_max=4)
 
 
-def _check(world: World, limits: Thresholds = LIMITS) -> int:
+def _check(world: World, limits: AlertsConfig = LIMITS) -> int:
     with world.sessions.begin() as session:
         return alerts.check(session, CONFIG, world.clock.now(), limits=limits)
 
@@ -170,15 +170,20 @@ def test_daily_usage_counts_as_the_agents_budget_does(world: World) -> None:
     world.clock.advance(timedelta(minutes=-10))  # yesterday
     _spend(world, "refund", 5.0, tokens=9_000)
     world.clock.advance(timedelta(hours=3))
-    _spend(world, "refund", 0.5, tokens=120)
+    task_id = _spend(world, "refund", 0.5, tokens=120)
     _spend(world, "refund", 9.0, tokens=50, kind="draft")
     now = world.clock.now()
     with world.sessions() as session:
-        usage = alerts.daily_usage(session, now.replace(hour=0, minute=0, second=0, microsecond=0))
-        tokens, cost = budget.daily_usage(session, "refund", now)
+        # The alerts and the agent's budget read the same count (approvals.usage.daily_usage).
+        usage = per_task_type(daily_usage(session, now.date()))
+        task = session.get(Task, task_id)
+        assert task is not None
+        refusal = budget.exceeded(session, task, Budget(daily_max_tokens=420), now)
+        assert budget.exceeded(session, task, Budget(daily_max_tokens=421), now) is None
     assert list(usage) == ["refund"]
-    assert usage["refund"][0] == tokens == 420
-    assert usage["refund"][1] == pytest.approx(cost) == pytest.approx(0.75)
+    assert usage["refund"].tokens == 420
+    assert usage["refund"].cost_usd == pytest.approx(0.75)
+    assert refusal == "budget: task type 'refund' used 420 tokens today (limit 420)"
 
 
 # -- backlogs -------------------------------------------------------------------------------
@@ -253,7 +258,7 @@ def test_outbox_backlog_alerts_and_resolves(world: World) -> None:
 def test_no_alert_without_a_problem(world: World) -> None:
     _pending(world, 1)
     _spend(world, "refund", 0.01, tokens=10)
-    assert _check(world, Thresholds()) == 0
+    assert _check(world, AlertsConfig()) == 0
     assert _sent(world) == []
 
 
@@ -278,13 +283,9 @@ def test_replicas_checking_at_once_send_one_alert(world: World) -> None:
 
 
 def test_thresholds_come_from_the_config(world: World) -> None:
-    if "alerts" not in Config.model_fields:
-        assert Thresholds.of(CONFIG) == Thresholds(budget_share=0.8, pending_max=50, outbox_max=200)
-        pytest.skip("core.config has no `alerts` section yet: the defaults apply")
     configured = Config.model_validate(
         {**CONFIG.model_dump(mode="json"), "alerts": {"budget_share": 0.5, "pending_max": 1, "outbox_max": 2}}
     )
-    assert Thresholds.of(configured) == Thresholds(budget_share=0.5, pending_max=1, outbox_max=2)
     _pending(world, 2)
     with world.sessions.begin() as session:
         assert alerts.check(session, configured, world.clock.now()) == 1
