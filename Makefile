@@ -55,7 +55,7 @@ demo: $(STAMP)
 screenshots: $(STAMP)
 	COUNTERSIGN_SCREENSHOTS=docs/screenshots COUNTERSIGN_REQUIRE_BROWSER=1 $(BIN)/pytest -q -p no:xdist tests/sandbox/test_browser.py
 
-# Every benchmark and chaos scenario, one at a time (about 20 minutes on 2 cores; needs the local
+# Every benchmark and chaos scenario, one at a time (about 20–25 minutes on 2 cores; needs the local
 # PostgreSQL), then rewrites docs/performance.md and docs/reliability.md. Exit 1: a lost or
 # duplicated effect was found. PROOF_FLAGS=--strict also fails on missing or unfinished scripts.
 PROOF_FLAGS ?=
