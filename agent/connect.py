@@ -135,7 +135,7 @@ class ConnectFlow:
         names: list[str] | tuple[str, ...],
         tool: str,
         *,
-        action_id: str | None = None,
+        action_public_id: str | None = None,
         ttl: timedelta = LINK_TTL,
     ) -> list[ConnectLink]:
         """One fresh personal link for each of `names` a provider's sign-in connects (the others
@@ -156,7 +156,7 @@ class ConnectFlow:
                         provider=provider,
                         secret_name=name,
                         tool=tool,
-                        action_id=action_id,
+                        action_public_id=action_public_id,
                         created_at=now,
                         expires_at=now + ttl,
                         used_at=None,
@@ -234,7 +234,7 @@ class ConnectFlow:
             )
             if getattr(spent, "rowcount", 0) != 1:  # another request spent it between our read and now
                 raise ConnectRefused("this link was already used: connect links work once")
-            link = _Link(row.user_id, row.team_id, row.secret_name, row.tool, row.action_id)
+            link = _Link(row.user_id, row.team_id, row.secret_name, row.tool, row.action_public_id)
         try:
             return self._connect(provider, settings, link, code, error)
         except ConnectRefused as refused:
@@ -310,7 +310,7 @@ class ConnectFlow:
             kind=kind,
             actor=link.user,
             at=self.clock.now(),
-            action_id=link.action_id,
+            action_public_id=link.action_public_id,
             data={**described, "via": "slack", **data},
         )
         audit.record(session, entry)
@@ -322,7 +322,7 @@ class _Link:
     team_id: str | None
     name: str
     tool: str
-    action_id: str | None
+    action_public_id: str | None
 
 
 def link_key(state: str) -> str:

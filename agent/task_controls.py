@@ -34,23 +34,23 @@ class NotAllowedOnTask(TaskError):
 
     code = "not_allowed"
 
-    def __init__(self, task_id: str, actor: str, attempted: str, who: str) -> None:
-        self.task_id, self.actor, self.attempted = task_id, actor, attempted
+    def __init__(self, task_public_id: str, actor: str, attempted: str, who: str) -> None:
+        self.task_public_id, self.actor, self.attempted = task_public_id, actor, attempted
         verb = "stop" if attempted == STOP else "extend the budget of"
-        super().__init__(f"{actor} may not {verb} task {task_id!r}: only {who} may")
+        super().__init__(f"{actor} may not {verb} task {task_public_id!r}: only {who} may")
 
 
 def stop(
     session: Session,
     config: Config,
     directory: Directory,
-    task_id: str,
+    task_public_id: str,
     actor: str,
     now: datetime,
     *,
     team_id: str | None,
 ) -> Task:
-    task = get_task(session, task_id, lock=True, team_id=team_id)
+    task = get_task(session, task_public_id, lock=True, team_id=team_id)
     if actor != task.requester:
         _authorize(config, directory, task, actor, STOP, "its requester, an approver of its task type or an admin")
     return stop_locked(session, task, actor, now)
@@ -60,13 +60,13 @@ def extend(
     session: Session,
     config: Config,
     directory: Directory,
-    task_id: str,
+    task_public_id: str,
     actor: str,
     now: datetime,
     *,
     team_id: str | None,
 ) -> Task:
-    task = get_task(session, task_id, lock=True, team_id=team_id)
+    task = get_task(session, task_public_id, lock=True, team_id=team_id)
     _authorize(config, directory, task, actor, EXTEND, "an approver of its task type or an admin")
     return extend_locked(session, task, actor, now)
 
@@ -83,7 +83,7 @@ def controlled(
     clock: Clock,
     call: Callable[[Session], T],
     *,
-    task_id: str,
+    task_public_id: str,
     actor: str,
     attempted: str,
 ) -> T:
@@ -96,16 +96,16 @@ def controlled(
                 return call(session)
         except TaskError as refusal:
             with session.begin():
-                _record_refusal(session, refusal, task_id, actor, attempted, clock.now())
+                _record_refusal(session, refusal, task_public_id, actor, attempted, clock.now())
             raise
 
 
 def _record_refusal(
-    session: Session, refusal: TaskError, task_id: str, actor: str, attempted: str, now: datetime
+    session: Session, refusal: TaskError, task_public_id: str, actor: str, attempted: str, now: datetime
 ) -> None:
     data = {"attempted": attempted, "code": refusal.code}
     # Another workspace's task is named too: the ledger is the operator's, and it is where a probe shows.
-    task = session.scalars(select(Task).where(Task.public_id == task_id)).first()
+    task = session.scalars(select(Task).where(Task.public_id == task_public_id)).first()
     metrics.DECISIONS.labels(task.task_type if task else "unknown", "refused").inc()
     if task is None:  # the id someone sent is kept only in the note, never as a task id
         entry = audit.AuditEntry(kind="decision.refused", actor=actor, at=now, note=str(refusal), data=data)

@@ -37,10 +37,10 @@ class TaskNotFound(TaskError):
 
     code = "not_found"
 
-    def __init__(self, task_id: str, team_id: str | None = None) -> None:
-        self.task_id = task_id
+    def __init__(self, task_public_id: str, team_id: str | None = None) -> None:
+        self.task_public_id = task_public_id
         where = " in your workspace" if team_id is not None else ""
-        super().__init__(f"no task {task_id!r}{where}")
+        super().__init__(f"no task {task_public_id!r}{where}")
 
 
 def submit_task(
@@ -108,21 +108,21 @@ def move(
         raise TaskError(str(exc)) from None
 
 
-def get_task(session: Session, task_id: str, *, lock: bool = False, team_id: str | None = None) -> Task:
-    """The task `task_id`; with `team_id` (a request from Slack), only if that workspace may see it."""
-    query = select(Task).where(Task.public_id == task_id, visible_tasks(team_id))
+def get_task(session: Session, task_public_id: str, *, lock: bool = False, team_id: str | None = None) -> Task:
+    """The task `task_public_id`; with `team_id` (a request from Slack), only if that workspace may see it."""
+    query = select(Task).where(Task.public_id == task_public_id, visible_tasks(team_id))
     if lock:
         query = query.with_for_update().execution_options(populate_existing=True)
     task = session.scalars(query).first()
     if task is None:
-        raise TaskNotFound(task_id, team_id)
+        raise TaskNotFound(task_public_id, team_id)
     return task
 
 
 def choose_task_type(
     session: Session,
     config: Config,
-    task_id: str,
+    task_public_id: str,
     task_type: str,
     actor: str,
     now: datetime,
@@ -130,11 +130,11 @@ def choose_task_type(
     team_id: str | None = None,
 ) -> Task:
     """The requester answers "which kind of work is this?" for a task the router could not place."""
-    task = get_task(session, task_id, lock=True, team_id=team_id)
+    task = get_task(session, task_public_id, lock=True, team_id=team_id)
     if task.task_type != UNROUTED or task.state != TaskState.PAUSED:
-        raise TaskError(f"task {task_id!r} already has a task type ({task.task_type!r})")
+        raise TaskError(f"task {task_public_id!r} already has a task type ({task.task_type!r})")
     if task.requester is not None and actor != task.requester:
-        raise TaskError(f"only the requester ({task.requester}) chooses the task type of {task_id!r}")
+        raise TaskError(f"only the requester ({task.requester}) chooses the task type of {task_public_id!r}")
     if task_type not in config.task_types:
         raise TaskError(f"unknown task type {task_type!r} (known: {', '.join(sorted(config.task_types))})")
     move(
@@ -149,18 +149,18 @@ def choose_task_type(
     return task
 
 
-def extend_budget(session: Session, task_id: str, actor: str, now: datetime) -> Task:
+def extend_budget(session: Session, task_public_id: str, actor: str, now: datetime) -> Task:
     """Let a task paused by its budget run on, once, with its budget doubled."""
-    return extend_locked(session, get_task(session, task_id, lock=True), actor, now)
+    return extend_locked(session, get_task(session, task_public_id, lock=True), actor, now)
 
 
 def extend_locked(session: Session, task: Task, actor: str, now: datetime) -> Task:
     """`extend_budget` of a task the caller has read with `get_task(..., lock=True)`."""
-    task_id = task.public_id
+    task_public_id = task.public_id
     if task.state != TaskState.PAUSED or not (task.paused_reason or "").startswith("budget"):
-        raise TaskError(f"task {task_id!r} is {task.state}, not paused by its budget")
+        raise TaskError(f"task {task_public_id!r} is {task.state}, not paused by its budget")
     if task.budget_extensions >= 1:
-        raise TaskError(f"the budget of task {task_id!r} was already extended once; stop it or start a new task")
+        raise TaskError(f"the budget of task {task_public_id!r} was already extended once; stop it or start a new task")
     move(
         session,
         task,
@@ -169,21 +169,23 @@ def extend_locked(session: Session, task: Task, actor: str, now: datetime) -> Ta
         now=now,
         note="budget extended once",
         values={"budget_extensions": task.budget_extensions + 1, "paused_reason": None, "next_step_at": now},
-        messages=[TaskResumed(task_id)],
+        messages=[TaskResumed(task_public_id)],
     )
     return task
 
 
-def stop_task(session: Session, task_id: str, actor: str, now: datetime, reason: str = "stopped by a person") -> Task:
+def stop_task(
+    session: Session, task_public_id: str, actor: str, now: datetime, reason: str = "stopped by a person"
+) -> Task:
     """Cancel a task and every action of it that has not started running."""
-    return stop_locked(session, get_task(session, task_id, lock=True), actor, now, reason)
+    return stop_locked(session, get_task(session, task_public_id, lock=True), actor, now, reason)
 
 
 def stop_locked(session: Session, task: Task, actor: str, now: datetime, reason: str = "stopped by a person") -> Task:
     """`stop_task` of a task the caller has read with `get_task(..., lock=True)`."""
-    task_id = task.public_id
+    task_public_id = task.public_id
     if task.state in FINISHED:
-        raise TaskError(f"task {task_id!r} is already {task.state}")
+        raise TaskError(f"task {task_public_id!r} is already {task.state}")
     open_actions = session.scalars(
         select(Action)
         .where(
@@ -210,6 +212,6 @@ def stop_locked(session: Session, task: Task, actor: str, now: datetime, reason:
         now=now,
         note=reason,
         values={"lease_owner": None, "next_step_at": None},
-        messages=[TaskFinished(task_id)],
+        messages=[TaskFinished(task_public_id)],
     )
     return task

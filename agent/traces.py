@@ -30,7 +30,7 @@ def timeline(session: Session, task: Task) -> list[Entry]:
     entries += [
         _from_audit(event)
         for event in session.scalars(
-            select(AuditEvent).where(AuditEvent.task_id == task.public_id).order_by(AuditEvent.seq)
+            select(AuditEvent).where(AuditEvent.task_public_id == task.public_id).order_by(AuditEvent.seq)
         )
     ]
     return sorted(entries, key=lambda entry: entry.at)  # stable: same-time entries keep their order
@@ -59,7 +59,7 @@ def _from_audit(event: AuditEvent) -> Entry:
     parts = [
         part
         for part in (
-            event.action_id,
+            event.action_public_id,
             f"{event.from_state} → {event.to_state}" if event.from_state and event.to_state else event.to_state,
             event.note,
         )

@@ -32,8 +32,8 @@ class AuditEntry:
     kind: str
     actor: str
     at: datetime
-    task_id: str | None = None
-    action_id: str | None = None
+    task_public_id: str | None = None
+    action_public_id: str | None = None
     task_type: str | None = None
     params_hash: str | None = None
     from_state: str | None = None
@@ -54,8 +54,8 @@ def event_body(event_row: AuditEvent) -> dict[str, Any]:
         "at": utc(event_row.at).isoformat(timespec="microseconds"),
         "kind": event_row.kind,
         "actor": event_row.actor,
-        "task_id": event_row.task_id,
-        "action_id": event_row.action_id,
+        "task_id": event_row.task_public_id,
+        "action_id": event_row.action_public_id,
         "task_type": event_row.task_type,
         "params_hash": event_row.params_hash,
         "from_state": event_row.from_state,
@@ -87,8 +87,8 @@ def _append(session: Session, entries: list[AuditEntry]) -> None:
             at=entry.at,
             kind=entry.kind,
             actor=entry.actor,
-            task_id=entry.task_id,
-            action_id=entry.action_id,
+            task_public_id=entry.task_public_id,
+            action_public_id=entry.action_public_id,
             task_type=entry.task_type,
             params_hash=entry.params_hash,
             from_state=entry.from_state,

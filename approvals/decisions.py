@@ -75,7 +75,7 @@ class Decisions:
     def approve(
         self,
         session: Session,
-        action_id: str,
+        action_public_id: str,
         actor: str,
         seen_hash: str,
         *,
@@ -83,7 +83,7 @@ class Decisions:
         note: str | None = None,
     ) -> Outcome:
         with _attempt("approve", actor):
-            action = self._open_action(session, action_id, "approve", {ActionState.PENDING}, team_id)
+            action = self._open_action(session, action_public_id, "approve", {ActionState.PENDING}, team_id)
             self._authorize_approval(session, action, actor, seen_hash)
             decision = self._decide(session, action, "approve", actor, team_id, note)
             return self._count_towards_quorum(session, action, decision)
@@ -91,7 +91,7 @@ class Decisions:
     def approve_with_edits(
         self,
         session: Session,
-        action_id: str,
+        action_public_id: str,
         actor: str,
         seen_hash: str,
         new_params: dict[str, Any],
@@ -100,7 +100,7 @@ class Decisions:
         note: str | None = None,
     ) -> Outcome:
         with _attempt("edit", actor):
-            action = self._open_action(session, action_id, "edit", {ActionState.PENDING}, team_id)
+            action = self._open_action(session, action_public_id, "edit", {ActionState.PENDING}, team_id)
             self._authorize_approval(session, action, actor, seen_hash)
             try:
                 canonical = self.catalog.validate(action.tool, new_params)
@@ -116,21 +116,21 @@ class Decisions:
             return self._count_towards_quorum(session, action, decision)
 
     def may_edit(
-        self, session: Session, action_id: str, actor: str, seen_hash: str, *, team_id: str | None = None
+        self, session: Session, action_public_id: str, actor: str, seen_hash: str, *, team_id: str | None = None
     ) -> Action:
         """The action `actor` is about to approve with edits, if they may (as `approve_with_edits`
         checks; a `DecisionRefused` otherwise). Asked before the edit form's values are read, so
         a submission nobody may make costs no parsing; it changes nothing."""
         with _attempt("edit", actor):
-            action = self._open_action(session, action_id, "edit", {ActionState.PENDING}, team_id)
+            action = self._open_action(session, action_public_id, "edit", {ActionState.PENDING}, team_id)
             self._authorize_approval(session, action, actor, seen_hash)
             return action
 
     def reject(
-        self, session: Session, action_id: str, actor: str, reason: str, *, team_id: str | None = None
+        self, session: Session, action_public_id: str, actor: str, reason: str, *, team_id: str | None = None
     ) -> Outcome:
         with _attempt("reject", actor):
-            action = self._open_action(session, action_id, "reject", {ActionState.PENDING}, team_id)
+            action = self._open_action(session, action_public_id, "reject", {ActionState.PENDING}, team_id)
             self._authorize(action, actor)
             if not reason.strip():
                 raise ReasonRequired(action.public_id, "rejection")
@@ -138,18 +138,20 @@ class Decisions:
             return self._close(session, action, decision, ActionState.REJECTED)
 
     def veto(
-        self, session: Session, action_id: str, actor: str, reason: str = "", *, team_id: str | None = None
+        self, session: Session, action_public_id: str, actor: str, reason: str = "", *, team_id: str | None = None
     ) -> Outcome:
         with _attempt("veto", actor):
-            action = self._open_action(session, action_id, "veto", {ActionState.SCHEDULED}, team_id)
+            action = self._open_action(session, action_public_id, "veto", {ActionState.SCHEDULED}, team_id)
             self._authorize(action, actor)
             decision = self._decide(session, action, "veto", actor, team_id, reason.strip() or None)
             return self._close(session, action, decision, ActionState.VETOED)
 
-    def acknowledge(self, session: Session, action_id: str, actor: str, *, team_id: str | None = None) -> Outcome:
+    def acknowledge(
+        self, session: Session, action_public_id: str, actor: str, *, team_id: str | None = None
+    ) -> Outcome:
         with _attempt("acknowledge", actor):
             action = self._open_action(
-                session, action_id, "acknowledge", {ActionState.PENDING, ActionState.SCHEDULED}, team_id
+                session, action_public_id, "acknowledge", {ActionState.PENDING, ActionState.SCHEDULED}, team_id
             )
             # Whoever the chain pings may take it, not only the approvers.
             if not is_listed_approver(
@@ -176,20 +178,25 @@ class Decisions:
     # -- steps -------------------------------------------------------------------------
 
     def _open_action(
-        self, session: Session, action_id: str, kind: str, open_states: set[ActionState], team_id: str | None = None
+        self,
+        session: Session,
+        action_public_id: str,
+        kind: str,
+        open_states: set[ActionState],
+        team_id: str | None = None,
     ) -> Action:
         action = session.scalars(
             select(Action)
-            .where(Action.public_id == action_id)
+            .where(Action.public_id == action_public_id)
             .with_for_update()
             .execution_options(populate_existing=True)
         ).first()
         if action is None:
-            raise ActionNotFound(action_id)
+            raise ActionNotFound(action_public_id)
         task = session.get(Task, action.task_id)
         if task is not None and not same_workspace(task.team_id, team_id):
             # Another workspace's action: say no more than that it is not found.
-            raise OtherWorkspace(action_id)
+            raise OtherWorkspace(action_public_id)
         if action.state not in OPEN_FOR_DECISION:
             raise AlreadyDecided(action.public_id, action.state, action.decided_by, action.decided_at)
         if action.state not in open_states:
@@ -354,7 +361,7 @@ def decide(
 
 
 def record_refusal(session: Session, refusal: DecisionRefused, clock: Clock) -> None:
-    action = session.scalars(select(Action).where(Action.public_id == refusal.action_id)).first()
+    action = session.scalars(select(Action).where(Action.public_id == refusal.action_public_id)).first()
     data = {"attempted": refusal.attempted, "code": refusal.code}
     actor = refusal.actor or "unknown"
     metrics.DECISIONS.labels(action.task_type if action else "unknown", "refused").inc()
@@ -365,7 +372,7 @@ def record_refusal(session: Session, refusal: DecisionRefused, clock: Clock) -> 
                 kind="decision.refused",
                 actor=actor,
                 at=clock.now(),
-                action_id=refusal.action_id,
+                action_public_id=refusal.action_public_id,
                 note=str(refusal),
                 data=data,
             ),

@@ -12,25 +12,25 @@ class ApprovalsError(Exception):
 class ActionNotFound(ApprovalsError):
     """No action has that public id."""
 
-    def __init__(self, action_id: str) -> None:
-        self.action_id = action_id
-        super().__init__(f"no action {action_id!r}")
+    def __init__(self, action_public_id: str) -> None:
+        self.action_public_id = action_public_id
+        super().__init__(f"no action {action_public_id!r}")
 
 
 class InvalidTransition(ApprovalsError):
     """The lifecycle has no such move; nothing was changed."""
 
-    def __init__(self, action_id: str, current: str, target: str) -> None:
-        self.action_id, self.current, self.target = action_id, str(current), str(target)
-        super().__init__(f"action {action_id!r} cannot go from {self.current!r} to {self.target!r}")
+    def __init__(self, action_public_id: str, current: str, target: str) -> None:
+        self.action_public_id, self.current, self.target = action_public_id, str(current), str(target)
+        super().__init__(f"action {action_public_id!r} cannot go from {self.current!r} to {self.target!r}")
 
 
 class StaleState(ApprovalsError):
     """The compare-and-set lost: someone else moved the action first; nothing was changed."""
 
-    def __init__(self, action_id: str, expected: str) -> None:
-        self.action_id, self.expected = action_id, expected
-        super().__init__(f"action {action_id!r} is no longer {expected!r}")
+    def __init__(self, action_public_id: str, expected: str) -> None:
+        self.action_public_id, self.expected = action_public_id, expected
+        super().__init__(f"action {action_public_id!r} is no longer {expected!r}")
 
 
 class DecisionRefused(ApprovalsError):
@@ -40,35 +40,35 @@ class DecisionRefused(ApprovalsError):
     attempted: str = "decision"  # set by the service: approve, edit, reject, veto, acknowledge
     actor: str | None = None
 
-    def __init__(self, action_id: str, message: str) -> None:
-        self.action_id = action_id
+    def __init__(self, action_public_id: str, message: str) -> None:
+        self.action_public_id = action_public_id
         super().__init__(message)
 
 
 class NotAnApprover(DecisionRefused):
     code = "not_an_approver"
 
-    def __init__(self, action_id: str, actor: str) -> None:
+    def __init__(self, action_public_id: str, actor: str) -> None:
         self.actor = actor
-        super().__init__(action_id, f"{actor} is not an approver of action {action_id!r}")
+        super().__init__(action_public_id, f"{actor} is not an approver of action {action_public_id!r}")
 
 
 class SelfApproval(DecisionRefused):
     code = "self_approval"
 
-    def __init__(self, action_id: str, actor: str) -> None:
+    def __init__(self, action_public_id: str, actor: str) -> None:
         self.actor = actor
-        super().__init__(action_id, f"{actor} requested action {action_id!r} and cannot approve it")
+        super().__init__(action_public_id, f"{actor} requested action {action_public_id!r} and cannot approve it")
 
 
 class StaleParams(DecisionRefused):
     code = "stale_params"
 
-    def __init__(self, action_id: str, given: str, current: str) -> None:
+    def __init__(self, action_public_id: str, given: str, current: str) -> None:
         self.given, self.current = given, current
         super().__init__(
-            action_id,
-            f"the parameters of action {action_id!r} changed (you saw {given[:12]!r}, "
+            action_public_id,
+            f"the parameters of action {action_public_id!r} changed (you saw {given[:12]!r}, "
             f"they are now {current[:12]!r}): review them again",
         )
 
@@ -76,60 +76,65 @@ class StaleParams(DecisionRefused):
 class AlreadyDecided(DecisionRefused):
     code = "already_decided"
 
-    def __init__(self, action_id: str, state: str, by: str | None, at: datetime | None) -> None:
+    def __init__(self, action_public_id: str, state: str, by: str | None, at: datetime | None) -> None:
         self.state, self.by, self.at = state, by, at
         who = f" by {by}" if by else ""
         when = f" at {at.isoformat(timespec='seconds')}" if at else ""
-        super().__init__(action_id, f"action {action_id!r} is already {state}{who}{when}")
+        super().__init__(action_public_id, f"action {action_public_id!r} is already {state}{who}{when}")
 
 
 class OtherWorkspace(DecisionRefused):
     code = "other_workspace"
 
-    def __init__(self, action_id: str) -> None:
-        super().__init__(action_id, f"no action {action_id!r} in your workspace")
+    def __init__(self, action_public_id: str) -> None:
+        super().__init__(action_public_id, f"no action {action_public_id!r} in your workspace")
 
 
 class NotApplicable(DecisionRefused):
     code = "not_applicable"
 
-    def __init__(self, action_id: str, state: str, kind: str) -> None:
+    def __init__(self, action_public_id: str, state: str, kind: str) -> None:
         self.state, self.kind = state, kind
-        super().__init__(action_id, f"action {action_id!r} is {state}: it cannot take a {kind}")
+        super().__init__(action_public_id, f"action {action_public_id!r} is {state}: it cannot take a {kind}")
 
 
 class AlreadyApprovedByYou(DecisionRefused):
     code = "duplicate_approval"
 
-    def __init__(self, action_id: str, actor: str) -> None:
+    def __init__(self, action_public_id: str, actor: str) -> None:
         self.actor = actor
-        super().__init__(action_id, f"{actor} already approved action {action_id!r}; it needs another approver")
+        super().__init__(
+            action_public_id, f"{actor} already approved action {action_public_id!r}; it needs another approver"
+        )
 
 
 class AlreadyAcknowledged(DecisionRefused):
     code = "already_acknowledged"
 
-    def __init__(self, action_id: str, by: str, at: datetime) -> None:
+    def __init__(self, action_public_id: str, by: str, at: datetime) -> None:
         self.by, self.at = by, at
         super().__init__(
-            action_id, f"action {action_id!r} was already acknowledged by {by} at {at.isoformat(timespec='seconds')}"
+            action_public_id,
+            f"action {action_public_id!r} was already acknowledged by {by} at {at.isoformat(timespec='seconds')}",
         )
 
 
 class ReasonRequired(DecisionRefused):
     code = "reason_required"
 
-    def __init__(self, action_id: str, kind: str) -> None:
-        super().__init__(action_id, f"a {kind} of action {action_id!r} needs a reason")
+    def __init__(self, action_public_id: str, kind: str) -> None:
+        super().__init__(action_public_id, f"a {kind} of action {action_public_id!r} needs a reason")
 
 
 class InvalidEdit(DecisionRefused):
     code = "invalid_edit"
 
-    def __init__(self, action_id: str, problems: dict[str, str]) -> None:
+    def __init__(self, action_public_id: str, problems: dict[str, str]) -> None:
         self.problems = problems
         listed = "; ".join(f"{field}: {problem}" for field, problem in problems.items())
-        super().__init__(action_id, f"the edited parameters of action {action_id!r} are invalid: {listed}")
+        super().__init__(
+            action_public_id, f"the edited parameters of action {action_public_id!r} are invalid: {listed}"
+        )
 
 
 class CredentialMissing(DecisionRefused):
@@ -137,19 +142,20 @@ class CredentialMissing(DecisionRefused):
 
     code = "credential_missing"
 
-    def __init__(self, action_id: str, actor: str, owner: str | None, names: list[str], how: str) -> None:
+    def __init__(self, action_public_id: str, actor: str, owner: str | None, names: list[str], how: str) -> None:
         self.actor, self.owner, self.names = actor, owner, list(names)
         listed = ", ".join(f"`{name}`" for name in names)
         if owner is None:
-            problem = f"action {action_id!r} runs with its requester's own {listed}, but it has no requester"
-            super().__init__(action_id, f"{problem}, so it cannot be approved; reject it instead")
+            problem = f"action {action_public_id!r} runs with its requester's own {listed}, but it has no requester"
+            super().__init__(action_public_id, f"{problem}, so it cannot be approved; reject it instead")
         elif owner == actor:
             super().__init__(
-                action_id, f"action {action_id!r} runs with your own {listed}: connect it first ({how}), then approve"
+                action_public_id,
+                f"action {action_public_id!r} runs with your own {listed}: connect it first ({how}), then approve",
             )
         else:
             super().__init__(
-                action_id,
-                f"action {action_id!r} runs with {owner}'s own {listed}, which they have not connected: "
+                action_public_id,
+                f"action {action_public_id!r} runs with {owner}'s own {listed}, which they have not connected: "
                 f"it cannot be approved until they do ({how})",
             )

@@ -250,6 +250,10 @@ def publish_head(session: Session, now: datetime) -> tuple[int, str] | None:
     return seq, hash_
 
 
+# Column name → attribute name: the public-id columns keep their old names (`task_id`, `action_id`).
+_ATTRIBUTE_OF = {attribute.columns[0].name: attribute.key for attribute in AuditEvent.__mapper__.column_attrs}
+
+
 def _stream(session: Session, *, since: datetime | None = None) -> Iterator[AuditEvent]:
     """Events in seq order, BATCH_SIZE rows per query, as transient (unsessioned) objects."""
     table = AuditEvent.__table__
@@ -262,7 +266,7 @@ def _stream(session: Session, *, since: datetime | None = None) -> Iterator[Audi
             query = query.where(table.c.at >= utc(since))
         rows = session.execute(query).all()
         for row in rows:
-            yield AuditEvent(**row._mapping)
+            yield AuditEvent(**{_ATTRIBUTE_OF[name]: value for name, value in row._mapping.items()})
         if len(rows) < BATCH_SIZE:
             return
         after = rows[-1].seq

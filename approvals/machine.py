@@ -98,13 +98,13 @@ def record(
     action's event names the state it is in unless `to_state` says otherwise."""
     if isinstance(row, Action):
         about: dict[str, Any] = {
-            "task_id": action_task_public_id(session, row),
-            "action_id": row.public_id,
+            "task_public_id": action_task_public_id(session, row),
+            "action_public_id": row.public_id,
             "params_hash": row.params_hash,
         }
         to_state = to_state or row.state
     elif isinstance(row, Task):
-        about = {"task_id": row.public_id}
+        about = {"task_public_id": row.public_id}
     else:
         about = {}
     task_type = row.task_type if not isinstance(row, Timer) else None

@@ -32,33 +32,33 @@ class NotAnAdmin(DecisionRefused):
         super().__init__(subject, f"{actor} is not an admin: only admins change autonomy levels")
 
 
-def _open_proposal(session: Session, proposal_id: str) -> Proposal:
+def _open_proposal(session: Session, proposal_public_id: str) -> Proposal:
     proposal = session.scalars(
         select(Proposal)
-        .where(Proposal.public_id == proposal_id)
+        .where(Proposal.public_id == proposal_public_id)
         .with_for_update()
         .execution_options(populate_existing=True)
     ).first()
     if proposal is None:
-        raise ProposalRefused(proposal_id, f"no proposal {proposal_id!r}")
+        raise ProposalRefused(proposal_public_id, f"no proposal {proposal_public_id!r}")
     if proposal.state != ProposalState.OPEN:
         by = f" by {proposal.decided_by}" if proposal.decided_by else ""
-        raise ProposalRefused(proposal_id, f"proposal {proposal_id!r} is already {proposal.state}{by}")
+        raise ProposalRefused(proposal_public_id, f"proposal {proposal_public_id!r} is already {proposal.state}{by}")
     return proposal
 
 
 def _admins_proposal(
-    session: Session, proposal_id: str, actor: str, admins: Sequence[str], directory: Directory
+    session: Session, proposal_public_id: str, actor: str, admins: Sequence[str], directory: Directory
 ) -> Proposal:
     """The open proposal `actor` may decide: only admins decide proposals."""
     if not is_listed_approver(actor, list(admins), directory):
-        raise NotAnAdmin(proposal_id, actor)
-    return _open_proposal(session, proposal_id)
+        raise NotAnAdmin(proposal_public_id, actor)
+    return _open_proposal(session, proposal_public_id)
 
 
 def promote(
     session: Session,
-    proposal_id: str,
+    proposal_public_id: str,
     actor: str,
     *,
     task_type: TaskTypeConfig,
@@ -67,9 +67,9 @@ def promote(
     now: datetime,
 ) -> Proposal:
     """Sign a proposal; with enough distinct admins' signatures the level goes up one step."""
-    proposal = _admins_proposal(session, proposal_id, actor, admins, directory)
+    proposal = _admins_proposal(session, proposal_public_id, actor, admins, directory)
     if actor in proposal.signatures:
-        raise ProposalRefused(proposal_id, f"{actor} already signed; it needs {proposal.needed} distinct admins")
+        raise ProposalRefused(proposal_public_id, f"{actor} already signed; it needs {proposal.needed} distinct admins")
     proposal.signatures = [*proposal.signatures, actor]
     signed = [ProposalChanged(proposal.public_id)]  # its card shows the signatures, or the outcome
     short = len(proposal.signatures) < proposal.needed
@@ -88,7 +88,7 @@ def promote(
         return proposal
     state = autonomy.state_for(session, proposal.task_type, task_type, now)
     if state.level != proposal.from_level:
-        raise ProposalRefused(proposal_id, f"the level changed to {state.level} since this was proposed")
+        raise ProposalRefused(proposal_public_id, f"the level changed to {state.level} since this was proposed")
     # Not audited on its own: the level change's `autonomy.changed` event names the proposal.
     decided = {"decided_by": actor, "decided_at": now}
     machine.move(session, proposal, ProposalState.PROMOTED, actor=actor, now=now, audited=False, values=decided)
@@ -110,7 +110,7 @@ def promote(
 
 def dismiss(
     session: Session,
-    proposal_id: str,
+    proposal_public_id: str,
     actor: str,
     *,
     task_type: TaskTypeConfig,
@@ -118,7 +118,7 @@ def dismiss(
     directory: Directory,
     now: datetime,
 ) -> Proposal:
-    proposal = _admins_proposal(session, proposal_id, actor, admins, directory)
+    proposal = _admins_proposal(session, proposal_public_id, actor, admins, directory)
     decided = {"decided_by": actor, "decided_at": now}
     machine.move(session, proposal, ProposalState.DISMISSED, actor=actor, now=now, audited=False, values=decided)
     state = autonomy.state_for(session, proposal.task_type, task_type, now)
@@ -140,7 +140,7 @@ def dismiss(
 
 def _witnessed_run(
     session: Session,
-    action_id: str,
+    action_public_id: str,
     actor: str,
     *,
     task_type: TaskTypeConfig,
@@ -151,30 +151,37 @@ def _witnessed_run(
     """The run `actor` may vouch for or report: a succeeded action, recent enough, seen by an
     approver, an admin or its requester."""
     action = session.scalars(
-        select(Action).where(Action.public_id == action_id).with_for_update().execution_options(populate_existing=True)
+        select(Action)
+        .where(Action.public_id == action_public_id)
+        .with_for_update()
+        .execution_options(populate_existing=True)
     ).first()
     if action is None:
-        raise ActionNotFound(action_id)
+        raise ActionNotFound(action_public_id)
     people = [*action.approvers, *admins, *([action.requester] if action.requester else [])]
     if not is_listed_approver(actor, people, directory):
         raise ProposalRefused(
-            action_id, f"{actor} may not review action {action_id!r}: approvers, admins and the requester may"
+            action_public_id,
+            f"{actor} may not review action {action_public_id!r}: approvers, admins and the requester may",
         )
     if action.state != ActionState.SUCCEEDED:
-        raise ProposalRefused(action_id, f"action {action_id!r} is {action.state}: only a run can be reviewed")
+        raise ProposalRefused(
+            action_public_id, f"action {action_public_id!r} is {action.state}: only a run can be reviewed"
+        )
     if action.outcome == INCIDENT:
-        raise ProposalRefused(action_id, f"action {action_id!r} was already reported as wrong")
+        raise ProposalRefused(action_public_id, f"action {action_public_id!r} was already reported as wrong")
     ran_at = action.outcome_at or action.updated_at
     if now - ran_at > task_type.graduation.incident_window:
         raise ProposalRefused(
-            action_id, f"action {action_id!r} ran at {ran_at.isoformat(timespec='minutes')}, too long ago to review"
+            action_public_id,
+            f"action {action_public_id!r} ran at {ran_at.isoformat(timespec='minutes')}, too long ago to review",
         )
     return action
 
 
 def report_incident(
     session: Session,
-    action_id: str,
+    action_public_id: str,
     actor: str,
     *,
     task_type: TaskTypeConfig,
@@ -184,7 +191,9 @@ def report_incident(
     note: str | None = None,
 ) -> Action:
     """ "This was wrong": the run becomes an incident; its task type drops to hitl, frozen."""
-    action = _witnessed_run(session, action_id, actor, task_type=task_type, admins=admins, directory=directory, now=now)
+    action = _witnessed_run(
+        session, action_public_id, actor, task_type=task_type, admins=admins, directory=directory, now=now
+    )
     session.add(
         Decision(action_id=action.id, kind="incident", actor=actor, params_hash=action.params_hash, note=note, at=now)
     )
@@ -198,7 +207,7 @@ def report_incident(
 
 def looks_right(
     session: Session,
-    action_id: str,
+    action_public_id: str,
     actor: str,
     *,
     task_type: TaskTypeConfig,
@@ -207,14 +216,16 @@ def looks_right(
     now: datetime,
 ) -> Action:
     """A spot check came back fine: on the record, once per person."""
-    action = _witnessed_run(session, action_id, actor, task_type=task_type, admins=admins, directory=directory, now=now)
+    action = _witnessed_run(
+        session, action_public_id, actor, task_type=task_type, admins=admins, directory=directory, now=now
+    )
     already = session.scalars(
         select(Decision.id).where(
             Decision.action_id == action.id, Decision.actor == actor, Decision.kind == "review_ok"
         )
     ).first()
     if already is not None:
-        raise ProposalRefused(action_id, f"{actor} already said action {action_id!r} looks right")
+        raise ProposalRefused(action_public_id, f"{actor} already said action {action_public_id!r} looks right")
     session.add(Decision(action_id=action.id, kind="review_ok", actor=actor, params_hash=action.params_hash, at=now))
     machine.record(session, action, "action.reviewed", actor=actor, now=now, note="looks right")
     return action

@@ -14,20 +14,22 @@ from approvals.workspaces import visible_tasks
 from core.models import Action, Proposal, Task
 
 
-def editable(session: Session, action_id: str, team: str | None) -> tuple[str, dict[str, Any]]:
+def editable(session: Session, action_public_id: str, team: str | None) -> tuple[str, dict[str, Any]]:
     """The tool and drafted params an edit form starts from; `ActionNotFound` when no action
     with that public id is visible to `team` (so not even its params are shown)."""
     action = session.scalars(
-        select(Action).join(Task, Task.id == Action.task_id).where(Action.public_id == action_id, visible_tasks(team))
+        select(Action)
+        .join(Task, Task.id == Action.task_id)
+        .where(Action.public_id == action_public_id, visible_tasks(team))
     ).first()
     if action is None:
-        raise ActionNotFound(action_id)
+        raise ActionNotFound(action_public_id)
     return action.tool, dict(action.params)
 
 
-def tool_of(session: Session, action_id: str) -> str | None:
+def tool_of(session: Session, action_public_id: str) -> str | None:
     """The tool an action calls, or None when there is no such action."""
-    return session.scalar(select(Action.tool).where(Action.public_id == action_id))
+    return session.scalar(select(Action.tool).where(Action.public_id == action_public_id))
 
 
 def task_type_of(session: Session, subject: type[Proposal] | type[Action], public_id: str) -> str | None:

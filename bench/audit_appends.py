@@ -79,7 +79,7 @@ def run(url: str, backend: str, writers: int, events: int) -> Result:
                             kind="action.approved",
                             actor="U0BENCH",
                             at=datetime.now(UTC),
-                            action_id=f"act_{writer:02d}{number:06d}",
+                            action_public_id=f"act_{writer:02d}{number:06d}",
                             task_type="refund",
                             params_hash=params_hash(params),
                             from_state="pending",

@@ -287,7 +287,8 @@ def check(url: str, decided: list[str], updates: int) -> str:
                 session.execute(
                     select(AuditEvent.kind, func.count())
                     .where(
-                        AuditEvent.action_id.in_(decided), AuditEvent.kind.in_(("decision.approve", "action.approved"))
+                        AuditEvent.action_public_id.in_(decided),
+                        AuditEvent.kind.in_(("decision.approve", "action.approved")),
                     )
                     .group_by(AuditEvent.kind)
                 ).all()

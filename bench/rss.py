@@ -250,8 +250,8 @@ def check(db_url: str, commands: int) -> str:
             actions = Counter(session.scalars(select(Action.state)))
             ran = Counter(
                 session.scalars(
-                    select(AuditEvent.action_id).where(
-                        AuditEvent.kind == "action.succeeded", AuditEvent.action_id.is_not(None)
+                    select(AuditEvent.action_public_id).where(
+                        AuditEvent.kind == "action.succeeded", AuditEvent.action_public_id.is_not(None)
                     )
                 )
             )

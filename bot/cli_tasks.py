@@ -53,13 +53,13 @@ def task_submit(task_type: str, text: str, requester: str | None) -> None:
 
 
 @click.command("trace")
-@click.argument("task_id")
-def trace(task_id: str) -> None:
+@click.argument("task_public_id", metavar="TASK_ID")
+def trace(task_public_id: str) -> None:
     """Print TASK_ID's timeline: model calls, drafts, decisions, executions, and its cost."""
     engine, sessions = open_database(Settings())
     try:
         with sessions() as session:
-            found = get_task(session, task_id)
+            found = get_task(session, task_public_id)
             # Request text, replies, notes and tool output are untrusted: one entry, one line.
             click.echo(
                 printable(

@@ -65,28 +65,30 @@ Deliver = Callable[[Poster, Delivery, Any], Result | None]
 # -- action cards ------------------------------------------------------------------------------
 
 
-def _card(out: Poster, d: Delivery, action_id: str) -> tuple[CardView, tuple[str, str], Result]:
+def _card(out: Poster, d: Delivery, action_public_id: str) -> tuple[CardView, tuple[str, str], Result]:
     """Post the action's card, or update it in place: (its view, where it is, the result)."""
     services = out.services
     with services.sessions() as session:
-        action = session.scalars(select(Action).where(Action.public_id == action_id)).one()
+        action = session.scalars(select(Action).where(Action.public_id == action_public_id)).one()
         card = card_view(session, services.config, services.registry, action)
-        posted = session.get(SlackMessage, f"card:{action_id}")
+        posted = session.get(SlackMessage, f"card:{action_public_id}")
         where = (posted.channel, posted.ts) if posted else None
     blocks, text = approval_card(card), card_text(card)
     if where is None:
-        result = out.post(d, services.config.channel_for(card.task_type), text, blocks, None, key=f"card:{action_id}")
+        result = out.post(
+            d, services.config.channel_for(card.task_type), text, blocks, None, key=f"card:{action_public_id}"
+        )
         return card, (result["channel"], result["ts"]), result
     out.update(d, where[0], where[1], text, blocks)
     return card, where, {"channel": where[0], "ts": where[1], "updated": True}
 
 
 def card(out: Poster, d: Delivery, message: CardPosted | CardUpdated | ActionDecided) -> Result:
-    return _card(out, d, message.action_id)[2]
+    return _card(out, d, message.action_public_id)[2]
 
 
 def acknowledged(out: Poster, d: Delivery, message: ActionAcknowledged) -> Result:
-    view, (channel, ts), result = _card(out, d, message.action_id)
+    view, (channel, ts), result = _card(out, d, message.action_public_id)
     if view.acknowledged_by:
         out.post(d, channel, f"<@{view.acknowledged_by}> is on it.", None, ts)
     return result
@@ -94,19 +96,19 @@ def acknowledged(out: Poster, d: Delivery, message: ActionAcknowledged) -> Resul
 
 def ended(out: Poster, d: Delivery, message: ActionEnded) -> Result:
     """The card, its result in the thread, and a DM to whoever's credential failed it."""
-    view, (channel, ts), result = _card(out, d, message.action_id)
+    view, (channel, ts), result = _card(out, d, message.action_public_id)
     reply_text, reply_blocks = result_reply(view)
     out.post(d, channel, reply_text, reply_blocks, ts)
     if message.tell:  # their own credential failed: they are the one who can fix it
         notice = credential_notice(view)
-        links = _links(out, message.tell, message.action_id, view.task_type, view.tool)
+        links = _links(out, message.tell, message.action_public_id, view.task_type, view.tool)
         buttons = connect_blocks(notice, links, lasts=DM_LINK_TTL) if links else None
         out.post(d, out.dm(d, message.tell), notice, buttons, None)
     return result
 
 
 def expired(out: Poster, d: Delivery, message: ActionExpired) -> Result:
-    view, (channel, ts), result = _card(out, d, message.action_id)
+    view, (channel, ts), result = _card(out, d, message.action_public_id)
     out.post(d, channel, "Expired: nobody decided in time, so it did not run.", None, ts)
     if view.requester:
         out.post(d, out.dm(d, view.requester), expired_notice(view), None, None)
@@ -118,7 +120,7 @@ def connect(out: Poster, d: Delivery, message: ConnectRequested) -> Result:
     they have not connected what it runs with; one per action (the row's)."""
     services, user = out.services, message.user
     with services.sessions() as session:
-        action = session.scalars(select(Action).where(Action.public_id == message.action_id)).one()
+        action = session.scalars(select(Action).where(Action.public_id == message.action_public_id)).one()
         view = card_view(session, services.config, services.registry, action)
         names = services.delegation.unconnected(
             session, user, services.delegation.names(action.task_type, action.tool), action.tool
@@ -127,7 +129,7 @@ def connect(out: Poster, d: Delivery, message: ConnectRequested) -> Result:
         return {"skipped": f"decided before the link went out ({action.state})"}
     if not names:
         return {"skipped": "already connected"}
-    links = _links(out, user, message.action_id, action.task_type, action.tool, names)
+    links = _links(out, user, message.action_public_id, action.task_type, action.tool, names)
     if not links:
         return {"skipped": "connected with the CLI only (no provider with authorize_url)"}
     text, blocks = requester_connect(view, links, lasts=DM_LINK_TTL)
@@ -136,7 +138,7 @@ def connect(out: Poster, d: Delivery, message: ConnectRequested) -> Result:
 
 
 def _links(
-    out: Poster, user: str, action_id: str, task_type: str, tool: str, names: list[str] | None = None
+    out: Poster, user: str, action_public_id: str, task_type: str, tool: str, names: list[str] | None = None
 ) -> list[ConnectLinkView]:
     """Fresh personal connect links for `user` (for `names`, else every secret the action's tool
     takes from a person), when a provider's sign-in connects them all; [] when only the CLI does."""
@@ -146,8 +148,8 @@ def _links(
     if services.connect is None or not delegation.web(wanted):
         return []
     with services.sessions() as session:
-        team = outbox.action_workspace(session, action_id)
-    issued = services.connect.links(user, team, wanted, tool, action_id=action_id, ttl=DM_LINK_TTL)
+        team = outbox.action_workspace(session, action_public_id)
+    issued = services.connect.links(user, team, wanted, tool, action_public_id=action_public_id, ttl=DM_LINK_TTL)
     return [ConnectLinkView(name=link.name, provider=link.provider, url=link.url) for link in issued]
 
 
@@ -155,7 +157,7 @@ def remind(out: Poster, d: Delivery, message: Reminded) -> Result:
     """A DM to each target (with Acknowledge), then a note in the card's thread."""
     services = out.services
     with services.sessions() as session:
-        action = session.scalars(select(Action).where(Action.public_id == message.action_id)).one()
+        action = session.scalars(select(Action).where(Action.public_id == message.action_public_id)).one()
         if action.state not in OPEN_FOR_DECISION:
             return {"skipped": f"decided before the reminder went out ({action.state})"}
         view = card_view(session, services.config, services.registry, action)
@@ -173,9 +175,9 @@ def review(out: Poster, d: Delivery, message: ReviewRequested) -> Result:
     """A spot check of a run nobody approved, in the thread of its card (or its channel)."""
     services = out.services
     with services.sessions() as session:
-        action = session.scalars(select(Action).where(Action.public_id == message.action_id)).one()
+        action = session.scalars(select(Action).where(Action.public_id == message.action_public_id)).one()
         view = card_view(session, services.config, services.registry, action)
-        posted = session.get(SlackMessage, f"card:{message.action_id}")
+        posted = session.get(SlackMessage, f"card:{message.action_public_id}")
         where = (posted.channel, posted.ts) if posted else (services.config.channel_for(action.task_type), None)
     text, blocks = review_card(view)
     return out.post(d, where[0], text, blocks, where[1])
@@ -184,10 +186,10 @@ def review(out: Poster, d: Delivery, message: ReviewRequested) -> Result:
 # -- tasks -------------------------------------------------------------------------------------
 
 
-def _task_home(out: Poster, session: Session, task_id: str) -> tuple[Task, str, str | None]:
+def _task_home(out: Poster, session: Session, task_public_id: str) -> tuple[Task, str, str | None]:
     """The task, and where it reports: the thread it was asked in, else its type's channel."""
     config = out.services.config
-    task = session.scalars(select(Task).where(Task.public_id == task_id)).one()
+    task = session.scalars(select(Task).where(Task.public_id == task_public_id)).one()
     if task.channel and task.thread_ts:
         return task, task.channel, task.thread_ts
     if task.task_type in config.task_types:
@@ -200,8 +202,8 @@ def _task_home(out: Poster, session: Session, task_id: str) -> tuple[Task, str, 
 
 def task_started(out: Poster, d: Delivery, message: TaskStarted) -> Result:
     with out.services.sessions() as session:
-        _, channel, thread_ts = _task_home(out, session, message.task_id)
-    return out.post(d, channel, f"Working on it: `{message.task_id}`.", None, thread_ts)
+        _, channel, thread_ts = _task_home(out, session, message.task_public_id)
+    return out.post(d, channel, f"Working on it: `{message.task_public_id}`.", None, thread_ts)
 
 
 def task_event(out: Poster, d: Delivery, message: TaskEvent) -> Result:
@@ -210,7 +212,7 @@ def task_event(out: Poster, d: Delivery, message: TaskEvent) -> Result:
     kind = getattr(message, "kind", None)
     candidates = tuple(message.candidates) if isinstance(message, TypeChoiceAsked) else ()
     with out.services.sessions() as session:
-        task, channel, thread_ts = _task_home(out, session, message.task_id)
+        task, channel, thread_ts = _task_home(out, session, message.task_public_id)
         view = task_view(task, kind=kind, candidates=candidates)
     view = replace(view, state=message.STATE, reason=getattr(message, "reason", view.reason))
     text, blocks = task_message(view)
@@ -219,7 +221,7 @@ def task_event(out: Poster, d: Delivery, message: TaskEvent) -> Result:
 
 def task_finished(out: Poster, d: Delivery, message: TaskFinished) -> Result:
     with out.services.sessions() as session:
-        task, channel, thread_ts = _task_home(out, session, message.task_id)
+        task, channel, thread_ts = _task_home(out, session, message.task_public_id)
         view = task_view(task)
     text, blocks = task_message(view)
     return out.post(d, channel, text, blocks, thread_ts)
@@ -227,7 +229,7 @@ def task_finished(out: Poster, d: Delivery, message: TaskFinished) -> Result:
 
 def stall(out: Poster, d: Delivery, message: StallEscalated) -> Result:
     with out.services.sessions() as session:
-        task, channel, thread_ts = _task_home(out, session, message.task_id)
+        task, channel, thread_ts = _task_home(out, session, message.task_public_id)
         view = task_view(task)
     text, blocks = stall_alert(view, message.what, message.targets)
     return out.post(d, channel, text, blocks, thread_ts)
@@ -238,14 +240,14 @@ def stall(out: Poster, d: Delivery, message: StallEscalated) -> Result:
 
 def proposal(out: Poster, d: Delivery, message: ProposalMessage) -> Result:
     """Post the proposal to the admins, or update it in place once signed or decided."""
-    services, proposal_id = out.services, message.proposal_id
+    services, proposal_public_id = out.services, message.proposal_public_id
     with services.sessions() as session:
-        row = session.scalars(select(Proposal).where(Proposal.public_id == proposal_id)).one()
+        row = session.scalars(select(Proposal).where(Proposal.public_id == proposal_public_id)).one()
         text, blocks = proposal_card(proposal_view(session, row))
-        posted = session.get(SlackMessage, f"proposal:{proposal_id}")
+        posted = session.get(SlackMessage, f"proposal:{proposal_public_id}")
         where = (posted.channel, posted.ts) if posted else None
     if where is None:
-        return out.post(d, _admin_channel(out, "proposals"), text, blocks, None, key=f"proposal:{proposal_id}")
+        return out.post(d, _admin_channel(out, "proposals"), text, blocks, None, key=f"proposal:{proposal_public_id}")
     out.update(d, where[0], where[1], text, blocks)
     return {"channel": where[0], "ts": where[1], "updated": True}
 

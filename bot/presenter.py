@@ -50,8 +50,8 @@ def card_view(session: Session, config: Config, catalog: ToolCatalog, action: Ac
         else None
     )
     return CardView(
-        action_id=action.public_id,
-        task_id=task.public_id if task else "",
+        action_public_id=action.public_id,
+        task_public_id=task.public_id if task else "",
         task_type=action.task_type,
         tool=action.tool,
         risk=action.risk,
@@ -90,7 +90,7 @@ def proposal_view(session: Session, proposal: Proposal) -> ProposalView:
         .limit(10)
     ).all()
     return ProposalView(
-        proposal_id=proposal.public_id,
+        proposal_public_id=proposal.public_id,
         task_type=proposal.task_type,
         from_level=proposal.from_level,
         to_level=proposal.to_level,
@@ -105,7 +105,7 @@ def proposal_view(session: Session, proposal: Proposal) -> ProposalView:
 
 def task_view(task: Task, *, kind: str | None = None, candidates: tuple[str, ...] = ()) -> TaskView:
     return TaskView(
-        task_id=task.public_id,
+        task_public_id=task.public_id,
         task_type=task.task_type,
         state=task.state,
         requester=task.requester,

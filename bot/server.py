@@ -160,10 +160,10 @@ class Server:
                     now=self.services.clock.now(),
                     requester=body.get("requester"),
                 )
-                task_id = task.public_id
+                task_public_id = task.public_id
         except TaskError as exc:
             return answer_json(start_response, 422, {"error": str(exc)})
-        return answer_json(start_response, 201, {"task_id": task_id})
+        return answer_json(start_response, 201, {"task_id": task_public_id})
 
 
 def _task_problems(body: Any) -> dict[str, str]:

@@ -174,7 +174,7 @@ class Harness:
         """The latest refusals in the ledger: (actor, action, data, note)."""
         with make_sessionmaker(self.engine)() as session:
             rows = session.execute(
-                select(AuditEvent.actor, AuditEvent.action_id, AuditEvent.data, AuditEvent.note)
+                select(AuditEvent.actor, AuditEvent.action_public_id, AuditEvent.data, AuditEvent.note)
                 .where(AuditEvent.kind == "decision.refused")
                 .order_by(AuditEvent.seq.desc())
                 .limit(count)

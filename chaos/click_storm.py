@@ -264,9 +264,9 @@ def verify(url: str, slack: SlackEmulator, done: list[Round]) -> tuple[dict[str,
             refusals = Counter(
                 dict(
                     session.execute(
-                        select(AuditEvent.action_id, func.count())
-                        .where(AuditEvent.kind == "decision.refused", AuditEvent.action_id.in_(ids))
-                        .group_by(AuditEvent.action_id)
+                        select(AuditEvent.action_public_id, func.count())
+                        .where(AuditEvent.kind == "decision.refused", AuditEvent.action_public_id.in_(ids))
+                        .group_by(AuditEvent.action_public_id)
                     ).all()
                 )
             )

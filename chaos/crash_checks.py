@@ -68,8 +68,10 @@ def check(reader: Engine, env: dict[str, str], workdir: Path, now: datetime) -> 
         actions = conn.execute(select(Action)).all()
         tasks = conn.execute(select(Task.public_id, Task.id, Task.state)).all()
         events = conn.execute(
-            select(AuditEvent.seq, AuditEvent.action_id, AuditEvent.kind, AuditEvent.from_state, AuditEvent.to_state)
-            .where(AuditEvent.action_id.is_not(None))
+            select(
+                AuditEvent.seq, AuditEvent.action_public_id, AuditEvent.kind, AuditEvent.from_state, AuditEvent.to_state
+            )
+            .where(AuditEvent.action_public_id.is_not(None))
             .order_by(AuditEvent.seq)
         ).all()
         report.audit_events = int(conn.execute(text("SELECT COUNT(*) FROM audit_events")).scalar_one())
@@ -80,7 +82,7 @@ def check(reader: Engine, env: dict[str, str], workdir: Path, now: datetime) -> 
         undelivered = conn.execute(select(OutboxMessage.id).where(OutboxMessage.delivered_at.is_(None))).all()
     by_action: dict[str, list[Any]] = {}
     for event in events:
-        by_action.setdefault(event.action_id, []).append(event)
+        by_action.setdefault(event.action_public_id, []).append(event)
     calls_by_ref: dict[str, list[Any]] = {}
     for call in calls:
         calls_by_ref.setdefault(call.ref, []).append(call)

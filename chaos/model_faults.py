@@ -197,7 +197,7 @@ def dump(path: Path, url: str, slack: SlackEmulator, task_ids: list[str]) -> Non
     try:
         with make_sessionmaker(engine)() as session:
             audit = session.execute(
-                select(AuditEvent.task_id, AuditEvent.kind, AuditEvent.at).order_by(AuditEvent.seq)
+                select(AuditEvent.task_public_id, AuditEvent.kind, AuditEvent.at).order_by(AuditEvent.seq)
             ).all()
             rows = session.execute(
                 select(OutboxMessage.ordering_key, OutboxMessage.kind, OutboxMessage.created_at).order_by(
@@ -245,7 +245,7 @@ def report(
                 )
             )
             events = session.execute(
-                select(AuditEvent.task_id, AuditEvent.kind, AuditEvent.at)
+                select(AuditEvent.task_public_id, AuditEvent.kind, AuditEvent.at)
                 .where(AuditEvent.kind.in_(["task.stalled", "task.model_available", "task.running", "task.succeeded"]))
                 .order_by(AuditEvent.seq)
             ).all()

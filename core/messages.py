@@ -59,9 +59,17 @@ class Message:
         try:
             message: Self = _adapter(cls).validate_python(values)
         except ValidationError as exc:
-            problems = "; ".join(f"{'.'.join(map(str, e['loc'])) or 'payload'}: {e['msg']}" for e in exc.errors())
+            problems = "; ".join(f"{cls._where(e['loc']) or 'payload'}: {e['msg']}" for e in exc.errors())
             raise MalformedMessage(cls.KIND, problems) from None
         return message
+
+    @classmethod
+    def _where(cls, loc: tuple[int | str, ...]) -> str:
+        """The error's place named by the payload's key (`action_id`), not the field's name."""
+        parts = [str(part) for part in loc]
+        if parts:
+            parts[0] = cls.KEYS.get(parts[0], parts[0])
+        return ".".join(parts)
 
 
 _ADAPTERS: dict[type[Message], TypeAdapter[Any]] = {}
@@ -79,11 +87,12 @@ def _adapter(cls: type[Message]) -> TypeAdapter[Any]:
 
 @dataclass(frozen=True)
 class ActionMessage(Message):
-    action_id: str  # the action's public id
+    KEYS = {"action_public_id": "action_id"}  # the payload key rows were written with
+    action_public_id: str
 
     @property
     def ordering_key(self) -> str:
-        return self.action_id
+        return self.action_public_id
 
 
 @dataclass(frozen=True)
@@ -178,11 +187,12 @@ class Reminded(ActionMessage):
 
 @dataclass(frozen=True)
 class TaskMessage(Message):
-    task_id: str  # the task's public id
+    KEYS = {"task_public_id": "task_id"}  # the payload key rows were written with
+    task_public_id: str
 
     @property
     def ordering_key(self) -> str:
-        return self.task_id
+        return self.task_public_id
 
 
 @dataclass(frozen=True)
@@ -252,11 +262,12 @@ class StallEscalated(TaskMessage):
 
 @dataclass(frozen=True)
 class ProposalMessage(Message):
-    proposal_id: str  # the proposal's public id
+    KEYS = {"proposal_public_id": "proposal_id"}  # the payload key rows were written with
+    proposal_public_id: str
 
     @property
     def ordering_key(self) -> str:
-        return self.proposal_id
+        return self.proposal_public_id
 
 
 @dataclass(frozen=True)
@@ -298,6 +309,7 @@ class BudgetAlert(Message):
     """A task type's model calls since midnight UTC passed a share of a daily limit."""
 
     KIND = "ops.alert"
+    KEYS = {"top_task_public_id": "top_task_id"}
     RETIRED = frozenset({"message"})  # the text, which rows held before bot rendered it
     kind: BudgetKind
     state: Literal["firing"]
@@ -307,7 +319,7 @@ class BudgetAlert(Message):
     limit: float
     share: float  # used / limit
     alert_share: float  # the configured share that fires
-    top_task_id: str | None = None  # the task that used the most today
+    top_task_public_id: str | None = None  # the task that used the most today
     top_task_used: float | None = None
 
     @property
@@ -320,6 +332,7 @@ class BacklogAlert(Message):
     """Too many actions wait for approval, or outbox rows for delivery (or no longer do)."""
 
     KIND = "ops.alert"
+    KEYS = {"oldest_action_public_id": "oldest_action_id"}
     RETIRED = frozenset({"message"})
     kind: BacklogKind
     state: AlertState
@@ -327,7 +340,7 @@ class BacklogAlert(Message):
     threshold: int
     oldest_at: str | None  # ISO time of the oldest waiting one
     by_task_type: dict[str, int] | None = None  # pending approvals only
-    oldest_action_id: str | None = None
+    oldest_action_public_id: str | None = None
     last_error: str | None = None  # outbox backlog only
 
     @property

@@ -170,8 +170,9 @@ class AuditEvent(Base):
     at: Mapped[datetime] = mapped_column(index=True)
     kind: Mapped[str] = mapped_column(String(48))
     actor: Mapped[str] = mapped_column(String(32))
-    task_id: Mapped[str | None] = mapped_column(String(32))
-    action_id: Mapped[str | None] = mapped_column(String(32), index=True)
+    # Public ids (`tsk_…`, `act_…`), not keys: the columns keep their old names.
+    task_public_id: Mapped[str | None] = mapped_column("task_id", String(32))
+    action_public_id: Mapped[str | None] = mapped_column("action_id", String(32), index=True)
     task_type: Mapped[str | None] = mapped_column(String(64))
     params_hash: Mapped[str | None] = mapped_column(String(64))
     from_state: Mapped[str | None] = mapped_column(String(16))
@@ -431,7 +432,8 @@ class ConnectState(Base):
     provider: Mapped[str] = mapped_column(String(64))  # a key of the config's oauth_providers
     secret_name: Mapped[str] = mapped_column(String(128))
     tool: Mapped[str] = mapped_column(String(128))  # whose client secret scope the exchange reads
-    action_id: Mapped[str | None] = mapped_column(String(40))  # the action that asked for it
+    # the public id of the action that asked for it (the column keeps its old name)
+    action_public_id: Mapped[str | None] = mapped_column("action_id", String(40))
     created_at: Mapped[datetime]
     expires_at: Mapped[datetime] = mapped_column(index=True)
     used_at: Mapped[datetime | None]

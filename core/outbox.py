@@ -31,13 +31,13 @@ def workspace_of(session: Session, message: Message) -> str | None:
     """The Slack workspace (team id) a message is for: that of its action's or task's task.
     None for messages of no task (promotion proposals, autonomy changes, alerts, audit heads)."""
     if isinstance(message, ActionMessage):
-        return action_workspace(session, message.action_id)
+        return action_workspace(session, message.action_public_id)
     if isinstance(message, TaskMessage):
-        return session.scalar(select(Task.team_id).where(Task.public_id == message.task_id))
+        return session.scalar(select(Task.team_id).where(Task.public_id == message.task_public_id))
     return None
 
 
-def action_workspace(session: Session, action_id: str) -> str | None:
-    """The team id of the task of the action whose public id is `action_id`."""
-    query = select(Task.team_id).join(Action, Action.task_id == Task.id).where(Action.public_id == action_id)
+def action_workspace(session: Session, action_public_id: str) -> str | None:
+    """The team id of the task of the action whose public id is `action_public_id`."""
+    query = select(Task.team_id).join(Action, Action.task_id == Task.id).where(Action.public_id == action_public_id)
     return session.scalar(query)

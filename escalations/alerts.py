@@ -150,7 +150,7 @@ class Backlog:
     count: int
     oldest_at: datetime | None = None
     by_task_type: dict[str, int] | None = None
-    oldest_action_id: str | None = None
+    oldest_action_public_id: str | None = None
     last_error: str | None = None
 
 
@@ -166,7 +166,7 @@ def _pending(session: Session) -> Backlog:
     ).first()
     if oldest is None:
         return Backlog(sum(by_type.values()), None, by_type)
-    return Backlog(sum(by_type.values()), oldest[1], by_type, oldest_action_id=oldest[0])
+    return Backlog(sum(by_type.values()), oldest[1], by_type, oldest_action_public_id=oldest[0])
 
 
 def _undelivered(session: Session) -> Backlog:
@@ -214,6 +214,6 @@ def _backlog_alert(kind: BacklogKind, state: AlertState, backlog: Backlog, thres
         threshold,
         oldest_at,
         backlog.by_task_type,
-        backlog.oldest_action_id,
+        backlog.oldest_action_public_id,
         backlog.last_error,
     )

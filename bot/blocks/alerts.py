@@ -20,9 +20,11 @@ def budget_alert(alert: BudgetAlert) -> str:
         f"Budget: task type `{alert.task_type}` has {what.format(amount(alert.used), amount(alert.limit))} today "
         f"({alert.used / alert.limit:.0%}; the alert is at {alert.alert_share:.0%})."
     )
-    if alert.top_task_id is not None:
+    if alert.top_task_public_id is not None:
         top = amount(alert.top_task_used or 0.0)
-        text += f" Biggest user: {alert.top_task_id} ({top}), see `countersign trace {alert.top_task_id}`."
+        text += (
+            f" Biggest user: {alert.top_task_public_id} ({top}), see `countersign trace {alert.top_task_public_id}`."
+        )
     return text
 
 
@@ -52,8 +54,8 @@ def _notes(alert: BacklogAlert) -> list[str]:
     if alert.kind == "pending_approvals":
         ranked = sorted((alert.by_task_type or {}).items(), key=lambda item: (-item[1], item[0]))
         notes = [", ".join(f"{name} {number}" for name, number in ranked[:3]) + (", …" if len(ranked) > 3 else "")]
-        if alert.oldest_action_id is not None and when:
-            notes.append(f"the oldest ({alert.oldest_action_id}) drafted {when}")
+        if alert.oldest_action_public_id is not None and when:
+            notes.append(f"the oldest ({alert.oldest_action_public_id}) drafted {when}")
         return notes
     return [f"the oldest queued {when}" if when else "", f"last error: {alert.last_error}" if alert.last_error else ""]
 

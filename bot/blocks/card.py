@@ -62,7 +62,7 @@ def card_text(card: CardView) -> str:
 
 def card_buttons(card: CardView) -> list[Block]:
     """The buttons of an open card (the same on the card and in App Home); none once it is closed."""
-    value = card.action_id
+    value = card.action_public_id
     if card.state == "pending":
         buttons = [
             button("Approve", action_ids.APPROVE, value, style="primary"),
@@ -92,8 +92,8 @@ def approval_card(card: CardView) -> list[Block]:
         section("params", "*Parameters*\n" + code_block(card.params, PARAMS_LIMIT), verbatim=True),
         context(
             "meta",
-            f"params `{escape(card.params_hash[:SHORT_HASH])}` · action `{escape(card.action_id)}`"
-            f" · task `{escape(card.task_id)}`",
+            f"params `{escape(card.params_hash[:SHORT_HASH])}` · action `{escape(card.action_public_id)}`"
+            f" · task `{escape(card.task_public_id)}`",
         ),
         context("mode", mode_text(card)),
     ]
@@ -135,7 +135,7 @@ def result_reply(card: CardView) -> tuple[str, list[Block]]:
         body = ""
     blocks = [section("result", f"{text}\n{body}" if body else text, verbatim=True)]
     blocks.append(
-        context("result_meta", f"action `{escape(card.action_id)}` · params `{card.params_hash[:SHORT_HASH]}`")
+        context("result_meta", f"action `{escape(card.action_public_id)}` · params `{card.params_hash[:SHORT_HASH]}`")
     )
     return truncate(text.replace("`", ""), 300), blocks
 
@@ -200,7 +200,7 @@ def credential_notice(card: CardView) -> str:
     """A direct message to the person whose credential an action could not use."""
     error = truncate(escape(card.error), ERROR_LIMIT) if card.error else "no error message"
     return (
-        f"*{escape(card.tool)}* ({escape(card.task_type)}, `{card.action_id}`) could not run with your "
+        f"*{escape(card.tool)}* ({escape(card.task_type)}, `{card.action_public_id}`) could not run with your "
         f"credential, so it did not run:\n{error}"
     )
 

@@ -33,7 +33,7 @@ def requester_connect(card: CardView, links: list[ConnectLinkView], *, lasts: ti
     """The direct message that asks a requester to connect what their request runs with."""
     names = ", ".join(f"`{escape(link.name)}`" for link in links)
     text = (
-        f"*{escape(card.tool)}* ({escape(card.task_type)}, `{card.action_id}`), which you asked for, runs with "
+        f"*{escape(card.tool)}* ({escape(card.task_type)}, `{card.action_public_id}`), which you asked for, runs with "
         f"your own {names}. It cannot be approved until you connect it."
     )
     return text, connect_blocks(text, links, lasts=lasts)

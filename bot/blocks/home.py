@@ -24,17 +24,17 @@ def home_view(view: HomeView) -> dict[str, Any]:
     if not waiting:
         blocks.append(context("waiting_empty", "Nothing waits for you. Actions you may approve show up here."))
     for card in waiting[:MAX_WAITING]:
-        blocks.append(section(f"summary:{card.action_id}", _summary(card), verbatim=True))
+        blocks.append(section(f"summary:{card.action_public_id}", _summary(card), verbatim=True))
         buttons = card_buttons(card)
         if buttons:
-            blocks.append(actions(decide_block_id(card.params_hash, card.action_id), buttons))
+            blocks.append(actions(decide_block_id(card.params_hash, card.action_public_id), buttons))
     if len(waiting) > MAX_WAITING:
         blocks.append(context("waiting_more", f"_…and {len(waiting) - MAX_WAITING} more waiting_"))
     blocks += [divider("divider_recent"), header("recent", "Recently decided")]
     if not recent:
         blocks.append(context("recent_empty", "Nothing decided lately."))
     for card in recent[:MAX_RECENT]:
-        blocks.append(context(f"recent:{card.action_id}", _recent_line(card), verbatim=True))
+        blocks.append(context(f"recent:{card.action_public_id}", _recent_line(card), verbatim=True))
     if len(recent) > MAX_RECENT:
         blocks.append(context("recent_more", f"_…and {len(recent) - MAX_RECENT} more_"))
     blocks += [divider("divider_levels"), header("levels", "Autonomy levels")]
@@ -49,7 +49,7 @@ def _unique(cards: tuple[CardView, ...]) -> list[CardView]:
     """One entry per action, so block_ids stay unique across the view."""
     unique: dict[str, CardView] = {}
     for card in cards:
-        unique.setdefault(card.action_id, card)
+        unique.setdefault(card.action_public_id, card)
     return list(unique.values())
 
 

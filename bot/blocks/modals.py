@@ -25,19 +25,19 @@ REASON = "reason"
 _MISSING = object()
 
 
-def reject_modal(action_id: str, params_hash: str, private_metadata: str) -> Block:
+def reject_modal(action_public_id: str, params_hash: str, private_metadata: str) -> Block:
     """Asks for the reason of a reject (required): the agent gets it word for word."""
     hint = "The agent gets this word for word, and it stays on the record."
     return _reason_modal(
-        action_ids.REJECT_MODAL, "Reject action", "Reject", action_id, params_hash, private_metadata, False, hint
+        action_ids.REJECT_MODAL, "Reject action", "Reject", action_public_id, params_hash, private_metadata, False, hint
     )
 
 
-def veto_modal(action_id: str, params_hash: str, private_metadata: str) -> Block:
+def veto_modal(action_public_id: str, params_hash: str, private_metadata: str) -> Block:
     """Asks for the reason of a veto (optional); the action will not run."""
     hint = "Optional. The agent gets it, and it stays on the record."
     return _reason_modal(
-        action_ids.VETO_MODAL, "Veto action", "Veto", action_id, params_hash, private_metadata, True, hint
+        action_ids.VETO_MODAL, "Veto action", "Veto", action_public_id, params_hash, private_metadata, True, hint
     )
 
 
@@ -45,13 +45,13 @@ def _reason_modal(
     callback_id: str,
     title: str,
     submit: str,
-    action_id: str,
+    action_public_id: str,
     params_hash: str,
     metadata: str,
     optional: bool,
     hint: str,
 ) -> Block:
-    about = context(ABOUT, f"Action `{escape(action_id)}` · params `{escape(params_hash[:12])}`")
+    about = context(ABOUT, f"Action `{escape(action_public_id)}` · params `{escape(params_hash[:12])}`")
     element: Block = {"type": "plain_text_input", "action_id": REASON, "multiline": True, "max_length": REASON_LIMIT}
     reason: Block = {
         "type": "input",
@@ -137,13 +137,16 @@ def _option_fits(value: Any) -> bool:
 
 
 def edit_modal(
-    action_id: str, tool: str, schema: dict[str, Any], params: dict[str, Any], private_metadata: str
+    action_public_id: str, tool: str, schema: dict[str, Any], params: dict[str, Any], private_metadata: str
 ) -> Block:
     """A form with one input per parameter of the tool, pre-filled with the drafted values."""
     fields = _fields(schema)
     if len(fields) > MAX_FIELDS:
         raise ValueError(f"{tool!r} has {len(fields)} parameters; a modal holds at most {MAX_FIELDS} inputs")
-    intro = f"`{escape(tool)}` · action `{escape(action_id)}`. Submitting approves it with your changes, on the record."
+    intro = (
+        f"`{escape(tool)}` · action `{escape(action_public_id)}`."
+        " Submitting approves it with your changes, on the record."
+    )
     blocks = [context(ABOUT, intro)]
     if not fields:
         blocks.append(context("_empty", "This tool takes no parameters; there is nothing to edit."))

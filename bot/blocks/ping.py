@@ -28,9 +28,9 @@ def reminder(card: CardView, reason: str, late: bool) -> tuple[str, list[Block]]
     blocks: list[Block] = [section("summary", summary)]
     if late:
         blocks.append(context("late", ":hourglass: This reminder is late: countersign was down when it was due."))
-    buttons = [button("Acknowledge", action_ids.ACKNOWLEDGE, card.action_id)]
+    buttons = [button("Acknowledge", action_ids.ACKNOWLEDGE, card.action_public_id)]
     blocks.append(actions(decide_block_id(card.params_hash), buttons))
-    blocks.append(context("where", f"Approve or reject it on its card (`{card.action_id}`)."))
+    blocks.append(context("where", f"Approve or reject it on its card (`{card.action_public_id}`)."))
     return text, blocks
 
 
@@ -41,17 +41,18 @@ def reminded_note(targets: list[str], reason: str, late: bool) -> str:
 
 def expired_notice(card: CardView) -> str:
     return (
-        f"Your request for *{escape(card.tool)}* ({escape(card.task_type)}, `{card.action_id}`) expired: "
+        f"Your request for *{escape(card.tool)}* ({escape(card.task_type)}, `{card.action_public_id}`) expired: "
         "nobody decided in time, so it did not run."
     )
 
 
 def stall_alert(task: TaskView, what: str, targets: list[str]) -> tuple[str, list[Block]]:
     people = ", ".join(mention(t) if not t.startswith("@") else escape(t) for t in targets)
-    text = f"Task {task.task_id} ({task.task_type}) is stuck"
+    text = f"Task {task.task_public_id} ({task.task_type}) is stuck"
     blocks = [
         section(
-            "stuck", f":rotating_light: *Task `{task.task_id}` ({escape(task.task_type)}) is stuck:* {escape(what)}"
+            "stuck",
+            f":rotating_light: *Task `{task.task_public_id}` ({escape(task.task_type)}) is stuck:* {escape(what)}",
         ),
         context("who", f"For {people}" if people else "For the admins"),
     ]

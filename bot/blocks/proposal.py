@@ -50,8 +50,8 @@ def proposal_card(view: ProposalView) -> tuple[str, list[Block]]:
             actions(
                 "proposal",
                 [
-                    button("Promote", action_ids.PROMOTE, view.proposal_id, style="primary"),
-                    button("Dismiss", action_ids.DISMISS, view.proposal_id),
+                    button("Promote", action_ids.PROMOTE, view.proposal_public_id, style="primary"),
+                    button("Dismiss", action_ids.DISMISS, view.proposal_public_id),
                 ],
             )
         )
@@ -74,14 +74,14 @@ def review_card(card: CardView) -> tuple[str, list[Block]]:
     blocks = [
         section(
             "review",
-            f":mag: Spot check: `{escape(card.action_id)}` ran *{escape(card.tool)}* without an "
+            f":mag: Spot check: `{escape(card.action_public_id)}` ran *{escape(card.tool)}* without an "
             "approval. Did it do the right thing?",
         ),
         actions(
             decide_block_id(card.params_hash),
             [
-                button("Looks right", action_ids.REVIEW_OK, card.action_id, style="primary"),
-                button("This was wrong", action_ids.REPORT_INCIDENT, card.action_id, style="danger"),
+                button("Looks right", action_ids.REVIEW_OK, card.action_public_id, style="primary"),
+                button("This was wrong", action_ids.REPORT_INCIDENT, card.action_public_id, style="danger"),
             ],
         ),
     ]

@@ -18,7 +18,7 @@ MAX_CANDIDATES = 25 * 10
 def task_message(view: TaskView) -> tuple[str, list[Block]]:
     """(top-level text, blocks) of the message that tells people where a task stands."""
     who = f" for {mention(view.requester)}" if view.requester else ""
-    title = context("task", f"*{escape(view.task_type)}* task `{escape(view.task_id)}`{who}")
+    title = context("task", f"*{escape(view.task_type)}* task `{escape(view.task_public_id)}`{who}")
     reason = truncate(escape(view.reason), REASON_LIMIT) if view.reason else ""
     state = view.state
     if view.candidates and state not in ("succeeded", "failed", "cancelled"):
@@ -29,7 +29,10 @@ def task_message(view: TaskView) -> tuple[str, list[Block]]:
     if state == "paused":
         if view.kind == "budget":
             line = f":pause_button: *Paused: it reached its budget.* {reason}"
-            buttons = [button("Extend once", action_ids.EXTEND_BUDGET, view.task_id, style="primary"), _stop(view)]
+            buttons = [
+                button("Extend once", action_ids.EXTEND_BUDGET, view.task_public_id, style="primary"),
+                _stop(view),
+            ]
         elif view.kind == "loop":
             line = f":repeat: *Paused: the agent seems to be going in circles.* {reason}"
             buttons = [_stop(view)]
@@ -58,7 +61,7 @@ def task_message(view: TaskView) -> tuple[str, list[Block]]:
 
 
 def _text(view: TaskView, what: str) -> str:
-    return truncate(escape(f"{view.task_type} task {view.task_id}: {what}"), 300)
+    return truncate(escape(f"{view.task_type} task {view.task_public_id}: {what}"), 300)
 
 
 def _usage(view: TaskView) -> str:
@@ -69,7 +72,7 @@ def _stop(view: TaskView) -> Block:
     dialog = confirm_dialog(
         "Stop this task?", "The agent stops now; its open actions are cancelled.", "Stop it", "Keep it"
     )
-    return button("Stop", action_ids.STOP_TASK, view.task_id, style="danger", confirm=dialog)
+    return button("Stop", action_ids.STOP_TASK, view.task_public_id, style="danger", confirm=dialog)
 
 
 def _choose_type(view: TaskView, title: Block) -> tuple[str, list[Block]]:
@@ -77,7 +80,9 @@ def _choose_type(view: TaskView, title: Block) -> tuple[str, list[Block]]:
     line = ":thinking_face: *Which kind of task is this?*" + (f"\n{quote(request)}" if request.strip() else "")
     blocks = [title, section("choose", line, verbatim=True)]
     candidates = view.candidates[:MAX_CANDIDATES]
-    buttons = [button(candidate, action_ids.CHOOSE_TYPE, f"{view.task_id}:{candidate}") for candidate in candidates]
+    buttons = [
+        button(candidate, action_ids.CHOOSE_TYPE, f"{view.task_public_id}:{candidate}") for candidate in candidates
+    ]
     for start in range(0, len(buttons), BUTTONS_PER_BLOCK):
         blocks.append(actions(f"choose_type_{start // BUTTONS_PER_BLOCK}", buttons[start : start + BUTTONS_PER_BLOCK]))
     if len(view.candidates) > MAX_CANDIDATES:

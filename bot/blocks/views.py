@@ -35,8 +35,8 @@ class ConnectLinkView:
 class CardView:
     """One drafted action as its approval card shows it."""
 
-    action_id: str  # public id: every button's value
-    task_id: str
+    action_public_id: str  # every button's value
+    task_public_id: str
     task_type: str
     tool: str
     risk: str  # low | medium | high
@@ -69,7 +69,7 @@ class CardView:
 class ProposalView:
     """A promotion proposal as the admins see it."""
 
-    proposal_id: str
+    proposal_public_id: str
     task_type: str
     from_level: str
     to_level: str
@@ -85,7 +85,7 @@ class ProposalView:
 class TaskView:
     """One task, for the messages about its progress (pauses, stalls, the final answer)."""
 
-    task_id: str
+    task_public_id: str
     task_type: str
     state: str  # agent.tasks.TaskState
     requester: str | None

@@ -57,9 +57,9 @@ def stop_task(services: Services, click: Click, session: Session) -> object:
 
 
 def choose_type(services: Services, click: Click, session: Session) -> object:
-    task_id, task_type = _split_choice(click.value)
+    task_public_id, task_type = _split_choice(click.value)
     now = services.clock.now()
-    return choose_task_type(session, services.config, task_id, task_type, click.user, now, team_id=click.team)
+    return choose_task_type(session, services.config, task_public_id, task_type, click.user, now, team_id=click.team)
 
 
 def decision_listener(services: Services, handler: Handler) -> Callable[..., None]:
@@ -99,7 +99,7 @@ def task_listener(services: Services, attempted: str, handler: Handler) -> Calla
                 services.sessions,
                 services.clock,
                 partial(handler, services, click),
-                task_id=click.value.partition(":")[0],  # a type choice's value is `task_id:type`
+                task_public_id=click.value.partition(":")[0],  # a type choice's value is `tsk_…:type`
                 actor=click.user,
                 attempted=attempted,
             )
@@ -115,9 +115,9 @@ def _offer_connect(services: Services, respond: Respond, refusal: CredentialMiss
     text = str(refusal)
     try:
         with services.sessions() as session:
-            tool = tool_of(session, refusal.action_id)
+            tool = tool_of(session, refusal.action_public_id)
         issued = services.connect.links(
-            refusal.owner, team, refusal.names, tool or "*", action_id=refusal.action_id, ttl=LINK_TTL
+            refusal.owner, team, refusal.names, tool or "*", action_public_id=refusal.action_public_id, ttl=LINK_TTL
         )
         links = [ConnectLinkView(name=link.name, provider=link.provider, url=link.url) for link in issued]
         blocks = connect_blocks(escape(text), links, lasts=LINK_TTL)
@@ -168,10 +168,10 @@ def register(app: App, services: Services) -> None:
 
 
 def _split_choice(value: str) -> tuple[str, str]:
-    task_id, _, task_type = value.partition(":")
+    task_public_id, _, task_type = value.partition(":")
     if not task_type:
         raise BadPayload(f"not a task type choice: {value!r}")
-    return task_id, task_type
+    return task_public_id, task_type
 
 
 def clicker(body: dict[str, Any]) -> str | None:

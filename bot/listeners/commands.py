@@ -64,11 +64,11 @@ def _run(services: Services, rest: str, user: str, command: dict[str, Any]) -> s
                 team_id=command.get("team_id"),
                 channel=command.get("channel_id"),
             )
-            task_id = task.public_id
+            task_public_id = task.public_id
     except TaskError as problem:
         return _help(services, f"{escape(str(problem))}.")
     channel = services.config.channel_for(task_type)
-    return f"Started `{task_id}` ({task_type}). Drafts that need a person appear in <#{channel}>."
+    return f"Started `{task_public_id}` ({task_type}). Drafts that need a person appear in <#{channel}>."
 
 
 def _status(services: Services, rest: str, user: str, command: dict[str, Any]) -> str:
@@ -132,11 +132,11 @@ def _audit(services: Services, rest: str, _user: str, command: dict[str, Any]) -
     with services.sessions() as session:
         query = select(AuditEvent).order_by(AuditEvent.seq.desc()).limit(10)
         if team is not None:  # this workspace's tasks' events, and those of no task (config, autonomy)
-            query = query.outerjoin(Task, Task.public_id == AuditEvent.task_id).where(
-                or_(AuditEvent.task_id.is_(None), visible_tasks(team))
+            query = query.outerjoin(Task, Task.public_id == AuditEvent.task_public_id).where(
+                or_(AuditEvent.task_public_id.is_(None), visible_tasks(team))
             )
         if rest:
-            query = query.where(or_(AuditEvent.action_id == rest, AuditEvent.task_id == rest))
+            query = query.where(or_(AuditEvent.action_public_id == rest, AuditEvent.task_public_id == rest))
         events = list(reversed(session.scalars(query).all()))
     if not events:
         return f"No audit events for `{escape(rest)}`." if rest else "The audit ledger is empty."

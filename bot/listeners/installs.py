@@ -55,8 +55,8 @@ def stop_workspace(services: Services, team_id: str | None, why: str) -> int:
         open_tasks = session.scalars(
             select(Task.public_id).where(Task.team_id == team_id, Task.state.not_in(list(FINISHED))).order_by(Task.id)
         ).all()
-        for task_id in open_tasks:
-            stop_task(session, task_id, SYSTEM, now, reason)
+        for task_public_id in open_tasks:
+            stop_task(session, task_public_id, SYSTEM, now, reason)
         data = {"team_id": team_id, "event": why, "tasks_stopped": len(open_tasks)}
         audit.record(
             session, audit.AuditEntry(kind="workspace.access_lost", actor=SYSTEM, at=now, note=reason, data=data)

@@ -55,11 +55,11 @@ def register(app: App, services: Services) -> None:
             ack(response_action="errors", errors={_first_block(view): f"This form is out of date: {problem}"})
             return
         first = _first_block(view)
-        action_id, seen_hash = metadata["action_id"], str(metadata.get("params_hash", ""))
+        action_public_id, seen_hash = metadata["action_id"], str(metadata.get("params_hash", ""))
 
         def may_edit(session: Session) -> tuple[str, dict[str, Any]]:
             """The tool and the drafted params an edit goes over (the action's, never the form's)."""
-            action = services.decisions.may_edit(session, action_id, user, seen_hash, team_id=team)
+            action = services.decisions.may_edit(session, action_public_id, user, seen_hash, team_id=team)
             return action.tool, dict(action.params)
 
         try:
@@ -81,7 +81,9 @@ def register(app: App, services: Services) -> None:
         params = {**current, **edited}
 
         def approve_with_edits(session: Session) -> object:
-            return services.decisions.approve_with_edits(session, action_id, user, seen_hash, params, team_id=team)
+            return services.decisions.approve_with_edits(
+                session, action_public_id, user, seen_hash, params, team_id=team
+            )
 
         try:
             decide(services.sessions, services.clock, approve_with_edits)

@@ -33,13 +33,13 @@ def load(sessions: sessionmaker[Session], public_id: str) -> Action:
 
 def audit_kinds(sessions: sessionmaker[Session], public_id: str) -> list[str]:
     with sessions() as session:
-        query = select(AuditEvent.kind).where(AuditEvent.action_id == public_id).order_by(AuditEvent.seq)
+        query = select(AuditEvent.kind).where(AuditEvent.action_public_id == public_id).order_by(AuditEvent.seq)
         return list(session.scalars(query))
 
 
 def audit_events(sessions: sessionmaker[Session], public_id: str) -> list[AuditEvent]:
     with sessions() as session:
-        query = select(AuditEvent).where(AuditEvent.action_id == public_id).order_by(AuditEvent.seq)
+        query = select(AuditEvent).where(AuditEvent.action_public_id == public_id).order_by(AuditEvent.seq)
         return list(session.scalars(query))
 
 

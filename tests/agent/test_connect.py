@@ -75,7 +75,7 @@ def test_two_replicas_completing_one_link_connect_once(sessions: sessionmaker[Se
     with FakeOAuth() as oauth:
         config = _config(oauth)
         replicas = [ConnectFlow(config, sessions, clock, PUBLIC, Vault(sessions, [KEY], clock=clock)) for _ in range(2)]
-        [link] = replicas[0].links("U0ALICE", "T0SANDBOX", ["github_token"], "open_pr", action_id="act_1")
+        [link] = replicas[0].links("U0ALICE", "T0SANDBOX", ["github_token"], "open_pr", action_public_id="act_1")
         state = urllib.parse.parse_qs(urllib.parse.urlsplit(link.url).query)["state"][0]
         code = _sign_in(replicas[1], state)
         barrier = threading.Barrier(2)

@@ -284,7 +284,9 @@ def test_an_approver_without_the_credential_is_refused_until_they_connect(
     action = stack.pending(task_id)
     with sessions() as session:
         drafted_event = session.scalars(
-            select(AuditEvent).where(AuditEvent.action_id == action.public_id, AuditEvent.kind == "action.pending")
+            select(AuditEvent).where(
+                AuditEvent.action_public_id == action.public_id, AuditEvent.kind == "action.pending"
+            )
         ).one()
     assert drafted_event.data is not None
     assert drafted_event.data["caps"] == ["runs with the approver's own credential"]

@@ -75,7 +75,7 @@ def _refused(world: World, action: Action, call, error: type[DecisionRefused]) -
         event = session.scalars(select(AuditEvent).order_by(AuditEvent.seq.desc()).limit(1)).one()
     assert event.kind == "decision.refused"
     assert event.data is not None and event.data["code"] == error.code
-    assert event.action_id == action.public_id
+    assert event.action_public_id == action.public_id
     return caught.value
 
 

@@ -217,7 +217,7 @@ def test_task_buttons_from_another_workspace_find_no_task(
             assert f"no task {task_id!r} in your workspace" in app.slack.ephemerals(ALICE)[-1].text
         with app.services.sessions() as session:
             refused = session.scalars(select(AuditEvent).where(AuditEvent.kind == "decision.refused")).all()
-        assert [(e.actor, e.task_id, e.data["code"]) for e in refused] == [(ALICE, task_id, "not_found")] * 2
+        assert [(e.actor, e.task_public_id, e.data["code"]) for e in refused] == [(ALICE, task_id, "not_found")] * 2
 
         app.click(ALICE, action_ids.EXTEND_BUDGET, task_id, "task_controls", message.ts, message.channel, team=TEAM_A)
         app.settle()

@@ -443,7 +443,7 @@ def test_two_replicas_on_one_postgres_do_everything_exactly_once(replica_db: Eng
     # One approval per action (quorum 1); every other click was refused as already decided,
     # recorded, and answered to the clicker once.
     assert decisions == Counter({(c.action_id, "approve"): 1 for c in approved})
-    refused = Counter(e.action_id for e in events if e.kind == "decision.refused")
+    refused = Counter(e.action_public_id for e in events if e.kind == "decision.refused")
     assert refused == Counter({c.action_id: CLICKS_PER_CARD - 1 for c in approved})
     answers = [params for method, params in calls if method == "response_url"]
     assert Counter(a for a in actions for answer in answers if a in answer["text"]) == refused
@@ -451,7 +451,7 @@ def test_two_replicas_on_one_postgres_do_everything_exactly_once(replica_db: Eng
         [action_id] = [c.action_id for c in approved if c.action_id in answer["text"]]
         assert re.search(rf"is already \w+ by {actions[action_id].decided_by}\b", answer["text"]), answer
     assert {e.data["code"] for e in events if e.kind == "decision.refused" and e.data} == {"already_decided"}
-    approvals = Counter(e.action_id for e in events if e.kind == "action.approved")
+    approvals = Counter(e.action_public_id for e in events if e.kind == "action.approved")
     assert approvals == Counter({c.action_id: 1 for c in approved})
 
     # Each card was posted once, and its message recorded once.
@@ -463,7 +463,7 @@ def test_two_replicas_on_one_postgres_do_everything_exactly_once(replica_db: Eng
     # Each escalation step fired once per action, and each reminder reached each target once,
     # with one note in the card's thread.
     notified = [e for e in events if e.kind == "escalation.notified"]
-    steps = Counter((e.action_id, e.data["step"]) for e in notified if e.data)
+    steps = Counter((e.action_public_id, e.data["step"]) for e in notified if e.data)
     assert max(steps.values(), default=1) == 1, steps
     for card in left:
         assert {step for (action, step) in steps if action == card.action_id} == {0, 1}
@@ -478,7 +478,7 @@ def test_two_replicas_on_one_postgres_do_everything_exactly_once(replica_db: Eng
         ]
     for card in cards.values():
         notified_targets = Counter(
-            t for e in notified if e.action_id == card.action_id for t in (e.data or {})["targets"]
+            t for e in notified if e.action_public_id == card.action_id for t in (e.data or {})["targets"]
         )
         if card.task_type == "chase":
             assert notified_targets == Counter({ALICE: 1, BOB: 1, CAROL: 1})

@@ -198,7 +198,7 @@ def test_task_buttons_are_for_its_requester_approvers_and_admins(budget_app: Sla
     # Audited like refused decisions; told only to the clicker; the message stays as it was.
     with app.services.sessions() as session:
         events = session.scalars(select(AuditEvent).where(AuditEvent.kind == "decision.refused")).all()
-    assert [(e.actor, e.task_id, e.data) for e in events] == [
+    assert [(e.actor, e.task_public_id, e.data) for e in events] == [
         (user, task_id, {"attempted": button, "code": "not_allowed"}) for user, button, _ in refused
     ]
     assert all(words in text for (_, _, words), text in zip(refused, told, strict=True))

@@ -236,7 +236,7 @@ def test_connect_links_go_once_expired_before_the_cutoff(engine: Engine, session
                     provider="github",
                     secret_name="github_token",
                     tool="open_pr",
-                    action_id=None,
+                    action_public_id=None,
                     created_at=clock.now(),
                     expires_at=clock.now() + lasts,
                     used_at=None,

@@ -46,7 +46,7 @@ def test_an_action_in_unknown_stalls_its_task_once_per_stall(world: World) -> No
     assert "crashed mid-run" in alert.payload["what"]
     with world.sessions() as session:
         [event] = session.scalars(select(AuditEvent).where(AuditEvent.kind == "task.stall_escalated")).all()
-        assert event.task_id == task_id
+        assert event.task_public_id == task_id
 
     world.clock.advance(timedelta(minutes=1))
     with world.sessions.begin() as session:  # progress, then a new stall

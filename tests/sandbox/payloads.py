@@ -116,7 +116,7 @@ def _proposals() -> dict[str, Payload]:
     found: dict[str, Payload] = {"review": {"kind": "message", "blocks": review_card(CARDS["succeeded_auto"])[1]}}
     for state in ("open", "promoted", "dismissed", "stale"):
         view = ProposalView(
-            proposal_id="prp_1",
+            proposal_public_id="prp_1",
             task_type="refund",
             from_level="hitl",
             to_level="hotl",

@@ -15,8 +15,8 @@ APPROVER = "U0APPROVER"
 
 def make_card(**changes: Any) -> CardView:
     fields: dict[str, Any] = {
-        "action_id": "act_1",
-        "task_id": "tsk_1",
+        "action_public_id": "act_1",
+        "task_public_id": "tsk_1",
         "task_type": "refund",
         "tool": "issue_refund",
         "risk": "high",
@@ -110,7 +110,7 @@ CARDS: dict[str, CardView] = {
 
 def make_task(**changes: Any) -> TaskView:
     fields: dict[str, Any] = {
-        "task_id": "tsk_1",
+        "task_public_id": "tsk_1",
         "task_type": "refund",
         "state": "running",
         "requester": REQUESTER,

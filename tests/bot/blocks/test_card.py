@@ -44,7 +44,7 @@ def test_every_state_renders_a_valid_message(name):
 def test_buttons_by_state(name):
     blocks = approval_card(CARDS[name])
     assert buttons(blocks) == EXPECTED_BUTTONS.get(name, [])
-    assert all(value == CARDS[name].action_id for _, value, _ in buttons(blocks))
+    assert all(value == CARDS[name].action_public_id for _, value, _ in buttons(blocks))
 
 
 @pytest.mark.parametrize("name", ["pending", "scheduled"])

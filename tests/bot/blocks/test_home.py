@@ -17,7 +17,7 @@ def test_empty_home_says_so_in_each_section():
 
 
 def test_home_with_waiting_recent_and_levels():
-    waiting = (CARDS["pending"], make_card(action_id="act_2", state="scheduled", mode="hotl", run_at=None))
+    waiting = (CARDS["pending"], make_card(action_public_id="act_2", state="scheduled", mode="hotl", run_at=None))
     recent = (CARDS["rejected"], CARDS["succeeded"])
     view = home_view(
         HomeView(user=USER, waiting=waiting, recent=recent, levels=(("refund", "hitl"), ("restart", "hotl")))
@@ -35,7 +35,7 @@ def test_home_with_waiting_recent_and_levels():
 
 
 def test_buttons_blocks_are_unique_even_for_equal_params():
-    cards = tuple(make_card(action_id=f"act_{i}") for i in range(3))  # same params hash
+    cards = tuple(make_card(action_public_id=f"act_{i}") for i in range(3))  # same params hash
     blocks = home_view(HomeView(user=USER, waiting=cards))["blocks"]
     actions = [b["block_id"] for b in blocks if b["type"] == "actions"]
     assert actions == [f"decide:{HASH}:act_{i}" for i in range(3)]
@@ -50,8 +50,8 @@ def test_the_same_action_twice_is_shown_once():
 
 
 def test_long_lists_stay_within_100_blocks():
-    waiting = tuple(make_card(action_id=f"act_w{i}", request_text="x" * 5000) for i in range(200))
-    recent = tuple(make_card(action_id=f"act_r{i}", state="rejected", decided_by=APPROVER) for i in range(200))
+    waiting = tuple(make_card(action_public_id=f"act_w{i}", request_text="x" * 5000) for i in range(200))
+    recent = tuple(make_card(action_public_id=f"act_r{i}", state="rejected", decided_by=APPROVER) for i in range(200))
     levels = tuple((f"type-{i}-{'x' * 40}", "hitl") for i in range(500))
     view = home_view(HomeView(user=USER, waiting=waiting, recent=recent, levels=levels))
     assert_view_valid(view)
