@@ -8,6 +8,7 @@ from bot import action_ids
 from bot.blocks.kit import Block, actions, button, confirm_dialog, context, header, section
 from bot.blocks.text import code_block, escape, mention, quote, slack_date, to_json, truncate
 from bot.blocks.views import CardView
+from core.states import OPEN_FOR_DECISION, WITH_EXECUTOR, ActionState
 
 REQUEST_LIMIT = 1500
 REQUEST_LINES = 15
@@ -21,8 +22,8 @@ DIFF_VALUE_LIMIT = 100
 SHORT_HASH = 12
 
 DECIDE = "decide"
-OPEN_STATES = frozenset({"pending", "scheduled"})
-RUN_STATES = frozenset({"approved", "executing", "succeeded", "failed", "unknown", "escalated"})
+# The states of an action that was let run: its card says how the run went.
+RUN_STATES = WITH_EXECUTOR | {ActionState.SUCCEEDED, ActionState.FAILED, ActionState.UNKNOWN}
 RISK_ICONS = {"low": ":large_green_circle:", "medium": ":large_orange_circle:", "high": ":red_circle:"}
 MODE_LABELS = {"hitl": "approve first", "hotl": "veto window", "auto": "autonomous (runs, then reports)"}
 STATE_LABELS = {
@@ -33,7 +34,6 @@ STATE_LABELS = {
     "succeeded": "Succeeded",
     "failed": "Failed",
     "unknown": "Outcome unknown",
-    "escalated": "Failed and escalated",
     "rejected": "Rejected",
     "vetoed": "Vetoed",
     "expired": "Expired",
@@ -108,7 +108,7 @@ def approval_card(card: CardView) -> list[Block]:
     outcome = outcome_text(card)
     if outcome:
         blocks.append(section("outcome", outcome, verbatim=True))
-    if card.acknowledged_by and card.state in OPEN_STATES:
+    if card.acknowledged_by and card.state in OPEN_FOR_DECISION:
         blocks.append(context("ack", f":eyes: Acknowledged by {mention(card.acknowledged_by)}"))
     buttons = card_buttons(card)
     if buttons:
@@ -122,10 +122,8 @@ def result_reply(card: CardView) -> tuple[str, list[Block]]:
     if card.state == "succeeded":
         text = f":large_green_circle: `{tool}` succeeded."
         body = code_block(card.result, RESULT_LIMIT) if card.result is not None else "_It returned no result._"
-    elif card.state in ("failed", "escalated"):
-        text = f":red_circle: `{tool}` failed." + (
-            " A person has been asked to look." if card.state == "escalated" else ""
-        )
+    elif card.state == "failed":
+        text = f":red_circle: `{tool}` failed."
         body = code_block(card.error or "no error message", RESULT_LIMIT)
     elif card.state == "unknown":
         text = f":warning: `{tool}`: outcome unknown; {UNKNOWN_OUTCOME}."
@@ -191,7 +189,7 @@ def credential_text(card: CardView) -> str | None:
     whose = f"{mention(credential.owner)}'s own {names}"
     if card.state == "pending" and credential.connected is False:
         return f":warning: Runs with {whose}, not connected yet: it cannot be approved until they connect it ({how})."
-    if card.state in OPEN_STATES and credential.connected is False:
+    if card.state in OPEN_FOR_DECISION and credential.connected is False:
         return f":warning: Runs with {whose}, not connected yet: it fails unless they connect it first ({how})."
     return f":key: Runs with {whose}."
 
@@ -254,7 +252,6 @@ def outcome_text(card: CardView) -> str | None:
         "executing": ":gear: Running…",
         "succeeded": ":large_green_circle: Succeeded (result in the thread)",
         "failed": f":red_circle: Failed: {error}",
-        "escalated": f":rotating_light: Failed and escalated: {error}",
         "unknown": f":warning: Outcome unknown: {UNKNOWN_OUTCOME}",
     }[state]
     return f"{approval}\n{run}"

@@ -53,7 +53,6 @@ CARDS: dict[str, CardView] = {
     "succeeded": make_card(state="succeeded", result={"refund_id": "re_1"}, **DECIDED),
     "succeeded_auto": make_card(mode="auto", state="succeeded", result={"refund_id": "re_1"}),
     "failed": make_card(state="failed", error="PaymentError: card declined", **DECIDED),
-    "escalated": make_card(state="escalated", error="PaymentError: card declined", **DECIDED),
     "unknown": make_card(state="unknown", error="worker crashed", **DECIDED),
     "rejected": make_card(state="rejected", decision_note="Only refund half: the box was opened.", **DECIDED),
     "vetoed": make_card(mode="hotl", state="vetoed", run_at=NOW, decision_note="wrong order", **DECIDED),

@@ -157,7 +157,6 @@ def test_caps_are_listed():
         ("succeeded", ":large_green_circle: Succeeded (result in the thread)"),
         ("succeeded_auto", ":robot_face: Ran on its own (autonomous)"),
         ("failed", ":red_circle: Failed: PaymentError: card declined"),
-        ("escalated", ":rotating_light: Failed and escalated: PaymentError: card declined"),
         ("unknown", "crashed mid-run; not re-run; a person must check"),
         ("rejected", f":x: Rejected by <@{APPROVER}> at {DATE} — Only refund half: the box was opened."),
         ("vetoed", f":no_entry: Vetoed by <@{APPROVER}> at {DATE} — wrong order"),
