@@ -13,6 +13,7 @@ from typing import Any
 import anthropic
 
 from agent.model import ModelReply, ModelRequest, ModelRequestError, ModelUnavailable, Usage
+from core.durations import seconds_from_peer
 
 _BLOCK_KEYS = {"text": ("type", "text"), "tool_use": ("type", "id", "name", "input")}
 
@@ -76,8 +77,4 @@ def _describe(exc: anthropic.APIStatusError) -> str:
 
 
 def _retry_after(exc: anthropic.APIStatusError) -> float | None:
-    value = exc.response.headers.get("retry-after")
-    try:
-        return float(value) if value is not None else None
-    except ValueError:
-        return None
+    return seconds_from_peer(exc.response.headers.get("retry-after"), most=3600.0)

@@ -18,6 +18,7 @@ from datetime import datetime, timedelta
 
 from agent.errors import AgentError
 from core.config import OAuthProvider
+from core.durations import seconds_from_peer
 
 __all__ = [
     "CodeExchangeFailed",
@@ -29,6 +30,9 @@ __all__ = [
 ]
 
 _DESCRIPTION_LIMIT = 200
+# A token that says it lives longer than this is taken to live this long (`timedelta` tops out
+# at 999,999,999 days; a provider that sends 1e30 seconds means "does not expire").
+MAX_TOKEN_LIFETIME_S = 10 * 365 * 86400.0
 _CODE_CHARACTERS = frozenset("abcdefghijklmnopqrstuvwxyz_0123456789")
 
 
@@ -106,12 +110,9 @@ def _token_request(
     if not isinstance(access_token, str) or not access_token:
         raise failed(name, "the token endpoint's answer has no access_token")
     rotated = answer.get("refresh_token")
-    expires_in = answer.get("expires_in")
-    expires_at = (
-        now + timedelta(seconds=float(expires_in))
-        if isinstance(expires_in, int | float) and not isinstance(expires_in, bool) and expires_in > 0
-        else None
-    )
+    lifetime = answer.get("expires_in")
+    seconds = seconds_from_peer(lifetime, most=MAX_TOKEN_LIFETIME_S) if isinstance(lifetime, int | float) else None
+    expires_at = now + timedelta(seconds=seconds) if seconds else None
     return Tokens(access_token, rotated if isinstance(rotated, str) and rotated else None, expires_at)
 
 

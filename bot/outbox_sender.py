@@ -31,6 +31,7 @@ from bot.services import Services
 from bot.slack_posts import UNANSWERED, Delivery, Poster, Undeliverable
 from core import metrics, outbox
 from core.db import reading
+from core.durations import seconds_from_peer
 from core.errors import MalformedMessage
 from core.messages import Message, decode
 from core.models import OutboxMessage
@@ -153,11 +154,13 @@ class OutboxSender:
                 row.last_error = f"{type(exc).__name__}: {exc}"[:2000]
 
 
+# Slack asks for seconds to a minute; a larger value is a broken header, not a reason to wait a day.
+MAX_RETRY_AFTER_S = 3600.0
+
+
 def _retry_after(exc: Exception) -> float | None:
     if isinstance(exc, SlackApiError) and exc.response.status_code == 429:
         value = exc.response.headers.get("Retry-After") or exc.response.headers.get("retry-after")
-        try:
-            return float(value) if value is not None else 1.0
-        except (TypeError, ValueError):
-            return 1.0
+        seconds = seconds_from_peer(value, most=MAX_RETRY_AFTER_S)
+        return 1.0 if seconds is None else seconds
     return None

@@ -89,3 +89,21 @@ Duration = Annotated[
     PlainSerializer(format_duration, return_type=str, when_used="json"),
 ]
 """A `timedelta` field that accepts the spellings `parse_duration` does."""
+
+
+def seconds_from_peer(value: object, *, most: float) -> float | None:
+    """A wait or lifetime in seconds as another server sent it (`Retry-After`, `expires_in`),
+    clamped to [0, most]; None when it is no number (`"soon"`, `"inf"`, `"nan"`). Huge ones
+    (`10**400`, a 400-digit header) are clamped rather than handed to `timedelta`, which
+    overflows past 999,999,999 days."""
+    if isinstance(value, bool) or not isinstance(value, int | float | str):
+        return None
+    if isinstance(value, int):
+        return float(min(max(value, 0), most))
+    try:
+        seconds = float(value)
+    except ValueError:
+        return None
+    if math.isinf(seconds) and isinstance(value, str) and value.strip().lstrip("+").isdigit():
+        return most  # a count of seconds too long for a float: "as long as you like"
+    return min(max(seconds, 0.0), most) if math.isfinite(seconds) else None
