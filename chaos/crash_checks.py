@@ -69,7 +69,11 @@ def check(reader: Engine, env: dict[str, str], workdir: Path, now: datetime) -> 
         tasks = conn.execute(select(Task.public_id, Task.id, Task.state)).all()
         events = conn.execute(
             select(
-                AuditEvent.seq, AuditEvent.action_public_id, AuditEvent.kind, AuditEvent.from_state, AuditEvent.to_state
+                AuditEvent.seq,
+                AuditEvent.action_public_id.label("action_public_id"),  # the column keeps its name, action_id
+                AuditEvent.kind,
+                AuditEvent.from_state,
+                AuditEvent.to_state,
             )
             .where(AuditEvent.action_public_id.is_not(None))
             .order_by(AuditEvent.seq)
