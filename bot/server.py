@@ -29,7 +29,7 @@ from sqlalchemy import Engine, func, select, text
 from waitress.server import BaseWSGIServer, MultiSocketServer, create_server
 
 from agent.tasks import TaskError, submit_task
-from agent.worker import work
+from agent.worker import Wakeup, work
 from bot.connect_routes import PREFIX as CONNECT_PREFIX
 from bot.connect_routes import ConnectRoutes
 from bot.directory import person_name
@@ -68,6 +68,7 @@ class Server:
     ) -> None:
         self.services, self.engine, self.api_token, self.metrics_token = services, engine, api_token, metrics_token
         self.ticker: Ticker | None = None  # set when the process runs the escalation ticker
+        self.wakeup: Wakeup | None = None  # set when the process runs background workers
         self.gauges = CollectorRegistry(auto_describe=False)
         self.gauges.register(DatabaseCollector(services.sessions))
         self.slack = SlackRequestHandler(app)
@@ -75,6 +76,15 @@ class Server:
         self.connect = ConnectRoutes(services.connect, names=partial(person_name, services))
 
     def __call__(self, environ: WSGIEnvironment, start_response: StartResponse) -> Iterable[bytes]:
+        try:
+            return self._route(environ, start_response)
+        finally:
+            # A click or a task may have left work for the background loops, which back off to
+            # seconds between polls when idle: have them look now.
+            if self.wakeup is not None and environ.get("REQUEST_METHOD") == "POST":
+                self.wakeup.wake()
+
+    def _route(self, environ: WSGIEnvironment, start_response: StartResponse) -> Iterable[bytes]:
         path, method = environ.get("PATH_INFO", ""), environ.get("REQUEST_METHOD", "GET")
         if path == "/slack/events":
             return self.slack_events(environ, start_response)
@@ -193,10 +203,10 @@ class Workers:
 
     def __init__(self, units: dict[str, Callable[[], bool]], *, idle_s: float = 0.2) -> None:
         self.stop = threading.Event()
+        self.wakeup = Wakeup()
+        options = {"idle_s": idle_s, "wakeup": self.wakeup}
         self.threads = [
-            threading.Thread(
-                target=work, args=([unit], self.stop), kwargs={"idle_s": idle_s}, name=f"worker-{name}", daemon=True
-            )
+            threading.Thread(target=work, args=([unit], self.stop), kwargs=options, name=f"worker-{name}", daemon=True)
             for name, unit in units.items()
         ]
 
@@ -206,5 +216,6 @@ class Workers:
 
     def close(self, timeout_s: float = 10.0) -> None:
         self.stop.set()
+        self.wakeup.wake()  # loops wait on the wakeup, not on `stop`
         for thread in self.threads:
             thread.join(timeout_s)
