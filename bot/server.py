@@ -191,10 +191,40 @@ def _task_problems(body: Any) -> dict[str, str]:
     return problems
 
 
-def listen(wsgi: Handler, host: str, port: int, *, threads: int = 16) -> BaseWSGIServer | MultiSocketServer:
+# waitress serves connections from one async loop, so an idle keep-alive connection holds no
+# thread; but at `connection_limit` open connections it stops accepting new ones (its default
+# 100 let a client holding idle connections shut out Slack). So: a higher limit, idle
+# connections closed after CHANNEL_TIMEOUT_S (Slack opens a connection per burst; its requests
+# take milliseconds), checked every CLEANUP_INTERVAL_S, and a listen backlog for bursts.
+CONNECTION_LIMIT = 1000
+CHANNEL_TIMEOUT_S = 15
+CLEANUP_INTERVAL_S = 5
+BACKLOG = 2048
+
+
+def listen(
+    wsgi: Handler,
+    host: str,
+    port: int,
+    *,
+    threads: int = 16,
+    connection_limit: int = CONNECTION_LIMIT,
+    channel_timeout_s: int = CHANNEL_TIMEOUT_S,
+    cleanup_interval_s: int = CLEANUP_INTERVAL_S,
+) -> BaseWSGIServer | MultiSocketServer:
     """waitress serving `wsgi`, refusing (413) any body larger than our routes take before it
     reads it (waitress refuses a declared length of `max_request_body_size` or more)."""
-    return create_server(wsgi, host=host, port=port, threads=threads, max_request_body_size=MAX_SLACK_BODY + 1)
+    return create_server(
+        wsgi,
+        host=host,
+        port=port,
+        threads=threads,
+        max_request_body_size=MAX_SLACK_BODY + 1,
+        connection_limit=connection_limit,
+        channel_timeout=channel_timeout_s,
+        cleanup_interval=cleanup_interval_s,
+        backlog=BACKLOG,
+    )
 
 
 class Workers:
