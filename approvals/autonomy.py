@@ -42,6 +42,12 @@ from core.states import ActionState, ProposalState
 
 LABELS = {"rejected": REJECTED, "vetoed": VETOED, "failed": FAILED, "expired": EXPIRED}
 RECENT = 200  # outcomes kept in view for the demotion rules
+_UNLABELLED = (Action.outcome.is_(None), Action.state.in_(["succeeded", *LABELS]))  # finished, not yet labelled
+
+
+def unlabelled_types(session: Session) -> set[str]:
+    """The task types with finished actions waiting for their outcome label: one query for all."""
+    return set(session.scalars(select(Action.task_type).where(*_UNLABELLED).distinct()))
 
 
 def fingerprint(task_type: TaskTypeConfig) -> str:
@@ -109,9 +115,7 @@ def settle(session: Session, name: str, task_type: TaskTypeConfig, now: datetime
     if state.fingerprint != fingerprint(task_type):
         _config_changed(session, state, task_type, now)
     fresh = session.scalars(
-        select(Action)
-        .where(Action.task_type == name, Action.outcome.is_(None), Action.state.in_(["succeeded", *LABELS]))
-        .order_by(Action.updated_at, Action.id)
+        select(Action).where(Action.task_type == name, *_UNLABELLED).order_by(Action.updated_at, Action.id)
     ).all()
     history = _outcomes(session, state)
     for action in fresh:

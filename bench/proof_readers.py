@@ -233,6 +233,21 @@ def read_rss(key: str, text: str, found: Findings) -> None:
         )
 
 
+def read_idle_cpu(key: str, text: str, found: Findings) -> None:
+    pattern = r"^summary (\w+): idle serve, (\d+) task types: .* = " + NUM + " cores"
+    for backend, types, cores in re.findall(pattern, text, re.M):
+        found.values[(key, f"{backend} {types}")] = float(cores)
+        found.figures.append(
+            Figure(
+                f"idle `serve` CPU, {types} task types, {backend}",
+                f"{float(cores):.3f} core",
+                "≤ 0.02 core",
+                verdict(float(cores) <= 0.02),
+                key,
+            )
+        )
+
+
 READERS: dict[str, Callable[[str, str, Findings], None]] = {
     "bench/ack_latency.py": read_ack_latency,
     "bench/decisions_vs_updates.py": read_decisions,
@@ -240,5 +255,6 @@ READERS: dict[str, Callable[[str, str, Findings], None]] = {
     "bench/timers.py": read_timers,
     "bench/agent_overhead.py": read_agent_overhead,
     "bench/rss.py": read_rss,
+    "bench/idle_cpu.py": read_idle_cpu,
 }
 # Names of bad effects in a summary line: `lost=0 duplicate=0`, `lost 0, duplicates 0` or `0 lost`.

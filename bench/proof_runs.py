@@ -78,6 +78,7 @@ RUNS = (
     Run("agent_overhead", "bench/agent_overhead.py", ("--tasks", "100"), 150, "100 tasks (default 200)"),
     Run("rss@10", "bench/rss.py", ("--commands", "10", "--idle", "2"), 120, "the 1x of a 10x pair"),
     Run("rss", "bench/rss.py", (), 150),
+    Run("idle_cpu", "bench/idle_cpu.py", ("--seconds", "15", "--settle", "3"), 150, "15 idle seconds (default 20)"),
     # Chaos scenarios: the cheap and the predictable first, so that a proof running out of time
     # loses the least; slack_faults (a 60 s hang, then its settling) last.
     Run("authorization", "chaos/authorization.py", (), 90),

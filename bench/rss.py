@@ -295,8 +295,10 @@ def database(backend: str, directory: Path) -> Iterator[tuple[str, str]]:
         yield backend, url
 
 
-def start_serve(directory: Path, db_url: str, slack: SlackEmulator, port: int) -> subprocess.Popen[str]:
-    (directory / "countersign.yml").write_text(yaml.safe_dump(CONFIG))
+def start_serve(
+    directory: Path, db_url: str, slack: SlackEmulator, port: int, config: dict[str, object] | None = None
+) -> subprocess.Popen[str]:
+    (directory / "countersign.yml").write_text(yaml.safe_dump(config or CONFIG))
     (directory / "script.yml").write_text(yaml.safe_dump(SCRIPT))
     env = {
         **os.environ,

@@ -44,7 +44,9 @@ class Process:
         units = {f"agent-{index}": self.runner.run_once for index in range(agent_threads)}
         units["executor"] = self.executor.run_once
         units |= {f"outbox-{index}": self.sender.run_once for index in range(outbox_threads)}
-        return Workers(units, idle_s=idle_s)
+        workers = Workers(units, idle_s=idle_s)
+        self.server.wakeup = workers.wakeup  # a POST (a click, a task) wakes idle loops at once
+        return workers
 
     def ticker(self, *, tick_s: float = 1.0) -> Ticker:
         """Escalation steps, stall checks and audit heads on APScheduler's clock."""

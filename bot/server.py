@@ -29,7 +29,7 @@ from sqlalchemy import Engine, func, select, text
 from waitress.server import BaseWSGIServer, MultiSocketServer, create_server
 
 from agent.tasks import TaskError, submit_task
-from agent.worker import work
+from agent.worker import Wakeup, work
 from bot.connect_routes import PREFIX as CONNECT_PREFIX
 from bot.connect_routes import ConnectRoutes
 from bot.directory import person_name
@@ -68,6 +68,7 @@ class Server:
     ) -> None:
         self.services, self.engine, self.api_token, self.metrics_token = services, engine, api_token, metrics_token
         self.ticker: Ticker | None = None  # set when the process runs the escalation ticker
+        self.wakeup: Wakeup | None = None  # set when the process runs background workers
         self.gauges = CollectorRegistry(auto_describe=False)
         self.gauges.register(DatabaseCollector(services.sessions))
         self.slack = SlackRequestHandler(app)
@@ -75,6 +76,15 @@ class Server:
         self.connect = ConnectRoutes(services.connect, names=partial(person_name, services))
 
     def __call__(self, environ: WSGIEnvironment, start_response: StartResponse) -> Iterable[bytes]:
+        try:
+            return self._route(environ, start_response)
+        finally:
+            # A click or a task may have left work for the background loops, which back off to
+            # seconds between polls when idle: have them look now.
+            if self.wakeup is not None and environ.get("REQUEST_METHOD") == "POST":
+                self.wakeup.wake()
+
+    def _route(self, environ: WSGIEnvironment, start_response: StartResponse) -> Iterable[bytes]:
         path, method = environ.get("PATH_INFO", ""), environ.get("REQUEST_METHOD", "GET")
         if path == "/slack/events":
             return self.slack_events(environ, start_response)
@@ -181,10 +191,40 @@ def _task_problems(body: Any) -> dict[str, str]:
     return problems
 
 
-def listen(wsgi: Handler, host: str, port: int, *, threads: int = 16) -> BaseWSGIServer | MultiSocketServer:
+# waitress serves connections from one async loop, so an idle keep-alive connection holds no
+# thread; but at `connection_limit` open connections it stops accepting new ones (its default
+# 100 let a client holding idle connections shut out Slack). So: a higher limit, idle
+# connections closed after CHANNEL_TIMEOUT_S (Slack opens a connection per burst; its requests
+# take milliseconds), checked every CLEANUP_INTERVAL_S, and a listen backlog for bursts.
+CONNECTION_LIMIT = 1000
+CHANNEL_TIMEOUT_S = 15
+CLEANUP_INTERVAL_S = 5
+BACKLOG = 2048
+
+
+def listen(
+    wsgi: Handler,
+    host: str,
+    port: int,
+    *,
+    threads: int = 16,
+    connection_limit: int = CONNECTION_LIMIT,
+    channel_timeout_s: int = CHANNEL_TIMEOUT_S,
+    cleanup_interval_s: int = CLEANUP_INTERVAL_S,
+) -> BaseWSGIServer | MultiSocketServer:
     """waitress serving `wsgi`, refusing (413) any body larger than our routes take before it
     reads it (waitress refuses a declared length of `max_request_body_size` or more)."""
-    return create_server(wsgi, host=host, port=port, threads=threads, max_request_body_size=MAX_SLACK_BODY + 1)
+    return create_server(
+        wsgi,
+        host=host,
+        port=port,
+        threads=threads,
+        max_request_body_size=MAX_SLACK_BODY + 1,
+        connection_limit=connection_limit,
+        channel_timeout=channel_timeout_s,
+        cleanup_interval=cleanup_interval_s,
+        backlog=BACKLOG,
+    )
 
 
 class Workers:
@@ -193,10 +233,10 @@ class Workers:
 
     def __init__(self, units: dict[str, Callable[[], bool]], *, idle_s: float = 0.2) -> None:
         self.stop = threading.Event()
+        self.wakeup = Wakeup()
+        options = {"idle_s": idle_s, "wakeup": self.wakeup}
         self.threads = [
-            threading.Thread(
-                target=work, args=([unit], self.stop), kwargs={"idle_s": idle_s}, name=f"worker-{name}", daemon=True
-            )
+            threading.Thread(target=work, args=([unit], self.stop), kwargs=options, name=f"worker-{name}", daemon=True)
             for name, unit in units.items()
         ]
 
@@ -206,5 +246,6 @@ class Workers:
 
     def close(self, timeout_s: float = 10.0) -> None:
         self.stop.set()
+        self.wakeup.wake()  # loops wait on the wakeup, not on `stop`
         for thread in self.threads:
             thread.join(timeout_s)
