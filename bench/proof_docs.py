@@ -27,7 +27,9 @@ def machine() -> list[tuple[str, str]]:
         (line.split()[1] for line in Path("/proc/meminfo").read_text().splitlines() if line.startswith("MemTotal")), "0"
     )
     commit = quiet(["git", "rev-parse", "--short", "HEAD"])
-    dirty = " (with uncommitted changes)" if quiet(["git", "status", "--porcelain"]) else ""
+    # The two docs the proof writes do not count: reliability.md is written after performance.md.
+    generated = [f":(exclude)docs/{name}" for name in ("performance.md", "reliability.md")]
+    dirty = " (with uncommitted changes)" if quiet(["git", "status", "--porcelain", "--", ".", *generated]) else ""
     return [
         ("CPUs (nproc)", str(os.cpu_count())),
         ("CPU", cpu),
