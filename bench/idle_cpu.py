@@ -26,7 +26,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench.rss import CHANNEL, CONFIG, free_port, healthy, start_serve, tree
+from bench.rss import CHANNEL, CONFIG, free_port, start_serve, tree, wait_healthy
 from bench.rss import database as fresh_database
 from bot.sandbox import SlackEmulator
 
@@ -66,12 +66,7 @@ def measure(backend: str, types: int, seconds: float, settle: float) -> tuple[st
             url = f"http://127.0.0.1:{port}"
             serve = start_serve(directory, db_url, slack, port, config_of(types))
             try:
-                deadline = time.monotonic() + 60
-                while not healthy(url):
-                    if serve.poll() is not None or time.monotonic() > deadline:
-                        log = (directory / "serve.log").read_text()[-2000:]
-                        raise SystemExit(f"serve did not become healthy (exit {serve.returncode}):\n{log}")
-                    time.sleep(0.1)
+                wait_healthy(serve, url, directory)
                 time.sleep(settle)  # start-up work (first settle of every type, imports) is not idle
                 cpu0, wall0 = cpu_seconds(serve.pid), time.perf_counter()
                 time.sleep(seconds)

@@ -280,6 +280,16 @@ def healthy(url: str) -> bool:
         return False
 
 
+def wait_healthy(serve: subprocess.Popen[str], url: str, directory: Path, timeout_s: float = 60) -> None:
+    """Wait until `serve` answers /healthz; stop the bench with its log if it dies or takes too long."""
+    deadline = time.monotonic() + timeout_s
+    while not healthy(url):
+        if serve.poll() is not None or time.monotonic() > deadline:
+            log = (directory / "serve.log").read_text()[-2000:]
+            raise SystemExit(f"serve did not become healthy (exit {serve.returncode}):\n{log}")
+        time.sleep(0.1)
+
+
 @contextmanager
 def database(backend: str, directory: Path) -> Iterator[tuple[str, str]]:
     """(backend actually used, URL) of a fresh, migrated database; SQLite when PostgreSQL is unreachable."""
@@ -344,12 +354,7 @@ def main() -> None:
             serve = start_serve(directory, db_url, slack, port)
             sampler = Sampler(serve.pid).start()
             try:
-                deadline = time.monotonic() + 60
-                while not healthy(url):
-                    if serve.poll() is not None or time.monotonic() > deadline:
-                        log = (directory / "serve.log").read_text()[-2000:]
-                        raise SystemExit(f"serve did not become healthy (exit {serve.returncode}):\n{log}")
-                    time.sleep(0.1)
+                wait_healthy(serve, url, directory)
                 started = time.perf_counter() - began
                 sampler.phase = "idle"
                 time.sleep(args.idle)
