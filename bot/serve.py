@@ -11,6 +11,7 @@ from agent.executor import Executor
 from agent.model import ModelClient
 from agent.runner import AgentRunner
 from agent.vault import Vault, parse_keys
+from approvals.audit import AFTER_COMMIT, Chainer
 from bot.app import build_app
 from bot.installations import oauth_settings
 from bot.outbox_sender import OutboxSender
@@ -44,7 +45,11 @@ class Process:
         units = {f"agent-{index}": self.runner.run_once for index in range(agent_threads)}
         units["executor"] = self.executor.run_once
         units |= {f"outbox-{index}": self.sender.run_once for index in range(outbox_threads)}
-        workers = Workers(units, idle_s=idle_s)
+        # From now on this process's commits leave their audit events to one chainer thread,
+        # which links them in batches: writers no longer queue for the chain lock.
+        chainer = Chainer(self.services.sessions)
+        self.services.sessions.configure(info={AFTER_COMMIT: chainer.poke})
+        workers = Workers(units, idle_s=idle_s, chainer=chainer)
         self.server.wakeup = workers.wakeup  # a POST (a click, a task) wakes idle loops at once
         return workers
 

@@ -30,6 +30,7 @@ from waitress.server import BaseWSGIServer, MultiSocketServer, create_server
 
 from agent.tasks import TaskError, submit_task
 from agent.worker import Wakeup, work
+from approvals.audit import Chainer
 from bot.connect_routes import PREFIX as CONNECT_PREFIX
 from bot.connect_routes import ConnectRoutes
 from bot.directory import person_name
@@ -231,7 +232,10 @@ class Workers:
     """The background loops of one serving process, each in its own thread so a slow model
     call never delays a card, and a Slack outage never delays the model."""
 
-    def __init__(self, units: dict[str, Callable[[], bool]], *, idle_s: float = 0.2) -> None:
+    def __init__(
+        self, units: dict[str, Callable[[], bool]], *, idle_s: float = 0.2, chainer: Chainer | None = None
+    ) -> None:
+        self.chainer = chainer  # links the audit events the process commits; stops last
         self.stop = threading.Event()
         self.wakeup = Wakeup()
         options = {"idle_s": idle_s, "wakeup": self.wakeup}
@@ -241,6 +245,8 @@ class Workers:
         ]
 
     def start(self) -> None:
+        if self.chainer is not None:
+            self.chainer.start()
         for thread in self.threads:
             thread.start()
 
@@ -249,3 +255,5 @@ class Workers:
         self.wakeup.wake()  # loops wait on the wakeup, not on `stop`
         for thread in self.threads:
             thread.join(timeout_s)
+        if self.chainer is not None:
+            self.chainer.close(timeout_s)
