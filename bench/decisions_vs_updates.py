@@ -301,8 +301,8 @@ class Bench:
                     total.cpu_s += part.cpu_s
             if threads > 1:
                 won, refused = self.same_action(self.take_actions(SAME_ACTION), threads, sessions)
-                print(f"same action threads={threads:<3} {SAME_ACTION} actions, {threads} clicks each at once: {won} approved, "
-                      f"{refused} refused (already decided)")  # fmt: skip
+                print(f"same action threads={threads:<3} {SAME_ACTION} actions, {threads} clicks each at once: "
+                      f"{won} approved, {refused} refused (already decided)")  # fmt: skip
         finally:
             chainer.close()
             engine.dispose()
@@ -358,7 +358,8 @@ def check(url: str, decided: list[str], updates: int, expected_refusals: int) ->
     )
     return (
         f"verify: {n} decisions: {approved} approved, {one_decision} with one decision, {one_outbox} with one "
-        f"action.decided outbox row, audit {events}, {refused} refusals audited (of {expected_refusals} lost clicks); lost {lost}, duplicate {duplicate}; "
+        f"action.decided outbox row, audit {events}, {refused} refusals audited (of {expected_refusals} lost "
+        f"clicks); lost {lost}, duplicate {duplicate}; "
         f"ledger {report.summary()}; raw UPDATEs landed {landed}/{updates}: {'PASS' if good else 'FAIL'}"
     )
 

@@ -45,13 +45,21 @@ class Process:
         units = {f"agent-{index}": self.runner.run_once for index in range(agent_threads)}
         units["executor"] = self.executor.run_once
         units |= {f"outbox-{index}": self.sender.run_once for index in range(outbox_threads)}
-        # From now on this process's commits leave their audit events to one chainer thread,
-        # which links them in batches: writers no longer queue for the chain lock.
-        chainer = Chainer(self.services.sessions)
-        self.services.sessions.configure(info={AFTER_COMMIT: chainer.poke})
-        workers = Workers(units, idle_s=idle_s, chainer=chainer)
+        workers = Workers(units, idle_s=idle_s, chainer=self._chainer())
         self.server.wakeup = workers.wakeup  # a POST (a click, a task) wakes idle loops at once
         return workers
+
+    def _chainer(self) -> Chainer | None:
+        """On PostgreSQL, from now on this process's commits leave their audit events to one
+        chainer thread, which links them in batches: writers no longer queue for the chain lock.
+        SQLite's writers queue for the database anyway, so each transaction chains its own
+        events (one commit, where a chainer would add a second)."""
+        sessions = self.services.sessions
+        if sessions.kw["bind"].dialect.name != "postgresql":
+            return None
+        chainer = Chainer(sessions)
+        sessions.configure(info={AFTER_COMMIT: chainer.poke})
+        return chainer
 
     def ticker(self, *, tick_s: float = 1.0) -> Ticker:
         """Escalation steps, stall checks and audit heads on APScheduler's clock."""
