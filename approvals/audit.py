@@ -25,6 +25,7 @@ import json
 import logging
 import threading
 import time
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, fields
 from datetime import datetime
 from typing import Any
@@ -128,38 +129,41 @@ def head(session: Session) -> tuple[int, str]:
     return (row[0], row[1]) if row else (0, GENESIS_HASH)
 
 
-def chain(session: Session, limit: int = BATCH) -> int:
-    """Link up to `limit` unchained events, oldest first, into the ledger; return how many.
+def chain(session: Session, limit: int | None = BATCH, *, then: Sequence[AuditEntry] = ()) -> int:
+    """Link up to `limit` unchained events (all with None), oldest first, into the ledger, and
+    after them `then` (the caller's own events, never stored unchained); return how many.
 
     Holds the chain lock until the caller commits: exactly one chainer at a time, across
     processes. The unchained rows are deleted by id (never by range: a row with a lower id
     committed after this read must stay for the next batch)."""
-    if session.get_bind().dialect.name == "postgresql":
+    postgres = session.get_bind().dialect.name == "postgresql"
+    if postgres:
         session.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": ADVISORY_LOCK_KEY})
     table = UnchainedAuditEvent.__table__
     rows = session.execute(select(table).order_by(table.c.xact, table.c.id).limit(limit)).all()
-    if not rows:
+    if not rows and not then:
         return 0
     seq, prev_hash = head(session)
     links = []
-    for row in rows:
+    for values in [*(row._asdict() for row in rows), *(asdict(entry) for entry in then)]:
+        values.pop("id", None), values.pop("xact", None)
         seq += 1
-        fields = row._asdict()
-        del fields["id"], fields["xact"]
-        link = Link(seq=seq, prev_hash=prev_hash, hash="", **fields)
+        link = Link(seq=seq, prev_hash=prev_hash, hash="", **values)
         link.hash = prev_hash = compute_hash(link)
         links.append(link)
     ids = [row.id for row in rows]
-    if session.get_bind().dialect.name == "postgresql":
+    if postgres:
         # One statement for the batch (an executemany would be a round trip per event).
         columns = {name: [getattr(link, name) for link in links] for name in _LINK_FIELDS}
         columns["data"] = [None if data is None else json.dumps(data) for data in columns["data"]]
         session.execute(_INSERT_LINKS, columns)
-        session.execute(text("DELETE FROM audit_unchained WHERE id = ANY(:ids)"), {"ids": ids})
+        if ids:
+            session.execute(text("DELETE FROM audit_unchained WHERE id = ANY(:ids)"), {"ids": ids})
     else:
         session.execute(insert(AuditEvent), [asdict(link) for link in links])
-        session.execute(delete(UnchainedAuditEvent).where(UnchainedAuditEvent.id.in_(ids)))
-    return len(rows)
+        if ids:
+            session.execute(delete(UnchainedAuditEvent).where(UnchainedAuditEvent.id.in_(ids)))
+    return len(links)
 
 
 def chain_all(sessions: sessionmaker[Session], limit: int = BATCH) -> int:
@@ -225,15 +229,17 @@ def inserted(session: Session) -> None:
 
 @event.listens_for(Session, "before_commit")
 def _insert_on_commit(session: Session) -> None:
-    entries = session.info.pop(_PENDING, None)
-    if entries:
-        session.execute(insert(UnchainedAuditEvent), [asdict(entry) for entry in entries])
+    entries: list[AuditEntry] = session.info.pop(_PENDING, [])
     if not (session.info.pop(_INSERTED, False) or entries):
         return
     if AFTER_COMMIT in session.info:
+        if entries:
+            session.execute(insert(UnchainedAuditEvent), [asdict(entry) for entry in entries])
         session.info[_WROTE] = True
     else:
-        chain(session)  # in this transaction, under the chain lock until it commits
+        # Chained in this transaction, after any events still unchained, under the chain lock
+        # until it commits.
+        chain(session, None, then=entries)
 
 
 @event.listens_for(Session, "after_commit")
