@@ -41,6 +41,9 @@ if TYPE_CHECKING:
     from bot.serve import Process
 
 
+METRICS_PREFIX = "countersign-metrics-"
+
+
 @click.group()
 def main() -> None:
     """countersign: AI agents draft actions, people approve them in Slack."""
@@ -221,10 +224,24 @@ def _metrics_across_processes() -> None:
     (nothing `bot.cli` imports at the top does)."""
     if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
         return
-    path = tempfile.mkdtemp(prefix="countersign-metrics-")
-    os.environ["PROMETHEUS_MULTIPROC_DIR"] = path
+    for left in Path(tempfile.gettempdir()).glob(f"{METRICS_PREFIX}*"):  # by a master that was killed
+        pid = left.name.removeprefix(METRICS_PREFIX).split("-")[0]
+        if pid.isdigit() and not _running(int(pid)):
+            shutil.rmtree(left, ignore_errors=True)
     master = os.getpid()  # workers leave with os._exit, but be sure none removes it
+    path = tempfile.mkdtemp(prefix=f"{METRICS_PREFIX}{master}-")
+    os.environ["PROMETHEUS_MULTIPROC_DIR"] = path
     atexit.register(lambda: shutil.rmtree(path, ignore_errors=True) if os.getpid() == master else None)
+
+
+def _running(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
 
 
 def _warn_about_connections(engine: Engine, count: int) -> None:
@@ -243,8 +260,8 @@ def _warn_about_connections(engine: Engine, count: int) -> None:
 
 def _serve_workers(settings: Settings, loaded: Config, host: str, port: int, count: int, which: str) -> None:
     """gunicorn's master on the port, `count` workers each with its share (`bot.prefork`)."""
-    from bot.prefork import Listening, serve_workers
-    from bot.serve import start_share
+    from bot.prefork import Listening, WorkersFailed, serve_workers
+    from bot.serve import Share, start_share
 
     def ready() -> None:
         click.echo(
@@ -258,7 +275,13 @@ def _serve_workers(settings: Settings, loaded: Config, host: str, port: int, cou
                 err=True,
             )
 
-    serve_workers(lambda slot: start_share(settings, loaded, slot, count), Listening(host, port, count), ready=ready)
+    def start(slot: int) -> Share:
+        return start_share(settings, loaded, slot, count)
+
+    try:
+        serve_workers(start, Listening(host, port, count), ready=ready)
+    except WorkersFailed as exc:
+        _fail([f"countersign: the workers did not start: {exc}; the log above says why"])
 
 
 def _loopback(host: str) -> bool:

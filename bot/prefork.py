@@ -39,6 +39,7 @@ from functools import partial
 from typing import TYPE_CHECKING, Any, Protocol
 
 from gunicorn.app.base import BaseApplication
+from gunicorn.errors import HaltServer
 from gunicorn.glogging import Logger
 from gunicorn.workers.gthread import TConn, ThreadWorker
 
@@ -109,6 +110,7 @@ class Prefork(BaseApplication):  # type: ignore[misc]  # gunicorn ships no types
             "backlog": BACKLOG,
             "timeout": HEARTBEAT_TIMEOUT_S,
             "graceful_timeout": GRACEFUL_TIMEOUT_S,
+            "forwarded_allow_ips": "",  # trust no peer's X-Forwarded-* headers, as waitress does not
             "proc_name": "countersign",
             "logger_class": _Logs,
             "control_socket_disable": True,
@@ -272,6 +274,13 @@ def die_with_parent(parent: int) -> None:
         os.kill(os.getpid(), signal.SIGTERM)
 
 
+class WorkersFailed(Exception):
+    """The master gave up: a worker could not start (its error is logged above)."""
+
+
 def serve_workers(start: Start, listening: Listening, *, ready: Callable[[], None] | None = None) -> None:
     """Run the master until it is told to stop (SIGTERM drains, SIGINT stops quickly)."""
-    Prefork(start, listening, ready=ready).run()
+    try:
+        Prefork(start, listening, ready=ready).run()
+    except HaltServer as halted:  # raised again while it halts (gunicorn reaps the workers in `halt`)
+        raise WorkersFailed(f"{halted.reason} (exit status {halted.exit_status})") from None
