@@ -9,8 +9,9 @@ Approve on its own pending actions one after another. In alternating rounds in t
 the same number of clients commit raw `UPDATE … WHERE id = $1` statements (autocommit, one row
 each, their own psycopg connections), so that whatever else runs on the machine hits both
 alike. Rates are operations over the time summed across rounds; ack latencies are each click's
-from its first byte sent to its answer read. Afterwards every clicked action is checked: one
-approve decision each, none left pending.
+from its first byte sent to its answer read; the CPU the serve processes (master and workers)
+spent during the click rounds says how many cores they kept busy and what a decision cost.
+Afterwards every clicked action is checked: one approve decision each, none left pending.
 
     .venv/bin/python bench/serve_workers.py [--workers 1,2] [--clients 8] [--actions 600] [--rounds 3]
 
@@ -46,6 +47,7 @@ from agent.tasks import move, submit_task
 from agent.tools import load_tool_modules
 from approvals import gate
 from bench.databases import postgres_database
+from bench.idle_cpu import cpu_seconds
 from bench.rss import CHANNEL, COUNTERSIGN, ROOT, SCRIPT, SECRET, TOKEN, click_body, free_port, tree, wait_healthy
 from bot.sandbox import SlackEmulator
 from bot.sandbox.signed import FORM, signed
@@ -184,7 +186,7 @@ def measure(workers: int, clients: int, actions: int, rounds: int) -> str:
                 deadline = time.monotonic() + 60
                 while len(tree(serve.pid)) < workers + (workers > 1) and time.monotonic() < deadline:
                     time.sleep(0.1)  # every worker booted, not just the first
-                return run(url, port, slack, pending, workers, clients, rounds)
+                return run(url, serve.pid, port, slack, pending, workers, clients, rounds)
             finally:
                 serve.send_signal(signal.SIGTERM)
                 try:
@@ -195,7 +197,14 @@ def measure(workers: int, clients: int, actions: int, rounds: int) -> str:
 
 
 def run(
-    url: str, port: int, slack: SlackEmulator, pending: list[tuple[str, str]], workers: int, clients: int, rounds: int
+    url: str,
+    serve_pid: int,
+    port: int,
+    slack: SlackEmulator,
+    pending: list[tuple[str, str]],
+    workers: int,
+    clients: int,
+    rounds: int,
 ) -> str:
     raw_url = make_url(url).set(drivername="postgresql").render_as_string(hide_password=False)
     bodies = [
@@ -225,10 +234,13 @@ def run(
     decisions, raw = Clients(clients), Clients(clients)
     per_round = -(-len(measured) // rounds)
     rows = iter(range(WARMUP * clients + 1, 100_001))
+    serve_cpu = 0.0  # seconds of CPU the serve processes spent during the click rounds
     for index in range(rounds):
         chunk = measured[index * per_round : (index + 1) * per_round]
         raw.run(split([next(rows) for _ in chunk], clients), connect_raw, update)
+        before = cpu_seconds(serve_pid)
         decisions.run(split(chunk, clients), connect_http, click)
+        serve_cpu += cpu_seconds(serve_pid) - before
     verdict = check(url, [public_id for public_id, _ in pending])
     ratio = decisions.rate() / raw.rate() if raw.rate() else 0.0
     late = sum(1 for ms in decisions.latencies_ms if ms > 3000)
@@ -236,7 +248,8 @@ def run(
     return (
         f"summary workers={workers}: clients {clients}, decisions {decisions.rate():.0f}/s, "
         f"raw UPDATE commits {raw.rate():.0f}/s, ratio {ratio:.3f}; ack p50 {decisions.percentile(0.5):.1f} ms, "
-        f"p99 {decisions.percentile(0.99):.1f} ms, over 3 s {late} ({decisions.ops()} clicks)"
+        f"p99 {decisions.percentile(0.99):.1f} ms, over 3 s {late} ({decisions.ops()} clicks); serve CPU "
+        f"{serve_cpu / decisions.seconds:.2f} cores busy, {serve_cpu * 1000 / decisions.ops():.1f} ms per decision"
     )
 
 

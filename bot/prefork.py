@@ -216,6 +216,14 @@ class ServeWorker(ThreadWorker):  # type: ignore[misc]  # gunicorn ships no type
         self.share.close(max(0.0, since + GRACEFUL_TIMEOUT_S - _MARGIN_S - time.monotonic()))
         self.share = None
 
+    def set_accept_enabled(self, enabled: bool) -> None:
+        """Stopping, let go of the port at once rather than after the drain (gunicorn closes it
+        last), so a new `serve` can bind it while this worker finishes its requests."""
+        super().set_accept_enabled(enabled)
+        if not enabled and not self.alive:
+            for listener in self.sockets:
+                listener.close()
+
     def accept(self, listener: socket.socket) -> None:
         """A new connection waits in the poller, holding no thread, until it has bytes to read
         (gunicorn hands it to a thread at once, which then waits up to 5 s for them: 16 silent

@@ -207,11 +207,13 @@ def test_two_workers_serve_slack_sum_their_metrics_and_drain_on_sigterm(setting,
 
         # SIGTERM while a request is half-sent: the master forwards it, the workers stop
         # accepting, and the request in flight is still read and answered before they exit.
+        # The port is let go of at once: a new server could bind it while the request drains.
         connection, rest = _half_sent_command(serving.url)
         with connection:
             stopped = time.monotonic()
             serving.process.send_signal(signal.SIGTERM)
-            _wait(lambda: "Handling signal: term" in serving.output(), "SIGTERM handled", serving)
+            _wait(lambda: _bindable(serving.port), "free port", serving, bound_s=STOP_BOUND_S)
+            assert serving.process.poll() is None  # still draining
             connection.sendall(rest)
             answer = connection.recv(4096)
         assert answer.startswith(b"HTTP/1.1 200"), answer
