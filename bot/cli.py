@@ -199,12 +199,12 @@ def _serve(process: Process, settings: Settings, host: str, port: int, socket_mo
 
 
 def _worker_count(settings: Settings, asked: int | None, socket_mode: bool) -> int:
-    """How many processes serve: `--workers`, else COUNTERSIGN_WORKERS, else the machine's cores
-    on PostgreSQL; ValueError saying why more than one cannot be."""
+    """How many processes serve: `--workers`, else COUNTERSIGN_WORKERS, else one per core on
+    PostgreSQL; ValueError saying why more than one cannot be."""
     asked = asked if asked is not None else settings.workers
     sqlite = is_sqlite(settings.database_url)
     if asked is None:
-        return 1 if sqlite or socket_mode else os.cpu_count() or 1
+        return 1 if sqlite or socket_mode else cores()
     if asked > 1 and sqlite:
         raise ValueError(
             f"--workers {asked} (or COUNTERSIGN_WORKERS): a SQLite database is served by one process, since "
@@ -216,6 +216,13 @@ def _worker_count(settings: Settings, asked: int | None, socket_mode: bool) -> i
     return asked
 
 
+def cores() -> int:
+    """The cores this process may run on (a container's or `taskset`'s cpuset, else all)."""
+    if hasattr(os, "sched_getaffinity"):
+        return len(os.sched_getaffinity(0))
+    return os.cpu_count() or 1
+
+
 def _metrics_across_processes() -> None:
     """Have prometheus_client keep each process's counters in files of one directory, summed by
     whichever worker answers /metrics (its multiprocess mode): a new directory, removed when
@@ -223,6 +230,9 @@ def _metrics_across_processes() -> None:
     before anything imports prometheus_client, which picks where values live at import
     (nothing `bot.cli` imports at the top does)."""
     if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+        return
+    if "prometheus_client" in sys.modules:  # too late (a warm interpreter forked into `serve`)
+        click.echo("countersign: /metrics shows only the worker that answers each scrape", err=True)
         return
     for left in Path(tempfile.gettempdir()).glob(f"{METRICS_PREFIX}*"):  # by a master that was killed
         pid = left.name.removeprefix(METRICS_PREFIX).split("-")[0]
@@ -281,7 +291,7 @@ def _serve_workers(settings: Settings, loaded: Config, host: str, port: int, cou
     try:
         serve_workers(start, Listening(host, port, count), ready=ready)
     except WorkersFailed as exc:
-        _fail([f"countersign: the workers did not start: {exc}; the log above says why"])
+        _fail([f"the workers did not start: {exc}; the log above says why"])
 
 
 def _loopback(host: str) -> bool:

@@ -23,7 +23,7 @@ import yaml
 from click.testing import CliRunner
 from slack_sdk.signature import SignatureVerifier
 
-from bot.cli import _worker_count, main
+from bot.cli import _worker_count, cores, main
 from core.settings import Settings
 from tests.bot.slack_app import APPROVALS, CONFIG, REQUESTER, SCRIPT, SECRET, TEAM, TOKEN, signed_command
 from tests.conftest import _truncate_all
@@ -248,7 +248,7 @@ def test_more_than_one_worker_on_sqlite_is_refused_naming_why(tmp_path: Path) ->
 
 def test_the_default_is_one_worker_per_core_on_postgresql_and_one_on_sqlite() -> None:
     postgres = Settings(database_url="postgresql+psycopg://db/countersign")
-    assert _worker_count(postgres, None, socket_mode=False) == (os.cpu_count() or 1)
+    assert _worker_count(postgres, None, socket_mode=False) == cores() <= (os.cpu_count() or 1)
     assert _worker_count(postgres, None, socket_mode=True) == 1
     assert _worker_count(postgres, 3, socket_mode=False) == 3
     assert _worker_count(Settings(database_url="postgresql://db/countersign", workers=5), None, False) == 5
