@@ -203,7 +203,7 @@ def test_two_workers_serve_slack_sum_their_metrics_and_drain_on_sigterm(setting,
                 silent.enter_context(socket.create_connection(("127.0.0.1", serving.port), timeout=5))
             started = time.monotonic()
             assert _get(serving.url + "/healthz", timeout_s=5)[0] == 200
-            assert time.monotonic() - started < 2.0
+            assert time.monotonic() - started < 3.0
 
         # SIGTERM while a request is half-sent: the master forwards it, the workers stop
         # accepting, and the request in flight is still read and answered before they exit.
