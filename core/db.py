@@ -26,6 +26,9 @@ from core.errors import DatabaseBusy, DatabaseOwned
 from core.settings import Settings
 
 SQLITE_BUSY_TIMEOUT_MS = 30_000
+# Each PostgreSQL engine (one per serving process) opens up to POOL_SIZE + MAX_OVERFLOW connections.
+POOL_SIZE = 10
+MAX_OVERFLOW = 20
 _HOLDS_WRITER = "countersign.sqlite_writer"
 
 
@@ -50,7 +53,7 @@ def make_engine(url: str, **kwargs: Any) -> Engine:
         )
         _configure_sqlite(engine)
         return engine
-    options: dict[str, Any] = {"pool_size": 10, "max_overflow": 20, "pool_pre_ping": True}
+    options: dict[str, Any] = {"pool_size": POOL_SIZE, "max_overflow": MAX_OVERFLOW, "pool_pre_ping": True}
     options.update(kwargs)
     return create_engine(url, **options)
 
