@@ -14,7 +14,8 @@ from agent.executor import Executor
 from agent.model import ModelClient
 from agent.runner import AgentRunner
 from agent.vault import Vault, parse_keys
-from approvals.audit import AFTER_COMMIT, Chainer
+from approvals.audit import AFTER_COMMIT
+from approvals.chainer import Chainer
 from bot.app import build_app
 from bot.installations import oauth_settings
 from bot.outbox_sender import OutboxSender
