@@ -13,7 +13,9 @@
    `Sweeper`s in two processes (two replicas) draining them. Time until the last fired (both
    sweepers idle); goal <= 2 min. Exactly once is counted from the rows: each action's
    `escalation.notify` outbox rows and `escalation.notified` audit events (lost: none,
-   duplicated: more than one). The actions are SQL copies of one real pending action.
+   duplicated: more than one). The actions are SQL copies of one real pending action. Sweepers
+   still busy after `--burst-limit` seconds are stopped: the figure is then a MISS, with the
+   share fired and the time all would take at that rate.
 
     .venv/bin/python bench/timers.py [--max-pending 1000000] [--rate 50] [--seconds 20] [--burst 100000]
 
@@ -51,7 +53,7 @@ from core.clock import SystemClock
 from core.config import Config
 from core.db import make_engine, make_sessionmaker
 from core.migrate import upgrade
-from core.models import Action, AuditEvent, OutboxMessage
+from core.models import Action, AuditEvent, OutboxMessage, Timer
 from escalations.scheduler import SWEEP_JOB, Ticker
 from escalations.sweeper import Sweeper
 
@@ -61,7 +63,7 @@ POSTGRES_ADMIN_URL = os.environ.get(
 SIZES = (1_000, 100_000, 1_000_000)
 ROUNDS = 6  # of RUNS claims each; the first round only warms caches and the connection up
 DUE_NOW, RUNS, EXPLAINS, FILLER, GOAL_P99_S, NOTIFY = 100, 200, 20, 100_000, 1.5, "escalation.notify"
-BURST, SWEEPERS, GOAL_BURST_S, NOTIFIED = 100_000, 2, 120.0, "escalation.notified"
+BURST, SWEEPERS, GOAL_BURST_S, BURST_LIMIT_S, NOTIFIED = 100_000, 2, 120.0, 180.0, "escalation.notified"
 FUTURE = "now() + interval '1 day' + n * interval '10 ms'"  # SQL: when the n-th filler timer is due
 CHAIN = [{"after": "1h", "notify": ["U0ALICE", "@oncall"]}, {"after": "2h", "then": "expire"}]
 REFUND = {"tools": ["bench_refund"], "approvers": ["U0ALICE"], "escalation": CHAIN}
@@ -287,74 +289,90 @@ def burst_actions(engine: Engine, action_id: int, count: int) -> None:
         conn.execution_options(isolation_level="AUTOCOMMIT").execute(text("VACUUM ANALYZE actions, timers"))
 
 
-def sweeper_process(url: str, ready: Any, start: Any, results: Any) -> None:
-    """One replica's sweeper: drain every due timer, then say how many steps and when it went idle."""
+def sweeper_process(url: str, ready: Any, start: Any, stop: Any, results: Any) -> None:
+    """One replica's sweeper: take due steps until none is left (or `stop`), then say how many
+    and when it went idle."""
     engine = make_engine(url)
     sweeper = Sweeper(make_sessionmaker(engine), Oncall(), SystemClock())
     with engine.connect() as conn:
         conn.execute(text("SELECT 1"))  # connected before the clock starts
     ready.release()
     start.wait()
-    steps = sweeper.run_until_idle(max_steps=sys.maxsize)
+    steps = 0
+    while not stop.is_set():
+        taken = sweeper.run_until_idle(max_steps=100)
+        steps += taken
+        if not taken:
+            break
     results.put((steps, time.time()))
     engine.dispose()
 
 
-def collect(results: Any, workers: list[Any]) -> tuple[int, float]:
-    """The next sweeper's (steps, idle at); fails, rather than waiting for ever, if a sweeper died."""
+def collect(results: Any, workers: list[Any], stop: Any, deadline: float) -> tuple[int, float]:
+    """The next sweeper's (steps, idle at); past `deadline` the sweepers are told to stop. Fails,
+    rather than waiting for ever, if a sweeper died."""
     while True:
         try:
             steps, at = results.get(timeout=1.0)
             return int(steps), float(at)
         except queue.Empty:
+            if time.time() > deadline:
+                stop.set()
             if any(worker.exitcode not in (None, 0) for worker in workers):
                 raise SystemExit(f"a sweeper died: exit codes {[worker.exitcode for worker in workers]}") from None
 
 
-def burst(count: int) -> None:
+def burst(count: int, limit_s: float) -> None:
     with postgres_database("burst") as (engine, sessions):
         [action] = pending_actions(sessions, 1)
         built = time.perf_counter()
         burst_actions(engine, action, count)
         setup_s = time.perf_counter() - built
         context = multiprocessing.get_context("spawn")
-        ready, start, results = context.Semaphore(0), context.Event(), context.Queue()
+        ready, start, stop, results = context.Semaphore(0), context.Event(), context.Event(), context.Queue()
         url = engine.url.render_as_string(hide_password=False)
-        workers = [context.Process(target=sweeper_process, args=(url, ready, start, results)) for _ in range(SWEEPERS)]
+        args = (url, ready, start, stop, results)
+        workers = [context.Process(target=sweeper_process, args=args) for _ in range(SWEEPERS)]
         for worker in workers:
             worker.start()
         for _ in workers:
             ready.acquire()
         began = time.time()
         start.set()
-        done = [collect(results, workers) for _ in workers]
+        done = [collect(results, workers, stop, began + limit_s) for _ in workers]
         for worker in workers:
             worker.join()
         elapsed = max(at for _, at in done) - began
         with engine.connect() as conn:
-            outbox = "SELECT ordering_key, count(*) FROM outbox WHERE kind = :kind GROUP BY ordering_key"
-            sent: dict[str, int] = {key: n for key, n in conn.execute(text(outbox), {"kind": NOTIFY})}
+            outbox = select(OutboxMessage.ordering_key, func.count()).where(OutboxMessage.kind == NOTIFY)
+            sent: dict[str, int] = {key: n for key, n in conn.execute(outbox.group_by(OutboxMessage.ordering_key))}
             about = AuditEvent.action_public_id
             audit = select(about, func.count()).where(AuditEvent.kind == NOTIFIED).group_by(about)
             audited: dict[str, int] = {key: n for key, n in conn.execute(audit) if key is not None}
-            due = "SELECT a.public_id FROM actions a WHERE a.public_id LIKE 'burst%'"
-            burst_ids = set(conn.execute(text(due)).scalars())
-            still = "SELECT count(*) FROM timers WHERE state = 'pending' AND step = 0 AND due_at <= now()"
-            unfired = conn.execute(text(still)).scalar_one()
-    lost = sum(1 for key in burst_ids if not sent.get(key) or not audited.get(key))
-    duplicated = sum(1 for key in burst_ids if sent.get(key, 0) > 1 or audited.get(key, 0) > 1)
-    once = sum(1 for key in burst_ids if sent.get(key) == 1 and audited.get(key) == 1)
-    stray = len((set(sent) | set(audited)) - burst_ids)
+            steps = select(Action.public_id, Timer.step).join(Timer, Timer.action_id == Action.id)
+            moved: dict[str, int] = {key: n for key, n in conn.execute(steps.where(Action.public_id.like("burst%")))}
+    fired = {key for key, step in moved.items() if step > 0}  # the timer says its step was taken
+    once = sum(1 for key in moved if sent.get(key) == 1 and audited.get(key) == 1)
+    lost = sum(1 for key in fired if not sent.get(key) or not audited.get(key))
+    duplicated = sum(1 for key in moved if sent.get(key, 0) > 1 or audited.get(key, 0) > 1)
+    stray = len((set(sent) | set(audited)) - fired)
     shares = " + ".join(f"{steps:,}" for steps, _ in done)
-    verdict = "PASS" if elapsed <= GOAL_BURST_S else "MISS"
     print(f"burst: {count:,} steps due at once ({setup_s:.1f} s to set up), {SWEEPERS} sweepers (processes)")
+    if len(fired) == count:
+        verdict = "PASS" if elapsed <= GOAL_BURST_S else "MISS"
+        print(
+            f"burst drained: last fired after {elapsed:.1f} s ({count / elapsed:,.0f} steps/s; steps per sweeper "
+            f"{shares}); goal <= {GOAL_BURST_S:g} s: {verdict}"
+        )
+    else:
+        rate = len(fired) / elapsed
+        print(
+            f"burst NOT drained: {len(fired):,} of {count:,} fired in {elapsed:.1f} s ({rate:,.0f} steps/s, so about "
+            f"{count / max(rate, 1e-9):,.0f} s for all; steps per sweeper {shares}); goal <= {GOAL_BURST_S:g} s: MISS"
+        )
     print(
-        f"burst drained: last fired after {elapsed:.1f} s ({count / elapsed:,.0f} steps/s; steps per sweeper "
-        f"{shares}); goal <= {GOAL_BURST_S:g} s: {verdict}"
-    )
-    print(
-        f"burst exactly once: {once}/{len(burst_ids)} actions have one {NOTIFY} row and one {NOTIFIED} event "
-        f"(lost {lost}, duplicated {duplicated}; {unfired} timers still due; {stray} other actions notified)"
+        f"burst exactly once: {once}/{count} actions have one {NOTIFY} row and one {NOTIFIED} event "
+        f"(lost {lost}, duplicated {duplicated}; {count - len(fired)} not fired; {stray} other actions notified)"
     )
 
 
@@ -380,7 +398,7 @@ def main() -> None:
     sweep_cost(args.max_pending)
     lateness(args.rate, args.seconds, args.tick)
     if args.burst > 0:
-        burst(args.burst)
+        burst(args.burst, args.burst_limit)
     print(f"total {time.perf_counter() - began:.1f} s")
 
 
