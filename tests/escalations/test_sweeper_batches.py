@@ -52,11 +52,15 @@ def _notified(world: World) -> tuple[Counter[str], Counter[str]]:
 def test_a_batch_of_due_timers_is_swept_in_one_transaction_each_step_once(world: World) -> None:
     actions = _due_actions(world, 30)
     commits: list[object] = []
-    event.listen(world.sessions, "after_commit", commits.append)
+
+    def committed(session: object) -> None:
+        commits.append(session)
+
+    event.listen(world.sessions, "after_commit", committed)
     try:
         assert Sweeper(world.sessions, world.directory, world.clock, batch=50).run_once()
     finally:
-        event.remove(world.sessions, "after_commit", commits.append)
+        event.remove(world.sessions, "after_commit", committed)
     assert len(commits) == 1
     everyone = Counter({a.public_id: 1 for a in actions})
     assert _notified(world) == (everyone, everyone)
