@@ -100,10 +100,14 @@ class OutboxSender:
         return done
 
     def _run_batch(self, limit: int) -> int:
+        claimed = self._claim(limit)
+        self._deliver_all(claimed)
+        return len(claimed)
+
+    def _deliver_all(self, claimed: list[_Claimed]) -> None:
         """Deliver the claimed rows one by one; their outcomes are written together, when the batch
         ends or once the oldest has waited `settle_within` (a row's next message in its ordering
         waits for it), and before a row whose lease ran short is renewed."""
-        claimed = self._claim(limit)
         settled: list[_Settlement] = []
         try:
             for message in claimed:
@@ -113,7 +117,6 @@ class OutboxSender:
                     settled.append(self._deliver(message))
         finally:
             self._settle(settled)
-        return len(claimed)
 
     def _deliver(self, message: _Claimed) -> _Settlement:
         delivery = Delivery(message.id, message.attempts > 1, self.services.client)
