@@ -385,6 +385,9 @@ def main() -> None:
     parser.add_argument(
         "--burst", type=int, default=BURST, help="steps due at once in part 3 (default 100000; 0: skip)"
     )
+    parser.add_argument(
+        "--burst-limit", type=float, default=BURST_LIMIT_S, help="seconds part 3's sweepers may take (default 180)"
+    )
     args = parser.parse_args()
     sys.stdout.reconfigure(line_buffering=True)  # type: ignore[union-attr]  # each line as it is measured
     # A sweep still draining when the next tick comes makes APScheduler skip that tick (max_instances=1): expected.
