@@ -1,8 +1,10 @@
 """The outbox queue: claims rows, hands each to its delivery, records the outcome.
 
-Rows are claimed with a short lease (never holding a transaction open across an HTTP
-call), oldest first, and only the oldest undelivered row of each ordering key (one card, one
-task) is eligible, so each card's messages arrive in order. slack_sdk's retry handlers
+Rows are claimed a few at a time with a short lease (never holding a transaction open across
+an HTTP call), oldest first, and only the oldest undelivered row of each ordering key (one
+card, one task) is eligible, so each card's messages arrive in order. The batch's outcomes
+are written together; a row whose lease ran short while the ones before it were delivered is
+renewed before its own delivery, or left alone if another sender claimed it meanwhile. slack_sdk's retry handlers
 absorb short 429/5xx/connection blips; a longer outage leaves the row for a later attempt
 with backoff (or Slack's `Retry-After`). Messages are never lost.
 
