@@ -209,11 +209,16 @@ class Executor:
         """Claim the picked actions in order, while the tools claimed so far could make the next
         one wait at most `max_queue_s`: its lease covers that wait (it counts its time in the
         queue, the timeouts of the tools before it) plus its own timeout and the grace. A lease
-        that needs no tool call (an action that ends here) costs the queue nothing."""
+        that needs no tool call (an action that ends here) costs the queue nothing.
+
+        A tool that is not idempotent is only ever claimed first, to start at once: had it to
+        wait its turn, an executor dying meanwhile would leave it `unknown` for a person although
+        it never began. The batch stops before it (an idempotent one left waiting is just run
+        again by whoever takes its lease)."""
         runs: list[_Run] = []
         handled, queued_s = 0, 0.0
         for kind, action in picked:
-            if runs and queued_s > self.max_queue_s:
+            if runs and (queued_s > self.max_queue_s or (kind != "expired" and not action.idempotent)):
                 break
             claiming.append(action.id)
             run = self._claim(session, kind, action, now, queued_s)

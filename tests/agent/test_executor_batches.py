@@ -4,6 +4,7 @@ the lease first, or leaves the action alone if another executor took it over mea
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import datetime, timedelta
@@ -99,3 +100,19 @@ def test_a_late_turn_renews_its_lease_and_one_taken_over_is_left_to_its_new_hold
     assert _lease_until(sessions, ids[2]) == start + timedelta(seconds=2 * TIMEOUT_S + TIMEOUT_S + GRACE_S)
     assert [utc(lease) for lease in leases] == [start + timedelta(seconds=55 + TIMEOUT_S + GRACE_S)]
     assert_chain_ok(sessions)
+
+
+def test_a_tool_that_is_not_idempotent_is_never_claimed_to_wait_its_turn(sessions) -> None:
+    clock = FrozenClock()
+    registry = load_tool_modules(["tests.agent.sample_tools"])
+    first = add_action(sessions, clock.now(), "record_call", {"ref": "first"})
+    key = f"once-{uuid.uuid4().hex}"  # `CALLS` outlives the test: a key of its own
+    once = add_action(sessions, clock.now(), "answer", {"ref": key}, idempotent=False)
+    after = add_action(sessions, clock.now(), "record_call", {"ref": "after"})
+    executor = Executor(sessions, registry, clock, owner="batcher")
+    assert executor.run_once() is True
+    # Queued behind `first`, a crash would leave `once` unknown without it ever starting: not claimed.
+    assert [load(sessions, a).state for a in (first, once, after)] == ["succeeded", "approved", "approved"]
+    assert executor.run_once() is True  # first in its batch, it starts at once; `after` may wait behind it
+    assert [load(sessions, a).state for a in (first, once, after)] == ["succeeded"] * 3
+    assert sample_tools.CALLS[key] == 1
