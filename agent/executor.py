@@ -106,6 +106,9 @@ class _Outcome:
     data: dict[str, Any] | None = None  # added to the audit event of the outcome
 
 
+RELEASED_NOTE = "the executor stopped before this tool started; its lease is given back for another to run it"
+
+
 class Executor:
     def __init__(
         self,
@@ -133,6 +136,8 @@ class Executor:
         self.batch, self.max_queue_s = batch, max_queue_s
         self.backoff_base_s, self.backoff_max_s = backoff_base_s, backoff_max_s
         self._rng = rng or random.Random()
+        # Set when the process stops: claimed actions whose tool has not started are let go.
+        self.stopping = threading.Event()
 
     def run_until_idle(self, max_actions: int = 1000) -> int:
         """Run actions until none is due (or `max_actions` ran); returns how many were handled."""
@@ -167,7 +172,10 @@ class Executor:
                 log.info("lost the race for an action, trying the next one: %s", exc)
                 lost_races.add(claiming[-1])
                 continue
-            for run in runs:
+            for index, run in enumerate(runs):
+                if self.stopping.is_set():
+                    self._release(runs[index:])
+                    break
                 if self._still_leased(run):
                     self._finish(run, self._execute(run))
             return handled
@@ -227,6 +235,20 @@ class Executor:
                 runs.append(run)
                 queued_s += run.timeout_s
         return runs, handled
+
+    def _release(self, runs: list[_Run]) -> None:
+        """Give back the leases of claimed actions whose tool never started (the process is
+        stopping): each is due again at once for any executor, its attempt not counted, fenced
+        on this executor still holding it."""
+        now = self.clock.now()
+        with self.sessions.begin() as session:
+            for run in runs:
+                fence = (Action.state == S.EXECUTING, Action.lease_owner == self.owner)
+                values = {"lease_owner": None, "lease_until": None, "run_at": now, "attempts": run.attempt - 1}
+                if compare_and_set(session, Action, run.id, *fence, updated_at=now, **values):
+                    action = session.get_one(Action, run.id)
+                    _audit(session, action, "execution.released", now, RELEASED_NOTE, {"lease_owner": self.owner})
+        log.info("stopping: released %d claimed action(s) whose tool had not started", len(runs))
 
     def _still_leased(self, run: _Run) -> bool:
         """Whether the lease taken for `run` still covers its whole call (the tools before it ran

@@ -53,6 +53,7 @@ class Process:
         units["executor"] = self.executor.run_once
         units |= {f"outbox-{index}": self.sender.run_once for index in range(outbox_threads)}
         workers = Workers(units, idle_s=idle_s, chainer=self._chainer())
+        self.executor.stopping = workers.stop  # a stop lets go of claimed actions not yet started
         self.server.wakeup = workers.wakeup  # a POST (a click, a task) wakes idle loops at once
         return workers
 

@@ -116,3 +116,29 @@ def test_a_tool_that_is_not_idempotent_is_never_claimed_to_wait_its_turn(session
     assert executor.run_once() is True  # first in its batch, it starts at once; `after` may wait behind it
     assert [load(sessions, a).state for a in (first, once, after)] == ["succeeded"] * 3
     assert sample_tools.CALLS[key] == 1
+
+
+def test_a_stopping_executor_gives_back_the_claims_whose_tool_has_not_started(sessions) -> None:
+    clock = FrozenClock()
+    registry = load_tool_modules(["tests.agent.sample_tools"])
+    ids = [add_action(sessions, clock.now(), "record_call", {"ref": f"stop-{n}"}) for n in range(3)]
+    stopping = Executor(sessions, registry, clock, owner="stopping")
+
+    def stop_after_the_claim(_session: object) -> None:
+        stopping.stopping.set()  # SIGTERM arrives right after the batch was claimed
+
+    event.listen(sessions, "after_commit", stop_after_the_claim, once=True)
+    assert stopping.run_once() is True
+    for public_id in ids:  # calls are counted per idempotency key, the action's public id
+        action = load(sessions, public_id)
+        assert (action.state, action.lease_owner, action.lease_until, action.attempts) == ("executing", None, None, 0)
+        assert utc(action.run_at) == clock.now()
+        assert [e.kind for e in audit_events(sessions, public_id)][-2:] == ["action.executing", "execution.released"]
+        assert public_id not in sample_tools.CALLS
+
+    assert Executor(sessions, registry, clock, owner="next").run_until_idle() == 3
+    for public_id in ids:
+        action = load(sessions, public_id)
+        assert (action.state, action.attempts) == ("succeeded", 1)
+        assert sample_tools.CALLS[public_id] == 1
+    assert_chain_ok(sessions)
