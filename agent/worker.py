@@ -44,7 +44,8 @@ def work(
 
     Idle, the pause between polls doubles from `idle_s` up to `max_idle_s`: each poll is a query,
     and a process with a dozen loops polling five times a second spends a tenth of a core on
-    nothing. Work found, or a `wakeup`, brings the pause back to `idle_s` at once."""
+    nothing. Work found, or a `wakeup` (which ends a backed-off pause at once), brings the pause
+    back to `idle_s`."""
     pause = idle_s
     while not stop.is_set():
         busy = False
@@ -57,5 +58,7 @@ def work(
         if busy:
             pause = idle_s
             continue
-        woken = stop.wait(pause) if wakeup is None else wakeup.wait(pause)
+        # A wakeup only cuts a backed-off pause short: at `idle_s` a loop polls soon anyway, and
+        # waking every loop on every request would turn a burst of clicks into a burst of polls.
+        woken = wakeup.wait(pause) if wakeup is not None and pause > idle_s else stop.wait(pause)
         pause = idle_s if woken else min(pause * 2, max(max_idle_s, idle_s))

@@ -118,7 +118,10 @@ def reading(sessions: sessionmaker[Session]) -> Iterator[Session]:
     nor waits for the write turn. Workers look for due work this way before claiming it, so an
     idle poll costs the writers (a click's transaction) nothing."""
     with sessions() as session:
-        session.connection(execution_options={"sqlite_deferred": True})
+        # PostgreSQL: autocommit, so a poll is its statement alone (no BEGIN and ROLLBACK round trips).
+        sqlite = session.get_bind().dialect.name == "sqlite"
+        options = {"sqlite_deferred": True} if sqlite else {"isolation_level": "AUTOCOMMIT"}
+        session.connection(execution_options=options)
         yield session
 
 
