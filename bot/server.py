@@ -72,7 +72,7 @@ class Server:
         self.gauges = CollectorRegistry(auto_describe=False)
         self.gauges.register(DatabaseCollector(services.sessions))
         self.slack = SlackRequestHandler(app)
-        self.slack_events = SlackIngress(self.slack, signing_secret, services.sessions)
+        self.slack_events = SlackIngress(self.slack, signing_secret, services.sessions, admission=services.admission)
         self.connect = ConnectRoutes(services.connect, names=partial(person_name, services))
 
     def __call__(self, environ: WSGIEnvironment, start_response: StartResponse) -> Iterable[bytes]:

@@ -1,0 +1,173 @@
+"""Decisions under overload: a click whose decision cannot start within its time budget is
+acked without deciding, and only the clicker is told to click again.
+
+Slack shows "this app did not respond" 3 s after it sent a click. Under a burst, clicks wait in
+line (the kernel's backlog, waitress's task queue, the GIL, the database's write turn), and a
+decision made after that lands although the person was told it failed. So each Slack request
+carries its age, and a decision that cannot start (get a decision slot, then its write turn)
+within `DECISION_BUDGET_S` of Slack sending the click is not made: the click is acked at once,
+nothing is written, the clicker alone is told, `countersign_clicks_shed_total` counts it.
+
+A click's age is two measures added up:
+- before our WSGI app saw it, from Slack's signed `X-Slack-Request-Timestamp` (whole seconds,
+  so an over-estimate by up to 1 s: a click is judged late early rather than late). waitress
+  cannot say how long a request waited in its own queue, so this is the only measure of it;
+  it is bounded against a server clock ahead of Slack's by `SkewFloor`;
+- since then, on the monotonic clock.
+
+Both clocks are injected (`ticks`, `wall`), so tests spend a budget without sleeping.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections import deque
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
+from dataclasses import dataclass
+from typing import TypeVar
+
+from sqlalchemy import func, select
+from sqlalchemy.exc import OperationalError
+from sqlalchemy.orm import Session
+
+from core import metrics
+from core.db import WRITER_TIMEOUT_OPTION
+from core.errors import DatabaseBusy
+
+T = TypeVar("T")
+
+# From Slack sending a click to the decision starting; what is left of Slack's 3 s is for the
+# decision's own statements and the answer.
+DECISION_BUDGET_S = 2.0
+# Decisions running at once in this process; more only queue on the GIL and the database.
+DECISION_SLOTS = 8
+# Slack's timestamp is in whole seconds.
+STAMP_RESOLUTION_S = 1.0
+# How long the freshest click seen sets the skew floor (`SkewFloor`), in buckets of a minute.
+SKEW_WINDOW_S, SKEW_BUCKET_S = 600.0, 60.0
+# PostgreSQL error codes of a wait cut short by `lock_timeout` or `statement_timeout`.
+TIMED_OUT = {"55P03", "57014"}
+
+
+def busy(verb: str = "click") -> str:
+    return f"countersign is busy; nothing was recorded, {verb} again."
+
+
+class Shed(Exception):
+    """The decision was not made: its budget ran out (`late`) or no turn came within it (`busy`)."""
+
+    def __init__(self, kind: str, reason: str) -> None:
+        self.kind, self.reason = kind, reason
+        super().__init__(busy())
+
+
+@dataclass(frozen=True)
+class Arrival:
+    """When our WSGI app got a request (`at`, monotonic seconds) and how old it already was then."""
+
+    at: float
+    before_s: float = 0.0
+
+
+# The Slack request this thread is serving: set by `bot.slack_ingress` around Bolt, read by the
+# listeners (Bolt runs them in the request's thread: `process_before_response`).
+ARRIVAL: ContextVar[Arrival | None] = ContextVar("countersign_arrival", default=None)
+
+
+class SkewFloor:
+    """A server clock ahead of Slack's would make every click look old. The smallest
+    `wall clock - Slack's stamp` seen over the last `SKEW_WINDOW_S` (this request's included)
+    bounds that: a fresh click's offset is under 1 s (the stamp's resolution), so whatever the
+    freshest click shows beyond 1 s is taken as skew and not as waiting. A clock behind Slack's
+    makes clicks look younger: the monotonic measure still applies."""
+
+    def __init__(self, window_s: float = SKEW_WINDOW_S, bucket_s: float = SKEW_BUCKET_S) -> None:
+        self.window_s, self.bucket_s = window_s, bucket_s
+        self.buckets: deque[tuple[int, float]] = deque()  # (bucket number, smallest offset in it)
+        self.lock = threading.Lock()
+
+    def skew(self, offset: float, now: float) -> float:
+        bucket = int(now // self.bucket_s)
+        with self.lock:
+            while self.buckets and self.buckets[0][0] <= bucket - self.window_s / self.bucket_s:
+                self.buckets.popleft()
+            if self.buckets and self.buckets[-1][0] == bucket:
+                self.buckets[-1] = (bucket, min(self.buckets[-1][1], offset))
+            else:
+                self.buckets.append((bucket, offset))
+            floor = min(smallest for _, smallest in self.buckets)
+        return max(0.0, floor - STAMP_RESOLUTION_S)
+
+
+class Admission:
+    """Whether a decision may still start, and the slots decisions take turns in."""
+
+    def __init__(
+        self,
+        *,
+        budget_s: float = DECISION_BUDGET_S,
+        slots: int = DECISION_SLOTS,
+        ticks: Callable[[], float] = time.monotonic,
+        wall: Callable[[], float] = time.time,
+    ) -> None:
+        self.budget_s, self.ticks, self.wall = budget_s, ticks, wall
+        self.slots = threading.BoundedSemaphore(slots)
+        self.floor = SkewFloor()
+
+    def arrived(self, at: float, stamp: int) -> Arrival:
+        """The arrival of a request our app got at `at` (ticks), signed by Slack at `stamp`."""
+        offset = self.wall() - stamp
+        return Arrival(at, max(0.0, offset - self.floor.skew(offset, at)))
+
+    def left(self, arrival: Arrival) -> float:
+        """Seconds of the budget still unspent."""
+        return self.budget_s - arrival.before_s - (self.ticks() - arrival.at)
+
+    @contextmanager
+    def turn(self, kind: str) -> Iterator[Turn]:
+        """A decision slot for the click being served, within its budget; `Shed` if there is none.
+        A database wait cut short inside (`Turn.bound`) is shed too: its transaction rolled back."""
+        arrival = ARRIVAL.get() or Arrival(self.ticks())
+        if self.left(arrival) <= 0:
+            raise self._shed(kind, "late")
+        if not self.slots.acquire(timeout=max(0.0, self.left(arrival))):
+            raise self._shed(kind, "busy")
+        try:
+            if self.left(arrival) <= 0:
+                raise self._shed(kind, "busy")
+            yield Turn(self, arrival)
+        except DatabaseBusy:
+            raise self._shed(kind, "busy") from None
+        except OperationalError as error:
+            if getattr(error.orig, "sqlstate", None) not in TIMED_OUT:
+                raise
+            raise self._shed(kind, "busy") from None
+        finally:
+            self.slots.release()
+
+    @staticmethod
+    def _shed(kind: str, reason: str) -> Shed:
+        metrics.CLICKS_SHED.labels(kind, reason).inc()
+        return Shed(kind, reason)
+
+
+@dataclass(frozen=True)
+class Turn:
+    admission: Admission
+    arrival: Arrival
+
+    def bound(self, call: Callable[[Session], T]) -> Callable[[Session], T]:
+        """`call`, first bounding its transaction's waits for the database by what is left of the
+        budget: SQLite's write turn (`core.db`), PostgreSQL's row locks (`lock_timeout`)."""
+
+        def bounded(session: Session) -> T:
+            seconds = max(0.001, self.admission.left(self.arrival))
+            session.connection(execution_options={WRITER_TIMEOUT_OPTION: seconds})
+            if session.get_bind().dialect.name == "postgresql":
+                session.execute(select(func.set_config("lock_timeout", f"{max(1, round(seconds * 1000))}ms", True)))
+            return call(session)
+
+        return bounded

@@ -1,0 +1,89 @@
+"""How old a click is taken to be, and what cuts a decision's wait short (`bot.admission`);
+clocks injected, the database real."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+import pytest
+from sqlalchemy import select, update
+from sqlalchemy.orm import Session, sessionmaker
+
+from bot.admission import ARRIVAL, Admission, Arrival, Shed, SkewFloor
+from core.models import SeenRequestSignature
+
+
+class Ticks:
+    def __init__(self, now: float = 1000.0) -> None:
+        self.now = now
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def test_a_click_is_as_old_as_slacks_stamp_says_plus_the_time_it_spent_here() -> None:
+    ticks, wall = Ticks(), Ticks(1_700_000_000.4)
+    admission = Admission(budget_s=2.0, ticks=ticks, wall=wall)
+    arrival = admission.arrived(ticks(), 1_700_000_000)
+    assert arrival.before_s == pytest.approx(0.4)  # whole-second stamps: up to 1 s too old, never too young
+    ticks.now += 1.0
+    assert admission.left(arrival) == pytest.approx(0.6)
+
+    waited = admission.arrived(ticks(), 1_700_000_000 - 3)  # it queued 3 s before our app saw it
+    assert admission.left(waited) < 0
+
+
+def test_a_server_clock_ahead_of_slacks_is_not_taken_for_waiting() -> None:
+    ticks, wall = Ticks(), Ticks(1_700_000_005.2)  # 5 s ahead of Slack's
+    admission = Admission(budget_s=2.0, ticks=ticks, wall=wall)
+    fresh = admission.arrived(ticks(), 1_700_000_000)
+    assert fresh.before_s == pytest.approx(1.0)  # skew beyond the stamp's second is taken off
+    assert admission.left(fresh) > 0
+    queued = admission.arrived(ticks(), 1_700_000_000 - 2)  # the freshest click still sets the floor
+    assert queued.before_s == pytest.approx(3.0)
+    assert admission.left(queued) < 0
+
+
+def test_the_skew_floor_forgets_old_clicks() -> None:
+    floor = SkewFloor(window_s=600, bucket_s=60)
+    assert floor.skew(0.5, now=0) == 0.0
+    assert floor.skew(4.0, now=300) == 0.0  # a fresh click 5 minutes ago still counts
+    assert floor.skew(4.0, now=700) == pytest.approx(3.0)  # after 10 minutes only recent ones do
+
+
+def test_a_click_without_an_arrival_is_as_old_as_its_time_here() -> None:
+    ticks = Ticks()
+    admission = Admission(budget_s=2.0, ticks=ticks)
+    assert ARRIVAL.get() is None  # Socket Mode, or a listener called directly
+    with admission.turn("approve") as turn:
+        assert turn.arrival == Arrival(ticks.now)
+    token = ARRIVAL.set(Arrival(ticks.now - 2.5))
+    try:
+        with pytest.raises(Shed) as shed, admission.turn("approve"):
+            pytest.fail("a spent budget gives no turn")
+        assert shed.value.reason == "late"
+    finally:
+        ARRIVAL.reset(token)
+
+
+def test_a_decision_waiting_past_its_budget_for_the_database_is_rolled_back_and_shed(
+    sessions: sessionmaker[Session],
+) -> None:
+    """SQLite's write turn, PostgreSQL's row lock: held by another transaction past the budget."""
+    with sessions.begin() as session:
+        session.add(SeenRequestSignature(digest="a" * 64, request_at=datetime(2026, 1, 1, tzinfo=UTC)))
+    admission = Admission(budget_s=0.2)
+    later = datetime(2027, 1, 1, tzinfo=UTC)
+
+    def write(session: Session) -> None:
+        session.execute(update(SeenRequestSignature).values(request_at=later))
+
+    with sessions() as holder:
+        write(holder)  # holds SQLite's write turn (this process's), or the row's lock
+        with pytest.raises(Shed) as shed, admission.turn("approve") as turn, sessions.begin() as session:
+            turn.bound(write)(session)
+        holder.rollback()
+    assert shed.value.reason == "busy"
+    with sessions() as session:
+        assert session.scalars(select(SeenRequestSignature.request_at)).one().year == 2026
+    assert admission.slots.acquire(blocking=False)  # the slot was given back
