@@ -8,6 +8,14 @@ carries its age, and a decision that cannot start (get a decision slot, then its
 within `DECISION_BUDGET_S` of Slack sending the click is not made: the click is acked at once,
 nothing is written, the clicker alone is told, `countersign_clicks_shed_total` counts it.
 
+Where: a button click that decides (`DECIDING`) takes its slot in `bot.slack_ingress`, before
+the replay check and Bolt, so that shedding costs next to nothing (a flood is mostly shed
+clicks, and the time to shed them is what keeps the line short); modal submissions take theirs
+in their listener (`Admission.turn`). A slot is waited for only while the clicks already
+waiting, at the recent time a slot is held, would be through within the budget, and while
+fewer than `MAX_WAITING` wait (each holds a server thread); a click that would not is shed at
+once rather than holding a server thread to be shed later.
+
 A click's age is two measures added up:
 - before our WSGI app saw it, from Slack's signed `X-Slack-Request-Timestamp` (whole seconds,
   so an over-estimate by up to 1 s: a click is judged late early rather than late). waitress
@@ -20,19 +28,22 @@ Both clocks are injected (`ticks`, `wall`), so tests spend a budget without slee
 
 from __future__ import annotations
 
+import json
 import threading
 import time
+import urllib.parse
 from collections import deque
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from contextvars import ContextVar
 from dataclasses import dataclass
-from typing import TypeVar
+from typing import Any, TypeVar
 
 from sqlalchemy import func, select
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session
 
+from bot import action_ids
 from core import metrics
 from core.db import WRITER_TIMEOUT_OPTION
 from core.errors import DatabaseBusy
@@ -43,13 +54,33 @@ T = TypeVar("T")
 # decision's own statements and the answer.
 DECISION_BUDGET_S = 2.0
 # Decisions running at once in this process; more only queue on the GIL and the database.
-DECISION_SLOTS = 8
+DECISION_SLOTS = 4
+# Clicks waiting for a slot at most: each holds one of waitress's 16 threads, and with 4 deciding
+# and 8 waiting, 4 are left to answer everything else (shed clicks first of all).
+MAX_WAITING = 8
+# How long a slot is taken to be held before any was (then: a moving average of the last ones).
+FIRST_HOLD_S, HOLD_WEIGHT = 0.05, 0.2
 # Slack's timestamp is in whole seconds.
 STAMP_RESOLUTION_S = 1.0
 # How long the freshest click seen sets the skew floor (`SkewFloor`), in buckets of a minute.
 SKEW_WINDOW_S, SKEW_BUCKET_S = 600.0, 60.0
 # PostgreSQL error codes of a wait cut short by `lock_timeout` or `statement_timeout`.
 TIMED_OUT = {"55P03", "57014"}
+# Buttons whose listener makes a decision in a transaction: their clicks take a decision slot.
+DECIDING = frozenset(
+    {
+        action_ids.APPROVE,
+        action_ids.VETO,
+        action_ids.ACKNOWLEDGE,
+        action_ids.PROMOTE,
+        action_ids.DISMISS,
+        action_ids.REPORT_INCIDENT,
+        action_ids.REVIEW_OK,
+        action_ids.EXTEND_BUDGET,
+        action_ids.STOP_TASK,
+        action_ids.CHOOSE_TYPE,
+    }
+)
 
 
 def busy(verb: str = "click") -> str:
@@ -66,15 +97,53 @@ class Shed(Exception):
 
 @dataclass(frozen=True)
 class Arrival:
-    """When our WSGI app got a request (`at`, monotonic seconds) and how old it already was then."""
+    """When our WSGI app got a request (`at`, monotonic seconds), how old it already was then,
+    and whether it holds a decision slot already (taken in `bot.slack_ingress`)."""
 
     at: float
     before_s: float = 0.0
+    held: bool = False
 
 
 # The Slack request this thread is serving: set by `bot.slack_ingress` around Bolt, read by the
 # listeners (Bolt runs them in the request's thread: `process_before_response`).
 ARRIVAL: ContextVar[Arrival | None] = ContextVar("countersign_arrival", default=None)
+
+
+@dataclass(frozen=True)
+class DecidingClick:
+    """What a shed click needs to be answered: which button, who, where to tell them."""
+
+    kind: str
+    user: str | None
+    team: str | None
+    response_url: str | None
+
+
+def deciding_click(body: bytes, content_type: str) -> DecidingClick | None:
+    """The click on a `DECIDING` button this (signed) request body is, if it is one."""
+    if not content_type.startswith("application/x-www-form-urlencoded"):
+        return None
+    try:
+        [payload] = urllib.parse.parse_qs(body.decode(), max_num_fields=10).get("payload") or [""]
+        click: Any = json.loads(payload) if payload else None
+    except (ValueError, RecursionError):
+        return None  # Bolt answers what it cannot parse
+    if not (isinstance(click, dict) and click.get("type") == "block_actions"):
+        return None
+    actions, user, team = click.get("actions"), click.get("user"), click.get("team")
+    action = actions[0] if isinstance(actions, list) and actions and isinstance(actions[0], dict) else {}
+    if action.get("action_id") not in DECIDING:
+        return None
+    user = user if isinstance(user, dict) else {}
+    team_id = (team.get("id") if isinstance(team, dict) else None) or user.get("team_id")
+    url = click.get("response_url")
+    return DecidingClick(
+        kind=str(action["action_id"]),
+        user=user.get("id") if isinstance(user.get("id"), str) else None,
+        team=team_id if isinstance(team_id, str) else None,
+        response_url=url if isinstance(url, str) and url.startswith(("https://", "http://")) else None,
+    )
 
 
 class SkewFloor:
@@ -114,8 +183,11 @@ class Admission:
         wall: Callable[[], float] = time.time,
     ) -> None:
         self.budget_s, self.ticks, self.wall = budget_s, ticks, wall
-        self.slots = threading.BoundedSemaphore(slots)
+        self.size, self.slots = slots, threading.BoundedSemaphore(slots)
         self.floor = SkewFloor()
+        self.lock = threading.Lock()
+        self.waiting = 0
+        self.hold_s = FIRST_HOLD_S  # how long a slot is held, lately
 
     def arrived(self, at: float, stamp: int) -> Arrival:
         """The arrival of a request our app got at `at` (ticks), signed by Slack at `stamp`."""
@@ -126,18 +198,43 @@ class Admission:
         """Seconds of the budget still unspent."""
         return self.budget_s - arrival.before_s - (self.ticks() - arrival.at)
 
+    def enter(self, kind: str, arrival: Arrival) -> float:
+        """Take a decision slot for a click of `kind` within its budget (`Shed` if none comes in
+        time, or none would: the clicks already waiting would use it up); when it was taken."""
+        left = self.left(arrival)
+        if left <= 0:
+            raise self._shed(kind, "late")
+        if not self.slots.acquire(blocking=False):
+            with self.lock:
+                if self.waiting >= MAX_WAITING or (self.waiting + 1) * self.hold_s / self.size > left:
+                    raise self._shed(kind, "busy")
+                self.waiting += 1
+            try:
+                taken = self.slots.acquire(timeout=left)
+            finally:
+                with self.lock:
+                    self.waiting -= 1
+            if not taken:
+                raise self._shed(kind, "busy")
+        return self.ticks()
+
+    def leave(self, taken: float) -> None:
+        """Give back the slot taken at `taken`, learning how long slots are held."""
+        held = max(0.0, self.ticks() - taken)
+        with self.lock:
+            self.hold_s += HOLD_WEIGHT * (held - self.hold_s)
+        self.slots.release()
+
     @contextmanager
     def turn(self, kind: str) -> Iterator[Turn]:
-        """A decision slot for the click being served, within its budget; `Shed` if there is none.
-        A database wait cut short inside (`Turn.bound`) is shed too: its transaction rolled back."""
+        """The decision slot of the request being served (taken now unless it holds one), within
+        its budget; `Shed` if there is none. A database wait cut short inside (`Turn.bound`) is
+        shed too: its transaction rolled back."""
         arrival = ARRIVAL.get() or Arrival(self.ticks())
-        if self.left(arrival) <= 0:
+        if arrival.held and self.left(arrival) <= 0:
             raise self._shed(kind, "late")
-        if not self.slots.acquire(timeout=max(0.0, self.left(arrival))):
-            raise self._shed(kind, "busy")
+        taken = None if arrival.held else self.enter(kind, arrival)
         try:
-            if self.left(arrival) <= 0:
-                raise self._shed(kind, "busy")
             yield Turn(self, arrival)
         except DatabaseBusy:
             raise self._shed(kind, "busy") from None
@@ -146,7 +243,8 @@ class Admission:
                 raise
             raise self._shed(kind, "busy") from None
         finally:
-            self.slots.release()
+            if taken is not None:
+                self.leave(taken)
 
     @staticmethod
     def _shed(kind: str, reason: str) -> Shed:

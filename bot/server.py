@@ -16,6 +16,7 @@ from __future__ import annotations
 import hmac
 import json
 import logging
+import sys
 import threading
 from collections.abc import Callable, Iterable
 from datetime import timedelta
@@ -36,7 +37,8 @@ from bot.directory import person_name
 from bot.http_io import BodyRefused, answer_json, read_body
 from bot.installations import INSTALL_PATH, REDIRECT_PATH
 from bot.services import Services
-from bot.slack_ingress import MAX_SLACK_BODY, SlackIngress
+from bot.shed_notices import ShedNotices
+from bot.slack_ingress import MAX_SLACK_BODY, SHED, SlackIngress
 from core.metrics import DatabaseCollector
 from core.migrate import is_compatible
 from core.models import OutboxMessage
@@ -72,7 +74,14 @@ class Server:
         self.gauges = CollectorRegistry(auto_describe=False)
         self.gauges.register(DatabaseCollector(services.sessions))
         self.slack = SlackRequestHandler(app)
-        self.slack_events = SlackIngress(self.slack, signing_secret, services.sessions, admission=services.admission)
+        self.notices = ShedNotices(services.client_for)  # tells the clickers of shed clicks
+        self.slack_events = SlackIngress(
+            self.slack,
+            signing_secret,
+            services.sessions,
+            admission=services.admission,
+            on_shed=self.notices.tell,
+        )
         self.connect = ConnectRoutes(services.connect, names=partial(person_name, services))
 
     def __call__(self, environ: WSGIEnvironment, start_response: StartResponse) -> Iterable[bytes]:
@@ -80,8 +89,9 @@ class Server:
             return self._route(environ, start_response)
         finally:
             # A click or a task may have left work for the background loops, which back off to
-            # seconds between polls when idle: have them look now.
-            if self.wakeup is not None and environ.get("REQUEST_METHOD") == "POST":
+            # seconds between polls when idle: have them look now (not for a shed click: a flood
+            # of them would keep every loop polling).
+            if self.wakeup is not None and environ.get("REQUEST_METHOD") == "POST" and not environ.get(SHED):
                 self.wakeup.wake()
 
     def _route(self, environ: WSGIEnvironment, start_response: StartResponse) -> Iterable[bytes]:
@@ -200,6 +210,11 @@ CONNECTION_LIMIT = 1000
 CHANNEL_TIMEOUT_S = 15
 CLEANUP_INTERVAL_S = 5
 BACKLOG = 2048
+# CPython hands the GIL over every 5 ms by default: a thread that only has to read a socket and
+# answer (waitress's loop, a shed click) then waits behind every busy one (a decision, the
+# executor), for each of the several times it needs the GIL per request. Handing over more often
+# keeps acks fast while the process is busy, for a little switching overhead.
+SWITCH_INTERVAL_S = 0.0005
 
 
 def listen(
@@ -214,6 +229,7 @@ def listen(
 ) -> BaseWSGIServer | MultiSocketServer:
     """waitress serving `wsgi`, refusing (413) any body larger than our routes take before it
     reads it (waitress refuses a declared length of `max_request_body_size` or more)."""
+    sys.setswitchinterval(SWITCH_INTERVAL_S)
     return create_server(
         wsgi,
         host=host,

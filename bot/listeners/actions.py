@@ -19,7 +19,7 @@ from approvals.decisions import decide
 from approvals.errors import ActionNotFound, CredentialMissing, DecisionRefused
 from approvals.subjects import editable, tool_of
 from bot import action_ids
-from bot.admission import Shed
+from bot.admission import DECIDING, Shed
 from bot.blocks.connect import connect_blocks
 from bot.blocks.modals import edit_modal, reject_modal
 from bot.blocks.text import escape
@@ -71,7 +71,7 @@ def decision_listener(services: Services, handler: Handler) -> Callable[..., Non
     def listener(ack: Ack, body: dict[str, Any], respond: Respond) -> None:
         try:
             click = click_from(body)
-            with services.admission.turn(handler.__name__) as turn:
+            with services.admission.turn(_button(body)) as turn:
                 call = turn.bound(partial(handler, services, click))
                 decide(services.sessions, services.clock, call, actor=click.user)
         except Shed as shed:
@@ -104,7 +104,7 @@ def task_listener(services: Services, attempted: str, handler: Handler) -> Calla
         ack()
         try:
             click = click_from(body)
-            with services.admission.turn(handler.__name__) as turn:
+            with services.admission.turn(_button(body)) as turn:
                 controlled(
                     services.sessions,
                     services.clock,
@@ -182,6 +182,14 @@ def _split_choice(value: str) -> tuple[str, str]:
     if not task_type:
         raise BadPayload(f"not a task type choice: {value!r}")
     return task_public_id, task_type
+
+
+def _button(body: dict[str, Any]) -> str:
+    """The clicked button's action id (a metric's label: `bot.admission.DECIDING` bounds it)."""
+    actions = body.get("actions")
+    action = actions[0] if isinstance(actions, list) and actions and isinstance(actions[0], dict) else {}
+    action_id = action.get("action_id")
+    return action_id if isinstance(action_id, str) and action_id in DECIDING else "other"
 
 
 def clicker(body: dict[str, Any]) -> str | None:

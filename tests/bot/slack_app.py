@@ -317,6 +317,7 @@ class SlackApp:
         """Run the workers until idle, and let every post-ack Slack call finish."""
         self.process.run_until_idle()
         self.services.background.submit(lambda: None).result(timeout=30)
+        self.process.server.notices.join()
 
     def card(self, action: Action) -> Any:
         cards = [m for m in self.slack.messages(APPROVALS) if m.thread_ts is None]
