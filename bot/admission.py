@@ -55,9 +55,10 @@ T = TypeVar("T")
 DECISION_BUDGET_S = 2.0
 # Decisions running at once in this process; more only queue on the GIL and the database.
 DECISION_SLOTS = 4
-# Clicks waiting for a slot at most: each holds one of waitress's 16 threads, and with 4 deciding
-# and 8 waiting, 4 are left to answer everything else (shed clicks first of all).
-MAX_WAITING = 8
+# Clicks waiting for a slot at most: each holds one of waitress's threads (`bot.server.THREADS`,
+# 32), and with 4 deciding and 24 waiting, 4 are left to answer everything else, shed clicks
+# first of all (a flood stays answered in time); a storm of 28 clicks at once waits whole.
+MAX_WAITING = 24
 # How long a slot is taken to be held before any was (then: a moving average of the last ones).
 FIRST_HOLD_S, HOLD_WEIGHT = 0.05, 0.2
 # Slack's timestamp is in whole seconds.

@@ -16,7 +16,6 @@ from __future__ import annotations
 import hmac
 import json
 import logging
-import sys
 import threading
 from collections.abc import Callable, Iterable
 from datetime import timedelta
@@ -210,11 +209,9 @@ CONNECTION_LIMIT = 1000
 CHANNEL_TIMEOUT_S = 15
 CLEANUP_INTERVAL_S = 5
 BACKLOG = 2048
-# CPython hands the GIL over every 5 ms by default: a thread that only has to read a socket and
-# answer (waitress's loop, a shed click) then waits behind every busy one (a decision, the
-# executor), for each of the several times it needs the GIL per request. Handing over more often
-# keeps acks fast while the process is busy, for a little switching overhead.
-SWITCH_INTERVAL_S = 0.0005
+# waitress's threads. A click waiting for a decision slot holds one (`bot.admission`): 4 decide,
+# up to MAX_WAITING wait, and the rest keep answering everything else, shed clicks first of all.
+THREADS = 32
 
 
 def listen(
@@ -222,14 +219,13 @@ def listen(
     host: str,
     port: int,
     *,
-    threads: int = 16,
+    threads: int = THREADS,
     connection_limit: int = CONNECTION_LIMIT,
     channel_timeout_s: int = CHANNEL_TIMEOUT_S,
     cleanup_interval_s: int = CLEANUP_INTERVAL_S,
 ) -> BaseWSGIServer | MultiSocketServer:
     """waitress serving `wsgi`, refusing (413) any body larger than our routes take before it
     reads it (waitress refuses a declared length of `max_request_body_size` or more)."""
-    sys.setswitchinterval(SWITCH_INTERVAL_S)
     return create_server(
         wsgi,
         host=host,

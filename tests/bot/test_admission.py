@@ -3,13 +3,27 @@ clocks injected, the database real."""
 
 from __future__ import annotations
 
+import json
+import urllib.parse
 from datetime import UTC, datetime
 
 import pytest
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session, sessionmaker
 
-from bot.admission import ARRIVAL, Admission, Arrival, Shed, SkewFloor
+from bot.admission import (
+    ARRIVAL,
+    FIRST_HOLD_S,
+    HOLD_WEIGHT,
+    MAX_WAITING,
+    Admission,
+    Arrival,
+    DecidingClick,
+    Shed,
+    SkewFloor,
+    deciding_click,
+)
+from bot.sandbox.signed import FORM
 from core.models import SeenRequestSignature
 
 
@@ -87,3 +101,50 @@ def test_a_decision_waiting_past_its_budget_for_the_database_is_rolled_back_and_
     with sessions() as session:
         assert session.scalars(select(SeenRequestSignature.request_at)).one().year == 2026
     assert admission.slots.acquire(blocking=False)  # the slot was given back
+
+
+def test_a_click_is_shed_at_once_when_those_waiting_would_use_up_its_budget() -> None:
+    ticks = Ticks()
+    admission = Admission(budget_s=2.0, slots=1, ticks=ticks)
+    taken = admission.enter("approve", Arrival(ticks.now))  # the one slot
+    ticks.now += 1.0
+    admission.leave(taken)  # held 1 s: the moving average learns it
+    assert admission.hold_s == pytest.approx(FIRST_HOLD_S + HOLD_WEIGHT * (1.0 - FIRST_HOLD_S))
+    admission.hold_s = 1.0
+    taken = admission.enter("approve", Arrival(ticks.now))
+    admission.waiting = 2  # two clicks wait already: at 1 s a turn, a third would start after its budget
+    with pytest.raises(Shed) as shed:
+        admission.enter("approve", Arrival(ticks.now))
+    assert (shed.value.kind, shed.value.reason) == ("approve", "busy")
+    admission.hold_s, admission.waiting = 0.001, MAX_WAITING  # quick turns, but no server thread to wait in
+    with pytest.raises(Shed):
+        admission.enter("veto", Arrival(ticks.now))
+    admission.leave(taken)
+
+
+def _form(payload: object) -> bytes:
+    return urllib.parse.urlencode({"payload": json.dumps(payload)}).encode()
+
+
+def test_deciding_clicks_are_told_from_the_rest_before_bolt_parses_them() -> None:
+    click = {
+        "type": "block_actions",
+        "user": {"id": "U0ALICE", "team_id": "T0TEAM"},
+        "response_url": "https://hooks.slack.com/actions/T0/1/abc",
+        "actions": [{"action_id": "approve", "value": "act_1"}],
+    }
+    assert deciding_click(_form(click), FORM) == DecidingClick(
+        "approve", "U0ALICE", "T0TEAM", "https://hooks.slack.com/actions/T0/1/abc"
+    )
+    home = {**click, "response_url": None, "team": {"id": "T0OTHER"}}
+    assert deciding_click(_form(home), FORM) == DecidingClick("approve", "U0ALICE", "T0OTHER", None)
+    not_deciding = [
+        _form({**click, "actions": [{"action_id": "reject"}]}),  # opens a modal: decides nothing
+        _form({**click, "type": "view_submission"}),  # modals take their turn in their listener
+        _form({**click, "actions": []}),
+        _form([1, 2]),
+        b"payload=%7Bnot+json",
+        b"command=%2Fcountersign&text=run",
+    ]
+    assert [deciding_click(body, FORM) for body in not_deciding] == [None] * len(not_deciding)
+    assert deciding_click(_form(click), "application/json") is None
