@@ -43,3 +43,7 @@ _.order_ids  # tests/agent/test_tools.py
 # Written into the audit event's data by the connect flow and kept on the result for callers;
 # agent/connect.py is another slice's file in the redesign of issue 15 (reported there).
 _.refreshable  # agent/connect.py Connected.refreshable
+
+# gunicorn's worker calls and reads these: our ServeWorker overrides its hook and keeps its count.
+_.load_wsgi  # bot/prefork.py ServeWorker.load_wsgi, called by gunicorn's Worker.init_process
+_.nr_conns  # bot/prefork.py ServeWorker.accept; gunicorn's ThreadWorker limits connections by it

@@ -138,6 +138,9 @@ class Delegation:
 
     # -- approvals.ports.Credentials ------------------------------------------------------------
 
+    def delegated_task_types(self) -> list[str]:
+        return [name for name, settings in self.config.task_types.items() if settings.credentials is not None]
+
     def missing(self, session: Session, action: Action, approver: str) -> MissingCredential | None:
         names = self.names(action.task_type, action.tool)
         if not names:

@@ -1,30 +1,55 @@
-"""The audit ledger: append-only and hash-chained.
+"""The audit ledger: append-only and hash-chained, chained in batches off the commit path.
 
 Each event stores the previous event's hash and its own, computed over a canonical JSON
-form of its fields. Events are recorded into the session and appended when it commits:
-the chain head is read and extended inside the committing transaction, under a
-transaction-scoped advisory lock on PostgreSQL (SQLite's `BEGIN IMMEDIATE` already
-serializes writers). Appending last keeps that lock short and always taken after any row
-locks, so appends cannot deadlock with state changes.
+form of its fields. A transaction records its events into the session; when it commits they
+are inserted into `audit_unchained` (plain inserts: no lock, no head read, so writers never
+queue behind one another for the ledger). The chainer (`chain`) then links them into
+`audit_events` in batches: one lock (an advisory lock on PostgreSQL; SQLite's write turn),
+one head read, N hashes, N inserts and the N unchained rows deleted, in one transaction, so
+a crash mid-batch leaves the batch unchained, never half-chained or lost.
+
+Order is the order in which events became visible to the chainer (commit order between
+batches; within a batch, by writing transaction, then insert order), so one transaction's
+events stay together and an event never precedes one its transaction could see.
+
+By default (CLI commands, tests) a transaction chains its own events before it commits,
+holding the chain lock until then; a serving process's sessions leave them to its chainer
+thread, which the commit pokes (`Chainer`), so the lock is held once per batch instead of
+through every writer's commit. Until chained (normally milliseconds; at most the chainer's
+poll interval after a crash) an event is in the database but not yet hash-protected.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import json
+import logging
+import threading
+import time
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, fields
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import event, select, text
-from sqlalchemy.orm import Session
+from sqlalchemy import delete, event, func, insert, select, text
+from sqlalchemy.orm import Session, sessionmaker
 
+from core import metrics
 from core.canonical import canonical_json, sha256_hex
 from core.clock import utc
-from core.models import AuditEvent
+from core.models import AuditEvent, UnchainedAuditEvent
+
+log = logging.getLogger(__name__)
 
 GENESIS_HASH = "0" * 64
 # pg_advisory_xact_lock key: the bytes of "cs-audit" as a signed 64-bit integer.
 ADVISORY_LOCK_KEY = int.from_bytes(b"cs-audit", "big", signed=True)
 _PENDING = "countersign.audit.pending"
+_INSERTED = "countersign.audit.inserted"
+_WROTE = "countersign.audit.wrote"
+# A sessionmaker's `info` may name what to call after a commit that wrote events (a serving
+# process's `Chainer.poke`); without it, each transaction chains its own events.
+AFTER_COMMIT = "countersign.audit.after_commit"
+BATCH = 1000
 
 
 @dataclass(frozen=True)
@@ -42,12 +67,40 @@ class AuditEntry:
     data: dict[str, Any] | None = None
 
 
+@dataclass
+class Link:
+    """An event as the chainer links it: `AuditEvent`'s fields, without the ORM's cost per object."""
+
+    seq: int
+    at: datetime
+    kind: str
+    actor: str
+    task_public_id: str | None
+    action_public_id: str | None
+    task_type: str | None
+    params_hash: str | None
+    from_state: str | None
+    to_state: str | None
+    note: str | None
+    data: dict[str, Any] | None
+    prev_hash: str
+    hash: str
+
+
+_LINK_FIELDS = [field.name for field in fields(Link)]
+_COLUMN_OF = {attribute.key: attribute.columns[0] for attribute in AuditEvent.__mapper__.column_attrs}
+_SQL_TYPE = {"seq": "bigint", "at": "timestamptz", "data": "json"}
+_COLUMNS = ", ".join(_COLUMN_OF[name].name for name in _LINK_FIELDS)
+_ARRAYS = ", ".join(f"CAST(:{name} AS {_SQL_TYPE.get(name, 'text')}[])" for name in _LINK_FIELDS)
+_INSERT_LINKS = text(f"INSERT INTO audit_events ({_COLUMNS}) SELECT * FROM unnest({_ARRAYS})")  # noqa: S608 - constants
+
+
 def record(session: Session, entry: AuditEntry) -> None:
     """Add an event to the ledger when (and only if) the session's transaction commits."""
     session.info.setdefault(_PENDING, []).append(entry)
 
 
-def event_body(event_row: AuditEvent) -> dict[str, Any]:
+def event_body(event_row: AuditEvent | Link) -> dict[str, Any]:
     """The fields an event's hash covers, in the JSON form that `audit export` prints."""
     return {
         "seq": event_row.seq,
@@ -66,7 +119,7 @@ def event_body(event_row: AuditEvent) -> dict[str, Any]:
     }
 
 
-def compute_hash(event_row: AuditEvent) -> str:
+def compute_hash(event_row: AuditEvent | Link) -> str:
     return sha256_hex(canonical_json(event_body(event_row)))
 
 
@@ -76,39 +129,126 @@ def head(session: Session) -> tuple[int, str]:
     return (row[0], row[1]) if row else (0, GENESIS_HASH)
 
 
-def _append(session: Session, entries: list[AuditEntry]) -> None:
-    if session.get_bind().dialect.name == "postgresql":
+def chain(session: Session, limit: int | None = BATCH, *, then: Sequence[AuditEntry] = ()) -> int:
+    """Link up to `limit` unchained events (all with None), oldest first, into the ledger, and
+    after them `then` (the caller's own events, never stored unchained); return how many.
+
+    Holds the chain lock until the caller commits: exactly one chainer at a time, across
+    processes. The unchained rows are deleted by id (never by range: a row with a lower id
+    committed after this read must stay for the next batch)."""
+    postgres = session.get_bind().dialect.name == "postgresql"
+    if postgres:
         session.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": ADVISORY_LOCK_KEY})
+    table = UnchainedAuditEvent.__table__
+    rows = session.execute(select(table).order_by(table.c.xact, table.c.id).limit(limit)).all()
+    if not rows and not then:
+        return 0
     seq, prev_hash = head(session)
-    for entry in entries:
+    links = []
+    for values in [*(row._asdict() for row in rows), *(asdict(entry) for entry in then)]:
+        values.pop("id", None), values.pop("xact", None)
         seq += 1
-        row = AuditEvent(
-            seq=seq,
-            at=entry.at,
-            kind=entry.kind,
-            actor=entry.actor,
-            task_public_id=entry.task_public_id,
-            action_public_id=entry.action_public_id,
-            task_type=entry.task_type,
-            params_hash=entry.params_hash,
-            from_state=entry.from_state,
-            to_state=entry.to_state,
-            note=entry.note,
-            data=entry.data,
-            prev_hash=prev_hash,
-            hash="",
-        )
-        row.hash = prev_hash = compute_hash(row)
-        session.add(row)
+        link = Link(seq=seq, prev_hash=prev_hash, hash="", **values)
+        link.hash = prev_hash = compute_hash(link)
+        links.append(link)
+    ids = [row.id for row in rows]
+    if postgres:
+        # One statement for the batch (an executemany would be a round trip per event).
+        columns = {name: [getattr(link, name) for link in links] for name in _LINK_FIELDS}
+        columns["data"] = [None if data is None else json.dumps(data) for data in columns["data"]]
+        session.execute(_INSERT_LINKS, columns)
+        if ids:
+            session.execute(text("DELETE FROM audit_unchained WHERE id = ANY(:ids)"), {"ids": ids})
+    else:
+        session.execute(insert(AuditEvent), [asdict(link) for link in links])
+        if ids:
+            session.execute(delete(UnchainedAuditEvent).where(UnchainedAuditEvent.id.in_(ids)))
+    return len(links)
+
+
+def chain_all(sessions: sessionmaker[Session], limit: int = BATCH) -> int:
+    """Chain every unchained event, one batch per transaction; return how many."""
+    chained = 0
+    while True:
+        began = time.perf_counter()
+        with sessions.begin() as session:
+            count = chain(session, limit)
+        if count:
+            metrics.AUDIT_CHAIN_BATCH.observe(time.perf_counter() - began)
+            metrics.AUDIT_CHAINED.inc(count)
+        chained += count
+        if count < limit:
+            return chained
+
+
+def backlog(session: Session) -> tuple[int, datetime | None]:
+    """How many events wait to be chained, and when the oldest of them happened."""
+    count, oldest = session.execute(select(func.count(), func.min(UnchainedAuditEvent.at))).one()
+    return int(count), oldest
+
+
+class Chainer:
+    """A serving process's chainer: a thread that chains whenever a commit pokes it, and every
+    `poll_s` regardless (events another process committed, or left behind by a crash)."""
+
+    def __init__(self, sessions: sessionmaker[Session], *, poll_s: float = 1.0, limit: int = BATCH) -> None:
+        self.sessions, self.poll_s, self.limit = sessions, poll_s, limit
+        self._poked, self._stop = threading.Event(), threading.Event()
+        self._thread = threading.Thread(target=self._run, name="audit-chainer", daemon=True)
+
+    def poke(self) -> None:
+        self._poked.set()
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def close(self, timeout_s: float = 10.0) -> None:
+        """Stop after chaining what is there (a serving process's last commits included)."""
+        self._stop.set()
+        self._poked.set()
+        self._thread.join(timeout_s)
+
+    def _run(self) -> None:
+        while True:
+            self._poked.wait(self.poll_s)
+            self._poked.clear()
+            stopping = self._stop.is_set()  # read first: a pass that starts after `close` ends it
+            try:
+                chain_all(self.sessions, self.limit)
+            except Exception:
+                log.exception("chaining audit events failed; retrying in %.1f s", self.poll_s)
+            if stopping:
+                return
+
+
+def inserted(session: Session) -> None:
+    """Say that a statement of this transaction inserted events into `audit_unchained` itself
+    (`approvals.decision_statement`), so that they are chained like those recorded here."""
+    session.info[_INSERTED] = True
 
 
 @event.listens_for(Session, "before_commit")
-def _append_on_commit(session: Session) -> None:
-    entries = session.info.pop(_PENDING, None)
-    if entries:
-        _append(session, entries)
+def _insert_on_commit(session: Session) -> None:
+    entries: list[AuditEntry] = session.info.pop(_PENDING, [])
+    if not (session.info.pop(_INSERTED, False) or entries):
+        return
+    if AFTER_COMMIT in session.info:
+        if entries:
+            session.execute(insert(UnchainedAuditEvent), [asdict(entry) for entry in entries])
+        session.info[_WROTE] = True
+    else:
+        # Chained in this transaction, after any events still unchained, under the chain lock
+        # until it commits.
+        chain(session, None, then=entries)
+
+
+@event.listens_for(Session, "after_commit")
+def _poke_after_commit(session: Session) -> None:
+    if session.info.pop(_WROTE, False):
+        session.info[AFTER_COMMIT]()
 
 
 @event.listens_for(Session, "after_soft_rollback")
 def _forget_on_rollback(session: Session, _previous: Any) -> None:
-    session.info.pop(_PENDING, None)
+    for key in (_PENDING, _INSERTED, _WROTE):
+        session.info.pop(key, None)

@@ -23,7 +23,7 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session, sessionmaker
 from sqlalchemy.orm.attributes import set_committed_value
 
-from approvals import audit, chains, machine
+from approvals import audit, chains, decision_statement, machine
 from approvals.errors import (
     ActionNotFound,
     AlreadyAcknowledged,
@@ -71,6 +71,9 @@ class Decisions:
         self.catalog = catalog
         self.clock = clock
         self.credentials = credentials
+        # Approver groups seen on actions: the one-statement path checks the clicker's membership
+        # of these (a group first seen decides on the ORM path once, then joins them).
+        self._groups: set[str] = set()
 
     def approve(
         self,
@@ -83,6 +86,12 @@ class Decisions:
         note: str | None = None,
     ) -> Outcome:
         with _attempt("approve", actor):
+            fast = self._in_one_statement(
+                session, "approve", action_public_id, actor, team_id, note, ActionState.PENDING,
+                ActionState.APPROVED, seen_hash,
+            )  # fmt: skip
+            if fast is not None:
+                return fast
             action = self._open_action(session, action_public_id, "approve", {ActionState.PENDING}, team_id)
             self._authorize_approval(session, action, actor, seen_hash)
             decision = self._decide(session, action, "approve", actor, team_id, note)
@@ -130,6 +139,13 @@ class Decisions:
         self, session: Session, action_public_id: str, actor: str, reason: str, *, team_id: str | None = None
     ) -> Outcome:
         with _attempt("reject", actor):
+            if reason.strip():  # a blank reason is refused below, in the order of the checks
+                fast = self._in_one_statement(
+                    session, "reject", action_public_id, actor, team_id, reason.strip(), ActionState.PENDING,
+                    ActionState.REJECTED,
+                )  # fmt: skip
+                if fast is not None:
+                    return fast
             action = self._open_action(session, action_public_id, "reject", {ActionState.PENDING}, team_id)
             self._authorize(action, actor)
             if not reason.strip():
@@ -141,6 +157,12 @@ class Decisions:
         self, session: Session, action_public_id: str, actor: str, reason: str = "", *, team_id: str | None = None
     ) -> Outcome:
         with _attempt("veto", actor):
+            fast = self._in_one_statement(
+                session, "veto", action_public_id, actor, team_id, reason.strip() or None, ActionState.SCHEDULED,
+                ActionState.VETOED,
+            )  # fmt: skip
+            if fast is not None:
+                return fast
             action = self._open_action(session, action_public_id, "veto", {ActionState.SCHEDULED}, team_id)
             self._authorize(action, actor)
             decision = self._decide(session, action, "veto", actor, team_id, reason.strip() or None)
@@ -175,6 +197,49 @@ class Decisions:
             chains.arm_ack_timeout(session, action, decision.at)
             return Outcome(action, decision, ActionState(action.state), self._approvals(session, action), action.quorum)
 
+    # -- the one-statement path (PostgreSQL) ---------------------------------------------
+
+    def _in_one_statement(
+        self,
+        session: Session,
+        kind: str,
+        action_public_id: str,
+        actor: str,
+        team_id: str | None,
+        note: str | None,
+        open_state: ActionState,
+        target: ActionState,
+        seen_hash: str | None = None,
+    ) -> Outcome | None:
+        """The decision made and written by one statement (`approvals.decision_statement`), or
+        None when it wrote nothing and the ORM path below is to decide or explain."""
+        if session.get_bind().dialect.name != "postgresql":
+            return None
+        identities = [actor, *(group for group in tuple(self._groups) if actor in self.directory.members(group))]
+        delegated = sorted(self.credentials.delegated_task_types()) if self.credentials else []
+        now = self.clock.now()
+        attempt = decision_statement.Attempt(
+            kind, action_public_id, actor, identities, delegated, team_id, note, now, open_state, target, seen_hash
+        )
+        row = decision_statement.run(session, attempt)
+        if row is None:
+            return None
+        state = target if row.moved else ActionState(row.state)
+        action = Action(
+            id=row.id, public_id=row.public_id, task_type=row.task_type, tool=row.tool, params_hash=row.params_hash,
+            state=state.value, requester=row.requester, approvers=row.approvers, quorum=row.quorum,
+            decided_by=actor if row.moved else row.decided_by, decided_at=now if row.moved else row.decided_at,
+            created_at=row.created_at,
+        )  # fmt: skip
+        decision = Decision(
+            id=row.decision_id, action_id=row.id, kind=kind, actor=actor, team_id=team_id,
+            params_hash=row.params_hash, note=note, at=now,
+        )  # fmt: skip
+        metrics.DECISIONS.labels(row.task_type, kind).inc()
+        if row.moved and target in (ActionState.APPROVED, ActionState.REJECTED):
+            metrics.TIME_TO_DECISION.labels(row.task_type).observe(max((now - row.created_at).total_seconds(), 0.0))
+        return Outcome(action, decision, state, row.approvals, row.quorum)
+
     # -- steps -------------------------------------------------------------------------
 
     def _open_action(
@@ -204,6 +269,7 @@ class Decisions:
         return action
 
     def _authorize(self, action: Action, actor: str) -> None:
+        self._groups.update(entry for entry in action.approvers if entry.startswith("@"))
         if not is_listed_approver(actor, action.approvers, self.directory):
             raise NotAnApprover(action.public_id, actor)
 

@@ -26,7 +26,7 @@ from typing import Literal, TextIO
 from sqlalchemy import select, text
 from sqlalchemy.orm import Session
 
-from approvals.audit import GENESIS_HASH, compute_hash, event_body, head
+from approvals.audit import GENESIS_HASH, backlog, compute_hash, event_body, head
 from approvals.errors import ApprovalsError
 from core import outbox
 from core.canonical import canonical_json
@@ -96,6 +96,7 @@ class VerifyReport:
     against: PublishedHead | None = None
     anchor: PublishedHead | None = None
     unanchored: int = 0
+    unchained: int = 0  # events committed but not yet linked (the chainer's backlog)
 
     def summary(self) -> str:
         """One line for people: `ok: …; N events after the last published head …` or
@@ -103,7 +104,8 @@ class VerifyReport:
         if self.ok:
             line = f"ok: {self.events} events, head {self.head[0]}:{self.head[1]}"
             line += f", published head {self.against} found" if self.against else ""
-            return f"{line}; {self.anchoring()}" if self.events else line
+            line = f"{line}; {self.anchoring()}" if self.events else line
+            return f"{line}; {self.unchained} not yet chained" if self.unchained else line
         if self.broken_seq is not None:
             return f"broken at event {self.broken_seq}: {self.reason}"
         return f"verify failed: {self.reason}"
@@ -172,6 +174,7 @@ def verify(session: Session, *, against: str | PublishedHead | None = None) -> V
         against=published,
         anchor=None if newest is None else replace(newest[0], seq=newest[1]),
         unanchored=unanchored,
+        unchained=backlog(session)[0],
     )
 
 

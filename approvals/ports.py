@@ -4,6 +4,7 @@ the directory of people (bot: Slack user groups; tests: a fake), the tool catalo
 
 from __future__ import annotations
 
+from collections.abc import Collection
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -44,6 +45,10 @@ class MissingCredential:
 class Credentials(Protocol):
     def missing(self, session: Session, action: Action, approver: str) -> MissingCredential | None:
         """What is not connected if `approver`'s approval made `action` run now; None if nothing."""
+        ...
+
+    def delegated_task_types(self) -> Collection[str]:
+        """The task types whose tools run with a person's credential (`missing` may find one)."""
         ...
 
 

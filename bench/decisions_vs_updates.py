@@ -1,8 +1,10 @@
 """Durable decisions per second beside raw single-row UPDATE commits per second, on one PostgreSQL.
 
 A decision is the product's real approve path, as a click takes it: `approvals.decisions.decide`
-around `Decisions.approve` on a pending action (quorum 1) — row lock, checks, the decision row,
-the state change, its audit events appended to the hash chain and its outbox row, one commit.
+around `Decisions.approve` on a pending action (quorum 1) — on PostgreSQL one statement that
+locks, checks, writes the decision row, the state change, its (unchained) audit events and its
+outbox row, and one commit; the sessions are set up as in `serve`, so a `Chainer` thread links
+the events into the hash chain in batches (its lock time per batch is printed).
 The baseline is the least a durable write can cost: one `UPDATE ... WHERE id = $1` in autocommit
 on its own psycopg connection, i.e. one statement and one commit, each on a different row.
 Beside them, for where the time goes: the same UPDATE through the product's session factory
@@ -11,8 +13,11 @@ Beside them, for where the time goes: the same UPDATE through the product's sess
 Both run at the same concurrency (threads), each thread with its own connection, in alternating
 rounds in one run so that other work on the machine hits both alike; rate = operations / time
 summed over the rounds. Pending actions are made up front through `approvals.gate.submit`.
-Goal: decisions/s ÷ UPDATEs/s ≥ 0.5 at each concurrency. Afterwards every action decided is
-checked: approved once, one approve decision, one `action.decided` outbox row, ledger intact.
+Goal: decisions/s ÷ UPDATEs/s ≥ 0.5 at each concurrency; CPU per decision is this process's
+(decisions and chainer). Above one thread, every thread also clicks the same action at once
+(20 actions): one click wins, the rest are refused. Afterwards every action decided is
+checked: approved once, one approve decision, one `action.decided` outbox row, every lost
+click's refusal audited, ledger intact.
 
     .venv/bin/python bench/decisions_vs_updates.py [--ops 600] [--threads 1,4,16] [--rounds 3]
 
@@ -42,9 +47,12 @@ from agent import tool
 from agent.tasks import move, submit_task
 from agent.tools import load_tool_modules
 from approvals import gate
+from approvals.audit import AFTER_COMMIT, Chainer
 from approvals.decisions import Decisions, decide
+from approvals.errors import DecisionRefused
 from approvals.ledger import verify
 from bench.databases import postgres_database
+from core import metrics
 from core.clock import SystemClock
 from core.config import Config
 from core.db import make_engine, make_sessionmaker
@@ -59,6 +67,7 @@ CONFIG = {
     "tools": {"modules": [__name__]},  # `bench_refund` below
     "task_types": {"refund": {"tools": ["bench_refund"], "autonomy": "hitl", "approvers": APPROVERS, "quorum": 1}},
 }
+SAME_ACTION = 20  # actions clicked by every thread at once, per concurrency above 1
 WARMUP = 2  # operations per thread and kind before each concurrency is measured (connections, caches)
 
 
@@ -83,6 +92,7 @@ class Tally:
     seconds: float = 0.0
     latencies_ms: list[float] = field(default_factory=list)
     statements: int = 0  # SQL statements sent through SQLAlchemy (decisions only)
+    cpu_s: float = 0.0  # this process's CPU time while they ran (decisions only)
 
     @property
     def rate(self) -> float:
@@ -96,7 +106,8 @@ class Tally:
         return (
             f"{self.kind:<9} threads={self.threads:<3} {self.rate:8.0f}/s   p50 {self.percentile(0.5):7.2f} ms   "
             f"p99 {self.percentile(0.99):7.2f} ms   ({self.ops} in {self.seconds:.2f} s"
-            + (f"; {self.statements / self.ops:.1f} SQL statements each)" if self.statements else ")")
+            + (f"; {self.statements / self.ops:.1f} SQL statements and " if self.statements else "")
+            + (f"{self.cpu_s / self.ops * 1000:.2f} ms of CPU each)" if self.cpu_s else ")")
         )
 
 
@@ -180,6 +191,7 @@ class Bench:
         self.next_action = 0
         self.next_row = 0
         self.decided: list[str] = []
+        self.refusals = 0  # expected ones: the same-action clicks that lost
 
     def take_actions(self, count: int) -> list[int]:
         """The indexes of `count` fresh pending actions."""
@@ -234,17 +246,43 @@ class Bench:
 
         engine = sessions.kw["bind"]
         event.listen(engine, "before_cursor_execute", count)
+        cpu = time.process_time()
         try:
             tally = run_threads(split(indexes, threads), lambda: None, one)
         finally:
             event.remove(engine, "before_cursor_execute", count)
+        tally.cpu_s = time.process_time() - cpu  # this process: the decisions and the chainer thread
         tally.statements = statements[0]
         self.decided += [self.actions[index][0] for index in indexes]
         return tally
 
+    def same_action(self, indexes: list[int], threads: int, sessions: sessionmaker[Session]) -> tuple[int, int]:
+        """Every thread clicks Approve on the same action at once, action after action: (approved
+        by one click, refusals). Any other result is counted as a duplicate by `check`."""
+        gate_ = threading.Barrier(threads)
+        won, refused = [0], [0]
+
+        def one(_: object, index: int) -> None:
+            public_id, seen_hash = self.actions[index]
+            gate_.wait()
+            try:
+                decide(sessions, self.clock, lambda s: self.decisions.approve(s, public_id, APPROVERS[0], seen_hash))
+                won[0] += 1
+            except DecisionRefused:
+                refused[0] += 1
+
+        run_threads([list(indexes) for _ in range(threads)], lambda: None, one)
+        self.decided += [self.actions[index][0] for index in indexes]
+        self.refusals += refused[0]
+        return won[0], refused[0]
+
     def level(self, threads: int, ops: int, rounds: int) -> tuple[Tally, Tally, Tally]:
-        engine = make_engine(self.url, pool_size=threads, max_overflow=0)
+        engine = make_engine(self.url, pool_size=threads + 1, max_overflow=0)
         sessions = make_sessionmaker(engine)
+        # As in `serve`: commits leave their audit events to the process's chainer thread.
+        chainer = Chainer(sessions)
+        sessions.configure(info={AFTER_COMMIT: chainer.poke})
+        chainer.start()
         raw, orm, decisions = Tally("UPDATE", threads), Tally("session", threads), Tally("decision", threads)
         try:
             self.updates(self.take_rows(WARMUP * threads), threads)
@@ -260,12 +298,18 @@ class Bench:
                     total.seconds += part.seconds
                     total.latencies_ms += part.latencies_ms
                     total.statements += part.statements
+                    total.cpu_s += part.cpu_s
+            if threads > 1:
+                won, refused = self.same_action(self.take_actions(SAME_ACTION), threads, sessions)
+                print(f"same action threads={threads:<3} {SAME_ACTION} actions, {threads} clicks each at once: "
+                      f"{won} approved, {refused} refused (already decided)")  # fmt: skip
         finally:
+            chainer.close()
             engine.dispose()
         return raw, orm, decisions
 
 
-def check(url: str, decided: list[str], updates: int) -> str:
+def check(url: str, decided: list[str], updates: int, expected_refusals: int) -> str:
     """Each decided action approved on exactly one approve decision, with one `action.decided`
     outbox row and its decision and transition audit events; the ledger verifies; every raw UPDATE landed."""
     engine = make_engine(url)
@@ -306,7 +350,7 @@ def check(url: str, decided: list[str], updates: int) -> str:
     good = (
         not lost
         and not duplicate
-        and not refused
+        and refused == expected_refusals
         and events.get("decision.approve") == n
         and events.get("action.approved") == n
         and report.ok
@@ -314,9 +358,22 @@ def check(url: str, decided: list[str], updates: int) -> str:
     )
     return (
         f"verify: {n} decisions: {approved} approved, {one_decision} with one decision, {one_outbox} with one "
-        f"action.decided outbox row, audit {events}, {refused} refusals; lost {lost}, duplicate {duplicate}; "
+        f"action.decided outbox row, audit {events}, {refused} refusals audited (of {expected_refusals} lost "
+        f"clicks); lost {lost}, duplicate {duplicate}; "
         f"ledger {report.summary()}; raw UPDATEs landed {landed}/{updates}: {'PASS' if good else 'FAIL'}"
     )
+
+
+def _chainer() -> tuple[float, float, float]:
+    """(batches, seconds holding the lock, events) of the chainer in this process, from its metrics."""
+    samples = {
+        sample.name: sample.value
+        for metric in (metrics.AUDIT_CHAIN_BATCH, metrics.AUDIT_CHAINED)
+        for family in metric.collect()
+        for sample in family.samples
+    }
+    batch = "countersign_audit_chain_batch_seconds"
+    return samples[f"{batch}_count"], samples[f"{batch}_sum"], samples["countersign_audit_chained_total"]
 
 
 def server_settings(url: str) -> str:
@@ -342,7 +399,7 @@ def main() -> None:
             return
         engine = make_engine(url)
         upgrade(engine)
-        needed = sum(args.ops + WARMUP * threads for threads in levels)
+        needed = sum(args.ops + WARMUP * threads + SAME_ACTION for threads in levels)
         with engine.begin() as conn:
             conn.execute(text("CREATE TABLE bench_rows (id integer PRIMARY KEY, n bigint NOT NULL, at timestamptz)"))
             conn.execute(
@@ -374,7 +431,11 @@ def main() -> None:
             + f" (goal ≥ {GOAL_RATIO})",
             flush=True,
         )
-        print(check(url, bench.decided, bench.next_row), flush=True)
+        batches, held, chained = _chainer()
+        if batches:
+            print(f"chainer: {batches:.0f} batches, {chained / batches:.1f} events and "
+                  f"{held / batches * 1000:.2f} ms with the chain lock each (lock to commit)")  # fmt: skip
+        print(check(url, bench.decided, bench.next_row, bench.refusals), flush=True)
     print(f"total {time.perf_counter() - began:.1f} s")
 
 

@@ -8,8 +8,12 @@ so `countersign --help`, `audit`, `usage` and the rest start in a fraction of a 
 
 from __future__ import annotations
 
+import atexit
 import ipaddress
+import os
+import shutil
 import sys
+import tempfile
 from pathlib import Path
 from typing import TYPE_CHECKING, NoReturn
 
@@ -25,14 +29,19 @@ from bot.cli_secrets import secrets
 from bot.cli_tasks import task, trace, usage
 from core import logs
 from core.clock import SystemClock
-from core.config import check_tool_names, load_config
-from core.db import open_database, own_sqlite_database
+from core.config import Config, check_tool_names, load_config
+from core.db import MAX_OVERFLOW, POOL_SIZE, is_sqlite, open_database, own_sqlite_database
 from core.errors import ConfigError, DatabaseOwned
 from core.migrate import current_revision, is_at_head, upgrade
 from core.settings import Settings, connect_problems
 
 if TYPE_CHECKING:
+    from sqlalchemy import Engine
+
     from bot.serve import Process
+
+
+METRICS_PREFIX = "countersign-metrics-"
 
 
 @click.group()
@@ -95,13 +104,27 @@ def db_upgrade() -> None:
 )
 @click.option("--port", default=3000, show_default=True, help="HTTP port for Slack, the API and health checks.")
 @click.option("--socket", "socket_mode", is_flag=True, help="Socket Mode with SLACK_APP_TOKEN instead of HTTP.")
-def serve(host: str | None, port: int, socket_mode: bool) -> None:
+@click.option(
+    "--workers",
+    "processes",
+    type=click.IntRange(min=1),
+    default=None,
+    help="Processes behind the port (default: $COUNTERSIGN_WORKERS, else the machine's cores on PostgreSQL; "
+    "SQLite and Socket Mode: 1).",
+)
+def serve(host: str | None, port: int, socket_mode: bool, processes: int | None) -> None:
     """Serve Slack, the task API and health checks, and run the agent, executor and outbox."""
+    settings = Settings()
+    host = host or settings.host
+    try:
+        count = _worker_count(settings, processes, socket_mode)
+    except ValueError as exc:
+        _fail([str(exc)])
+    if count > 1:
+        _metrics_across_processes()
     from bot.runtime import build_model, build_services
     from bot.serve import assemble
 
-    settings = Settings()
-    host = host or settings.host
     try:
         loaded = load_config(Path(settings.config_path))
         model, which = build_model(settings)
@@ -123,6 +146,14 @@ def serve(host: str | None, port: int, socket_mode: bool) -> None:
     engine, sessions = open_database(settings)
     if not is_at_head(engine):
         _fail(["the database schema is not up to date: run `countersign db upgrade` first"])
+    if count > 1:
+        # No connection of the master's may cross the fork: each worker opens its own.
+        try:
+            _warn_about_connections(engine, count)
+        finally:
+            engine.dispose()
+        _serve_workers(settings, loaded, host, port, count, which)
+        return
     try:
         with own_sqlite_database(settings.database_url):
             process = assemble(settings, build_services(settings, loaded, sessions), engine, model)
@@ -165,6 +196,102 @@ def _serve(process: Process, settings: Settings, host: str, port: int, socket_mo
         click.echo("countersign: stopping")
     finally:
         server.close()
+
+
+def _worker_count(settings: Settings, asked: int | None, socket_mode: bool) -> int:
+    """How many processes serve: `--workers`, else COUNTERSIGN_WORKERS, else one per core on
+    PostgreSQL; ValueError saying why more than one cannot be."""
+    asked = asked if asked is not None else settings.workers
+    sqlite = is_sqlite(settings.database_url)
+    if asked is None:
+        return 1 if sqlite or socket_mode else cores()
+    if asked > 1 and sqlite:
+        raise ValueError(
+            f"--workers {asked} (or COUNTERSIGN_WORKERS): a SQLite database is served by one process, since "
+            "SQLite has no row locks for processes to share work by and a second serving process is refused; "
+            "use --workers 1, or PostgreSQL (DATABASE_URL=postgresql+psycopg://…) for more"
+        )
+    if asked > 1 and socket_mode:
+        raise ValueError(f"--workers {asked}: Socket Mode serves no port for processes to share; drop --workers")
+    return asked
+
+
+def cores() -> int:
+    """The cores this process may run on (a container's or `taskset`'s cpuset, else all)."""
+    if hasattr(os, "sched_getaffinity"):
+        return len(os.sched_getaffinity(0))
+    return os.cpu_count() or 1
+
+
+def _metrics_across_processes() -> None:
+    """Have prometheus_client keep each process's counters in files of one directory, summed by
+    whichever worker answers /metrics (its multiprocess mode): a new directory, removed when
+    this process exits, unless PROMETHEUS_MULTIPROC_DIR names the operator's own. Must run
+    before anything imports prometheus_client, which picks where values live at import
+    (nothing `bot.cli` imports at the top does)."""
+    if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+        return
+    if "prometheus_client" in sys.modules:  # too late (a warm interpreter forked into `serve`)
+        click.echo("countersign: /metrics shows only the worker that answers each scrape", err=True)
+        return
+    for left in Path(tempfile.gettempdir()).glob(f"{METRICS_PREFIX}*"):  # by a master that was killed
+        pid = left.name.removeprefix(METRICS_PREFIX).split("-")[0]
+        if pid.isdigit() and not _running(int(pid)):
+            shutil.rmtree(left, ignore_errors=True)
+    master = os.getpid()  # workers leave with os._exit, but be sure none removes it
+    path = tempfile.mkdtemp(prefix=f"{METRICS_PREFIX}{master}-")
+    os.environ["PROMETHEUS_MULTIPROC_DIR"] = path
+    atexit.register(lambda: shutil.rmtree(path, ignore_errors=True) if os.getpid() == master else None)
+
+
+def _running(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def _warn_about_connections(engine: Engine, count: int) -> None:
+    """Every worker has its own pool: say so when they could open more than PostgreSQL takes."""
+    most = count * (POOL_SIZE + MAX_OVERFLOW)
+    with engine.connect() as connection:
+        limit = int(connection.exec_driver_sql("SHOW max_connections").scalar_one())
+    if most > limit:
+        click.echo(
+            f"countersign: {count} workers may open up to {most} database connections "
+            f"({POOL_SIZE + MAX_OVERFLOW} each) and PostgreSQL's max_connections is {limit}: "
+            "lower --workers or raise max_connections",
+            err=True,
+        )
+
+
+def _serve_workers(settings: Settings, loaded: Config, host: str, port: int, count: int, which: str) -> None:
+    """gunicorn's master on the port, `count` workers each with its share (`bot.prefork`)."""
+    from bot.prefork import Listening, WorkersFailed, serve_workers
+    from bot.serve import Share, start_share
+
+    def ready() -> None:
+        click.echo(
+            f"countersign: serving on http://{host}:{port} (POST /slack/events) with {count} worker processes, "
+            f"model: {which}"
+        )
+        if settings.metrics_token is None and not _loopback(host):
+            click.echo(
+                f"countersign: /metrics and /readyz are open to anyone who reaches {host}:{port}; "
+                "set COUNTERSIGN_METRICS_TOKEN to require a bearer token",
+                err=True,
+            )
+
+    def start(slot: int) -> Share:
+        return start_share(settings, loaded, slot, count)
+
+    try:
+        serve_workers(start, Listening(host, port, count), ready=ready)
+    except WorkersFailed as exc:
+        _fail([f"the workers did not start: {exc}; the log above says why"])
 
 
 def _loopback(host: str) -> bool:

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import math
+import time
+from collections.abc import Collection
 from dataclasses import dataclass
 
 from slack_bolt import App
@@ -11,14 +14,18 @@ from agent.executor import Executor
 from agent.model import ModelClient
 from agent.runner import AgentRunner
 from agent.vault import Vault, parse_keys
+from approvals.audit import AFTER_COMMIT, Chainer
 from bot.app import build_app
 from bot.installations import oauth_settings
 from bot.outbox_sender import OutboxSender
+from bot.runtime import build_model, build_services
 from bot.server import Server, Workers
 from bot.services import Services
+from core.config import Config
+from core.db import open_database
 from core.settings import Settings
 from escalations.jobs import periodic_jobs, settle_all
-from escalations.scheduler import Ticker
+from escalations.scheduler import SWEEP_JOB, Ticker
 from escalations.sweeper import Sweeper
 
 AGENT_THREADS = 4
@@ -44,15 +51,30 @@ class Process:
         units = {f"agent-{index}": self.runner.run_once for index in range(agent_threads)}
         units["executor"] = self.executor.run_once
         units |= {f"outbox-{index}": self.sender.run_once for index in range(outbox_threads)}
-        workers = Workers(units, idle_s=idle_s)
+        workers = Workers(units, idle_s=idle_s, chainer=self._chainer())
         self.server.wakeup = workers.wakeup  # a POST (a click, a task) wakes idle loops at once
         return workers
 
-    def ticker(self, *, tick_s: float = 1.0) -> Ticker:
-        """Escalation steps, stall checks and audit heads on APScheduler's clock."""
+    def _chainer(self) -> Chainer | None:
+        """On PostgreSQL, from now on this process's commits leave their audit events to one
+        chainer thread, which links them in batches: writers no longer queue for the chain lock.
+        SQLite's writers queue for the database anyway, so each transaction chains its own
+        events (one commit, where a chainer would add a second)."""
+        sessions = self.services.sessions
+        if sessions.kw["bind"].dialect.name != "postgresql":
+            return None
+        chainer = Chainer(sessions)
+        sessions.configure(info={AFTER_COMMIT: chainer.poke})
+        return chainer
+
+    def ticker(self, *, tick_s: float = 1.0, only: Collection[str] | None = None) -> Ticker:
+        """Escalation steps, stall checks and audit heads on APScheduler's clock (`only`: just
+        the jobs with these ids)."""
         services = self.services
         jobs = periodic_jobs(self.sweeper, services.sessions, services.config, services.clock, tick_s=tick_s)
         jobs["countersign-model-overdue"] = (self.runner.stall_overdue, OVERDUE_EVERY_S)
+        if only is not None:
+            jobs = {job_id: job for job_id, job in jobs.items() if job_id in only}
         ticker = Ticker(jobs, services.clock)
         self.server.ticker = ticker  # /readyz checks that it ticks
         return ticker
@@ -107,3 +129,50 @@ def assemble(
         sender=OutboxSender(services, channel_pace_s=channel_pace_s),
         sweeper=Sweeper(services.sessions, services.directory, services.clock),
     )
+
+
+@dataclass
+class Share:
+    """One worker process of `serve --workers N`: its WSGI app and its background loops
+    (`bot.prefork.Share`)."""
+
+    server: Server
+    workers: Workers
+    ticker: Ticker
+    engine: Engine
+
+    @property
+    def wsgi(self) -> Server:
+        return self.server
+
+    def stop(self) -> None:
+        self.workers.wind_down()
+        self.ticker.shutdown(wait=False)
+
+    def close(self, timeout_s: float) -> None:
+        deadline = time.monotonic() + timeout_s
+        self.stop()
+        self.workers.close(timeout_s)
+        self.ticker.wait_idle(max(0.0, deadline - time.monotonic()))
+        self.engine.dispose()
+
+
+def start_share(settings: Settings, config: Config, slot: int, of: int) -> Share:
+    """Worker `slot` of `of`, after the fork: its own engine, services, app and model client, a
+    share of the background threads (together about what one process runs), and the ticker.
+
+    The sweep runs in every worker: timers are claimed `FOR UPDATE SKIP LOCKED`, so N sweepers
+    drain a burst N times as fast. The other periodic jobs (autonomy, stalls, alerts, audit
+    heads, forgotten signatures, model stalls) are coordinated through the database too, so
+    running them in every worker would be correct, but N times the idle queries for the same
+    outcome: worker 0 runs them, as a single process does (a replacement takes its slot)."""
+    engine, sessions = open_database(settings)
+    model, _ = build_model(settings)
+    process = assemble(settings, build_services(settings, config, sessions), engine, model)
+    workers = process.workers(
+        agent_threads=math.ceil(AGENT_THREADS / of), outbox_threads=math.ceil(OUTBOX_THREADS / of)
+    )
+    ticker = process.ticker(only=None if slot == 0 else {SWEEP_JOB})
+    workers.start()
+    ticker.start()
+    return Share(process.server, workers, ticker, engine)

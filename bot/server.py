@@ -16,13 +16,16 @@ from __future__ import annotations
 import hmac
 import json
 import logging
+import os
 import threading
+import time
 from collections.abc import Callable, Iterable
 from datetime import timedelta
 from functools import partial
 from typing import TYPE_CHECKING, Any
 
 from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, CollectorRegistry, generate_latest
+from prometheus_client.multiprocess import MultiProcessCollector
 from slack_bolt import App
 from slack_bolt.adapter.wsgi import SlackRequestHandler
 from sqlalchemy import Engine, func, select, text
@@ -30,6 +33,7 @@ from waitress.server import BaseWSGIServer, MultiSocketServer, create_server
 
 from agent.tasks import TaskError, submit_task
 from agent.worker import Wakeup, work
+from approvals.audit import Chainer
 from bot.connect_routes import PREFIX as CONNECT_PREFIX
 from bot.connect_routes import ConnectRoutes
 from bot.directory import person_name
@@ -70,6 +74,7 @@ class Server:
         self.services, self.engine, self.api_token, self.metrics_token = services, engine, api_token, metrics_token
         self.ticker: Ticker | None = None  # set when the process runs the escalation ticker
         self.wakeup: Wakeup | None = None  # set when the process runs background workers
+        self.registry = _process_metrics()
         self.gauges = CollectorRegistry(auto_describe=False)
         self.gauges.register(DatabaseCollector(services.sessions))
         self.slack = SlackRequestHandler(app)
@@ -119,7 +124,7 @@ class Server:
                     start_response, 401, {"error": "missing or wrong bearer token (COUNTERSIGN_METRICS_TOKEN)"}
                 )
             start_response("200 OK", [("Content-Type", CONTENT_TYPE_LATEST)])
-            return [generate_latest(REGISTRY), generate_latest(self.gauges)]
+            return [generate_latest(self.registry), generate_latest(self.gauges)]
         return answer_json(start_response, 404, {"error": f"no route {method} {path}"})
 
     def _carries_metrics_token(self, environ: WSGIEnvironment) -> bool:
@@ -185,6 +190,18 @@ class Server:
         return answer_json(start_response, 201, {"task_id": task_public_id})
 
 
+def _process_metrics() -> CollectorRegistry:
+    """The counters and histograms /metrics shows: this process's own; or, under
+    `serve --workers N` (PROMETHEUS_MULTIPROC_DIR set), the sums of every worker's, read from the
+    files they write (process_* and python_* series are then left out: they would be one worker's)."""
+    path = os.environ.get("PROMETHEUS_MULTIPROC_DIR")
+    if not path:
+        return REGISTRY
+    registry = CollectorRegistry()
+    MultiProcessCollector(registry, path)  # type: ignore[no-untyped-call]
+    return registry
+
+
 def _task_problems(body: Any) -> dict[str, str]:
     if not isinstance(body, dict):
         return {"body": 'expected a JSON object like {"task_type": "refund", "text": "..."}'}
@@ -243,7 +260,10 @@ class Workers:
     """The background loops of one serving process, each in its own thread so a slow model
     call never delays a card, and a Slack outage never delays the model."""
 
-    def __init__(self, units: dict[str, Callable[[], bool]], *, idle_s: float = 0.2) -> None:
+    def __init__(
+        self, units: dict[str, Callable[[], bool]], *, idle_s: float = 0.2, chainer: Chainer | None = None
+    ) -> None:
+        self.chainer = chainer  # links the audit events the process commits; stops last
         self.stop = threading.Event()
         self.wakeup = Wakeup()
         options = {"idle_s": idle_s, "wakeup": self.wakeup}
@@ -253,11 +273,21 @@ class Workers:
         ]
 
     def start(self) -> None:
+        if self.chainer is not None:
+            self.chainer.start()
         for thread in self.threads:
             thread.start()
 
-    def close(self, timeout_s: float = 10.0) -> None:
+    def wind_down(self) -> None:
+        """Tell every loop to stop after the unit it is running (returns at once)."""
         self.stop.set()
         self.wakeup.wake()  # loops wait on the wakeup, not on `stop`
+
+    def close(self, timeout_s: float = 10.0) -> None:
+        """Stop the loops and wait up to `timeout_s` in all for the units they are running."""
+        self.wind_down()
+        deadline = time.monotonic() + timeout_s
         for thread in self.threads:
-            thread.join(timeout_s)
+            thread.join(max(0.0, deadline - time.monotonic()))
+        if self.chainer is not None:  # last: it chains what the loops committed
+            self.chainer.close(max(2.0, deadline - time.monotonic()))

@@ -71,7 +71,9 @@ class Servers:
             self._lines.put(json.loads(line))
 
     def start(self, port: int, clock_offset_s: float = 0.0) -> Server:
-        argv = ["serve", "--host", "127.0.0.1", "--port", str(port)]
+        # One process: its SIGKILL is a crash of all that serves (with `--workers N` the master's
+        # death is a graceful stop of its workers, and tool calls run under the workers' pids).
+        argv = ["serve", "--host", "127.0.0.1", "--port", str(port), "--workers", "1"]
         order = {"argv": argv, "log": str(self.log_path), "clock_offset_s": clock_offset_s}
         assert self.zygote.stdin is not None
         self.zygote.stdin.write(json.dumps(order) + "\n")

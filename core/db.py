@@ -26,6 +26,9 @@ from core.errors import DatabaseBusy, DatabaseOwned
 from core.settings import Settings
 
 SQLITE_BUSY_TIMEOUT_MS = 30_000
+# Each PostgreSQL engine (one per serving process) opens up to POOL_SIZE + MAX_OVERFLOW connections.
+POOL_SIZE = 10
+MAX_OVERFLOW = 20
 _HOLDS_WRITER = "countersign.sqlite_writer"
 # An execution option: how long (seconds) this transaction may wait for SQLite's write turn
 # before `DatabaseBusy`, when less than the default (a click with a deadline, `bot.admission`).
@@ -53,7 +56,7 @@ def make_engine(url: str, **kwargs: Any) -> Engine:
         )
         _configure_sqlite(engine)
         return engine
-    options: dict[str, Any] = {"pool_size": 10, "max_overflow": 20, "pool_pre_ping": True}
+    options: dict[str, Any] = {"pool_size": POOL_SIZE, "max_overflow": MAX_OVERFLOW, "pool_pre_ping": True}
     options.update(kwargs)
     return create_engine(url, **options)
 

@@ -18,7 +18,7 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session, sessionmaker
 
 from core.clock import utc
-from core.models import Action, AutonomyState, OutboxMessage
+from core.models import Action, AutonomyState, OutboxMessage, UnchainedAuditEvent
 from core.states import OPEN_FOR_DECISION
 
 LEVELS = {"hitl": 0, "hotl": 1, "auto": 2}
@@ -38,6 +38,12 @@ CLICKS_SHED = Counter(
     "within its time budget (late) or got no turn within it (busy)",
     ["kind", "reason"],
 )
+AUDIT_CHAIN_BATCH = Histogram(
+    "countersign_audit_chain_batch_seconds",
+    "How long one chain batch held the chain lock (lock to commit)",
+    buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0),
+)
+AUDIT_CHAINED = Counter("countersign_audit_chained_total", "Audit events linked into the ledger by the chainer")
 EXECUTIONS = Counter("countersign_executions_total", "Tool runs by outcome", ["tool", "outcome"])
 TOKEN_REFRESHES = Counter(
     "countersign_token_refreshes_total", "Delegated OAuth tokens refreshed before a tool run", ["provider", "outcome"]
@@ -72,6 +78,10 @@ class DatabaseCollector(Collector):
         )
         backlog = GaugeMetricFamily("countersign_outbox_backlog", "Undelivered outbox messages")
         oldest = GaugeMetricFamily("countersign_outbox_oldest_age_seconds", "Age of the oldest undelivered message")
+        unchained = GaugeMetricFamily("countersign_audit_unchained", "Audit events committed but not yet chained")
+        unchained_age = GaugeMetricFamily(
+            "countersign_audit_unchained_oldest_age_seconds", "Age of the oldest audit event not yet chained"
+        )
         levels = GaugeMetricFamily(
             "countersign_autonomy_level", "Autonomy level (0 hitl, 1 hotl, 2 auto)", labels=["task_type"]
         )
@@ -89,6 +99,9 @@ class DatabaseCollector(Collector):
             backlog.add_metric([], count)
             age = (datetime.now(UTC) - utc(first)).total_seconds() if first else 0.0
             oldest.add_metric([], max(age, 0.0))
+            count, first = session.execute(select(func.count(), func.min(UnchainedAuditEvent.at))).one()
+            unchained.add_metric([], count)
+            unchained_age.add_metric([], max((datetime.now(UTC) - utc(first)).total_seconds(), 0.0) if first else 0.0)
             for task_type, level in session.execute(select(AutonomyState.task_type, AutonomyState.level)):
                 levels.add_metric([task_type], LEVELS.get(level, 0))
-        yield from (pending, backlog, oldest, levels)
+        yield from (pending, backlog, oldest, unchained, unchained_age, levels)

@@ -183,6 +183,32 @@ class AuditEvent(Base):
     hash: Mapped[str] = mapped_column(String(64), unique=True)
 
 
+class UnchainedAuditEvent(Base):
+    """An audit event committed by the transaction that caused it, not yet linked into the
+    chain. Writers only insert here (one row per event, no lock, no head read); the chainer
+    (`approvals.audit.chain`) moves rows into `audit_events` in `id` order, in batches, and
+    deletes them here in the same transaction."""
+
+    __tablename__ = "audit_unchained"
+
+    id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True)
+    # PostgreSQL: the writing transaction's id (a server default), so the chainer keeps one
+    # transaction's events together even when concurrent inserts interleave their ids.
+    # SQLite: NULL (one writer at a time; ids are already grouped).
+    xact: Mapped[int | None] = mapped_column(BigInteger)
+    at: Mapped[datetime]
+    kind: Mapped[str] = mapped_column(String(48))
+    actor: Mapped[str] = mapped_column(String(32))
+    task_public_id: Mapped[str | None] = mapped_column(String(32))
+    action_public_id: Mapped[str | None] = mapped_column(String(32))
+    task_type: Mapped[str | None] = mapped_column(String(64))
+    params_hash: Mapped[str | None] = mapped_column(String(64))
+    from_state: Mapped[str | None] = mapped_column(String(16))
+    to_state: Mapped[str | None] = mapped_column(String(16))
+    note: Mapped[str | None] = mapped_column(Text)
+    data: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+
+
 class OutboxMessage(Base):
     """A message to people, written in the transaction of the change that causes it."""
 

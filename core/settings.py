@@ -47,6 +47,9 @@ class Settings(BaseSettings):
     # The interface `serve` listens on: loopback unless told, so /metrics and /readyz are not
     # open to a network by accident. Behind a load balancer or in a container: 0.0.0.0.
     host: str = Field(default="127.0.0.1", min_length=1, validation_alias="COUNTERSIGN_HOST")
+    # Processes `serve` runs behind its port (`--workers` overrides it); unset: the machine's
+    # cores on PostgreSQL, 1 on SQLite (which allows no more).
+    workers: int | None = Field(default=None, ge=1, validation_alias="COUNTERSIGN_WORKERS")
     # When set, GET /metrics needs `Authorization: Bearer <token>` and /readyz names its
     # checks only to a request carrying it (to others it says only ok or not). Unset: both open.
     metrics_token: SecretStr | None = Field(default=None, validation_alias="COUNTERSIGN_METRICS_TOKEN")

@@ -23,7 +23,8 @@ class Ticker:
         """`jobs`: id → (function, interval in seconds)."""
         self.clock = clock
         self.last_tick: dict[str, datetime] = {}
-        self._lock = threading.Lock()
+        self._lock = threading.Condition()
+        self._running = 0  # jobs in flight
         self.scheduler = BackgroundScheduler(
             timezone="UTC", job_defaults={"coalesce": True, "max_instances": 1, "misfire_grace_time": None}
         )
@@ -34,17 +35,28 @@ class Ticker:
 
     def _wrap(self, job_id: str, function: Callable[[], object]) -> Callable[[], None]:
         def run() -> None:
+            with self._lock:
+                self._running += 1
             try:
                 function()
             except Exception:
                 log.exception("scheduled job %s failed", job_id)
             with self._lock:
                 self.last_tick[job_id] = self.clock.now()
+                self._running -= 1
+                self._lock.notify_all()
 
         return run
 
     def start(self) -> None:
         self.scheduler.start()
 
-    def shutdown(self) -> None:
-        self.scheduler.shutdown(wait=True)
+    def shutdown(self, *, wait: bool = True) -> None:
+        """Start no more jobs; with `wait`, wait for the running ones (again: a no-op)."""
+        if self.scheduler.running:
+            self.scheduler.shutdown(wait=wait)
+
+    def wait_idle(self, timeout_s: float) -> bool:
+        """Wait up to `timeout_s` for the jobs in flight to end; whether they did."""
+        with self._lock:
+            return self._lock.wait_for(lambda: self._running == 0, timeout_s)

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
-HEAVY = ("anthropic", "slack_bolt", "slack_sdk", "waitress", "apscheduler")
+HEAVY = ("anthropic", "slack_bolt", "slack_sdk", "waitress", "gunicorn", "apscheduler")
 
 
 def _imported_after(code: str) -> list[str]:
