@@ -11,8 +11,10 @@ import pytest
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session, sessionmaker
 
+from bot import prefork, server
 from bot.admission import (
     ARRIVAL,
+    DECISION_SLOTS,
     FIRST_HOLD_S,
     HOLD_WEIGHT,
     MAX_WAITING,
@@ -148,3 +150,8 @@ def test_deciding_clicks_are_told_from_the_rest_before_bolt_parses_them() -> Non
     ]
     assert [deciding_click(body, FORM) for body in not_deciding] == [None] * len(not_deciding)
     assert deciding_click(_form(click), "application/json") is None
+
+
+def test_clicks_waiting_for_a_slot_leave_server_threads_to_answer_the_rest() -> None:
+    assert server.THREADS == prefork.THREADS  # waitress (one process) and gunicorn (--workers N)
+    assert server.THREADS - DECISION_SLOTS - MAX_WAITING >= 4
