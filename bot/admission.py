@@ -12,9 +12,10 @@ Where: a button click that decides (`DECIDING`) takes its slot in `bot.slack_ing
 the replay check and Bolt, so that shedding costs next to nothing (a flood is mostly shed
 clicks, and the time to shed them is what keeps the line short); modal submissions take theirs
 in their listener (`Admission.turn`). A slot is waited for only while the clicks already
-waiting, at the recent time a slot is held, would be through within the budget, and while
-fewer than `MAX_WAITING` wait (each holds a server thread); a click that would not is shed at
-once rather than holding a server thread to be shed later.
+waiting, at the recent time a slot is held, would be through within the budget (in a flood:
+within FLOOD_WAIT_S), and while a server thread is there to wait in; a click that would not is shed at
+once rather than holding a server thread to be shed later. So a burst of clicks on one card
+waits and is decided or refused as usual, and a flood is shed fast.
 
 A click's age is two measures added up:
 - before our WSGI app saw it, from Slack's signed `X-Slack-Request-Timestamp` (whole seconds,
@@ -55,10 +56,15 @@ T = TypeVar("T")
 DECISION_BUDGET_S = 2.0
 # Decisions running at once in this process; more only queue on the GIL and the database.
 DECISION_SLOTS = 4
-# Clicks waiting for a slot at most: each holds one of waitress's threads (`bot.server.THREADS`,
-# 32), and with 4 deciding and 24 waiting, 4 are left to answer everything else, shed clicks
-# first of all (a flood stays answered in time); a storm of 28 clicks at once waits whole.
-MAX_WAITING = 24
+# Clicks waiting for a slot at most: each holds one of the server's threads (`bot.server.THREADS`,
+# 32), 4 decide; a burst may take them all for the moment it lasts (a flood may not: below).
+MAX_WAITING = 28
+# In a flood (clicks coming faster than the slots decide them, for a second running) a click
+# waits only behind fewer clicks than there are slots, and if its turn would come within this:
+# the threads are better spent answering the shed ones, whose answers would otherwise wait
+# behind the line until they are late.
+FLOOD_WAIT_S = 0.5
+FLOOD_BUCKET_S, FLOOD_BUCKETS = 0.25, 4
 # How long a slot is taken to be held before any was (then: a moving average of the last ones).
 FIRST_HOLD_S, HOLD_WEIGHT = 0.05, 0.2
 # Slack's timestamp is in whole seconds.
@@ -189,6 +195,7 @@ class Admission:
         self.lock = threading.Lock()
         self.waiting = 0
         self.hold_s = FIRST_HOLD_S  # how long a slot is held, lately
+        self.arrivals: deque[tuple[int, int]] = deque(maxlen=FLOOD_BUCKETS + 1)  # (bucket, clicks in it)
 
     def arrived(self, at: float, stamp: int) -> Arrival:
         """The arrival of a request our app got at `at` (ticks), signed by Slack at `stamp`."""
@@ -205,9 +212,11 @@ class Admission:
         left = self.left(arrival)
         if left <= 0:
             raise self._shed(kind, "late")
+        with self.lock:
+            self._count_arrival()
         if not self.slots.acquire(blocking=False):
             with self.lock:
-                if self.waiting >= MAX_WAITING or (self.waiting + 1) * self.hold_s / self.size > left:
+                if not self._may_wait(left):
                     raise self._shed(kind, "busy")
                 self.waiting += 1
             try:
@@ -218,6 +227,32 @@ class Admission:
             if not taken:
                 raise self._shed(kind, "busy")
         return self.ticks()
+
+    def _count_arrival(self) -> None:
+        bucket = int(self.ticks() / FLOOD_BUCKET_S)
+        if self.arrivals and self.arrivals[-1][0] == bucket:
+            self.arrivals[-1] = (bucket, self.arrivals[-1][1] + 1)
+        else:
+            self.arrivals.append((bucket, 1))
+
+    def flooded(self) -> bool:
+        """More clicks came in each of the last FLOOD_BUCKETS quarter-seconds than the slots
+        decide in one (`size / hold_s`): a flood, not a burst (a burst fills one or two), and
+        waiting only makes the line longer."""
+        bucket = int(self.ticks() / FLOOD_BUCKET_S)
+        served = self.size / max(self.hold_s, 1e-3) * FLOOD_BUCKET_S
+        counts = dict(self.arrivals)
+        return all(counts.get(bucket - back, 0) > served for back in range(1, FLOOD_BUCKETS + 1))
+
+    def _may_wait(self, left: float) -> bool:
+        """Whether a click that found every slot taken may wait for one: its turn would come
+        (at the recent hold time, after those already waiting) within its budget, and a server
+        thread is there for it to wait in; in a flood, only behind fewer clicks than there are
+        slots, and within FLOOD_WAIT_S."""
+        turn_s = (self.waiting + 1) * self.hold_s / self.size
+        if self.flooded():  # a short line: one round of the slots, soon
+            return self.waiting < self.size and turn_s <= min(left, FLOOD_WAIT_S)
+        return self.waiting < MAX_WAITING and turn_s <= left
 
     def leave(self, taken: float) -> None:
         """Give back the slot taken at `taken`, learning how long slots are held."""

