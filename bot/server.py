@@ -227,7 +227,7 @@ CHANNEL_TIMEOUT_S = 15
 CLEANUP_INTERVAL_S = 5
 BACKLOG = 2048
 # waitress's threads. A click waiting for a decision slot holds one (`bot.admission`): 4 decide,
-# up to MAX_WAITING wait, and the rest keep answering everything else, shed clicks first of all.
+# and a burst of clicks may wait in the others for as long as their budget allows.
 THREADS = 32
 
 
