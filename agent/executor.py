@@ -1,10 +1,11 @@
 """The executor: runs each action's tool once, outside any transaction, under a lease.
 
-A claim is one short transaction that moves an action to `executing` (or takes the lease of
-an executing one) with `lease_owner` = this executor and `lease_until` = now + timeout +
-grace. The tool then runs in a daemon thread with the action's timeout, and the outcome is
-written in a new transaction fenced on `lease_owner`: a late writer whose lease was taken
-over changes nothing.
+A claim is one short transaction that finds a small batch of due actions in one statement and
+moves each to `executing` (or takes the lease of an executing one) with `lease_owner` = this
+executor and `lease_until` = now + the time it may wait its turn (the timeouts of the tools
+claimed before it, at most `max_queue_s`) + its timeout + grace. The tools then run one by
+one, each in a daemon thread with its action's timeout, and each outcome is written in a new
+transaction fenced on `lease_owner`: a late writer whose lease was taken over changes nothing.
 
 If an executor dies mid-call, its lease expires. An idempotent tool is then run again with
 the same idempotency key (the action's public id); a tool that is not idempotent is never
@@ -35,8 +36,9 @@ from datetime import datetime, timedelta
 from typing import Any, Literal
 
 from pydantic_core import to_jsonable_python
-from sqlalchemy import select
-from sqlalchemy.orm import Session, sessionmaker
+from sqlalchemy import literal, select, union_all
+from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.orm import Session, aliased, sessionmaker
 
 from agent.delegation import CredentialError, Delegation
 from agent.errors import InvalidParams, RetryableError, ToolTimeout, UnknownTool
@@ -58,6 +60,10 @@ log = logging.getLogger(__name__)
 LOST_LEASE_NOTE = "executor lost its lease mid-run; the tool is not idempotent, so it is not re-run"
 _DEFAULT_TIMEOUT_S = 30.0
 _MAX_RACES_PER_CLAIM = 100
+# A claim takes up to DEFAULT_BATCH due actions in one transaction, as long as the tools before
+# the last one could keep it waiting at most DEFAULT_MAX_QUEUE_S (their timeouts): its lease
+# covers that wait, so an executor that dies leaves the queued ones to others that much later.
+DEFAULT_BATCH, DEFAULT_MAX_QUEUE_S = 8, 60.0
 S = ActionState
 ENDINGS: dict[ActionState, type[ActionEnded]] = {
     S.SUCCEEDED: ActionSucceeded,
@@ -85,9 +91,10 @@ class _Run:
     attempt: int
     timeout_s: float
     idempotent: bool
-    task_type: str = ""
-    requester: str | None = None
-    decided_by: str | None = None
+    task_type: str
+    requester: str | None
+    decided_by: str | None
+    lease_until: datetime  # as claimed; renewed if the run's turn comes too late for it
 
 
 @dataclass(frozen=True)
@@ -97,6 +104,9 @@ class _Outcome:
     result: dict[str, Any] | None = None
     tell: str | None = None  # a person to tell of a failure that is theirs to fix (their credential)
     data: dict[str, Any] | None = None  # added to the audit event of the outcome
+
+
+RELEASED_NOTE = "the executor stopped before this tool started; its lease is given back for another to run it"
 
 
 class Executor:
@@ -111,6 +121,8 @@ class Executor:
         backoff_base_s: float = 1.0,
         backoff_max_s: float = 300.0,
         lease_grace_s: float = 30.0,
+        batch: int = DEFAULT_BATCH,
+        max_queue_s: float = DEFAULT_MAX_QUEUE_S,
         rng: random.Random | None = None,
         vault: Vault | None = None,
         delegation: Delegation | None = None,
@@ -119,71 +131,148 @@ class Executor:
         self.secrets = RunSecrets(sessions, clock, vault, delegation)
         self.owner = owner or f"{socket.gethostname()[:64]}:{os.getpid()}:{secrets.token_hex(4)}"
         self.max_attempts, self.lease_grace_s = max_attempts, lease_grace_s
+        if batch < 1:
+            raise ValueError(f"batch must be at least 1, not {batch}")
+        self.batch, self.max_queue_s = batch, max_queue_s
         self.backoff_base_s, self.backoff_max_s = backoff_base_s, backoff_max_s
         self._rng = rng or random.Random()
+        # Set when the process stops: claimed actions whose tool has not started are let go.
+        self.stopping = threading.Event()
 
     def run_until_idle(self, max_actions: int = 1000) -> int:
         """Run actions until none is due (or `max_actions` ran); returns how many were handled."""
         handled = 0
-        while handled < max_actions and self.run_once():
-            handled += 1
+        while handled < max_actions:
+            done = self._run_batch(min(self.batch, max_actions - handled))
+            if not done:
+                break
+            handled += done
         return handled
 
     def run_once(self) -> bool:
-        """Claim and run at most one due action; returns whether there was one."""
+        """Claim a small batch of due actions and run them; returns whether there was one."""
+        return self._run_batch(self.batch) > 0
+
+    def _run_batch(self, limit: int) -> int:
+        """Claim up to `limit` due actions in one transaction, then run their tools one by one, each
+        outcome recorded in its own transaction as soon as it is known; how many were handled."""
         lost_races: set[int] = set()
         while len(lost_races) < _MAX_RACES_PER_CLAIM:
-            candidate_id: int | None = None
+            claiming: list[int] = []  # the candidate being claimed when a race is lost
             try:
                 with self.sessions.begin() as session:
                     now = self.clock.now()
-                    picked = self._pick(session, now, lost_races)
-                    if picked is None:
-                        return False
-                    kind, action = picked
-                    candidate_id = action.id
-                    run = self._claim(session, kind, action, now)
+                    picked = self._pick(session, now, lost_races, limit)
+                    if not picked:
+                        return 0
+                    runs, handled = self._claim_batch(session, picked, now, claiming)
             except (StaleState, InvalidTransition) as exc:
-                if candidate_id is None:
+                if not claiming:
                     raise
                 log.info("lost the race for an action, trying the next one: %s", exc)
-                lost_races.add(candidate_id)
+                lost_races.add(claiming[-1])
                 continue
-            if run is not None:
-                self._finish(run, self._execute(run))
-            return True
-        return False
+            for index, run in enumerate(runs):
+                if self.stopping.is_set():
+                    self._release(runs[index:])
+                    break
+                if self._still_leased(run):
+                    self._finish(run, self._execute(run))
+            return handled
+        return 0
 
     # -- claiming ---------------------------------------------------------------------------
 
-    def _pick(self, session: Session, now: datetime, skip: set[int]) -> tuple[Kind, Action] | None:
-        """The longest-due claimable action, locked (skipping rows other executors hold).
-
-        One simple query per kind of claim, each served by the (state, run_at) index.
-        """
+    def _pick(self, session: Session, now: datetime, skip: set[int], limit: int) -> list[tuple[Kind, Action]]:
+        """Up to `limit` claimable actions, longest-due first, locked (skipping rows other
+        executors hold): one statement, a branch per kind of claim, each branch served by the
+        (state, run_at) index and locking its own rows (PostgreSQL allows `FOR UPDATE` in a
+        sub-select, not on a UNION). Rows a branch locked but the batch leaves out are free
+        again when the claim commits."""
         conditions: dict[Kind, list[Any]] = {
             "approved": [Action.state == S.APPROVED],
             "scheduled": [Action.state == S.SCHEDULED, Action.run_at <= now],
             "due": [Action.state == S.EXECUTING, Action.lease_owner.is_(None), Action.run_at <= now],
             "expired": [Action.state == S.EXECUTING, Action.lease_owner.is_not(None), Action.lease_until < now],
         }
-        found: list[tuple[datetime, int, Kind, Action]] = []
+        branches = []
         for kind, where in conditions.items():
             due_column = getattr(Action, _DUE_COLUMN[kind])
-            query = select(Action).where(*where, *([Action.id.not_in(skip)] if skip else []))
-            query = query.order_by(due_column, Action.id).limit(1).with_for_update(skip_locked=True)
-            action = session.execute(query).scalar_one_or_none()
-            if action is not None:
-                found.append((getattr(action, _DUE_COLUMN[kind]) or now, action.id, kind, action))
-        if not found:
-            return None
-        _, _, kind, action = min(found, key=lambda item: (item[0], item[1]))
-        return kind, action
+            branch = (
+                select(Action, literal(kind).label("claim_kind"), due_column.label("claim_due"))
+                .where(*where, *([Action.id.not_in(skip)] if skip else []))
+                .order_by(due_column, Action.id)
+                .limit(limit)
+                .with_for_update(skip_locked=True)
+            )
+            branches.append(select(branch.subquery()))
+        candidates = union_all(*branches).subquery()
+        action = aliased(Action, candidates)
+        query = select(action, candidates.c.claim_kind).order_by(candidates.c.claim_due, candidates.c.id).limit(limit)
+        return [(kind, row) for row, kind in session.execute(query)]
 
-    def _claim(self, session: Session, kind: Kind, action: Action, now: datetime) -> _Run | None:
+    def _claim_batch(
+        self, session: Session, picked: list[tuple[Kind, Action]], now: datetime, claiming: list[int]
+    ) -> tuple[list[_Run], int]:
+        """Claim the picked actions in order, while the tools claimed so far could make the next
+        one wait at most `max_queue_s`: its lease covers that wait (it counts its time in the
+        queue, the timeouts of the tools before it) plus its own timeout and the grace. A lease
+        that needs no tool call (an action that ends here) costs the queue nothing.
+
+        A tool that is not idempotent is only ever claimed first, to start at once: had it to
+        wait its turn, an executor dying meanwhile would leave it `unknown` for a person although
+        it never began. The batch stops before it (an idempotent one left waiting is just run
+        again by whoever takes its lease)."""
+        runs: list[_Run] = []
+        handled, queued_s = 0, 0.0
+        for kind, action in picked:
+            if runs and (queued_s > self.max_queue_s or (kind != "expired" and not action.idempotent)):
+                break
+            claiming.append(action.id)
+            run = self._claim(session, kind, action, now, queued_s)
+            handled += 1
+            if run is not None:
+                runs.append(run)
+                queued_s += run.timeout_s
+        return runs, handled
+
+    def _release(self, runs: list[_Run]) -> None:
+        """Give back the leases of claimed actions whose tool never started (the process is
+        stopping): each is due again at once for any executor, its attempt not counted, fenced
+        on this executor still holding it."""
+        now = self.clock.now()
+        with self.sessions.begin() as session:
+            for run in runs:
+                fence = (Action.state == S.EXECUTING, Action.lease_owner == self.owner)
+                values = {"lease_owner": None, "lease_until": None, "run_at": now, "attempts": run.attempt - 1}
+                if compare_and_set(session, Action, run.id, *fence, updated_at=now, **values):
+                    action = session.get_one(Action, run.id)
+                    _audit(session, action, "execution.released", now, RELEASED_NOTE, {"lease_owner": self.owner})
+        log.info("stopping: released %d claimed action(s) whose tool had not started", len(runs))
+
+    def _still_leased(self, run: _Run) -> bool:
+        """Whether the lease taken for `run` still covers its whole call (the tools before it ran
+        within their timeouts: it does); if not, it is renewed from now, fenced on this executor
+        still holding it. A lease taken over meanwhile is left to its new holder."""
+        now = self.clock.now()
+        if now + timedelta(seconds=run.timeout_s) <= run.lease_until:
+            return True
+        lease_until = now + timedelta(seconds=run.timeout_s + self.lease_grace_s)
+        try:
+            with self.sessions.begin() as session:
+                fence = (Action.state == S.EXECUTING, Action.lease_owner == self.owner)
+                if compare_and_set(session, Action, run.id, *fence, lease_until=lease_until, updated_at=now):
+                    return True
+        except SQLAlchemyError:
+            log.exception("renewing the lease of %s failed; leaving it to its lease's expiry", run.public_id)
+            return False
+        log.warning("not running %s: its lease was taken over while it waited its turn", run.public_id)
+        return False
+
+    def _claim(self, session: Session, kind: Kind, action: Action, now: datetime, queued_s: float) -> _Run | None:
         attempt = action.attempts + 1
         timeout_s = self._timeout_of(action)
-        lease_until = now + timedelta(seconds=timeout_s + self.lease_grace_s)
+        lease_until = now + timedelta(seconds=queued_s + timeout_s + self.lease_grace_s)
         lease = {"lease_owner": self.owner, "lease_until": lease_until, "attempts": attempt}
         data = {"attempt": attempt, "lease_owner": self.owner, "lease_until": lease_until.isoformat()}
         if kind in ("approved", "scheduled"):
@@ -220,6 +309,7 @@ class Executor:
             action.task_type,
             action.requester,
             action.decided_by,
+            lease_until,
         )
 
     def _timeout_of(self, action: Action) -> float:

@@ -14,7 +14,7 @@ events stay together and an event never precedes one its transaction could see.
 
 By default (CLI commands, tests) a transaction chains its own events before it commits,
 holding the chain lock until then; a serving process's sessions leave them to its chainer
-thread, which the commit pokes (`Chainer`), so the lock is held once per batch instead of
+thread, which the commit pokes (`approvals.chainer`), so the lock is held once per batch instead of
 through every writer's commit. Until chained (normally milliseconds; at most the chainer's
 poll interval after a crash) an event is in the database but not yet hash-protected.
 """
@@ -22,23 +22,17 @@ poll interval after a crash) an event is in the database but not yet hash-protec
 from __future__ import annotations
 
 import json
-import logging
-import threading
-import time
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, fields
 from datetime import datetime
 from typing import Any
 
 from sqlalchemy import delete, event, func, insert, select, text
-from sqlalchemy.orm import Session, sessionmaker
+from sqlalchemy.orm import Session
 
-from core import metrics
 from core.canonical import canonical_json, sha256_hex
 from core.clock import utc
 from core.models import AuditEvent, UnchainedAuditEvent
-
-log = logging.getLogger(__name__)
 
 GENESIS_HASH = "0" * 64
 # pg_advisory_xact_lock key: the bytes of "cs-audit" as a signed 64-bit integer.
@@ -166,59 +160,10 @@ def chain(session: Session, limit: int | None = BATCH, *, then: Sequence[AuditEn
     return len(links)
 
 
-def chain_all(sessions: sessionmaker[Session], limit: int = BATCH) -> int:
-    """Chain every unchained event, one batch per transaction; return how many."""
-    chained = 0
-    while True:
-        began = time.perf_counter()
-        with sessions.begin() as session:
-            count = chain(session, limit)
-        if count:
-            metrics.AUDIT_CHAIN_BATCH.observe(time.perf_counter() - began)
-            metrics.AUDIT_CHAINED.inc(count)
-        chained += count
-        if count < limit:
-            return chained
-
-
 def backlog(session: Session) -> tuple[int, datetime | None]:
     """How many events wait to be chained, and when the oldest of them happened."""
     count, oldest = session.execute(select(func.count(), func.min(UnchainedAuditEvent.at))).one()
     return int(count), oldest
-
-
-class Chainer:
-    """A serving process's chainer: a thread that chains whenever a commit pokes it, and every
-    `poll_s` regardless (events another process committed, or left behind by a crash)."""
-
-    def __init__(self, sessions: sessionmaker[Session], *, poll_s: float = 1.0, limit: int = BATCH) -> None:
-        self.sessions, self.poll_s, self.limit = sessions, poll_s, limit
-        self._poked, self._stop = threading.Event(), threading.Event()
-        self._thread = threading.Thread(target=self._run, name="audit-chainer", daemon=True)
-
-    def poke(self) -> None:
-        self._poked.set()
-
-    def start(self) -> None:
-        self._thread.start()
-
-    def close(self, timeout_s: float = 10.0) -> None:
-        """Stop after chaining what is there (a serving process's last commits included)."""
-        self._stop.set()
-        self._poked.set()
-        self._thread.join(timeout_s)
-
-    def _run(self) -> None:
-        while True:
-            self._poked.wait(self.poll_s)
-            self._poked.clear()
-            stopping = self._stop.is_set()  # read first: a pass that starts after `close` ends it
-            try:
-                chain_all(self.sessions, self.limit)
-            except Exception:
-                log.exception("chaining audit events failed; retrying in %.1f s", self.poll_s)
-            if stopping:
-                return
 
 
 def inserted(session: Session) -> None:

@@ -37,7 +37,8 @@ from sqlalchemy import func, select
 from sqlalchemy.engine import make_url
 
 from approvals import audit
-from approvals.audit import AFTER_COMMIT, AuditEntry, Chainer
+from approvals.audit import AFTER_COMMIT, AuditEntry
+from approvals.chainer import Chainer
 from approvals.ledger import verify
 from bench.databases import postgres_database, sqlite_database
 from core.canonical import params_hash

@@ -47,7 +47,8 @@ from agent import tool
 from agent.tasks import move, submit_task
 from agent.tools import load_tool_modules
 from approvals import gate
-from approvals.audit import AFTER_COMMIT, Chainer
+from approvals.audit import AFTER_COMMIT
+from approvals.chainer import Chainer
 from approvals.decisions import Decisions, decide
 from approvals.errors import DecisionRefused
 from approvals.ledger import verify

@@ -232,6 +232,48 @@ def read_timers(key: str, text: str, found: Findings) -> None:
                 key,
             )
         )
+    read_timer_burst(key, text, found)
+
+
+def read_timer_burst(key: str, text: str, found: Findings) -> None:
+    """Part 3 of bench/timers.py: a burst of steps due at once, two sweepers."""
+    setup = re.search(r"^burst: ([\d,]+) steps due at once .*, (\d+) sweepers", text, re.M)
+    drained = re.search(r"^burst drained: last fired after " + NUM + r" s \(([\d,]+) steps/s", text, re.M)
+    partial = re.search(
+        r"^burst NOT drained: ([\d,]+) of [\d,]+ fired in " + NUM + r" s \(([\d,]+) steps/s, so about ([\d,]+) s",
+        text,
+        re.M,
+    )
+    if not setup:
+        return
+    name = f"{setup[1]} escalation steps due at once, {setup[2]} sweepers: time until the last fired"
+    if drained:
+        seconds = float(drained[1])
+        found.values[key, "burst_s"] = seconds
+        number = f"{seconds:.1f} s ({drained[2]} steps/s)"
+        found.figures.append(Figure(name, number, "≤ 2 min", verdict(seconds <= 120), key))
+    elif partial:
+        number = (
+            f"not drained: {partial[1]} fired in {partial[2]} s ({partial[3]} steps/s, about {partial[4]} s for all)"
+        )
+        found.figures.append(Figure(name, number, "≤ 2 min", "MISS", key))
+    once = re.search(
+        r"^burst exactly once: (\d+)/(\d+) actions .*\(lost (\d+), duplicated (\d+); (\d+) not fired; (\d+) other",
+        text,
+        re.M,
+    )
+    if once:
+        lost, duplicated, unfired, other = (int(once[n]) for n in (3, 4, 5, 6))
+        found.checks.append(
+            Check(
+                f"Escalation steps due at once ({setup[1]}), {setup[2]} sweepers: each fires exactly once",
+                f"{once[1]} of {once[2]} once ({unfired} not fired)",
+                lost + unfired,
+                duplicated + other,
+                not (lost or unfired or duplicated or other),
+                key,
+            )
+        )
 
 
 def read_agent_overhead(key: str, text: str, found: Findings) -> None:

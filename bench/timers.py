@@ -9,8 +9,15 @@
    whose first notify step comes due over `--seconds`; the real `Ticker` runs the `Sweeper` every
    second. Lateness = commit time of the step's outbox row - due_at. Goals: p99 <= 1.5 s, and
    every step fires exactly once.
+3. Burst: `--burst` (100,000) real pending actions whose escalation step is due at once, two
+   `Sweeper`s in two processes (two replicas) draining them. Time until the last fired (both
+   sweepers idle); goal <= 2 min. Exactly once is counted from the rows: each action's
+   `escalation.notify` outbox rows and `escalation.notified` audit events (lost: none,
+   duplicated: more than one). The actions are SQL copies of one real pending action. Sweepers
+   still busy after `--burst-limit` seconds are stopped: the figure is then a MISS, with the
+   share fired and the time all would take at that rate.
 
-    .venv/bin/python bench/timers.py [--max-pending 1000000] [--rate 50] [--seconds 20]
+    .venv/bin/python bench/timers.py [--max-pending 1000000] [--rate 50] [--seconds 20] [--burst 100000]
 
 Each part creates and drops a temporary database on the server named by
 COUNTERSIGN_BENCH_POSTGRES_URL (else the local `postgres` superuser); skipped if unreachable.
@@ -20,7 +27,9 @@ from __future__ import annotations
 
 import argparse
 import logging
+import multiprocessing
 import os
+import queue
 import statistics
 import sys
 import threading
@@ -31,7 +40,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import Engine, create_engine, event, text
+from sqlalchemy import Engine, create_engine, event, func, select, text
 from sqlalchemy.orm import Session, sessionmaker
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
@@ -44,7 +53,7 @@ from core.clock import SystemClock
 from core.config import Config
 from core.db import make_engine, make_sessionmaker
 from core.migrate import upgrade
-from core.models import OutboxMessage
+from core.models import Action, AuditEvent, OutboxMessage, Timer
 from escalations.scheduler import SWEEP_JOB, Ticker
 from escalations.sweeper import Sweeper
 
@@ -54,6 +63,7 @@ POSTGRES_ADMIN_URL = os.environ.get(
 SIZES = (1_000, 100_000, 1_000_000)
 ROUNDS = 6  # of RUNS claims each; the first round only warms caches and the connection up
 DUE_NOW, RUNS, EXPLAINS, FILLER, GOAL_P99_S, NOTIFY = 100, 200, 20, 100_000, 1.5, "escalation.notify"
+BURST, SWEEPERS, GOAL_BURST_S, BURST_LIMIT_S, NOTIFIED = 100_000, 2, 120.0, 180.0, "escalation.notified"
 FUTURE = "now() + interval '1 day' + n * interval '10 ms'"  # SQL: when the n-th filler timer is due
 CHAIN = [{"after": "1h", "notify": ["U0ALICE", "@oncall"]}, {"after": "2h", "then": "expire"}]
 REFUND = {"tools": ["bench_refund"], "approvers": ["U0ALICE"], "escalation": CHAIN}
@@ -70,6 +80,17 @@ SPREAD = (
     " :start + (row_number() OVER (ORDER BY t.id) - 1) * :gap * interval '1 second' AS due FROM timers t"
     " JOIN actions a ON a.id = t.action_id WHERE t.action_id = ANY(:stream)) s WHERE t.id = s.id"
     " RETURNING s.public_id, t.due_at"
+)
+# Copies one action :count times, each with a new public id (burst000000001, ...), in one statement.
+COPY_ACTION = (
+    "INSERT INTO actions ({columns}) SELECT {values} FROM actions a, generate_series(1, :count) AS n"
+    " WHERE a.id = :action"
+)
+# Gives each copy a copy of the first action's timer, its first step due now (already past when the sweepers start).
+COPY_TIMERS = (
+    "INSERT INTO timers (kind, action_id, state, due_at, anchor, step, fence, chain, created_at, updated_at)"
+    " SELECT t.kind, a.id, 'pending', now(), t.anchor, 0, 0, t.chain, now(), now() FROM timers t, actions a"
+    " WHERE t.id = (SELECT min(id) FROM timers WHERE action_id = :action) AND a.public_id LIKE 'burst%'"
 )
 CONFIG = {"slack": {"approvals_channel": "C0"}, "tools": {"modules": [__name__]}, "task_types": {"refund": REFUND}}
 
@@ -256,12 +277,117 @@ def lateness(rate: int, seconds: int, tick_s: float) -> None:
     )
 
 
+def burst_actions(engine: Engine, action_id: int, count: int) -> None:
+    """`count` copies of a real pending action, each with its escalation timer due now."""
+    columns = [column.name for column in Action.__table__.columns if column.name != "id"]
+    values = ["'burst' || lpad(n::text, 9, '0')" if name == "public_id" else f'a."{name}"' for name in columns]
+    copy = COPY_ACTION.format(columns=", ".join(f'"{name}"' for name in columns), values=", ".join(values))
+    with engine.begin() as conn:
+        conn.execute(text(copy), {"action": action_id, "count": count})
+        conn.execute(text(COPY_TIMERS), {"action": action_id})
+    with engine.connect() as conn:
+        conn.execution_options(isolation_level="AUTOCOMMIT").execute(text("VACUUM ANALYZE actions, timers"))
+
+
+def sweeper_process(url: str, ready: Any, start: Any, stop: Any, results: Any) -> None:
+    """One replica's sweeper: take due steps until none is left (or `stop`), then say how many
+    and when it went idle."""
+    engine = make_engine(url)
+    sweeper = Sweeper(make_sessionmaker(engine), Oncall(), SystemClock())
+    with engine.connect() as conn:
+        conn.execute(text("SELECT 1"))  # connected before the clock starts
+    ready.release()
+    start.wait()
+    steps = 0
+    while not stop.is_set():
+        taken = sweeper.run_until_idle(max_steps=100)
+        steps += taken
+        if not taken:
+            break
+    results.put((steps, time.time()))
+    engine.dispose()
+
+
+def collect(results: Any, workers: list[Any], stop: Any, deadline: float) -> tuple[int, float]:
+    """The next sweeper's (steps, idle at); past `deadline` the sweepers are told to stop. Fails,
+    rather than waiting for ever, if a sweeper died."""
+    while True:
+        try:
+            steps, at = results.get(timeout=1.0)
+            return int(steps), float(at)
+        except queue.Empty:
+            if time.time() > deadline:
+                stop.set()
+            if any(worker.exitcode not in (None, 0) for worker in workers):
+                raise SystemExit(f"a sweeper died: exit codes {[worker.exitcode for worker in workers]}") from None
+
+
+def burst(count: int, limit_s: float) -> None:
+    with postgres_database("burst") as (engine, sessions):
+        [action] = pending_actions(sessions, 1)
+        built = time.perf_counter()
+        burst_actions(engine, action, count)
+        setup_s = time.perf_counter() - built
+        context = multiprocessing.get_context("spawn")
+        ready, start, stop, results = context.Semaphore(0), context.Event(), context.Event(), context.Queue()
+        url = engine.url.render_as_string(hide_password=False)
+        args = (url, ready, start, stop, results)
+        workers = [context.Process(target=sweeper_process, args=args) for _ in range(SWEEPERS)]
+        for worker in workers:
+            worker.start()
+        for _ in workers:
+            ready.acquire()
+        began = time.time()
+        start.set()
+        done = [collect(results, workers, stop, began + limit_s) for _ in workers]
+        for worker in workers:
+            worker.join()
+        elapsed = max(at for _, at in done) - began
+        with engine.connect() as conn:
+            outbox = select(OutboxMessage.ordering_key, func.count()).where(OutboxMessage.kind == NOTIFY)
+            sent: dict[str, int] = {key: n for key, n in conn.execute(outbox.group_by(OutboxMessage.ordering_key))}
+            about = AuditEvent.action_public_id
+            audit = select(about, func.count()).where(AuditEvent.kind == NOTIFIED).group_by(about)
+            audited: dict[str, int] = {key: n for key, n in conn.execute(audit) if key is not None}
+            steps = select(Action.public_id, Timer.step).join(Timer, Timer.action_id == Action.id)
+            moved: dict[str, int] = {key: n for key, n in conn.execute(steps.where(Action.public_id.like("burst%")))}
+    fired = {key for key, step in moved.items() if step > 0}  # the timer says its step was taken
+    once = sum(1 for key in moved if sent.get(key) == 1 and audited.get(key) == 1)
+    lost = sum(1 for key in fired if not sent.get(key) or not audited.get(key))
+    duplicated = sum(1 for key in moved if sent.get(key, 0) > 1 or audited.get(key, 0) > 1)
+    stray = len((set(sent) | set(audited)) - fired)
+    shares = " + ".join(f"{steps:,}" for steps, _ in done)
+    print(f"burst: {count:,} steps due at once ({setup_s:.1f} s to set up), {SWEEPERS} sweepers (processes)")
+    if len(fired) == count:
+        verdict = "PASS" if elapsed <= GOAL_BURST_S else "MISS"
+        print(
+            f"burst drained: last fired after {elapsed:.1f} s ({count / elapsed:,.0f} steps/s; steps per sweeper "
+            f"{shares}); goal <= {GOAL_BURST_S:g} s: {verdict}"
+        )
+    else:
+        rate = len(fired) / elapsed
+        print(
+            f"burst NOT drained: {len(fired):,} of {count:,} fired in {elapsed:.1f} s ({rate:,.0f} steps/s, so about "
+            f"{count / max(rate, 1e-9):,.0f} s for all; steps per sweeper {shares}); goal <= {GOAL_BURST_S:g} s: MISS"
+        )
+    print(
+        f"burst exactly once: {once}/{count} actions have one {NOTIFY} row and one {NOTIFIED} event "
+        f"(lost {lost}, duplicated {duplicated}; {count - len(fired)} not fired; {stray} other actions notified)"
+    )
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0] if __doc__ else None)
     parser.add_argument("--max-pending", type=int, default=SIZES[-1], help="cap on part 1's sizes (default 1000000)")
     parser.add_argument("--rate", type=int, default=50, help="steps coming due per second in part 2 (default 50)")
     parser.add_argument("--seconds", type=int, default=20, help="length of part 2's due window (default 20)")
     parser.add_argument("--tick", type=float, default=1.0, help="sweep interval in seconds (default 1)")
+    parser.add_argument(
+        "--burst", type=int, default=BURST, help="steps due at once in part 3 (default 100000; 0: skip)"
+    )
+    parser.add_argument(
+        "--burst-limit", type=float, default=BURST_LIMIT_S, help="seconds part 3's sweepers may take (default 180)"
+    )
     args = parser.parse_args()
     sys.stdout.reconfigure(line_buffering=True)  # type: ignore[union-attr]  # each line as it is measured
     # A sweep still draining when the next tick comes makes APScheduler skip that tick (max_instances=1): expected.
@@ -274,6 +400,8 @@ def main() -> None:
     began = time.perf_counter()
     sweep_cost(args.max_pending)
     lateness(args.rate, args.seconds, args.tick)
+    if args.burst > 0:
+        burst(args.burst, args.burst_limit)
     print(f"total {time.perf_counter() - began:.1f} s")
 
 

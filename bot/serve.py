@@ -14,7 +14,8 @@ from agent.executor import Executor
 from agent.model import ModelClient
 from agent.runner import AgentRunner
 from agent.vault import Vault, parse_keys
-from approvals.audit import AFTER_COMMIT, Chainer
+from approvals.audit import AFTER_COMMIT
+from approvals.chainer import Chainer
 from bot.app import build_app
 from bot.installations import oauth_settings
 from bot.outbox_sender import OutboxSender
@@ -52,6 +53,7 @@ class Process:
         units["executor"] = self.executor.run_once
         units |= {f"outbox-{index}": self.sender.run_once for index in range(outbox_threads)}
         workers = Workers(units, idle_s=idle_s, chainer=self._chainer())
+        self.executor.stopping = workers.stop  # a stop lets go of claimed actions not yet started
         self.server.wakeup = workers.wakeup  # a POST (a click, a task) wakes idle loops at once
         return workers
 

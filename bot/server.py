@@ -33,7 +33,7 @@ from waitress.server import BaseWSGIServer, MultiSocketServer, create_server
 
 from agent.tasks import TaskError, submit_task
 from agent.worker import Wakeup, work
-from approvals.audit import Chainer
+from approvals.chainer import Chainer
 from bot.connect_routes import PREFIX as CONNECT_PREFIX
 from bot.connect_routes import ConnectRoutes
 from bot.directory import person_name

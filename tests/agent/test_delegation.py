@@ -18,7 +18,7 @@ from sqlalchemy import select, text
 from sqlalchemy.orm import Session, sessionmaker
 
 from agent.delegation import Delegation
-from agent.executor import Executor
+from agent.executor import DEFAULT_BATCH, Executor
 from agent.tasks import submit_task
 from agent.vault import OAuthGrant, Vault, generate_key
 from approvals.decisions import Decisions, decide
@@ -86,9 +86,11 @@ def delegated_stack(
     return stack
 
 
-def executor(stack: Stack, vault: Vault, owner: str) -> Executor:
+def executor(stack: Stack, vault: Vault, owner: str, *, batch: int = DEFAULT_BATCH) -> Executor:
     delegation = Delegation(stack.config, stack.registry)
-    return Executor(stack.sessions, stack.registry, stack.clock, owner=owner, vault=vault, delegation=delegation)
+    return Executor(
+        stack.sessions, stack.registry, stack.clock, owner=owner, vault=vault, delegation=delegation, batch=batch
+    )
 
 
 def submit(stack: Stack, request: str = "Open the checkout fix PR") -> str:
@@ -172,10 +174,11 @@ def test_two_executors_needing_the_same_refresh_refresh_it_once(
     stack.clock.advance(timedelta(hours=2))
 
     oauth.hold()
-    first = threading.Thread(target=executor(stack, vault, "executor-1").run_once)
+    # One action each (a batch would let the first executor claim both): two executors race for one refresh.
+    first = threading.Thread(target=executor(stack, vault, "executor-1", batch=1).run_once)
     first.start()
     assert oauth.arrived.acquire(timeout=10)  # the first is at the token endpoint, holding the row
-    second = threading.Thread(target=executor(stack, vault, "executor-2").run_once)
+    second = threading.Thread(target=executor(stack, vault, "executor-2", batch=1).run_once)
     second.start()
     if engine.dialect.name == "postgresql":
         _wait_for_a_lock_wait(sessions)  # the second waits for the secret's row lock

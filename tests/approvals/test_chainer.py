@@ -16,6 +16,7 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session, sessionmaker
 
 from approvals import audit
+from approvals.chainer import Chainer, chain_all
 from approvals.ledger import verify
 from core.metrics import DatabaseCollector
 from core.models import AuditEvent, UnchainedAuditEvent
@@ -24,7 +25,7 @@ from tests.approvals.test_ledger import entry
 ROOT = Path(__file__).resolve().parents[2]
 
 
-def deferred(sessions: sessionmaker[Session], chainer: audit.Chainer | None = None) -> sessionmaker[Session]:
+def deferred(sessions: sessionmaker[Session], chainer: Chainer | None = None) -> sessionmaker[Session]:
     """Sessions that leave their events to a chainer (`chainer.poke`, or nobody), as `serve`'s do."""
     poke = chainer.poke if chainer is not None else (lambda: None)
     return sessionmaker(sessions.kw["bind"], expire_on_commit=False, info={audit.AFTER_COMMIT: poke})
@@ -48,7 +49,7 @@ def test_a_deferred_commit_writes_its_events_unchained_and_the_chainer_links_the
     with sessions() as session:
         assert verify(session).summary() == "ok: 0 events, head 0:" + audit.GENESIS_HASH + "; 5 not yet chained"
 
-    assert audit.chain_all(sessions, limit=2) == 5  # three batches
+    assert chain_all(sessions, limit=2) == 5  # three batches
     assert counts(sessions) == (5, 0)
     with sessions() as session:
         report = verify(session)
@@ -58,7 +59,7 @@ def test_a_deferred_commit_writes_its_events_unchained_and_the_chainer_links_the
 
 
 def test_busy_writers_and_one_chainer_thread_give_one_contiguous_chain(sessions: sessionmaker[Session]) -> None:
-    chainer = audit.Chainer(sessions, poll_s=0.05, limit=17)
+    chainer = Chainer(sessions, poll_s=0.05, limit=17)
     writers_sessions = deferred(sessions, chainer)
     writers, transactions = 4, 25
     start = threading.Barrier(writers)
@@ -103,7 +104,7 @@ def test_busy_writers_and_one_chainer_thread_give_one_contiguous_chain(sessions:
 def test_a_chainer_killed_mid_batch_loses_nothing_and_the_ledger_verifies(
     db_url: str, sessions: sessionmaker[Session]
 ) -> None:
-    audit.chain_all(sessions)
+    chain_all(sessions)
     with sessions.begin() as session:  # an earlier, chained stretch
         for number in range(1, 4):
             audit.record(session, entry(number))
@@ -125,7 +126,7 @@ def test_a_chainer_killed_mid_batch_loses_nothing_and_the_ledger_verifies(
     assert "dying before commit" in victim.stderr
     assert counts(sessions) == (3, 200)  # the half-done batch rolled back with the process
 
-    assert audit.chain_all(sessions) == 200
+    assert chain_all(sessions) == 200
     with sessions() as session:
         report = verify(session)
         notes = session.scalars(select(AuditEvent.note).order_by(AuditEvent.seq)).all()
@@ -144,5 +145,5 @@ def test_metrics_show_the_unchained_backlog(sessions: sessionmaker[Session]) -> 
     assert "countersign_audit_unchained 2.0" in scraped
     age = next(line for line in scraped.splitlines() if line.startswith("countersign_audit_unchained_oldest_age"))
     assert float(age.split()[1]) > 0  # the entries are from 2026-01-05
-    audit.chain_all(sessions)
+    chain_all(sessions)
     assert "countersign_audit_unchained 0.0" in generate_latest(registry).decode()
