@@ -18,12 +18,10 @@ once rather than holding a server thread to be shed later. So a burst of clicks 
 waits and is decided or refused as usual, and a flood is shed fast.
 
 A click's age is two measures added up:
-- before our WSGI app saw it, from Slack's signed `X-Slack-Request-Timestamp` (whole seconds:
-  the click is taken as sent in the middle of the second its stamp names, so this is off by
-  half a second at most either way, and the budget leaves a second of Slack's three). The
-  server (waitress, gunicorn) cannot say how long a request waited in its own queue, so this
-  is the only measure of it; it is bounded against a server clock ahead of Slack's by
-  `SkewFloor`;
+- before our WSGI app saw it, from Slack's signed `X-Slack-Request-Timestamp` (whole seconds,
+  so an over-estimate by up to 1 s: a click is judged late early rather than late). waitress
+  cannot say how long a request waited in its own queue, so this is the only measure of it;
+  it is bounded against a server clock ahead of Slack's by `SkewFloor`;
 - since then, on the monotonic clock.
 
 Both clocks are injected (`ticks`, `wall`), so tests spend a budget without sleeping.
@@ -202,8 +200,7 @@ class Admission:
     def arrived(self, at: float, stamp: int) -> Arrival:
         """The arrival of a request our app got at `at` (ticks), signed by Slack at `stamp`."""
         offset = self.wall() - stamp
-        # Sent some time within the second its stamp names: taken as its middle.
-        return Arrival(at, max(0.0, offset - STAMP_RESOLUTION_S / 2 - self.floor.skew(offset, at)))
+        return Arrival(at, max(0.0, offset - self.floor.skew(offset, at)))
 
     def left(self, arrival: Arrival) -> float:
         """Seconds of the budget still unspent."""
