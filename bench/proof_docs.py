@@ -117,6 +117,15 @@ GROWTH = (
     ("Ack p50, ours", "100 clicks/s", "300 clicks/s", 3, "ms", ("ack_latency@100", "p50"), ("ack_latency@300", "p50")),
     ("Ack p99, ours", "100 clicks/s", "300 clicks/s", 3, "ms", ("ack_latency@100", "p99"), ("ack_latency@300", "p99")),
     (
+        "Ack p99, ours",
+        "100 clicks/s",
+        "1,000 clicks/s",
+        10,
+        "ms",
+        ("ack_latency@100", "p99"),
+        ("ack_latency@1000", "p99"),
+    ),
+    (
         "Ack p99, bare Bolt",
         "30 clicks/s",
         "300 clicks/s",
@@ -124,6 +133,15 @@ GROWTH = (
         "ms",
         ("ack_latency@30", "bare_p99"),
         ("ack_latency@300", "bare_p99"),
+    ),
+    (
+        "Ack p99, bare Bolt answering when its listener returns",
+        "100 clicks/s",
+        "1,000 clicks/s",
+        10,
+        "ms",
+        ("ack_latency@100", "bare-pbr_p99"),
+        ("ack_latency@1000", "bare-pbr_p99"),
     ),
     (
         "Durable decisions/s",

@@ -52,8 +52,9 @@ log = logging.getLogger(__name__)
 # "Connection limits and timeouts"), per worker: a request thread is taken only by a
 # connection with bytes to read, an idle one (new, or kept alive) waits in the worker's poller
 # and is closed after IDLE_TIMEOUT_S, and a client that stalls mid-request or mid-response
-# frees its thread after IDLE_TIMEOUT_S too.
-THREADS = 16
+# frees its thread after IDLE_TIMEOUT_S too. THREADS as `bot.server.THREADS`: up to 28 of them
+# may wait for a decision slot (`bot.admission.MAX_WAITING`).
+THREADS = 32
 CONNECTIONS = 1000
 IDLE_TIMEOUT_S = 15
 BACKLOG = 2048

@@ -40,7 +40,8 @@ from bot.directory import person_name
 from bot.http_io import BodyRefused, answer_json, read_body
 from bot.installations import INSTALL_PATH, REDIRECT_PATH
 from bot.services import Services
-from bot.slack_ingress import MAX_SLACK_BODY, SlackIngress
+from bot.shed_notices import ShedNotices
+from bot.slack_ingress import MAX_SLACK_BODY, SHED, SlackIngress
 from core.metrics import DatabaseCollector
 from core.migrate import is_compatible
 from core.models import OutboxMessage
@@ -77,7 +78,14 @@ class Server:
         self.gauges = CollectorRegistry(auto_describe=False)
         self.gauges.register(DatabaseCollector(services.sessions))
         self.slack = SlackRequestHandler(app)
-        self.slack_events = SlackIngress(self.slack, signing_secret, services.sessions)
+        self.notices = ShedNotices(services.client_for)  # tells the clickers of shed clicks
+        self.slack_events = SlackIngress(
+            self.slack,
+            signing_secret,
+            services.sessions,
+            admission=services.admission,
+            on_shed=self.notices.tell,
+        )
         self.connect = ConnectRoutes(services.connect, names=partial(person_name, services))
 
     def __call__(self, environ: WSGIEnvironment, start_response: StartResponse) -> Iterable[bytes]:
@@ -85,8 +93,9 @@ class Server:
             return self._route(environ, start_response)
         finally:
             # A click or a task may have left work for the background loops, which back off to
-            # seconds between polls when idle: have them look now.
-            if self.wakeup is not None and environ.get("REQUEST_METHOD") == "POST":
+            # seconds between polls when idle: have them look now (not for a shed click: a flood
+            # of them would keep every loop polling).
+            if self.wakeup is not None and environ.get("REQUEST_METHOD") == "POST" and not environ.get(SHED):
                 self.wakeup.wake()
 
     def _route(self, environ: WSGIEnvironment, start_response: StartResponse) -> Iterable[bytes]:
@@ -217,6 +226,9 @@ CONNECTION_LIMIT = 1000
 CHANNEL_TIMEOUT_S = 15
 CLEANUP_INTERVAL_S = 5
 BACKLOG = 2048
+# waitress's threads. A click waiting for a decision slot holds one (`bot.admission`): 4 decide,
+# and a burst of clicks may wait in the others for as long as their budget allows.
+THREADS = 32
 
 
 def listen(
@@ -224,7 +236,7 @@ def listen(
     host: str,
     port: int,
     *,
-    threads: int = 16,
+    threads: int = THREADS,
     connection_limit: int = CONNECTION_LIMIT,
     channel_timeout_s: int = CHANNEL_TIMEOUT_S,
     cleanup_interval_s: int = CLEANUP_INTERVAL_S,

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from slack_sdk import WebClient
 from sqlalchemy.orm import Session, sessionmaker
@@ -13,6 +13,7 @@ from agent.delegation import Delegation
 from agent.tools import ToolRegistry
 from approvals.decisions import Decisions
 from approvals.ports import Directory
+from bot.admission import Admission
 from bot.installations import Installations
 from core.clock import Clock
 from core.config import Config
@@ -36,6 +37,8 @@ class Services:
     installations: Installations | None = None
     # People connecting their own credentials from Slack (oauth_providers with authorize_url).
     connect: ConnectFlow | None = None
+    # Whether a click's decision may still start under load (`bot.admission`).
+    admission: Admission = field(default_factory=Admission)
 
     def client_for(self, team_id: str | None) -> WebClient:
         """A client that speaks to workspace `team_id`: the app's client in single-workspace mode;

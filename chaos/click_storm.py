@@ -7,9 +7,11 @@ signed Approve clicks at once, alternating replicas and five listed approvers. E
 may decide; every other one must be refused, audited and told to its clicker only. The tool
 counts its own calls in `chaos_calls`, so a double execution cannot hide behind idempotency.
 
-Counted: duplicate executions (calls per action > 1), lost decisions (an approved action
-without exactly one approve decision, or a click answered 200 that left neither a decision nor
-an audited refusal), unanswered or twice-answered refusals, non-200 answers, actions not run
+Counted, from the rows: duplicate decisions (an action with more than one approve decision, or
+an action, actor and kind decided twice), duplicate executions (calls per action > 1), lost
+decisions (an action without an approve decision, or a click answered 200 that left neither a
+decision, nor an audited refusal, nor a "busy" notice to its clicker: under load a click may be
+shed, `bot.admission`), unanswered or twice-answered refusals, non-200 answers, actions not run
 within `--settle-seconds`, and `audit verify` at the end.
 
     .venv/bin/python -m chaos.click_storm [--rounds 200] [--clicks 50] [--replicas 2]
@@ -34,6 +36,7 @@ from pathlib import Path
 
 from sqlalchemy import func, select
 
+from bot.admission import busy as busy_text
 from bot.sandbox import SlackEmulator
 from bot.sandbox.signed import FORM, sign
 from chaos import tools
@@ -59,6 +62,7 @@ CHANNEL = "C0STORM"
 REQUESTER = "U0REQUESTER"
 APPROVERS = ("U0ALICE", "U0BOB", "U0CAROL", "U0DAVE", "U0ERIN")
 SLOW_ACK_S = 3.0  # Slack shows the clicker an error after this long
+BUSY = busy_text().split(";")[0]  # what a shed click's clicker is told (`bot.admission`)
 CONFIG = {
     "slack": {"approvals_channel": CHANNEL},
     "tools": {"modules": ["chaos.tools"]},
@@ -130,14 +134,23 @@ class Clickers:
         conn = self._connection(index)
         headers = {"Content-Type": FORM, **sign(SECRET, body)}
         began = time.perf_counter()
-        try:
-            conn.request("POST", "/slack/events", body, headers)
-            with conn.getresponse() as reply:
-                reply.read()
-                return reply.status, time.perf_counter() - began
-        except (OSError, http.client.HTTPException) as exc:
-            conn.close()  # reconnects on the next request
-            return type(exc).__name__, time.perf_counter() - began
+        while True:
+            kept = conn.sock is not None
+            try:
+                conn.request("POST", "/slack/events", body, headers)
+                with conn.getresponse() as reply:
+                    reply.read()
+                    return reply.status, time.perf_counter() - began
+            except (BrokenPipeError, ConnectionResetError, http.client.RemoteDisconnected) as exc:
+                conn.close()  # reconnects on the next request
+                if not kept:
+                    return type(exc).__name__, time.perf_counter() - began
+                # A kept-alive connection the server closed while idle (after 15 s): the click
+                # never reached it, so it goes again on a new one, as HTTP clients do. (Had it
+                # arrived, its signature would now be a replay: 401, counted as an error.)
+            except (OSError, http.client.HTTPException) as exc:
+                conn.close()
+                return type(exc).__name__, time.perf_counter() - began
 
     def close(self) -> None:
         self.pool.shutdown(wait=True)
@@ -233,13 +246,16 @@ def settle(url: str, servers: list[Server], done: list[Round], seconds: float) -
         engine.dispose()
 
 
-def answered(slack: SlackEmulator, expected: int, timeout_s: float = 30.0) -> dict[str, int]:
-    """Posts per response_url, once `expected` of them were used (refusals are told after the ack)."""
+def answered(slack: SlackEmulator, expected: int, timeout_s: float = 30.0) -> tuple[dict[str, int], set[str]]:
+    """Posts per response_url, and the response_urls told "busy" (a shed click), once `expected`
+    of them were used (refusals and "busy" notices are told after the ack)."""
     deadline = time.monotonic() + timeout_s
     while True:
-        posts = {hook.id: len(hook.posts) for hook in slack.workspace.response_urls()}
+        hooks = slack.workspace.response_urls()
+        posts = {hook.id: len(hook.posts) for hook in hooks}
         if sum(1 for n in posts.values() if n) >= expected or time.monotonic() > deadline:
-            return posts
+            busy = {hook.id for hook in hooks if any(BUSY in str(post.get("text")) for post in hook.posts)}
+            return posts, busy
         time.sleep(0.5)
 
 
@@ -270,13 +286,24 @@ def verify(url: str, slack: SlackEmulator, done: list[Round]) -> tuple[dict[str,
                     ).all()
                 )
             )
+            twice = Counter(
+                session.scalars(
+                    select(Action.public_id)
+                    .join(Decision, Decision.action_id == Action.id)
+                    .where(Action.public_id.in_(ids))
+                    .group_by(Action.public_id, Decision.actor, Decision.kind)
+                    .having(func.count() > 1)
+                )
+            )
         calls = tools.calls(engine, "chaos_refund")
         ledger_ok, ledger = ledger_report(engine)
     finally:
         engine.dispose()
-    posts = answered(slack, sum(refusals.values()))
+    decided_any = sum(1 for r in done if approvals[r.action_id])
+    # Every click answered 200 but the one that decided is told: refused, or shed ("busy").
+    posts, busy = answered(slack, sum(1 for r in done for status in r.statuses if status == 200) - decided_any)
 
-    lost = duplicate = unrun = unrecorded = unanswered = twice_told = 0
+    lost = duplicate = duplicate_decisions = unrun = unrecorded = unanswered = twice_told = shed = 0
     statuses: Counter[int | str] = Counter()
     latencies = sorted(s for r in done for s in r.latencies_s)
     examples: list[str] = []
@@ -284,12 +311,19 @@ def verify(url: str, slack: SlackEmulator, done: list[Round]) -> tuple[dict[str,
         statuses.update(r.statuses)
         ok = sum(1 for s in r.statuses if s == 200)
         decided, refused = approvals[r.action_id], refusals[r.action_id]
-        if decided != 1:
+        told_busy = sum(1 for url in r.response_urls if url in busy)
+        shed += told_busy
+        if decided == 0:
             lost += 1
-            examples.append(f"{r.action_id}: {decided} approve decisions")
-        if decided + refused < ok:
-            unrecorded += ok - decided - refused
-            examples.append(f"{r.action_id}: {ok} clicks answered 200, {decided} decisions + {refused} refusals")
+            examples.append(f"{r.action_id}: no approve decision")
+        if decided > 1 or twice[r.action_id]:
+            duplicate_decisions += 1
+            examples.append(f"{r.action_id}: {decided} approve decisions ({twice[r.action_id]} by one actor twice)")
+        if decided + refused + told_busy < ok:
+            unrecorded += ok - decided - refused - told_busy
+            examples.append(
+                f"{r.action_id}: {ok} clicks answered 200, {decided} decisions + {refused} refusals + {told_busy} shed"
+            )
         if calls[r.action_id] > 1:
             duplicate += 1
             examples.append(f"{r.action_id}: the tool ran {calls[r.action_id]} times")
@@ -297,7 +331,7 @@ def verify(url: str, slack: SlackEmulator, done: list[Round]) -> tuple[dict[str,
             unrun += 1
             examples.append(f"{r.action_id}: {states.get(r.action_id)}, ran {calls[r.action_id]} times")
         told = [posts.get(url, 0) for url in r.response_urls]
-        unanswered += max(0, refused - sum(1 for n in told if n))
+        unanswered += max(0, refused + told_busy - sum(1 for n in told if n))
         twice_told += sum(1 for n in told if n > 1)
     clicks = sum(len(r.statuses) for r in done)
     errors = clicks - statuses[200]
@@ -312,7 +346,9 @@ def verify(url: str, slack: SlackEmulator, done: list[Round]) -> tuple[dict[str,
         "answered_200": statuses[200],
         "errors": errors,
         "lost": lost + unrecorded,
+        "duplicate_decisions": duplicate_decisions,
         "duplicate": duplicate,
+        "shed": shed,
         "unrun": unrun,
         "refusals_untold": unanswered,
         "told_twice": twice_told,
@@ -327,7 +363,8 @@ def verify(url: str, slack: SlackEmulator, done: list[Round]) -> tuple[dict[str,
         examples.append(f"audit verify: {ledger}")
     for line in examples[:10]:
         note(NAME, line)
-    passed = not (lost or unrecorded or duplicate or unrun or unanswered or twice_told or errors) and ledger_ok
+    bad = (lost, unrecorded, duplicate, duplicate_decisions, unrun, unanswered, twice_told, errors)
+    passed = not any(bad) and ledger_ok
     return fields, passed
 
 

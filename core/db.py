@@ -30,6 +30,9 @@ SQLITE_BUSY_TIMEOUT_MS = 30_000
 POOL_SIZE = 10
 MAX_OVERFLOW = 20
 _HOLDS_WRITER = "countersign.sqlite_writer"
+# An execution option: how long (seconds) this transaction may wait for SQLite's write turn
+# before `DatabaseBusy`, when less than the default (a click with a deadline, `bot.admission`).
+WRITER_TIMEOUT_OPTION = "countersign_writer_timeout_s"
 
 
 def normalize_url(url: str) -> str:
@@ -82,11 +85,14 @@ def _configure_sqlite(engine: Engine) -> None:
         # can fail with SQLITE_BUSY without waiting, after it has done half its work.
         # Read-only work (`audit verify`/`export` beside a serving process) opts out with the
         # execution option `sqlite_deferred=True`: WAL gives it a snapshot and no writer waits.
-        if connection.get_execution_options().get("sqlite_deferred"):
+        options = connection.get_execution_options()
+        if options.get("sqlite_deferred"):
             connection.exec_driver_sql("BEGIN")
             return
-        if not writer.acquire(timeout=SQLITE_BUSY_TIMEOUT_MS / 1000):
-            raise DatabaseBusy(f"no write turn on the SQLite database within {SQLITE_BUSY_TIMEOUT_MS} ms")
+        longest_s = SQLITE_BUSY_TIMEOUT_MS / 1000
+        timeout_s = min(options.get(WRITER_TIMEOUT_OPTION, longest_s), longest_s)
+        if not writer.acquire(timeout=timeout_s):
+            raise DatabaseBusy(f"no write turn on the SQLite database within {timeout_s * 1000:.0f} ms")
         connection.info[_HOLDS_WRITER] = True
         try:
             connection.exec_driver_sql("BEGIN IMMEDIATE")

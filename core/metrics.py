@@ -32,6 +32,12 @@ TIME_TO_DECISION = Histogram(
     ["task_type"],
     buckets=(5, 30, 60, 300, 900, 1800, 3600, 4 * 3600, 24 * 3600),
 )
+CLICKS_SHED = Counter(
+    "countersign_clicks_shed_total",
+    "Clicks acked without deciding (the clicker is told to click again): the decision could not start "
+    "within its time budget (late) or got no turn within it (busy)",
+    ["kind", "reason"],
+)
 AUDIT_CHAIN_BATCH = Histogram(
     "countersign_audit_chain_batch_seconds",
     "How long one chain batch held the chain lock (lock to commit)",

@@ -19,6 +19,7 @@ from approvals.decisions import decide
 from approvals.errors import ActionNotFound, CredentialMissing, DecisionRefused
 from approvals.subjects import editable, tool_of
 from bot import action_ids
+from bot.admission import DECIDING, Shed
 from bot.blocks.connect import connect_blocks
 from bot.blocks.modals import edit_modal, reject_modal
 from bot.blocks.text import escape
@@ -64,12 +65,19 @@ def choose_type(services: Services, click: Click, session: Session) -> object:
 
 def decision_listener(services: Services, handler: Handler) -> Callable[..., None]:
     """A button listener that makes one decision in one transaction, then acks; a refusal is
-    acked too, and told only to the person who clicked."""
+    acked too, and told only to the person who clicked. So is a click whose decision cannot start
+    within its time budget (`bot.admission`): nothing is recorded, and they may click again."""
 
     def listener(ack: Ack, body: dict[str, Any], respond: Respond) -> None:
         try:
             click = click_from(body)
-            decide(services.sessions, services.clock, partial(handler, services, click), actor=click.user)
+            with services.admission.turn(_button(body)) as turn:
+                call = turn.bound(partial(handler, services, click))
+                decide(services.sessions, services.clock, call, actor=click.user)
+        except Shed as shed:
+            ack()
+            tell(services, respond, str(shed), clicker(body), workspace(body))
+            return
         except CredentialMissing as refusal:
             ack()
             if services.connect is not None and refusal.owner is not None and refusal.owner == clicker(body):
@@ -89,21 +97,23 @@ def decision_listener(services: Services, handler: Handler) -> Callable[..., Non
 
 def task_listener(services: Services, attempted: str, handler: Handler) -> Callable[..., None]:
     """A button on a task's message: acked first, then one audited try in one transaction; a
-    refusal is told only to the person who clicked, and the message stays as it was."""
+    refusal, or a try that gets no turn within its budget (`bot.admission`), is told only to the
+    person who clicked, and the message stays as it was."""
 
     def listener(ack: Ack, body: dict[str, Any], respond: Respond) -> None:
         ack()
         try:
             click = click_from(body)
-            controlled(
-                services.sessions,
-                services.clock,
-                partial(handler, services, click),
-                task_public_id=click.value.partition(":")[0],  # a type choice's value is `tsk_…:type`
-                actor=click.user,
-                attempted=attempted,
-            )
-        except (TaskError, BadPayload) as refusal:
+            with services.admission.turn(_button(body)) as turn:
+                controlled(
+                    services.sessions,
+                    services.clock,
+                    turn.bound(partial(handler, services, click)),
+                    task_public_id=click.value.partition(":")[0],  # a type choice's value is `tsk_…:type`
+                    actor=click.user,
+                    attempted=attempted,
+                )
+        except (TaskError, BadPayload, Shed) as refusal:
             tell(services, respond, str(refusal), clicker(body), workspace(body))
 
     return listener
@@ -172,6 +182,14 @@ def _split_choice(value: str) -> tuple[str, str]:
     if not task_type:
         raise BadPayload(f"not a task type choice: {value!r}")
     return task_public_id, task_type
+
+
+def _button(body: dict[str, Any]) -> str:
+    """The clicked button's action id (a metric's label: `bot.admission.DECIDING` bounds it)."""
+    actions = body.get("actions")
+    action = actions[0] if isinstance(actions, list) and actions and isinstance(actions[0], dict) else {}
+    action_id = action.get("action_id")
+    return action_id if isinstance(action_id, str) and action_id in DECIDING else "other"
 
 
 def clicker(body: dict[str, Any]) -> str | None:

@@ -1,5 +1,7 @@
 """Modal submissions: a rejection's reason, edited parameters. Field errors are shown inline
-(`response_action: errors`); a valid submission is one decision, then the modal closes."""
+(`response_action: errors`); a valid submission is one decision, then the modal closes. A
+submission whose decision cannot start within its budget (`bot.admission`) records nothing and
+says so on the form, which stays open to be submitted again."""
 
 from __future__ import annotations
 
@@ -11,6 +13,7 @@ from sqlalchemy.orm import Session
 from approvals.decisions import decide
 from approvals.errors import ActionNotFound, DecisionRefused, InvalidEdit
 from bot import action_ids
+from bot.admission import Shed, Turn, busy
 from bot.blocks.modals import parse_edit
 from bot.listeners.payloads import BadPayload, metadata_from
 from bot.services import Services
@@ -36,7 +39,11 @@ def register(app: App, services: Services) -> None:
             return services.decisions.reject(session, metadata["action_id"], user, reason, team_id=team)
 
         try:
-            decide(services.sessions, services.clock, reject_with_reason)
+            with services.admission.turn("reject") as turn:
+                decide(services.sessions, services.clock, turn.bound(reject_with_reason))
+        except Shed:
+            ack(response_action="errors", errors={REASON_BLOCK: busy("submit")})
+            return
         except (DecisionRefused, ActionNotFound) as refusal:
             ack(response_action="errors", errors={REASON_BLOCK: str(refusal)})
             return
@@ -62,36 +69,44 @@ def register(app: App, services: Services) -> None:
             action = services.decisions.may_edit(session, action_public_id, user, seen_hash, team_id=team)
             return action.tool, dict(action.params)
 
+        def within(turn: Turn) -> dict[str, str]:
+            """The edit's two steps in one decision turn: who may edit, then the approval with
+            the form's values. The errors to show on the form; none: it was approved."""
+            try:
+                # Who may edit is settled before a single value of the form is read: parsing is
+                # work done for the submitter, so someone who may not decide gets none of it.
+                tool, current = decide(services.sessions, services.clock, turn.bound(may_edit), actor=user)
+            except (DecisionRefused, ActionNotFound) as refusal:
+                return {first: str(refusal)}
+            try:
+                schema = services.registry.get(tool).json_schema()
+            except LookupError:
+                return {first: f"unknown tool {tool!r}"}
+            edited, errors = parse_edit(schema, values)
+            if errors:
+                return errors
+            params = {**current, **edited}
+
+            def approve_with_edits(session: Session) -> object:
+                return services.decisions.approve_with_edits(
+                    session, action_public_id, user, seen_hash, params, team_id=team
+                )
+
+            try:
+                decide(services.sessions, services.clock, turn.bound(approve_with_edits))
+            except InvalidEdit as invalid:
+                return _by_block(invalid.problems, values)
+            except (DecisionRefused, ActionNotFound) as refusal:
+                return {first: str(refusal)}
+            return {}
+
         try:
-            # Who may edit is settled before a single value of the form is read: parsing is work
-            # done for the submitter, so someone who may not decide gets none of it.
-            tool, current = decide(services.sessions, services.clock, may_edit, actor=user)
-        except (DecisionRefused, ActionNotFound) as refusal:
-            ack(response_action="errors", errors={first: str(refusal)})
-            return
-        try:
-            schema = services.registry.get(tool).json_schema()
-        except LookupError:
-            ack(response_action="errors", errors={first: f"unknown tool {tool!r}"})
-            return
-        edited, errors = parse_edit(schema, values)
+            with services.admission.turn("edit") as turn:
+                errors = within(turn)
+        except Shed:
+            errors = {first: busy("submit")}
         if errors:
             ack(response_action="errors", errors=errors)
-            return
-        params = {**current, **edited}
-
-        def approve_with_edits(session: Session) -> object:
-            return services.decisions.approve_with_edits(
-                session, action_public_id, user, seen_hash, params, team_id=team
-            )
-
-        try:
-            decide(services.sessions, services.clock, approve_with_edits)
-        except InvalidEdit as invalid:
-            ack(response_action="errors", errors=_by_block(invalid.problems, values))
-            return
-        except (DecisionRefused, ActionNotFound) as refusal:
-            ack(response_action="errors", errors={first: str(refusal)})
             return
         ack()
 

@@ -243,7 +243,10 @@ class SlackApp:
         message_ts: str,
         channel: str = APPROVALS,
         team: str = TEAM,
+        *,
+        timestamp: int | None = None,
     ) -> Response:
+        """A signed click; `timestamp`: when Slack says it sent it (default: now)."""
         return self.interact(
             {
                 "type": "block_actions",
@@ -271,7 +274,8 @@ class SlackApp:
                         "action_ts": str(time.time()),
                     }
                 ],
-            }
+            },
+            timestamp=timestamp,
         )
 
     def submit(self, user: str, view: dict[str, Any], values: dict[str, Any]) -> Response:
@@ -313,6 +317,7 @@ class SlackApp:
         """Run the workers until idle, and let every post-ack Slack call finish."""
         self.process.run_until_idle()
         self.services.background.submit(lambda: None).result(timeout=30)
+        self.process.server.notices.join()
 
     def card(self, action: Action) -> Any:
         cards = [m for m in self.slack.messages(APPROVALS) if m.thread_ts is None]

@@ -441,11 +441,16 @@ def test_two_replicas_on_one_postgres_do_everything_exactly_once(replica_db: Eng
         assert (actions[card.action_id].state, actions[card.action_id].attempts) == ("expired", 0)
 
     # One approval per action (quorum 1); every other click was refused as already decided,
-    # recorded, and answered to the clicker once.
+    # recorded, and answered to the clicker once; or, on a machine too busy to reach it within
+    # its budget, shed: nothing recorded, the clicker told "busy" once (`bot.admission`).
     assert decisions == Counter({(c.action_id, "approve"): 1 for c in approved})
     refused = Counter(e.action_public_id for e in events if e.kind == "decision.refused")
-    assert refused == Counter({c.action_id: CLICKS_PER_CARD - 1 for c in approved})
     answers = [params for method, params in calls if method == "response_url"]
+    busy = [answer for answer in answers if str(answer["text"]).startswith("countersign is busy")]
+    answers = [answer for answer in answers if answer not in busy]
+    assert sum(refused.values()) + len(busy) == len(approved) * (CLICKS_PER_CARD - 1)
+    assert set(refused) <= {c.action_id for c in approved} and max(refused.values(), default=0) <= CLICKS_PER_CARD - 1
+    assert len({answer["response_url"] for answer in busy}) == len(busy)
     assert Counter(a for a in actions for answer in answers if a in answer["text"]) == refused
     for answer in answers:
         [action_id] = [c.action_id for c in approved if c.action_id in answer["text"]]
