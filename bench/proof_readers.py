@@ -117,13 +117,16 @@ def read_ack_latency(key: str, text: str, found: Findings) -> None:
 
 def read_decisions(key: str, text: str, found: Findings) -> None:
     rates: dict[tuple[str, int], float] = {}
-    statements: dict[int, str] = {}
-    pattern = r"^(UPDATE|session|decision)\s+threads=(\d+)\s+(\d+)/s.*?(?:; ([\d.]+) SQL statements each)?\)$"
-    for kind, threads, rate, sql in re.findall(pattern, text, re.M):
+    costs: dict[int, str] = {}
+    pattern = (
+        r"^(UPDATE|session|decision)\s+threads=(\d+)\s+(\d+)/s.*?"
+        r"(?:; ([\d.]+) SQL statements and ([\d.]+) ms of CPU each)?\)$"
+    )
+    for kind, threads, rate, sql, cpu in re.findall(pattern, text, re.M):
         rates[kind, int(threads)] = float(rate)
         found.values[key, f"{kind}@{threads}"] = float(rate)
         if sql:
-            statements[int(threads)] = sql
+            costs[int(threads)] = f"{sql} SQL statements and {cpu} ms of client CPU per decision"
     for threads in sorted({threads for _, threads in rates}):
         decided, updated = rates.get(("decision", threads)), rates.get(("UPDATE", threads))
         if decided is None or updated is None:
@@ -132,15 +135,27 @@ def read_decisions(key: str, text: str, found: Findings) -> None:
         session = rates.get(("session", threads))
         found.figures.append(
             Figure(
-                f"Durable decisions/s ÷ raw UPDATE commits/s, {threads} thread{'s' if threads > 1 else ''}",
+                f"Durable decisions/s ÷ raw UPDATE commits/s, PostgreSQL, {threads} thread{'s' if threads > 1 else ''}",
                 f"{decided:.0f} ÷ {updated:.0f} = {ratio:.2f}"
                 + (f" (the UPDATE in a session: {session:.0f}/s)" if session else "")
-                + (f"; {statements[threads]} SQL statements per decision" if threads in statements else ""),
+                + (f"; {costs[threads]}" if threads in costs else ""),
                 "≥ 0.5",
                 verdict(ratio >= 0.5),
                 key,
             )
         )
+    chainer = re.search(
+        r"^chainer: (\d+) batches, ([\d.]+) events and ([\d.]+) ms with the chain lock each", text, re.M
+    )
+    if chainer:
+        found.notes.append(
+            f"`{key}`: the chainer linked {chainer[2]} events per batch, holding the chain lock {chainer[3]} ms "
+            f"per batch ({chainer[1]} batches)."
+        )
+    for threads, won, refused in re.findall(r"^same action threads=(\d+)\s+\d+ actions, .*?: (\d+) approved, "
+                                            r"(\d+) refused", text, re.M):  # fmt: skip
+        found.notes.append(f"`{key}`: {threads} threads clicking the same action at once: {won} approved, "
+                           f"{refused} refused.")  # fmt: skip
     settings = re.search(r"^postgres \((.*?)\):", text, re.M)
     if settings:
         found.notes.append(f"PostgreSQL settings during `{key}`: {settings[1]}.")
@@ -148,7 +163,8 @@ def read_decisions(key: str, text: str, found: Findings) -> None:
     if check:
         found.checks.append(
             Check(
-                "Decisions: approved once, one decision row, one outbox row, audit events, ledger verifies",
+                "Decisions (same-action clicks included): approved once, one decision row, one outbox row, "
+                "audit events, every lost click's refusal audited, ledger verifies",
                 f"{check[1]} decisions",
                 int(check[2]),
                 int(check[3]),
@@ -164,21 +180,37 @@ def read_audit_appends(key: str, text: str, found: Findings) -> None:
         found.values[key, f"{backend}@{writers}"] = float(rate)
         found.figures.append(
             Figure(
-                f"Audit appends/s, {backend}, {writers} writer{'s' if int(writers) > 1 else ''} (p50 / p99)",
+                f"Audit events chained/s, {backend}, {writers} writer{'s' if int(writers) > 1 else ''} "
+                "(commit p50 / p99)",
                 f"{float(rate):.0f}/s ({p50} / {p99} ms)",
                 "—",
                 "—",
                 key,
             )
         )
-    for backend, report in re.findall(r"^verify (sqlite|postgres)\s+(.*?)\s{2,}", text, re.M):
+    ratios = r"postgres (\d+)w (\d+) chained/s ÷ (\d+) UPDATEs/s = " + NUM + r" (PASS|MISS)"
+    for writers, chained, updates, ratio, _ in re.findall(ratios, text):
+        goal = int(writers) == 8
+        found.figures.append(
+            Figure(
+                f"Audit events chained/s ÷ raw UPDATE commits/s, PostgreSQL, {writers} writer"
+                + ("s" if int(writers) > 1 else ""),
+                f"{chained} ÷ {updates} = {float(ratio):.2f}",
+                "≥ 0.5" if goal else "—",
+                verdict(float(ratio) >= 0.5) if goal else "—",
+                key,
+            )
+        )
+    verified = r"^verify (sqlite|postgres)\s+(.*?)\s{2,}.*?(\d+) written, (\d+) found: lost (\d+), duplicate (\d+), " \
+        r"unchained (\d+)"  # fmt: skip
+    for backend, report, written, _, lost, duplicate, unchained in re.findall(verified, text, re.M):
         found.checks.append(
             Check(
-                f"Audit ledger after concurrent appends ({backend}) verifies",
-                report.split(", head")[0],
-                0,
-                0,
-                report.startswith("ok"),
+                f"Audit ledger after concurrent appends ({backend}): verifies, each event written found once",
+                f"{written} events; {report.split(', head')[0]}",
+                int(lost) + int(unchained),
+                int(duplicate),
+                report.startswith("ok") and not int(lost) + int(unchained) + int(duplicate),
                 key,
             )
         )
@@ -338,7 +370,41 @@ def read_idle_cpu(key: str, text: str, found: Findings) -> None:
         )
 
 
+def read_serve_workers(key: str, text: str, found: Findings) -> None:
+    pattern = (
+        r"^summary workers=(\d+): clients (\d+), decisions (\d+)/s, raw UPDATE commits (\d+)/s, "
+        r"bare Bolt (\d+) requests/s, ratio " + NUM + r".*?ack p50 " + NUM + r" ms, p99 " + NUM + r" ms, over 3 s (\d+)"
+        r".*?serve CPU " + NUM + r" cores busy, " + NUM + " ms per decision"
+    )
+    for workers, clients, decided, raw, bare, ratio, p50, p99, late, cores, cpu in re.findall(pattern, text, re.M):
+        found.figures.append(
+            Figure(
+                f"Decisions/s through a whole `serve --workers {workers}` ÷ the lower of raw UPDATE commits/s and a "
+                f"bare Bolt app's requests/s, PostgreSQL, {clients} clients",
+                f"{decided} ÷ min({raw}, {bare}) = {float(ratio):.3f}; ack p50 {p50} / p99 {p99} ms, {late} over 3 s; "
+                f"serve {cores} cores busy, {cpu} ms of CPU per decision (with its execution and card update)",
+                "≥ 0.5",
+                verdict(float(ratio) >= 0.5),
+                key,
+            )
+        )
+    for missing, duplicate, state in re.findall(
+        r"missing (\d+), duplicate (\d+), still pending \d+: (PASS|FAIL)", text
+    ):
+        found.checks.append(
+            Check(
+                "Clicks through a whole serve: each action decided once, none left pending",
+                "every clicked action",
+                int(missing),
+                int(duplicate),
+                state == "PASS",
+                key,
+            )
+        )
+
+
 READERS: dict[str, Callable[[str, str, Findings], None]] = {
+    "bench/serve_workers.py": read_serve_workers,
     "bench/ack_latency.py": read_ack_latency,
     "bench/decisions_vs_updates.py": read_decisions,
     "bench/audit_appends.py": read_audit_appends,

@@ -81,6 +81,9 @@ RUNS = (
         "clicks for 5 s to each app (default 30): the goal's 1,000 clicks/s for 5 s, the overload path",
     ),
     Run("decisions_vs_updates", "bench/decisions_vs_updates.py", (), 180),
+    Run(
+        "serve_workers", "bench/serve_workers.py", ("--actions", "400", "--rounds", "2"), 300, "400 clicks in 2 rounds"
+    ),
     Run("audit_appends", "bench/audit_appends.py", (), 150),
     Run("timers", "bench/timers.py", (), 420),
     Run(

@@ -7,8 +7,11 @@ background loops on: the executor runs each approved refund, the outbox updates 
 `--clients` closed-loop clients, each with its own keep-alive connection, each clicking a signed
 Approve on its own pending actions one after another. In alternating rounds in the same run,
 the same number of clients commit raw `UPDATE … WHERE id = $1` statements (autocommit, one row
-each, their own psycopg connections), so that whatever else runs on the machine hits both
-alike. Rates are operations over the time summed across rounds; ack latencies are each click's
+each, their own psycopg connections) and send the same signed clicks to a bare Bolt app with a
+no-op listener on the same server and worker count (`bench/bare_bolt.py`), so that whatever
+else runs on the machine hits all three alike; before each round, serve's background work from
+the last one is let finish. Goal: decisions/s ≥ 0.5 of the lower of the two baselines. Rates
+are operations over the time summed across rounds; ack latencies are each click's
 from its first byte sent to its answer read; the CPU the serve processes (master and workers)
 spent during the click rounds says how many cores they kept busy and what a decision cost.
 Afterwards every clicked action is checked: one approve decision each, none left pending.
@@ -26,6 +29,7 @@ import argparse
 import http.client
 import os
 import signal
+import socket
 import subprocess
 import sys
 import tempfile
@@ -33,6 +37,7 @@ import threading
 import time
 from collections import Counter
 from collections.abc import Sequence
+from contextlib import closing
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -68,6 +73,7 @@ CONFIG = {
     },
 }
 T = TypeVar("T")
+GOAL_RATIO = 0.5
 WARMUP = 3  # clicks and UPDATEs per client before the first round (connections, caches, imports)
 
 
@@ -114,6 +120,38 @@ def start(directory: Path, url: str, slack: SlackEmulator, port: int, workers: i
     log = (directory / "serve.log").open("w")
     command = [COUNTERSIGN, "serve", "--host", "127.0.0.1", "--port", str(port), "--workers", str(workers)]
     return subprocess.Popen(command, cwd=directory, env=env, stdout=log, stderr=subprocess.STDOUT, text=True)
+
+
+def start_bare(directory: Path, slack: SlackEmulator, port: int, workers: int) -> subprocess.Popen[str]:
+    """The baseline: a bare Bolt app with a no-op Approve listener on serve's server and worker count."""
+    command = [sys.executable, "-m", "bench.bare_bolt", "--port", str(port), "--workers", str(workers)]
+    command += ["--signing-secret", SECRET, "--token", TOKEN, "--slack-api-url", slack.api_url]
+    log = (directory / "bare.log").open("w")
+    return subprocess.Popen(command, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT, text=True)
+
+
+def wait_listening(process: subprocess.Popen[str], port: int, timeout_s: float = 60.0) -> None:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise SystemExit(f"the bare Bolt app exited with status {process.returncode}")
+        try:
+            with closing(socket.create_connection(("127.0.0.1", port), timeout=0.5)):
+                return
+        except OSError:
+            time.sleep(0.1)
+    raise SystemExit("the bare Bolt app did not listen in time")
+
+
+def settle(pid: int, timeout_s: float = 15.0) -> None:
+    """Wait until serve's background work after a round (executions, card updates) is done:
+    its processes spend under 5% of a core over half a second, or `timeout_s` passed."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        before = cpu_seconds(pid)
+        time.sleep(0.5)
+        if cpu_seconds(pid) - before < 0.025:
+            return
 
 
 class Clients:
@@ -179,27 +217,33 @@ def measure(workers: int, clients: int, actions: int, rounds: int) -> str:
             if url is None:
                 raise SystemExit("PostgreSQL is needed: `serve --workers N` with N > 1 runs on PostgreSQL only")
             pending = make_pending(url, actions + WARMUP * clients)
-            port, directory = free_port(), Path(tmp)
+            port, bare_port, directory = free_port(), free_port(), Path(tmp)
             serve = start(directory, url, slack, port, workers)
+            bare = start_bare(directory, slack, bare_port, workers)
             try:
                 wait_healthy(serve, f"http://127.0.0.1:{port}", directory)
-                deadline = time.monotonic() + 60
-                while len(tree(serve.pid)) < workers + (workers > 1) and time.monotonic() < deadline:
-                    time.sleep(0.1)  # every worker booted, not just the first
-                return run(url, serve.pid, port, slack, pending, workers, clients, rounds)
+                for process in (serve, bare):
+                    deadline = time.monotonic() + 60
+                    while len(tree(process.pid)) < workers + (workers > 1) and time.monotonic() < deadline:
+                        time.sleep(0.1)  # every worker booted, not just the first
+                wait_listening(bare, bare_port)
+                return run(url, serve.pid, port, bare_port, slack, pending, workers, clients, rounds)
             finally:
-                serve.send_signal(signal.SIGTERM)
-                try:
-                    serve.wait(timeout=40)
-                except subprocess.TimeoutExpired:
-                    serve.kill()
-                    serve.wait()
+                for process in (serve, bare):
+                    process.send_signal(signal.SIGTERM)
+                for process in (serve, bare):
+                    try:
+                        process.wait(timeout=40)
+                    except subprocess.TimeoutExpired:
+                        process.kill()
+                        process.wait()
 
 
 def run(
     url: str,
     serve_pid: int,
     port: int,
+    bare_port: int,
     slack: SlackEmulator,
     pending: list[tuple[str, str]],
     workers: int,
@@ -213,6 +257,9 @@ def run(
 
     def connect_http() -> http.client.HTTPConnection:
         return http.client.HTTPConnection("127.0.0.1", port, timeout=30)
+
+    def connect_bare() -> http.client.HTTPConnection:
+        return http.client.HTTPConnection("127.0.0.1", bare_port, timeout=30)
 
     def click(connection: http.client.HTTPConnection, body: bytes) -> str:
         request = signed(SECRET, body, FORM)  # signed as it is sent: Slack's timestamps are fresh
@@ -230,24 +277,30 @@ def run(
 
     warm, measured = bodies[: WARMUP * clients], bodies[WARMUP * clients :]
     Clients(clients).run(split(warm, clients), connect_http, click)
+    Clients(clients).run(split(warm, clients), connect_bare, click)
     Clients(clients).run(split(list(range(1, WARMUP * clients + 1)), clients), connect_raw, update)
-    decisions, raw = Clients(clients), Clients(clients)
+    decisions, raw, bare = Clients(clients), Clients(clients), Clients(clients)
     per_round = -(-len(measured) // rounds)
     rows = iter(range(WARMUP * clients + 1, 100_001))
     serve_cpu = 0.0  # seconds of CPU the serve processes spent during the click rounds
     for index in range(rounds):
         chunk = measured[index * per_round : (index + 1) * per_round]
+        settle(serve_pid)  # the last round's background work is not the baselines' load
         raw.run(split([next(rows) for _ in chunk], clients), connect_raw, update)
+        bare.run(split(chunk, clients), connect_bare, click)  # the same signed clicks, acked by a no-op
         before = cpu_seconds(serve_pid)
         decisions.run(split(chunk, clients), connect_http, click)
         serve_cpu += cpu_seconds(serve_pid) - before
     verdict = check(url, [public_id for public_id, _ in pending])
-    ratio = decisions.rate() / raw.rate() if raw.rate() else 0.0
+    floor = min(raw.rate(), bare.rate())
+    ratio = decisions.rate() / floor if floor else 0.0
     late = sum(1 for ms in decisions.latencies_ms if ms > 3000)
-    print(f"  clicks: {dict(decisions.statuses)}; {verdict}")
+    print(f"  clicks: {dict(decisions.statuses)}; bare Bolt answers: {dict(bare.statuses)}; {verdict}")
     return (
         f"summary workers={workers}: clients {clients}, decisions {decisions.rate():.0f}/s, "
-        f"raw UPDATE commits {raw.rate():.0f}/s, ratio {ratio:.3f}; ack p50 {decisions.percentile(0.5):.1f} ms, "
+        f"raw UPDATE commits {raw.rate():.0f}/s, bare Bolt {bare.rate():.0f} requests/s, ratio {ratio:.3f} "
+        f"of the lower ({'PASS' if ratio >= GOAL_RATIO else 'MISS'}, goal ≥ {GOAL_RATIO}); "
+        f"ack p50 {decisions.percentile(0.5):.1f} ms, "
         f"p99 {decisions.percentile(0.99):.1f} ms, over 3 s {late} ({decisions.ops()} clicks); serve CPU "
         f"{serve_cpu / decisions.seconds:.2f} cores busy, {serve_cpu * 1000 / decisions.ops():.1f} ms per decision"
     )
