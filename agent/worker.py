@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from collections.abc import Callable, Sequence
 
 log = logging.getLogger(__name__)
@@ -13,14 +14,25 @@ MAX_IDLE_S = 2.0  # the longest pause between polls of an idle loop
 
 class Wakeup:
     """Tells idle loops that work may have appeared (a request came in, the process is stopping),
-    so a loop backed off to its longest pause polls again at once instead of at its next poll."""
+    so a loop backed off to its longest pause polls again at once instead of at its next poll.
 
-    def __init__(self) -> None:
+    Requests wake the loops at most once per `min_interval_s`: a burst of clicks would otherwise
+    have every loop poll once per click, a query each, for work the first poll already found."""
+
+    def __init__(self, *, min_interval_s: float = 0.2, now: Callable[[], float] = time.monotonic) -> None:
         self._changed = threading.Condition()
         self._generation = 0
+        self.min_interval_s, self._now = min_interval_s, now
+        self._last = float("-inf")
 
-    def wake(self) -> None:
+    def wake(self, *, always: bool = False) -> None:
+        """Wake the waiting loops, unless they were woken less than `min_interval_s` ago
+        (`always`: regardless, e.g. to stop them)."""
         with self._changed:
+            now = self._now()
+            if not always and now - self._last < self.min_interval_s:
+                return
+            self._last = now
             self._generation += 1
             self._changed.notify_all()
 
@@ -44,8 +56,7 @@ def work(
 
     Idle, the pause between polls doubles from `idle_s` up to `max_idle_s`: each poll is a query,
     and a process with a dozen loops polling five times a second spends a tenth of a core on
-    nothing. Work found, or a `wakeup` (which ends a backed-off pause at once), brings the pause
-    back to `idle_s`."""
+    nothing. Work found, or a `wakeup`, brings the pause back to `idle_s` at once."""
     pause = idle_s
     while not stop.is_set():
         busy = False
@@ -58,7 +69,5 @@ def work(
         if busy:
             pause = idle_s
             continue
-        # A wakeup only cuts a backed-off pause short: at `idle_s` a loop polls soon anyway, and
-        # waking every loop on every request would turn a burst of clicks into a burst of polls.
-        woken = wakeup.wait(pause) if wakeup is not None and pause > idle_s else stop.wait(pause)
+        woken = stop.wait(pause) if wakeup is None else wakeup.wait(pause)
         pause = idle_s if woken else min(pause * 2, max(max_idle_s, idle_s))

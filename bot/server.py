@@ -281,7 +281,7 @@ class Workers:
     def wind_down(self) -> None:
         """Tell every loop to stop after the unit it is running (returns at once)."""
         self.stop.set()
-        self.wakeup.wake()  # loops wait on the wakeup, not on `stop`
+        self.wakeup.wake(always=True)  # loops wait on the wakeup, not on `stop`
 
     def close(self, timeout_s: float = 10.0) -> None:
         """Stop the loops and wait up to `timeout_s` in all for the units they are running."""

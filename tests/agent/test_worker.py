@@ -31,6 +31,42 @@ def test_a_wakeup_makes_a_backed_off_loop_poll_at_once() -> None:
         assert len(polls) >= 2
     finally:
         stop.set()
-        wakeup.wake()
+        wakeup.wake(always=True)
         loop.join(BOUND_S)
     assert not loop.is_alive()
+
+
+def test_requests_wake_the_loops_at_most_once_per_interval_and_a_stop_always() -> None:
+    clock = [100.0]
+    wakeup = Wakeup(min_interval_s=0.2, now=lambda: clock[0])
+
+    def waiting() -> tuple[threading.Thread, list[bool]]:
+        woken: list[bool] = []
+        thread = threading.Thread(target=lambda: woken.append(wakeup.wait(BOUND_S)))
+        thread.start()
+        return thread, woken
+
+    first, woken = waiting()
+    while first.is_alive():  # a wake before the waiter waits is lost: repeat (past the interval) until it lands
+        clock[0] += 0.3
+        wakeup.wake()
+        first.join(0.05)
+    assert woken == [True]
+
+    second, woken = waiting()
+    for _ in range(4):  # within the interval of the last wake: every one of these is dropped
+        wakeup.wake()
+        second.join(0.05)
+    assert second.is_alive() and woken == []
+    while second.is_alive():
+        wakeup.wake(always=True)  # a stop's wake is never dropped
+        second.join(0.05)
+    assert woken == [True]
+
+    third, woken = waiting()
+    clock[0] += 0.2  # the interval has passed: a request's wake goes through again
+    while third.is_alive():
+        wakeup.wake()
+        third.join(0.05)
+        clock[0] += 0.2
+    assert woken == [True]
