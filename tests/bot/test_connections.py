@@ -25,9 +25,19 @@ def _hello(environ: object, start_response) -> Iterable[bytes]:
 def serving(request: pytest.FixtureRequest) -> Iterator[tuple[int, object]]:
     limit, timeout = request.param
     server = listen(_hello, "127.0.0.1", 0, connection_limit=limit, channel_timeout_s=timeout, cleanup_interval_s=1)
-    thread = threading.Thread(target=server.run, daemon=True)
+    closing = threading.Event()
+
+    def run() -> None:
+        try:
+            server.run()
+        except OSError:
+            if not closing.is_set():  # closing the sockets under waitress's loop ends it this way
+                raise
+
+    thread = threading.Thread(target=run, daemon=True)
     thread.start()
     yield server.effective_port, server  # type: ignore[union-attr]
+    closing.set()
     server.close()
     thread.join(5)
 
