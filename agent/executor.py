@@ -33,10 +33,11 @@ import threading
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
+from functools import cache
 from typing import Any, Literal
 
 from pydantic_core import to_jsonable_python
-from sqlalchemy import literal, select, union_all
+from sqlalchemy import Integer, Select, bindparam, literal, select, union_all
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session, aliased, sessionmaker
 
@@ -185,31 +186,9 @@ class Executor:
 
     def _pick(self, session: Session, now: datetime, skip: set[int], limit: int) -> list[tuple[Kind, Action]]:
         """Up to `limit` claimable actions, longest-due first, locked (skipping rows other
-        executors hold): one statement, a branch per kind of claim, each branch served by the
-        (state, run_at) index and locking its own rows (PostgreSQL allows `FOR UPDATE` in a
-        sub-select, not on a UNION). Rows a branch locked but the batch leaves out are free
-        again when the claim commits."""
-        conditions: dict[Kind, list[Any]] = {
-            "approved": [Action.state == S.APPROVED],
-            "scheduled": [Action.state == S.SCHEDULED, Action.run_at <= now],
-            "due": [Action.state == S.EXECUTING, Action.lease_owner.is_(None), Action.run_at <= now],
-            "expired": [Action.state == S.EXECUTING, Action.lease_owner.is_not(None), Action.lease_until < now],
-        }
-        branches = []
-        for kind, where in conditions.items():
-            due_column = getattr(Action, _DUE_COLUMN[kind])
-            branch = (
-                select(Action, literal(kind).label("claim_kind"), due_column.label("claim_due"))
-                .where(*where, *([Action.id.not_in(skip)] if skip else []))
-                .order_by(due_column, Action.id)
-                .limit(limit)
-                .with_for_update(skip_locked=True)
-            )
-            branches.append(select(branch.subquery()))
-        candidates = union_all(*branches).subquery()
-        action = aliased(Action, candidates)
-        query = select(action, candidates.c.claim_kind).order_by(candidates.c.claim_due, candidates.c.id).limit(limit)
-        return [(kind, row) for row, kind in session.execute(query)]
+        executors hold): one statement (`_claimable`)."""
+        values = {"now": now, "skip": sorted(skip), "limit": limit}
+        return [(kind, row) for row, kind in session.execute(_claimable(), values)]
 
     def _claim_batch(
         self, session: Session, picked: list[tuple[Kind, Action]], now: datetime, claiming: list[int]
@@ -421,6 +400,36 @@ class Executor:
             session, Action, action.id, Action.state == S.EXECUTING, *fence, updated_at=now, **values
         ):
             raise StaleState(ACTION.name, action.public_id, action.state)
+
+
+@cache
+def _claimable() -> Select[tuple[Action, str]]:
+    """The claim query, built once with bound `now`, `skip` and `limit` (building it costs more
+    than running it): a branch per kind of claim, each served by the (state, run_at) index and
+    locking its own rows (PostgreSQL allows `FOR UPDATE` in a sub-select, not on a UNION). Rows
+    a branch locked but the batch leaves out are free again when the claim commits."""
+    now, limit = bindparam("now", type_=Action.run_at.type), bindparam("limit", type_=Integer)
+    unskipped = Action.id.not_in(bindparam("skip", expanding=True, type_=Integer))
+    conditions: dict[Kind, list[Any]] = {
+        "approved": [Action.state == S.APPROVED],
+        "scheduled": [Action.state == S.SCHEDULED, Action.run_at <= now],
+        "due": [Action.state == S.EXECUTING, Action.lease_owner.is_(None), Action.run_at <= now],
+        "expired": [Action.state == S.EXECUTING, Action.lease_owner.is_not(None), Action.lease_until < now],
+    }
+    branches = []
+    for kind, where in conditions.items():
+        due_column = getattr(Action, _DUE_COLUMN[kind])
+        branch = (
+            select(Action, literal(kind).label("claim_kind"), due_column.label("claim_due"))
+            .where(*where, unskipped)
+            .order_by(due_column, Action.id)
+            .limit(limit)
+            .with_for_update(skip_locked=True)
+        )
+        branches.append(select(branch.subquery()))
+    candidates = union_all(*branches).subquery()
+    action = aliased(Action, candidates)
+    return select(action, candidates.c.claim_kind).order_by(candidates.c.claim_due, candidates.c.id).limit(limit)
 
 
 def _call_with_timeout(call: Callable[[], Any], run: _Run) -> _Outcome | None:
