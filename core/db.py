@@ -5,7 +5,8 @@ transaction, so writers queue instead of failing with "database is locked" half-
 SQLAlchemy silently drops `FOR UPDATE SKIP LOCKED` there, so a SQLite database has one
 serving process; `own_sqlite_database` refuses a second.
 
-PostgreSQL: `postgresql+psycopg://`, pooled, pre-pinged.
+PostgreSQL: `postgresql+psycopg://`, pooled; a pooled connection is pinged before reuse once
+it has sat idle (`PING_AFTER_IDLE_S`), not on every checkout.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ from __future__ import annotations
 import fcntl
 import os
 import threading
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -20,6 +22,7 @@ from typing import Any
 
 from sqlalchemy import Engine, create_engine, event, update
 from sqlalchemy.engine import make_url
+from sqlalchemy.exc import DisconnectionError
 from sqlalchemy.orm import Session, sessionmaker
 
 from core.errors import DatabaseBusy, DatabaseOwned
@@ -29,7 +32,13 @@ SQLITE_BUSY_TIMEOUT_MS = 30_000
 # Each PostgreSQL engine (one per serving process) opens up to POOL_SIZE + MAX_OVERFLOW connections.
 POOL_SIZE = 10
 MAX_OVERFLOW = 20
+# A pooled PostgreSQL connection idle this long is pinged before reuse (a round trip); one
+# returned a moment ago is not: it is as alive as the transaction that just used it. Should
+# the server have gone away since, the transaction that finds out fails (as one in flight
+# would) and the pool then drops every connection older than that failure.
+PING_AFTER_IDLE_S = 1.0
 _HOLDS_WRITER = "countersign.sqlite_writer"
+_IDLE_SINCE = "countersign.idle_since"
 
 
 def normalize_url(url: str) -> str:
@@ -45,7 +54,7 @@ def is_sqlite(url_or_engine: str | Engine) -> bool:
     return url.get_backend_name() == "sqlite"
 
 
-def make_engine(url: str, **kwargs: Any) -> Engine:
+def make_engine(url: str, *, ping_after_idle_s: float = PING_AFTER_IDLE_S, **kwargs: Any) -> Engine:
     url = normalize_url(url)
     if is_sqlite(url):
         engine = create_engine(
@@ -53,9 +62,33 @@ def make_engine(url: str, **kwargs: Any) -> Engine:
         )
         _configure_sqlite(engine)
         return engine
-    options: dict[str, Any] = {"pool_size": POOL_SIZE, "max_overflow": MAX_OVERFLOW, "pool_pre_ping": True}
+    options: dict[str, Any] = {"pool_size": POOL_SIZE, "max_overflow": MAX_OVERFLOW}
     options.update(kwargs)
-    return create_engine(url, **options)
+    engine = create_engine(url, **options)
+    if not options.get("pool_pre_ping"):
+        _ping_when_idle(engine, ping_after_idle_s)
+    return engine
+
+
+def _ping_when_idle(engine: Engine, after_s: float) -> None:
+    """Ping a pooled connection at checkout only if it was checked in `after_s` ago or more (the
+    pool's own `pre_ping` pings on every checkout: a round trip per transaction). A dead one is
+    replaced, the way SQLAlchemy's documented pessimistic recipe does it."""
+
+    @event.listens_for(engine.pool, "checkin")
+    def _checked_in(_dbapi_connection: Any, record: Any) -> None:
+        if record is not None:
+            record.info[_IDLE_SINCE] = time.monotonic()
+
+    @event.listens_for(engine.pool, "checkout")
+    def _checked_out(dbapi_connection: Any, record: Any, _proxy: Any) -> None:
+        idle_since = record.info.pop(_IDLE_SINCE, None)
+        if idle_since is None or time.monotonic() - idle_since < after_s:
+            return  # a new connection, or one in use a moment ago
+        try:
+            engine.dialect.do_ping(dbapi_connection)
+        except engine.dialect.loaded_dbapi.Error as exc:
+            raise DisconnectionError(f"a pooled connection was found dead: {exc}") from exc
 
 
 def _configure_sqlite(engine: Engine) -> None:
