@@ -34,7 +34,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from functools import cache
-from typing import Any, Literal
+from typing import Any, Literal, cast
 
 from pydantic_core import to_jsonable_python
 from sqlalchemy import Integer, Select, bindparam, literal, select, union_all
@@ -188,7 +188,7 @@ class Executor:
         """Up to `limit` claimable actions, longest-due first, locked (skipping rows other
         executors hold): one statement (`_claimable`)."""
         values = {"now": now, "skip": sorted(skip), "limit": limit}
-        return [(kind, row) for row, kind in session.execute(_claimable(), values)]
+        return [(cast(Kind, kind), row) for row, kind in session.execute(_claimable(), values)]
 
     def _claim_batch(
         self, session: Session, picked: list[tuple[Kind, Action]], now: datetime, claiming: list[int]
@@ -403,7 +403,7 @@ class Executor:
 
 
 @cache
-def _claimable() -> Select[tuple[Action, str]]:
+def _claimable() -> Select[Action, str]:
     """The claim query, built once with bound `now`, `skip` and `limit` (building it costs more
     than running it): a branch per kind of claim, each served by the (state, run_at) index and
     locking its own rows (PostgreSQL allows `FOR UPDATE` in a sub-select, not on a UNION). Rows
