@@ -30,6 +30,7 @@ import random
 import secrets
 import socket
 import threading
+from collections import deque
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
@@ -45,7 +46,9 @@ from agent.delegation import CredentialError, Delegation
 from agent.errors import InvalidParams, RetryableError, ToolTimeout, UnknownTool
 from agent.run_secrets import Caller, RunSecrets
 from agent.tools import Secrets, ToolRegistry
+from agent.turns import hand_back
 from agent.vault import Scrubber, Vault, VaultError
+from agent.worker import Wakeup
 from approvals import machine
 from core import metrics
 from core.clock import Clock
@@ -53,7 +56,7 @@ from core.db import compare_and_set
 from core.errors import InvalidTransition, StaleState
 from core.ids import SYSTEM
 from core.messages import ActionEnded, ActionFailed, ActionSucceeded, ActionUnknown
-from core.models import Action
+from core.models import Action, Task
 from core.states import ACTION, ActionState
 
 log = logging.getLogger(__name__)
@@ -82,8 +85,8 @@ _DUE_COLUMN: dict[Kind, str] = {
 
 
 @dataclass(frozen=True)
-class _Run:
-    """What the tool call needs, copied out of the claim transaction."""
+class Run:
+    """What the tool call needs, copied out of the claim transaction (or the drafting one)."""
 
     id: int
     public_id: str
@@ -139,20 +142,32 @@ class Executor:
         self._rng = rng or random.Random()
         # Set when the process stops: claimed actions whose tool has not started are let go.
         self.stopping = threading.Event()
+        # Actions claimed for this executor in the transactions that drafted them (`claim_drafted`),
+        # to run next; the loop running this executor is woken by `wakeup` when one is handed over.
+        self._handed: deque[Run] = deque()
+        self.wakeup: Wakeup | None = None
 
     def run_until_idle(self, max_actions: int = 1000) -> int:
         """Run actions until none is due (or `max_actions` ran); returns how many were handled."""
         handled = 0
         while handled < max_actions:
-            done = self._run_batch(min(self.batch, max_actions - handled))
+            done = self._unit(min(self.batch, max_actions - handled))
             if not done:
                 break
             handled += done
         return handled
 
     def run_once(self) -> bool:
-        """Claim a small batch of due actions and run them; returns whether there was one."""
-        return self._run_batch(self.batch) > 0
+        """Run the actions handed over, else claim a small batch of due actions and run them;
+        returns whether there was one."""
+        return self._unit(self.batch) > 0
+
+    def _unit(self, limit: int) -> int:
+        handed = [self._handed.popleft() for _ in range(min(limit, len(self._handed)))]
+        if handed:
+            self._run(handed)
+            return len(handed)
+        return self._run_batch(limit)
 
     def _run_batch(self, limit: int) -> int:
         """Claim up to `limit` due actions in one transaction, then run their tools one by one, each
@@ -173,14 +188,58 @@ class Executor:
                 log.info("lost the race for an action, trying the next one: %s", exc)
                 lost_races.add(claiming[-1])
                 continue
-            for index, run in enumerate(runs):
-                if self.stopping.is_set():
-                    self._release(runs[index:])
-                    break
-                if self._still_leased(run):
-                    self._finish(run, self._execute(run))
+            self._run(runs)
             return handled
         return 0
+
+    def _run(self, runs: list[Run]) -> None:
+        """Run claimed actions one by one; those not started when the process stops are given back."""
+        for index, run in enumerate(runs):
+            if self.stopping.is_set():
+                self._release(runs[index:])
+                return
+            if self._still_leased(run):
+                self._finish(run, self._execute(run))
+
+    # -- actions claimed where they are drafted ----------------------------------------------
+
+    def claim_drafted(self, session: Session, action: Action, now: datetime) -> Run | None:
+        """Claim for this executor, in the transaction that drafted it, an `auto` action of an
+        idempotent tool, to run as soon as that commits (`hand`): the claim costs no transaction
+        of its own, and the same events are written (`execution.attempt`, then the outcome).
+
+        Only while this executor keeps up (fewer than `batch` handed actions not started) and is
+        not stopping; otherwise the action is left to a claim, as any due one. A crash after the
+        commit leaves it leased, as a crash after a claim does: whoever takes the expired lease
+        runs it again with the same idempotency key, which is why a tool that is not idempotent
+        is never claimed here (it would become `unknown` without having started)."""
+        if (
+            self.stopping.is_set()
+            or len(self._handed) >= self.batch
+            or action.state != S.EXECUTING
+            or action.lease_owner is not None
+            or not action.idempotent
+        ):
+            return None
+        return self._claim(session, "due", action, now, 0.0)
+
+    def hand(self, runs: Sequence[Run]) -> None:
+        """Queue actions `claim_drafted` claimed, once their transaction has committed."""
+        self._handed.extend(runs)
+        if self.wakeup is not None:
+            self.wakeup.wake()
+
+    def give_back(self) -> None:
+        """Release the handed actions whose tool has not started (the process stops)."""
+        handed = []
+        while self._handed:
+            handed.append(self._handed.popleft())
+        if not handed:
+            return
+        try:
+            self._release(handed)
+        except SQLAlchemyError:
+            log.exception("giving back %d handed action(s) failed; their leases will expire", len(handed))
 
     # -- claiming ---------------------------------------------------------------------------
 
@@ -192,7 +251,7 @@ class Executor:
 
     def _claim_batch(
         self, session: Session, picked: list[tuple[Kind, Action]], now: datetime, claiming: list[int]
-    ) -> tuple[list[_Run], int]:
+    ) -> tuple[list[Run], int]:
         """Claim the picked actions in order, while the tools claimed so far could make the next
         one wait at most `max_queue_s`: its lease covers that wait (it counts its time in the
         queue, the timeouts of the tools before it) plus its own timeout and the grace. A lease
@@ -202,7 +261,7 @@ class Executor:
         wait its turn, an executor dying meanwhile would leave it `unknown` for a person although
         it never began. The batch stops before it (an idempotent one left waiting is just run
         again by whoever takes its lease)."""
-        runs: list[_Run] = []
+        runs: list[Run] = []
         handled, queued_s = 0, 0.0
         for kind, action in picked:
             if runs and (queued_s > self.max_queue_s or (kind != "expired" and not action.idempotent)):
@@ -215,7 +274,7 @@ class Executor:
                 queued_s += run.timeout_s
         return runs, handled
 
-    def _release(self, runs: list[_Run]) -> None:
+    def _release(self, runs: list[Run]) -> None:
         """Give back the leases of claimed actions whose tool never started (the process is
         stopping): each is due again at once for any executor, its attempt not counted, fenced
         on this executor still holding it."""
@@ -229,7 +288,7 @@ class Executor:
                     _audit(session, action, "execution.released", now, RELEASED_NOTE, {"lease_owner": self.owner})
         log.info("stopping: released %d claimed action(s) whose tool had not started", len(runs))
 
-    def _still_leased(self, run: _Run) -> bool:
+    def _still_leased(self, run: Run) -> bool:
         """Whether the lease taken for `run` still covers its whole call (the tools before it ran
         within their timeouts: it does); if not, it is renewed from now, fenced on this executor
         still holding it. A lease taken over meanwhile is left to its new holder."""
@@ -248,7 +307,7 @@ class Executor:
         log.warning("not running %s: its lease was taken over while it waited its turn", run.public_id)
         return False
 
-    def _claim(self, session: Session, kind: Kind, action: Action, now: datetime, queued_s: float) -> _Run | None:
+    def _claim(self, session: Session, kind: Kind, action: Action, now: datetime, queued_s: float) -> Run | None:
         attempt = action.attempts + 1
         timeout_s = self._timeout_of(action)
         lease_until = now + timedelta(seconds=queued_s + timeout_s + self.lease_grace_s)
@@ -277,7 +336,7 @@ class Executor:
                 f"again with the same idempotency key {action.public_id!r}"
             )
             _audit(session, action, "execution.recovered", now, note, {**previous, **data})
-        return _Run(
+        return Run(
             action.id,
             action.public_id,
             action.tool,
@@ -298,7 +357,7 @@ class Executor:
 
     # -- running and recording the outcome ----------------------------------------------------
 
-    def _execute(self, run: _Run) -> _Outcome:
+    def _execute(self, run: Run) -> _Outcome:
         try:
             spec = self.registry.get(run.tool)
             spec.validate(run.params)  # the registry may have changed since the action was drafted
@@ -324,7 +383,13 @@ class Executor:
         note = "the tool is not idempotent, so it may or may not have taken effect and it is not re-run"
         return _Outcome("unknown", f"{timeout}; {note}")
 
-    def _finish(self, run: _Run, outcome: _Outcome) -> None:
+    def _finish(self, run: Run, outcome: _Outcome) -> None:
+        """Record the outcome, fenced on this executor's lease. When it ends the last action of its
+        task's turn still in flight, the turn's results go back into the task's conversation in
+        the same transaction (`agent.turns.hand_back`): the task is locked first (tasks before
+        their actions, as everywhere), and of two executors ending a turn's last two actions at
+        once, the second to lock it sees the first's outcome."""
+        ends = outcome.kind in ("succeeded", "failed") or (outcome.kind == "retry" and run.attempt >= self.max_attempts)
         try:
             with self.sessions.begin() as session:
                 now = self.clock.now()
@@ -333,11 +398,14 @@ class Executor:
                     holder = None if action is None else action.lease_owner
                     log.warning("dropping the outcome of %s: its lease is held by %r", run.public_id, holder)
                     return
+                task = _locked_task(session, action.task_id) if ends else None
                 self._record_outcome(session, action, run, outcome, now)
+                if task is not None:
+                    hand_back(session, task, now)
         except (StaleState, InvalidTransition) as exc:
             log.warning("dropping the outcome of %s: its lease was taken over (%s)", run.public_id, exc)
 
-    def _record_outcome(self, session: Session, action: Action, run: _Run, outcome: _Outcome, now: datetime) -> None:
+    def _record_outcome(self, session: Session, action: Action, run: Run, outcome: _Outcome, now: datetime) -> None:
         fence = [Action.lease_owner == self.owner]
         data: dict[str, Any] = {"attempt": run.attempt}
         error = outcome.error or outcome.kind
@@ -432,7 +500,7 @@ def _claimable() -> Select[Action, str]:
     return select(action, candidates.c.claim_kind).order_by(candidates.c.claim_due, candidates.c.id).limit(limit)
 
 
-def _call_with_timeout(call: Callable[[], Any], run: _Run) -> _Outcome | None:
+def _call_with_timeout(call: Callable[[], Any], run: Run) -> _Outcome | None:
     """Run the tool in a daemon thread; None if it has not returned within the timeout.
 
     A thread cannot be stopped: a tool that overruns is abandoned and its late result ignored.
@@ -453,6 +521,11 @@ def _call_with_timeout(call: Callable[[], Any], run: _Run) -> _Outcome | None:
     thread.start()
     thread.join(run.timeout_s)
     return None if thread.is_alive() or not outcomes else outcomes[0]
+
+
+def _locked_task(session: Session, task_id: int) -> Task | None:
+    query = select(Task).where(Task.id == task_id).with_for_update().execution_options(populate_existing=True)
+    return session.scalars(query).first()
 
 
 def _audit(session: Session, action: Action, kind: str, now: datetime, note: str | None, data: dict[str, Any]) -> None:

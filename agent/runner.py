@@ -2,11 +2,17 @@
 
 A task is a row. `run_once()` does one unit of work and returns:
 - **resume**: a `waiting` task whose current turn's actions have all ended gets their
-  `tool_result`s appended as the next user message and becomes `running`;
+  `tool_result`s appended as the next user message and becomes `running` (`agent.turns`;
+  the executor does it itself when it ends a turn's last action);
 - **step**: a due `running` (or `stalled`) task is leased, its budget checked, the model
   asked (outside any transaction), and the reply recorded together with the drafted
   actions, fenced on the lease. A reply that was recorded is never asked for again; a
-  reply lost in a crash is asked for again by whoever takes the expired lease.
+  reply lost in a crash is asked for again by whoever takes the expired lease. With an
+  `executor` of this process, the `auto` actions of idempotent tools are claimed for it in
+  that same transaction and handed to it once committed (`Executor.claim_drafted`).
+
+One transaction finds a resume or else a step (`FOR UPDATE SKIP LOCKED`); on SQLite a read
+without the write turn looks first, so that an idle poll queues no click behind it.
 """
 
 from __future__ import annotations
@@ -25,12 +31,14 @@ from structlog.contextvars import bound_contextvars
 
 from agent import budget as budgets
 from agent import router
-from agent.conversation import model_request, split_input, tool_definitions, tool_result
+from agent.conversation import model_request, split_input, tool_definitions
+from agent.executor import Executor, Run
 from agent.model import ModelClient, ModelReply, ModelRequest, ModelRequestError, ModelUnavailable
 from agent.pricing import Price, cost_usd
 from agent.steps import loop_reason, trace, usage_after
 from agent.tasks import UNROUTED, move
 from agent.tools import ToolRegistry
+from agent.turns import hand_back
 from approvals import machine
 from approvals.gate import Draft, submit
 from core import metrics
@@ -70,64 +78,21 @@ class AgentRunner:
         self.rng = rng or random.Random()
         self.prices = {name: Price(p.input, p.output) for name, p in config.model.prices.items()}
         self._tool_definitions: dict[str, list[dict[str, Any]]] = {}
+        self._sqlite = sessions.kw["bind"].dialect.name == "sqlite"
+        # The executor of this process, when one runs beside this runner (`bot.serve`): the
+        # actions it can run at once are claimed for it where they are drafted.
+        self.executor: Executor | None = None
 
     def run_once(self) -> bool:
-        return self._resume_one() or self._step_one()
-
-    def run_until_idle(self, max_units: int = 1000) -> int:
-        done = 0
-        while done < max_units and self.run_once():
-            done += 1
-        return done
-
-    # -- resume -----------------------------------------------------------------------
-
-    def _resume_one(self) -> bool:
         now = self.clock.now()
-        turn_open = exists().where(Action.task_id == Task.id, Action.turn == Task.turn, Action.state.in_(IN_FLIGHT))
-        ready = select(Task).where(Task.state == TaskState.WAITING, ~turn_open).order_by(Task.updated_at, Task.id)
-        if not self._any(ready):
+        ready, due = _ready(), _due(now)
+        if self._sqlite and not self._any(ready, due):
             return False
         with self.sessions.begin() as session:
             task = session.scalars(ready.limit(1).with_for_update(skip_locked=True)).first()
-            if task is None:
-                return False
-            actions = session.scalars(
-                select(Action).where(Action.task_id == task.id, Action.turn == task.turn).order_by(Action.id)
-            ).all()
-            results = [tool_result(session, action) for action in actions]
-            move(
-                session,
-                task,
-                TaskState.RUNNING,
-                actor=SYSTEM,
-                now=now,
-                values={"messages": [*task.messages, {"role": "user", "content": results}], "next_step_at": now},
-            )
-        return True
-
-    def _any(self, query: Select[Task]) -> bool:
-        """Whether `query` finds a task, read without the write turn: an idle poll of the four
-        agent threads must not queue a click's transaction on SQLite."""
-        with reading(self.sessions) as session:
-            return session.scalar(query.with_only_columns(Task.id).limit(1)) is not None
-
-    # -- step -------------------------------------------------------------------------
-
-    def _step_one(self) -> bool:
-        now = self.clock.now()
-        due = (
-            select(Task)
-            .where(
-                Task.state.in_(STEPPING),
-                Task.next_step_at <= now,
-                or_(Task.lease_owner.is_(None), Task.lease_until < now),
-            )
-            .order_by(Task.next_step_at, Task.id)
-        )
-        if not self._any(due):
-            return False
-        with self.sessions.begin() as session:
+            if task is not None:
+                hand_back(session, task, now)
+                return True
             task = session.scalars(due.limit(1).with_for_update(skip_locked=True)).first()
             if task is None:
                 return False
@@ -138,8 +103,22 @@ class AgentRunner:
         with bound_contextvars(task_id=task.public_id, task_type=task.task_type or "unrouted"):
             return self._ask(task.id, *plan)
 
+    def run_until_idle(self, max_units: int = 1000) -> int:
+        done = 0
+        while done < max_units and self.run_once():
+            done += 1
+        return done
+
+    def _any(self, *queries: Select[Task]) -> bool:
+        """Whether one of `queries` finds a task, read without the write turn (SQLite): an idle
+        poll of the four agent threads must not queue a click's transaction."""
+        found = or_(*(query.with_only_columns(Task.id).order_by(None).exists() for query in queries))
+        with reading(self.sessions) as session:
+            return bool(session.scalar(select(found)))
+
     def _ask(self, task_id: int, request: ModelRequest, task_type: TaskTypeConfig | None) -> bool:
-        """One model call for a leased task, outside any transaction, and its recording."""
+        """One model call for a leased task, outside any transaction, and its recording; the
+        actions claimed for this process's executor are handed to it once that commits."""
         started = time.perf_counter()
         try:
             reply = self.model.complete(request)
@@ -155,7 +134,9 @@ class AgentRunner:
         if task_type is None:
             self._record_route(task_id, reply, latency_ms)
         else:
-            self._record(task_id, task_type, reply, latency_ms)
+            claimed = self._record(task_id, task_type, reply, latency_ms)
+            if claimed and self.executor is not None:
+                self.executor.hand(claimed)
         return True
 
     def _plan(self, session: Session, task: Task, now: datetime) -> tuple[ModelRequest, TaskTypeConfig | None] | None:
@@ -244,12 +225,14 @@ class AgentRunner:
             return None
         return task
 
-    def _record(self, task_id: int, task_type: TaskTypeConfig, reply: ModelReply, latency_ms: float) -> None:
+    def _record(self, task_id: int, task_type: TaskTypeConfig, reply: ModelReply, latency_ms: float) -> list[Run]:
+        """Record the reply and draft its actions; returns those claimed for the executor."""
         now = self.clock.now()
+        claimed: list[Run] = []
         with self.sessions.begin() as session:
             task = self._leased(session, task_id)
             if task is None:
-                return
+                return claimed
             cost = cost_usd(reply.model, reply.usage, self.prices)
             trace(session, task, now, "model_call", reply, cost, latency_ms)
             usage = usage_after(task, reply, cost)
@@ -287,7 +270,7 @@ class AgentRunner:
                     fence_owner=True,
                 )
                 metrics.BUDGET_STOPS.labels(task.task_type, "loop").inc()
-                return
+                return claimed
             turn = task.turn + 1
             values = {
                 **usage,
@@ -306,11 +289,11 @@ class AgentRunner:
                     messages=[TaskFinished(task.public_id, text=reply.text)],
                     fence_owner=True,
                 )
-                return
+                return claimed
             move(session, task, TaskState.WAITING, actor=SYSTEM, now=now, values=values, fence_owner=True)
             for use in reply.tool_uses:
                 params, rationale, confidence = split_input(use.get("input"))
-                submit(
+                action = submit(
                     session,
                     task,
                     Draft(str(use.get("name")), params, rationale, confidence),
@@ -321,6 +304,10 @@ class AgentRunner:
                     tool_use_id=str(use.get("id")),
                     admins=self.config.slack.admins,
                 )
+                run = self.executor.claim_drafted(session, action, now) if self.executor is not None else None
+                if run is not None:
+                    claimed.append(run)
+        return claimed
 
     def _unavailable(self, task_id: int, exc: ModelUnavailable) -> None:
         now = self.clock.now()
@@ -379,6 +366,25 @@ class AgentRunner:
 
     def _backoff(self, failures: int) -> float:
         return min(self.backoff_max_s, self.backoff_base_s * 2.0 ** (failures - 1)) * self.rng.uniform(0.5, 1.5)
+
+
+def _ready() -> Select[Task]:
+    """Waiting tasks none of whose current turn's actions is in flight: due a resume."""
+    turn_open = exists().where(Action.task_id == Task.id, Action.turn == Task.turn, Action.state.in_(IN_FLIGHT))
+    return select(Task).where(Task.state == TaskState.WAITING, ~turn_open).order_by(Task.updated_at, Task.id)
+
+
+def _due(now: datetime) -> Select[Task]:
+    """Running (or stalled) tasks due a model step whose lease, if any, has expired."""
+    return (
+        select(Task)
+        .where(
+            Task.state.in_(STEPPING),
+            Task.next_step_at <= now,
+            or_(Task.lease_owner.is_(None), Task.lease_until < now),
+        )
+        .order_by(Task.next_step_at, Task.id)
+    )
 
 
 def _stall(

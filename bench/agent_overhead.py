@@ -165,6 +165,7 @@ def bench_backend(url: str, backend: str, tasks: int, steps: int, warmup: int) -
     assert not check_tool_names(config, registry.names())
     model = InstantModel(steps)
     runner, executor = AgentRunner(sessions, config, registry, model, clock), Executor(sessions, registry, clock)
+    runner.executor = executor  # as `serve` wires them (bot/serve.py, `Process.workers`)
     counter = Counter(engine)
     units: list[Unit] = []
     for number in range(warmup + tasks):
