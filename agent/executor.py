@@ -99,6 +99,8 @@ class Run:
     requester: str | None
     decided_by: str | None
     lease_until: datetime  # as claimed; renewed if the run's turn comes too late for it
+    task_id: int
+    turn: int  # of its task: the outcome of a turn's last action hands the turn back
 
 
 @dataclass(frozen=True)
@@ -348,6 +350,8 @@ class Executor:
             action.requester,
             action.decided_by,
             lease_until,
+            action.task_id,
+            action.turn,
         )
 
     def _timeout_of(self, action: Action) -> float:
@@ -386,22 +390,27 @@ class Executor:
     def _finish(self, run: Run, outcome: _Outcome) -> None:
         """Record the outcome, fenced on this executor's lease. When it ends the last action of its
         task's turn still in flight, the turn's results go back into the task's conversation in
-        the same transaction (`agent.turns.hand_back`): the task is locked first (tasks before
-        their actions, as everywhere), and of two executors ending a turn's last two actions at
-        once, the second to lock it sees the first's outcome."""
+        the same transaction (`agent.turns.hand_back`). The task is then locked first (tasks
+        before their actions, as everywhere), read with its turn's actions in one statement; of
+        two executors ending a turn's last two actions at once, the second to lock it sees the
+        first's outcome (`hand_back` reads them again when the first read shows one in flight)."""
         ends = outcome.kind in ("succeeded", "failed") or (outcome.kind == "retry" and run.attempt >= self.max_attempts)
         try:
             with self.sessions.begin() as session:
                 now = self.clock.now()
-                action = session.get(Action, run.id)
+                task, turn = None, None
+                if ends:
+                    task, turn = _turn(session, run)
+                    action = next((row for row in turn if row.id == run.id), None)
+                else:
+                    action = session.get(Action, run.id)
                 if action is None or action.state != S.EXECUTING or action.lease_owner != self.owner:
                     holder = None if action is None else action.lease_owner
                     log.warning("dropping the outcome of %s: its lease is held by %r", run.public_id, holder)
                     return
-                task = _locked_task(session, action.task_id) if ends else None
                 self._record_outcome(session, action, run, outcome, now)
                 if task is not None:
-                    hand_back(session, task, now)
+                    hand_back(session, task, now, turn if task.turn == run.turn else None)
         except (StaleState, InvalidTransition) as exc:
             log.warning("dropping the outcome of %s: its lease was taken over (%s)", run.public_id, exc)
 
@@ -523,9 +532,17 @@ def _call_with_timeout(call: Callable[[], Any], run: Run) -> _Outcome | None:
     return None if thread.is_alive() or not outcomes else outcomes[0]
 
 
-def _locked_task(session: Session, task_id: int) -> Task | None:
-    query = select(Task).where(Task.id == task_id).with_for_update().execution_options(populate_existing=True)
-    return session.scalars(query).first()
+def _turn(session: Session, run: Run) -> tuple[Task | None, list[Action]]:
+    """The run's task, locked, and the actions of the run's turn, in one statement."""
+    query = (
+        select(Task, Action)
+        .join(Action, Action.task_id == Task.id)
+        .where(Task.id == run.task_id, Action.turn == run.turn)
+        .order_by(Action.id)
+        .with_for_update(of=Task)
+    )
+    rows = session.execute(query).all()
+    return (rows[0][0] if rows else None), [action for _, action in rows]
 
 
 def _audit(session: Session, action: Action, kind: str, now: datetime, note: str | None, data: dict[str, Any]) -> None:

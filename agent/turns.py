@@ -22,15 +22,17 @@ from core.models import Action, Decision, Task
 from core.states import IN_FLIGHT, TaskState
 
 
-def hand_back(session: Session, task: Task, now: datetime) -> bool:
+def hand_back(session: Session, task: Task, now: datetime, actions: Sequence[Action] | None = None) -> bool:
     """If `task` (locked by the caller) waits for its turn and none of the turn's actions is in
     flight any more, append their `tool_result`s as the next user message and set it running;
-    whether it did."""
+    whether it did. `actions`: the turn's, if the caller has read them in this transaction (an
+    ended action never moves again, so a read showing none in flight is final; one showing some
+    may be older than the task's lock, and they are read again)."""
     if task.state != TaskState.WAITING:
         return False
-    actions = session.scalars(
-        select(Action).where(Action.task_id == task.id, Action.turn == task.turn).order_by(Action.id)
-    ).all()
+    if actions is None or any(action.state in IN_FLIGHT for action in actions):
+        query = select(Action).where(Action.task_id == task.id, Action.turn == task.turn).order_by(Action.id)
+        actions = session.scalars(query.execution_options(populate_existing=True)).all()
     if any(action.state in IN_FLIGHT for action in actions):
         return False
     message = {"role": "user", "content": tool_results(session, actions)}
