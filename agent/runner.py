@@ -23,10 +23,11 @@ import random
 import socket
 import time
 from datetime import datetime, timedelta
+from functools import cache
 from typing import Any
 
-from sqlalchemy import Select, exists, or_, select
-from sqlalchemy.orm import Session, sessionmaker
+from sqlalchemy import and_, bindparam, exists, or_, select, update
+from sqlalchemy.orm import Session, aliased, sessionmaker
 from structlog.contextvars import bound_contextvars
 
 from agent import budget as budgets
@@ -36,7 +37,7 @@ from agent.executor import Executor, Run
 from agent.model import ModelClient, ModelReply, ModelRequest, ModelRequestError, ModelUnavailable
 from agent.pricing import Price, cost_usd
 from agent.steps import loop_reason, trace, usage_after
-from agent.tasks import UNROUTED, move
+from agent.tasks import UNROUTED, TaskError, move
 from agent.tools import ToolRegistry
 from agent.turns import hand_back
 from approvals import machine
@@ -78,30 +79,31 @@ class AgentRunner:
         self.rng = rng or random.Random()
         self.prices = {name: Price(p.input, p.output) for name, p in config.model.prices.items()}
         self._tool_definitions: dict[str, list[dict[str, Any]]] = {}
-        self._sqlite = sessions.kw["bind"].dialect.name == "sqlite"
+        bind = sessions.kw["bind"]
+        self._sqlite = bind.dialect.name == "sqlite"
+        # Leases are taken by one statement; on PostgreSQL outside any transaction (one round
+        # trip instead of BEGIN, a read, an UPDATE and COMMIT).
+        self._leasing = (
+            sessions
+            if self._sqlite
+            else sessionmaker(bind.execution_options(isolation_level="AUTOCOMMIT"), expire_on_commit=False)
+        )
         # The executor of this process, when one runs beside this runner (`bot.serve`): the
         # actions it can run at once are claimed for it where they are drafted.
         self.executor: Executor | None = None
 
     def run_once(self) -> bool:
         now = self.clock.now()
-        ready, due = _ready(), _due(now)
-        if self._sqlite and not self._any(ready, due):
+        if self._sqlite and not self._any(now):
             return False
-        with self.sessions.begin() as session:
-            task = session.scalars(ready.limit(1).with_for_update(skip_locked=True)).first()
-            if task is not None:
-                hand_back(session, task, now)
-                return True
-            task = session.scalars(due.limit(1).with_for_update(skip_locked=True)).first()
-            if task is None:
-                return False
-            plan = self._plan(session, task, now)
-            if plan is None:
-                return True
-            task.lease_owner, task.lease_until = self.owner, now + self.lease
+        with self._leasing.begin() as session:
+            values = {"now": now, "owner": self.owner, "until": now + self.lease}
+            task = session.scalars(_lease_next(), values).first()
+        if task is None:
+            return self._resume_next(now)
         with bound_contextvars(task_id=task.public_id, task_type=task.task_type or "unrouted"):
-            return self._ask(task.id, *plan)
+            plan = self._plan(task, now)
+            return True if plan is None else self._ask(task, *plan)
 
     def run_until_idle(self, max_units: int = 1000) -> int:
         done = 0
@@ -109,17 +111,37 @@ class AgentRunner:
             done += 1
         return done
 
-    def _any(self, *queries: Select[Task]) -> bool:
-        """Whether one of `queries` finds a task, read without the write turn (SQLite): an idle
+    def _any(self, now: datetime) -> bool:
+        """Whether a task is due a resume or a step, read without the write turn (SQLite): an idle
         poll of the four agent threads must not queue a click's transaction."""
-        found = or_(*(query.with_only_columns(Task.id).order_by(None).exists() for query in queries))
+        ready, due = select(Task.id).where(_ready()).exists(), select(Task.id).where(_due(Task, now)).exists()
         with reading(self.sessions) as session:
-            return bool(session.scalar(select(found)))
+            return bool(session.scalar(select(or_(ready, due))))
 
-    def _ask(self, task_id: int, request: ModelRequest, task_type: TaskTypeConfig | None) -> bool:
+    def _resume_next(self, now: datetime) -> bool:
+        """Hand a finished turn back to its task's conversation (one whose last action did not end
+        in an executor of this process)."""
+        if not self._sqlite:
+            with self._leasing() as session:  # a look first, without a transaction
+                if not session.scalar(select(select(Task.id).where(_ready()).exists())):
+                    return False
+        with self.sessions.begin() as session:
+            task = session.scalars(
+                select(Task)
+                .where(_ready())
+                .order_by(Task.updated_at, Task.id)
+                .limit(1)
+                .with_for_update(skip_locked=True)
+            ).first()
+            if task is None:
+                return False
+            hand_back(session, task, now)
+            return True
+
+    def _ask(self, task: Task, request: ModelRequest, task_type: TaskTypeConfig | None) -> bool:
         """One model call for a leased task, outside any transaction, and its recording; the
         actions claimed for this process's executor are handed to it once that commits."""
-        started = time.perf_counter()
+        task_id, started = task.id, time.perf_counter()
         try:
             reply = self.model.complete(request)
         except ModelUnavailable as exc:
@@ -134,43 +156,48 @@ class AgentRunner:
         if task_type is None:
             self._record_route(task_id, reply, latency_ms)
         else:
-            claimed = self._record(task_id, task_type, reply, latency_ms)
+            claimed = self._record(task, task_type, reply, latency_ms)
             if claimed and self.executor is not None:
                 self.executor.hand(claimed)
         return True
 
-    def _plan(self, session: Session, task: Task, now: datetime) -> tuple[ModelRequest, TaskTypeConfig | None] | None:
-        """The model request the claimed task needs next (with its task type; None while it is
-        unrouted), or None when it may not ask: then it is settled here, in the claim."""
+    def _plan(self, task: Task, now: datetime) -> tuple[ModelRequest, TaskTypeConfig | None] | None:
+        """The model request the task just leased needs next (with its task type; None while it is
+        unrouted), or None when it may not ask: then it is settled here."""
         if task.task_type == UNROUTED:
             return router.request(self.config, task.messages), None
         task_type = self.config.task_types.get(task.task_type)
         if task_type is None:
-            move(
-                session,
+            self._settle(
                 task,
+                now,
                 TaskState.FAILED,
-                actor=SYSTEM,
-                now=now,
-                messages=[TaskFinished(task.public_id)],
                 note=f"task type {task.task_type!r} is no longer configured",
+                values={"lease_owner": None, "lease_until": None},
+                messages=[TaskFinished(task.public_id)],
             )
             return None
-        stop = budgets.exceeded(session, task, task_type.budget, now)
+        with reading(self.sessions) as session:  # no query unless the type has a daily budget
+            stop = budgets.exceeded(session, task, task_type.budget, now)
         if stop is not None:
-            move(
-                session,
-                task,
-                TaskState.PAUSED,
-                actor=SYSTEM,
-                now=now,
-                note=stop,
-                values={"paused_reason": stop, "lease_owner": None, "next_step_at": None},
-                messages=[TaskPaused(task.public_id, stop, "budget")],
-            )
-            metrics.BUDGET_STOPS.labels(task.task_type, "budget").inc()
+            values = {"paused_reason": stop, "lease_owner": None, "lease_until": None, "next_step_at": None}
+            messages = [TaskPaused(task.public_id, stop, "budget")]
+            if self._settle(task, now, TaskState.PAUSED, note=stop, values=values, messages=messages):
+                metrics.BUDGET_STOPS.labels(task.task_type, "budget").inc()
             return None
         return self._request(task, task_type), task_type
+
+    def _settle(self, task: Task, now: datetime, target: TaskState, **move_args: Any) -> bool:
+        """Move a task just leased to this runner that may not ask the model, fenced on the lease;
+        whether it moved (a person may have stopped it meanwhile)."""
+        try:
+            with self.sessions.begin() as session:
+                session.add(task)
+                move(session, task, target, actor=SYSTEM, now=now, fence_owner=True, **move_args)
+        except TaskError as exc:
+            log.info("not settling task %s: %s", task.public_id, exc)
+            return False
+        return True
 
     def _record_route(self, task_id: int, reply: ModelReply, latency_ms: float) -> None:
         now = self.clock.now()
@@ -225,16 +252,34 @@ class AgentRunner:
             return None
         return task
 
-    def _record(self, task_id: int, task_type: TaskTypeConfig, reply: ModelReply, latency_ms: float) -> list[Run]:
-        """Record the reply and draft its actions; returns those claimed for the executor."""
+    def _record(self, task: Task, task_type: TaskTypeConfig, reply: ModelReply, latency_ms: float) -> list[Run]:
+        """Record the reply and draft its actions; returns those claimed for the executor.
+
+        The task is taken as it was claimed, not read again: its lease makes this runner its
+        only writer but for a stall or a stop, and each write of the step follows the task's
+        move, fenced on the lease and on the state it was claimed in. Should that move lose
+        (the task was stalled or stopped meanwhile), nothing is written and the step is
+        recorded from the task as it now is, read under a lock (`_leased`)."""
+        task_id = task.id
+        try:
+            return self._record_step(task_id, task, task_type, reply, latency_ms)
+        except TaskError:
+            return self._record_step(task_id, None, task_type, reply, latency_ms)
+
+    def _record_step(
+        self, task_id: int, claimed: Task | None, task_type: TaskTypeConfig, reply: ModelReply, latency_ms: float
+    ) -> list[Run]:
         now = self.clock.now()
-        claimed: list[Run] = []
+        runs: list[Run] = []
         with self.sessions.begin() as session:
-            task = self._leased(session, task_id)
+            if claimed is not None:
+                session.add(claimed)
+                task: Task | None = claimed
+            else:
+                task = self._leased(session, task_id)
             if task is None:
-                return claimed
+                return runs
             cost = cost_usd(reply.model, reply.usage, self.prices)
-            trace(session, task, now, "model_call", reply, cost, latency_ms)
             usage = usage_after(task, reply, cost)
             if task.state == TaskState.STALLED:
                 machine.record(
@@ -269,8 +314,9 @@ class AgentRunner:
                     messages=[TaskPaused(task.public_id, loop, "loop")],
                     fence_owner=True,
                 )
+                trace(session, task, now, "model_call", reply, cost, latency_ms)
                 metrics.BUDGET_STOPS.labels(task.task_type, "loop").inc()
-                return claimed
+                return runs
             turn = task.turn + 1
             values = {
                 **usage,
@@ -289,8 +335,10 @@ class AgentRunner:
                     messages=[TaskFinished(task.public_id, text=reply.text)],
                     fence_owner=True,
                 )
-                return claimed
+                trace(session, task, now, "model_call", reply, cost, latency_ms)
+                return runs
             move(session, task, TaskState.WAITING, actor=SYSTEM, now=now, values=values, fence_owner=True)
+            trace(session, task, now, "model_call", reply, cost, latency_ms)
             for use in reply.tool_uses:
                 params, rationale, confidence = split_input(use.get("input"))
                 action = submit(
@@ -306,8 +354,8 @@ class AgentRunner:
                 )
                 run = self.executor.claim_drafted(session, action, now) if self.executor is not None else None
                 if run is not None:
-                    claimed.append(run)
-        return claimed
+                    runs.append(run)
+        return runs
 
     def _unavailable(self, task_id: int, exc: ModelUnavailable) -> None:
         now = self.clock.now()
@@ -368,22 +416,44 @@ class AgentRunner:
         return min(self.backoff_max_s, self.backoff_base_s * 2.0 ** (failures - 1)) * self.rng.uniform(0.5, 1.5)
 
 
-def _ready() -> Select[Task]:
-    """Waiting tasks none of whose current turn's actions is in flight: due a resume."""
-    turn_open = exists().where(Action.task_id == Task.id, Action.turn == Task.turn, Action.state.in_(IN_FLIGHT))
-    return select(Task).where(Task.state == TaskState.WAITING, ~turn_open).order_by(Task.updated_at, Task.id)
+def _ready(task: Any = Task) -> Any:
+    """`task` (the table or an alias) waits and none of its current turn's actions is in flight:
+    due a resume."""
+    turn_open = exists().where(Action.task_id == task.id, Action.turn == task.turn, Action.state.in_(IN_FLIGHT))
+    return and_(task.state == TaskState.WAITING, ~turn_open)
 
 
-def _due(now: datetime) -> Select[Task]:
-    """Running (or stalled) tasks due a model step whose lease, if any, has expired."""
+def _due(task: Any, now: Any) -> Any:
+    """`task` is running (or stalled), due a model step, and its lease, if any, has expired."""
+    return and_(
+        task.state.in_(STEPPING),
+        task.next_step_at <= now,
+        or_(task.lease_owner.is_(None), task.lease_until < now),
+    )
+
+
+@cache
+def _lease_next() -> Any:
+    """Lease the task due a step the longest to `owner` until `until`, unless a resume is due
+    (turns are finished first), returning it: one statement (`FOR UPDATE SKIP LOCKED` in its
+    sub-select), built once with `now`, `owner` and `until` bound. On PostgreSQL it runs alone,
+    outside a transaction: one round trip, atomic by itself."""
+    candidate, waiting = aliased(Task), aliased(Task)
+    due = (
+        select(candidate.id)
+        .where(_due(candidate, bindparam("now", type_=Task.next_step_at.type)))
+        .order_by(candidate.next_step_at, candidate.id)
+        .limit(1)
+        .with_for_update(skip_locked=True)
+        .scalar_subquery()
+    )
+    ready = select(waiting.id).where(_ready(waiting)).exists()
     return (
-        select(Task)
-        .where(
-            Task.state.in_(STEPPING),
-            Task.next_step_at <= now,
-            or_(Task.lease_owner.is_(None), Task.lease_until < now),
-        )
-        .order_by(Task.next_step_at, Task.id)
+        update(Task)
+        .where(Task.id == due, ~ready)
+        .values(lease_owner=bindparam("owner"), lease_until=bindparam("until"))
+        .returning(Task)
+        .execution_options(synchronize_session=False)
     )
 
 
