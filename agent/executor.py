@@ -144,7 +144,7 @@ class Executor:
         self._rng = rng or random.Random()
         # Set when the process stops: claimed actions whose tool has not started are let go.
         self.stopping = threading.Event()
-        # Actions claimed for this executor in the transactions that drafted them (`claim_drafted`),
+        # Actions claimed for this executor in the transactions that drafted them (`lease_for`),
         # to run next; the loop running this executor is woken by `wakeup` when one is handed over.
         self._handed: deque[Run] = deque()
         self.wakeup: Wakeup | None = None
@@ -205,28 +205,33 @@ class Executor:
 
     # -- actions claimed where they are drafted ----------------------------------------------
 
-    def claim_drafted(self, session: Session, action: Action, now: datetime) -> Run | None:
-        """Claim for this executor, in the transaction that drafted it, an `auto` action of an
-        idempotent tool, to run as soon as that commits (`hand`): the claim costs no transaction
-        of its own, and the same events are written (`execution.attempt`, then the outcome).
+    def lease_for(self, action: Action, now: datetime) -> dict[str, Any] | None:
+        """The lease to insert a drafted `auto` action with, claimed for this executor to run as
+        soon as the drafting transaction commits (`claimed_drafted`, then `hand`): the claim
+        costs no transaction, nor even a statement, of its own.
 
-        Only while this executor keeps up (fewer than `batch` handed actions not started) and is
-        not stopping; otherwise the action is left to a claim, as any due one. A crash after the
-        commit leaves it leased, as a crash after a claim does: whoever takes the expired lease
-        runs it again with the same idempotency key, which is why a tool that is not idempotent
-        is never claimed here (it would become `unknown` without having started)."""
-        if (
-            self.stopping.is_set()
-            or len(self._handed) >= self.batch
-            or action.state != S.EXECUTING
-            or action.lease_owner is not None
-            or not action.idempotent
-        ):
+        Only for an idempotent tool, and while this executor keeps up (fewer than `batch` handed
+        actions not started) and is not stopping; otherwise (None) the action is left to a
+        claim, as any due one. A crash after the commit leaves it leased, as a crash after a
+        claim does: whoever takes the expired lease runs it again with the same idempotency
+        key, which is why a tool that is not idempotent is never claimed here (it would become
+        `unknown` without having started)."""
+        if self.stopping.is_set() or len(self._handed) >= self.batch or not action.idempotent:
             return None
-        return self._claim(session, "due", action, now, 0.0)
+        lease_until = now + timedelta(seconds=self._timeout_of(action) + self.lease_grace_s)
+        return {"lease_owner": self.owner, "lease_until": lease_until, "attempts": 1}
+
+    def claimed_drafted(self, session: Session, action: Action, now: datetime) -> Run | None:
+        """The run of an action the gate inserted with `lease_for`'s lease (None for any other),
+        its claim audited as any claim is (`execution.attempt`)."""
+        if action.state != S.EXECUTING or action.lease_owner != self.owner or action.lease_until is None:
+            return None
+        data = {"attempt": action.attempts, "lease_owner": self.owner, "lease_until": action.lease_until.isoformat()}
+        _audit(session, action, "execution.attempt", now, None, data)
+        return _run_of(action, action.attempts, self._timeout_of(action), action.lease_until)
 
     def hand(self, runs: Sequence[Run]) -> None:
-        """Queue actions `claim_drafted` claimed, once their transaction has committed."""
+        """Queue actions claimed where they were drafted (`claimed_drafted`), once that has committed."""
         self._handed.extend(runs)
         if self.wakeup is not None:
             self.wakeup.wake()
@@ -338,21 +343,7 @@ class Executor:
                 f"again with the same idempotency key {action.public_id!r}"
             )
             _audit(session, action, "execution.recovered", now, note, {**previous, **data})
-        return Run(
-            action.id,
-            action.public_id,
-            action.tool,
-            dict(action.params),
-            attempt,
-            timeout_s,
-            action.idempotent,
-            action.task_type,
-            action.requester,
-            action.decided_by,
-            lease_until,
-            action.task_id,
-            action.turn,
-        )
+        return _run_of(action, attempt, timeout_s, lease_until)
 
     def _timeout_of(self, action: Action) -> float:
         if action.timeout_s > 0:
@@ -507,6 +498,24 @@ def _claimable() -> Select[Action, str]:
     candidates = union_all(*branches).subquery()
     action = aliased(Action, candidates)
     return select(action, candidates.c.claim_kind).order_by(candidates.c.claim_due, candidates.c.id).limit(limit)
+
+
+def _run_of(action: Action, attempt: int, timeout_s: float, lease_until: datetime) -> Run:
+    return Run(
+        action.id,
+        action.public_id,
+        action.tool,
+        dict(action.params),
+        attempt,
+        timeout_s,
+        action.idempotent,
+        action.task_type,
+        action.requester,
+        action.decided_by,
+        lease_until,
+        action.task_id,
+        action.turn,
+    )
 
 
 def _call_with_timeout(call: Callable[[], Any], run: Run) -> _Outcome | None:

@@ -9,7 +9,7 @@ A task is a row. `run_once()` does one unit of work and returns:
   actions, fenced on the lease. A reply that was recorded is never asked for again; a
   reply lost in a crash is asked for again by whoever takes the expired lease. With an
   `executor` of this process, the `auto` actions of idempotent tools are claimed for it in
-  that same transaction and handed to it once committed (`Executor.claim_drafted`).
+  that same transaction and handed to it once committed (`Executor.lease_for`).
 
 One transaction finds a resume or else a step (`FOR UPDATE SKIP LOCKED`); on SQLite a read
 without the write turn looks first, so that an idle poll queues no click behind it.
@@ -177,8 +177,10 @@ class AgentRunner:
                 messages=[TaskFinished(task.public_id)],
             )
             return None
-        with reading(self.sessions) as session:  # no query unless the type has a daily budget
-            stop = budgets.exceeded(session, task, task_type.budget, now)
+        stop = budgets.over_task(task, task_type.budget)
+        if stop is None and budgets.daily(task_type.budget):
+            with reading(self.sessions) as session:
+                stop = budgets.over_day(session, task, task_type.budget, now)
         if stop is not None:
             values = {"paused_reason": stop, "lease_owner": None, "lease_until": None, "next_step_at": None}
             messages = [TaskPaused(task.public_id, stop, "budget")]
@@ -339,6 +341,7 @@ class AgentRunner:
                 return runs
             move(session, task, TaskState.WAITING, actor=SYSTEM, now=now, values=values, fence_owner=True)
             trace(session, task, now, "model_call", reply, cost, latency_ms)
+            executor = self.executor
             for use in reply.tool_uses:
                 params, rationale, confidence = split_input(use.get("input"))
                 action = submit(
@@ -351,8 +354,9 @@ class AgentRunner:
                     turn=turn,
                     tool_use_id=str(use.get("id")),
                     admins=self.config.slack.admins,
+                    claim=None if executor is None else lambda drafted: executor.lease_for(drafted, now),
                 )
-                run = self.executor.claim_drafted(session, action, now) if self.executor is not None else None
+                run = None if executor is None else executor.claimed_drafted(session, action, now)
                 if run is not None:
                     runs.append(run)
         return runs

@@ -7,7 +7,7 @@ out-of-scope tool or invalid params are refused and recorded, and never reach a 
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -46,9 +46,12 @@ def submit(
     turn: int = 0,
     tool_use_id: str | None = None,
     admins: Sequence[str] = (),
+    claim: Callable[[Action], Mapping[str, Any] | None] | None = None,
 ) -> Action:
     """Record the draft as an action and route it; returns the action in its new state
-    (`refused` with `error` set when the draft is out of scope or invalid).
+    (`refused` with `error` set when the draft is out of scope or invalid). `claim`: asked for
+    the lease of an action routed to `executing`, to insert it with (an executor of the
+    drafting process takes it at once; None leaves it to any executor).
 
     The action is inserted once, in the state it is routed to: its `action.drafted` event and
     the event of its move out of `drafted` are written as `machine.move` would write them, but
@@ -100,8 +103,9 @@ def submit(
             session, action, ActionState.SCHEDULED, now=now, data=data, values={"run_at": deadline}, messages=messages
         )
     else:
-        # No lease yet: the executor claims it like an action waiting for its next attempt.
-        _enter(session, action, ActionState.EXECUTING, now=now, data=data, values={"run_at": now})
+        # Without a lease, any executor claims it like an action waiting for its next attempt.
+        lease = claim(action) if claim is not None else None
+        _enter(session, action, ActionState.EXECUTING, now=now, data=data, values={"run_at": now, **(lease or {})})
     return action
 
 

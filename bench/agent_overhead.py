@@ -38,7 +38,7 @@ from contextlib import ExitStack
 from dataclasses import dataclass, replace
 from pathlib import Path
 
-from sqlalchemy import Engine, event, func, select
+from sqlalchemy import Connection, Engine, event, func, select
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
@@ -104,8 +104,13 @@ class Counter:
     def __init__(self, engine: Engine) -> None:
         self.thread, self.counts = threading.get_ident(), {"statements": 0, "commits": 0, "checkouts": 0}
         event.listen(engine, "before_cursor_execute", lambda *_: self._count("statements"))
-        event.listen(engine, "commit", lambda *_: self._count("commits"))
+        event.listen(engine, "commit", self._commit)
         event.listen(engine.pool, "checkout", lambda *_: self._count("checkouts"))
+
+    def _commit(self, connection: Connection) -> None:
+        # A statement run outside a transaction (the runner's lease on PostgreSQL) commits nothing.
+        if connection.get_execution_options().get("isolation_level") != "AUTOCOMMIT":
+            self._count("commits")
 
     def _count(self, name: str) -> None:
         if threading.get_ident() == self.thread:
