@@ -541,16 +541,18 @@ def _call_with_timeout(call: Callable[[], Any], run: Run) -> _Outcome | None:
     return None if thread.is_alive() or not outcomes else outcomes[0]
 
 
+_TURN = (
+    select(Task, Action)
+    .join(Action, Action.task_id == Task.id)
+    .where(Task.id == bindparam("task_id"), Action.turn == bindparam("turn"))
+    .order_by(Action.id)
+    .with_for_update(of=Task)
+)
+
+
 def _turn(session: Session, run: Run) -> tuple[Task | None, list[Action]]:
-    """The run's task, locked, and the actions of the run's turn, in one statement."""
-    query = (
-        select(Task, Action)
-        .join(Action, Action.task_id == Task.id)
-        .where(Task.id == run.task_id, Action.turn == run.turn)
-        .order_by(Action.id)
-        .with_for_update(of=Task)
-    )
-    rows = session.execute(query).all()
+    """The run's task, locked, and the actions of the run's turn, in one statement (`_TURN`)."""
+    rows = session.execute(_TURN, {"task_id": run.task_id, "turn": run.turn}).all()
     return (rows[0][0] if rows else None), [action for _, action in rows]
 
 

@@ -20,7 +20,7 @@ from collections.abc import Sequence
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import and_, exists, func, or_, select
+from sqlalchemy import and_, bindparam, exists, func, or_, select
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session
@@ -88,6 +88,12 @@ _MAY_DEMOTE = and_(
 )
 
 
+# The type's row and whether an outcome that could demote it waits: one statement, built once.
+_GATE_READ = select(
+    AutonomyState, exists().where(Action.task_type == bindparam("name"), _MAY_DEMOTE).label("may_demote")
+).where(AutonomyState.task_type == bindparam("name"))
+
+
 def gate_level(
     session: Session, name: str, task_type: TaskTypeConfig, now: datetime, admins: Sequence[str] = ()
 ) -> tuple[AutonomyLevel, bool]:
@@ -98,10 +104,7 @@ def gate_level(
     matches the row: a demotion is then only ever caused by an outcome labelled elsewhere, and
     routing to `auto` or `hitl` does not race one (a demotion re-gates only actions in a veto
     window). A draft bound for a veto window takes `locked_level` before it is written."""
-    may_demote = exists().where(Action.task_type == name, _MAY_DEMOTE)
-    row = session.execute(
-        select(AutonomyState, may_demote.label("may_demote")).where(AutonomyState.task_type == name)
-    ).first()
+    row = session.execute(_GATE_READ, {"name": name}).first()
     if row is not None and not row.may_demote and _matches(row[0], task_type):
         return min(_level(row[0]), task_type.graduation.ceiling), False
     state = settle(session, name, task_type, now, admins)
