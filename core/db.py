@@ -20,10 +20,12 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import Engine, create_engine, event, update
+from sqlalchemy import Engine, Update, bindparam, create_engine, event, update
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import DisconnectionError
 from sqlalchemy.orm import Session, sessionmaker
+from sqlalchemy.sql import operators
+from sqlalchemy.sql.elements import BinaryExpression, BindParameter, ClauseElement, Null
 
 from core.errors import DatabaseBusy, DatabaseOwned
 from core.settings import Settings
@@ -194,8 +196,64 @@ def compare_and_set(session: Session, model: type[Any], row_id: int, *expected: 
 
     The one compare-and-set every lifecycle move and fenced write goes through: a row that
     no longer matches what the caller saw (another click, replica or executor moved it
-    first) is left as it is, and the caller says what that means."""
-    result = session.execute(
-        update(model).where(model.id == row_id, *expected).values(**values).execution_options(synchronize_session=False)
-    )
+    first) is left as it is, and the caller says what that means.
+
+    Its statement is built once per shape (the model, each condition's column and operator,
+    the columns set) and run with this call's values: building an ORM UPDATE and its cache key
+    costs several times what running it does, on every move. Pending changes are flushed first,
+    as the ORM would. A condition of another shape (not `column <op> value` or `IS [NOT] NULL`
+    on the model's own table) or a value that is a SQL expression is built as before."""
+    cached = _cas_statement(model, expected, values)
+    if cached is None:
+        result = session.execute(
+            update(model)
+            .where(model.id == row_id, *expected)
+            .values(**values)
+            .execution_options(synchronize_session=False)
+        )
+    else:
+        statement, params = cached
+        if session.autoflush:
+            session.flush()
+        params.update({f"cas_v_{name}": value for name, value in values.items()}, cas_id=row_id)
+        result = session.execute(statement, params)
     return getattr(result, "rowcount", 0) == 1
+
+
+_COMPARISONS = frozenset({operators.eq, operators.ne, operators.lt, operators.le, operators.gt, operators.ge})
+_NULL_TESTS = frozenset({operators.is_, operators.is_not})
+_CAS_STATEMENTS: dict[tuple[Any, ...], Update] = {}
+
+
+def _cas_statement(
+    model: type[Any], expected: tuple[Any, ...], values: dict[str, Any]
+) -> tuple[Update, dict[str, Any]] | None:
+    """The statement of this shape, built once, and the values of its conditions; None when a
+    condition or a value is of a shape it does not cover."""
+    table = model.__table__
+    shape: list[tuple[str, Any, bool]] = []
+    params: dict[str, Any] = {}
+    for index, condition in enumerate(expected):
+        if not isinstance(condition, BinaryExpression) or getattr(condition.left, "table", None) is not table:
+            return None
+        operator, right = condition.operator, condition.right
+        if operator in _NULL_TESTS and isinstance(right, Null):
+            shape.append((str(condition.left.key), operator, False))
+        elif operator in _COMPARISONS and isinstance(right, BindParameter) and not right.expanding:
+            shape.append((str(condition.left.key), operator, True))
+            params[f"cas_e{index}"] = right.effective_value
+        else:
+            return None
+    if any(isinstance(value, ClauseElement) for value in values.values()):
+        return None
+    key = (model, tuple(shape), tuple(values))
+    statement = _CAS_STATEMENTS.get(key)
+    if statement is None:
+        columns = model.__mapper__.columns
+        conditions = [table.c.id == bindparam("cas_id", type_=table.c.id.type)]
+        for index, (name, operator, compared) in enumerate(shape):
+            column = table.c[name]
+            conditions.append(operator(column, bindparam(f"cas_e{index}", type_=column.type) if compared else None))
+        changes = {columns[name]: bindparam(f"cas_v_{name}", type_=columns[name].type) for name in values}
+        statement = _CAS_STATEMENTS[key] = update(table).where(*conditions).values(changes)
+    return statement, params

@@ -4,10 +4,10 @@ from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
 
 import pytest
-from sqlalchemy import Engine, text
+from sqlalchemy import Engine, select, text
 from sqlalchemy.exc import OperationalError
 
-from core.db import make_engine, normalize_url, own_sqlite_database
+from core.db import compare_and_set, make_engine, normalize_url, own_sqlite_database
 from core.errors import DatabaseOwned
 from core.migrate import is_at_head
 from core.models import Task
@@ -92,3 +92,20 @@ def test_a_postgres_connection_reused_at_once_is_not_pinged_and_a_dead_one_fails
     with engine.connect() as conn:  # the failure invalidated the pool: the next one reconnects
         assert conn.execute(text("SELECT 1")).scalar() == 1
     engine.dispose()
+
+
+def test_compare_and_set_wins_once_for_each_shape_it_builds_once_and_for_any_other(sessions) -> None:
+    now = datetime.now(UTC)
+    with sessions.begin() as session:
+        task_id = make_task(session, now).id
+        pending = Task(public_id="tsk_pending", task_type="refund", request_text="x", state="running", created_at=now)
+        session.add(pending)  # not flushed: the compare-and-set below flushes it first, as the ORM would
+        pending.updated_at = now
+        assert compare_and_set(session, Task, task_id, Task.state == "running", Task.lease_owner.is_(None), steps=1)
+        assert not compare_and_set(session, Task, task_id, Task.state == "running", Task.steps < 1, steps=2)
+        assert compare_and_set(session, Task, pending.id, Task.lease_owner == None, lease_owner="me")  # noqa: E711
+        # Not a shape it builds once (IN, a SQL expression as the value): built as before.
+        assert compare_and_set(session, Task, task_id, Task.state.in_(["running"]), steps=Task.steps + 1)
+    with sessions() as session:
+        assert session.get_one(Task, task_id).steps == 2
+        assert session.scalars(select(Task.lease_owner).where(Task.public_id == "tsk_pending")).one() == "me"
