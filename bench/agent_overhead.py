@@ -238,7 +238,7 @@ def summary(backend: str, timings: dict[str, list[float]]) -> list[str]:
     runner, executor = p50(timings["runner"]), p50(timings["executor"])
     turn = p50(timings["turn"])
     verdict = "PASS" if turn <= GOAL_MS else "MISS"
-    units = f"step {p50(timings['step']):.2f} + executor {executor:.2f} + resume {p50(timings['resume']):.2f}"
+    units = " + ".join(f"{kind} {p50(timings[kind]):.2f}" for kind in ("step", "executor", "resume") if timings[kind])
     issued = ", ".join(
         f"{statistics.mean(timings[name]):.1f} {name}" for name in ("statements", "commits", "checkouts")
     )
