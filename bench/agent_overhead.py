@@ -213,8 +213,9 @@ def bench_backend(url: str, backend: str, tasks: int, steps: int, warmup: int) -
             f"   n={len(values)}",
             flush=True,
         )
-    for name in ("statements", "commits", "checkouts"):
-        timings[name] = [float(sum(getattr(unit, name) for unit in turn)) for turn in turns]
+    timings["statements"] = [float(sum(unit.statements for unit in turn)) for turn in turns]
+    timings["commits"] = [float(sum(unit.commits for unit in turn)) for turn in turns]
+    timings["checkouts"] = [float(sum(unit.checkouts for unit in turn)) for turn in turns]
     shape = ", ".join(
         f"{kind} {statistics.mean(sum(unit.kind == kind for unit in turn) for turn in turns):.1f}"
         for kind in ("step", "executor", "resume")
