@@ -18,6 +18,7 @@ from core.models import Action, AuditEvent, Task
 from tests.agent.harness import Stack, build_stack, make_config
 from tests.agent.helpers import assert_chain_ok, audit_kinds
 from tests.approvals import shop_tools
+from tests.factories import make_task
 from tests.fakes.anthropic_server import FakeAnthropic
 
 AUTO = {"tools": ["lookup_order", "toggle_flag"], "autonomy": "auto"}
@@ -161,3 +162,19 @@ def test_hand_back_reads_the_turn_again_when_the_callers_read_shows_an_action_in
         task.state = "waiting"
         session.flush()
         assert hand_back(session, task, stack.clock.now(), stale)
+
+
+def test_a_leased_task_whose_type_is_gone_fails_and_lets_go_of_its_lease(
+    sessions: sessionmaker[Session], fake_anthropic: FakeAnthropic
+) -> None:
+    stack = _stack(sessions, fake_anthropic)
+    with stack.sessions.begin() as session:
+        task = make_task(session, stack.clock.now(), task_type="retired")
+        task.next_step_at = stack.clock.now()
+        task_id = task.public_id
+    assert stack.runner.run_once()
+    task = stack.task(task_id)
+    assert (task.state, task.lease_owner, task.lease_until) == ("failed", None, None)
+    assert _task_kinds(stack, task_id) == ["task.failed"]
+    assert [message.payload["task_id"] for message in stack.outbox("task.finished")] == [task_id]
+    assert not stack.fake.requests  # the model was never asked
