@@ -11,8 +11,10 @@ A task is a row. `run_once()` does one unit of work and returns:
   `executor` of this process, the `auto` actions of idempotent tools are claimed for it in
   that same transaction and handed to it once committed (`Executor.lease_for`).
 
-One transaction finds a resume or else a step (`FOR UPDATE SKIP LOCKED`); on SQLite a read
-without the write turn looks first, so that an idle poll queues no click behind it.
+A step's lease is one statement (`UPDATE … RETURNING`, `FOR UPDATE SKIP LOCKED`), run outside
+any transaction on PostgreSQL; it takes no step while a resume is due (turns finish first),
+unless that resume is held by another. On SQLite a read without the write turn looks first,
+so that an idle poll queues no click behind it.
 """
 
 from __future__ import annotations
@@ -96,14 +98,22 @@ class AgentRunner:
         now = self.clock.now()
         if self._sqlite and not self._any(now):
             return False
-        with self._leasing.begin() as session:
-            values = {"now": now, "owner": self.owner, "until": now + self.lease}
-            task = session.scalars(_lease_next(), values).first()
+        task = self._lease(now, after_resumes=True)
         if task is None:
-            return self._resume_next(now)
+            resumed = self._resume_next(now)
+            if resumed is not None:
+                return resumed
+            task = self._lease(now, after_resumes=False)  # the resume due is another's: step meanwhile
+            if task is None:
+                return False
         with bound_contextvars(task_id=task.public_id, task_type=task.task_type or "unrouted"):
             plan = self._plan(task, now)
             return True if plan is None else self._ask(task, *plan)
+
+    def _lease(self, now: datetime, *, after_resumes: bool) -> Task | None:
+        with self._leasing.begin() as session:
+            values = {"now": now, "owner": self.owner, "until": now + self.lease}
+            return session.scalars(_lease_next(after_resumes), values).first()
 
     def run_until_idle(self, max_units: int = 1000) -> int:
         done = 0
@@ -118,23 +128,18 @@ class AgentRunner:
         with reading(self.sessions) as session:
             return bool(session.scalar(select(or_(ready, due))))
 
-    def _resume_next(self, now: datetime) -> bool:
+    def _resume_next(self, now: datetime) -> bool | None:
         """Hand a finished turn back to its task's conversation (one whose last action did not end
-        in an executor of this process)."""
+        in an executor of this process): whether it did; None when one is due but another
+        transaction holds it."""
         if not self._sqlite:
             with self._leasing() as session:  # a look first, without a transaction
-                if not session.scalar(select(select(Task.id).where(_ready()).exists())):
+                if not session.scalar(_resumes()[0]):
                     return False
         with self.sessions.begin() as session:
-            task = session.scalars(
-                select(Task)
-                .where(_ready())
-                .order_by(Task.updated_at, Task.id)
-                .limit(1)
-                .with_for_update(skip_locked=True)
-            ).first()
+            task = session.scalars(_resumes()[1]).first()
             if task is None:
-                return False
+                return None if session.scalar(_resumes()[0]) else False
             hand_back(session, task, now)
             return True
 
@@ -437,11 +442,11 @@ def _due(task: Any, now: Any) -> Any:
 
 
 @cache
-def _lease_next() -> Any:
-    """Lease the task due a step the longest to `owner` until `until`, unless a resume is due
-    (turns are finished first), returning it: one statement (`FOR UPDATE SKIP LOCKED` in its
-    sub-select), built once with `now`, `owner` and `until` bound. On PostgreSQL it runs alone,
-    outside a transaction: one round trip, atomic by itself."""
+def _lease_next(after_resumes: bool) -> Any:
+    """Lease the task due a step the longest to `owner` until `until` (unless, `after_resumes`, a
+    resume is due: turns are finished first), returning it: one statement (`FOR UPDATE SKIP
+    LOCKED` in its sub-select), built once with `now`, `owner` and `until` bound. On PostgreSQL
+    it runs alone, outside a transaction: one round trip, atomic by itself."""
     candidate, waiting = aliased(Task), aliased(Task)
     due = (
         select(candidate.id)
@@ -451,14 +456,22 @@ def _lease_next() -> Any:
         .with_for_update(skip_locked=True)
         .scalar_subquery()
     )
-    ready = select(waiting.id).where(_ready(waiting)).exists()
+    guard = [~select(waiting.id).where(_ready(waiting)).exists()] if after_resumes else []
     return (
         update(Task)
-        .where(Task.id == due, ~ready)
+        .where(Task.id == due, *guard)
         .values(lease_owner=bindparam("owner"), lease_until=bindparam("until"))
         .returning(Task)
         .execution_options(synchronize_session=False)
     )
+
+
+@cache
+def _resumes() -> tuple[Any, Any]:
+    """Whether a task is due a resume, and the one due longest, locked (`SKIP LOCKED`): built once."""
+    look = select(select(Task.id).where(_ready()).exists())
+    locked = select(Task).where(_ready()).order_by(Task.updated_at, Task.id).limit(1).with_for_update(skip_locked=True)
+    return look, locked
 
 
 def _stall(

@@ -9,6 +9,7 @@ from __future__ import annotations
 from datetime import timedelta
 from typing import Any
 
+import pytest
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -178,3 +179,23 @@ def test_a_leased_task_whose_type_is_gone_fails_and_lets_go_of_its_lease(
     assert _task_kinds(stack, task_id) == ["task.failed"]
     assert [message.payload["task_id"] for message in stack.outbox("task.finished")] == [task_id]
     assert not stack.fake.requests  # the model was never asked
+
+
+def test_a_resume_another_transaction_holds_does_not_keep_the_runner_from_a_due_step(
+    sessions: sessionmaker[Session], fake_anthropic: FakeAnthropic
+) -> None:
+    if sessions.kw["bind"].dialect.name != "postgresql":
+        pytest.skip("row locks are PostgreSQL's; SQLite serializes writers")
+    stack = build_stack(sessions, fake_anthropic, make_config())  # hitl: a person ends the turn
+    stack.fake.reply_tool_use("lookup_order", {"order_id": "1", "rationale": "r", "confidence": 0.9})
+    stack.fake.reply_text("Done.")
+    ready = stack.submit()
+    assert stack.runner.run_once()
+    stack.reject(stack.pending(ready), "no")  # the turn ended: the task is due a resume
+    due = stack.submit()
+    with stack.sessions.begin() as holder:  # another transaction holds the task due a resume
+        holder.scalars(select(Task).where(Task.public_id == ready).with_for_update()).one()
+        assert stack.runner.run_once()
+        assert stack.task(due).state == "succeeded"  # stepped meanwhile
+    assert stack.runner.run_once()  # and then the resume
+    assert stack.task(ready).state == "running"
