@@ -72,9 +72,8 @@ def submit(
     level, locked = autonomy.gate_level(session, task.task_type, task_type, now, admins)
     routing = _route(level, policy, action.confidence, task_type)
     if routing.mode == AutonomyLevel.HOTL and not locked:
-        routing = _route(
-            autonomy.locked_level(session, task.task_type, task_type), policy, action.confidence, task_type
-        )
+        level = autonomy.locked_level(session, task.task_type, task_type)
+        routing = _route(level, policy, action.confidence, task_type)
     _apply(action, canonical, policy.risk, policy.idempotent, policy.timeout_s, routing.mode, task_type)
     data = {
         "mode": routing.mode.value,
