@@ -15,7 +15,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from approvals import autonomy, machine
 from core.config import AutonomyLevel
 from core.ids import SYSTEM
-from core.models import Action, AutonomyState
+from core.models import Action, AuditEvent, AutonomyState
 from core.states import ActionState
 from tests.approvals.conftest import World, task_type
 
@@ -113,4 +113,10 @@ def test_a_draft_bound_for_a_veto_window_waits_for_a_demotion_in_flight_and_is_r
     assert [(action.state, action.mode) for action in drafted] == [(ActionState.PENDING, "hitl")]
     with sessions() as session:
         scheduled = session.scalars(select(Action.id).where(Action.state == ActionState.SCHEDULED)).all()
-    assert scheduled == []  # the first one was re-gated, the second routed at hitl
+        assert scheduled == []  # the first one was re-gated, the second routed at hitl
+        routed = session.scalars(
+            select(AuditEvent.data).where(
+                AuditEvent.action_public_id == drafted[0].public_id, AuditEvent.kind == "action.pending"
+            )
+        ).one()
+    assert routed is not None and routed["level"] == "hitl"  # the level it was routed at, read under the lock
