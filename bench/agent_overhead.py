@@ -1,13 +1,16 @@
-"""The agent runtime's own cost per step, with a model that answers instantly, on SQLite and PostgreSQL.
+"""The agent runtime's own cost per whole tool turn, with a model that answers instantly, on SQLite and PostgreSQL.
 
 Each task has `--steps` model turns: the first ones call a low-risk idempotent tool on an
 `auto` task type (so no person is asked), the last one answers in text. Tasks run one at a
 time through the real `AgentRunner` and `Executor`, and every unit of work is timed apart:
 
 - `step`: a runner unit that asked the model (lease, budget, request, reply recorded, gate);
-- `resume`: a runner unit that handed the turn's tool results back to the conversation;
+- `resume`: a runner unit that handed the turn's tool results back to the conversation (none
+  when the executor's outcome does it, as here: the runner and the executor are wired as in
+  `serve`, so the tool's action is claimed where it is drafted);
 - `runner`: both kinds together (one `AgentRunner.run_once()` that did something);
-- `executor`: one `Executor.run_once()` that claimed, ran and recorded an action;
+- `executor`: one `Executor.run_once()` that ran and recorded an action (claiming it first
+  when it was not claimed where drafted);
 - `turn`: a whole tool turn, every unit from a step that drafts a tool call up to the next
   step (the executor's run and the hand-back of the results included), summed per turn.
 
@@ -15,9 +18,10 @@ Idle polls (nothing to do) and the warm-up tasks are not counted. The goal is â‰
 per whole tool turn on PostgreSQL; the per-step line (one runner unit plus one executor unit)
 is printed beside it. The sessions are set up as `serve` sets them up: on PostgreSQL an audit
 `Chainer` thread links the events the commits leave unchained (as in `bot/serve.py`); on
-SQLite each transaction chains its own. The statements, commits and pool checkouts (each
-pre-pinged on PostgreSQL) of a whole turn are counted on this thread (the chainer's are not:
-they are batched, off the turn's path).
+SQLite each transaction chains its own. The statements, commits and pool checkouts of a whole
+turn are counted on this thread (the chainer's are not: they are batched, off the turn's
+path), and the CPU per task of this thread and of the process's other threads, which compete
+with it for the interpreter lock.
 
     .venv/bin/python bench/agent_overhead.py [--tasks 200] [--steps 3] [--warmup 20]
 
@@ -98,8 +102,7 @@ class Unit:
 
 
 class Counter:
-    """Statements, commits and pool checkouts (each one pre-pinged on PostgreSQL: a round trip
-    of its own) of this thread, not the chainer's."""
+    """Statements, commits and pool checkouts of this thread, not the chainer's."""
 
     def __init__(self, engine: Engine) -> None:
         self.thread, self.counts = threading.get_ident(), {"statements": 0, "commits": 0, "checkouts": 0}
