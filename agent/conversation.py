@@ -11,10 +11,8 @@ from __future__ import annotations
 
 import json
 import math
+from collections.abc import Sequence
 from typing import Any
-
-from sqlalchemy import select
-from sqlalchemy.orm import Session
 
 from agent.model import ModelRequest
 from agent.tools import ToolRegistry
@@ -90,9 +88,9 @@ def confidence_of(value: Any) -> float:
     return number if math.isfinite(number) else 0.0
 
 
-def tool_result(session: Session, action: Action) -> dict[str, Any]:
-    """The `tool_result` block that tells the model how `action` ended."""
-    decisions = session.scalars(select(Decision).where(Decision.action_id == action.id).order_by(Decision.id)).all()
+def tool_result(action: Action, decisions: Sequence[Decision]) -> dict[str, Any]:
+    """The `tool_result` block that tells the model how `action` ended (`decisions`: those made
+    on it, oldest first; `agent.turns.tool_results` reads them)."""
     final = next((d for d in reversed(decisions) if d.kind in ("reject", "veto")), None)
     edits = [d for d in decisions if d.kind == "edit"]
     state = ActionState(action.state)

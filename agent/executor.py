@@ -30,13 +30,15 @@ import random
 import secrets
 import socket
 import threading
+from collections import deque
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
-from typing import Any, Literal
+from functools import cache
+from typing import Any, Literal, cast
 
 from pydantic_core import to_jsonable_python
-from sqlalchemy import literal, select, union_all
+from sqlalchemy import Integer, Select, bindparam, literal, select, union_all
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session, aliased, sessionmaker
 
@@ -44,7 +46,9 @@ from agent.delegation import CredentialError, Delegation
 from agent.errors import InvalidParams, RetryableError, ToolTimeout, UnknownTool
 from agent.run_secrets import Caller, RunSecrets
 from agent.tools import Secrets, ToolRegistry
+from agent.turns import hand_back
 from agent.vault import Scrubber, Vault, VaultError
+from agent.worker import Wakeup
 from approvals import machine
 from core import metrics
 from core.clock import Clock
@@ -52,7 +56,7 @@ from core.db import compare_and_set
 from core.errors import InvalidTransition, StaleState
 from core.ids import SYSTEM
 from core.messages import ActionEnded, ActionFailed, ActionSucceeded, ActionUnknown
-from core.models import Action
+from core.models import Action, Task
 from core.states import ACTION, ActionState
 
 log = logging.getLogger(__name__)
@@ -81,8 +85,8 @@ _DUE_COLUMN: dict[Kind, str] = {
 
 
 @dataclass(frozen=True)
-class _Run:
-    """What the tool call needs, copied out of the claim transaction."""
+class Run:
+    """What the tool call needs, copied out of the claim transaction (or the drafting one)."""
 
     id: int
     public_id: str
@@ -95,6 +99,8 @@ class _Run:
     requester: str | None
     decided_by: str | None
     lease_until: datetime  # as claimed; renewed if the run's turn comes too late for it
+    task_id: int
+    turn: int  # of its task: the outcome of a turn's last action hands the turn back
 
 
 @dataclass(frozen=True)
@@ -138,20 +144,32 @@ class Executor:
         self._rng = rng or random.Random()
         # Set when the process stops: claimed actions whose tool has not started are let go.
         self.stopping = threading.Event()
+        # Actions claimed for this executor in the transactions that drafted them (`lease_for`),
+        # to run next; the loop running this executor is woken by `wakeup` when one is handed over.
+        self._handed: deque[Run] = deque()
+        self.wakeup: Wakeup | None = None
 
     def run_until_idle(self, max_actions: int = 1000) -> int:
         """Run actions until none is due (or `max_actions` ran); returns how many were handled."""
         handled = 0
         while handled < max_actions:
-            done = self._run_batch(min(self.batch, max_actions - handled))
+            done = self._unit(min(self.batch, max_actions - handled))
             if not done:
                 break
             handled += done
         return handled
 
     def run_once(self) -> bool:
-        """Claim a small batch of due actions and run them; returns whether there was one."""
-        return self._run_batch(self.batch) > 0
+        """Run the actions handed over, else claim a small batch of due actions and run them;
+        returns whether there was one."""
+        return self._unit(self.batch) > 0
+
+    def _unit(self, limit: int) -> int:
+        handed = [self._handed.popleft() for _ in range(min(limit, len(self._handed)))]
+        if handed:
+            self._run(handed)
+            return len(handed)
+        return self._run_batch(limit)
 
     def _run_batch(self, limit: int) -> int:
         """Claim up to `limit` due actions in one transaction, then run their tools one by one, each
@@ -172,48 +190,75 @@ class Executor:
                 log.info("lost the race for an action, trying the next one: %s", exc)
                 lost_races.add(claiming[-1])
                 continue
-            for index, run in enumerate(runs):
-                if self.stopping.is_set():
-                    self._release(runs[index:])
-                    break
-                if self._still_leased(run):
-                    self._finish(run, self._execute(run))
+            self._run(runs)
             return handled
         return 0
+
+    def _run(self, runs: list[Run]) -> None:
+        """Run claimed actions one by one; those not started when the process stops are given back."""
+        for index, run in enumerate(runs):
+            if self.stopping.is_set():
+                self._release(runs[index:])
+                return
+            if self._still_leased(run):
+                self._finish(run, self._execute(run))
+
+    # -- actions claimed where they are drafted ----------------------------------------------
+
+    def lease_for(self, action: Action, now: datetime) -> dict[str, Any] | None:
+        """The lease to insert a drafted `auto` action with, claimed for this executor to run as
+        soon as the drafting transaction commits (`claimed_drafted`, then `hand`): the claim
+        costs no transaction, nor even a statement, of its own.
+
+        Only for an idempotent tool, and while this executor keeps up (fewer than `batch` handed
+        actions not started) and is not stopping; otherwise (None) the action is left to a
+        claim, as any due one. A crash after the commit leaves it leased, as a crash after a
+        claim does: whoever takes the expired lease runs it again with the same idempotency
+        key, which is why a tool that is not idempotent is never claimed here (it would become
+        `unknown` without having started)."""
+        if self.stopping.is_set() or len(self._handed) >= self.batch or not action.idempotent:
+            return None
+        lease_until = now + timedelta(seconds=self._timeout_of(action) + self.lease_grace_s)
+        return {"lease_owner": self.owner, "lease_until": lease_until, "attempts": 1}
+
+    def claimed_drafted(self, session: Session, action: Action, now: datetime) -> Run | None:
+        """The run of an action the gate inserted with `lease_for`'s lease (None for any other),
+        its claim audited as any claim is (`execution.attempt`)."""
+        if action.state != S.EXECUTING or action.lease_owner != self.owner or action.lease_until is None:
+            return None
+        data = {"attempt": action.attempts, "lease_owner": self.owner, "lease_until": action.lease_until.isoformat()}
+        _audit(session, action, "execution.attempt", now, None, data)
+        return _run_of(action, action.attempts, self._timeout_of(action), action.lease_until)
+
+    def hand(self, runs: Sequence[Run]) -> None:
+        """Queue actions claimed where they were drafted (`claimed_drafted`), once that has committed."""
+        self._handed.extend(runs)
+        if self.wakeup is not None:
+            self.wakeup.wake()
+
+    def give_back(self) -> None:
+        """Release the handed actions whose tool has not started (the process stops)."""
+        handed = []
+        while self._handed:
+            handed.append(self._handed.popleft())
+        if not handed:
+            return
+        try:
+            self._release(handed)
+        except SQLAlchemyError:
+            log.exception("giving back %d handed action(s) failed; their leases will expire", len(handed))
 
     # -- claiming ---------------------------------------------------------------------------
 
     def _pick(self, session: Session, now: datetime, skip: set[int], limit: int) -> list[tuple[Kind, Action]]:
         """Up to `limit` claimable actions, longest-due first, locked (skipping rows other
-        executors hold): one statement, a branch per kind of claim, each branch served by the
-        (state, run_at) index and locking its own rows (PostgreSQL allows `FOR UPDATE` in a
-        sub-select, not on a UNION). Rows a branch locked but the batch leaves out are free
-        again when the claim commits."""
-        conditions: dict[Kind, list[Any]] = {
-            "approved": [Action.state == S.APPROVED],
-            "scheduled": [Action.state == S.SCHEDULED, Action.run_at <= now],
-            "due": [Action.state == S.EXECUTING, Action.lease_owner.is_(None), Action.run_at <= now],
-            "expired": [Action.state == S.EXECUTING, Action.lease_owner.is_not(None), Action.lease_until < now],
-        }
-        branches = []
-        for kind, where in conditions.items():
-            due_column = getattr(Action, _DUE_COLUMN[kind])
-            branch = (
-                select(Action, literal(kind).label("claim_kind"), due_column.label("claim_due"))
-                .where(*where, *([Action.id.not_in(skip)] if skip else []))
-                .order_by(due_column, Action.id)
-                .limit(limit)
-                .with_for_update(skip_locked=True)
-            )
-            branches.append(select(branch.subquery()))
-        candidates = union_all(*branches).subquery()
-        action = aliased(Action, candidates)
-        query = select(action, candidates.c.claim_kind).order_by(candidates.c.claim_due, candidates.c.id).limit(limit)
-        return [(kind, row) for row, kind in session.execute(query)]
+        executors hold): one statement (`_claimable`)."""
+        values = {"now": now, "skip": sorted(skip), "limit": limit}
+        return [(cast(Kind, kind), row) for row, kind in session.execute(_claimable(), values)]
 
     def _claim_batch(
         self, session: Session, picked: list[tuple[Kind, Action]], now: datetime, claiming: list[int]
-    ) -> tuple[list[_Run], int]:
+    ) -> tuple[list[Run], int]:
         """Claim the picked actions in order, while the tools claimed so far could make the next
         one wait at most `max_queue_s`: its lease covers that wait (it counts its time in the
         queue, the timeouts of the tools before it) plus its own timeout and the grace. A lease
@@ -223,7 +268,7 @@ class Executor:
         wait its turn, an executor dying meanwhile would leave it `unknown` for a person although
         it never began. The batch stops before it (an idempotent one left waiting is just run
         again by whoever takes its lease)."""
-        runs: list[_Run] = []
+        runs: list[Run] = []
         handled, queued_s = 0, 0.0
         for kind, action in picked:
             if runs and (queued_s > self.max_queue_s or (kind != "expired" and not action.idempotent)):
@@ -236,7 +281,7 @@ class Executor:
                 queued_s += run.timeout_s
         return runs, handled
 
-    def _release(self, runs: list[_Run]) -> None:
+    def _release(self, runs: list[Run]) -> None:
         """Give back the leases of claimed actions whose tool never started (the process is
         stopping): each is due again at once for any executor, its attempt not counted, fenced
         on this executor still holding it."""
@@ -250,7 +295,7 @@ class Executor:
                     _audit(session, action, "execution.released", now, RELEASED_NOTE, {"lease_owner": self.owner})
         log.info("stopping: released %d claimed action(s) whose tool had not started", len(runs))
 
-    def _still_leased(self, run: _Run) -> bool:
+    def _still_leased(self, run: Run) -> bool:
         """Whether the lease taken for `run` still covers its whole call (the tools before it ran
         within their timeouts: it does); if not, it is renewed from now, fenced on this executor
         still holding it. A lease taken over meanwhile is left to its new holder."""
@@ -269,7 +314,7 @@ class Executor:
         log.warning("not running %s: its lease was taken over while it waited its turn", run.public_id)
         return False
 
-    def _claim(self, session: Session, kind: Kind, action: Action, now: datetime, queued_s: float) -> _Run | None:
+    def _claim(self, session: Session, kind: Kind, action: Action, now: datetime, queued_s: float) -> Run | None:
         attempt = action.attempts + 1
         timeout_s = self._timeout_of(action)
         lease_until = now + timedelta(seconds=queued_s + timeout_s + self.lease_grace_s)
@@ -298,19 +343,7 @@ class Executor:
                 f"again with the same idempotency key {action.public_id!r}"
             )
             _audit(session, action, "execution.recovered", now, note, {**previous, **data})
-        return _Run(
-            action.id,
-            action.public_id,
-            action.tool,
-            dict(action.params),
-            attempt,
-            timeout_s,
-            action.idempotent,
-            action.task_type,
-            action.requester,
-            action.decided_by,
-            lease_until,
-        )
+        return _run_of(action, attempt, timeout_s, lease_until)
 
     def _timeout_of(self, action: Action) -> float:
         if action.timeout_s > 0:
@@ -319,7 +352,7 @@ class Executor:
 
     # -- running and recording the outcome ----------------------------------------------------
 
-    def _execute(self, run: _Run) -> _Outcome:
+    def _execute(self, run: Run) -> _Outcome:
         try:
             spec = self.registry.get(run.tool)
             spec.validate(run.params)  # the registry may have changed since the action was drafted
@@ -345,20 +378,34 @@ class Executor:
         note = "the tool is not idempotent, so it may or may not have taken effect and it is not re-run"
         return _Outcome("unknown", f"{timeout}; {note}")
 
-    def _finish(self, run: _Run, outcome: _Outcome) -> None:
+    def _finish(self, run: Run, outcome: _Outcome) -> None:
+        """Record the outcome, fenced on this executor's lease. When it ends the last action of its
+        task's turn still in flight, the turn's results go back into the task's conversation in
+        the same transaction (`agent.turns.hand_back`). The task is then locked first (tasks
+        before their actions, as everywhere), read with its turn's actions in one statement; of
+        two executors ending a turn's last two actions at once, the second to lock it sees the
+        first's outcome (`hand_back` reads them again when the first read shows one in flight)."""
+        ends = outcome.kind in ("succeeded", "failed") or (outcome.kind == "retry" and run.attempt >= self.max_attempts)
         try:
             with self.sessions.begin() as session:
                 now = self.clock.now()
-                action = session.get(Action, run.id)
+                task, turn = None, None
+                if ends:
+                    task, turn = _turn(session, run)
+                    action = next((row for row in turn if row.id == run.id), None)
+                else:
+                    action = session.get(Action, run.id)
                 if action is None or action.state != S.EXECUTING or action.lease_owner != self.owner:
                     holder = None if action is None else action.lease_owner
                     log.warning("dropping the outcome of %s: its lease is held by %r", run.public_id, holder)
                     return
                 self._record_outcome(session, action, run, outcome, now)
+                if task is not None:
+                    hand_back(session, task, now, turn if task.turn == run.turn else None)
         except (StaleState, InvalidTransition) as exc:
             log.warning("dropping the outcome of %s: its lease was taken over (%s)", run.public_id, exc)
 
-    def _record_outcome(self, session: Session, action: Action, run: _Run, outcome: _Outcome, now: datetime) -> None:
+    def _record_outcome(self, session: Session, action: Action, run: Run, outcome: _Outcome, now: datetime) -> None:
         fence = [Action.lease_owner == self.owner]
         data: dict[str, Any] = {"attempt": run.attempt}
         error = outcome.error or outcome.kind
@@ -423,7 +470,55 @@ class Executor:
             raise StaleState(ACTION.name, action.public_id, action.state)
 
 
-def _call_with_timeout(call: Callable[[], Any], run: _Run) -> _Outcome | None:
+@cache
+def _claimable() -> Select[Action, str]:
+    """The claim query, built once with bound `now`, `skip` and `limit` (building it costs more
+    than running it): a branch per kind of claim, each served by the (state, run_at) index and
+    locking its own rows (PostgreSQL allows `FOR UPDATE` in a sub-select, not on a UNION). Rows
+    a branch locked but the batch leaves out are free again when the claim commits."""
+    now, limit = bindparam("now", type_=Action.run_at.type), bindparam("limit", type_=Integer)
+    unskipped = Action.id.not_in(bindparam("skip", expanding=True, type_=Integer))
+    conditions: dict[Kind, list[Any]] = {
+        "approved": [Action.state == S.APPROVED],
+        "scheduled": [Action.state == S.SCHEDULED, Action.run_at <= now],
+        "due": [Action.state == S.EXECUTING, Action.lease_owner.is_(None), Action.run_at <= now],
+        "expired": [Action.state == S.EXECUTING, Action.lease_owner.is_not(None), Action.lease_until < now],
+    }
+    branches = []
+    for kind, where in conditions.items():
+        due_column = getattr(Action, _DUE_COLUMN[kind])
+        branch = (
+            select(Action, literal(kind).label("claim_kind"), due_column.label("claim_due"))
+            .where(*where, unskipped)
+            .order_by(due_column, Action.id)
+            .limit(limit)
+            .with_for_update(skip_locked=True)
+        )
+        branches.append(select(branch.subquery()))
+    candidates = union_all(*branches).subquery()
+    action = aliased(Action, candidates)
+    return select(action, candidates.c.claim_kind).order_by(candidates.c.claim_due, candidates.c.id).limit(limit)
+
+
+def _run_of(action: Action, attempt: int, timeout_s: float, lease_until: datetime) -> Run:
+    return Run(
+        action.id,
+        action.public_id,
+        action.tool,
+        dict(action.params),
+        attempt,
+        timeout_s,
+        action.idempotent,
+        action.task_type,
+        action.requester,
+        action.decided_by,
+        lease_until,
+        action.task_id,
+        action.turn,
+    )
+
+
+def _call_with_timeout(call: Callable[[], Any], run: Run) -> _Outcome | None:
     """Run the tool in a daemon thread; None if it has not returned within the timeout.
 
     A thread cannot be stopped: a tool that overruns is abandoned and its late result ignored.
@@ -444,6 +539,21 @@ def _call_with_timeout(call: Callable[[], Any], run: _Run) -> _Outcome | None:
     thread.start()
     thread.join(run.timeout_s)
     return None if thread.is_alive() or not outcomes else outcomes[0]
+
+
+_TURN = (
+    select(Task, Action)
+    .join(Action, Action.task_id == Task.id)
+    .where(Task.id == bindparam("task_id"), Action.turn == bindparam("turn"))
+    .order_by(Action.id)
+    .with_for_update(of=Task)
+)
+
+
+def _turn(session: Session, run: Run) -> tuple[Task | None, list[Action]]:
+    """The run's task, locked, and the actions of the run's turn, in one statement (`_TURN`)."""
+    rows = session.execute(_TURN, {"task_id": run.task_id, "turn": run.turn}).all()
+    return (rows[0][0] if rows else None), [action for _, action in rows]
 
 
 def _audit(session: Session, action: Action, kind: str, now: datetime, note: str | None, data: dict[str, Any]) -> None:

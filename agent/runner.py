@@ -2,11 +2,19 @@
 
 A task is a row. `run_once()` does one unit of work and returns:
 - **resume**: a `waiting` task whose current turn's actions have all ended gets their
-  `tool_result`s appended as the next user message and becomes `running`;
+  `tool_result`s appended as the next user message and becomes `running` (`agent.turns`;
+  the executor does it itself when it ends a turn's last action);
 - **step**: a due `running` (or `stalled`) task is leased, its budget checked, the model
   asked (outside any transaction), and the reply recorded together with the drafted
   actions, fenced on the lease. A reply that was recorded is never asked for again; a
-  reply lost in a crash is asked for again by whoever takes the expired lease.
+  reply lost in a crash is asked for again by whoever takes the expired lease. With an
+  `executor` of this process, the `auto` actions of idempotent tools are claimed for it in
+  that same transaction and handed to it once committed (`Executor.lease_for`).
+
+A step's lease is one statement (`UPDATE … RETURNING`, `FOR UPDATE SKIP LOCKED`), run outside
+any transaction on PostgreSQL; it takes no step while a resume is due (turns finish first),
+unless that resume is held by another. On SQLite a read without the write turn looks first,
+so that an idle poll queues no click behind it.
 """
 
 from __future__ import annotations
@@ -17,20 +25,23 @@ import random
 import socket
 import time
 from datetime import datetime, timedelta
+from functools import cache
 from typing import Any
 
-from sqlalchemy import Select, exists, or_, select
-from sqlalchemy.orm import Session, sessionmaker
+from sqlalchemy import and_, bindparam, exists, or_, select, update
+from sqlalchemy.orm import Session, aliased, sessionmaker
 from structlog.contextvars import bound_contextvars
 
 from agent import budget as budgets
 from agent import router
-from agent.conversation import model_request, split_input, tool_definitions, tool_result
+from agent.conversation import model_request, split_input, tool_definitions
+from agent.executor import Executor, Run
 from agent.model import ModelClient, ModelReply, ModelRequest, ModelRequestError, ModelUnavailable
 from agent.pricing import Price, cost_usd
 from agent.steps import loop_reason, trace, usage_after
-from agent.tasks import UNROUTED, move
+from agent.tasks import UNROUTED, TaskError, move
 from agent.tools import ToolRegistry
+from agent.turns import hand_back
 from approvals import machine
 from approvals.gate import Draft, submit
 from core import metrics
@@ -70,9 +81,39 @@ class AgentRunner:
         self.rng = rng or random.Random()
         self.prices = {name: Price(p.input, p.output) for name, p in config.model.prices.items()}
         self._tool_definitions: dict[str, list[dict[str, Any]]] = {}
+        bind = sessions.kw["bind"]
+        self._sqlite = bind.dialect.name == "sqlite"
+        # Leases are taken by one statement; on PostgreSQL outside any transaction (one round
+        # trip instead of BEGIN, a read, an UPDATE and COMMIT).
+        self._leasing = (
+            sessions
+            if self._sqlite
+            else sessionmaker(bind.execution_options(isolation_level="AUTOCOMMIT"), expire_on_commit=False)
+        )
+        # The executor of this process, when one runs beside this runner (`bot.serve`): the
+        # actions it can run at once are claimed for it where they are drafted.
+        self.executor: Executor | None = None
 
     def run_once(self) -> bool:
-        return self._resume_one() or self._step_one()
+        now = self.clock.now()
+        if self._sqlite and not self._any(now):
+            return False
+        task = self._lease(now, after_resumes=True)
+        if task is None:
+            resumed = self._resume_next(now)
+            if resumed is not None:
+                return resumed
+            task = self._lease(now, after_resumes=False)  # the resume due is another's: step meanwhile
+            if task is None:
+                return False
+        with bound_contextvars(task_id=task.public_id, task_type=task.task_type or "unrouted"):
+            plan = self._plan(task, now)
+            return True if plan is None else self._ask(task, *plan)
+
+    def _lease(self, now: datetime, *, after_resumes: bool) -> Task | None:
+        with self._leasing.begin() as session:
+            values = {"now": now, "owner": self.owner, "until": now + self.lease}
+            return session.scalars(_lease_next(after_resumes), values).first()
 
     def run_until_idle(self, max_units: int = 1000) -> int:
         done = 0
@@ -80,67 +121,32 @@ class AgentRunner:
             done += 1
         return done
 
-    # -- resume -----------------------------------------------------------------------
-
-    def _resume_one(self) -> bool:
-        now = self.clock.now()
-        turn_open = exists().where(Action.task_id == Task.id, Action.turn == Task.turn, Action.state.in_(IN_FLIGHT))
-        ready = select(Task).where(Task.state == TaskState.WAITING, ~turn_open).order_by(Task.updated_at, Task.id)
-        if not self._any(ready):
-            return False
-        with self.sessions.begin() as session:
-            task = session.scalars(ready.limit(1).with_for_update(skip_locked=True)).first()
-            if task is None:
-                return False
-            actions = session.scalars(
-                select(Action).where(Action.task_id == task.id, Action.turn == task.turn).order_by(Action.id)
-            ).all()
-            results = [tool_result(session, action) for action in actions]
-            move(
-                session,
-                task,
-                TaskState.RUNNING,
-                actor=SYSTEM,
-                now=now,
-                values={"messages": [*task.messages, {"role": "user", "content": results}], "next_step_at": now},
-            )
-        return True
-
-    def _any(self, query: Select[Task]) -> bool:
-        """Whether `query` finds a task, read without the write turn: an idle poll of the four
-        agent threads must not queue a click's transaction on SQLite."""
+    def _any(self, now: datetime) -> bool:
+        """Whether a task is due a resume or a step, read without the write turn (SQLite): an idle
+        poll of the four agent threads must not queue a click's transaction."""
+        ready, due = select(Task.id).where(_ready()).exists(), select(Task.id).where(_due(Task, now)).exists()
         with reading(self.sessions) as session:
-            return session.scalar(query.with_only_columns(Task.id).limit(1)) is not None
+            return bool(session.scalar(select(or_(ready, due))))
 
-    # -- step -------------------------------------------------------------------------
-
-    def _step_one(self) -> bool:
-        now = self.clock.now()
-        due = (
-            select(Task)
-            .where(
-                Task.state.in_(STEPPING),
-                Task.next_step_at <= now,
-                or_(Task.lease_owner.is_(None), Task.lease_until < now),
-            )
-            .order_by(Task.next_step_at, Task.id)
-        )
-        if not self._any(due):
-            return False
+    def _resume_next(self, now: datetime) -> bool | None:
+        """Hand a finished turn back to its task's conversation (one whose last action did not end
+        in an executor of this process): whether it did; None when one is due but another
+        transaction holds it."""
+        if not self._sqlite:
+            with self._leasing() as session:  # a look first, without a transaction
+                if not session.scalar(_resumes()[0]):
+                    return False
         with self.sessions.begin() as session:
-            task = session.scalars(due.limit(1).with_for_update(skip_locked=True)).first()
+            task = session.scalars(_resumes()[1]).first()
             if task is None:
-                return False
-            plan = self._plan(session, task, now)
-            if plan is None:
-                return True
-            task.lease_owner, task.lease_until = self.owner, now + self.lease
-        with bound_contextvars(task_id=task.public_id, task_type=task.task_type or "unrouted"):
-            return self._ask(task.id, *plan)
+                return None if session.scalar(_resumes()[0]) else False
+            hand_back(session, task, now)
+            return True
 
-    def _ask(self, task_id: int, request: ModelRequest, task_type: TaskTypeConfig | None) -> bool:
-        """One model call for a leased task, outside any transaction, and its recording."""
-        started = time.perf_counter()
+    def _ask(self, task: Task, request: ModelRequest, task_type: TaskTypeConfig | None) -> bool:
+        """One model call for a leased task, outside any transaction, and its recording; the
+        actions claimed for this process's executor are handed to it once that commits."""
+        task_id, started = task.id, time.perf_counter()
         try:
             reply = self.model.complete(request)
         except ModelUnavailable as exc:
@@ -155,41 +161,50 @@ class AgentRunner:
         if task_type is None:
             self._record_route(task_id, reply, latency_ms)
         else:
-            self._record(task_id, task_type, reply, latency_ms)
+            claimed = self._record(task, task_type, reply, latency_ms)
+            if claimed and self.executor is not None:
+                self.executor.hand(claimed)
         return True
 
-    def _plan(self, session: Session, task: Task, now: datetime) -> tuple[ModelRequest, TaskTypeConfig | None] | None:
-        """The model request the claimed task needs next (with its task type; None while it is
-        unrouted), or None when it may not ask: then it is settled here, in the claim."""
+    def _plan(self, task: Task, now: datetime) -> tuple[ModelRequest, TaskTypeConfig | None] | None:
+        """The model request the task just leased needs next (with its task type; None while it is
+        unrouted), or None when it may not ask: then it is settled here."""
         if task.task_type == UNROUTED:
             return router.request(self.config, task.messages), None
         task_type = self.config.task_types.get(task.task_type)
         if task_type is None:
-            move(
-                session,
+            self._settle(
                 task,
+                now,
                 TaskState.FAILED,
-                actor=SYSTEM,
-                now=now,
-                messages=[TaskFinished(task.public_id)],
                 note=f"task type {task.task_type!r} is no longer configured",
+                values={"lease_owner": None, "lease_until": None},
+                messages=[TaskFinished(task.public_id)],
             )
             return None
-        stop = budgets.exceeded(session, task, task_type.budget, now)
+        stop = budgets.over_task(task, task_type.budget)
+        if stop is None and budgets.daily(task_type.budget):
+            with reading(self.sessions) as session:
+                stop = budgets.over_day(session, task, task_type.budget, now)
         if stop is not None:
-            move(
-                session,
-                task,
-                TaskState.PAUSED,
-                actor=SYSTEM,
-                now=now,
-                note=stop,
-                values={"paused_reason": stop, "lease_owner": None, "next_step_at": None},
-                messages=[TaskPaused(task.public_id, stop, "budget")],
-            )
-            metrics.BUDGET_STOPS.labels(task.task_type, "budget").inc()
+            values = {"paused_reason": stop, "lease_owner": None, "lease_until": None, "next_step_at": None}
+            messages = [TaskPaused(task.public_id, stop, "budget")]
+            if self._settle(task, now, TaskState.PAUSED, note=stop, values=values, messages=messages):
+                metrics.BUDGET_STOPS.labels(task.task_type, "budget").inc()
             return None
         return self._request(task, task_type), task_type
+
+    def _settle(self, task: Task, now: datetime, target: TaskState, **move_args: Any) -> bool:
+        """Move a task just leased to this runner that may not ask the model, fenced on the lease;
+        whether it moved (a person may have stopped it meanwhile)."""
+        try:
+            with self.sessions.begin() as session:
+                session.add(task)
+                move(session, task, target, actor=SYSTEM, now=now, fence_owner=True, **move_args)
+        except TaskError as exc:
+            log.info("not settling task %s: %s", task.public_id, exc)
+            return False
+        return True
 
     def _record_route(self, task_id: int, reply: ModelReply, latency_ms: float) -> None:
         now = self.clock.now()
@@ -244,14 +259,34 @@ class AgentRunner:
             return None
         return task
 
-    def _record(self, task_id: int, task_type: TaskTypeConfig, reply: ModelReply, latency_ms: float) -> None:
+    def _record(self, task: Task, task_type: TaskTypeConfig, reply: ModelReply, latency_ms: float) -> list[Run]:
+        """Record the reply and draft its actions; returns those claimed for the executor.
+
+        The task is taken as it was claimed, not read again: its lease makes this runner its
+        only writer but for a stall or a stop, and each write of the step follows the task's
+        move, fenced on the lease and on the state it was claimed in. Should that move lose
+        (the task was stalled or stopped meanwhile), nothing is written and the step is
+        recorded from the task as it now is, read under a lock (`_leased`)."""
+        task_id = task.id
+        try:
+            return self._record_step(task_id, task, task_type, reply, latency_ms)
+        except TaskError:
+            return self._record_step(task_id, None, task_type, reply, latency_ms)
+
+    def _record_step(
+        self, task_id: int, claimed: Task | None, task_type: TaskTypeConfig, reply: ModelReply, latency_ms: float
+    ) -> list[Run]:
         now = self.clock.now()
+        runs: list[Run] = []
         with self.sessions.begin() as session:
-            task = self._leased(session, task_id)
+            if claimed is not None:
+                session.add(claimed)
+                task: Task | None = claimed
+            else:
+                task = self._leased(session, task_id)
             if task is None:
-                return
+                return runs
             cost = cost_usd(reply.model, reply.usage, self.prices)
-            trace(session, task, now, "model_call", reply, cost, latency_ms)
             usage = usage_after(task, reply, cost)
             if task.state == TaskState.STALLED:
                 machine.record(
@@ -286,8 +321,9 @@ class AgentRunner:
                     messages=[TaskPaused(task.public_id, loop, "loop")],
                     fence_owner=True,
                 )
+                trace(session, task, now, "model_call", reply, cost, latency_ms)
                 metrics.BUDGET_STOPS.labels(task.task_type, "loop").inc()
-                return
+                return runs
             turn = task.turn + 1
             values = {
                 **usage,
@@ -306,11 +342,14 @@ class AgentRunner:
                     messages=[TaskFinished(task.public_id, text=reply.text)],
                     fence_owner=True,
                 )
-                return
+                trace(session, task, now, "model_call", reply, cost, latency_ms)
+                return runs
             move(session, task, TaskState.WAITING, actor=SYSTEM, now=now, values=values, fence_owner=True)
+            trace(session, task, now, "model_call", reply, cost, latency_ms)
+            executor = self.executor
             for use in reply.tool_uses:
                 params, rationale, confidence = split_input(use.get("input"))
-                submit(
+                action = submit(
                     session,
                     task,
                     Draft(str(use.get("name")), params, rationale, confidence),
@@ -320,7 +359,12 @@ class AgentRunner:
                     turn=turn,
                     tool_use_id=str(use.get("id")),
                     admins=self.config.slack.admins,
+                    claim=None if executor is None else lambda drafted: executor.lease_for(drafted, now),
                 )
+                run = None if executor is None else executor.claimed_drafted(session, action, now)
+                if run is not None:
+                    runs.append(run)
+        return runs
 
     def _unavailable(self, task_id: int, exc: ModelUnavailable) -> None:
         now = self.clock.now()
@@ -379,6 +423,55 @@ class AgentRunner:
 
     def _backoff(self, failures: int) -> float:
         return min(self.backoff_max_s, self.backoff_base_s * 2.0 ** (failures - 1)) * self.rng.uniform(0.5, 1.5)
+
+
+def _ready(task: Any = Task) -> Any:
+    """`task` (the table or an alias) waits and none of its current turn's actions is in flight:
+    due a resume."""
+    turn_open = exists().where(Action.task_id == task.id, Action.turn == task.turn, Action.state.in_(IN_FLIGHT))
+    return and_(task.state == TaskState.WAITING, ~turn_open)
+
+
+def _due(task: Any, now: Any) -> Any:
+    """`task` is running (or stalled), due a model step, and its lease, if any, has expired."""
+    return and_(
+        task.state.in_(STEPPING),
+        task.next_step_at <= now,
+        or_(task.lease_owner.is_(None), task.lease_until < now),
+    )
+
+
+@cache
+def _lease_next(after_resumes: bool) -> Any:
+    """Lease the task due a step the longest to `owner` until `until` (unless, `after_resumes`, a
+    resume is due: turns are finished first), returning it: one statement (`FOR UPDATE SKIP
+    LOCKED` in its sub-select), built once with `now`, `owner` and `until` bound. On PostgreSQL
+    it runs alone, outside a transaction: one round trip, atomic by itself."""
+    candidate, waiting = aliased(Task), aliased(Task)
+    due = (
+        select(candidate.id)
+        .where(_due(candidate, bindparam("now", type_=Task.next_step_at.type)))
+        .order_by(candidate.next_step_at, candidate.id)
+        .limit(1)
+        .with_for_update(skip_locked=True)
+        .scalar_subquery()
+    )
+    guard = [~select(waiting.id).where(_ready(waiting)).exists()] if after_resumes else []
+    return (
+        update(Task)
+        .where(Task.id == due, *guard)
+        .values(lease_owner=bindparam("owner"), lease_until=bindparam("until"))
+        .returning(Task)
+        .execution_options(synchronize_session=False)
+    )
+
+
+@cache
+def _resumes() -> tuple[Any, Any]:
+    """Whether a task is due a resume, and the one due longest, locked (`SKIP LOCKED`): built once."""
+    look = select(select(Task.id).where(_ready()).exists())
+    locked = select(Task).where(_ready()).order_by(Task.updated_at, Task.id).limit(1).with_for_update(skip_locked=True)
+    return look, locked
 
 
 def _stall(

@@ -6,7 +6,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import bindparam, select
 from sqlalchemy.orm import Session
 
 from agent.conversation import split_input
@@ -76,6 +76,10 @@ def trace(
     )
 
 
+# The task's earlier drafts (built once: building a statement costs more than running it).
+_EARLIER = select(Action.tool, Action.params_hash, Action.state).where(Action.task_id == bindparam("task_id"))
+
+
 def loop_reason(
     session: Session,
     registry: ToolRegistry,
@@ -87,9 +91,7 @@ def loop_reason(
     max_refusals: int,
 ) -> str | None:
     """Why this reply shows the task going in circles, or None."""
-    earlier = session.execute(
-        select(Action.tool, Action.params_hash, Action.state).where(Action.task_id == task.id)
-    ).all()
+    earlier = session.execute(_EARLIER, {"task_id": task.id}).all()
     refusals = sum(1 for _, _, state in earlier if state == ActionState.REFUSED)
     for use in reply.tool_uses:
         name = str(use.get("name"))

@@ -13,17 +13,26 @@ MAX_IDLE_S = 2.0  # the longest pause between polls of an idle loop
 
 
 class Wakeup:
-    """Tells idle loops that work may have appeared (a request came in, the process is stopping),
-    so a loop backed off to its longest pause polls again at once instead of at its next poll.
+    """Tells an idle loop that work may have appeared (a request came in, work was handed to it,
+    the process is stopping), so a loop backed off to its longest pause polls again at once
+    instead of at its next poll. A wake while the loop is busy is kept: its next wait returns
+    at once. One loop waits on a wakeup; `child()` gives each loop its own, woken with this one
+    (a request wakes every loop) and alone (work handed to one loop wakes only that one).
 
     Requests wake the loops at most once per `min_interval_s`: a burst of clicks would otherwise
     have every loop poll once per click, a query each, for work the first poll already found."""
 
     def __init__(self, *, min_interval_s: float = 0.2, now: Callable[[], float] = time.monotonic) -> None:
         self._changed = threading.Condition()
-        self._generation = 0
+        self._generation = self._seen = 0
+        self._children: list[Wakeup] = []
         self.min_interval_s, self._now = min_interval_s, now
         self._last = float("-inf")
+
+    def child(self) -> Wakeup:
+        child = Wakeup(min_interval_s=0.0)  # work handed to its loop is never held back
+        self._children.append(child)
+        return child
 
     def wake(self, *, always: bool = False) -> None:
         """Wake the waiting loops, unless they were woken less than `min_interval_s` ago
@@ -35,12 +44,15 @@ class Wakeup:
             self._last = now
             self._generation += 1
             self._changed.notify_all()
+        for child in self._children:
+            child.wake(always=True)
 
     def wait(self, timeout_s: float) -> bool:
-        """Whether woken before `timeout_s` passed."""
+        """Whether woken (since the last wait returned) before `timeout_s` passed."""
         with self._changed:
-            seen = self._generation
-            return self._changed.wait_for(lambda: self._generation != seen, timeout_s)
+            woken = self._changed.wait_for(lambda: self._generation != self._seen, timeout_s)
+            self._seen = self._generation
+            return woken
 
 
 def work(

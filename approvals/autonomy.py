@@ -1,10 +1,16 @@
 """A task type's autonomy level in the database: earned from its own outcomes, granted one
 level at a time by admins, taken back automatically. Config gives the start and the ceiling.
 
-`settle()` is the heartbeat, run by the gate before it routes a draft and by the periodic
-job: it labels finished actions with their outcome, applies demotions (re-gating work still
-in its veto window), and proposes a promotion when the evidence meets the rule. It locks the
-task type's row first, so replicas settle one at a time.
+`settle()` is the heartbeat, run by the periodic job (and by the gate when it must): it labels
+finished actions with their outcome, applies demotions (re-gating work still in its veto
+window), and proposes a promotion when the evidence meets the rule. It locks the task type's
+row first, so replicas settle one at a time.
+
+The gate asks `gate_level()`: one statement reads the level and whether an outcome waits that
+could demote the type (anything but a clean success: a rejection, veto, failure or expiry, or
+an approved action's edit or rubber stamp); only then does it settle before routing. Clean
+successes are labelled by the periodic job within a tick: the only demotion one can cause is
+a clean-rate window's first fill, applied then (`docs/architecture.md`).
 """
 
 from __future__ import annotations
@@ -14,7 +20,7 @@ from collections.abc import Sequence
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import func, select
+from sqlalchemy import and_, bindparam, exists, func, or_, select
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session
@@ -60,6 +66,10 @@ def current_level(session: Session, task_type: str, start: AutonomyLevel) -> Aut
     state = session.get(AutonomyState, task_type)
     if state is None:
         return start
+    return _level(state)
+
+
+def _level(state: AutonomyState) -> AutonomyLevel:
     return AutonomyLevel.HITL if state.unconfirmed else AutonomyLevel(state.level)
 
 
@@ -68,16 +78,70 @@ def effective_level(session: Session, name: str, task_type: TaskTypeConfig) -> A
     return min(current_level(session, name, task_type.autonomy), task_type.graduation.ceiling)
 
 
+# A finished, unlabelled action whose outcome could demote its type: all but a clean success
+# (one that ran without a person's approval). `outcome_at` is null with `outcome`: the
+# (task_type, outcome_at) index finds them.
+_MAY_DEMOTE = and_(
+    Action.outcome.is_(None),
+    Action.outcome_at.is_(None),
+    or_(Action.state.in_(list(LABELS)), and_(Action.state == ActionState.SUCCEEDED, Action.mode == "hitl")),
+)
+
+
+# The type's row and whether an outcome that could demote it waits: one statement, built once.
+_GATE_READ = select(
+    AutonomyState, exists().where(Action.task_type == bindparam("name"), _MAY_DEMOTE).label("may_demote")
+).where(AutonomyState.task_type == bindparam("name"))
+
+
+def gate_level(
+    session: Session, name: str, task_type: TaskTypeConfig, now: datetime, admins: Sequence[str] = ()
+) -> tuple[AutonomyLevel, bool]:
+    """The level the gate routes a draft at (capped by the ceiling), with demotions applied
+    first, and whether the type's row is now locked (it is when it had to be settled).
+
+    One statement, unlocked, when nothing waits that could demote the type and the config
+    matches the row: a demotion is then only ever caused by an outcome labelled elsewhere, and
+    routing to `auto` or `hitl` does not race one (a demotion re-gates only actions in a veto
+    window). A draft bound for a veto window takes `locked_level` before it is written."""
+    row = session.execute(_GATE_READ, {"name": name}).first()
+    if row is not None and not row.may_demote and _matches(row[0], task_type):
+        return min(_level(row[0]), task_type.graduation.ceiling), False
+    state = settle(session, name, task_type, now, admins)
+    return min(_level(state), task_type.graduation.ceiling), True
+
+
+def locked_level(session: Session, name: str, task_type: TaskTypeConfig) -> AutonomyLevel:
+    """The level read again under a share lock, for a draft bound for a veto window: a demotion
+    (which locks the row for update and then re-gates the scheduled actions) either waits for
+    this draft to commit and re-gates it, or commits first and is read here. Drafts do not
+    wait for one another."""
+    state = session.scalars(
+        select(AutonomyState)
+        .where(AutonomyState.task_type == name)
+        .with_for_update(read=True)
+        .execution_options(populate_existing=True)
+    ).one()
+    return min(_level(state), task_type.graduation.ceiling)
+
+
+def _matches(state: AutonomyState, task_type: TaskTypeConfig) -> bool:
+    """Whether the row is settled for this config (else `settle` records the change first)."""
+    return state.start_level == task_type.autonomy.value and state.fingerprint == fingerprint(task_type)
+
+
 def state_for(session: Session, name: str, task_type: TaskTypeConfig, now: datetime) -> AutonomyState:
     """The task type's row, locked; created at its start level on first use."""
-    if session.get(AutonomyState, name) is None:
-        session.execute(_insert_ignore(session, name, task_type, now))
-    state = session.scalars(
+    locked = (
         select(AutonomyState)
         .where(AutonomyState.task_type == name)
         .with_for_update()
         .execution_options(populate_existing=True)
-    ).one()
+    )
+    state = session.scalars(locked).first()
+    if state is None:
+        session.execute(_insert_ignore(session, name, task_type, now))
+        state = session.scalars(locked).one()
     return state
 
 
@@ -96,7 +160,10 @@ def _insert_ignore(session: Session, name: str, task_type: TaskTypeConfig, now: 
     return dialect_insert(AutonomyState).values(**values).on_conflict_do_nothing(index_elements=["task_type"])
 
 
-def settle(session: Session, name: str, task_type: TaskTypeConfig, now: datetime, admins: Sequence[str] = ()) -> None:
+def settle(
+    session: Session, name: str, task_type: TaskTypeConfig, now: datetime, admins: Sequence[str] = ()
+) -> AutonomyState:
+    """Label the type's new outcomes, apply demotions, propose a promotion; returns its row (locked)."""
     state = state_for(session, name, task_type, now)
     rule = task_type.graduation
     if state.start_level != task_type.autonomy.value:
@@ -117,7 +184,7 @@ def settle(session: Session, name: str, task_type: TaskTypeConfig, now: datetime
     fresh = session.scalars(
         select(Action).where(Action.task_type == name, *_UNLABELLED).order_by(Action.updated_at, Action.id)
     ).all()
-    history = _outcomes(session, state)
+    history = _outcomes(session, state) if fresh else []
     for action in fresh:
         action.outcome, action.outcome_at = _label(session, action, rule.min_read_time), now
         if action.outcome == CLEAN and action.mode != "hitl" and _sampled(action.public_id, rule.review_share):
@@ -144,6 +211,7 @@ def settle(session: Session, name: str, task_type: TaskTypeConfig, now: datetime
             )
             history = []
     _maybe_propose(session, state, task_type, now)
+    return state
 
 
 def _label(session: Session, action: Action, min_read_time: timedelta) -> str:

@@ -7,7 +7,7 @@ out-of-scope tool or invalid params are refused and recorded, and never reach a 
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -15,14 +15,16 @@ from typing import Any
 from sqlalchemy.orm import Session
 
 from approvals import autonomy, chains, machine
-from approvals.policy import route
-from approvals.ports import ToolCatalog
+from approvals.policy import Routing, route
+from approvals.ports import ToolCatalog, ToolPolicy
 from core.canonical import params_hash
 from core.config import AutonomyLevel, TaskTypeConfig
 from core.ids import SYSTEM, new_id
-from core.messages import CardPosted, ConnectRequested
+from core.messages import CardPosted, ConnectRequested, Message
 from core.models import Action, Task
-from core.states import ActionState
+from core.states import ACTION, ActionState
+
+DRAFTED = ActionState.DRAFTED.value
 
 
 @dataclass(frozen=True)
@@ -44,36 +46,35 @@ def submit(
     turn: int = 0,
     tool_use_id: str | None = None,
     admins: Sequence[str] = (),
+    claim: Callable[[Action], Mapping[str, Any] | None] | None = None,
 ) -> Action:
     """Record the draft as an action and route it; returns the action in its new state
-    (`refused` with `error` set when the draft is out of scope or invalid)."""
+    (`refused` with `error` set when the draft is out of scope or invalid). `claim`: asked for
+    the lease of an action routed to `executing`, to insert it with (an executor of the
+    drafting process takes it at once; None leaves it to any executor).
+
+    The action is inserted once, in the state it is routed to: its `action.drafted` event and
+    the event of its move out of `drafted` are written as `machine.move` would write them, but
+    no UPDATE follows the INSERT of a row nobody else can see yet."""
     action = _new_action(task, draft, now)
     action.turn, action.tool_use_id = turn, tool_use_id
-    session.add(action)
-    session.flush()
-    machine.record(
-        session,
-        action,
-        "action.drafted",
-        actor=SYSTEM,
-        now=now,
-        data={"rationale": draft.rationale, "confidence": action.confidence},
-    )
+    data = {"rationale": draft.rationale, "confidence": action.confidence}
+    machine.record(session, action, "action.drafted", actor=SYSTEM, now=now, to_state=DRAFTED, data=data)
 
     problem = _refusal(draft, task_type, catalog)
     if problem is not None:
-        machine.move(
-            session, action, ActionState.REFUSED, actor=SYSTEM, now=now, note=problem, values={"error": problem}
-        )
+        _enter(session, action, ActionState.REFUSED, now=now, note=problem, values={"error": problem})
         return action
 
     policy = catalog.policy(draft.tool)
     canonical = catalog.validate(draft.tool, draft.params)
-    autonomy.settle(session, task.task_type, task_type, now, admins)  # demotions apply before routing
-    level = autonomy.effective_level(session, task.task_type, task_type)
-    routing = route(level, policy, action.confidence, task_type.confidence_threshold, credentials=task_type.credentials)
+    # Demotions apply before routing (`autonomy.gate_level` settles the type when one may wait).
+    level, locked = autonomy.gate_level(session, task.task_type, task_type, now, admins)
+    routing = _route(level, policy, action.confidence, task_type)
+    if routing.mode == AutonomyLevel.HOTL and not locked:
+        level = autonomy.locked_level(session, task.task_type, task_type)
+        routing = _route(level, policy, action.confidence, task_type)
     _apply(action, canonical, policy.risk, policy.idempotent, policy.timeout_s, routing.mode, task_type)
-    session.flush()
     data = {
         "mode": routing.mode.value,
         "level": level.value,
@@ -89,34 +90,59 @@ def submit(
         else []
     )
     if routing.mode == AutonomyLevel.HITL:
-        machine.move(
-            session,
-            action,
-            ActionState.PENDING,
-            actor=SYSTEM,
-            now=now,
-            data=data,
-            messages=[CardPosted(action.public_id, routing.low_confidence), *connect],
-        )
+        messages = [CardPosted(action.public_id, routing.low_confidence), *connect]
+        _enter(session, action, ActionState.PENDING, now=now, data=data, messages=messages)
         chains.start(
             session, action, chains.snapshot(task_type, list(admins), low_confidence=routing.low_confidence), now
         )
     elif routing.mode == AutonomyLevel.HOTL:
         deadline = now + task_type.veto_window
-        machine.move(
-            session,
-            action,
-            ActionState.SCHEDULED,
-            actor=SYSTEM,
-            now=now,
-            data=data,
-            values={"run_at": deadline},
-            messages=[CardPosted(action.public_id), *connect],
+        messages = [CardPosted(action.public_id), *connect]
+        _enter(
+            session, action, ActionState.SCHEDULED, now=now, data=data, values={"run_at": deadline}, messages=messages
         )
     else:
-        # No lease yet: the executor claims it like an action waiting for its next attempt.
-        machine.move(session, action, ActionState.EXECUTING, actor=SYSTEM, now=now, data=data, values={"run_at": now})
+        # Without a lease, any executor claims it like an action waiting for its next attempt.
+        lease = claim(action) if claim is not None else None
+        _enter(session, action, ActionState.EXECUTING, now=now, data=data, values={"run_at": now, **(lease or {})})
     return action
+
+
+def _route(level: AutonomyLevel, policy: ToolPolicy, confidence: float, task_type: TaskTypeConfig) -> Routing:
+    return route(level, policy, confidence, task_type.confidence_threshold, credentials=task_type.credentials)
+
+
+def _enter(
+    session: Session,
+    action: Action,
+    target: ActionState,
+    *,
+    now: datetime,
+    note: str | None = None,
+    data: dict[str, Any] | None = None,
+    values: dict[str, Any] | None = None,
+    messages: Sequence[Message] = (),
+) -> None:
+    """Move the new action from `drafted` to `target` and insert it: the lifecycle checked and
+    the move audited (with its messages) as `machine.move` does it."""
+    ACTION.check(action.public_id, DRAFTED, target)
+    action.state = target.value
+    for name, value in (values or {}).items():
+        setattr(action, name, value)
+    session.add(action)
+    session.flush()  # its id: the timers of its chain and a claim name it
+    machine.record(
+        session,
+        action,
+        f"{ACTION.name}.{target.value}",
+        actor=SYSTEM,
+        now=now,
+        from_state=DRAFTED,
+        to_state=target.value,
+        note=note,
+        data=data,
+        messages=messages,
+    )
 
 
 def _new_action(task: Task, draft: Draft, now: datetime) -> Action:

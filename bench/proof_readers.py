@@ -308,17 +308,30 @@ def read_timer_burst(key: str, text: str, found: Findings) -> None:
         )
 
 
+BACKEND_NAMES = {"postgres": "PostgreSQL", "sqlite": "SQLite"}
+
+
 def read_agent_overhead(key: str, text: str, found: Findings) -> None:
-    pattern = (
-        r"^summary (\w+): agent step p50 = runner " + NUM + r" \+ executor " + NUM + " = " + NUM + r" ms.*turn.*?: "
-    )
-    for backend, runner, executor, step, turn in re.findall(pattern + NUM, text, re.M):
+    turn = r"^summary (\w+): whole tool turn p50 = " + NUM + r" ms \((.*) at their p50s; (.*) per turn\)"
+    for backend, ms, units, issued in re.findall(turn, text, re.M):
+        goal = backend == "postgres"  # the goal is PostgreSQL's (issue #16); SQLite's is shown beside it
         found.figures.append(
             Figure(
-                f"Agent runtime overhead per step p50, {backend} (runner + executor; whole tool turn)",
-                f"{step} ms ({runner} + {executor}; {turn} ms)",
-                "≤ 10 ms",
-                verdict(float(step) <= 10),
+                f"Agent runtime overhead per whole tool turn, {BACKEND_NAMES.get(backend, backend)} (model at 0 ms)",
+                f"{ms} ms ({units}; {issued})",
+                "≤ 10 ms" if goal else "—",
+                verdict(float(ms) <= 10) if goal else "—",
+                key,
+            )
+        )
+    step = r"^summary (\w+): agent step p50 = runner " + NUM + r" \+ executor " + NUM + " = " + NUM + " ms"
+    for backend, runner, executor, total in re.findall(step, text, re.M):
+        found.figures.append(
+            Figure(
+                f"Agent runtime overhead per step p50, {BACKEND_NAMES.get(backend, backend)} (runner + executor)",
+                f"{total} ms ({runner} + {executor})",
+                "—",
+                "—",
                 key,
             )
         )

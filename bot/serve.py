@@ -54,6 +54,11 @@ class Process:
         units |= {f"outbox-{index}": self.sender.run_once for index in range(outbox_threads)}
         workers = Workers(units, idle_s=idle_s, chainer=self._chainer())
         self.executor.stopping = workers.stop  # a stop lets go of claimed actions not yet started
+        # The runner claims the autonomous actions it drafts for this executor, which runs them
+        # at once (woken alone); those it did not start when the process stops are given back.
+        self.executor.wakeup = workers.wakeups["executor"]
+        self.runner.executor = self.executor
+        workers.stopped.append(self.executor.give_back)
         self.server.wakeup = workers.wakeup  # a POST (a click, a task) wakes idle loops at once
         return workers
 

@@ -258,7 +258,8 @@ def listen(
 
 class Workers:
     """The background loops of one serving process, each in its own thread so a slow model
-    call never delays a card, and a Slack outage never delays the model."""
+    call never delays a card, and a Slack outage never delays the model. Each loop waits on its
+    own wakeup (`wakeups[name]`, woken with `wakeup`), so work handed to one loop wakes it alone."""
 
     def __init__(
         self, units: dict[str, Callable[[], bool]], *, idle_s: float = 0.2, chainer: Chainer | None = None
@@ -266,9 +267,18 @@ class Workers:
         self.chainer = chainer  # links the audit events the process commits; stops last
         self.stop = threading.Event()
         self.wakeup = Wakeup()
-        options = {"idle_s": idle_s, "wakeup": self.wakeup}
+        self.wakeups = {name: self.wakeup.child() for name in units}
+        # Called once the loops have stopped, before the chainer: a loop's last words (the
+        # executor gives back the actions handed to it that it did not start).
+        self.stopped: list[Callable[[], object]] = []
         self.threads = [
-            threading.Thread(target=work, args=([unit], self.stop), kwargs=options, name=f"worker-{name}", daemon=True)
+            threading.Thread(
+                target=work,
+                args=([unit], self.stop),
+                kwargs={"idle_s": idle_s, "wakeup": self.wakeups[name]},
+                name=f"worker-{name}",
+                daemon=True,
+            )
             for name, unit in units.items()
         ]
 
@@ -289,5 +299,7 @@ class Workers:
         deadline = time.monotonic() + timeout_s
         for thread in self.threads:
             thread.join(max(0.0, deadline - time.monotonic()))
+        for last_words in self.stopped:
+            last_words()
         if self.chainer is not None:  # last: it chains what the loops committed
             self.chainer.close(max(2.0, deadline - time.monotonic()))

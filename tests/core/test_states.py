@@ -20,9 +20,10 @@ from core.states import MACHINES, ActionState, Machine, ProposalState, TaskState
 
 ROOT = Path(__file__).resolve().parents[2]
 PACKAGES = ("core", "approvals", "agent", "escalations", "bot")
-# Functions whose target-state argument is the move's target: `approvals.machine.move` and the
-# helpers that pass a literal target on to it (the executor's `_end`, decisions' `_close`).
-MOVERS = {"move", "_end", "_close"}
+# Functions whose target-state argument is the move's target: `approvals.machine.move`, the
+# helpers that pass a literal target on to it (the executor's `_end`, decisions' `_close`), and
+# the gate's `_enter` (a new action's move out of `drafted`, checked and audited before its INSERT).
+MOVERS = {"move", "_end", "_close", "_enter"}
 ENUMS = {cls.__name__: cls for cls in (ActionState, TaskState, TimerState, ProposalState)}
 
 
