@@ -140,13 +140,14 @@ def deciding_click(body: bytes, content_type: str) -> DecidingClick | None:
         return None
     actions, user, team = click.get("actions"), click.get("user"), click.get("team")
     action = actions[0] if isinstance(actions, list) and actions and isinstance(actions[0], dict) else {}
-    if action.get("action_id") not in DECIDING:
+    kind = action.get("action_id")
+    if not (isinstance(kind, str) and kind in DECIDING):  # a list or an object is no action id (nor hashable)
         return None
     user = user if isinstance(user, dict) else {}
     team_id = (team.get("id") if isinstance(team, dict) else None) or user.get("team_id")
     url = click.get("response_url")
     return DecidingClick(
-        kind=str(action["action_id"]),
+        kind=kind,
         user=user.get("id") if isinstance(user.get("id"), str) else None,
         team=team_id if isinstance(team_id, str) else None,
         response_url=url if isinstance(url, str) and url.startswith(("https://", "http://")) else None,

@@ -28,6 +28,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from bot.admission import ARRIVAL, Admission, Arrival, DecidingClick, Shed, busy, deciding_click
 from bot.http_io import BodyRefused, answer_json, read_body
+from core import metrics
 from core.db import WRITER_TIMEOUT_OPTION
 from core.errors import DatabaseBusy
 from core.replays import REPLAY_WINDOW, first_sighting
@@ -94,17 +95,24 @@ class SlackIngress:
         click = deciding_click(body, environ.get("CONTENT_TYPE") or "")
         if click is None:
             return self._checked(environ, start_response, body, signature, int(stamp), arrival)
-        try:
-            taken = self.admission.enter(click.kind, arrival)
-        except Shed:
-            # Shed before the replay check and Bolt, so that a flood of clicks costs little: it
-            # writes nothing, and a replay of it could only tell its clicker "busy" once more.
+
+        def shed(reason: str | None = None) -> Iterable[bytes]:
+            # Shed before Bolt, so that a flood of clicks costs little: it writes nothing, and a
+            # replay of it could only tell its clicker "busy" once more.
+            if reason is not None:  # (`Admission` counts the clicks it sheds itself)
+                metrics.CLICKS_SHED.labels(click.kind, reason).inc()
             self.on_shed(click)
             environ[SHED] = True  # nothing was written: no background loop need look for work
             start_response("200 OK", [("Content-Length", "0")])
             return [b""]
+
         try:
-            return self._checked(environ, start_response, body, signature, int(stamp), replace(arrival, held=True))
+            taken = self.admission.enter(click.kind, arrival)
+        except Shed:
+            return shed()
+        try:
+            held = replace(arrival, held=True)
+            return self._checked(environ, start_response, body, signature, int(stamp), held, shed=shed)
         finally:
             self.admission.leave(taken)
 
@@ -116,16 +124,22 @@ class SlackIngress:
         signature: str,
         stamp: int,
         arrival: Arrival,
+        *,
+        shed: Callable[[str], Iterable[bytes]] | None = None,
     ) -> Iterable[bytes]:
-        """The replay check, then Bolt, with the request's arrival for its listeners."""
+        """The replay check, then Bolt, with the request's arrival for its listeners. A click
+        (`shed` given) waits for SQLite's write turn no longer than what is left of its budget,
+        and is shed if it does not come; other requests wait as any write does."""
         try:
             with self.sessions.begin() as session:
-                # On SQLite this write queues for the write turn: not past what is left of the budget.
-                waits = max(self.admission.left(arrival), MIN_REPLAY_TURN_S)
-                session.connection(execution_options={WRITER_TIMEOUT_OPTION: waits})
+                if shed is not None:
+                    waits = max(self.admission.left(arrival), MIN_REPLAY_TURN_S)
+                    session.connection(execution_options={WRITER_TIMEOUT_OPTION: waits})
                 first = first_sighting(session, signature, datetime.fromtimestamp(stamp, UTC))
         except DatabaseBusy:
             log.warning("cannot check /slack/events for a replay in time: the database's write turn is taken")
+            if shed is not None:
+                return shed("busy")
             return answer_json(start_response, 503, {"error": busy("try")})
         except OperationalError:
             log.warning("cannot check /slack/events for a replay: the database is unreachable")

@@ -144,6 +144,8 @@ def test_deciding_clicks_are_told_from_the_rest_before_bolt_parses_them() -> Non
         _form({**click, "actions": [{"action_id": "reject"}]}),  # opens a modal: decides nothing
         _form({**click, "type": "view_submission"}),  # modals take their turn in their listener
         _form({**click, "actions": []}),
+        _form({**click, "actions": [{"action_id": ["approve"]}]}),  # unhashable: not a 500 (found by fuzz_inputs)
+        _form({**click, "actions": [{"action_id": {"approve": 1}}]}),
         _form([1, 2]),
         b"payload=%7Bnot+json",
         b"command=%2Fcountersign&text=run",
