@@ -223,18 +223,25 @@ class ServeWorker(ThreadWorker):  # type: ignore[misc]  # gunicorn ships no type
         super().set_accept_enabled(enabled)
         if not enabled and not self.alive:
             for listener in self.sockets:
+                # Connections the kernel completed before the stop are the clients' requests in
+                # flight: take them from the backlog and answer them (closing the listener
+                # with them queued would reset them).
+                while self.nr_conns < self.worker_connections and self.accept(listener):
+                    pass
                 listener.close()
 
-    def accept(self, listener: socket.socket) -> None:
+    def accept(self, listener: socket.socket) -> bool:
         """A new connection waits in the poller, holding no thread, until it has bytes to read
         (gunicorn hands it to a thread at once, which then waits up to 5 s for them: 16 silent
         connections would hold every thread); one that sends nothing is closed after
-        IDLE_TIMEOUT_S, like a kept-alive one."""
+        IDLE_TIMEOUT_S, like a kept-alive one. False when no connection was waiting."""
         try:
             accepted, address = listener.accept()
         except OSError as exc:
-            if exc.errno in (errno.EAGAIN, errno.ECONNABORTED, errno.EWOULDBLOCK):
-                return
+            if exc.errno in (errno.EAGAIN, errno.EWOULDBLOCK):
+                return False
+            if exc.errno == errno.ECONNABORTED:
+                return True  # that one is gone; the next may be waiting
             raise
         client = _TimedSocket(accepted.family, accepted.type, accepted.proto, fileno=accepted.detach())
         self.nr_conns += 1
@@ -242,6 +249,7 @@ class ServeWorker(ThreadWorker):  # type: ignore[misc]  # gunicorn ships no type
         connection.timeout = time.monotonic() + IDLE_TIMEOUT_S
         self.pending_conns.append(connection)
         self.poller.register(client, selectors.EVENT_READ, partial(self.on_pending_socket_readable, connection))
+        return True
 
 
 class _TimedSocket(socket.socket):
