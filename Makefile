@@ -55,7 +55,7 @@ demo: $(STAMP)
 screenshots: $(STAMP)
 	COUNTERSIGN_SCREENSHOTS=docs/screenshots COUNTERSIGN_REQUIRE_BROWSER=1 $(BIN)/pytest -q -p no:xdist tests/sandbox/test_browser.py
 
-# Every benchmark and chaos scenario, one at a time (about 30 minutes on 2 cores; needs the local
+# Every benchmark and chaos scenario, one at a time (about 40 minutes on 2 cores; needs the local
 # PostgreSQL), then rewrites docs/performance.md and docs/reliability.md. Exit 1: a lost or
 # duplicated effect was found; exit 2: a script is missing, crashed or ran out of time.
 PROOF_FLAGS ?=

@@ -4,10 +4,10 @@ docs/reliability.md from what they print.
 Each script runs alone (one at a time: the machine has few cores), in its own process group,
 with a time limit; its output is echoed and kept. A script that is missing is recorded as
 MISSING, one that fails or runs out of time as FAIL with its last lines, and the run goes on.
-Sizes are chosen so that the whole proof fits in about 30 minutes on 2 cores (see RUNS); every figure
+Sizes are chosen so that the whole proof fits in about 40 minutes on 2 cores (see RUNS); every figure
 in the docs carries the exact command that produced it, so any of them can be rerun alone.
 
-    .venv/bin/python bench/proof.py [--only NAME[,NAME]] [--budget 2400]
+    .venv/bin/python bench/proof.py [--only NAME[,NAME]] [--budget 3000]
 
 Exit status: 1 if a chaos scenario reported a lost or duplicated effect (or its own FAIL) or a
 benchmark's exactly-once check failed; else 2 if a script is missing, crashed (a non-zero exit)
@@ -38,7 +38,7 @@ def load_average() -> str:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0] if __doc__ else None)
     parser.add_argument("--only", help="comma-separated run keys (default: all); the docs then show only these")
-    parser.add_argument("--budget", type=float, default=2400, help="seconds for the whole proof (default 2400)")
+    parser.add_argument("--budget", type=float, default=3000, help="seconds for the whole proof (default 3000)")
     args = parser.parse_args()
     chosen = [run for run in RUNS if not args.only or run.key in args.only.split(",")]
     began, start, load_before = datetime.now(UTC), time.perf_counter(), load_average()

@@ -291,7 +291,7 @@ def performance_doc(outcomes: list[Outcome], found: Findings, header: list[str])
         "",
         "## Sizes",
         "",
-        "Each script runs at its defaults unless said here (to fit the proof in about 30 minutes on 2 cores):",
+        "Each script runs at its defaults unless said here (to fit the proof in about 40 minutes on 2 cores):",
         "",
         *sizes(reliability=False),
         "",
@@ -354,7 +354,7 @@ def reliability_doc(outcomes: list[Outcome], found: Findings, header: list[str])
     lines += [
         "## Sizes",
         "",
-        "Each scenario runs at its defaults unless said here (to fit the proof in about 30 minutes on 2 cores):",
+        "Each scenario runs at its defaults unless said here (to fit the proof in about 40 minutes on 2 cores):",
         "",
         *sizes(reliability=True),
         "",

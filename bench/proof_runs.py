@@ -97,14 +97,27 @@ RUNS = (
     Run("rss@10", "bench/rss.py", ("--commands", "10", "--idle", "2"), 120, "the 1x of a 10x pair"),
     Run("rss", "bench/rss.py", (), 150),
     Run("idle_cpu", "bench/idle_cpu.py", ("--seconds", "15", "--settle", "3"), 150, "15 idle seconds (default 20)"),
-    # Chaos scenarios: the cheap and the predictable first, so that a proof running out of time
-    # loses the least; slack_faults (a 60 s hang, then its settling) last.
+    # Chaos scenarios, each on both databases (its default first): the cheap and the predictable
+    # first, so that a proof running out of time loses the least; slack_faults (a 60 s hang,
+    # then its settling) last.
     Run("authorization", "chaos/authorization.py", (), 90),
+    Run("authorization@sqlite", "chaos/authorization.py", ("--backend", "sqlite"), 90, "on SQLite"),
     Run("fuzz_inputs", "chaos/fuzz_inputs.py", (), 240, "10,000 requests and 100 of each of issue #14's shapes"),
-    Run("click_storm", "chaos/click_storm.py", (), 240, "200 rounds (its default; the issue's full count is 1000)"),
+    Run("fuzz_inputs@pg", "chaos/fuzz_inputs.py", ("--backend", "postgres"), 240, "on PostgreSQL"),
+    Run("click_storm", "chaos/click_storm.py", (), 300, "200 rounds (its default; the issue's full count is 1000)"),
+    Run("click_storm@sqlite", "chaos/click_storm.py", ("--backend", "sqlite"), 300, "on SQLite; 200 rounds"),
     Run("model_faults", "chaos/model_faults.py", (), 240),
+    Run("model_faults@sqlite", "chaos/model_faults.py", ("--backend", "sqlite"), 240, "on SQLite"),
     Run("crash_loop", "chaos/crash_loop.py", ("--rounds", "25"), 200, "25 rounds, not 100 (about 5 s a round)"),
+    Run(
+        "crash_loop@pg",
+        "chaos/crash_loop.py",
+        ("--rounds", "25", "--backend", "postgres", "--replicas", "2", "--min-tool-kills", "2"),
+        300,
+        "on PostgreSQL with two replicas; 25 rounds, more (aimed at tool calls) until two killed one mid-call",
+    ),
     Run("slack_faults", "chaos/slack_faults.py", (), 360),
+    Run("slack_faults@sqlite", "chaos/slack_faults.py", ("--backend", "sqlite"), 360, "on SQLite"),
 )
 
 

@@ -135,22 +135,38 @@ def zygote() -> None:
     """Import the app once, then fork a server per JSON line on stdin (see the module docstring).
 
     Each line is `{"argv": [...], "log": PATH, "clock_offset_s": N}`; the child's pid is
-    written back at once, and `{"pid": PID, "status": WAITSTATUS}` when it has died. One
-    child at a time: the crash loop never runs two servers on one database.
+    written back at once (`{"started": PID}`), and `{"pid": PID, "status": WAITSTATUS}` when
+    it has died. Several children may run at once (replicas on one PostgreSQL database): the
+    loop waits on stdin with a short timeout and reaps whatever has died in between, one
+    thread only, so that every fork is of a single-threaded process.
     """
+    import select
+
     import bot.cli
     import bot.runtime
     import bot.serve  # noqa: F401 - imported before any fork, so that each child starts warm
 
-    while line := sys.stdin.readline():
-        order = json.loads(line)
-        sys.stdout.flush()
-        pid = os.fork()
-        if pid == 0:
-            _child(order)
-        print(json.dumps({"started": pid}), flush=True)
-        _, status = os.waitpid(pid, 0)
-        print(json.dumps({"pid": pid, "status": status}), flush=True)
+    pending, children, open_ = b"", 0, True
+    while open_ or children:
+        if open_ and select.select([0], [], [], 0.02)[0]:
+            chunk = os.read(0, 65536)
+            open_ = bool(chunk)
+            pending += chunk
+            while b"\n" in pending:
+                line, pending = pending.split(b"\n", 1)
+                pid = os.fork()
+                if pid == 0:
+                    _child(json.loads(line))
+                children += 1
+                print(json.dumps({"started": pid}), flush=True)
+        elif not open_:
+            time.sleep(0.02)
+        while children:
+            pid, status = os.waitpid(-1, os.WNOHANG)
+            if pid == 0:
+                break
+            children -= 1
+            print(json.dumps({"pid": pid, "status": status}), flush=True)
 
 
 def _child(order: dict[str, Any]) -> None:

@@ -8,7 +8,12 @@ signed Approve / Reject / Veto clicks) and kills it with SIGKILL after a random 
 clicks, model calls (the fake Messages API in this process sometimes holds a reply for
 seconds), tool calls (`chaos._crash_support`: they nap, then record raw calls and effects in
 real tables), outbox sends (the Slack emulator sometimes hangs a method) and escalation steps
-(a short chain per task type) are under way. After the last round a final server settles
+(a short chain per task type) are under way. With `--replicas N` (PostgreSQL) N servers run
+at once on the one database, the clicks spread over them; each round kills one of them (a
+quarter of the rounds all of them) and starts replacements, so the survivors take over the
+dead one's leases as they run out. `--min-tool-kills K` sizes the run: after `--rounds`, up
+to as many rounds again aim at tool calls until K rounds have killed a server mid-call (the
+run fails if they still have not). After the last round a final server settles
 everything (its clock moved past every dead lease), then the checks run:
 
 - duplicates: an idempotent tool's effects per idempotency key ≤ 1 (raw calls may repeat:
@@ -21,7 +26,8 @@ everything (its clock moved past every dead lease), then the checks run:
   non-idempotent tool whose executor died holding the lease; no task running, no timer due,
   no outbox row undelivered.
 
-    .venv/bin/python -m chaos.crash_loop [--rounds 100] [--backend sqlite|postgres] [--seed N] [--verbose]
+    .venv/bin/python -m chaos.crash_loop [--rounds 100] [--backend sqlite|postgres] [--replicas N]
+        [--min-tool-kills K] [--seed N] [--verbose]
 
 Prints one summary line (problems, if any, on stderr before it) and exits 1 on a failure.
 PostgreSQL: a temporary database is created and dropped on the server named by
@@ -45,7 +51,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-from sqlalchemy import Engine, create_engine, select
+from sqlalchemy import Engine, create_engine, func, select
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
@@ -84,90 +90,143 @@ class Kills:
     requests: Counter[str] = field(default_factory=Counter)
 
 
+@dataclass
+class Replica:
+    server: Server
+    url: str
+
+
+@dataclass
+class Fleet:
+    """The loop's live servers: up to `size` at once, all on the one database."""
+
+    servers: Servers
+    size: int
+    live: list[Replica] = field(default_factory=list)
+
+    def fill(self) -> list[Replica]:
+        """Start servers until `size` run; the new ones."""
+        new = []
+        while len(self.live) < self.size:
+            port = free_port()
+            new.append(Replica(self.servers.start(port), f"http://127.0.0.1:{port}"))
+            self.live.append(new[-1])
+        return new
+
+    def kill(self, victims: list[Replica]) -> None:
+        for replica in list(victims):
+            replica.server.kill()
+            self.live.remove(replica)
+
+    def stop(self) -> None:
+        """A graceful stop of every live server (SIGINT), as a rolling restart would."""
+        for replica in self.live:
+            replica.server.interrupt()
+        self.live.clear()
+
+
 def run_round(
     round_no: int,
-    servers: Servers,
+    fleet: Fleet,
     slack: CountingSlack,
     model: Model,
     reader: Engine,
     rng: random.Random,
     kills: Kills,
     max_delay_s: float,
+    *,
+    aim_at_tool: bool = False,
 ) -> None:
     if rng.random() < 0.5:
         slack.hang(rng.choice(SLACK_HANG_METHODS), rng.uniform(0.3, 2.0), times=rng.randint(1, 3))
-    port = free_port()
     went = time.monotonic()
-    server = servers.start(port)
+    new = fleet.fill()
     try:
-        _kill_at_random(round_no, server, went, port, slack, model, reader, rng, kills, max_delay_s)
-    finally:
-        if server.poll() is None:  # the round failed half-way: leave no server behind
-            server.kill()
+        _kill_at_random(round_no, fleet, new, went, slack, model, reader, rng, kills, max_delay_s, aim_at_tool)
+    except BaseException:  # the round failed half-way: leave no server behind
+        fleet.kill(fleet.live)
+        raise
 
 
 def _kill_at_random(
     round_no: int,
-    server: Server,
+    fleet: Fleet,
+    new: list[Replica],
     went: float,
-    port: int,
     slack: CountingSlack,
     model: Model,
     reader: Engine,
     rng: random.Random,
     kills: Kills,
     max_delay_s: float,
+    aim_at_tool: bool,
 ) -> None:
-    url = f"http://127.0.0.1:{port}"
     stop = threading.Event()
-    driver = Driver(url, slack, reader, random.Random(rng.getrandbits(64)), round_no)
+    driver: Driver | None = None
     thread: threading.Thread | None = None
     started = went
-    if rng.random() < 0.1:  # mid-startup
+    if new and rng.random() < 0.1:  # mid-startup: one just started
+        victims = [rng.choice(new)]
         kill_at = went + rng.uniform(0.05, 0.6)
-    else:  # once it serves: the delay counts from there, however slow the machine is today
+    else:  # once all serve: the delay counts from there, however slow the machine is today
         deadline = went + HEALTH_DEADLINE_S
-        while not healthy(url, timeout_s=0.5):
-            if server.poll() is not None or time.monotonic() > deadline:
-                raise RuntimeError(f"serve did not start in round {round_no} (status {server.poll()})")
-            time.sleep(0.02)
+        for replica in fleet.live:
+            while not healthy(replica.url, timeout_s=0.5):
+                if replica.server.poll() is not None or time.monotonic() > deadline:
+                    raise RuntimeError(f"serve did not start in round {round_no} (status {replica.server.poll()})")
+                time.sleep(0.02)
         started = time.monotonic()
+        urls = [replica.url for replica in fleet.live]
+        driver = Driver(urls, slack, reader, random.Random(rng.getrandbits(64)), round_no)
         thread = threading.Thread(target=driver.run, args=(stop,), name=f"driver-{round_no}", daemon=True)
         thread.start()
         kill_at = started + rng.uniform(0.1, max_delay_s)
-    # Tool calls are rare and short: some rounds watch for one of this server's and kill it then.
-    aim_at_tool = thread is not None and rng.random() < 0.2
+        # Replicas: one of them dies, now and then all at once.
+        victims = list(fleet.live) if rng.random() < 0.25 else [rng.choice(fleet.live)]
+    # Tool calls are rare and short: some rounds watch for one and kill its server then.
+    aim_at_tool = driver is not None and (aim_at_tool or rng.random() < 0.2)
     if aim_at_tool:
         kill_at += 2.0  # a longer round, for an execution to come along
     while time.monotonic() < kill_at:
-        if server.poll() is not None:
-            raise RuntimeError(f"serve exited by itself (status {server.poll()}) in round {round_no}")
-        if aim_at_tool and tools_killed_mid_call(reader, server.pid):
-            break
+        for replica in fleet.live:
+            if replica.server.poll() is not None:
+                raise RuntimeError(f"serve exited by itself (status {replica.server.poll()}) in round {round_no}")
+        if aim_at_tool:
+            calling = tools_mid_call(reader)
+            if hit := [replica for replica in fleet.live if calling[replica.server.pid]]:
+                victims = hit
+                break
         time.sleep(0.01)
-    if thread is not None and not aim_at_tool and rng.random() < 0.3:  # clicks take ms: aim some kills at them
+    if driver is not None and not aim_at_tool and rng.random() < 0.3:  # clicks take ms: aim some kills at them
         driver.burst()
         time.sleep(rng.uniform(0.0, 0.03))
-    if thread is None:
+    if driver is None:
         kills.before_healthy += 1
-    moments = {"click": driver.in_flight.since(went), "model": model.in_flight.since(went)}
+    # In flight anywhere (with replicas, a survivor's share counts too), except tool calls: those
+    # are counted for the killed servers only, after they died.
+    moments = {"click": driver.in_flight.since(went) if driver else 0, "model": model.in_flight.since(went)}
     moments["slack"] = slack.in_flight.since(went)
-    server.kill()
+    fleet.kill(victims)
     stop.set()
     if thread is not None:
         thread.join(timeout=10)
-    moments["tool"] = tools_killed_mid_call(reader, server.pid)
+    calling = tools_mid_call(reader)
+    moments["tool"] = sum(calling[replica.server.pid] for replica in victims)
     kills.rounds += 1
-    kills.startup_s.append(started - went if thread is not None else float("nan"))
+    kills.startup_s.append(started - went if driver is not None else float("nan"))
     kills.moments.update({name: 1 for name, count in moments.items() if count})
-    kills.requests.update(driver.sent)
+    if driver is not None:
+        kills.requests.update(driver.sent)
 
 
-def tools_killed_mid_call(reader: Engine, pid: int) -> int:
+def tools_mid_call(reader: Engine) -> Counter[int]:
+    """Tool calls begun and not finished, by the pid of the server that made them."""
+    calls = support.CALLS
     with reader.connect() as conn:
-        calls = support.CALLS
-        rows = conn.execute(select(calls.c.id).where(calls.c.pid == pid, calls.c.finished_at.is_(None))).all()
-    return len(rows)
+        rows = conn.execute(
+            select(calls.c.pid, func.count()).where(calls.c.finished_at.is_(None)).group_by(calls.c.pid)
+        ).all()
+    return Counter({pid: count for pid, count in rows})
 
 
 def settle(
@@ -221,9 +280,20 @@ def main() -> int:
     parser.add_argument(
         "--max-delay", type=float, default=2.0, help="latest kill, in s after the server answers (default 2.0)"
     )
+    parser.add_argument(
+        "--replicas", type=int, default=1, help="servers at once on the database (PostgreSQL only; default 1)"
+    )
+    parser.add_argument(
+        "--min-tool-kills",
+        type=int,
+        default=0,
+        help="rounds that must kill a server mid-tool-call: up to --rounds more rounds aim at tools until then",
+    )
     parser.add_argument("--keep", action="store_true", help="keep the work directory (config, server logs)")
     parser.add_argument("--verbose", action="store_true", help="a progress line per round on stderr")
     args = parser.parse_args()
+    if args.replicas < 1 or (args.replicas > 1 and args.backend != "postgres"):
+        parser.error("--replicas: 1, or more with --backend postgres (SQLite serves one process)")
     seed = args.seed if args.seed is not None else random.SystemRandom().randrange(1 << 32)
     rng = random.Random(seed)
     began = time.monotonic()
@@ -246,16 +316,25 @@ def main() -> int:
         world.on_close(reader.dispose)
         servers = Servers(world.env, workdir, workdir / "serve.log")
         world.on_close(servers.close)
-        kills = Kills()
-        for round_no in range(args.rounds):
-            run_round(round_no, servers, slack, model, reader, rng, kills, args.max_delay)
+        kills, fleet = Kills(), Fleet(servers, args.replicas)
+        round_no = 0
+        while round_no < args.rounds or (kills.moments["tool"] < args.min_tool_kills and round_no < 2 * args.rounds):
+            aim = round_no >= args.rounds  # an extra round, for the kills mid-tool asked for
+            run_round(round_no, fleet, slack, model, reader, rng, kills, args.max_delay, aim_at_tool=aim)
             if args.verbose:
                 note(NAME, f"round {round_no}: started in {kills.startup_s[-1]:.2f} s, {kills.moments}")
+            round_no += 1
+        fleet.stop()
         settled, remaining, settle_s = settle(servers, reader, slack, model, verbose=args.verbose)
         servers.close()
         report = check(reader, world.env, workdir, datetime.now(UTC) + timedelta(seconds=SETTLE_OFFSET_S))
         if not settled:
             report.fail("stuck", f"not settled within {SETTLE_DEADLINE_S:.0f} s: {remaining}")
+        if kills.moments["tool"] < args.min_tool_kills:
+            report.problems.append(
+                f"sizing: {kills.moments['tool']} rounds killed a server mid-tool-call in {kills.rounds} rounds,"
+                f" fewer than the {args.min_tool_kills} asked for (--min-tool-kills)"
+            )
         if (args.keep or report.problems) and url.startswith("sqlite:///"):
             keep_sqlite(url.removeprefix("sqlite:///"), workdir / "chaos.db")
     passed = not report.problems
@@ -270,6 +349,7 @@ def main() -> int:
     fields = {
         "rounds": kills.rounds,
         "backend": args.backend,
+        "replicas": args.replicas,
         "seed": seed,
         "killed_mid": ",".join(f"{name}:{kills.moments[name]}" for name in ("click", "model", "tool", "slack"))
         + f",startup:{kills.before_healthy}",

@@ -61,41 +61,48 @@ class Servers:
                 stderr=log,
                 text=True,
             )
-        self._lines: queue.Queue[dict[str, int]] = queue.Queue()
+        self._started: queue.Queue[int] = queue.Queue()
         self._statuses: dict[int, int] = {}
+        self._died = threading.Condition()
+        self._gone = False  # the zygote's output has ended
         threading.Thread(target=self._read, name="zygote-reader", daemon=True).start()
 
     def _read(self) -> None:
+        """Starts go to whoever asked for one; deaths are kept by pid, whoever waits for them."""
         assert self.zygote.stdout is not None
         for line in self.zygote.stdout:
-            self._lines.put(json.loads(line))
+            reply = json.loads(line)
+            if "started" in reply:
+                self._started.put(reply["started"])
+            else:
+                with self._died:
+                    self._statuses[reply["pid"]] = reply["status"]
+                    self._died.notify_all()
+        with self._died:  # the zygote is gone: no more news
+            self._gone = True
+            self._died.notify_all()
 
     def start(self, port: int, clock_offset_s: float = 0.0) -> Server:
-        # One process: its SIGKILL is a crash of all that serves (with `--workers N` the master's
-        # death is a graceful stop of its workers, and tool calls run under the workers' pids).
+        # One process a server: its SIGKILL is a crash of all that serves (with `--workers N` the
+        # master's death is a graceful stop of its workers, and tool calls run under the
+        # workers' pids). Replicas are several such servers on one database.
         argv = ["serve", "--host", "127.0.0.1", "--port", str(port), "--workers", "1"]
         order = {"argv": argv, "log": str(self.log_path), "clock_offset_s": clock_offset_s}
         assert self.zygote.stdin is not None
         self.zygote.stdin.write(json.dumps(order) + "\n")
         self.zygote.stdin.flush()
-        reply = self._next(timeout_s=60)
-        if "started" not in reply:
-            raise RuntimeError(f"the zygote answered {reply} to a start")
-        return Server(self, reply["started"])
+        try:
+            return Server(self, self._started.get(timeout=60))
+        except queue.Empty:
+            raise RuntimeError(f"the zygote did not start a server; see {self.log_path}") from None
 
     def status(self, pid: int, timeout_s: float) -> int | None:
-        if pid not in self._statuses:
-            try:
-                reply = self._next(timeout_s)
-            except queue.Empty:
-                return None
-            self._statuses[reply["pid"]] = reply["status"]
-        return self._statuses.get(pid)
-
-    def _next(self, timeout_s: float) -> dict[str, int]:
-        if self.zygote.poll() is not None and self._lines.empty():
-            raise RuntimeError(f"the zygote exited ({self.zygote.returncode}); see {self.log_path}")
-        return self._lines.get(timeout=timeout_s) if timeout_s > 0 else self._lines.get_nowait()
+        """Its wait status once it has died; None if it is still alive after `timeout_s`."""
+        with self._died:
+            self._died.wait_for(lambda: pid in self._statuses or self._gone, timeout_s)
+            if pid not in self._statuses and self._gone:
+                raise RuntimeError(f"the zygote exited ({self.zygote.poll()}); see {self.log_path}")
+            return self._statuses.get(pid)
 
     def close(self) -> None:
         if self.zygote.poll() is None:

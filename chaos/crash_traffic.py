@@ -102,10 +102,14 @@ class Model:
 
 
 class Driver:
-    """Sends one round's work to a live server until told to stop; a dead server is no error."""
+    """Sends one round's work to the live servers (each request to one of them at random) until
+    told to stop; a dead server is no error."""
 
-    def __init__(self, url: str, slack: SlackEmulator, reader: Engine, rng: random.Random, round_no: int) -> None:
-        self.url, self.slack, self.reader, self.rng, self.round_no = url + "/slack/events", slack, reader, rng, round_no
+    def __init__(
+        self, urls: list[str], slack: SlackEmulator, reader: Engine, rng: random.Random, round_no: int
+    ) -> None:
+        self.urls = [url + "/slack/events" for url in urls]
+        self.slack, self.reader, self.rng, self.round_no = slack, reader, rng, round_no
         self.in_flight = Gauge()
         self.sent: Counter[str] = Counter()
 
@@ -206,7 +210,7 @@ class Driver:
     def _send(self, what: str, body: bytes) -> None:
         try:
             with self.in_flight.track():
-                reply = send(self.url, signed(SECRET, body, FORM), timeout=5)
+                reply = send(self.rng.choice(self.urls), signed(SECRET, body, FORM), timeout=5)
             self.sent[f"{what}:{reply.status}"] += 1
         except (OSError, http.client.HTTPException):
             self.sent[f"{what}:dropped"] += 1
