@@ -9,9 +9,9 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from agent.connect import ConnectFlow
 from agent.delegation import Delegation
+from agent.external_tools import add_external_tools
 from agent.model import ModelClient
 from agent.scripted_model import ScriptedModel
-from agent.external_tools import add_external_tools
 from agent.tools import load_tool_modules
 from agent.vault import Vault, parse_keys
 from approvals.decisions import Decisions
