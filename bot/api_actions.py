@@ -115,7 +115,7 @@ class ApiActions:
         wait, problem = _wait_of(environ.get("QUERY_STRING", ""))
         if problem is not None:
             return 422, {"error": "invalid query", "problems": {"wait": problem}}
-        deadline = time.monotonic() + wait
+        deadline, refused = time.monotonic() + wait, False
         while True:
             with reading(self.services.sessions) as session:
                 action = _own(session, client, public_id)
@@ -123,10 +123,12 @@ class ApiActions:
                     return 404, {"error": f"no action {public_id}"}
                 view = external.view(session, action)
             left = deadline - time.monotonic()
-            if action.state in SETTLED or left <= 0:
+            if action.state in SETTLED or left <= 0 or refused:
                 break
-            # No connection held from here: the session is closed while this request waits.
-            self.waiters.wait(public_id, left)
+            # No connection held from here: the session is closed while this request waits
+            # (under waitress a long-poll waits parked, without a thread, and arrives here after).
+            woken = self.waiters.wait(public_id, left)
+            refused = not woken and time.monotonic() < deadline  # too many threads wait already
         with self.services.sessions.begin() as session:
             self._audit(
                 session, client, f"GET {PREFIX}/{public_id}", None, 200, public_id=public_id, state=view["state"]
