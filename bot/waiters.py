@@ -178,12 +178,15 @@ class Waiters:
             return
         answer: list[_Parked] = []
         with self._lock:
+            # Only the actions this query asked about: one parked since is checked next round.
             for public_id, events in self._waiting.items():
+                if public_id not in ids:
+                    continue
                 row = found.get(public_id)
                 if row is None or row.state in SETTLED:
                     for woken in events:
                         woken.set()
-            for public_id in list(self._parked):
+            for public_id in [public_id for public_id in self._parked if public_id in ids]:
                 row = found.get(public_id)
                 settled = row is None or row.state in SETTLED or row.revoked_at is not None
                 keep = []
@@ -232,6 +235,10 @@ class ParkingDispatcher(ThreadedTaskDispatcher):
             super(ParkingDispatcher, self).add_task(task)
 
         self.waiters.park(public_id, token, wait_s, release)
+
+    def shutdown(self, cancel_pending: bool = True, timeout: int = 5) -> bool:
+        self.waiters.close()  # the parked are released (answered now, or cancelled with the queue)
+        return bool(super().shutdown(cancel_pending, timeout))
 
 
 def _long_poll(task: Any) -> tuple[str, str, float, Any] | None:

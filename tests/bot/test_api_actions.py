@@ -299,3 +299,37 @@ def test_bad_bodies_name_the_field(api_app: SlackApp) -> None:
     assert call(api_app, "GET", f"/api/actions/{created['action_id']}?wait=x", token)[0] == 422
     status, answer = call(api_app, "POST", f"/api/actions/{created['action_id']}/result", token, {"status": "done"})
     assert status == 422 and "status" in answer["problems"]
+
+
+def test_more_long_polls_than_threads_wait_parked_and_all_see_the_decision(api_app: SlackApp) -> None:
+    client = new_client(api_app, "ops-bot")
+    body = {"task_type": "ops", "tool": "restart_service", "params": {"service": "db"}}
+    ids = [call(api_app, "POST", "/api/actions", client["token"], body)[1]["action_id"] for _ in range(40)]
+    waiters = api_app.process.server.waiters
+    with ThreadPoolExecutor(len(ids)) as pool:
+        polls = [pool.submit(call, api_app, "GET", f"/api/actions/{i}?wait=30", client["token"]) for i in ids]
+        while waiters.parked() < len(ids):  # more than the server's 32 threads, none taken
+            assert not any(poll.done() for poll in polls)
+            threading.Event().wait(0.01)
+        assert call(api_app, "GET", f"/api/actions/{ids[0]}", client["token"])[1]["state"] == "pending"
+        hashes = {action.public_id: action.params_hash for action in api_app.actions()}
+        with api_app.services.sessions.begin() as session:
+            for public_id in ids:
+                api_app.services.decisions.approve(session, public_id, ALICE, hashes[public_id])
+        answers = [poll.result(timeout=30) for poll in polls]
+    assert {(status, answer["state"]) for status, answer in answers} == {(200, "approved")}
+    assert waiters.parked() == 0
+
+
+def test_a_claim_whose_lease_runs_out_without_a_result_becomes_unknown(api_app: SlackApp) -> None:
+    client = new_client(api_app, "ops-bot")
+    body = {"task_type": "ops-hotl", "tool": "flush_cache", "params": {"service": "db"}}
+    _, created = call(api_app, "POST", "/api/actions", client["token"], body)
+    api_app.clock.advance(31)
+    path = f"/api/actions/{created['action_id']}"
+    assert call(api_app, "POST", path + "/claim", client["token"])[0] == 200
+    api_app.clock.advance(11 * 60)  # api.claim_lease: 10m
+    api_app.settle()
+    _, seen = call(api_app, "GET", path, client["token"])
+    assert seen["state"] == "unknown" and "not re-run" in seen["reason"]
+    assert call(api_app, "POST", path + "/result", client["token"], {"status": "succeeded"})[0] == 409
