@@ -9,11 +9,12 @@ object each.
 
 One poller thread reads the states of every action waited on in this process with ONE query
 per `poll_s`, however many requests wait; a commit of this process that moves an API action
-(`approvals.external_changes.listen`) makes it look at once. Where requests cannot be parked
-(`serve --workers N`: gunicorn's gthread worker parses a request inside a pool thread), the
-request thread waits on an event instead (`wait`), at most `max_thread_waiters` at a time per
-process so that long-polls never take the threads Slack's clicks need; beyond that the current
-state is answered at once and the client polls again.
+(`approvals.external_changes.listen`) makes it look at once. `serve --workers N` parks in its
+gunicorn worker (`bot.prefork.ServeWorker.handle_request`) through `park` as well. Where nothing
+parks a request (another WSGI server), the request thread waits on an event instead (`wait`),
+at most `max_thread_waiters` at a time per process so that long-polls never take the threads
+Slack's clicks need; beyond that the current state is answered at once and the client polls
+again.
 """
 
 from __future__ import annotations
@@ -231,7 +232,7 @@ class ParkingDispatcher(ThreadedTaskDispatcher):
         public_id, token, wait_s, request = parked
 
         def release() -> None:
-            request.query = "&".join(part for part in request.query.split("&") if not part.startswith("wait="))
+            request.query = without_wait(request.query)
             super(ParkingDispatcher, self).add_task(task)
 
         self.waiters.park(public_id, token, wait_s, release)
@@ -242,22 +243,36 @@ class ParkingDispatcher(ThreadedTaskDispatcher):
 
 
 def _long_poll(task: Any) -> tuple[str, str, float, Any] | None:
-    """(action id, bearer token, seconds, request) of a request to park; None to serve it now."""
+    """(action id, bearer token, seconds, request) of a waitress request to park; None to serve it now."""
     requests = getattr(task, "requests", None)
     if not requests:
         return None
     request = requests[0]
-    if getattr(request, "error", None) is not None or getattr(request, "command", None) != "GET":
+    if getattr(request, "error", None) is not None:
         return None
-    match = _ACTION_PATH.fullmatch(getattr(request, "path", "") or "")
-    scheme, _, token = str(request.headers.get("AUTHORIZATION", "")).partition(" ")
-    if match is None or scheme != "Bearer" or not token:
+    authorization = str(request.headers.get("AUTHORIZATION", ""))
+    found = long_poll_of(getattr(request, "command", ""), getattr(request, "path", ""), request.query, authorization)
+    return None if found is None else (*found, request)
+
+
+def long_poll_of(method: str, path: str, query: str, authorization: str) -> tuple[str, str, float] | None:
+    """(action id, bearer token, seconds) when a request is a long-poll to park: `GET
+    /api/actions/{id}?wait=S` with 0 < S <= 60 and a bearer token; None for anything else
+    (served at once: a bad `wait` gets its 422 there)."""
+    match = _ACTION_PATH.fullmatch(path or "")
+    scheme, _, token = authorization.partition(" ")
+    if method != "GET" or match is None or scheme != "Bearer" or not token:
         return None
-    values = parse_qs(getattr(request, "query", "") or "").get("wait")
+    values = parse_qs(query or "").get("wait")
     try:
         wait_s = float(values[-1]) if values else 0.0
     except ValueError:
-        return None  # the route answers 422
+        return None
     if not 0 < wait_s <= MAX_WAIT_S:
         return None
-    return match[1], token, wait_s, request
+    return match[1], token, wait_s
+
+
+def without_wait(query: str) -> str:
+    """The query string of a released long-poll: it has waited, so it is served as a plain read."""
+    return "&".join(part for part in query.split("&") if not part.startswith("wait="))
