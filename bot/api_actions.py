@@ -101,7 +101,9 @@ class ApiActions:
         )
         with self.services.sessions.begin() as session:
             now = self.services.clock.now()
-            action, created = external.submit(session, config, self.services.registry, client.id, request, now)
+            action, created = external.submit(
+                session, config, self.services.registry, client.id, request, now, client_name=client.name
+            )
             self._audit(session, client, "POST /api/actions", action, 201 if created else 200)
             answer = {
                 "action_id": action.public_id,

@@ -143,6 +143,7 @@ def test_external_action_card_edit_approve_long_poll_claim_result_and_webhooks(a
     card = api_app.card(action)
     block_id, buttons = decide_block(card.blocks)
     assert "approve" in buttons
+    assert "actions API by client 'deployer'" in json.dumps(card.blocks)
 
     with ThreadPoolExecutor(1) as pool:
         waiting = pool.submit(call, api_app, "GET", f"/api/actions/{action_id}?wait=30", client["token"])
