@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qs, urlsplit
 
 from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from agent.external_tools import ExternalToolSpec
@@ -94,24 +95,32 @@ class ApiActions:
             tool=body["tool"],
             params=body["params"],
             rationale=body.get("rationale") or "",
-            confidence=float(body.get("confidence", 1.0)),
+            confidence=float(body["confidence"]) if body.get("confidence") is not None else 1.0,
             requester=body.get("requester"),
             external_id=body.get("external_id"),
             callback_url=callback,
         )
-        with self.services.sessions.begin() as session:
-            now = self.services.clock.now()
-            action, created = external.submit(
-                session, config, self.services.registry, client.id, request, now, client_name=client.name
-            )
-            self._audit(session, client, "POST /api/actions", action, 201 if created else 200)
-            answer = {
-                "action_id": action.public_id,
-                "state": action.state,
-                "params_hash": action.params_hash,
-                "url": f"{PREFIX}/{action.public_id}",
-            }
-        return (201 if created else 200), answer
+        # Two requests with the same external_id at once: the second's INSERT fails on the unique
+        # constraint, and its retry finds the first's action.
+        for attempt in (1, 2):
+            try:
+                with self.services.sessions.begin() as session:
+                    now = self.services.clock.now()
+                    action, created = external.submit(
+                        session, config, self.services.registry, client.id, request, now, client_name=client.name
+                    )
+                    self._audit(session, client, "POST /api/actions", action, 201 if created else 200)
+                    answer = {
+                        "action_id": action.public_id,
+                        "state": action.state,
+                        "params_hash": action.params_hash,
+                        "url": f"{PREFIX}/{action.public_id}",
+                    }
+                return (201 if created else 200), answer
+            except IntegrityError:
+                if attempt == 2 or request.external_id is None:
+                    raise
+        raise AssertionError("unreachable")
 
     def _get(self, environ: WSGIEnvironment, client: Client, public_id: str) -> tuple[int, dict[str, Any]]:
         wait, problem = _wait_of(environ.get("QUERY_STRING", ""))

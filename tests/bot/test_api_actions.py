@@ -405,3 +405,13 @@ def test_webhooks_are_retried_until_2xx_in_order_with_the_same_delivery_id(api_a
     api_app.settle()
     assert receiver.states() == ["scheduled", "executing", "failed"]
     assert receiver.got[-1][1]["reason"] == "boom"
+
+
+def test_the_same_external_id_at_once_makes_one_action(api_app: SlackApp) -> None:
+    client = new_client(api_app, "ops-bot")
+    body = {"task_type": "ops", "tool": "restart_service", "params": {"service": "db"}, "external_id": "same"}
+    with ThreadPoolExecutor(10) as pool:
+        answers = list(pool.map(lambda _: call(api_app, "POST", "/api/actions", client["token"], body), range(10)))
+    assert sorted(status for status, _ in answers) == [200] * 9 + [201]
+    assert len({answer["action_id"] for _, answer in answers}) == 1
+    assert call(api_app, "POST", "/api/actions", client["token"], {**body, "confidence": None})[0] == 200
