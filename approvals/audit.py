@@ -129,12 +129,20 @@ def chain(session: Session, limit: int | None = BATCH, *, then: Sequence[AuditEn
 
     Holds the chain lock until the caller commits: exactly one chainer at a time, across
     processes. The unchained rows are deleted by id (never by range: a row with a lower id
-    committed after this read must stay for the next batch)."""
+    committed after this read must stay for the next batch). A batch never splits a
+    transaction's events (on PostgreSQL it takes whole transactions, which may pass `limit`):
+    one that committed meanwhile with a lower `xact` would otherwise be chained between them."""
     postgres = session.get_bind().dialect.name == "postgresql"
     if postgres:
         session.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": ADVISORY_LOCK_KEY})
     table = UnchainedAuditEvent.__table__
-    rows = session.execute(select(table).order_by(table.c.xact, table.c.id).limit(limit)).all()
+    oldest = select(table).order_by(table.c.xact, table.c.id)
+    if postgres and limit is not None:
+        first = select(table.c.xact).order_by(table.c.xact, table.c.id).limit(limit)
+        oldest = oldest.where(table.c.xact.in_(first))
+    elif limit is not None:  # SQLite: one writer at a time, so ids are in commit order
+        oldest = oldest.limit(limit)
+    rows = session.execute(oldest).all()
     if not rows and not then:
         return 0
     seq, prev_hash = head(session)

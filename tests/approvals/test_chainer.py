@@ -11,8 +11,9 @@ import threading
 from collections import Counter
 from pathlib import Path
 
+import pytest
 from prometheus_client import CollectorRegistry, generate_latest
-from sqlalchemy import func, select
+from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session, sessionmaker
 
 from approvals import audit
@@ -56,6 +57,34 @@ def test_a_deferred_commit_writes_its_events_unchained_and_the_chainer_links_the
         notes = session.scalars(select(AuditEvent.note).order_by(AuditEvent.seq)).all()
     assert report.ok and report.events == 5 and report.unchained == 0
     assert notes == [f"event {number}" for number in range(1, 6)]
+
+
+def test_a_batch_takes_a_transactions_events_whole(sessions: sessionmaker[Session]) -> None:
+    """A batch cut inside a transaction's events would let a transaction that commits later with
+    a lower `xact` (it began earlier) be chained between them (seen once under load)."""
+    if sessions.kw["bind"].dialect.name != "postgresql":
+        pytest.skip("xact is PostgreSQL's; SQLite's one writer commits in id order")
+    writers = deferred(sessions)
+
+    def unchained(xact: int, *notes: str) -> None:
+        """A committed transaction's events, given the transaction id `xact`."""
+        with writers.begin() as session:
+            for note in notes:
+                audit.record(session, entry(1, note=note))
+        with sessions.begin() as session:
+            moved = update(UnchainedAuditEvent).where(UnchainedAuditEvent.note.in_(notes)).values(xact=xact)
+            session.execute(moved)
+
+    unchained(5, "x")
+    unchained(10, "t-p0", "t-p1")
+    with sessions.begin() as session:
+        assert audit.chain(session, limit=2) == 3  # x and the whole of t
+    unchained(7, "a")  # began before t, committed after the batch
+    assert chain_all(sessions) == 1
+    with sessions() as session:
+        notes = session.scalars(select(AuditEvent.note).order_by(AuditEvent.seq)).all()
+        assert verify(session).ok
+    assert notes == ["x", "t-p0", "t-p1", "a"]
 
 
 def test_busy_writers_and_one_chainer_thread_give_one_contiguous_chain(sessions: sessionmaker[Session]) -> None:
