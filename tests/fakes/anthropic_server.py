@@ -669,10 +669,6 @@ class PromptCache:
             },
         }
 
-    def clear(self) -> None:
-        with self._lock:
-            self._expiry.clear()
-
 
 def _invalid_cache_control(body: JSON) -> str | None:
     marks = []
