@@ -12,6 +12,7 @@ from typing import Any
 
 import anthropic
 
+from agent.caching import marked_messages, marked_tools, system_blocks
 from agent.model import ModelReply, ModelRequest, ModelRequestError, ModelUnavailable, Usage
 from core.durations import seconds_from_peer
 
@@ -37,9 +38,9 @@ class AnthropicModel:
             message = self.client.messages.create(
                 model=request.model,
                 max_tokens=request.max_tokens,
-                system=request.system,
-                messages=request.messages,  # type: ignore[arg-type]
-                tools=request.tools,  # type: ignore[arg-type]
+                system=system_blocks(request.system, request.caching),  # type: ignore[arg-type]
+                messages=marked_messages(request.messages, request.caching),  # type: ignore[arg-type]
+                tools=marked_tools(request.tools, request.caching),  # type: ignore[arg-type]
             )
         except anthropic.APIStatusError as exc:
             if exc.status_code == 429 or exc.status_code >= 500:

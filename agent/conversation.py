@@ -41,6 +41,7 @@ def model_request(config: Config, task: Task, task_type: TaskTypeConfig, tools: 
         tools=tools,
         max_tokens=config.model.max_tokens,
         task_type=task.task_type,
+        caching="conversation" if config.model.prompt_caching else "off",
     )
 
 

@@ -11,6 +11,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
+from agent.caching import Caching
+
 
 @dataclass(frozen=True)
 class ModelRequest:
@@ -20,10 +22,14 @@ class ModelRequest:
     tools: list[dict[str, Any]]
     max_tokens: int = 4096
     task_type: str = ""  # not sent to the API; lets a scripted model pick its script
+    caching: Caching = "off"  # which prompt-cache breakpoints to send (`agent.caching`)
 
 
 @dataclass(frozen=True)
 class Usage:
+    """As the API counts: `input_tokens` are the prompt tokens after the last cache breakpoint,
+    read and written cache tokens come on top (each at its own price)."""
+
     input_tokens: int = 0
     output_tokens: int = 0
     cache_read_tokens: int = 0

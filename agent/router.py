@@ -44,7 +44,14 @@ def request(config: Config, messages: list[dict[str, Any]]) -> ModelRequest:
         },
     }
     return ModelRequest(
-        model=config.model.router, system=system, messages=messages[:1], tools=[tool], max_tokens=200, task_type=""
+        model=config.model.router,
+        system=system,
+        messages=messages[:1],
+        tools=[tool],
+        max_tokens=200,
+        task_type="",
+        # One call per request: only the instructions and the tool are the same next time.
+        caching="prefix" if config.model.prompt_caching else "off",
     )
 
 

@@ -79,7 +79,9 @@ class AgentRunner:
         self.backoff_base_s, self.backoff_max_s = backoff_base_s, backoff_max_s
         self.loop_repeats, self.loop_refusals = loop_repeats, loop_refusals
         self.rng = rng or random.Random()
-        self.prices = {name: Price(p.input, p.output) for name, p in config.model.prices.items()}
+        self.prices = {
+            name: Price(p.input, p.output, p.cache_read, p.cache_write) for name, p in config.model.prices.items()
+        }
         self._tool_definitions: dict[str, list[dict[str, Any]]] = {}
         bind = sessions.kw["bind"]
         self._sqlite = bind.dialect.name == "sqlite"

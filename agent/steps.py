@@ -51,10 +51,14 @@ def trace(
         data = {"stop_reason": reply.stop_reason, "request_id": reply.request_id, "content": reply.content}
         labels = (task.task_type or "unrouted", reply.model)
         metrics.MODEL_CALLS.labels(*labels, "ok").inc()
-        metrics.MODEL_TOKENS.labels(*labels, "input").inc(
-            reply.usage.input_tokens + reply.usage.cache_read_tokens + reply.usage.cache_creation_tokens
-        )
-        metrics.MODEL_TOKENS.labels(*labels, "output").inc(reply.usage.output_tokens)
+        used = reply.usage
+        for direction, tokens in (
+            ("input", used.input_tokens),  # uncached prompt tokens; the four kinds add up to all tokens
+            ("cache_read", used.cache_read_tokens),
+            ("cache_write", used.cache_creation_tokens),
+            ("output", used.output_tokens),
+        ):
+            metrics.MODEL_TOKENS.labels(*labels, direction).inc(tokens)
         metrics.MODEL_COST.labels(*labels).inc(cost)
     elif kind == "model_error":
         metrics.MODEL_CALLS.labels(task.task_type or "unrouted", "unknown", "unavailable").inc()

@@ -44,8 +44,13 @@ def _from_trace(event: TraceEvent) -> Entry:
     data = event.data or {}
     if event.kind == "model_call":
         tools = [block.get("name") for block in data.get("content", []) if block.get("type") == "tool_use"]
+        cached = (
+            f" · cache read {event.cache_read_tokens} / write {event.cache_creation_tokens}"
+            if event.cache_read_tokens or event.cache_creation_tokens
+            else ""
+        )
         summary = (
-            f"{event.model} · in {event.input_tokens} / out {event.output_tokens} tokens · "
+            f"{event.model} · in {event.input_tokens}{cached} / out {event.output_tokens} tokens · "
             f"${event.cost_usd:.4f} · {event.latency_ms or 0:.0f} ms · {data.get('stop_reason')}"
         )
         if tools:

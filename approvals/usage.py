@@ -24,25 +24,37 @@ NO_MODEL = "?"
 
 @dataclass(frozen=True)
 class Usage:
-    """Model calls and what they used. `tokens` is what daily budgets count: cached prompt
-    tokens cost money too, so they count with the rest."""
+    """Model calls and what they used. `input_tokens` are the uncached prompt tokens; cache reads
+    and writes come on top, each priced at its own rate in `cost_usd`. `tokens` is what budgets
+    count: cached prompt tokens cost money too, so they count with the rest."""
 
     calls: int = 0
     input_tokens: int = 0
     output_tokens: int = 0
-    cache_tokens: int = 0
+    cache_read_tokens: int = 0
+    cache_write_tokens: int = 0
     cost_usd: float = 0.0
 
     @property
+    def prompt_tokens(self) -> int:
+        return self.input_tokens + self.cache_read_tokens + self.cache_write_tokens
+
+    @property
     def tokens(self) -> int:
-        return self.input_tokens + self.output_tokens + self.cache_tokens
+        return self.prompt_tokens + self.output_tokens
+
+    @property
+    def cache_hit_share(self) -> float:
+        """The share of prompt tokens read from the cache (0 without any prompt)."""
+        return self.cache_read_tokens / self.prompt_tokens if self.prompt_tokens else 0.0
 
     def __add__(self, other: Usage) -> Usage:
         return Usage(
             self.calls + other.calls,
             self.input_tokens + other.input_tokens,
             self.output_tokens + other.output_tokens,
-            self.cache_tokens + other.cache_tokens,
+            self.cache_read_tokens + other.cache_read_tokens,
+            self.cache_write_tokens + other.cache_write_tokens,
             self.cost_usd + other.cost_usd,
         )
 
@@ -51,14 +63,15 @@ _SUMS = (
     func.count(),
     func.coalesce(func.sum(TraceEvent.input_tokens), 0),
     func.coalesce(func.sum(TraceEvent.output_tokens), 0),
-    func.coalesce(func.sum(TraceEvent.cache_read_tokens + TraceEvent.cache_creation_tokens), 0),
+    func.coalesce(func.sum(TraceEvent.cache_read_tokens), 0),
+    func.coalesce(func.sum(TraceEvent.cache_creation_tokens), 0),
     func.coalesce(func.sum(TraceEvent.cost_usd), 0.0),
 )
 
 
 def _usage(row: Any) -> Usage:
-    calls, input_tokens, output_tokens, cache_tokens, cost = row
-    return Usage(int(calls), int(input_tokens), int(output_tokens), int(cache_tokens), float(cost))
+    calls, input_tokens, output_tokens, cache_read, cache_write, cost = row
+    return Usage(int(calls), int(input_tokens), int(output_tokens), int(cache_read), int(cache_write), float(cost))
 
 
 def usage_where(session: Session, *where: Any) -> Usage:

@@ -10,7 +10,7 @@ import click
 
 from agent.tasks import TaskError, get_task, submit_task
 from agent.traces import task_usage, timeline
-from approvals.usage import daily_usage
+from approvals.usage import daily_usage, per_task_type
 from bot.terminal import printable
 from core.clock import SystemClock
 from core.config import Config, load_config
@@ -75,8 +75,9 @@ def trace(task_public_id: str) -> None:
                 )
             usage = task_usage(session, found)
             click.echo(
-                f"total: {usage.calls} model calls · in {usage.input_tokens} / out {usage.output_tokens} "
-                f"tokens · ${usage.cost_usd:.4f}"
+                f"total: {usage.calls} model calls · in {usage.input_tokens} · cache read "
+                f"{usage.cache_read_tokens} / write {usage.cache_write_tokens} · out {usage.output_tokens} "
+                f"tokens · cache hits {usage.cache_hit_share:.0%} · ${usage.cost_usd:.4f}"
             )
     except TaskError as exc:
         raise click.ClickException(str(exc)) from exc
@@ -87,20 +88,28 @@ def trace(task_public_id: str) -> None:
 @click.command("usage")
 @click.option("--day", type=click.DateTime(formats=["%Y-%m-%d"]), help="UTC day (default: today).")
 def usage(day: datetime | None) -> None:
-    """Model calls, tokens and cost per task type and model on one UTC day."""
+    """Model calls, tokens (uncached, cache read, cache write, output) and cost per task type and
+    model on one UTC day, and the cache hit share per task type."""
     wanted: date = (day or datetime.now(UTC)).date()
     engine, sessions = open_database(Settings())
     try:
         with sessions() as session:
             rows = daily_usage(session, wanted)
         click.echo(f"usage on {wanted.isoformat()} (UTC)")
+        if not rows:
+            click.echo("no model calls")
+            return
         for (task_type, model), used in rows.items():
             named = f"{printable(task_type, newlines=False):<20} {printable(model, newlines=False):<28}"
             click.echo(
-                f"{named} {used.calls:>6} calls {used.input_tokens:>10} in "
-                f"{used.output_tokens:>9} out  ${used.cost_usd:.4f}"
+                f"{named} {used.calls:>6} calls {used.input_tokens:>10} in {used.cache_read_tokens:>10} cache read "
+                f"{used.cache_write_tokens:>9} cache write {used.output_tokens:>9} out  ${used.cost_usd:.4f}"
             )
-        if not rows:
-            click.echo("no model calls")
+        click.echo("cache hits (share of prompt tokens read from the prompt cache) per task type:")
+        for task_type, used in per_task_type(rows).items():
+            click.echo(
+                f"{printable(task_type, newlines=False):<20} {used.cache_hit_share:>5.0%} of "
+                f"{used.prompt_tokens} prompt tokens  ${used.cost_usd:.4f}"
+            )
     finally:
         engine.dispose()

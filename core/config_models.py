@@ -43,6 +43,8 @@ class ModelPrice(ConfigModel):
 
     input: float = Field(ge=0)
     output: float = Field(ge=0)
+    cache_read: float | None = Field(default=None, ge=0)  # default: 10% of input
+    cache_write: float | None = Field(default=None, ge=0)  # default: 125% of input (5-minute cache)
 
 
 class ModelConfig(ConfigModel):
@@ -52,6 +54,9 @@ class ModelConfig(ConfigModel):
     prices: dict[str, ModelPrice] = {}  # adds to or overrides the built-in price table
     # The model keeps failing (429/529/5xx/timeouts) this long → the task is stalled and escalated.
     outage_limit: Duration = parse_duration("5m")
+    # Mark the stable prefix of each request (tools, instructions, the conversation so far) for
+    # Anthropic's prompt cache (`agent.caching`); off for an endpoint that refuses `cache_control`.
+    prompt_caching: bool = True
 
 
 class ToolsConfig(ConfigModel):

@@ -61,7 +61,11 @@ OUTBOX_DELIVERED = Counter(
     "countersign_outbox_delivered_total", "Outbox messages delivered (or given up)", ["kind", "result"]
 )
 MODEL_CALLS = Counter("countersign_model_calls_total", "Model calls by outcome", ["task_type", "model", "outcome"])
-MODEL_TOKENS = Counter("countersign_model_tokens_total", "Model tokens", ["task_type", "model", "direction"])
+MODEL_TOKENS = Counter(
+    "countersign_model_tokens_total",
+    "Model tokens by kind: input (uncached prompt), cache_read, cache_write, output",
+    ["task_type", "model", "direction"],
+)
 MODEL_COST = Counter("countersign_model_cost_usd_total", "Model cost in USD", ["task_type", "model"])
 BUDGET_STOPS = Counter("countersign_budget_stops_total", "Tasks paused by a budget or a loop", ["task_type", "kind"])
 

@@ -43,7 +43,9 @@ def test_the_router_places_a_request_and_the_task_runs_as_that_type(router_stack
     routing, drafting = stack.fake.requests
     assert routing.body["model"] == "claude-haiku-4-5"
     assert routing.tools[0]["input_schema"]["properties"]["task_type"]["enum"] == ["lookup", "refund", "unsure"]
-    assert "Look up an order's status" in routing.system
+    assert "Look up an order's status" in routing.system_text
+    assert routing.system[-1]["cache_control"] == {"type": "ephemeral"}  # the same for every request
+    assert routing.messages[0]["content"] == "Where is order 1234?"  # the request itself is not marked
     assert drafting.body["model"] == "claude-sonnet-4-6"
     assert task.steps == 2  # the router's call counts toward the task's usage
 

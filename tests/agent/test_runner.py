@@ -56,8 +56,9 @@ def test_a_multi_step_task_runs_through_two_approvals_to_the_final_answer(stack:
     assert len(stack.outbox("task.finished")) == 1
 
     first, second, third = fake.requests
-    assert first.system.endswith("You handle refund requests for the shop.")
-    assert first.messages == [{"role": "user", "content": "Please refund order 1234, it arrived broken"}]
+    assert first.system_text.endswith("You handle refund requests for the shop.")
+    [opening] = first.messages
+    assert opening["content"][0]["text"] == "Please refund order 1234, it arrived broken"
     assert [tool["name"] for tool in first.tools] == ["lookup_order", "issue_refund"]
     for tool in first.tools:
         assert {"rationale", "confidence"} <= set(tool["input_schema"]["required"])

@@ -52,12 +52,15 @@ def test_one_day_per_task_type_and_model_counting_cached_tokens(sessions: sessio
         refunds = daily_usage(session, NOON.date(), task_type="refund")
     assert list(usage) == [("lookup", NO_MODEL), ("refund", "m-big"), ("refund", "m-small")]
     assert usage[("refund", "m-big")] == Usage(
-        calls=2, input_tokens=11, output_tokens=7, cache_tokens=107, cost_usd=0.75
+        calls=2, input_tokens=11, output_tokens=7, cache_read_tokens=100, cache_write_tokens=7, cost_usd=0.75
     )
+    assert usage[("refund", "m-big")].cache_hit_share == 100 / 118  # of the prompt tokens (11 + 100 + 7)
     assert usage[("refund", "m-big")].tokens == 125  # cached prompt tokens count against a daily budget
     assert refunds == {key: used for key, used in usage.items() if key[0] == "refund"}
     summed = per_task_type(usage)
-    assert summed["refund"] == Usage(calls=3, input_tokens=14, output_tokens=11, cache_tokens=107, cost_usd=0.875)
+    assert summed["refund"] == Usage(
+        calls=3, input_tokens=14, output_tokens=11, cache_read_tokens=100, cache_write_tokens=7, cost_usd=0.875
+    )
     assert summed["lookup"].tokens == 8
 
 
@@ -66,8 +69,9 @@ def test_usage_of_one_task_and_an_empty_day(sessions: sessionmaker[Session]) -> 
         task_id = _call(session, NOON, input=2, output=3, cost=0.5)
         _call(session, NOON, input=1000, cost=9.0)
     with sessions() as session:
-        assert usage_where(session, TraceEvent.task_id == task_id) == Usage(1, 2, 3, 0, 0.5)
+        assert usage_where(session, TraceEvent.task_id == task_id) == Usage(1, 2, 3, 0, 0, 0.5)
         assert usage_where(session, TraceEvent.task_id == -1) == Usage()
+        assert Usage().cache_hit_share == 0.0
         assert daily_usage(session, (NOON + timedelta(days=3)).date()) == {}
 
 

@@ -12,11 +12,22 @@ API checks them (required fields, alternating roles, every `tool_use` answered b
 a reply. Scripted entries (replies, faults, hangs) are used once each, in order; when none is
 left, the responder set with `respond_with` answers; without one the fake answers 500 with
 `x-should-retry: false`, so a test that runs out of script fails at once instead of retrying.
+
+Prompt caching is accounted as the API does it (`PromptCache`): the prompt is a sequence of
+blocks in the order tools → system → messages; a block marked `cache_control` (at most 4)
+stores the prefix up to it for 5 minutes (`"ttl": "1h"`: an hour), refreshed on each read; a
+request reads the longest stored prefix found at a mark or up to 20 blocks before one, writes
+the prefixes at its marks beyond that, and `usage` says so (`cache_read_input_tokens`,
+`cache_creation_input_tokens`, and `input_tokens` for the rest). Token counts are a rough
+len(json)/4 per block; a prefix shorter than `min_cache_tokens` is not stored (the API's
+minimum is 1024 to 4096 tokens depending on the model; the fake's default is 0). Time is the
+`clock` given (seconds), so a test moves past the lifetime without sleeping.
 """
 
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import json
 import socket
 import threading
@@ -84,6 +95,14 @@ class RecordedRequest:
     def tools(self) -> list[JSON]:
         return list(self.body.get("tools") or [])
 
+    @property
+    def system_text(self) -> str:
+        """The system prompt as text, whether it was sent as a string or as text blocks."""
+        system = self.system
+        if isinstance(system, list):
+            return "\n".join(str(block.get("text", "")) for block in system if isinstance(block, dict))
+        return str(system or "")
+
 
 @dataclass(frozen=True)
 class _Reply:
@@ -107,7 +126,8 @@ class _Hang:
 class FakeAnthropic:
     """Started on construction; `close()` (or leaving the `with` block) stops it promptly."""
 
-    def __init__(self) -> None:
+    def __init__(self, *, clock: Callable[[], float] = time.monotonic, min_cache_tokens: int = 0) -> None:
+        self.cache = PromptCache(clock, min_cache_tokens)
         self._lock = threading.Lock()
         self._script: deque[_Reply | _Fault | _Hang] = deque()
         self._responder: Responder | None = None
@@ -305,9 +325,10 @@ class FakeAnthropic:
                 return _error(504, f"FakeAnthropic: held the request {entry.seconds}s (hang) and gave no reply")
             entry = entry.then
         if isinstance(entry, _Reply):
-            return 200, _message(entry.spec, request.body), {}
+            return 200, _message(entry.spec, request.body, self.cache.account(request.body)), {}
         if responder is not None:
-            return 200, _message(_check_spec(responder(request.body)), request.body), {}
+            spec = _check_spec(responder(request.body))
+            return 200, _message(spec, request.body, self.cache.account(request.body)), {}
         last = request.messages[-1].get("content") if request.messages else None
         return _error(
             500,
@@ -423,17 +444,10 @@ def _check_spec(spec: Mapping[str, Any]) -> JSON:
     return {**spec, "content": [_with_tool_id(block) for block in content]}
 
 
-def _message(spec: JSON, request: JSON) -> JSON:
+def _message(spec: JSON, request: JSON, cached: JSON) -> JSON:
     content: list[JSON] = spec["content"]
     has_tool_use = any(block["type"] == "tool_use" for block in content)
-    counted = {key: request.get(key) for key in ("system", "messages", "tools")}
-    usage = {
-        "input_tokens": max(1, len(json.dumps(counted)) // 4),
-        "output_tokens": max(1, len(json.dumps(content)) // 4),
-        "cache_creation_input_tokens": 0,
-        "cache_read_input_tokens": 0,
-        **(spec.get("usage") or {}),
-    }
+    usage = {**cached, "output_tokens": max(1, len(json.dumps(content)) // 4), **(spec.get("usage") or {})}
     return {
         "id": spec.get("id") or _new_id("msg_"),
         "type": "message",
@@ -486,7 +500,14 @@ def _invalid(request: RecordedRequest) -> str | None:
         not isinstance(tools, list) or not all(isinstance(t, dict) and isinstance(t.get("name"), str) for t in tools)
     ):
         return "tools: each tool needs a `name`"
-    return _invalid_messages(body["messages"])
+    system = body.get("system")
+    if (
+        system is not None
+        and not isinstance(system, str)
+        and not (isinstance(system, list) and all(isinstance(b, dict) and b.get("type") == "text" for b in system))
+    ):
+        return "system: Input should be a string or a list of text blocks"
+    return _invalid_messages(body["messages"]) or _invalid_cache_control(body)
 
 
 def _invalid_messages(messages: Any) -> str | None:
@@ -558,4 +579,111 @@ def _invalid_tool_pairing(messages: list[JSON], i: int) -> str | None:
             )
     if results and [k for k, _ in results] != list(range(len(results))):
         return f"messages.{i}: `tool_result` blocks must come first in the content array, before any other content"
+    return None
+
+
+# -- prompt caching -----------------------------------------------------------------------
+
+MAX_BREAKPOINTS = 4
+LOOKBACK_BLOCKS = 20
+TTLS = {None: 300.0, "5m": 300.0, "1h": 3600.0}
+
+
+@dataclass(frozen=True)
+class PromptBlock:
+    """One block of a request's prompt, in cache order, as the cache sees it."""
+
+    key: bytes  # the block without its `cache_control` (a mark does not change the prefix)
+    tokens: int
+    ttl: str | None  # for a marked block, its `cache_control.ttl` (None: 5 minutes)
+    marked: bool
+
+
+def prompt_blocks(body: JSON) -> list[PromptBlock]:
+    """The prompt of a (valid) request as blocks, in the order the API caches it: each tool
+    definition, the system prompt's blocks, then each message's blocks (a string content is one
+    text block), each with its role."""
+    parts: list[tuple[str, Any]] = [("tool", tool) for tool in body.get("tools") or []]
+    system = body.get("system")
+    parts += [("system", block) for block in _as_blocks(system)] if system else []
+    for message in body.get("messages") or []:
+        parts += [(message["role"], block) for block in _as_blocks(message["content"])]
+    blocks = []
+    for role, block in parts:
+        mark = block.get("cache_control") if isinstance(block, dict) else None
+        bare = {k: v for k, v in block.items() if k != "cache_control"} if isinstance(block, dict) else block
+        key = json.dumps([role, bare]).encode()
+        ttl = mark.get("ttl") if isinstance(mark, dict) else None
+        blocks.append(PromptBlock(key, max(1, len(key) // 4), ttl, mark is not None))
+    return blocks
+
+
+def _as_blocks(content: Any) -> list[Any]:
+    return [{"type": "text", "text": content}] if isinstance(content, str) else list(content)
+
+
+class PromptCache:
+    """Prefixes stored by marked blocks, per model, each alive until `clock()` passes its expiry."""
+
+    def __init__(self, clock: Callable[[], float], min_tokens: int) -> None:
+        self.clock, self.min_tokens = clock, min_tokens
+        self._lock = threading.Lock()
+        self._expiry: dict[tuple[str, str], tuple[float, float]] = {}  # (model, prefix hash) → (expires, ttl)
+
+    def account(self, body: JSON) -> JSON:
+        """Read and write the cache for one request; the `usage` input counts it gets."""
+        blocks = prompt_blocks(body)
+        model = str(body.get("model"))
+        hashes, digest = [], hashlib.sha256()
+        for block in blocks:
+            digest.update(hashlib.sha256(block.key).digest())
+            hashes.append(digest.hexdigest())
+        ends = [i + 1 for i, block in enumerate(blocks) if block.marked]  # prefix lengths at the marks
+        tokens = [0]
+        for block in blocks:
+            tokens.append(tokens[-1] + block.tokens)
+        now = self.clock()
+        with self._lock:
+            read = 0
+            for end in ends:
+                for length in range(end, max(0, end - LOOKBACK_BLOCKS) - 1, -1):
+                    found = self._expiry.get((model, hashes[length - 1])) if length else None
+                    if found is not None and found[0] > now:
+                        self._expiry[(model, hashes[length - 1])] = (now + found[1], found[1])
+                        read = max(read, length)
+                        break
+            written = read
+            for end in ends:
+                if end > read and tokens[end] >= self.min_tokens:
+                    ttl = TTLS[blocks[end - 1].ttl]
+                    self._expiry[(model, hashes[end - 1])] = (now + ttl, ttl)
+                    written = max(written, end)
+        write_1h = sum(b.tokens for b in blocks[read:written] if b.ttl == "1h")
+        return {
+            "input_tokens": tokens[-1] - tokens[written],
+            "cache_read_input_tokens": tokens[read],
+            "cache_creation_input_tokens": tokens[written] - tokens[read],
+            "cache_creation": {
+                "ephemeral_5m_input_tokens": tokens[written] - tokens[read] - write_1h,
+                "ephemeral_1h_input_tokens": write_1h,
+            },
+        }
+
+
+def _invalid_cache_control(body: JSON) -> str | None:
+    marks = []
+    parts: list[Any] = list(body.get("tools") or [])
+    if isinstance(body.get("system"), list):
+        parts += body["system"]
+    for message in body["messages"]:
+        if isinstance(message["content"], list):
+            parts += message["content"]
+    for part in parts:
+        if "cache_control" in part:
+            marks.append(part["cache_control"])
+    for mark in marks:
+        if not isinstance(mark, dict) or mark.get("type") != "ephemeral" or mark.get("ttl") not in TTLS:
+            return f"cache_control: Input tag {json.dumps(mark)} does not match the expected tag 'ephemeral'"
+    if len(marks) > MAX_BREAKPOINTS:
+        return f"A maximum of {MAX_BREAKPOINTS} blocks with cache_control may be provided. Found {len(marks)}."
     return None

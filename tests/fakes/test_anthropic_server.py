@@ -284,3 +284,78 @@ def _wait_for(condition: Any, timeout: float = 2) -> None:
     while not condition():
         assert time.monotonic() < deadline, "condition not met in time"
         time.sleep(0.01)
+
+
+# -- prompt caching -----------------------------------------------------------------------
+
+MARK = {"type": "ephemeral"}
+SYSTEM = [{"type": "text", "text": "You handle refunds. " * 50, "cache_control": MARK}]
+
+
+def _usage(message: Message) -> tuple[int, int, int]:
+    usage = message.usage
+    return usage.input_tokens, usage.cache_read_input_tokens or 0, usage.cache_creation_input_tokens or 0
+
+
+def _texts(count: int, *, marked_last: bool = True) -> list[dict[str, Any]]:
+    blocks: list[dict[str, Any]] = [{"type": "text", "text": f"block {n}"} for n in range(count)]
+    if marked_last:
+        blocks[-1] = {**blocks[-1], "cache_control": MARK}
+    return blocks
+
+
+def test_a_marked_prefix_is_written_once_then_read(fake: FakeAnthropic) -> None:
+    fake.respond_with(lambda request: {"content": [text_block("ok")]})
+    with make_client(fake) as client:
+        first = _usage(create(client, system=SYSTEM))
+        second = _usage(create(client, [{"role": "user", "content": "Another question"}], system=SYSTEM))
+        plain = _usage(create(client, system="You handle refunds."))
+
+    input_1, read_1, written_1 = first
+    assert read_1 == 0 and written_1 > 0 and input_1 > 0  # the unmarked message after the mark is input
+    assert second[1:] == (written_1, 0)
+    assert plain[1:] == (0, 0)  # nothing marked: nothing cached
+    assert fake.last_request.system_text == "You handle refunds."
+
+
+def test_reads_look_back_at_most_20_blocks_from_a_mark(fake: FakeAnthropic) -> None:
+    fake.respond_with(lambda request: {"content": [text_block("ok")]})
+    with make_client(fake) as client:
+        _, _, cached = _usage(create(client, [{"role": "user", "content": _texts(1)}]))
+        near = [{"role": "user", "content": [*_texts(1, marked_last=False), *_texts(19)]}]
+        far = [{"role": "user", "content": [*_texts(1, marked_last=False), *_texts(25)]}]
+        assert _usage(create(client, far))[1] == 0  # 25 blocks after the cached one: not found
+        assert _usage(create(client, near))[1] == cached
+
+
+def test_the_cache_expires_five_minutes_after_its_last_use() -> None:
+    now = [1000.0]
+    with FakeAnthropic(clock=lambda: now[0]) as fake:
+        fake.respond_with(lambda request: {"content": [text_block("ok")]})
+        with make_client(fake) as client:
+            _, _, written = _usage(create(client, system=SYSTEM))
+            now[0] += 299
+            assert _usage(create(client, system=SYSTEM))[1:] == (written, 0)  # a read refreshes it
+            now[0] += 299
+            assert _usage(create(client, system=SYSTEM))[1:] == (written, 0)
+            now[0] += 301
+            assert _usage(create(client, system=SYSTEM))[1:] == (0, written)
+
+
+def test_a_prefix_under_the_minimum_length_is_not_cached() -> None:
+    with FakeAnthropic(min_cache_tokens=100_000) as fake:
+        fake.respond_with(lambda request: {"content": [text_block("ok")]})
+        with make_client(fake) as client:
+            for _ in range(2):
+                assert _usage(create(client, system=SYSTEM))[1:] == (0, 0)
+
+
+def test_more_than_four_breakpoints_or_an_unknown_type_is_a_400(fake: FakeAnthropic) -> None:
+    fake.reply_text("never sent")
+    with make_client(fake) as client:
+        with pytest.raises(anthropic.BadRequestError, match="A maximum of 4 blocks with cache_control"):
+            create(client, [{"role": "user", "content": [{**b, "cache_control": MARK} for b in _texts(5)]}])
+        bad = [{"type": "text", "text": "x", "cache_control": {"type": "forever"}}]
+        with pytest.raises(anthropic.BadRequestError, match="ephemeral"):
+            create(client, system=bad)
+    assert fake.pending == 1
