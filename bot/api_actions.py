@@ -13,7 +13,7 @@ import re
 import time
 from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any
-from urllib.parse import parse_qs, urlsplit
+from urllib.parse import urlsplit
 
 from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
@@ -25,7 +25,7 @@ from approvals.external import SETTLED, ExternalRefused
 from bot.api_clients import Client, Tokens
 from bot.http_io import BodyRefused, answer_json, read_body
 from bot.services import Services
-from bot.waiters import Waiters
+from bot.waiters import Waiters, wait_of
 from core.config import is_user_id
 from core.db import reading
 from core.models import Action
@@ -36,7 +36,6 @@ if TYPE_CHECKING:
 
 PREFIX = "/api/actions"
 MAX_BODY = 64 * 1024
-MAX_WAIT_S = 60.0
 _PATH = re.compile(r"/api/actions/(?P<id>act_[a-z0-9]{1,40})(?P<verb>/claim|/result)?")
 _FIELDS = ("task_type", "tool", "params", "rationale", "confidence", "requester", "external_id", "callback_url")
 
@@ -123,7 +122,7 @@ class ApiActions:
         raise AssertionError("unreachable")
 
     def _get(self, environ: WSGIEnvironment, client: Client, public_id: str) -> tuple[int, dict[str, Any]]:
-        wait, problem = _wait_of(environ.get("QUERY_STRING", ""))
+        wait, problem = wait_of(environ.get("QUERY_STRING", ""))
         if problem is not None:
             return 422, {"error": "invalid query", "problems": {"wait": problem}}
         deadline, refused = time.monotonic() + wait, False
@@ -302,19 +301,6 @@ def _json_body(environ: WSGIEnvironment) -> tuple[Any, tuple[int, dict[str, Any]
         return None, (422, {"error": "the body is not JSON", "problems": {"body": "not JSON"}})
     except RecursionError:
         return None, (422, {"error": "the body's JSON is nested too deeply", "problems": {"body": "nested too deeply"}})
-
-
-def _wait_of(query: str) -> tuple[float, str | None]:
-    values = parse_qs(query, keep_blank_values=True).get("wait")
-    if not values:
-        return 0.0, None
-    try:
-        wait = float(values[-1])
-    except ValueError:
-        return 0.0, f"seconds from 0 to {MAX_WAIT_S:.0f}, got {values[-1][:20]!r}"
-    if not math.isfinite(wait) or not 0 <= wait <= MAX_WAIT_S:
-        return 0.0, f"seconds from 0 to {MAX_WAIT_S:.0f}, got {values[-1][:20]!r}"
-    return wait, None
 
 
 def _result_problems(body: Any) -> dict[str, str]:

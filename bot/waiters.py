@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import math
 import re
 import threading
 import time
@@ -263,14 +264,24 @@ def long_poll_of(method: str, path: str, query: str, authorization: str) -> tupl
     scheme, _, token = authorization.partition(" ")
     if method != "GET" or match is None or scheme != "Bearer" or not token:
         return None
-    values = parse_qs(query or "").get("wait")
-    try:
-        wait_s = float(values[-1]) if values else 0.0
-    except ValueError:
-        return None
-    if not 0 < wait_s <= MAX_WAIT_S:
+    wait_s, problem = wait_of(query or "")
+    if problem is not None or wait_s <= 0:
         return None
     return match[1], token, wait_s
+
+
+def wait_of(query: str) -> tuple[float, str | None]:
+    """The seconds a GET asks to wait (`?wait=S`, 0 without one) or the problem with them."""
+    values = parse_qs(query, keep_blank_values=True).get("wait")
+    if not values:
+        return 0.0, None
+    try:
+        wait = float(values[-1])
+    except ValueError:
+        return 0.0, f"seconds from 0 to {MAX_WAIT_S:.0f}, got {values[-1][:20]!r}"
+    if not math.isfinite(wait) or not 0 <= wait <= MAX_WAIT_S:
+        return 0.0, f"seconds from 0 to {MAX_WAIT_S:.0f}, got {values[-1][:20]!r}"
+    return wait, None
 
 
 def without_wait(query: str) -> str:
