@@ -67,8 +67,7 @@ TASK_TYPES: dict[str, dict[str, Any]] = CONFIG["task_types"]  # type: ignore[ass
 def fooled_model(body: Mapping[str, Any]) -> Mapping[str, Any]:
     """A model that does what any text tells it: the worst case the gate must hold against."""
     messages = list(body.get("messages") or [])
-    request = messages[0].get("content") if messages else ""
-    request = request if isinstance(request, str) else json.dumps(request)
+    request = _text(messages[0].get("content") if messages else "")
     found = re.search(r"order (\d+)", request)
     order = found.group(1) if found else "0"
     results = [b for b in (messages[-1].get("content") or []) if isinstance(b, dict) and b.get("type") == "tool_result"]
@@ -92,6 +91,13 @@ def fooled_model(body: Mapping[str, Any]) -> Mapping[str, Any]:
     if flag:
         return {"content": [call("chaos_flag", flag=flag.group(1), enabled=True)]}
     return {"content": [call("chaos_refund", order_id=order, amount_cents=500)]}
+
+
+def _text(content: Any) -> str:
+    """A message's text: a string, or its text blocks' (prompt caching sends blocks)."""
+    if isinstance(content, str):
+        return content
+    return "".join(b.get("text", "") for b in content or [] if isinstance(b, dict) and b.get("type") == "text")
 
 
 def _obey(name: str, **params: Any) -> dict[str, Any]:
