@@ -218,9 +218,11 @@ class AgentRunner:
             if task is None:
                 return
             cost = cost_usd(reply.model, reply.usage, self.prices)
-            trace(session, task, now, "route", reply, cost, latency_ms)
-            usage = usage_after(task, reply, cost)
             chosen = router.choice(self.config, reply)
+            # What the router chose (None: unsure, the requester is asked), for `countersign usage`.
+            choice = {"chosen": chosen.task_type, "confidence": chosen.confidence}
+            trace(session, task, now, "route", reply, cost, latency_ms, choice)
+            usage = usage_after(task, reply, cost)
             if chosen.task_type is None:
                 reason = "which task type? the router was not sure"
                 move(
