@@ -16,7 +16,7 @@ from agent.model import ModelRequestError, ModelUnavailable
 from agent.tools import load_tool_modules
 from bot.terminal import printable
 from core.clock import SystemClock
-from core.config import load_config
+from core.config import is_user_id, load_config
 from core.db import open_database
 from core.errors import ConfigError
 from core.ids import SYSTEM
@@ -47,6 +47,8 @@ def eval_command(
         for problem in exc.problems:
             click.echo(problem, err=True)
         sys.exit(1)
+    if actor is not None and not is_user_id(actor):
+        raise click.ClickException(f"--by must be a Slack user id (U… or W…): {actor!r}")
     if task_type not in config.task_types:
         raise click.ClickException(f"unknown task type {task_type!r} (known: {', '.join(sorted(config.task_types))})")
     current = config.task_types[task_type]

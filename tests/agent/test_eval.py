@@ -205,6 +205,8 @@ def test_eval_of_an_unknown_type_or_one_without_decisions_says_so(
     env = {"DATABASE_URL": db_url, "COUNTERSIGN_CONFIG": str(config_path), **fake_anthropic.env}
     unknown = CliRunner().invoke(main, ["eval", "refnud"], env=env)
     assert unknown.exit_code != 0 and "unknown task type 'refnud'" in unknown.output
+    stranger = CliRunner().invoke(main, ["eval", "refund", "--by", "not-a-user"], env=env)
+    assert stranger.exit_code != 0 and "--by must be a Slack user id" in stranger.output
     empty = CliRunner().invoke(main, ["eval", "refund"], env=env)
     assert empty.exit_code != 0 and "no decided actions" in empty.output
     assert fake_anthropic.requests == []

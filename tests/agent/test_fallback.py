@@ -18,10 +18,11 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from agent.traces import timeline
 from approvals import autonomy
-from bot.blocks.card import approval_card
+from bot.blocks.card import approval_card, card_text
 from bot.presenter import card_view
 from core.models import Action, Task
 from tests.agent.harness import Stack, build_stack, make_config
+from tests.bot.blocks.checks import assert_message_valid
 from tests.fakes.anthropic_server import FakeAnthropic
 from tests.fakes.clock import FrozenClock
 
@@ -59,7 +60,9 @@ def _until_drafted(stack: Stack, task_id: str, step: timedelta = timedelta(secon
 
 def _card_text(stack: Stack, action: Action) -> str:
     with stack.sessions() as session:
-        blocks = approval_card(card_view(session, stack.config, stack.registry, action))
+        card = card_view(session, stack.config, stack.registry, action)
+    blocks = approval_card(card)
+    assert_message_valid(card_text(card), blocks)  # within Slack's limits, as every card
     return str(blocks)
 
 
