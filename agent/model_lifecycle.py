@@ -57,5 +57,7 @@ def model_problem(model: str, today: date) -> str | None:
 def check_models(config: Config, today: date) -> list[str]:
     """A problem for every configured model that is deprecated or retired, named by its key."""
     used = [("model.default", config.model.default), ("model.router", config.model.router)]
+    used += [("model.fallback", config.model.fallback)] if config.model.fallback else []
     used += [(f"task_types.{name}.model", t.model) for name, t in config.task_types.items() if t.model]
+    used += [(f"task_types.{name}.fallback", t.fallback) for name, t in config.task_types.items() if t.fallback]
     return [f"{path}: {problem}" for path, model in used if (problem := model_problem(model, today))]

@@ -36,6 +36,7 @@ from agent import budget as budgets
 from agent import router
 from agent.conversation import model_request, split_input, tool_definitions
 from agent.executor import Executor, Run
+from agent.fallback import Drafted, FallbackDrafting, fallback_model
 from agent.model import ModelClient, ModelReply, ModelRequest, ModelRequestError, ModelUnavailable
 from agent.pricing import Price, cost_usd
 from agent.steps import loop_reason, trace, usage_after
@@ -79,6 +80,7 @@ class AgentRunner:
         self.backoff_base_s, self.backoff_max_s = backoff_base_s, backoff_max_s
         self.loop_repeats, self.loop_refusals = loop_repeats, loop_refusals
         self.rng = rng or random.Random()
+        self.drafting = FallbackDrafting(model, config)
         self.prices = {
             name: Price(p.input, p.output, p.cache_read, p.cache_write) for name, p in config.model.prices.items()
         }
@@ -149,8 +151,9 @@ class AgentRunner:
         """One model call for a leased task, outside any transaction, and its recording; the
         actions claimed for this process's executor are handed to it once that commits."""
         task_id, started = task.id, time.perf_counter()
+        fallback = fallback_model(self.config, task_type) if task_type is not None else None
         try:
-            reply = self.model.complete(request)
+            drafted = self.drafting.complete(request, fallback, self.clock.now(), task.unavailable_since)
         except ModelUnavailable as exc:
             log.warning("model unavailable: %s", exc)
             self._unavailable(task_id, exc)
@@ -161,9 +164,9 @@ class AgentRunner:
             return True
         latency_ms = (time.perf_counter() - started) * 1000
         if task_type is None:
-            self._record_route(task_id, reply, latency_ms)
+            self._record_route(task_id, drafted.reply, latency_ms)
         else:
-            claimed = self._record(task, task_type, reply, latency_ms)
+            claimed = self._record(task, task_type, drafted, latency_ms)
             if claimed and self.executor is not None:
                 self.executor.hand(claimed)
         return True
@@ -215,9 +218,11 @@ class AgentRunner:
             if task is None:
                 return
             cost = cost_usd(reply.model, reply.usage, self.prices)
-            trace(session, task, now, "route", reply, cost, latency_ms)
-            usage = usage_after(task, reply, cost)
             chosen = router.choice(self.config, reply)
+            # What the router chose (None: unsure, the requester is asked), for `countersign usage`.
+            choice = {"chosen": chosen.task_type, "confidence": chosen.confidence}
+            trace(session, task, now, "route", reply, cost, latency_ms, choice)
+            usage = usage_after(task, reply, cost)
             if chosen.task_type is None:
                 reason = "which task type? the router was not sure"
                 move(
@@ -261,7 +266,7 @@ class AgentRunner:
             return None
         return task
 
-    def _record(self, task: Task, task_type: TaskTypeConfig, reply: ModelReply, latency_ms: float) -> list[Run]:
+    def _record(self, task: Task, task_type: TaskTypeConfig, drafted: Drafted, latency_ms: float) -> list[Run]:
         """Record the reply and draft its actions; returns those claimed for the executor.
 
         The task is taken as it was claimed, not read again: its lease makes this runner its
@@ -271,14 +276,17 @@ class AgentRunner:
         recorded from the task as it now is, read under a lock (`_leased`)."""
         task_id = task.id
         try:
-            return self._record_step(task_id, task, task_type, reply, latency_ms)
+            return self._record_step(task_id, task, task_type, drafted, latency_ms)
         except TaskError:
-            return self._record_step(task_id, None, task_type, reply, latency_ms)
+            return self._record_step(task_id, None, task_type, drafted, latency_ms)
 
     def _record_step(
-        self, task_id: int, claimed: Task | None, task_type: TaskTypeConfig, reply: ModelReply, latency_ms: float
+        self, task_id: int, claimed: Task | None, task_type: TaskTypeConfig, drafted: Drafted, latency_ms: float
     ) -> list[Run]:
         now = self.clock.now()
+        reply = drafted.reply
+        # The trace says which model drafted; a fallback's step also names the primary that failed.
+        noted = {"fallback": True, "primary": drafted.primary} if drafted.fallback else None
         runs: list[Run] = []
         with self.sessions.begin() as session:
             if claimed is not None:
@@ -323,7 +331,7 @@ class AgentRunner:
                     messages=[TaskPaused(task.public_id, loop, "loop")],
                     fence_owner=True,
                 )
-                trace(session, task, now, "model_call", reply, cost, latency_ms)
+                trace(session, task, now, "model_call", reply, cost, latency_ms, noted)
                 metrics.BUDGET_STOPS.labels(task.task_type, "loop").inc()
                 return runs
             turn = task.turn + 1
@@ -344,17 +352,17 @@ class AgentRunner:
                     messages=[TaskFinished(task.public_id, text=reply.text)],
                     fence_owner=True,
                 )
-                trace(session, task, now, "model_call", reply, cost, latency_ms)
+                trace(session, task, now, "model_call", reply, cost, latency_ms, noted)
                 return runs
             move(session, task, TaskState.WAITING, actor=SYSTEM, now=now, values=values, fence_owner=True)
-            trace(session, task, now, "model_call", reply, cost, latency_ms)
+            trace(session, task, now, "model_call", reply, cost, latency_ms, noted)
             executor = self.executor
             for use in reply.tool_uses:
                 params, rationale, confidence = split_input(use.get("input"))
                 action = submit(
                     session,
                     task,
-                    Draft(str(use.get("name")), params, rationale, confidence),
+                    Draft(str(use.get("name")), params, rationale, confidence, reply.model, drafted.fallback),
                     task_type=task_type,
                     catalog=self.registry,
                     now=now,

@@ -48,7 +48,12 @@ def trace(
     data: dict[str, Any] | None = None,
 ) -> None:
     if reply is not None:
-        data = {"stop_reason": reply.stop_reason, "request_id": reply.request_id, "content": reply.content}
+        data = {
+            "stop_reason": reply.stop_reason,
+            "request_id": reply.request_id,
+            "content": reply.content,
+            **(data or {}),
+        }
         labels = (task.task_type or "unrouted", reply.model)
         metrics.MODEL_CALLS.labels(*labels, "ok").inc()
         used = reply.usage

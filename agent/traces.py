@@ -49,8 +49,9 @@ def _from_trace(event: TraceEvent) -> Entry:
             if event.cache_read_tokens or event.cache_creation_tokens
             else ""
         )
+        drafted_by = f"{event.model} (fallback: {data.get('primary')} failing)" if data.get("fallback") else event.model
         summary = (
-            f"{event.model} · in {event.input_tokens}{cached} / out {event.output_tokens} tokens · "
+            f"{drafted_by} · in {event.input_tokens}{cached} / out {event.output_tokens} tokens · "
             f"${event.cost_usd:.4f} · {event.latency_ms or 0:.0f} ms · {data.get('stop_reason')}"
         )
         if tools:

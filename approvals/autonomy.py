@@ -191,6 +191,8 @@ def settle(
             outbox.enqueue(session, ReviewRequested(action.public_id), now)
         if state.evidence_since is not None and action.created_at < state.evidence_since:
             continue  # drafted under the previous level or config: not evidence for this one
+        if action.fallback:
+            continue  # drafted by the fallback model: says nothing of this type's own version
         history.append(action.outcome)
         in_probation = state.probation_left > 0 and action.mode == state.level
         if in_probation:
@@ -236,7 +238,9 @@ def _sampled(action_id: str, share: float) -> bool:
 
 
 def _outcomes(session: Session, state: AutonomyState) -> list[str]:
-    query = select(Action.outcome).where(Action.task_type == state.task_type, Action.outcome.is_not(None))
+    query = select(Action.outcome).where(
+        Action.task_type == state.task_type, Action.outcome.is_not(None), Action.fallback.is_(False)
+    )
     if state.evidence_since is not None:
         query = query.where(Action.outcome_at >= state.evidence_since, Action.created_at >= state.evidence_since)
     rows = session.scalars(query.order_by(Action.outcome_at.desc(), Action.id.desc()).limit(RECENT)).all()
@@ -245,11 +249,17 @@ def _outcomes(session: Session, state: AutonomyState) -> list[str]:
 
 def evidence(session: Session, state: AutonomyState, now: datetime) -> Evidence:
     outcomes = _outcomes(session, state)
-    query = select(func.min(Action.outcome_at)).where(Action.task_type == state.task_type, Action.outcome.is_not(None))
+    query = select(func.min(Action.outcome_at)).where(
+        Action.task_type == state.task_type, Action.outcome.is_not(None), Action.fallback.is_(False)
+    )
     people = (
         select(func.count(func.distinct(Decision.actor)))
         .join(Action, Decision.action_id == Action.id)
-        .where(Action.task_type == state.task_type, Decision.kind.in_(["approve", "edit", "reject"]))
+        .where(
+            Action.task_type == state.task_type,
+            Action.fallback.is_(False),
+            Decision.kind.in_(["approve", "edit", "reject"]),
+        )
     )
     if state.evidence_since is not None:
         query = query.where(Action.created_at >= state.evidence_since)

@@ -33,6 +33,8 @@ class Draft:
     params: dict[str, Any]
     rationale: str
     confidence: float
+    model: str | None = None  # which model drafted it
+    fallback: bool = False  # that model was the fallback (the primary failed): a person decides
 
 
 def submit(
@@ -76,16 +78,18 @@ def submit(
     canonical = catalog.validate(draft.tool, draft.params)
     # Demotions apply before routing (`autonomy.gate_level` settles the type when one may wait).
     level, locked = autonomy.gate_level(session, task.task_type, task_type, now, admins)
-    routing = _route(level, policy, action.confidence, task_type)
+    routing = _route(level, policy, action, task_type)
     if routing.mode == AutonomyLevel.HOTL and not locked:
         level = autonomy.locked_level(session, task.task_type, task_type)
-        routing = _route(level, policy, action.confidence, task_type)
+        routing = _route(level, policy, action, task_type)
     _apply(action, canonical, policy.risk, policy.idempotent, policy.timeout_s, routing.mode, task_type)
     data = {
         "mode": routing.mode.value,
         "level": level.value,
         "caps": list(routing.reasons),
         "low_confidence": routing.low_confidence,
+        **({"model": draft.model} if draft.model else {}),
+        **({"fallback": True} if draft.fallback else {}),
         **({"credentials": task_type.credentials} if task_type.credentials and policy.secrets else {}),
     }
     # It runs with the requester's own credential: they may have to connect it (the sender
@@ -116,8 +120,16 @@ def submit(
     return action
 
 
-def _route(level: AutonomyLevel, policy: ToolPolicy, confidence: float, task_type: TaskTypeConfig) -> Routing:
-    return route(level, policy, confidence, task_type.confidence_threshold, credentials=task_type.credentials)
+def _route(level: AutonomyLevel, policy: ToolPolicy, action: Action, task_type: TaskTypeConfig) -> Routing:
+    fallback_model = (action.model or "?") if action.fallback else None
+    return route(
+        level,
+        policy,
+        action.confidence,
+        task_type.confidence_threshold,
+        credentials=task_type.credentials,
+        fallback_model=fallback_model,
+    )
 
 
 def _enter(
@@ -161,6 +173,8 @@ def _new_action(task: Task, draft: Draft, now: datetime) -> Action:
         tool=draft.tool,
         params=draft.params,
         params_hash=params_hash(draft.params),
+        model=draft.model,
+        fallback=draft.fallback,
         rationale=draft.rationale,
         confidence=_clamp(draft.confidence),
         risk="high",

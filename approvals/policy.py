@@ -17,8 +17,16 @@ class Routing:
 
 
 def route(
-    level: AutonomyLevel, tool: ToolPolicy, confidence: float, threshold: float, *, credentials: str | None = None
+    level: AutonomyLevel,
+    tool: ToolPolicy,
+    confidence: float,
+    threshold: float,
+    *,
+    credentials: str | None = None,
+    fallback_model: str | None = None,
 ) -> Routing:
+    """`fallback_model`: the draft came from this fallback while the primary model failed; its
+    drafts have earned nothing, so a person decides."""
     caps: list[tuple[AutonomyLevel, str]] = [
         (AutonomyLevel(tool.max_autonomy), f"tool allows at most {tool.max_autonomy}")
     ]
@@ -30,6 +38,8 @@ def route(
     if not tool.idempotent:
         # A non-idempotent tool cannot be retried blindly, so a person gets to stop it first.
         caps.append((AutonomyLevel.HOTL, "tool is not idempotent"))
+    if fallback_model is not None:
+        caps.append((AutonomyLevel.HITL, f"drafted by the fallback model {fallback_model} while the primary failed"))
     low_confidence = confidence < threshold
     if low_confidence:
         caps.append((AutonomyLevel.HITL, f"confidence {confidence:.2f} below {threshold:.2f}"))

@@ -15,9 +15,10 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from core.clock import utc
-from core.models import TraceEvent
+from core.models import Task, TraceEvent
 
 MODEL_CALL = "model_call"
+ROUTE = "route"  # the router model's call for a request without a task type
 # A trace event without a model (an error before any model answered) is shown under this name.
 NO_MODEL = "?"
 
@@ -98,6 +99,48 @@ def daily_usage(session: Session, day: date, *, task_type: str | None = None) ->
         # Models NULL and "?" would share a key: add rather than overwrite.
         usage[key] = usage.get(key, Usage()) + _usage(row[2:])
     return usage
+
+
+@dataclass(frozen=True)
+class Routed:
+    """What became of the router's calls on one day for one task type."""
+
+    kept: int = 0  # the router chose this type and the task kept it
+    changed: int = 0  # the router chose this type and the task ended up as another
+    asked: int = 0  # the router was unsure; the requester chose this type
+
+
+@dataclass(frozen=True)
+class Routing:
+    per_type: dict[str, Routed]
+    waiting: int  # the router was unsure and nobody has chosen yet (or the task was stopped first)
+    usage: Usage  # the router's own calls
+
+
+def daily_routing(session: Session, day: date) -> Routing:
+    """The router's calls on one UTC day: per task type, how often its choice was kept, changed,
+    or (unsure) made by the requester; and what the calls cost. A task's current type is compared
+    with the choice recorded in the call's trace (`data.chosen`; calls recorded before it was
+    kept there are left out)."""
+    start = datetime.combine(day, time(), tzinfo=UTC)
+    where = [TraceEvent.kind == ROUTE, TraceEvent.at >= start, TraceEvent.at < start + timedelta(days=1)]
+    rows = session.execute(
+        select(TraceEvent.data, Task.task_type).join(Task, Task.id == TraceEvent.task_id).where(*where)
+    ).all()
+    counts: dict[str, dict[str, int]] = {}
+    waiting = 0
+    for data, task_type in rows:
+        if not isinstance(data, dict) or "chosen" not in data:
+            continue
+        chosen = data["chosen"]
+        if chosen is None and not task_type:
+            waiting += 1
+            continue
+        key, kind = (chosen, "kept" if task_type == chosen else "changed") if chosen else (task_type, "asked")
+        tally = counts.setdefault(str(key), {})
+        tally[kind] = tally.get(kind, 0) + 1
+    per_type = {name: Routed(**counts[name]) for name in sorted(counts)}
+    return Routing(per_type, waiting, _usage(session.execute(select(*_SUMS).where(*where)).one()))
 
 
 def per_task_type(usage: Mapping[tuple[str, str], Usage]) -> dict[str, Usage]:

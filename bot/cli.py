@@ -26,6 +26,7 @@ from agent.tools import load_tool_modules
 from bot.cli_api import api_client
 from bot.cli_audit import audit
 from bot.cli_autonomy import autonomy
+from bot.cli_eval import eval_command
 from bot.cli_prune import prune
 from bot.cli_secrets import secrets
 from bot.cli_tasks import task, trace, usage
@@ -352,6 +353,7 @@ def demo(port: int, app_port: int, database_url: str, config_path: Path | None, 
 main.add_command(api_client)
 main.add_command(audit)
 main.add_command(autonomy)
+main.add_command(eval_command)
 main.add_command(prune)
 main.add_command(secrets)
 main.add_command(task)

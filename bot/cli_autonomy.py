@@ -6,8 +6,10 @@ import sys
 from pathlib import Path
 
 import click
+from sqlalchemy.orm import Session
 
-from approvals.autonomy import describe, set_level
+from agent.evaluation import latest
+from approvals.autonomy import describe, fingerprint, set_level
 from core.clock import SystemClock
 from core.config import AutonomyLevel, Config, is_user_id, load_config
 from core.db import open_database
@@ -85,8 +87,21 @@ def set_command(task_type: str, level: str, actor: str, reason: str) -> None:
                 now=SystemClock().now(),
                 admins=config.slack.admins,
             )
+            evaluated = _latest_eval(session, task_type, fingerprint(config.task_types[task_type]))
         click.echo(f"{task_type}: {level} (set by {actor})")
+        click.echo(evaluated)
     except ValueError as exc:
         raise click.ClickException(str(exc)) from exc
     finally:
         engine.dispose()
+
+
+def _latest_eval(session: Session, task_type: str, current: str) -> str:
+    """The type's latest `countersign eval`, and whether it evaluated the version now configured."""
+    event = latest(session, task_type)
+    if event is None:
+        return f"no eval of {task_type} on the ledger: `countersign eval {task_type}` replays its decided actions"
+    data = event.data or {}
+    which = "this version" if data.get("fingerprint") == current else "another version (not the one configured now)"
+    when = event.at.isoformat(timespec="seconds")
+    return f"latest eval ({when}, of {which}): {event.note}"

@@ -10,7 +10,7 @@ import click
 
 from agent.tasks import TaskError, get_task, submit_task
 from agent.traces import task_usage, timeline
-from approvals.usage import daily_usage, per_task_type
+from approvals.usage import Routing, daily_routing, daily_usage, per_task_type
 from bot.terminal import printable
 from core.clock import SystemClock
 from core.config import Config, load_config
@@ -95,9 +95,11 @@ def usage(day: datetime | None) -> None:
     try:
         with sessions() as session:
             rows = daily_usage(session, wanted)
+            routing = daily_routing(session, wanted)
         click.echo(f"usage on {wanted.isoformat()} (UTC)")
         if not rows:
             click.echo("no model calls")
+            _print_routing(routing)
             return
         for (task_type, model), used in rows.items():
             named = f"{printable(task_type, newlines=False):<20} {printable(model, newlines=False):<28}"
@@ -111,5 +113,26 @@ def usage(day: datetime | None) -> None:
                 f"{printable(task_type, newlines=False):<20} {used.cache_hit_share:>5.0%} of "
                 f"{used.prompt_tokens} prompt tokens  ${used.cost_usd:.4f}"
             )
+        _print_routing(routing)
     finally:
         engine.dispose()
+
+
+def _print_routing(routing: Routing) -> None:
+    """The router's day: its calls and cost, and per task type how often its choice was kept."""
+    if not routing.usage.calls:
+        return
+    used = routing.usage
+    click.echo(
+        f"router (requests without a type): {used.calls} calls {used.tokens} tokens ${used.cost_usd:.4f};"
+        " per task type, its choice kept / changed by the requester / made by the requester (router unsure):"
+    )
+    for task_type, routed in routing.per_type.items():
+        click.echo(
+            f"{printable(task_type, newlines=False):<20} kept {routed.kept:>5}  changed {routed.changed:>5}"
+            f"  chosen by the requester {routed.asked:>5}"
+        )
+    if routing.waiting:
+        click.echo(f"{'(no type yet)':<20} {routing.waiting} unsure, the requester not answered yet")
+    # No path lets a requester replace a type the router chose (only an unsure router asks them),
+    # so "changed" stays 0 until one exists; it is counted from the task's type all the same.

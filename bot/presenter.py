@@ -40,7 +40,15 @@ def card_view(session: Session, config: Config, catalog: ToolCatalog, action: Ac
     if task_type is not None and action.tool in catalog.names():
         level = effective_level(session, action.task_type, task_type)
         policy = catalog.policy(action.tool)
-        caps = route(level, policy, action.confidence, threshold, credentials=task_type.credentials).reasons
+        fallback_model = (action.model or "?") if action.fallback else None
+        caps = route(
+            level,
+            policy,
+            action.confidence,
+            threshold,
+            credentials=task_type.credentials,
+            fallback_model=fallback_model,
+        ).reasons
     note = Delegation(config, catalog).note(session, action)
     credential = (
         CredentialView(
@@ -74,6 +82,8 @@ def card_view(session: Session, config: Config, catalog: ToolCatalog, action: Ac
         edited_by=edit.actor if edit else None,
         acknowledged_by=acknowledged.actor if acknowledged else None,
         caps=caps,
+        model=action.model,
+        fallback=action.fallback,
         result=action.result,
         error=action.error,
         outcome=action.outcome,

@@ -57,6 +57,29 @@ class ModelConfig(ConfigModel):
     # Mark the stable prefix of each request (tools, instructions, the conversation so far) for
     # Anthropic's prompt cache (`agent.caching`); off for an endpoint that refuses `cache_control`.
     prompt_caching: bool = True
+    # While the primary model has failed (529/5xx/connection errors) for `fallback_after`, steps
+    # are drafted by `fallback` (a task type's own `fallback` wins); each such draft needs a person.
+    # Meanwhile the primary is tried first again at most once per `fallback_probe`.
+    fallback: str | None = None
+    fallback_after: Duration = parse_duration("2m")
+    fallback_probe: Duration = parse_duration("30s")
+
+    @model_validator(mode="after")
+    def _fallback_before_stall(self) -> Self:
+        problems: list[tuple[KeyPath, str]] = []
+        if self.fallback_after >= self.outage_limit:
+            problems.append(
+                (
+                    ("fallback_after",),
+                    f"must be shorter than outage_limit ({format_duration(self.outage_limit)}), or tasks stall"
+                    f" before the fallback is tried: {format_duration(self.fallback_after)!r}",
+                )
+            )
+        if self.fallback is not None and self.fallback == self.default:
+            problems.append((("fallback",), f"is the default model itself: {self.fallback!r}"))
+        if problems:
+            raise rules_error(problems)
+        return self
 
 
 class ToolsConfig(ConfigModel):
@@ -249,6 +272,7 @@ class TaskTypeConfig(ConfigModel):
     veto_window: Duration = parse_duration("10m")
     confidence_threshold: Share = 0.7
     model: str | None = None  # else model.default
+    fallback: str | None = None  # else model.fallback
     budget: Budget = Budget()
     escalation: list[EscalationStep] = []
     business_hours: BusinessHours | None = None

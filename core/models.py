@@ -109,6 +109,10 @@ class Action(Base):
     # Which model reply drafted it: the task's turn and the `tool_use` block's id.
     turn: Mapped[int] = mapped_column(Integer, default=0)
     tool_use_id: Mapped[str | None] = mapped_column(String(64))
+    # The model that drafted it (None: asked for through the actions API), and whether that was
+    # the fallback while the primary failed: such a draft needs a person and is no evidence.
+    model: Mapped[str | None] = mapped_column(String(64))
+    fallback: Mapped[bool] = mapped_column(Boolean, default=False, server_default="0")
     tool: Mapped[str] = mapped_column(String(128))
     params: Mapped[dict[str, Any]]
     params_hash: Mapped[str] = mapped_column(String(64))

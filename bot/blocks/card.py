@@ -97,6 +97,8 @@ def approval_card(card: CardView) -> list[Block]:
         ),
         context("mode", mode_text(card)),
     ]
+    if card.model:
+        blocks.append(context("model", model_text(card)))
     if card.caps:
         caps = "; ".join(escape(cap) for cap in card.caps)
         blocks.append(context("caps", f":lock: A person decides because: {caps}", verbatim=True))
@@ -159,6 +161,13 @@ def confidence_text(card: CardView) -> str:
 def proposal_text(card: CardView) -> str:
     rationale = truncate(escape(card.rationale), RATIONALE_LIMIT) if card.rationale.strip() else "_none given_"
     return f"*Proposed:* `{escape(card.tool)}`\n*Why:* {rationale}\n*Confidence:* {confidence_text(card)}"
+
+
+def model_text(card: CardView) -> str:
+    if card.fallback:
+        model = escape(card.model or "?")
+        return f":twisted_rightwards_arrows: Drafted by the fallback model `{model}`: the primary model was unavailable"
+    return f"Drafted by `{escape(card.model or '?')}`"
 
 
 def mode_text(card: CardView) -> str:

@@ -59,6 +59,8 @@ class CardView:
     edited_by: str | None = None
     acknowledged_by: str | None = None
     caps: tuple[str, ...] = ()  # why the mode is below the task type's level
+    model: str | None = None  # the model that drafted it (None: asked for through the actions API)
+    fallback: bool = False  # that model was the fallback, the primary failing
     result: dict[str, Any] | None = None
     error: str | None = None
     outcome: str | None = None  # graduation evidence label, once finished ("incident" after a report)

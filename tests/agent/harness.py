@@ -27,7 +27,8 @@ from tests.fakes.directory import FakeDirectory
 REQUESTER, ALICE, BOB = "U0REQUESTER", "U0ALICE", "U0BOB"
 
 
-def make_config(**refund: Any) -> Config:
+def make_config(*, model_section: dict[str, Any] | None = None, **refund: Any) -> Config:
+    """The `refund` task type (`refund` overrides its keys) and, optionally, a `model` section."""
     task_type: dict[str, Any] = {
         "instructions": "You handle refund requests for the shop.",
         "tools": ["lookup_order", "issue_refund"],
@@ -41,6 +42,7 @@ def make_config(**refund: Any) -> Config:
             "slack": {"approvals_channel": "C0APPROVALS", "admins": ["U0ADMIN"]},
             "tools": {"modules": ["tests.approvals.shop_tools"]},
             "task_types": {"refund": task_type},
+            **({"model": model_section} if model_section is not None else {}),
         }
     )
 

@@ -2,10 +2,15 @@
 
 from __future__ import annotations
 
+import re
+
 import pytest
+from click.testing import CliRunner
 from sqlalchemy.orm import Session, sessionmaker
 
 from agent.tasks import TaskError, TaskNotFound, choose_task_type, submit_task
+from approvals.usage import Routed, daily_routing
+from bot.cli import main
 from core.config import Config
 from tests.agent.harness import REQUESTER, Stack, build_stack, make_config
 from tests.fakes.anthropic_server import FakeAnthropic
@@ -94,3 +99,36 @@ def test_the_type_of_a_task_is_chosen_only_from_its_own_workspace(router_stack: 
     with stack.sessions.begin() as session:
         choose_task_type(session, stack.config, task_id, "lookup", REQUESTER, stack.clock.now(), team_id="T0A")
     assert stack.task(task_id).task_type == "lookup"
+
+
+def test_usage_reports_per_type_how_often_the_routers_choice_was_kept(router_stack: Stack, db_url: str) -> None:
+    stack = router_stack
+    for order in ("1", "2"):
+        stack.fake.reply_tool_use("choose_task_type", {"task_type": "lookup", "confidence": 0.9})
+        stack.fake.reply_text(f"Order {order} was delivered.")
+        _submit_untyped(stack, f"Where is order {order}?")
+        stack.drive()
+    stack.fake.reply_tool_use("choose_task_type", {"task_type": "unsure", "confidence": 0.9})
+    asked = _submit_untyped(stack, "something about my order")
+    stack.drive()
+    with stack.sessions.begin() as session:
+        choose_task_type(session, stack.config, asked, "refund", REQUESTER, stack.clock.now())
+    stack.fake.reply_text("Nothing to refund.")
+    stack.drive()
+    stack.fake.reply_tool_use("choose_task_type", {"task_type": "refund", "confidence": 0.2})
+    _submit_untyped(stack, "hmm")
+    stack.drive()
+
+    day = stack.clock.now().date()
+    with stack.sessions() as session:
+        routing = daily_routing(session, day)
+    assert routing.per_type == {"lookup": Routed(kept=2), "refund": Routed(asked=1)}
+    assert (routing.waiting, routing.usage.calls) == (1, 4)
+    assert routing.usage.cost_usd > 0
+
+    printed = CliRunner().invoke(main, ["usage", "--day", day.isoformat()], env={"DATABASE_URL": db_url})
+    assert printed.exit_code == 0, printed.output
+    assert "router (requests without a type): 4 calls" in printed.output
+    assert re.search(r"lookup\s+kept\s+2\s+changed\s+0\s+chosen by the requester\s+0", printed.output)
+    assert re.search(r"refund\s+kept\s+0\s+changed\s+0\s+chosen by the requester\s+1", printed.output)
+    assert "1 unsure, the requester not answered yet" in printed.output

@@ -132,6 +132,7 @@ class FakeAnthropic:
         self._script: deque[_Reply | _Fault | _Hang] = deque()
         self._responder: Responder | None = None
         self._outage: _Fault | None = None
+        self._model_outages: dict[str, _Fault] = {}
         self._requests: list[RecordedRequest] = []
         self._connections: set[socket.socket] = set()
         self._closing = threading.Event()
@@ -256,14 +257,31 @@ class FakeAnthropic:
         the reply spec `then`, or with 504 `timeout_error` when there is none."""
         self._push(_Hang(seconds, _Reply(_check_spec(then)) if then is not None else None))
 
-    def unavailable(self, status: int = 529, *, retry_after: float | None = None, message: str | None = None) -> None:
-        """Answer every request with this error until `restore()`; scripted entries wait."""
+    def unavailable(
+        self,
+        status: int = 529,
+        *,
+        retry_after: float | None = None,
+        message: str | None = None,
+        model: str | None = None,
+    ) -> None:
+        """Answer every request (only those for `model`, when given) with this error until
+        `restore()`; scripted entries wait."""
+        fault = _fault(status, retry_after=retry_after, message=message, error_type=None)
         with self._lock:
-            self._outage = _fault(status, retry_after=retry_after, message=message, error_type=None)
+            if model is None:
+                self._outage = fault
+            else:
+                self._model_outages[model] = fault
 
-    def restore(self) -> None:
+    def restore(self, model: str | None = None) -> None:
+        """End the outage of `model`, or (None) every outage."""
         with self._lock:
-            self._outage = None
+            if model is None:
+                self._outage = None
+                self._model_outages.clear()
+            else:
+                self._model_outages.pop(model, None)
 
     @property
     def pending(self) -> int:
@@ -307,7 +325,7 @@ class FakeAnthropic:
         if not request.api_key:
             return _error(401, "x-api-key header is required")
         with self._lock:
-            outage = self._outage
+            outage = self._outage or self._model_outages.get(str(request.body.get("model")))
         if outage is not None:
             return _fault_answer(outage)
         problem = _invalid(request)
