@@ -14,6 +14,7 @@ import math
 from collections.abc import Sequence
 from typing import Any
 
+from agent.external_tools import ExternalToolSpec
 from agent.model import ModelRequest
 from agent.tools import ToolRegistry
 from core.config import Config, TaskTypeConfig
@@ -48,6 +49,8 @@ def tool_definitions(task_type: TaskTypeConfig, registry: ToolRegistry) -> list[
     definitions = []
     for name in task_type.tools:
         spec = registry.get(name)
+        if isinstance(spec, ExternalToolSpec):
+            continue  # asked for through the actions API only: the model never drafts one
         schema = spec.json_schema()
         properties = dict(schema.get("properties", {}))
         properties[RATIONALE] = {"type": "string", "description": "Why this call: shown to the approver."}

@@ -62,6 +62,7 @@ from core.states import ACTION, ActionState
 log = logging.getLogger(__name__)
 
 LOST_LEASE_NOTE = "executor lost its lease mid-run; the tool is not idempotent, so it is not re-run"
+CLAIM_EXPIRED_NOTE = "the API client's claim expired without a result; a person resolves it, it is not re-run"
 _DEFAULT_TIMEOUT_S = 30.0
 _MAX_RACES_PER_CLAIM = 100
 # A claim takes up to DEFAULT_BATCH due actions in one transaction, as long as the tools before
@@ -330,6 +331,9 @@ class Executor:
             old_owner = action.lease_owner
             previous = {"previous_owner": old_owner, "lease_expired_at": _iso(action.lease_until)}
             fence = [Action.lease_owner == old_owner, Action.lease_until < now]
+            if action.api_client_id is not None:
+                self._end(session, action, now, S.UNKNOWN, CLAIM_EXPIRED_NOTE, data=previous, fence=fence)
+                return None
             if not action.idempotent:
                 self._end(session, action, now, S.UNKNOWN, LOST_LEASE_NOTE, data=previous, fence=fence)
                 return None
@@ -478,10 +482,13 @@ def _claimable() -> Select[Action, str]:
     a branch locked but the batch leaves out are free again when the claim commits."""
     now, limit = bindparam("now", type_=Action.run_at.type), bindparam("limit", type_=Integer)
     unskipped = Action.id.not_in(bindparam("skip", expanding=True, type_=Integer))
+    # An action asked for through the actions API runs where its client runs it: the executor
+    # only ends one whose client's claim expired without a result (`unknown`, never re-run).
+    ours = Action.api_client_id.is_(None)
     conditions: dict[Kind, list[Any]] = {
-        "approved": [Action.state == S.APPROVED],
-        "scheduled": [Action.state == S.SCHEDULED, Action.run_at <= now],
-        "due": [Action.state == S.EXECUTING, Action.lease_owner.is_(None), Action.run_at <= now],
+        "approved": [Action.state == S.APPROVED, ours],
+        "scheduled": [Action.state == S.SCHEDULED, Action.run_at <= now, ours],
+        "due": [Action.state == S.EXECUTING, Action.lease_owner.is_(None), Action.run_at <= now, ours],
         "expired": [Action.state == S.EXECUTING, Action.lease_owner.is_not(None), Action.lease_until < now],
     }
     branches = []

@@ -58,7 +58,7 @@ given AS (
 _LOCKED = """
 locked AS (
     SELECT a.id, a.public_id, a.task_type, a.tool, a.params_hash, a.state, a.requester, a.approvers,
-           a.quorum, a.decided_by, a.decided_at, a.created_at,
+           a.quorum, a.decided_by, a.decided_at, a.created_at, a.api_client_id,
            t.public_id AS task_public_id, t.team_id,
            a.approvers::jsonb ?| given.identities AS listed
     FROM actions a JOIN tasks t ON t.id = a.task_id, given
@@ -74,6 +74,7 @@ mine AS (
 
 _CHECKS = """
     WHERE locked.state = given.open_state
+      AND locked.api_client_id IS NULL
       AND (given.team IS NULL OR locked.team_id IS NULL OR locked.team_id = given.team)
       AND locked.listed
       AND NOT (locked.task_type = ANY(given.delegated))

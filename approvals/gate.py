@@ -47,6 +47,7 @@ def submit(
     tool_use_id: str | None = None,
     admins: Sequence[str] = (),
     claim: Callable[[Action], Mapping[str, Any] | None] | None = None,
+    external: Mapping[str, Any] | None = None,
 ) -> Action:
     """Record the draft as an action and route it; returns the action in its new state
     (`refused` with `error` set when the draft is out of scope or invalid). `claim`: asked for
@@ -55,8 +56,13 @@ def submit(
 
     The action is inserted once, in the state it is routed to: its `action.drafted` event and
     the event of its move out of `drafted` are written as `machine.move` would write them, but
-    no UPDATE follows the INSERT of a row nobody else can see yet."""
+    no UPDATE follows the INSERT of a row nobody else can see yet.
+
+    `external`: the action's `api_client_id`, `external_id` and `callback_url`, for one asked
+    for through the actions API; routed `auto`, it is then `approved` (its client claims it)."""
     action = _new_action(task, draft, now)
+    for name, value in (external or {}).items():
+        setattr(action, name, value)
     action.turn, action.tool_use_id = turn, tool_use_id
     data = {"rationale": draft.rationale, "confidence": action.confidence}
     machine.record(session, action, "action.drafted", actor=SYSTEM, now=now, to_state=DRAFTED, data=data)
@@ -101,6 +107,8 @@ def submit(
         _enter(
             session, action, ActionState.SCHEDULED, now=now, data=data, values={"run_at": deadline}, messages=messages
         )
+    elif external is not None:
+        _enter(session, action, ActionState.APPROVED, now=now, data=data)
     else:
         # Without a lease, any executor claims it like an action waiting for its next attempt.
         lease = claim(action) if claim is not None else None

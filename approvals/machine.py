@@ -17,7 +17,7 @@ from sqlalchemy import event
 from sqlalchemy.orm import Session
 from sqlalchemy.orm.attributes import set_committed_value
 
-from approvals import audit
+from approvals import audit, external_changes
 from core import outbox
 from core.db import compare_and_set
 from core.errors import StaleState
@@ -79,6 +79,8 @@ def move(
         )
     else:
         enqueue(session, messages, now)
+        if isinstance(row, Action) and row.api_client_id is not None:
+            external_changes.changed(session, row, current, target.value, now, note)
 
 
 def record(
@@ -121,6 +123,9 @@ def record(
     )
     audit.record(session, entry)
     enqueue(session, messages, now)
+    if isinstance(row, Action) and row.api_client_id is not None and from_state and to_state != from_state:
+        assert to_state is not None
+        external_changes.changed(session, row, from_state, to_state, now, note)
 
 
 def enqueue(session: Session, messages: Sequence[Message], now: datetime) -> None:

@@ -19,9 +19,11 @@ from typing import TYPE_CHECKING, NoReturn
 
 import click
 
-from agent.errors import ToolLoadError
+from agent.errors import DuplicateTool, ToolLoadError
+from agent.external_tools import add_external_tools
 from agent.model_lifecycle import check_models
 from agent.tools import load_tool_modules
+from bot.cli_api import api_client
 from bot.cli_audit import audit
 from bot.cli_autonomy import autonomy
 from bot.cli_prune import prune
@@ -64,13 +66,19 @@ def config_check(path: Path | None) -> None:
     except ConfigError as exc:
         _fail(exc.problems)
     try:
-        registry = load_tool_modules(loaded.tools.modules)
-    except ToolLoadError as exc:
+        registry = add_external_tools(load_tool_modules(loaded.tools.modules), loaded.external_tools)
+    except (ToolLoadError, DuplicateTool) as exc:
         _fail([str(exc)])
     problems = check_tool_names(loaded, registry.names()) + check_models(loaded, SystemClock().now().date())
     problems += connect_problems(settings, loaded)
     if problems:
         _fail(problems)
+    for name, external in loaded.external_tools.items():
+        users = ", ".join(t for t, task_type in loaded.task_types.items() if name in task_type.tools) or "no task type"
+        policy = (
+            f"risk {external.risk}, idempotent {str(external.idempotent).lower()}, max_autonomy {external.max_autonomy}"
+        )
+        click.echo(f"external tool {name}: {policy}; used by {users}")
     click.echo("ok")
 
 
@@ -341,6 +349,7 @@ def demo(port: int, app_port: int, database_url: str, config_path: Path | None, 
         _fail([f"cannot start the demo: {exc} (another demo running? try --port / --app-port)"])
 
 
+main.add_command(api_client)
 main.add_command(audit)
 main.add_command(autonomy)
 main.add_command(prune)

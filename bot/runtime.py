@@ -9,6 +9,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from agent.connect import ConnectFlow
 from agent.delegation import Delegation
+from agent.external_tools import add_external_tools
 from agent.model import ModelClient
 from agent.scripted_model import ScriptedModel
 from agent.tools import load_tool_modules
@@ -35,7 +36,7 @@ def build_services(
     clock = clock or SystemClock()
     token = settings.slack_bot_token.get_secret_value() if settings.slack_bot_token else None
     client = make_client(token, settings.slack_api_url, max_retries=slack_retries)
-    registry = load_tool_modules(config.tools.modules)
+    registry = add_external_tools(load_tool_modules(config.tools.modules), config.external_tools)
     # Multi-workspace mode: user groups would need each workspace's token; the directory has none,
     # so `@group` approvers resolve to nobody there (fail closed) and approvers are listed by id.
     directory = SlackDirectory(client)

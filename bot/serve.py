@@ -22,6 +22,7 @@ from bot.outbox_sender import OutboxSender
 from bot.runtime import build_model, build_services
 from bot.server import Server, Workers
 from bot.services import Services
+from bot.webhook_sender import WebhookSender
 from core.config import Config
 from core.db import open_database
 from core.settings import Settings
@@ -43,6 +44,7 @@ class Process:
     executor: Executor
     sender: OutboxSender
     sweeper: Sweeper
+    webhooks: WebhookSender
 
     def workers(
         self, *, idle_s: float = 0.2, agent_threads: int = AGENT_THREADS, outbox_threads: int = OUTBOX_THREADS
@@ -52,6 +54,7 @@ class Process:
         units = {f"agent-{index}": self.runner.run_once for index in range(agent_threads)}
         units["executor"] = self.executor.run_once
         units |= {f"outbox-{index}": self.sender.run_once for index in range(outbox_threads)}
+        units["webhooks"] = self.webhooks.run_once
         workers = Workers(units, idle_s=idle_s, chainer=self._chainer())
         self.executor.stopping = workers.stop  # a stop lets go of claimed actions not yet started
         # The runner claims the autonomous actions it drafts for this executor, which runs them
@@ -92,7 +95,7 @@ class Process:
             settle_all(self.services.sessions, self.services.config, self.services.clock)
             self.runner.stall_overdue()
             busy = self.sweeper.run_until_idle() + self.runner.run_until_idle() + self.executor.run_until_idle()
-            if not busy + self.sender.run_until_idle():
+            if not busy + self.sender.run_until_idle() + self.webhooks.run_until_idle():
                 return
         raise RuntimeError("the workers never went idle")
 
@@ -135,6 +138,7 @@ def assemble(
         ),
         sender=OutboxSender(services, channel_pace_s=channel_pace_s),
         sweeper=Sweeper(services.sessions, services.directory, services.clock),
+        webhooks=WebhookSender(services.sessions, services.clock, vault),
     )
 
 

@@ -34,6 +34,9 @@ from waitress.server import BaseWSGIServer, MultiSocketServer, create_server
 from agent.tasks import TaskError, submit_task
 from agent.worker import Wakeup, work
 from approvals.chainer import Chainer
+from bot.api_actions import PREFIX as API_ACTIONS
+from bot.api_actions import ApiActions
+from bot.api_clients import Tokens
 from bot.connect_routes import PREFIX as CONNECT_PREFIX
 from bot.connect_routes import ConnectRoutes
 from bot.directory import person_name
@@ -42,6 +45,7 @@ from bot.installations import INSTALL_PATH, REDIRECT_PATH
 from bot.services import Services
 from bot.shed_notices import ShedNotices
 from bot.slack_ingress import MAX_SLACK_BODY, SHED, SlackIngress
+from bot.waiters import Waiters
 from core.metrics import DatabaseCollector
 from core.migrate import is_compatible
 from core.models import OutboxMessage
@@ -87,6 +91,9 @@ class Server:
             on_shed=self.notices.tell,
         )
         self.connect = ConnectRoutes(services.connect, names=partial(person_name, services))
+        self.waiters = Waiters(services.sessions)
+        tokens = Tokens(services.sessions, api_token)
+        self.api_actions: ApiActions | None = ApiActions(services, tokens, self.waiters)
 
     def __call__(self, environ: WSGIEnvironment, start_response: StartResponse) -> Iterable[bytes]:
         try:
@@ -108,6 +115,8 @@ class Server:
             return self.slack(environ, start_response)
         if path.startswith(CONNECT_PREFIX) and self.services.connect is not None:
             return self.connect(environ, start_response)
+        if path.startswith(API_ACTIONS) and self.api_actions is not None:
+            return self.api_actions(environ, start_response)
         if path == "/api/tasks" and method == "POST":
             return self._api_tasks(environ, start_response)
         if path == "/healthz":

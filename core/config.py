@@ -15,11 +15,13 @@ from pydantic import ValidationError
 
 from core.config_models import (
     AlertsConfig,
+    ApiConfig,
     AuditConfig,
     Budget,
     BusinessHours,
     Config,
     EscalationStep,
+    ExternalToolConfig,
     GraduationConfig,
     ModelConfig,
     ModelPrice,
@@ -34,6 +36,7 @@ from core.errors import ConfigError
 
 __all__ = [
     "AlertsConfig",
+    "ApiConfig",
     "AuditConfig",
     "AutonomyLevel",
     "Budget",
@@ -41,6 +44,7 @@ __all__ = [
     "Config",
     "Duration",
     "EscalationStep",
+    "ExternalToolConfig",
     "GraduationConfig",
     "ModelConfig",
     "ModelPrice",
@@ -59,7 +63,7 @@ __all__ = [
 ]
 
 ENV_PREFIX = "COUNTERSIGN__"
-_OWN_ERRORS = {"duration", "person", "notify", "name", "rules", "zone", "clock", "url"}
+_OWN_ERRORS = {"schema", "duration", "person", "notify", "name", "rules", "zone", "clock", "url"}
 
 
 def check_tool_names(config: Config, known: Collection[str]) -> list[str]:

@@ -6,9 +6,11 @@ from __future__ import annotations
 
 import itertools
 from datetime import time, timedelta
-from typing import Annotated, Literal, Self
+from typing import Annotated, Any, Literal, Self
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
+from jsonschema import Draft202012Validator  # type: ignore[import-untyped]
+from jsonschema.exceptions import SchemaError  # type: ignore[import-untyped]
 from pydantic import AfterValidator, Field, PrivateAttr, field_validator, model_validator
 
 from core.config_values import (
@@ -200,6 +202,37 @@ class OAuthProvider(ConfigModel):
         return self
 
 
+class ExternalToolConfig(ConfigModel):
+    """A tool that runs outside countersign: a client of the actions API asks for it (`POST
+    /api/actions`), waits for the decision, claims and runs it, and reports the result. Its
+    parameters are described by a JSON Schema (draft 2020-12), checked when the config loads."""
+
+    description: str = ""
+    params: dict[str, Any]
+    risk: Literal["low", "medium", "high"] = "high"
+    idempotent: bool = False
+    max_autonomy: AutonomyLevel = AutonomyLevel.AUTO
+
+    @field_validator("params")
+    @classmethod
+    def _json_schema(cls, params: dict[str, Any]) -> dict[str, Any]:
+        try:
+            Draft202012Validator.check_schema(params)
+        except SchemaError as exc:
+            where = ".".join(str(part) for part in exc.path) or "(top)"
+            raise config_error("schema", f"not a valid JSON Schema at {where}: {exc.message}") from None
+        if params.get("type") != "object":
+            raise config_error("schema", f"the params schema must have type 'object': {params.get('type')!r}")
+        return params
+
+
+class ApiConfig(ConfigModel):
+    """The actions API: the hosts webhook callbacks may go to (no requests to anywhere else)."""
+
+    webhook_hosts: list[str] = []
+    claim_lease: Duration = parse_duration("10m")  # a claimed action without a result by then is `unknown`
+
+
 class TaskTypeConfig(ConfigModel):
     description: str = ""
     instructions: str = ""
@@ -273,6 +306,8 @@ class Config(ConfigModel):
     alerts: AlertsConfig = AlertsConfig()
     audit: AuditConfig = AuditConfig()
     oauth_providers: dict[str, OAuthProvider] = {}
+    external_tools: dict[str, ExternalToolConfig] = {}
+    api: ApiConfig = ApiConfig()
     # Where each key came from ("line 14", "env COUNTERSIGN__…"), for later problem reports.
     _origins: dict[KeyPath, str] = PrivateAttr(default_factory=dict)
 

@@ -99,6 +99,7 @@ class Action(Base):
     __table_args__ = (
         Index("ix_actions_state_run_at", "state", "run_at"),
         Index("ix_actions_type_outcome", "task_type", "outcome_at"),
+        UniqueConstraint("api_client_id", "external_id", name="uq_actions_client_external_id"),
     )
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
@@ -135,8 +136,47 @@ class Action(Base):
     # Graduation evidence: clean, edited, rejected, vetoed, failed, expired, incident, rubber_stamp.
     outcome: Mapped[str | None] = mapped_column(String(16))
     outcome_at: Mapped[datetime | None]
+    # Asked for through the actions API (an external tool): by which client, under which of the
+    # client's own ids, and where its state changes are POSTed. None: drafted by an agent.
+    api_client_id: Mapped[int | None] = mapped_column(ForeignKey("api_clients.id"), index=True)
+    external_id: Mapped[str | None] = mapped_column(String(128))
+    callback_url: Mapped[str | None] = mapped_column(Text)
     created_at: Mapped[datetime]
     updated_at: Mapped[datetime]
+
+
+class ApiClient(Base):
+    """A client of the actions API: its bearer token (only a sha256 kept), its webhook secret
+    (sealed by the vault) and the task types it may ask for (None: all)."""
+
+    __tablename__ = "api_clients"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    name: Mapped[str] = mapped_column(String(64), unique=True)
+    token_hash: Mapped[str] = mapped_column(String(64), unique=True)  # sha256 hex of the token
+    webhook_secret: Mapped[str | None] = mapped_column(Text)  # sealed; None: no webhooks (env token)
+    task_types: Mapped[list[Any] | None] = mapped_column(JSON)
+    created_at: Mapped[datetime]
+    revoked_at: Mapped[datetime | None]
+
+
+class WebhookDelivery(Base):
+    """A state change of an API action to POST to its client's callback URL, written in the
+    transaction of the change; sent in `id` order per action until the receiver answers 2xx."""
+
+    __tablename__ = "webhook_deliveries"
+    __table_args__ = (Index("ix_webhook_deliveries_undelivered", "delivered_at", "available_at"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    delivery_id: Mapped[str] = mapped_column(String(40), unique=True)  # X-Countersign-Delivery
+    action_id: Mapped[int] = mapped_column(ForeignKey("actions.id"), index=True)
+    url: Mapped[str] = mapped_column(Text)
+    payload: Mapped[dict[str, Any]]
+    created_at: Mapped[datetime]
+    available_at: Mapped[datetime]
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    delivered_at: Mapped[datetime | None]
+    last_error: Mapped[str | None] = mapped_column(Text)
 
 
 class Decision(Base):

@@ -73,7 +73,9 @@ ACTION = Machine(
     "action",
     frozenset({A.DRAFTED}),
     {
-        A.DRAFTED: frozenset({A.PENDING, A.SCHEDULED, A.EXECUTING, A.REFUSED, A.CANCELLED}),
+        # drafted → approved: an `auto` action asked for through the actions API waits for its
+        # client's claim (the executor never runs an external tool)
+        A.DRAFTED: frozenset({A.PENDING, A.SCHEDULED, A.EXECUTING, A.APPROVED, A.REFUSED, A.CANCELLED}),
         A.PENDING: frozenset({A.APPROVED, A.REJECTED, A.EXPIRED, A.CANCELLED}),
         # back to pending: re-gated when its task type is demoted during the veto window
         A.SCHEDULED: frozenset({A.EXECUTING, A.VETOED, A.CANCELLED, A.PENDING}),
@@ -110,6 +112,8 @@ class TaskState(StrEnum):
     SUCCEEDED = "succeeded"
     FAILED = "failed"
     CANCELLED = "cancelled"
+    # Holds one action asked for through the actions API: no agent works on it, it never moves.
+    EXTERNAL = "external"
 
 
 T = TaskState
@@ -117,7 +121,7 @@ T = TaskState
 _STEP_ENDS = frozenset({T.RUNNING, T.WAITING, T.PAUSED, T.SUCCEEDED, T.FAILED, T.CANCELLED})
 TASK = Machine(
     "task",
-    frozenset({T.RUNNING}),
+    frozenset({T.RUNNING, T.EXTERNAL}),
     {
         # running → running: the router placed it (the type changes, the state does not)
         T.RUNNING: _STEP_ENDS | {T.STALLED},
@@ -127,6 +131,7 @@ TASK = Machine(
         T.SUCCEEDED: frozenset(),
         T.FAILED: frozenset(),
         T.CANCELLED: frozenset(),
+        T.EXTERNAL: frozenset(),
     },
 )
 FINISHED = frozenset({T.SUCCEEDED, T.FAILED, T.CANCELLED})

@@ -1,0 +1,320 @@
+"""The actions API: external tools asked for, waited on, claimed and reported by API clients.
+
+POST /api/actions, GET /api/actions/{id}?wait=S, POST /api/actions/{id}/claim, POST
+/api/actions/{id}/result; every one needs a client's bearer token (`bot.api_clients`), sees
+only that client's actions (another's is 404) and is audited with the client's name as actor.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+import time
+from collections.abc import Iterable
+from typing import TYPE_CHECKING, Any
+from urllib.parse import parse_qs, urlsplit
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from agent.external_tools import ExternalToolSpec
+from approvals import audit, external
+from approvals.external import SETTLED, ExternalRefused
+from bot.api_clients import Client, Tokens
+from bot.http_io import BodyRefused, answer_json, read_body
+from bot.services import Services
+from bot.waiters import Waiters
+from core.config import is_user_id
+from core.db import reading
+from core.models import Action
+from core.storable import text_problem
+
+if TYPE_CHECKING:
+    from wsgiref.types import StartResponse, WSGIEnvironment
+
+PREFIX = "/api/actions"
+MAX_BODY = 64 * 1024
+MAX_WAIT_S = 60.0
+_PATH = re.compile(r"/api/actions/(?P<id>act_[a-z0-9]{1,40})(?P<verb>/claim|/result)?")
+_FIELDS = ("task_type", "tool", "params", "rationale", "confidence", "requester", "external_id", "callback_url")
+
+
+class ApiActions:
+    def __init__(self, services: Services, tokens: Tokens, waiters: Waiters) -> None:
+        self.services, self.tokens, self.waiters = services, tokens, waiters
+
+    def __call__(self, environ: WSGIEnvironment, start_response: StartResponse) -> Iterable[bytes]:
+        path, method = environ.get("PATH_INFO", ""), environ.get("REQUEST_METHOD", "GET")
+        now = self.services.clock.now()
+        client = self.tokens.client(environ.get("HTTP_AUTHORIZATION", ""), now)
+        if client is None:
+            return answer_json(start_response, 401, {"error": "missing, wrong or revoked bearer token"})
+        if path == PREFIX:
+            if method != "POST":
+                return answer_json(start_response, 405, {"error": f"{method} {path}: POST only"})
+            status, body = self._submit(environ, client)
+        else:
+            match = _PATH.fullmatch(path)
+            if match is None:
+                return answer_json(start_response, 404, {"error": f"no route {method} {path}"})
+            verb = match["verb"]
+            if (verb is None and method != "GET") or (verb is not None and method != "POST"):
+                return answer_json(
+                    start_response, 405, {"error": f"{method} {path}: {'GET' if verb is None else 'POST'} only"}
+                )
+            if verb is None:
+                status, body = self._get(environ, client, match["id"])
+            elif verb == "/claim":
+                status, body = self._claim(client, match["id"])
+            else:
+                status, body = self._result(environ, client, match["id"])
+        return answer_json(start_response, status, body)
+
+    # -- routes -------------------------------------------------------------------------------
+
+    def _submit(self, environ: WSGIEnvironment, client: Client) -> tuple[int, dict[str, Any]]:
+        body, refused = _json_body(environ)
+        if refused is not None:
+            return refused
+        problems = self._request_problems(body)
+        if problems:
+            return 422, {"error": "invalid action request", "problems": problems}
+        config = self.services.config
+        if not client.may_use(body["task_type"]):
+            return 403, {"error": f"this client may not ask for task type {body['task_type']!r}"}
+        callback = body.get("callback_url")
+        if callback is not None and client.webhook_secret is None:
+            problem = (
+                f"client {client.name!r} has no webhook secret (create a client with `countersign api-client create`)"
+            )
+            return 422, {"error": "invalid action request", "problems": {"callback_url": problem}}
+        request = external.Request(
+            task_type=body["task_type"],
+            tool=body["tool"],
+            params=body["params"],
+            rationale=body.get("rationale") or "",
+            confidence=float(body.get("confidence", 1.0)),
+            requester=body.get("requester"),
+            external_id=body.get("external_id"),
+            callback_url=callback,
+        )
+        with self.services.sessions.begin() as session:
+            now = self.services.clock.now()
+            action, created = external.submit(session, config, self.services.registry, client.id, request, now)
+            self._audit(session, client, "POST /api/actions", action, 201 if created else 200)
+            answer = {
+                "action_id": action.public_id,
+                "state": action.state,
+                "params_hash": action.params_hash,
+                "url": f"{PREFIX}/{action.public_id}",
+            }
+        return (201 if created else 200), answer
+
+    def _get(self, environ: WSGIEnvironment, client: Client, public_id: str) -> tuple[int, dict[str, Any]]:
+        wait, problem = _wait_of(environ.get("QUERY_STRING", ""))
+        if problem is not None:
+            return 422, {"error": "invalid query", "problems": {"wait": problem}}
+        deadline = time.monotonic() + wait
+        while True:
+            with reading(self.services.sessions) as session:
+                action = _own(session, client, public_id)
+                if action is None:
+                    return 404, {"error": f"no action {public_id}"}
+                view = external.view(session, action)
+            left = deadline - time.monotonic()
+            if action.state in SETTLED or left <= 0:
+                break
+            # No connection held from here: the session is closed while this request waits.
+            self.waiters.wait(public_id, left)
+        with self.services.sessions.begin() as session:
+            self._audit(
+                session, client, f"GET {PREFIX}/{public_id}", None, 200, public_id=public_id, state=view["state"]
+            )
+        return 200, view
+
+    def _claim(self, client: Client, public_id: str) -> tuple[int, dict[str, Any]]:
+        lease = self.services.config.api.claim_lease
+        with self.services.sessions.begin() as session:
+            action = _own(session, client, public_id, lock=True)
+            if action is None:
+                return 404, {"error": f"no action {public_id}"}
+            now = self.services.clock.now()
+            try:
+                external.claim(session, action, client.owner, lease, now)
+            except ExternalRefused as exc:
+                refused = str(exc)
+            else:
+                self._audit(session, client, f"POST {PREFIX}/{public_id}/claim", action, 200)
+                return 200, external.view(session, action)
+        self._audit_alone(client, f"POST {PREFIX}/{public_id}/claim", public_id, 409)
+        return 409, {"error": refused}
+
+    def _result(self, environ: WSGIEnvironment, client: Client, public_id: str) -> tuple[int, dict[str, Any]]:
+        body, refused_body = _json_body(environ)
+        if refused_body is not None:
+            return refused_body
+        problems = _result_problems(body)
+        if problems:
+            return 422, {"error": "invalid result", "problems": problems}
+        with self.services.sessions.begin() as session:
+            action = _own(session, client, public_id, lock=True)
+            if action is None:
+                return 404, {"error": f"no action {public_id}"}
+            now = self.services.clock.now()
+            try:
+                external.report(
+                    session,
+                    action,
+                    client.owner,
+                    succeeded=body["status"] == "succeeded",
+                    result=body.get("result"),
+                    error=body.get("error"),
+                    now=now,
+                )
+            except ExternalRefused as exc:
+                refused = str(exc)
+            else:
+                self._audit(session, client, f"POST {PREFIX}/{public_id}/result", action, 200)
+                return 200, external.view(session, action)
+        self._audit_alone(client, f"POST {PREFIX}/{public_id}/result", public_id, 409)
+        return 409, {"error": refused}
+
+    # -- checks and records -----------------------------------------------------------------
+
+    def _request_problems(self, body: Any) -> dict[str, str]:
+        if not isinstance(body, dict):
+            return {"body": 'expected a JSON object like {"task_type": "ops", "tool": "…", "params": {…}}'}
+        problems = {key: "unknown field" for key in body if key not in _FIELDS}
+        for key in ("task_type", "tool"):
+            if not isinstance(body.get(key), str) or not body[key]:
+                problems[key] = "required: text"
+        if not isinstance(body.get("params"), dict):
+            problems["params"] = "required: a JSON object of the tool's parameters"
+        for key in ("rationale", "requester", "external_id", "callback_url"):
+            value = body.get(key)
+            if value is not None and not isinstance(value, str):
+                problems[key] = "must be text"
+            elif isinstance(value, str) and (problem := text_problem(value)):
+                problems[key] = problem
+        confidence = body.get("confidence")
+        if confidence is not None and (
+            isinstance(confidence, bool)
+            or not isinstance(confidence, int | float)
+            or not math.isfinite(confidence)
+            or not 0 <= confidence <= 1
+        ):
+            problems["confidence"] = f"a number from 0 to 1, got {confidence!r}"
+        if isinstance(body.get("requester"), str) and "requester" not in problems and not is_user_id(body["requester"]):
+            problems["requester"] = f"a Slack user id (U…/W…), got {body['requester']!r}"
+        if isinstance(body.get("external_id"), str) and not 0 < len(body["external_id"]) <= 128:
+            problems["external_id"] = "1 to 128 characters"
+        callback = body.get("callback_url")
+        if isinstance(callback, str) and "callback_url" not in problems and (found := self._callback_problem(callback)):
+            problems["callback_url"] = found
+        if "task_type" not in problems:
+            task_type = self.services.config.task_types.get(body["task_type"])
+            if task_type is None:
+                known = ", ".join(sorted(self.services.config.task_types))
+                problems["task_type"] = f"unknown task type {body['task_type']!r} (known: {known})"
+            elif "tool" not in problems and body["tool"] not in task_type.tools:
+                problems["tool"] = f"tool {body['tool']!r} is not on task type {body['task_type']!r}'s list"
+        if "tool" not in problems and "task_type" not in problems:
+            registry = self.services.registry
+            if body["tool"] not in registry or not isinstance(registry.get(body["tool"]), ExternalToolSpec):
+                problems["tool"] = f"{body['tool']!r} is not an external tool (external_tools in the config)"
+            elif "params" not in problems:
+                try:
+                    registry.validate(body["tool"], body["params"])
+                except ValueError as exc:
+                    for name, problem in getattr(exc, "problems", {"(params)": str(exc)}).items():
+                        problems[f"params.{name}"] = problem
+        return problems
+
+    def _callback_problem(self, url: str) -> str | None:
+        try:
+            parts = urlsplit(url)
+            host = parts.hostname
+        except ValueError:
+            return f"not a URL: {url!r}"
+        if parts.scheme not in ("http", "https") or not host:
+            return f"an http(s) URL, got {url!r}"
+        allowed = [entry.lower() for entry in self.services.config.api.webhook_hosts]
+        if host.lower() not in allowed:
+            return f"host {host!r} is not in api.webhook_hosts of the config (allowed: {', '.join(allowed) or 'none'})"
+        return None
+
+    def _audit(
+        self,
+        session: Session,
+        client: Client,
+        call: str,
+        action: Action | None,
+        status: int,
+        *,
+        public_id: str | None = None,
+        state: str | None = None,
+    ) -> None:
+        entry = audit.AuditEntry(
+            kind="api.call",
+            actor=client.name,
+            at=self.services.clock.now(),
+            action_public_id=action.public_id if action is not None else public_id,
+            task_type=action.task_type if action is not None else None,
+            params_hash=action.params_hash if action is not None else None,
+            to_state=action.state if action is not None else state,
+            note=call,
+            data={"status": status},
+        )
+        audit.record(session, entry)
+
+    def _audit_alone(self, client: Client, call: str, public_id: str, status: int) -> None:
+        with self.services.sessions.begin() as session:
+            self._audit(session, client, call, None, status, public_id=public_id)
+
+
+def _own(session: Session, client: Client, public_id: str, *, lock: bool = False) -> Action | None:
+    query = select(Action).where(Action.public_id == public_id, Action.api_client_id == client.id)
+    if lock:
+        query = query.with_for_update().execution_options(populate_existing=True)
+    return session.scalars(query).first()
+
+
+def _json_body(environ: WSGIEnvironment) -> tuple[Any, tuple[int, dict[str, Any]] | None]:
+    try:
+        return json.loads(read_body(environ, MAX_BODY) or b"null"), None
+    except BodyRefused as refused:
+        return None, (refused.status, {"error": refused.message})
+    except (json.JSONDecodeError, UnicodeDecodeError):
+        return None, (422, {"error": "the body is not JSON", "problems": {"body": "not JSON"}})
+    except RecursionError:
+        return None, (422, {"error": "the body's JSON is nested too deeply", "problems": {"body": "nested too deeply"}})
+
+
+def _wait_of(query: str) -> tuple[float, str | None]:
+    values = parse_qs(query, keep_blank_values=True).get("wait")
+    if not values:
+        return 0.0, None
+    try:
+        wait = float(values[-1])
+    except ValueError:
+        return 0.0, f"seconds from 0 to {MAX_WAIT_S:.0f}, got {values[-1][:20]!r}"
+    if not math.isfinite(wait) or not 0 <= wait <= MAX_WAIT_S:
+        return 0.0, f"seconds from 0 to {MAX_WAIT_S:.0f}, got {values[-1][:20]!r}"
+    return wait, None
+
+
+def _result_problems(body: Any) -> dict[str, str]:
+    if not isinstance(body, dict):
+        return {"body": 'expected a JSON object like {"status": "succeeded", "result": {…}}'}
+    problems = {key: "unknown field" for key in body if key not in ("status", "result", "error")}
+    if body.get("status") not in ("succeeded", "failed"):
+        problems["status"] = f"'succeeded' or 'failed', got {body.get('status')!r}"
+    if body.get("result") is not None and not isinstance(body["result"], dict):
+        problems["result"] = "a JSON object"
+    error = body.get("error")
+    if error is not None and not isinstance(error, str):
+        problems["error"] = "must be text"
+    elif isinstance(error, str) and (problem := text_problem(error)):
+        problems["error"] = problem
+    return problems
