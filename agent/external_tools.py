@@ -100,7 +100,3 @@ def add_external_tools(registry: ToolRegistry, tools: Mapping[str, ExternalToolC
     for name, config in tools.items():
         registry.register(external_spec(name, config))
     return registry
-
-
-def is_external(registry: ToolRegistry, name: str) -> bool:
-    return name in registry and isinstance(registry.get(name), ExternalToolSpec)

@@ -30,7 +30,6 @@ class Waiters:
         self._lock = threading.Lock()
         self._waiting: dict[str, set[threading.Event]] = defaultdict(set)
         self._stop = threading.Event()
-        self._kick = threading.Event()
         self._unlisten = external_changes.listen(self.moved)
         self._thread: threading.Thread | None = None
 

@@ -86,7 +86,7 @@ class WebhookSender:
                 .with_for_update(of=WebhookDelivery, skip_locked=True)
             )
             claimed = []
-            for delivery, client in session.execute(query).tuples():
+            for delivery, client in session.execute(query):
                 delivery.attempts += 1
                 delivery.available_at = now + timedelta(seconds=TIMEOUT_S + self._backoff(delivery.attempts))
                 secret = api_clients.webhook_secret(self.vault, client) if self.vault is not None else None
