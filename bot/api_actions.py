@@ -28,6 +28,7 @@ from bot.waiters import Waiters
 from core.config import is_user_id
 from core.db import reading
 from core.models import Action
+from core.states import ActionState as S
 from core.storable import text_problem
 
 if TYPE_CHECKING:
@@ -117,14 +118,19 @@ class ApiActions:
             return 422, {"error": "invalid query", "problems": {"wait": problem}}
         deadline = time.monotonic() + wait
         while True:
+            now = self.services.clock.now()
             with reading(self.services.sessions) as session:
                 action = _own(session, client, public_id)
                 if action is None:
                     return 404, {"error": f"no action {public_id}"}
-                view = external.view(session, action)
+                view = external.view(session, action, now)
             left = deadline - time.monotonic()
-            if action.state in SETTLED or left <= 0:
+            if action.state in SETTLED or view["runnable"] or left <= 0:
                 break
+            if action.state == S.SCHEDULED and action.run_at is not None:
+                # A veto window passing moves nothing: wake when it ends (the poller also sees
+                # it pass when the clock jumps).
+                left = min(left, max((action.run_at - now).total_seconds(), 0.0) + 0.01)
             # No connection held from here: the session is closed while this request waits.
             self.waiters.wait(public_id, left)
         with self.services.sessions.begin() as session:
@@ -146,7 +152,7 @@ class ApiActions:
                 refused = str(exc)
             else:
                 self._audit(session, client, f"POST {PREFIX}/{public_id}/claim", action, 200)
-                return 200, external.view(session, action)
+                return 200, external.view(session, action, now)
         self._audit_alone(client, f"POST {PREFIX}/{public_id}/claim", public_id, 409)
         return 409, {"error": refused}
 
@@ -176,7 +182,7 @@ class ApiActions:
                 refused = str(exc)
             else:
                 self._audit(session, client, f"POST {PREFIX}/{public_id}/result", action, 200)
-                return 200, external.view(session, action)
+                return 200, external.view(session, action, now)
         self._audit_alone(client, f"POST {PREFIX}/{public_id}/result", public_id, 409)
         return 409, {"error": refused}
 

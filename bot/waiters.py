@@ -3,7 +3,8 @@
 A waiting request holds no database connection: it waits on an event here. It is woken at once
 when a commit of this process moves its action (`approvals.external_changes.listen`), and for
 changes made by other processes one poller thread reads the states of every action waited on
-in this process with ONE query per `poll_s`, however many requests wait.
+in this process with ONE query per `poll_s`, however many requests wait (a veto window that
+passed counts as a change: nobody vetoed, so the action may now be claimed).
 """
 
 from __future__ import annotations
@@ -12,21 +13,23 @@ import logging
 import threading
 from collections import defaultdict
 
-from sqlalchemy import select
+from sqlalchemy import and_, or_, select
 from sqlalchemy.orm import Session, sessionmaker
 
 from approvals import external_changes
 from approvals.external import SETTLED
+from core.clock import Clock
 from core.db import reading
 from core.models import Action
+from core.states import ActionState
 
 log = logging.getLogger(__name__)
 POLL_S = 0.25
 
 
 class Waiters:
-    def __init__(self, sessions: sessionmaker[Session], *, poll_s: float = POLL_S) -> None:
-        self.sessions, self.poll_s = sessions, poll_s
+    def __init__(self, sessions: sessionmaker[Session], clock: Clock, *, poll_s: float = POLL_S) -> None:
+        self.sessions, self.clock, self.poll_s = sessions, clock, poll_s
         self._lock = threading.Lock()
         self._waiting: dict[str, set[threading.Event]] = defaultdict(set)
         self._stop = threading.Event()
@@ -73,7 +76,10 @@ class Waiters:
                 continue
             try:
                 with reading(self.sessions) as session:
-                    query = select(Action.public_id).where(Action.public_id.in_(ids), Action.state.in_(SETTLED))
+                    window_passed = and_(Action.state == ActionState.SCHEDULED, Action.run_at <= self.clock.now())
+                    query = select(Action.public_id).where(
+                        Action.public_id.in_(ids), or_(Action.state.in_(SETTLED), window_passed)
+                    )
                     settled = set(session.scalars(query))
             except Exception:
                 log.exception("long-poll check of %d action(s) failed", len(ids))
