@@ -9,9 +9,10 @@ from typing import Any
 
 from countersign_client.errors import Expired, NotApproved, Rejected
 
-# Nobody has decided yet: a wait goes on. `scheduled` is a veto window still open.
+# Nobody has decided yet: a wait goes on. `scheduled` is a veto window: the server says
+# `runnable` once it passed unvetoed.
 UNDECIDED = frozenset({"drafted", "pending", "scheduled"})
-# Approved to run (a person approved, a veto window passed, or the level lets it run): claim it.
+# Approved to run (a person approved, or the level lets it run): claim it.
 RUNNABLE = frozenset({"approved"})
 # A person said no.
 REFUSED_BY_PERSON = frozenset({"rejected", "vetoed"})
@@ -20,7 +21,8 @@ REFUSED_BY_PERSON = frozenset({"rejected", "vetoed"})
 @dataclass(frozen=True)
 class Action:
     """One action: `params` are the approved ones (a person's edits applied) once decided;
-    `None` where the server's answer carried none (the answer to a request)."""
+    `None` where the server's answer carried none (the answer to a request). `run_at`: the end
+    of its veto window while it is `scheduled`."""
 
     action_id: str
     state: str
@@ -30,12 +32,19 @@ class Action:
     decided_at: datetime | None = None
     reason: str | None = None
     url: str | None = None
+    run_at: datetime | None = None
     raw: Mapping[str, Any] = field(default_factory=dict, repr=False, compare=False)
+
+    @property
+    def runnable(self) -> bool:
+        """Whether it may be claimed now: approved, or its veto window passed unvetoed (as the
+        server said when it answered)."""
+        return self.state in RUNNABLE or self.raw.get("runnable") is True
 
     @property
     def decided(self) -> bool:
         """Whether a wait for this action is over."""
-        return self.state not in UNDECIDED
+        return self.state not in UNDECIDED or self.runnable
 
     @classmethod
     def from_json(cls, body: object) -> Action:
@@ -55,6 +64,7 @@ class Action:
             decided_at=_time(body.get("decided_at")),
             reason=_text(body.get("reason")),
             url=_text(body.get("url")),
+            run_at=_time(body.get("run_at")),
             raw=dict(body),
         )
 
@@ -62,7 +72,7 @@ class Action:
 def outcome(action: Action) -> Action:
     """`action` when it may run now; else the error saying why not (`Rejected` with the
     person's reason, `Expired`, or `NotApproved` for any other end)."""
-    if action.state in RUNNABLE:
+    if action.runnable:
         return action
     if action.state in REFUSED_BY_PERSON:
         raise Rejected(action.reason or action.state, action)
