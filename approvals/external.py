@@ -48,7 +48,14 @@ class Request:
 
 
 def submit(
-    session: Session, config: Config, catalog: ToolCatalog, client_id: int, request: Request, now: datetime
+    session: Session,
+    config: Config,
+    catalog: ToolCatalog,
+    client_id: int,
+    request: Request,
+    now: datetime,
+    *,
+    client_name: str = "",
 ) -> tuple[Action, bool]:
     """The action for `request` and whether it is new: the same `external_id` from the same
     client again returns the first one. The caller has checked the task type, tool and params
@@ -63,7 +70,8 @@ def submit(
         public_id=new_id("tsk"),
         task_type=request.task_type,
         requester=request.requester,
-        request_text=request.rationale or f"{request.tool} (asked for through the actions API)",
+        # What the card shows as the request: who asked, through which client.
+        request_text=f"{request.tool}, asked for through the actions API by client {client_name or client_id!r}",
         state=TaskState.EXTERNAL.value,
         messages=[],
         created_at=now,

@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qs, urlsplit
 
 from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from agent.external_tools import ExternalToolSpec
@@ -95,28 +96,38 @@ class ApiActions:
             tool=body["tool"],
             params=body["params"],
             rationale=body.get("rationale") or "",
-            confidence=float(body.get("confidence", 1.0)),
+            confidence=float(body["confidence"]) if body.get("confidence") is not None else 1.0,
             requester=body.get("requester"),
             external_id=body.get("external_id"),
             callback_url=callback,
         )
-        with self.services.sessions.begin() as session:
-            now = self.services.clock.now()
-            action, created = external.submit(session, config, self.services.registry, client.id, request, now)
-            self._audit(session, client, "POST /api/actions", action, 201 if created else 200)
-            answer = {
-                "action_id": action.public_id,
-                "state": action.state,
-                "params_hash": action.params_hash,
-                "url": f"{PREFIX}/{action.public_id}",
-            }
-        return (201 if created else 200), answer
+        # Two requests with the same external_id at once: the second's INSERT fails on the unique
+        # constraint, and its retry finds the first's action.
+        for attempt in (1, 2):
+            try:
+                with self.services.sessions.begin() as session:
+                    now = self.services.clock.now()
+                    action, created = external.submit(
+                        session, config, self.services.registry, client.id, request, now, client_name=client.name
+                    )
+                    self._audit(session, client, "POST /api/actions", action, 201 if created else 200)
+                    answer = {
+                        "action_id": action.public_id,
+                        "state": action.state,
+                        "params_hash": action.params_hash,
+                        "url": f"{PREFIX}/{action.public_id}",
+                    }
+                return (201 if created else 200), answer
+            except IntegrityError:
+                if attempt == 2 or request.external_id is None:
+                    raise
+        raise AssertionError("unreachable")
 
     def _get(self, environ: WSGIEnvironment, client: Client, public_id: str) -> tuple[int, dict[str, Any]]:
         wait, problem = _wait_of(environ.get("QUERY_STRING", ""))
         if problem is not None:
             return 422, {"error": "invalid query", "problems": {"wait": problem}}
-        deadline = time.monotonic() + wait
+        deadline, refused = time.monotonic() + wait, False
         while True:
             now = self.services.clock.now()
             with reading(self.services.sessions) as session:
@@ -125,14 +136,17 @@ class ApiActions:
                     return 404, {"error": f"no action {public_id}"}
                 view = external.view(session, action, now)
             left = deadline - time.monotonic()
-            if action.state in SETTLED or view["runnable"] or left <= 0:
+            if action.state in SETTLED or view["runnable"] or left <= 0 or refused:
                 break
             if action.state == S.SCHEDULED and action.run_at is not None:
-                # A veto window passing moves nothing: wake when it ends (the poller also sees
-                # it pass when the clock jumps).
+                # A veto window passing moves nothing: look again when it ends (the poller also
+                # sees it pass, under the server's clock).
                 left = min(left, max((action.run_at - now).total_seconds(), 0.0) + 0.01)
-            # No connection held from here: the session is closed while this request waits.
-            self.waiters.wait(public_id, left)
+            # No connection held from here: the session is closed while this request waits
+            # (under waitress a long-poll waits parked, without a thread, and arrives here after).
+            began = time.monotonic()
+            woken = self.waiters.wait(public_id, left)
+            refused = not woken and time.monotonic() - began < left  # too many threads wait already
         with self.services.sessions.begin() as session:
             self._audit(
                 session, client, f"GET {PREFIX}/{public_id}", None, 200, public_id=public_id, state=view["state"]

@@ -64,6 +64,7 @@ GRACEFUL_TIMEOUT_S = 30
 HEARTBEAT_TIMEOUT_S = 30
 _MARGIN_S = 2.0  # of GRACEFUL_TIMEOUT_S, left for the worker to exit before the master kills it
 _PR_SET_PDEATHSIG = 1
+_PARKED = object()  # a request handed to the long-poll waiters (`ServeWorker.handle_request`)
 
 Handler = Callable[["WSGIEnvironment", "StartResponse"], Iterable[bytes]]
 
@@ -216,6 +217,43 @@ class ServeWorker(ThreadWorker):  # type: ignore[misc]  # gunicorn ships no type
         self.share.stop()
         self.share.close(max(0.0, since + GRACEFUL_TIMEOUT_S - _MARGIN_S - time.monotonic()))
         self.share = None
+
+    # -- long-polls parked without a thread (`bot.waiters`) ----------------------------------
+
+    def handle_request(self, req: Any, conn: Any) -> Any:
+        """A long-poll (`GET /api/actions/{id}?wait=S`) is parked in the app's `Waiters` and this
+        thread returns at once (`_PARKED`: the connection is left alone, neither kept alive in
+        the poller nor closed); released, it is served by a pool thread as a plain read."""
+        from bot.waiters import long_poll_of  # in the worker, after the fork: the master imports no app
+
+        waiters = getattr(self.wsgi, "waiters", None)
+        if waiters is not None and self.alive:
+            authorization = next((value for name, value in req.headers if name == "AUTHORIZATION"), "")
+            found = long_poll_of(req.method, req.path, req.query, authorization)
+            if found is not None:
+                public_id, token, wait_s = found
+                waiters.park(public_id, token, wait_s, partial(self._release_parked, req, conn))
+                return _PARKED
+        return super().handle_request(req, conn)
+
+    def _keepalive_after(self, conn: Any, keepalive: Any) -> Any:
+        return _PARKED if keepalive is _PARKED else super()._keepalive_after(conn, keepalive)
+
+    def finish_request(self, conn: Any, fs: Any) -> None:
+        if not fs.cancelled() and fs.exception() is None and fs.result() is _PARKED:
+            return  # its answer comes when it is released
+        super().finish_request(conn, fs)
+
+    def _release_parked(self, req: Any, conn: Any) -> None:
+        from bot.waiters import without_wait
+
+        req.query = without_wait(req.query)
+
+        def serve() -> Any:
+            return self._keepalive_after(conn, super(ServeWorker, self).handle_request(req, conn))
+
+        future = self.tpool.submit(serve)
+        future.add_done_callback(lambda done: self.method_queue.defer(self.finish_request, conn, done))
 
     def set_accept_enabled(self, enabled: bool) -> None:
         """Stopping, let go of the port at once rather than after the drain (gunicorn closes it

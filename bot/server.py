@@ -45,7 +45,7 @@ from bot.installations import INSTALL_PATH, REDIRECT_PATH
 from bot.services import Services
 from bot.shed_notices import ShedNotices
 from bot.slack_ingress import MAX_SLACK_BODY, SHED, SlackIngress
-from bot.waiters import Waiters
+from bot.waiters import ParkingDispatcher, Waiters
 from core.metrics import DatabaseCollector
 from core.migrate import is_compatible
 from core.models import OutboxMessage
@@ -252,8 +252,13 @@ def listen(
 ) -> BaseWSGIServer | MultiSocketServer:
     """waitress serving `wsgi`, refusing (413) any body larger than our routes take before it
     reads it (waitress refuses a declared length of `max_request_body_size` or more)."""
+    # A long-poll is parked without a thread until its action settles (`bot.waiters`).
+    dispatcher = ParkingDispatcher(wsgi.waiters) if isinstance(wsgi, Server) else None
+    if dispatcher is not None:
+        dispatcher.set_thread_count(threads)
     return create_server(
         wsgi,
+        _dispatcher=dispatcher,
         host=host,
         port=port,
         threads=threads,

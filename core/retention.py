@@ -3,7 +3,8 @@
 What goes, once older than the cutoff: model-call and other trace events (by `at`), outbox
 rows that were delivered (by `delivered_at`), handled Slack event ids (by `received_at`),
 finished timers (`done`, by `updated_at`) whose action no longer waits for a
-decision, and people's connect links (by `expires_at`: used or not, they work no more).
+decision, people's connect links (by `expires_at`: used or not, they work no more), and
+delivered webhooks of the actions API (by `delivered_at`; undelivered ones stay).
 What stays: tasks, actions, decisions, proposals, posted-message ids, undelivered outbox rows,
 the newest published audit head (the ledger compares the next head with it, and `audit
 verify` checks the chain against it), and the audit ledger, whose export is the archive path
@@ -29,7 +30,7 @@ from core.clock import utc
 from core.db import make_sessionmaker
 from core.errors import CoreError
 from core.messages import AUDIT_ORDERING_KEY, AuditHead
-from core.models import Action, Base, ConnectState, OutboxMessage, SlackEvent, Timer, TraceEvent
+from core.models import Action, Base, ConnectState, OutboxMessage, SlackEvent, Timer, TraceEvent, WebhookDelivery
 from core.states import OPEN_FOR_DECISION, TimerState
 
 DEFAULT_BATCH = 1000
@@ -73,6 +74,10 @@ def _timers(_session: Session, cutoff: datetime) -> ColumnElement[bool]:
     return Timer.state.in_(FINISHED_TIMER_STATES) & (Timer.updated_at < cutoff) & ~still_open
 
 
+def _webhook_deliveries(_session: Session, cutoff: datetime) -> ColumnElement[bool]:
+    return WebhookDelivery.delivered_at.is_not(None) & (WebhookDelivery.delivered_at < cutoff)
+
+
 def _connect_states(_session: Session, cutoff: datetime) -> ColumnElement[bool]:
     return ConnectState.expires_at < cutoff
 
@@ -84,6 +89,7 @@ TABLES: dict[str, tuple[type[Base], InstrumentedAttribute[Any], Condition]] = {
     "slack_events": (SlackEvent, SlackEvent.event_id, _slack_events),
     "timers": (Timer, Timer.id, _timers),
     "connect_states": (ConnectState, ConnectState.id, _connect_states),
+    "webhook_deliveries": (WebhookDelivery, WebhookDelivery.id, _webhook_deliveries),
 }
 
 

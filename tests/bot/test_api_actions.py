@@ -16,10 +16,11 @@ from typing import Any
 
 import pytest
 from cryptography.fernet import Fernet
-from sqlalchemy import select
+from sqlalchemy import select, text
 
 from agent.vault import Vault, parse_keys
 from bot import api_clients
+from core.db import make_engine
 from core.models import AuditEvent, UnchainedAuditEvent
 from tests.bot.slack_app import ALICE, API_TOKEN, BOB, CONFIG, REQUESTER, SlackApp, decide_block, serving
 
@@ -142,6 +143,7 @@ def test_external_action_card_edit_approve_long_poll_claim_result_and_webhooks(a
     card = api_app.card(action)
     block_id, buttons = decide_block(card.blocks)
     assert "approve" in buttons
+    assert "actions API by client 'deployer'" in json.dumps(card.blocks)
 
     with ThreadPoolExecutor(1) as pool:
         waiting = pool.submit(call, api_app, "GET", f"/api/actions/{action_id}?wait=30", client["token"])
@@ -299,3 +301,117 @@ def test_bad_bodies_name_the_field(api_app: SlackApp) -> None:
     assert call(api_app, "GET", f"/api/actions/{created['action_id']}?wait=x", token)[0] == 422
     status, answer = call(api_app, "POST", f"/api/actions/{created['action_id']}/result", token, {"status": "done"})
     assert status == 422 and "status" in answer["problems"]
+
+
+def test_more_long_polls_than_threads_wait_parked_and_all_see_the_decision(api_app: SlackApp) -> None:
+    client = new_client(api_app, "ops-bot")
+    body = {"task_type": "ops", "tool": "restart_service", "params": {"service": "db"}}
+    ids = [call(api_app, "POST", "/api/actions", client["token"], body)[1]["action_id"] for _ in range(40)]
+    waiters = api_app.process.server.waiters
+    with ThreadPoolExecutor(len(ids)) as pool:
+        polls = [pool.submit(call, api_app, "GET", f"/api/actions/{i}?wait=30", client["token"]) for i in ids]
+        while waiters.parked() < len(ids):  # more than the server's 32 threads, none taken
+            assert not any(poll.done() for poll in polls)
+            threading.Event().wait(0.01)
+        assert call(api_app, "GET", f"/api/actions/{ids[0]}", client["token"])[1]["state"] == "pending"
+        hashes = {action.public_id: action.params_hash for action in api_app.actions()}
+        with api_app.services.sessions.begin() as session:
+            for public_id in ids:
+                api_app.services.decisions.approve(session, public_id, ALICE, hashes[public_id])
+        answers = [poll.result(timeout=30) for poll in polls]
+    assert {(status, answer["state"]) for status, answer in answers} == {(200, "approved")}
+    assert waiters.parked() == 0
+
+
+def test_a_claim_whose_lease_runs_out_without_a_result_becomes_unknown(api_app: SlackApp) -> None:
+    client = new_client(api_app, "ops-bot")
+    body = {"task_type": "ops-hotl", "tool": "flush_cache", "params": {"service": "db"}}
+    _, created = call(api_app, "POST", "/api/actions", client["token"], body)
+    api_app.clock.advance(31)
+    path = f"/api/actions/{created['action_id']}"
+    assert call(api_app, "POST", path + "/claim", client["token"])[0] == 200
+    api_app.clock.advance(11 * 60)  # api.claim_lease: 10m
+    api_app.settle()
+    _, seen = call(api_app, "GET", path, client["token"])
+    assert seen["state"] == "unknown" and "not re-run" in seen["reason"]
+    assert call(api_app, "POST", path + "/result", client["token"], {"status": "succeeded"})[0] == 409
+
+
+def test_a_decision_made_by_another_process_reaches_the_parked_long_poll(api_app: SlackApp, db_url: str) -> None:
+    client = new_client(api_app, "ops-bot")
+    body = {"task_type": "ops", "tool": "restart_service", "params": {"service": "db"}}
+    _, created = call(api_app, "POST", "/api/actions", client["token"], body)
+    waiters = api_app.process.server.waiters
+    with ThreadPoolExecutor(1) as pool:
+        poll = pool.submit(call, api_app, "GET", f"/api/actions/{created['action_id']}?wait=30", client["token"])
+        while waiters.parked() < 1:
+            threading.Event().wait(0.01)
+        # Another process's commit: nothing in this process is told, only the poller's query sees it.
+        other = make_engine(db_url)
+        try:
+            with other.begin() as connection:
+                connection.execute(
+                    text("UPDATE actions SET state = 'approved', decided_by = :who WHERE public_id = :id"),
+                    {"who": BOB, "id": created["action_id"]},
+                )
+        finally:
+            other.dispose()
+        status, seen = poll.result(timeout=10)
+    assert (status, seen["state"], seen["decided_by"]) == (200, "approved", BOB)
+
+
+def test_webhooks_are_retried_until_2xx_in_order_with_the_same_delivery_id(api_app: SlackApp) -> None:
+    client = new_client(api_app, "ops-bot")
+    receiver = Receiver(client["webhook_secret"])
+    failures = {"left": 2}
+    accept = receiver.server.RequestHandlerClass.do_POST
+
+    def flaky(handler: BaseHTTPRequestHandler) -> None:
+        if failures["left"]:
+            failures["left"] -= 1
+            handler.rfile.read(int(handler.headers["Content-Length"]))
+            receiver.bad.append(handler.headers["X-Countersign-Delivery"])
+            handler.send_response(503)
+            handler.end_headers()
+            return
+        accept(handler)
+
+    receiver.server.RequestHandlerClass.do_POST = flaky  # type: ignore[method-assign]
+    body = {
+        "task_type": "ops-hotl",
+        "tool": "flush_cache",
+        "params": {"service": "db"},
+        "callback_url": receiver.url,
+    }
+    _, created = call(api_app, "POST", "/api/actions", client["token"], body)
+    api_app.settle()
+    assert receiver.got == [] and len(receiver.bad) == 1
+    api_app.clock.advance(1.5)
+    api_app.settle()
+    api_app.clock.advance(3)
+    api_app.settle()
+    assert len(set(receiver.bad)) == 1  # the same delivery, twice refused
+    assert [payload["state"] for _, payload in receiver.got] == ["scheduled"]
+    assert receiver.got[0][0] == receiver.bad[0]
+    api_app.clock.advance(31)
+    call(api_app, "POST", f"/api/actions/{created['action_id']}/claim", client["token"])
+    call(
+        api_app,
+        "POST",
+        f"/api/actions/{created['action_id']}/result",
+        client["token"],
+        {"status": "failed", "error": "boom"},
+    )
+    api_app.settle()
+    assert receiver.states() == ["scheduled", "executing", "failed"]
+    assert receiver.got[-1][1]["reason"] == "boom"
+
+
+def test_the_same_external_id_at_once_makes_one_action(api_app: SlackApp) -> None:
+    client = new_client(api_app, "ops-bot")
+    body = {"task_type": "ops", "tool": "restart_service", "params": {"service": "db"}, "external_id": "same"}
+    with ThreadPoolExecutor(10) as pool:
+        answers = list(pool.map(lambda _: call(api_app, "POST", "/api/actions", client["token"], body), range(10)))
+    assert sorted(status for status, _ in answers) == [200] * 9 + [201]
+    assert len({answer["action_id"] for _, answer in answers}) == 1
+    assert call(api_app, "POST", "/api/actions", client["token"], {**body, "confidence": None})[0] == 200

@@ -5,6 +5,7 @@ port is free at once. On SQLite more than one worker is refused."""
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import signal
@@ -14,6 +15,7 @@ import sys
 import time
 import urllib.request
 from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -22,8 +24,10 @@ import pytest
 import yaml
 from click.testing import CliRunner
 from slack_sdk.signature import SignatureVerifier
+from sqlalchemy import text
 
 from bot.cli import _worker_count, cores, main
+from core.db import make_engine
 from core.settings import Settings
 from tests.bot.slack_app import APPROVALS, CONFIG, REQUESTER, SCRIPT, SECRET, TEAM, TOKEN, signed_command
 from tests.conftest import _truncate_all
@@ -255,3 +259,42 @@ def test_the_default_is_one_worker_per_core_on_postgresql_and_one_on_sqlite() ->
     assert _worker_count(Settings(database_url="sqlite:///countersign.db"), None, socket_mode=False) == 1
     with pytest.raises(ValueError, match="Socket Mode"):
         _worker_count(postgres, 2, socket_mode=True)
+
+
+def test_long_polls_are_parked_by_the_workers_without_taking_their_threads(setting, tmp_path: Path) -> None:
+    """More long-polls than the two workers have threads (2 x 32): each is parked, health checks
+    are still answered, and a decision (made by another process) reaches every one of them."""
+    env, _slack = setting
+    config = {
+        **CONFIG,
+        "external_tools": {"restart_service": {"params": {"type": "object"}, "risk": "low"}},
+        "task_types": {**CONFIG["task_types"], "ops": {"tools": ["restart_service"], "approvers": [REQUESTER]}},
+    }
+    (tmp_path / "countersign.yml").write_text(yaml.safe_dump(config))
+    env = {**env, "COUNTERSIGN_API_TOKEN": "workers-api-token"}
+    auth = {"Authorization": "Bearer workers-api-token", "Content-Type": "application/json"}
+    with _serve(env, tmp_path) as serving:
+        ids = []
+        for number in range(80):
+            body = json.dumps({"task_type": "ops", "tool": "restart_service", "params": {"n": number}}).encode()
+            request = urllib.request.Request(serving.url + "/api/actions", data=body, headers=auth, method="POST")
+            with urllib.request.urlopen(request, timeout=DEADLINE_S) as reply:
+                ids.append(json.loads(reply.read())["action_id"])
+
+        def poll(public_id: str) -> str:
+            request = urllib.request.Request(f"{serving.url}/api/actions/{public_id}?wait=50", headers=auth)
+            with urllib.request.urlopen(request, timeout=DEADLINE_S + 50) as reply:
+                return str(json.loads(reply.read())["state"])
+
+        with ThreadPoolExecutor(len(ids)) as pool:
+            polls = [pool.submit(poll, public_id) for public_id in ids]
+            time.sleep(1.0)  # let every request reach a worker
+            assert not any(done.done() for done in polls)
+            assert _healthy(serving.url)  # threads are free
+            engine = make_engine(env["DATABASE_URL"])
+            try:
+                with engine.begin() as connection:
+                    connection.execute(text("UPDATE actions SET state = 'approved' WHERE state = 'pending'"))
+            finally:
+                engine.dispose()
+            assert {done.result(timeout=DEADLINE_S) for done in polls} == {"approved"}

@@ -149,7 +149,7 @@ def test_prune_deletes_old_operational_rows_and_keeps_the_ledger(
 
     counts = prune(engine, AGE, world.clock.now(), batch=2)
 
-    assert set(counts) == {"trace_events", "outbox", "slack_events", "timers", "connect_states"}
+    assert set(counts) == {"trace_events", "outbox", "slack_events", "timers", "connect_states", "webhook_deliveries"}
     assert counts["trace_events"] == history.old_traces
     assert counts["slack_events"] == 3
     assert _ids(sessions, SlackEvent.event_id) == {"Ev_new_0", "Ev_new_1"}
@@ -203,10 +203,11 @@ def test_each_batch_is_its_own_transaction(engine: Engine, sessions: sessionmake
 
     counts = prune(engine, AGE, clock.now(), batch=3)
 
-    assert counts == {"trace_events": 7, "outbox": 0, "slack_events": 4, "timers": 0, "connect_states": 0}
-    # trace_events 3 + 3 + 1, outbox none, slack_events 3 + 1, timers none, connect_states none:
-    # a short batch ends a table.
-    assert len(commits) == 3 + 1 + 2 + 1 + 1
+    counted = {"trace_events": 7, "outbox": 0, "slack_events": 4, "timers": 0, "connect_states": 0}
+    assert counts == {**counted, "webhook_deliveries": 0}
+    # trace_events 3 + 3 + 1, outbox none, slack_events 3 + 1, timers none, connect_states none,
+    # webhook_deliveries none: a short batch ends a table.
+    assert len(commits) == 3 + 1 + 2 + 1 + 1 + 1
 
 
 def test_nothing_younger_than_the_cutoff_goes(engine: Engine, sessions: sessionmaker[Session]) -> None:
@@ -221,6 +222,7 @@ def test_nothing_younger_than_the_cutoff_goes(engine: Engine, sessions: sessionm
         "slack_events": 0,
         "timers": 0,
         "connect_states": 0,
+        "webhook_deliveries": 0,
     }
 
 
