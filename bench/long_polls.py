@@ -178,10 +178,13 @@ async def hold(
     answers: dict[str, tuple[float, ClientAction]] = {}
     errors: list[str] = []
     async with AsyncCountersign(url, API_TOKEN, transport=httpx2.AsyncHTTPTransport(limits=limits)) as client:
+        # Every click is due within hold + polls / rate seconds: a poll still waiting a minute
+        # after that is counted unanswered (the run ends in bounded time whatever the server does).
+        timeout_s = hold_s + len(actions) / clicker.rate + 60
 
         async def poll(action: ClientAction) -> None:
             try:
-                decided = await client.wait(action.action_id, timeout=300)
+                decided = await client.wait(action.action_id, timeout=timeout_s)
                 answers[action.action_id] = (time.perf_counter(), decided)
             except Exception as exc:
                 errors.append(f"{type(exc).__name__}: {exc}")

@@ -85,6 +85,7 @@ RUNS = (
         "serve_workers", "bench/serve_workers.py", ("--actions", "400", "--rounds", "2"), 300, "400 clicks in 2 rounds"
     ),
     Run("audit_appends", "bench/audit_appends.py", (), 150),
+    Run("long_polls", "bench/long_polls.py", (), 180),
     Run("timers", "bench/timers.py", (), 420),
     Run(
         "timers@5",
