@@ -10,6 +10,7 @@ import pytest
 from countersign_client import Action, CountersignError, Expired, NotApproved, Rejected
 from countersign_client.action import outcome
 from countersign_client.decorator import approved_call, call_params, jsonable
+from countersign_client.protocol import WaitPlan
 
 
 def restart(service: str, region: str = "eu", *, force: bool = False) -> str:
@@ -111,3 +112,18 @@ def test_each_end_without_approval_is_its_error(state: str, reason: str | None, 
 def test_an_approved_action_may_run() -> None:
     action = Action("act_1", "approved", params={"service": "api"})
     assert outcome(action) is action
+
+
+def test_a_wait_asks_for_what_is_left_at_most_a_minute_and_pauses_when_answered_early() -> None:
+    unlimited = WaitPlan(None)
+    assert (unlimited.next_wait(), unlimited.over()) == (60, False)
+    assert [unlimited.pause_after_failure() for _ in range(6)] == [0.5, 1.0, 2.0, 5.0, 5.0, 5.0]
+    assert unlimited.answered(asked_s=60, took_s=0.01) == 1.0  # undecided at once: not a tight loop
+    assert unlimited.answered(asked_s=60, took_s=60.0) == 0.0  # the whole wait: ask again now
+    assert unlimited.pause_after_failure() == 0.5  # an answer resets the backoff
+    short = WaitPlan(2.5)
+    assert short.next_wait() == 3  # rounded up: the wait ends at most a second after its timeout
+    assert short.pause_after_failure() == 0.5
+    assert WaitPlan(0.2).pause_after_failure() is None  # no time for a pause: the failure is raised
+    with pytest.raises(ValueError, match="at least 0 seconds"):
+        WaitPlan(-1)

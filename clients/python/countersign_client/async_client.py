@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import Mapping
 from types import TracebackType
 from typing import Any
@@ -91,15 +92,18 @@ class AsyncCountersign:
         while current is None or not current.decided:
             if current is not None and plan.over():
                 raise WaitTimedOut(current)
+            asked_s, began = plan.next_wait(), time.monotonic()
             try:
-                current = await self.get(action, wait_s=plan.next_wait())
+                current = await self.get(action, wait_s=asked_s)
             except CountersignError as exc:
                 pause = plan.pause_after_failure() if protocol.retryable(exc) else None
                 if pause is None:
                     raise
                 await asyncio.sleep(pause)
             else:
-                plan.answered()
+                pause = 0.0 if current.decided else plan.answered(asked_s, time.monotonic() - began)
+                if pause:
+                    await asyncio.sleep(pause)
         return current
 
     async def claim(self, action: ActionRef) -> Action:

@@ -90,15 +90,18 @@ class Countersign:
         while current is None or not current.decided:
             if current is not None and plan.over():
                 raise WaitTimedOut(current)
+            asked_s, began = plan.next_wait(), time.monotonic()
             try:
-                current = self.get(action, wait_s=plan.next_wait())
+                current = self.get(action, wait_s=asked_s)
             except CountersignError as exc:
                 pause = plan.pause_after_failure() if protocol.retryable(exc) else None
                 if pause is None:
                     raise
                 time.sleep(pause)
             else:
-                plan.answered()
+                pause = 0.0 if current.decided else plan.answered(asked_s, time.monotonic() - began)
+                if pause:
+                    time.sleep(pause)
         return current
 
     def claim(self, action: ActionRef) -> Action:

@@ -21,6 +21,9 @@ WAIT_SLACK_S = 15.0  # how much longer than its wait a long-poll's answer may ta
 # after these pauses, as long as the caller's time allows; the last one repeats.
 RETRY_PAUSES_S = (0.5, 1.0, 2.0, 5.0)
 RETRYABLE_STATUS = frozenset({502, 503, 504})
+# A long-poll answered undecided well before its wait was over (a server that cannot hold more
+# waiters answers at once): pause this long before asking again rather than ask in a tight loop.
+EARLY_PAUSE_S = 1.0
 
 Status = Literal["succeeded", "failed"]
 ActionRef = Action | str
@@ -141,5 +144,10 @@ class WaitPlan:
             return None
         return pause
 
-    def answered(self) -> None:
+    def answered(self, asked_s: int, took_s: float) -> float:
+        """After an undecided answer: how long to pause before the next long-poll (0: none)."""
         self.failures = 0
+        if took_s >= asked_s / 2:
+            return 0.0
+        left = self.left()
+        return EARLY_PAUSE_S if left is None else max(0.0, min(EARLY_PAUSE_S, left))
