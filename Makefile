@@ -10,10 +10,11 @@ PYTEST_WORKERS ?= auto
 .PHONY: test lint check-imports typecheck deadcode unit install lock clean demo screenshots proof
 
 # Every dependency comes from requirements.lock, pinned with hashes; `make lock` refreshes it.
-$(STAMP): pyproject.toml requirements.lock
+$(STAMP): pyproject.toml clients/python/pyproject.toml requirements.lock
 	test -d $(VENV) || $(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --require-hashes --no-deps -r requirements.lock
 	$(BIN)/pip install --quiet --no-deps -e .
+	$(BIN)/pip install --quiet --no-deps -e clients/python  # the client distribution; its one dependency is in the lock
 	$(BIN)/pip check
 	touch $(STAMP)
 

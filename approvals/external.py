@@ -98,13 +98,18 @@ def submit(
     return action, True
 
 
+def runnable(action: Action, now: datetime) -> bool:
+    """Whether its client may claim it now: approved, or scheduled with its veto window passed
+    (a long-poll answers then too: nobody vetoed, so it is decided)."""
+    return action.state == S.APPROVED or (
+        action.state == S.SCHEDULED and action.run_at is not None and action.run_at <= now
+    )
+
+
 def claim(session: Session, action: Action, owner: str, lease: timedelta, now: datetime) -> Action:
     """Move a runnable action (approved, or scheduled with its veto window passed) to
     `executing` under `owner`'s lease; `ExternalRefused` for any other state or a lost race."""
-    runnable = action.state == S.APPROVED or (
-        action.state == S.SCHEDULED and action.run_at is not None and action.run_at <= now
-    )
-    if not runnable:
+    if not runnable(action, now):
         raise ExternalRefused(_not_runnable(action, now))
     fence = [Action.run_at <= now] if action.state == S.SCHEDULED else []
     lease_until = now + lease
@@ -164,8 +169,9 @@ def _not_runnable(action: Action, now: datetime) -> str:
     return f"action {action.public_id} is {action.state}: it will not run"
 
 
-def view(session: Session, action: Action) -> dict[str, Any]:
-    """The action as the API shows it."""
+def view(session: Session, action: Action, now: datetime) -> dict[str, Any]:
+    """The action as the API shows it; `runnable`: whether a claim would be taken now, `run_at`:
+    the end of its veto window while it is `scheduled`."""
     reason = None
     if action.state in (S.REJECTED, S.VETOED):
         reason = session.scalar(
@@ -189,6 +195,8 @@ def view(session: Session, action: Action) -> dict[str, Any]:
         "external_id": action.external_id,
         "result": action.result,
         "lease_until": _iso(action.lease_until),
+        "run_at": _iso(action.run_at) if action.state == S.SCHEDULED else None,
+        "runnable": runnable(action, now),
     }
 
 

@@ -416,7 +416,49 @@ def read_serve_workers(key: str, text: str, found: Findings) -> None:
         )
 
 
+def read_long_polls(key: str, text: str, found: Findings) -> None:
+    summary = re.search(
+        r"^summary: (\d+) long-polls held by one serve, delivery p99 " + NUM + r" ms after the ack .*?: (PASS|MISS); "
+        r"peak RSS " + NUM + r" MB",
+        text,
+        re.M,
+    )
+    delivery = re.search(r"^delivery after the ack: p50 (-?[\d.]+) ms", text, re.M)
+    if not summary:
+        return
+    polls, p99, result, peak = summary[1], float(summary[2]), summary[3], float(summary[4])
+    found.values |= {(key, "p99"): p99, (key, "peak"): peak}
+    p50 = f"p50 {delivery[1]} ms, " if delivery else ""
+    found.figures.append(
+        Figure(
+            f"Decision delivery to {polls} long-polls held at once by one `serve` (PostgreSQL), after the click's ack",
+            f"{p50}p99 {p99:.1f} ms; peak RSS {peak:.1f} MB (VmHWM)",
+            "p99 ≤ 100 ms",
+            result,
+            key,
+        )
+    )
+    check = re.search(
+        r"^verify: approved once \d+, missing (\d+), duplicate (\d+), still pending \d+, "
+        r"answers wrong or absent (\d+): (PASS|FAIL)$",
+        text,
+        re.M,
+    )
+    if check:
+        found.checks.append(
+            Check(
+                f"{polls} long-polls: each action approved once, each poll answered `approved` with its params",
+                f"wrong or absent answers {check[3]}",
+                int(check[1]) + int(check[3]),
+                int(check[2]),
+                check[4] == "PASS",
+                key,
+            )
+        )
+
+
 READERS: dict[str, Callable[[str, str, Findings], None]] = {
+    "bench/long_polls.py": read_long_polls,
     "bench/serve_workers.py": read_serve_workers,
     "bench/ack_latency.py": read_ack_latency,
     "bench/decisions_vs_updates.py": read_decisions,

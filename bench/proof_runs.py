@@ -85,6 +85,7 @@ RUNS = (
         "serve_workers", "bench/serve_workers.py", ("--actions", "400", "--rounds", "2"), 300, "400 clicks in 2 rounds"
     ),
     Run("audit_appends", "bench/audit_appends.py", (), 150),
+    Run("long_polls", "bench/long_polls.py", (), 180),
     Run("timers", "bench/timers.py", (), 420),
     Run(
         "timers@5",
@@ -102,7 +103,13 @@ RUNS = (
     # then its settling) last.
     Run("authorization", "chaos/authorization.py", (), 90),
     Run("authorization@sqlite", "chaos/authorization.py", ("--backend", "sqlite"), 90, "on SQLite"),
-    Run("fuzz_inputs", "chaos/fuzz_inputs.py", (), 240, "10,000 requests and 100 of each of issue #14's shapes"),
+    Run(
+        "fuzz_inputs",
+        "chaos/fuzz_inputs.py",
+        (),
+        240,
+        "10,000 requests, 100 of each of issue #14's shapes and 1,000 at the actions API",
+    ),
     Run("fuzz_inputs@pg", "chaos/fuzz_inputs.py", ("--backend", "postgres"), 300, "on PostgreSQL"),
     Run("click_storm", "chaos/click_storm.py", (), 300, "200 rounds (its default; the issue's full count is 1000)"),
     Run(

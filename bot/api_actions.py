@@ -29,6 +29,7 @@ from bot.waiters import Waiters, wait_of
 from core.config import is_user_id
 from core.db import reading
 from core.models import Action
+from core.states import ActionState as S
 from core.storable import text_problem
 
 if TYPE_CHECKING:
@@ -127,18 +128,24 @@ class ApiActions:
             return 422, {"error": "invalid query", "problems": {"wait": problem}}
         deadline, refused = time.monotonic() + wait, False
         while True:
+            now = self.services.clock.now()
             with reading(self.services.sessions) as session:
                 action = _own(session, client, public_id)
                 if action is None:
                     return 404, {"error": f"no action {public_id}"}
-                view = external.view(session, action)
+                view = external.view(session, action, now)
             left = deadline - time.monotonic()
-            if action.state in SETTLED or left <= 0 or refused:
+            if action.state in SETTLED or view["runnable"] or left <= 0 or refused:
                 break
+            if action.state == S.SCHEDULED and action.run_at is not None:
+                # A veto window passing moves nothing: look again when it ends (the poller also
+                # sees it pass, under the server's clock).
+                left = min(left, max((action.run_at - now).total_seconds(), 0.0) + 0.01)
             # No connection held from here: the session is closed while this request waits
             # (under waitress a long-poll waits parked, without a thread, and arrives here after).
+            began = time.monotonic()
             woken = self.waiters.wait(public_id, left)
-            refused = not woken and time.monotonic() < deadline  # too many threads wait already
+            refused = not woken and time.monotonic() - began < left  # too many threads wait already
         with self.services.sessions.begin() as session:
             self._audit(
                 session, client, f"GET {PREFIX}/{public_id}", None, 200, public_id=public_id, state=view["state"]
@@ -158,7 +165,7 @@ class ApiActions:
                 refused = str(exc)
             else:
                 self._audit(session, client, f"POST {PREFIX}/{public_id}/claim", action, 200)
-                return 200, external.view(session, action)
+                return 200, external.view(session, action, now)
         self._audit_alone(client, f"POST {PREFIX}/{public_id}/claim", public_id, 409)
         return 409, {"error": refused}
 
@@ -188,7 +195,7 @@ class ApiActions:
                 refused = str(exc)
             else:
                 self._audit(session, client, f"POST {PREFIX}/{public_id}/result", action, 200)
-                return 200, external.view(session, action)
+                return 200, external.view(session, action, now)
         self._audit_alone(client, f"POST {PREFIX}/{public_id}/result", public_id, 409)
         return 409, {"error": refused}
 

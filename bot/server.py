@@ -91,7 +91,7 @@ class Server:
             on_shed=self.notices.tell,
         )
         self.connect = ConnectRoutes(services.connect, names=partial(person_name, services))
-        self.waiters = Waiters(services.sessions)
+        self.waiters = Waiters(services.sessions, services.clock)
         tokens = Tokens(services.sessions, api_token)
         self.api_actions: ApiActions | None = ApiActions(services, tokens, self.waiters)
 

@@ -28,6 +28,7 @@ import time
 from collections import defaultdict
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any
 from urllib.parse import parse_qs
 
@@ -37,8 +38,10 @@ from waitress.task import ThreadedTaskDispatcher
 
 from approvals import external_changes
 from approvals.external import SETTLED
+from core.clock import Clock
 from core.db import reading
 from core.models import Action, ApiClient
+from core.states import ActionState
 
 log = logging.getLogger(__name__)
 POLL_S = 0.25
@@ -58,9 +61,14 @@ class _Parked:
 
 class Waiters:
     def __init__(
-        self, sessions: sessionmaker[Session], *, poll_s: float = POLL_S, max_thread_waiters: int = MAX_THREAD_WAITERS
+        self,
+        sessions: sessionmaker[Session],
+        clock: Clock,
+        *,
+        poll_s: float = POLL_S,
+        max_thread_waiters: int = MAX_THREAD_WAITERS,
     ) -> None:
-        self.sessions, self.poll_s, self.max_thread_waiters = sessions, poll_s, max_thread_waiters
+        self.sessions, self.clock, self.poll_s, self.max_thread_waiters = sessions, clock, poll_s, max_thread_waiters
         self._lock = threading.Lock()
         self._waiting: dict[str, set[threading.Event]] = defaultdict(set)
         self._parked: dict[str, list[_Parked]] = defaultdict(list)
@@ -169,12 +177,13 @@ class Waiters:
         try:
             with reading(self.sessions) as session:
                 query = (
-                    select(Action.public_id, Action.state, ApiClient.token_hash, ApiClient.revoked_at)
+                    select(Action.public_id, Action.state, Action.run_at, ApiClient.token_hash, ApiClient.revoked_at)
                     .join(ApiClient, ApiClient.id == Action.api_client_id)
                     .where(Action.public_id.in_(sorted(ids)))
                 )
                 found = {row.public_id: row for row in session.execute(query)}
             self.polls += 1
+            clock_now = self.clock.now()
         except Exception:
             log.exception("long-poll check of %d action(s) failed", len(ids))
             return
@@ -185,12 +194,12 @@ class Waiters:
                 if public_id not in ids:
                     continue
                 row = found.get(public_id)
-                if row is None or row.state in SETTLED:
+                if row is None or _settled(row, clock_now):
                     for woken in events:
                         woken.set()
             for public_id in [public_id for public_id in self._parked if public_id in ids]:
                 row = found.get(public_id)
-                settled = row is None or row.state in SETTLED or row.revoked_at is not None
+                settled = row is None or _settled(row, clock_now) or row.revoked_at is not None
                 keep = []
                 for entry in self._parked[public_id]:
                     # A token that is not the action's client's is answered at once (404 or 401).
@@ -214,6 +223,11 @@ class Waiters:
             entry.release()
         except Exception:
             log.exception("answering a long-poll on %s failed", entry.public_id)
+
+
+def _settled(row: Any, now: datetime) -> bool:
+    """Whether a long-poll on this action is over: it is decided, or its veto window passed."""
+    return row.state in SETTLED or (row.state == ActionState.SCHEDULED and row.run_at is not None and row.run_at <= now)
 
 
 class ParkingDispatcher(ThreadedTaskDispatcher):

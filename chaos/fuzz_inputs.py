@@ -41,15 +41,21 @@ Then `--count` requests are generated, each one of:
   reason, acknowledge, stop a task, start a task) is always given one flaw first;
 - **garbage**: correctly signed random bytes, text, forms and JSON.
 
+Then `--api` requests (default 1,000) at the actions API (`chaos.fuzz_api` says how): wrong or
+missing tokens (401), the second client's token on the env token's action (404) or a task type
+it was not given (403), bodies with at least one flaw (422, over 64 KiB 413), out-of-range or
+non-numeric `?wait=` (422), claims and results of the pending API action (409), wrong methods
+(405) and ids (404): each must get exactly its answer.
+
 Then the database must be as it was: the same number of tasks, actions, decisions, timers,
 Slack events and outbox rows (the per-minute `audit.head` rows aside, which no request
 causes), the seeded actions in the same state with the same params, no tool call, and new
-audit events only of kind `decision.refused`. Each malformed request whose fields the
-product reads were of the wrong shape (a command with no `user_id`, a mention whose `user`
-is not text...) counts as `malformed`: it too must change nothing.
+audit events only of kinds `decision.refused` and `api.call` (every API call is audited).
+Each malformed request whose fields the product reads were of the wrong shape (a command with
+no `user_id`, a mention whose `user` is not text...) counts as `malformed`: it too must change nothing.
 
-    .venv/bin/python -m chaos.fuzz_inputs [--count 10000] [--shapes 100] [--backend sqlite|postgres] [--seed N]
-        [--verbose]
+    .venv/bin/python -m chaos.fuzz_inputs [--count 10000] [--shapes 100] [--api 1000] [--backend sqlite|postgres]
+        [--seed N] [--verbose]
 
 Prints one summary line (new rows and wrong or late answers, if any, on stderr before it):
 the requests per family and per shape with each shape's slowest answer, then the failures
@@ -72,6 +78,7 @@ from sqlalchemy import create_engine  # noqa: E402
 
 from bot.sandbox.page import SandboxPage  # noqa: E402
 from chaos.common import note  # noqa: E402
+from chaos.fuzz_api import api_requests  # noqa: E402
 from chaos.fuzz_page import demo_page, page_answers, workspace_size  # noqa: E402
 from chaos.fuzz_requests import content, requests  # noqa: E402
 from chaos.fuzz_sender import Sender, Tally, fuzz  # noqa: E402
@@ -97,6 +104,7 @@ from core.db import normalize_url  # noqa: E402
 
 NAME = "fuzz"
 SHAPE_COUNT = 100  # requests of each of issue #14's shapes: a fixed number, not a share of --count
+API_COUNT = 1000  # requests at the actions API
 
 
 def aim_at(seeded: Seeded, page: SandboxPage) -> Aim:
@@ -118,6 +126,7 @@ def main() -> int:
     parser.add_argument("--count", type=int, default=10_000, help="requests to send (default 10000)")
     shapes_help = f"requests of each of issue #14's shapes (default {SHAPE_COUNT})"
     parser.add_argument("--shapes", type=int, default=SHAPE_COUNT, help=shapes_help)
+    parser.add_argument("--api", type=int, default=API_COUNT, help=f"actions API requests (default {API_COUNT})")
     parser.add_argument("--backend", choices=["sqlite", "postgres"], default="sqlite")
     parser.add_argument("--seed", type=int, default=None, help="random seed (default: random, printed)")
     parser.add_argument("--threads", type=int, default=6, help="concurrent senders (default 6)")
@@ -141,7 +150,8 @@ def main() -> int:
         server = world.serve(NAME)
         with demo_page(server.events_url, APPROVALS, people) as (page, page_slack):
             seeded = seed_state(server.url, world.slack, reader, [server])
-            before = Snapshot.take(reader, sorted(seeded.pending))
+            watched = sorted([*seeded.pending, seeded.api_action])
+            before = Snapshot.take(reader, watched)
             page_before, page_up = workspace_size(page_slack), page_answers(page)
             sender = Sender(server.url, tally, threads=args.threads, page_port=page.port)
             try:
@@ -150,9 +160,10 @@ def main() -> int:
                 for offset, shape in enumerate(SHAPES.values()):
                     fuzz(shape(aim), args.shapes, seed + offset * 7919, sender)
                 fuzz(requests(seeded), args.count, seed, sender)
+                fuzz(api_requests(seeded), args.api, seed + 104729, sender)
             finally:
                 sender.close()
-            after = settled_snapshot(reader, sorted(seeded.pending))
+            after = settled_snapshot(reader, watched)
             evidence = new_rows(reader, before) if before.changes(after) else []
             replayed = replays_accepted(reader)
             page_changes = workspace_size(page_slack) - page_before

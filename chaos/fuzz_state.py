@@ -5,19 +5,24 @@ bytes are kept), then compared after them (`Snapshot`): only refusals may have b
 
 from __future__ import annotations
 
+import hashlib
+import json
 import time
+import urllib.request
 from collections import Counter
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import Engine, func, select
+from sqlalchemy import Engine, func, insert, select
 
 from bot.sandbox.signed import FORM, JSON, SignedRequest, event_callback_body, send, signed, slash_command_body
 from chaos import tools
-from chaos.common import SECRET, TEAM, ChaosFailure, wait_for
+from chaos.common import API_TOKEN, SECRET, TEAM, ChaosFailure, wait_for
 from chaos.fuzz_world import (
     ALICE,
     APPROVALS,
+    INTRUDER_TOKEN,
     KEPT_TEXT,
     OTHER_TEAM,
     OTHER_USER,
@@ -26,9 +31,10 @@ from chaos.fuzz_world import (
     Seeded,
     Target,
 )
-from core.models import Action, AuditEvent, Decision, OutboxMessage, SlackEvent, Task, Timer
+from core.models import Action, ApiClient, AuditEvent, Decision, OutboxMessage, SlackEvent, Task, Timer
 
-ALLOWED_AUDIT_KINDS = frozenset({"decision.refused"})
+# Refusals are audited; so is every call of the actions API (`api.call`), a refused claim included.
+ALLOWED_AUDIT_KINDS = frozenset({"decision.refused", "api.call"})
 
 
 def seed_state(url: str, slack: Any, reader: Engine, servers: list[Any]) -> Seeded:
@@ -78,13 +84,49 @@ def seed_state(url: str, slack: Any, reader: Engine, servers: list[Any]) -> Seed
             )
         ).all()
         tasks = conn.execute(select(Task.public_id)).scalars().all()
+    api_action = _seed_api(url, reader, servers)
     return Seeded(
         {row[0]: (row[1], row[2]) for row in rows},
         tuple(tasks),
         frozenset({SEEDED_EVENT}),
         tuple(Target(*row) for row in rows),
         kept,
+        api_action,
     )
+
+
+def _seed_api(url: str, reader: Engine, servers: list[Any]) -> str:
+    """A pending action asked for with the env token (its card posted), and a second client
+    given only `ops` (`INTRUDER_TOKEN`, written as `api-client create` writes one): the id."""
+    body = {"task_type": "ops", "tool": "chaos_restart", "params": {"service": "db"}, "external_id": "fuzz-seed"}
+    request = urllib.request.Request(  # noqa: S310 - the local server
+        url + "/api/actions",
+        data=json.dumps(body).encode(),
+        method="POST",
+        headers={"Authorization": f"Bearer {API_TOKEN}", "Content-Type": "application/json"},
+    )
+    with urllib.request.urlopen(request, timeout=15) as reply:  # noqa: S310 - the local server
+        action_id = str(json.loads(reply.read())["action_id"])
+    with reader.begin() as conn:
+        conn.execute(
+            insert(ApiClient).values(
+                name="fuzz-intruder",
+                token_hash=hashlib.sha256(INTRUDER_TOKEN.encode()).hexdigest(),
+                webhook_secret=None,
+                task_types=["ops"],
+                created_at=datetime.now(UTC),
+            )
+        )
+
+    def posted() -> bool:
+        with reader.connect() as conn:
+            undelivered = conn.execute(
+                select(func.count()).select_from(OutboxMessage).where(OutboxMessage.delivered_at.is_(None))
+            )
+            return undelivered.scalar_one() == 0
+
+    wait_for(posted, "the API action's card posted", servers, 60)
+    return action_id
 
 
 def replays_accepted(reader: Engine) -> int:

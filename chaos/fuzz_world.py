@@ -22,10 +22,22 @@ TASK_TYPES = ("refund", "flag")
 TOOLS = ("chaos_refund", "chaos_flag")
 SEEDED_EVENT = "Ev0SEEDED01"
 KEPT_TEXT = "Refund order 11"  # the request of the seeded command that is replayed
+# The actions API: one external tool on two task types; the seeded API action is the env token's
+# (all task types), and a second client (`INTRUDER_TOKEN`) was given `ops` only.
+EXTERNAL_SCHEMA: dict[str, Any] = {
+    "type": "object",
+    "properties": {"service": {"type": "string", "maxLength": 64}, "replicas": {"type": "integer", "minimum": 1}},
+    "required": ["service"],
+    "additionalProperties": False,
+}
+INTRUDER_TOKEN = "cs_fuzz-intruder-token"  # noqa: S105 - a local test server's client
 CONFIG: dict[str, Any] = {
     "slack": {"approvals_channel": APPROVALS, "admin_channel": ADMINS, "admins": [ADMIN]},
     "tools": {"modules": ["chaos.tools"]},
+    "external_tools": {"chaos_restart": {"description": "Restart a service", "params": EXTERNAL_SCHEMA}},
     "task_types": {
+        "ops": {"tools": ["chaos_restart"], "autonomy": "hitl", "approvers": list(APPROVERS)},
+        "ops2": {"tools": ["chaos_restart"], "autonomy": "hitl", "approvers": list(APPROVERS)},
         "refund": {
             "description": "Refund an order",
             "instructions": "Refund broken orders.",
@@ -80,6 +92,7 @@ class Seeded:
     events: frozenset[str]
     targets: tuple[Target, ...] = ()  # the pending actions again, with their tools and teams
     kept: SignedRequest | None = None  # a legitimate slash command sent while seeding, to replay
+    api_action: str = ""  # a pending action asked for through the actions API (the env token's)
 
     def hash_of(self, action_id: object) -> str | None:
         found = self.pending.get(action_id) if isinstance(action_id, str) else None

@@ -21,7 +21,11 @@ def _pins() -> dict[str, str]:
 
 def _wanted() -> list[Requirement]:
     project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
-    return [Requirement(line) for line in project["dependencies"] + project["optional-dependencies"]["dev"]]
+    # The client distribution (clients/python) is installed beside the server without its
+    # dependencies (`make install`): they must come from the lock too.
+    client = tomllib.loads((ROOT / "clients/python/pyproject.toml").read_text())["project"]
+    lines = project["dependencies"] + project["optional-dependencies"]["dev"] + client["dependencies"]
+    return [Requirement(line) for line in lines]
 
 
 def test_every_dependency_is_pinned_within_its_range_with_hashes() -> None:
