@@ -14,6 +14,7 @@ from approvals.autonomy import effective_level
 from approvals.decisions import APPROVING_KINDS
 from approvals.policy import route
 from approvals.ports import is_listed_approver
+from approvals.resolutions import RESOLVING_KINDS, last_claim, run_again_votes
 from approvals.workspaces import visible_tasks
 from bot.blocks.home import home_view
 from bot.blocks.views import CardView, CredentialView, HomeView, ProposalView, TaskView
@@ -31,6 +32,8 @@ def card_view(session: Session, config: Config, catalog: ToolCatalog, action: Ac
     task = session.get(Task, action.task_id)
     decisions = session.scalars(select(Decision).where(Decision.action_id == action.id).order_by(Decision.id)).all()
     closing = next((d for d in reversed(decisions) if d.kind in ("reject", "veto")), None)
+    resolved = next((d for d in reversed(decisions) if d.kind in RESOLVING_KINDS), None)
+    claim = last_claim(session, action.public_id) if action.state == "unknown" or resolved else None
     edit = next((d for d in reversed(decisions) if d.kind == "edit"), None)
     acknowledged = next((d for d in decisions if d.kind == "acknowledge"), None)
     approvers = {d.actor for d in decisions if d.kind in APPROVING_KINDS and d.params_hash == action.params_hash}
@@ -78,6 +81,13 @@ def card_view(session: Session, config: Config, catalog: ToolCatalog, action: Ac
         error=action.error,
         outcome=action.outcome,
         credential=credential,
+        started_at=claim.at if claim else None,
+        lease_owner=claim.owner if claim else None,
+        run_again_votes=run_again_votes(session, action) if action.state == "unknown" else 0,
+        resolution=resolved.kind if resolved else None,
+        resolved_by=resolved.actor if resolved else None,
+        resolved_at=resolved.at if resolved else None,
+        resolution_note=resolved.note if resolved else None,
     )
 
 

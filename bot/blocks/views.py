@@ -63,6 +63,15 @@ class CardView:
     error: str | None = None
     outcome: str | None = None  # graduation evidence label, once finished ("incident" after a report)
     credential: CredentialView | None = None  # set when it runs with a person's own credential
+    # An action whose outcome was unknown: when its call was claimed and by which process, how
+    # many asked to run it again, and who resolved it (resolve_ran | resolve_not_run | run_again).
+    started_at: datetime | None = None
+    lease_owner: str | None = None
+    run_again_votes: int = 0
+    resolution: str | None = None
+    resolved_by: str | None = None
+    resolved_at: datetime | None = None
+    resolution_note: str | None = None  # untrusted
 
 
 @dataclass(frozen=True, kw_only=True)
