@@ -10,7 +10,6 @@ from functools import partial
 from typing import Any
 
 from slack_bolt import Ack, App, Respond
-from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from agent.connect import LINK_TTL
@@ -18,7 +17,7 @@ from agent.task_controls import EXTEND, STOP, controlled, extend, stop
 from agent.tasks import TaskError, choose_task_type
 from approvals.decisions import decide
 from approvals.errors import ActionNotFound, CredentialMissing, DecisionRefused
-from approvals.subjects import editable, tool_of
+from approvals.subjects import editable, quorum_of, tool_of
 from bot import action_ids
 from bot.admission import DECIDING, Shed
 from bot.blocks.connect import connect_blocks
@@ -27,7 +26,6 @@ from bot.blocks.text import escape
 from bot.blocks.views import ConnectLinkView
 from bot.listeners.payloads import BadPayload, Click, click_from
 from bot.services import Services
-from core.models import Action
 
 log = logging.getLogger(__name__)
 
@@ -173,9 +171,7 @@ def register(app: App, services: Services) -> None:
             try:
                 click = click_from(body)
                 with services.sessions() as session:
-                    quorum = session.scalar(select(Action.quorum).where(Action.public_id == click.value))
-                if quorum is None:
-                    raise ActionNotFound(click.value)
+                    quorum = quorum_of(session, click.value, click.team)
             except (BadPayload, ActionNotFound) as problem:
                 tell(services, respond, str(problem), clicker(body), workspace(body))
                 return
