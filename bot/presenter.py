@@ -17,7 +17,7 @@ from approvals.ports import is_listed_approver
 from approvals.resolutions import RESOLVING_KINDS, last_claim, run_again_votes
 from approvals.workspaces import visible_tasks
 from bot.blocks.home import home_view
-from bot.blocks.views import CardView, CredentialView, HomeView, ProposalView, TaskView
+from bot.blocks.views import ActionOutcomeView, CardView, CredentialView, HomeView, ProposalView, TaskView
 from core.config import Config
 from core.models import Action, Decision, Proposal, Task
 
@@ -113,7 +113,41 @@ def proposal_view(session: Session, proposal: Proposal) -> ProposalView:
     )
 
 
-def task_view(task: Task, *, kind: str | None = None, candidates: tuple[str, ...] = ()) -> TaskView:
+def outcomes(session: Session, task: Task) -> tuple[ActionOutcomeView, ...]:
+    """How each of the task's actions ended, oldest first: the rows and their decisions in two queries."""
+    actions = session.scalars(select(Action).where(Action.task_id == task.id).order_by(Action.id)).all()
+    if not actions:
+        return ()
+    decided: dict[int, list[Decision]] = {action.id: [] for action in actions}
+    query = select(Decision).where(Decision.action_id.in_(list(decided))).order_by(Decision.id)
+    for decision in session.scalars(query):
+        decided[decision.action_id].append(decision)
+    views = []
+    for action in actions:
+        decisions = decided[action.id]
+        closing = next((d for d in reversed(decisions) if d.kind in ("reject", "veto")), None)
+        resolved = next((d for d in reversed(decisions) if d.kind in RESOLVING_KINDS), None)
+        views.append(
+            ActionOutcomeView(
+                tool=action.tool,
+                state=action.state,
+                decided_by=closing.actor if closing else None,
+                note=(closing.note if closing else resolved.note if resolved else None),
+                error=action.error,
+                resolution=resolved.kind if resolved else None,
+                resolved_by=resolved.actor if resolved else None,
+            )
+        )
+    return tuple(views)
+
+
+def task_view(
+    task: Task,
+    *,
+    kind: str | None = None,
+    candidates: tuple[str, ...] = (),
+    actions: tuple[ActionOutcomeView, ...] = (),
+) -> TaskView:
     return TaskView(
         task_public_id=task.public_id,
         task_type=task.task_type,
@@ -127,6 +161,7 @@ def task_view(task: Task, *, kind: str | None = None, candidates: tuple[str, ...
         steps=task.steps,
         tokens=task.input_tokens + task.output_tokens,
         cost_usd=task.cost_usd,
+        actions=actions,
     )
 
 

@@ -91,6 +91,19 @@ class ProposalView:
 
 
 @dataclass(frozen=True, kw_only=True)
+class ActionOutcomeView:
+    """How one of a task's actions ended, for the task's closing message."""
+
+    tool: str
+    state: str  # core.states.ActionState
+    decided_by: str | None = None  # who rejected or vetoed it
+    note: str | None = None  # their reason (untrusted)
+    error: str | None = None  # why it failed or was refused (untrusted)
+    resolution: str | None = None  # resolve_ran | resolve_not_run | run_again, for an unknown outcome
+    resolved_by: str | None = None
+
+
+@dataclass(frozen=True, kw_only=True)
 class TaskView:
     """One task, for the messages about its progress (pauses, stalls, the final answer)."""
 
@@ -106,6 +119,7 @@ class TaskView:
     steps: int = 0
     tokens: int = 0
     cost_usd: float = 0.0
+    actions: tuple[ActionOutcomeView, ...] = ()  # how its actions ended (the closing message says)
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -22,7 +22,12 @@ from core.models import Action, AuditEvent, Decision, Task
 from tests.bot import unknown_tools
 from tests.bot.slack_app import ALICE, APPROVALS, BOB, CONFIG, MALLORY, REQUESTER, SlackApp, decide_block, serving
 
-LETTER = {"tools": ["mail_letter"], "autonomy": "hitl", "approvers": [ALICE, BOB]}
+LETTER = {
+    "tools": ["mail_letter"],
+    "autonomy": "hitl",
+    "approvers": [ALICE, BOB],
+    "escalation": [{"after": "30m", "then": "expire"}],
+}
 UNKNOWN_CONFIG: dict[str, Any] = {
     **CONFIG,
     "tools": {"modules": ["tests.approvals.shop_tools", "tests.bot.unknown_tools"]},
@@ -160,6 +165,9 @@ def test_it_ran_ends_it_succeeded_the_agent_is_told_and_it_counts_as_unknown(app
     assert f"A person ({ALICE}) checked and says it ran" in result["content"]
     assert "It is in the post room's log." in result["content"]
     assert _task(app, action).state == "succeeded"
+    status = _closing_status(app)
+    assert status.startswith(":warning: *Finished:* `mail_letter`: its outcome was unknown;")
+    assert f"<@{ALICE}> says it ran" in status
 
     kinds = _kinds(app, action)
     assert ("decision.refused", MALLORY) in kinds and ("decision.refused", REQUESTER) in kinds
@@ -183,6 +191,7 @@ def test_it_did_not_run_ends_it_failed_and_the_agent_is_told(app: SlackApp) -> N
     assert f"A person ({BOB}) checked and says it did not run" in result["content"]
     assert "No letter left the building." in result["content"]
     assert ("decision.resolve_not_run", BOB) in _kinds(app, action)
+    assert f"<@{BOB}> says it did not run — “No letter left the building.”" in _closing_status(app)
     assert _label(app, action, "letter") == ("unknown", 1, 0)
     assert unknown_tools.CALLS[action.public_id] == 1
 
@@ -257,6 +266,39 @@ def test_the_cli_resolves_both_ways_and_refuses_who_may_not(app: SlackApp, db_ur
     kinds = _kinds(app, ran)
     assert ("decision.resolve_ran", ALICE) in kinds and ("decision.refused", MALLORY) in kinds
     assert [_label(app, a, "letter")[0] for a in (ran, not_run, rerun)] == ["unknown"] * 3
+
+
+def test_the_closing_message_says_it_was_rejected_by_whom_and_why_not_done(app: SlackApp) -> None:
+    assert app.command(REQUESTER, "run letter Send customer c7 a letter").status == 200
+    app.settle()
+    [action] = app.actions()
+    card = app.card(action)
+    block_id, _ = decide_block(card.blocks)
+    assert app.click(BOB, "reject", action.public_id, block_id, card.ts).status == 200
+    app.settle()
+    reason = {"reason": {"reason": {"type": "plain_text_input", "value": "They asked for email instead."}}}
+    assert app.submit(BOB, app.slack.views[-1].payload, reason).status == 200
+    app.settle()
+    status = _closing_status(app)
+    assert status == f":warning: *Finished:* `mail_letter` was rejected by <@{BOB}> — “They asked for email instead.”"
+    assert "Done" not in status
+
+
+def test_the_closing_message_says_it_expired(app: SlackApp) -> None:
+    assert app.command(REQUESTER, "run letter Send customer c8 a letter").status == 200
+    app.settle()
+    app.clock.advance(31 * 60)
+    app.settle()
+    assert [a.state for a in app.actions()] == ["expired"]
+    expected = ":warning: *Finished:* `mail_letter` expired: nobody decided in time, so it did not run"
+    assert _closing_status(app) == expected
+
+
+def _closing_status(app: SlackApp) -> str:
+    """The status line of the task's closing message (the one with the agent's final answer)."""
+    [closing] = [m for m in app.slack.messages(APPROVALS) if "Finished with customer" in json.dumps(m.blocks)]
+    [status] = [b for b in closing.blocks if b.get("block_id") == "status"]
+    return str(status["text"]["text"])
 
 
 def _state(app: SlackApp, action: Action) -> str:
