@@ -32,6 +32,7 @@ from approvals.graduation import (
     EXPIRED,
     FAILED,
     REJECTED,
+    RESOLVING_KINDS,
     RUBBER_STAMP,
     UNKNOWN,
     VETOED,
@@ -40,7 +41,6 @@ from approvals.graduation import (
     demotion,
     promotion,
 )
-from approvals.resolutions import RESOLVING_KINDS
 from core import outbox
 from core.config import AutonomyLevel, TaskTypeConfig
 from core.ids import SYSTEM, new_id

@@ -27,6 +27,10 @@ FAILED, EXPIRED, INCIDENT, RUBBER_STAMP = "failed", "expired", "incident", "rubb
 # Its call's outcome was unknown (a person resolved it, or has yet to): never clean, whatever followed.
 UNKNOWN = "unknown"
 OUTCOMES = (CLEAN, EDITED, REJECTED, VETOED, FAILED, EXPIRED, INCIDENT, RUBBER_STAMP, UNKNOWN)
+# The decisions people make on an unknown outcome (`approvals.resolutions`): an action with one
+# was unknown, and is labelled so whatever it ended in.
+RAN, NOT_RUN, RUN_AGAIN = "resolve_ran", "resolve_not_run", "run_again"
+RESOLVING_KINDS = (RAN, NOT_RUN, RUN_AGAIN)
 LEVELS = (AutonomyLevel.HITL, AutonomyLevel.HOTL, AutonomyLevel.AUTO)
 
 

@@ -35,6 +35,7 @@ from approvals.errors import (
     SelfApproval,
     StaleParams,
 )
+from approvals.graduation import NOT_RUN, RAN, RESOLVING_KINDS, RUN_AGAIN
 from approvals.ports import Directory, is_listed_approver
 from approvals.workspaces import same_workspace
 from core import metrics
@@ -44,8 +45,6 @@ from core.models import Action, AuditEvent, Decision, Task, UnchainedAuditEvent
 from core.states import ActionState
 
 Verdict = Literal["ran", "not_run", "run_again"]
-RAN, NOT_RUN, RUN_AGAIN = "resolve_ran", "resolve_not_run", "run_again"
-RESOLVING_KINDS = (RAN, NOT_RUN, RUN_AGAIN)
 KIND_OF: dict[Verdict, str] = {"ran": RAN, "not_run": NOT_RUN, "run_again": RUN_AGAIN}
 # Audit kinds of the events that start a call: its claim by an executor or an API client.
 CLAIM_KINDS = ("action.executing", "execution.attempt", "execution.recovered")

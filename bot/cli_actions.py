@@ -8,17 +8,20 @@ serving process's outbox."""
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import click
 from sqlalchemy import select
 
-from approvals.decisions import decide
 from approvals.errors import ActionNotFound, DecisionRefused
-from approvals.resolutions import Resolutions, Verdict
 from core.clock import SystemClock
 from core.config import is_user_id
 from core.db import open_database
 from core.models import Action
 from core.settings import Settings
+
+if TYPE_CHECKING:
+    from approvals.resolutions import Verdict
 
 
 class _NoGroups:
@@ -50,6 +53,11 @@ def resolve(action_public_id: str, verdict: str, actor: str, note: str | None, r
         raise click.ClickException(f"--by {actor!r} is not a Slack user id (U…)")
     if run_again and verdict != "not-run":
         raise click.ClickException("--run-again goes with not-run: an action that ran is not run again")
+    # Imported here: decisions count in prometheus_client, which `serve --workers` must set up
+    # before its first import (`bot.cli._metrics_across_processes`).
+    from approvals.decisions import decide
+    from approvals.resolutions import Resolutions
+
     chosen: Verdict = "run_again" if run_again else ("ran" if verdict == "ran" else "not_run")
     clock = SystemClock()
     resolutions = Resolutions(_NoGroups(), clock)

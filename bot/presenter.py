@@ -12,9 +12,10 @@ from agent.delegation import Delegation
 from agent.tools import ToolRegistry as ToolCatalog
 from approvals.autonomy import effective_level
 from approvals.decisions import APPROVING_KINDS
+from approvals.graduation import RESOLVING_KINDS
 from approvals.policy import route
 from approvals.ports import is_listed_approver
-from approvals.resolutions import RESOLVING_KINDS, last_claim, run_again_votes
+from approvals.resolutions import last_claim, run_again_votes
 from approvals.workspaces import visible_tasks
 from bot.blocks.home import home_view
 from bot.blocks.views import ActionOutcomeView, CardView, CredentialView, HomeView, ProposalView, TaskView
