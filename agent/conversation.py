@@ -97,8 +97,19 @@ def tool_result(action: Action, decisions: Sequence[Decision]) -> dict[str, Any]
     on it, oldest first; `agent.turns.tool_results` reads them)."""
     final = next((d for d in reversed(decisions) if d.kind in ("reject", "veto")), None)
     edits = [d for d in decisions if d.kind == "edit"]
+    resolved = next((d for d in reversed(decisions) if d.kind in ("resolve_ran", "resolve_not_run")), None)
     state = ActionState(action.state)
     is_error = state != ActionState.SUCCEEDED
+    if resolved is not None and state in (ActionState.SUCCEEDED, ActionState.FAILED):
+        said = "it ran; what it returned is not known" if state == ActionState.SUCCEEDED else "it did not run"
+        note = f" Their note: {resolved.note}" if resolved.note else ""
+        text = (
+            "This call's outcome was unknown: it was interrupted or timed out mid-call, and the tool is not "
+            f"safe to run twice. A person ({resolved.actor}) checked and says {said}.{note}"
+        )
+        if state == ActionState.FAILED:
+            text += " It will not be run again unless you ask for it anew."
+        return {"type": "tool_result", "tool_use_id": action.tool_use_id, "content": text, "is_error": is_error}
     if state == ActionState.SUCCEEDED:
         text = _clip(json.dumps(action.result, ensure_ascii=False, default=str))
     elif state == ActionState.REJECTED and final is not None:

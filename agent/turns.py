@@ -43,8 +43,9 @@ def hand_back(session: Session, task: Task, now: datetime, actions: Sequence[Act
 
 def tool_results(session: Session, actions: Sequence[Action]) -> list[dict[str, Any]]:
     """The `tool_result` of each action, in order. The decisions people made on them are read in
-    one query, and not at all for a turn of autonomous actions (nobody decides those)."""
-    decided = [action.id for action in actions if action.mode != "auto"]
+    one query, and not at all for a turn of autonomous actions that ran without an error (nobody
+    decides those; one whose outcome was unknown keeps its error and may have been resolved)."""
+    decided = [action.id for action in actions if action.mode != "auto" or action.error is not None]
     decisions: dict[int, list[Decision]] = {action_id: [] for action_id in decided}
     if decided:
         query = select(Decision).where(Decision.action_id.in_(decided)).order_by(Decision.id)

@@ -32,7 +32,9 @@ from approvals.graduation import (
     EXPIRED,
     FAILED,
     REJECTED,
+    RESOLVING_KINDS,
     RUBBER_STAMP,
+    UNKNOWN,
     VETOED,
     Demotion,
     Evidence,
@@ -46,7 +48,7 @@ from core.messages import CardPosted, LevelChanged, ProposalChanged, ProposalPos
 from core.models import Action, AutonomyState, Decision, Proposal
 from core.states import ActionState, ProposalState
 
-LABELS = {"rejected": REJECTED, "vetoed": VETOED, "failed": FAILED, "expired": EXPIRED}
+LABELS = {"rejected": REJECTED, "vetoed": VETOED, "failed": FAILED, "expired": EXPIRED, "unknown": UNKNOWN}
 RECENT = 200  # outcomes kept in view for the demotion rules
 _UNLABELLED = (Action.outcome.is_(None), Action.state.in_(["succeeded", *LABELS]))  # finished, not yet labelled
 
@@ -185,8 +187,10 @@ def settle(
         select(Action).where(Action.task_type == name, *_UNLABELLED).order_by(Action.updated_at, Action.id)
     ).all()
     history = _outcomes(session, state) if fresh else []
+    was_unknown = _resolved(session, fresh)
     for action in fresh:
-        action.outcome, action.outcome_at = _label(session, action, rule.min_read_time), now
+        label = UNKNOWN if action.id in was_unknown else _label(session, action, rule.min_read_time)
+        action.outcome, action.outcome_at = label, now
         if action.outcome == CLEAN and action.mode != "hitl" and _sampled(action.public_id, rule.review_share):
             outbox.enqueue(session, ReviewRequested(action.public_id), now)
         if state.evidence_since is not None and action.created_at < state.evidence_since:
@@ -214,6 +218,16 @@ def settle(
             history = []
     _maybe_propose(session, state, task_type, now)
     return state
+
+
+def _resolved(session: Session, actions: Sequence[Action]) -> set[int]:
+    """Those of `actions` a person resolved from `unknown` (labelled unknown: never clean), in one query."""
+    if not actions:
+        return set()
+    query = select(Decision.action_id).where(
+        Decision.action_id.in_([action.id for action in actions]), Decision.kind.in_(RESOLVING_KINDS)
+    )
+    return set(session.scalars(query))
 
 
 def _label(session: Session, action: Action, min_read_time: timedelta) -> str:

@@ -8,7 +8,7 @@ Promotion (one level at a time, proposed to admins, never automatic):
   upper bound of the veto rate ≤ `auto_max_veto_rate`, no incident.
 
 Demotion (automatic and immediate), checked in this order on each new outcome:
-an incident → `hitl` and promotions frozen; a veto or failure during probation → one level
+an incident → `hitl` and promotions frozen; a veto, failure or unknown outcome during probation → one level
 down; 3 of the last 10 rejected or vetoed → one level down; once `demote_window` outcomes
 exist, a Wilson lower bound of the clean rate over them under `demote_below` → one level down.
 """
@@ -24,7 +24,13 @@ from core.config import AutonomyLevel, GraduationConfig
 Z95 = 1.959963984540054
 CLEAN, EDITED, REJECTED, VETOED = "clean", "edited", "rejected", "vetoed"
 FAILED, EXPIRED, INCIDENT, RUBBER_STAMP = "failed", "expired", "incident", "rubber_stamp"
-OUTCOMES = (CLEAN, EDITED, REJECTED, VETOED, FAILED, EXPIRED, INCIDENT, RUBBER_STAMP)
+# Its call's outcome was unknown (a person resolved it, or has yet to): never clean, whatever followed.
+UNKNOWN = "unknown"
+OUTCOMES = (CLEAN, EDITED, REJECTED, VETOED, FAILED, EXPIRED, INCIDENT, RUBBER_STAMP, UNKNOWN)
+# The decisions people make on an unknown outcome (`approvals.resolutions`): an action with one
+# was unknown, and is labelled so whatever it ended in.
+RAN, NOT_RUN, RUN_AGAIN = "resolve_ran", "resolve_not_run", "run_again"
+RESOLVING_KINDS = (RAN, NOT_RUN, RUN_AGAIN)
 LEVELS = (AutonomyLevel.HITL, AutonomyLevel.HOTL, AutonomyLevel.AUTO)
 
 
@@ -136,7 +142,7 @@ def demotion(
         return Demotion(AutonomyLevel.HITL, "an incident: someone reported a run as wrong", freeze=True)
     if level == AutonomyLevel.HITL:
         return None
-    if in_probation and latest in (VETOED, FAILED):
+    if in_probation and latest in (VETOED, FAILED, UNKNOWN):
         return Demotion(one_down(level), f"a {latest} run during probation")
     last_ten = outcomes[-10:]
     if sum(1 for outcome in last_ten if outcome in (REJECTED, VETOED)) >= 3:

@@ -27,6 +27,19 @@ def editable(session: Session, action_public_id: str, team: str | None) -> tuple
     return action.tool, dict(action.params)
 
 
+def quorum_of(session: Session, action_public_id: str, team: str | None) -> int:
+    """How many approvers an action needs (its resolve form says so for running it again);
+    `ActionNotFound` when no action with that public id is visible to `team`."""
+    quorum = session.scalar(
+        select(Action.quorum)
+        .join(Task, Task.id == Action.task_id)
+        .where(Action.public_id == action_public_id, visible_tasks(team))
+    )
+    if quorum is None:
+        raise ActionNotFound(action_public_id)
+    return quorum
+
+
 def tool_of(session: Session, action_public_id: str) -> str | None:
     """The tool an action calls, or None when there is no such action."""
     return session.scalar(select(Action.tool).where(Action.public_id == action_public_id))

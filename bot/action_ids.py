@@ -5,8 +5,10 @@ REJECT = "reject"
 EDIT = "edit"
 VETO = "veto"
 ACKNOWLEDGE = "acknowledge"
-# No `resolve`: an action in `unknown` gets `resolve_ran` / `resolve_not_run` (DESIGN.md)
-# with the later issue that builds them and the unknown → succeeded / failed moves.
+# An action in `unknown`: a person says whether it ran (each opens RESOLVE_MODAL for a note;
+# "did not run" also offers to run it again).
+RESOLVE_RAN = "resolve_ran"
+RESOLVE_NOT_RUN = "resolve_not_run"
 PROMOTE = "promote"
 DISMISS = "dismiss"
 EXTEND_BUDGET = "extend_budget"
@@ -15,6 +17,7 @@ CHOOSE_TYPE = "choose_type"
 REJECT_MODAL = "reject_reason"
 EDIT_MODAL = "edit_params"
 VETO_MODAL = "veto_reason"
+RESOLVE_MODAL = "resolve_note"
 REPORT_INCIDENT = "report_incident"
 REVIEW_OK = "review_ok"
 CONNECT = "connect"  # a url button to a person's own sign-in link; Slack still sends its click

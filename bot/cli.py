@@ -23,6 +23,7 @@ from agent.errors import DuplicateTool, ToolLoadError
 from agent.external_tools import add_external_tools
 from agent.model_lifecycle import check_models
 from agent.tools import load_tool_modules
+from bot.cli_actions import actions
 from bot.cli_api import api_client
 from bot.cli_audit import audit
 from bot.cli_autonomy import autonomy
@@ -350,6 +351,7 @@ def demo(port: int, app_port: int, database_url: str, config_path: Path | None, 
         _fail([f"cannot start the demo: {exc} (another demo running? try --port / --app-port)"])
 
 
+main.add_command(actions)
 main.add_command(api_client)
 main.add_command(audit)
 main.add_command(autonomy)

@@ -24,7 +24,7 @@ from bot.blocks.ping import expired_notice, reminded_note, reminder, stall_alert
 from bot.blocks.proposal import level_changed, proposal_card, review_card
 from bot.blocks.task import task_message
 from bot.blocks.views import CardView, ConnectLinkView
-from bot.presenter import card_view, proposal_view, task_view
+from bot.presenter import card_view, outcomes, proposal_view, task_view
 from bot.slack_posts import Delivery, Poster, Result, Undeliverable
 from core import outbox
 from core.messages import (
@@ -222,7 +222,7 @@ def task_event(out: Poster, d: Delivery, message: TaskEvent) -> Result:
 def task_finished(out: Poster, d: Delivery, message: TaskFinished) -> Result:
     with out.services.sessions() as session:
         task, channel, thread_ts = _task_home(out, session, message.task_public_id)
-        view = task_view(task)
+        view = task_view(task, actions=outcomes(session, task))
     text, blocks = task_message(view)
     return out.post(d, channel, text, blocks, thread_ts)
 

@@ -12,11 +12,13 @@ from agent.delegation import Delegation
 from agent.tools import ToolRegistry as ToolCatalog
 from approvals.autonomy import effective_level
 from approvals.decisions import APPROVING_KINDS
+from approvals.graduation import RESOLVING_KINDS
 from approvals.policy import route
 from approvals.ports import is_listed_approver
+from approvals.resolutions import last_claim, run_again_votes
 from approvals.workspaces import visible_tasks
 from bot.blocks.home import home_view
-from bot.blocks.views import CardView, CredentialView, HomeView, ProposalView, TaskView
+from bot.blocks.views import ActionOutcomeView, CardView, CredentialView, HomeView, ProposalView, TaskView
 from core.config import Config
 from core.models import Action, Decision, Proposal, Task
 
@@ -31,6 +33,8 @@ def card_view(session: Session, config: Config, catalog: ToolCatalog, action: Ac
     task = session.get(Task, action.task_id)
     decisions = session.scalars(select(Decision).where(Decision.action_id == action.id).order_by(Decision.id)).all()
     closing = next((d for d in reversed(decisions) if d.kind in ("reject", "veto")), None)
+    resolved = next((d for d in reversed(decisions) if d.kind in RESOLVING_KINDS), None)
+    claim = last_claim(session, action.public_id) if action.state == "unknown" or resolved else None
     edit = next((d for d in reversed(decisions) if d.kind == "edit"), None)
     acknowledged = next((d for d in decisions if d.kind == "acknowledge"), None)
     approvers = {d.actor for d in decisions if d.kind in APPROVING_KINDS and d.params_hash == action.params_hash}
@@ -88,6 +92,13 @@ def card_view(session: Session, config: Config, catalog: ToolCatalog, action: Ac
         error=action.error,
         outcome=action.outcome,
         credential=credential,
+        started_at=claim.at if claim else None,
+        lease_owner=claim.owner if claim else None,
+        run_again_votes=run_again_votes(session, action) if action.state == "unknown" else 0,
+        resolution=resolved.kind if resolved else None,
+        resolved_by=resolved.actor if resolved else None,
+        resolved_at=resolved.at if resolved else None,
+        resolution_note=resolved.note if resolved else None,
     )
 
 
@@ -113,7 +124,41 @@ def proposal_view(session: Session, proposal: Proposal) -> ProposalView:
     )
 
 
-def task_view(task: Task, *, kind: str | None = None, candidates: tuple[str, ...] = ()) -> TaskView:
+def outcomes(session: Session, task: Task) -> tuple[ActionOutcomeView, ...]:
+    """How each of the task's actions ended, oldest first: the rows and their decisions in two queries."""
+    actions = session.scalars(select(Action).where(Action.task_id == task.id).order_by(Action.id)).all()
+    if not actions:
+        return ()
+    decided: dict[int, list[Decision]] = {action.id: [] for action in actions}
+    query = select(Decision).where(Decision.action_id.in_(list(decided))).order_by(Decision.id)
+    for decision in session.scalars(query):
+        decided[decision.action_id].append(decision)
+    views = []
+    for action in actions:
+        decisions = decided[action.id]
+        closing = next((d for d in reversed(decisions) if d.kind in ("reject", "veto")), None)
+        resolved = next((d for d in reversed(decisions) if d.kind in RESOLVING_KINDS), None)
+        views.append(
+            ActionOutcomeView(
+                tool=action.tool,
+                state=action.state,
+                decided_by=closing.actor if closing else None,
+                note=(closing.note if closing else resolved.note if resolved else None),
+                error=action.error,
+                resolution=resolved.kind if resolved else None,
+                resolved_by=resolved.actor if resolved else None,
+            )
+        )
+    return tuple(views)
+
+
+def task_view(
+    task: Task,
+    *,
+    kind: str | None = None,
+    candidates: tuple[str, ...] = (),
+    actions: tuple[ActionOutcomeView, ...] = (),
+) -> TaskView:
     return TaskView(
         task_public_id=task.public_id,
         task_type=task.task_type,
@@ -127,6 +172,7 @@ def task_view(task: Task, *, kind: str | None = None, candidates: tuple[str, ...
         steps=task.steps,
         tokens=task.input_tokens + task.output_tokens,
         cost_usd=task.cost_usd,
+        actions=actions,
     )
 
 

@@ -15,6 +15,7 @@ from agent.scripted_model import ScriptedModel
 from agent.tools import load_tool_modules
 from agent.vault import Vault, parse_keys
 from approvals.decisions import Decisions
+from approvals.resolutions import Resolutions
 from bot.directory import SlackDirectory
 from bot.installations import Installations, SealedInstallationStore
 from bot.services import Services
@@ -51,6 +52,7 @@ def build_services(
         client=client,
         background=ThreadPoolExecutor(max_workers=background_threads, thread_name_prefix="slack-after-ack"),
         delegation=delegation,
+        resolutions=Resolutions(directory, clock),
         installations=build_installations(settings, sessions, client, clock) if settings.multi_workspace else None,
         connect=build_connect(settings, config, sessions, clock),
     )

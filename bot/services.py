@@ -13,6 +13,7 @@ from agent.delegation import Delegation
 from agent.tools import ToolRegistry
 from approvals.decisions import Decisions
 from approvals.ports import Directory
+from approvals.resolutions import Resolutions
 from bot.admission import Admission
 from bot.installations import Installations
 from core.clock import Clock
@@ -33,6 +34,7 @@ class Services:
     # Slack calls made after the ack (ephemeral refusals, modals, App Home), off the request thread.
     background: ThreadPoolExecutor
     delegation: Delegation  # whose credentials each task type's tools run with
+    resolutions: Resolutions  # people resolving actions whose outcome is unknown
     # Multi-workspace mode (SLACK_CLIENT_ID): each workspace's installation and tokens.
     installations: Installations | None = None
     # People connecting their own credentials from Slack (oauth_providers with authorize_url).

@@ -57,9 +57,8 @@ class ActionState(StrEnum):
     EXECUTING = "executing"
     SUCCEEDED = "succeeded"
     FAILED = "failed"
-    # Crashed mid-run and the tool is not idempotent. The resolve buttons (`resolve_ran`,
-    # `resolve_not_run`, DESIGN.md) come with a later issue, which adds unknown → succeeded
-    # and unknown → failed with their caller; until then it ends here.
+    # Crashed or timed out mid-run (or an API client's claim expired) and the tool is not
+    # idempotent: a person says whether it ran (`approvals.resolutions`).
     UNKNOWN = "unknown"
     REJECTED = "rejected"
     VETOED = "vetoed"
@@ -83,7 +82,8 @@ ACTION = Machine(
         A.EXECUTING: frozenset({A.SUCCEEDED, A.FAILED, A.UNKNOWN}),
         A.SUCCEEDED: frozenset(),
         A.FAILED: frozenset(),
-        A.UNKNOWN: frozenset(),
+        # a person resolves it: it ran, it did not run, or (a decision like an approval) run it again
+        A.UNKNOWN: frozenset({A.SUCCEEDED, A.FAILED, A.APPROVED}),
         A.REJECTED: frozenset(),
         A.VETOED: frozenset(),
         A.EXPIRED: frozenset(),

@@ -40,7 +40,8 @@ STATE_LABELS = {
     "cancelled": "Cancelled",
     "refused": "Refused",
 }
-UNKNOWN_OUTCOME = "crashed mid-run; not re-run; a person must check whether it happened"
+UNKNOWN_OUTCOME = "interrupted or timed out mid-call and not re-run; a person must check whether it happened"
+RESOLVED = {"resolve_ran": "says it ran", "resolve_not_run": "says it did not run"}
 
 
 def decide_block_id(params_hash: str, suffix: str | None = None) -> str:
@@ -71,6 +72,11 @@ def card_buttons(card: CardView) -> list[Block]:
         ]
     elif card.state == "scheduled":
         buttons = [button("Veto", action_ids.VETO, value, style="danger")]
+    elif card.state == "unknown":
+        return [
+            button("It ran", action_ids.RESOLVE_RAN, value, style="primary"),
+            button("It did not run", action_ids.RESOLVE_NOT_RUN, value),
+        ]
     elif card.state == "succeeded" and card.mode != "hitl" and card.outcome != "incident":
         # Runs nobody approved can still be reported: that evidence demotes the task type.
         confirm = confirm_dialog("Report this run?", "Its task type goes back to approve-first.", "Report", "Cancel")
@@ -110,6 +116,8 @@ def approval_card(card: CardView) -> list[Block]:
     outcome = outcome_text(card)
     if outcome:
         blocks.append(section("outcome", outcome, verbatim=True))
+    if card.state == "unknown":
+        blocks.append(section("unknown", unknown_text(card), verbatim=True))
     if card.acknowledged_by and card.state in OPEN_FOR_DECISION:
         blocks.append(context("ack", f":eyes: Acknowledged by {mention(card.acknowledged_by)}"))
     buttons = card_buttons(card)
@@ -248,7 +256,9 @@ def outcome_text(card: CardView) -> str | None:
         return f":no_entry_sign: Refused: {error}"
     if state not in RUN_STATES:
         return None
-    if card.decided_by:
+    if card.resolution == "run_again" and card.decided_by:
+        approval = f":repeat: Its outcome was unknown; run again{by}{when}"
+    elif card.decided_by:
         approval = f":white_check_mark: Approved{' with edits' if card.diff else ''}{by}{when}"
     elif card.mode == "hotl":
         approval = f":white_check_mark: Not vetoed in the veto window{when}"
@@ -263,4 +273,28 @@ def outcome_text(card: CardView) -> str | None:
         "failed": f":red_circle: Failed: {error}",
         "unknown": f":warning: Outcome unknown: {UNKNOWN_OUTCOME}",
     }[state]
+    if card.resolution in RESOLVED and state in ("succeeded", "failed") and card.resolved_by:
+        said = f" at {slack_date(card.resolved_at)}" if card.resolved_at else ""
+        resolution_note = f" — {truncate(escape(card.resolution_note), NOTE_LIMIT)}" if card.resolution_note else ""
+        icon = ":ballot_box_with_check:" if state == "succeeded" else ":heavy_multiplication_x:"
+        run = (
+            f"{icon} Outcome was unknown; {mention(card.resolved_by)} {RESOLVED[card.resolution]}{said}"
+            f"{resolution_note}"
+        )
     return f"{approval}\n{run}"
+
+
+def unknown_text(card: CardView) -> str:
+    """What is known of a call whose outcome is not, and what the people who resolve it decide."""
+    started = slack_date(card.started_at) if card.started_at else "at a time not recorded"
+    holder = f"`{escape(card.lease_owner)}`" if card.lease_owner else "a process not recorded"
+    lines = [
+        "*Did it run?* Check the system it acts on, then say which:",
+        f"• the call started {started}, held by {holder}",
+        f"• idempotency key `{escape(card.action_public_id)}` (look for it in the target system's logs)",
+        "• *It ran*: the agent is told so. *It did not run*: the agent is told so, or you ask to run it again"
+        + (f" ({card.quorum} approvers needed)" if card.quorum > 1 else ""),
+    ]
+    if card.run_again_votes:
+        lines.append(f":repeat: {card.run_again_votes} of {card.quorum} asked to run it again")
+    return "\n".join(lines)

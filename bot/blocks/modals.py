@@ -22,6 +22,8 @@ MAX_OPTIONS = 100
 OPTION_VALUE_LIMIT = 150
 ABOUT = "_about"  # the explaining block; a pydantic field cannot start with "_", so it never clashes
 REASON = "reason"
+NEXT = "next"  # "did not run": leave it, or run it again
+LEAVE, RUN_AGAIN = "leave", "run_again"
 _MISSING = object()
 
 
@@ -39,6 +41,44 @@ def veto_modal(action_public_id: str, params_hash: str, private_metadata: str) -
     return _reason_modal(
         action_ids.VETO_MODAL, "Veto action", "Veto", action_public_id, params_hash, private_metadata, True, hint
     )
+
+
+def resolve_modal(action_public_id: str, params_hash: str, ran: bool, quorum: int, metadata: str) -> Block:
+    """Asks for an optional note on "it ran" / "it did not run"; the second offers to run it again."""
+    said = "it ran" if ran else "it did not run"
+    about = context(
+        ABOUT,
+        f"You say {said}. Action `{escape(action_public_id)}` · params `{escape(params_hash[:12])}`",
+    )
+    element: Block = {"type": "plain_text_input", "action_id": REASON, "multiline": True, "max_length": REASON_LIMIT}
+    note: Block = {
+        "type": "input",
+        "block_id": REASON,
+        "label": plain("Note"),
+        "hint": plain("Optional: how you checked. The agent gets it, and it stays on the record."),
+        "element": element,
+        "optional": True,
+    }
+    blocks = [about, note]
+    if not ran:
+        needs = f" ({quorum} approvers must ask)" if quorum > 1 else ""
+        leave = option("Leave it: tell the agent it did not run", LEAVE)
+        again = option(f"Run it again: counts as an approval{needs}", RUN_AGAIN)
+        blocks.append(
+            {
+                "type": "input",
+                "block_id": NEXT,
+                "label": plain("Then"),
+                "element": {
+                    "type": "radio_buttons",
+                    "action_id": NEXT,
+                    "options": [leave, again],
+                    "initial_option": leave,
+                },
+            }
+        )
+    title = "It ran" if ran else "It did not run"
+    return _modal(action_ids.RESOLVE_MODAL, title, "Save", blocks, metadata)
 
 
 def _reason_modal(

@@ -65,6 +65,15 @@ class CardView:
     error: str | None = None
     outcome: str | None = None  # graduation evidence label, once finished ("incident" after a report)
     credential: CredentialView | None = None  # set when it runs with a person's own credential
+    # An action whose outcome was unknown: when its call was claimed and by which process, how
+    # many asked to run it again, and who resolved it (resolve_ran | resolve_not_run | run_again).
+    started_at: datetime | None = None
+    lease_owner: str | None = None
+    run_again_votes: int = 0
+    resolution: str | None = None
+    resolved_by: str | None = None
+    resolved_at: datetime | None = None
+    resolution_note: str | None = None  # untrusted
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -84,6 +93,19 @@ class ProposalView:
 
 
 @dataclass(frozen=True, kw_only=True)
+class ActionOutcomeView:
+    """How one of a task's actions ended, for the task's closing message."""
+
+    tool: str
+    state: str  # core.states.ActionState
+    decided_by: str | None = None  # who rejected or vetoed it
+    note: str | None = None  # their reason (untrusted)
+    error: str | None = None  # why it failed or was refused (untrusted)
+    resolution: str | None = None  # resolve_ran | resolve_not_run | run_again, for an unknown outcome
+    resolved_by: str | None = None
+
+
+@dataclass(frozen=True, kw_only=True)
 class TaskView:
     """One task, for the messages about its progress (pauses, stalls, the final answer)."""
 
@@ -99,6 +121,7 @@ class TaskView:
     steps: int = 0
     tokens: int = 0
     cost_usd: float = 0.0
+    actions: tuple[ActionOutcomeView, ...] = ()  # how its actions ended (the closing message says)
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -1,5 +1,5 @@
 """Buttons on cards, task messages and App Home: approve, reject, edit, veto, acknowledge,
-extend a budget, stop a task, choose a task type."""
+resolve an unknown outcome, extend a budget, stop a task, choose a task type."""
 
 from __future__ import annotations
 
@@ -17,11 +17,11 @@ from agent.task_controls import EXTEND, STOP, controlled, extend, stop
 from agent.tasks import TaskError, choose_task_type
 from approvals.decisions import decide
 from approvals.errors import ActionNotFound, CredentialMissing, DecisionRefused
-from approvals.subjects import editable, tool_of
+from approvals.subjects import editable, quorum_of, tool_of
 from bot import action_ids
 from bot.admission import DECIDING, Shed
 from bot.blocks.connect import connect_blocks
-from bot.blocks.modals import edit_modal, reject_modal
+from bot.blocks.modals import edit_modal, reject_modal, resolve_modal
 from bot.blocks.text import escape
 from bot.blocks.views import ConnectLinkView
 from bot.listeners.payloads import BadPayload, Click, click_from
@@ -161,6 +161,29 @@ def register(app: App, services: Services) -> None:
             return
         metadata = json.dumps({"action_id": click.value, "params_hash": click.seen_hash})
         open_modal(services, respond, click, reject_modal(click.value, click.seen_hash, metadata))
+
+    def resolve(ran: bool) -> Callable[..., None]:
+        """It ran / it did not run: a form for an optional note (and, not run, whether to run it
+        again); the decision is made when it is submitted (`bot.listeners.views`)."""
+
+        def listener(ack: Ack, body: dict[str, Any], respond: Respond) -> None:
+            ack()
+            try:
+                click = click_from(body)
+                with services.sessions() as session:
+                    quorum = quorum_of(session, click.value, click.team)
+            except (BadPayload, ActionNotFound) as problem:
+                tell(services, respond, str(problem), clicker(body), workspace(body))
+                return
+            verdict = "ran" if ran else "not_run"
+            metadata = json.dumps({"action_id": click.value, "params_hash": click.seen_hash, "verdict": verdict})
+            open_modal(services, respond, click, resolve_modal(click.value, click.seen_hash, ran, quorum, metadata))
+
+        listener.__name__ = action_ids.RESOLVE_RAN if ran else action_ids.RESOLVE_NOT_RUN
+        return listener
+
+    app.action(action_ids.RESOLVE_RAN)(resolve(ran=True))
+    app.action(action_ids.RESOLVE_NOT_RUN)(resolve(ran=False))
 
     @app.action(action_ids.EDIT)
     def edit(ack: Ack, body: dict[str, Any], respond: Respond) -> None:

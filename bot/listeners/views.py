@@ -1,7 +1,7 @@
-"""Modal submissions: a rejection's reason, edited parameters. Field errors are shown inline
-(`response_action: errors`); a valid submission is one decision, then the modal closes. A
-submission whose decision cannot start within its budget (`bot.admission`) records nothing and
-says so on the form, which stays open to be submitted again."""
+"""Modal submissions: a rejection's reason, edited parameters, how an unknown outcome was
+resolved. Field errors are shown inline (`response_action: errors`); a valid submission is one
+decision, then the modal closes. A submission whose decision cannot start within its budget
+(`bot.admission`) records nothing and says so on the form, which stays open to be submitted again."""
 
 from __future__ import annotations
 
@@ -14,7 +14,7 @@ from approvals.decisions import decide
 from approvals.errors import ActionNotFound, DecisionRefused, InvalidEdit
 from bot import action_ids
 from bot.admission import Shed, Turn, busy
-from bot.blocks.modals import parse_edit
+from bot.blocks.modals import NEXT, RUN_AGAIN, parse_edit
 from bot.listeners.payloads import BadPayload, metadata_from
 from bot.services import Services
 
@@ -41,6 +41,40 @@ def register(app: App, services: Services) -> None:
         try:
             with services.admission.turn("reject") as turn:
                 decide(services.sessions, services.clock, turn.bound(reject_with_reason))
+        except Shed:
+            ack(response_action="errors", errors={REASON_BLOCK: busy("submit")})
+            return
+        except (DecisionRefused, ActionNotFound) as refusal:
+            ack(response_action="errors", errors={REASON_BLOCK: str(refusal)})
+            return
+        ack()
+
+    @app.view(action_ids.RESOLVE_MODAL)
+    def resolve(ack: Ack, body: dict[str, Any], view: dict[str, Any]) -> None:
+        try:
+            metadata = metadata_from(view)
+            values = view["state"]["values"]
+            note = ((values.get(REASON_BLOCK) or {}).get(REASON_BLOCK) or {}).get("value") or ""
+            chosen = ((values.get(NEXT) or {}).get(NEXT) or {}).get("selected_option") or {}
+            verdict = str(metadata.get("verdict"))
+            if verdict not in ("ran", "not_run") or not isinstance(note, str):
+                raise BadPayload(f"not a resolution: {verdict!r}")
+            if verdict == "not_run" and chosen.get("value") == RUN_AGAIN:
+                verdict = "run_again"
+            user, team = body["user"]["id"], (body.get("team") or {}).get("id")
+        except (BadPayload, KeyError, TypeError, AttributeError) as problem:
+            ack(response_action="errors", errors={REASON_BLOCK: f"This form is out of date: {problem}"})
+            return
+
+        def resolve_it(session: Session) -> object:
+            return services.resolutions.resolve(
+                session, metadata["action_id"], user, verdict, str(metadata.get("params_hash", "")),  # type: ignore[arg-type]
+                team_id=team, note=note.strip() or None,
+            )  # fmt: skip
+
+        try:
+            with services.admission.turn("resolve") as turn:
+                decide(services.sessions, services.clock, turn.bound(resolve_it))
         except Shed:
             ack(response_action="errors", errors={REASON_BLOCK: busy("submit")})
             return

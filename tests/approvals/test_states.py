@@ -14,9 +14,10 @@ from tests.fakes.clock import FrozenClock
 
 def test_every_state_has_a_row_and_terminal_states_lead_nowhere() -> None:
     assert set(ACTION.table) == set(ActionState)
-    # failed and unknown too, until the resolve buttons (a later issue) add unknown's way out.
-    for terminal in ("succeeded", "rejected", "vetoed", "expired", "refused", "cancelled", "failed", "unknown"):
+    for terminal in ("succeeded", "rejected", "vetoed", "expired", "refused", "cancelled", "failed"):
         assert ACTION.table[ActionState(terminal)] == frozenset()
+    # unknown waits for a person: it ran, it did not run, or run it again (`approvals.resolutions`)
+    assert ACTION.table[ActionState.UNKNOWN] == {ActionState.SUCCEEDED, ActionState.FAILED, ActionState.APPROVED}
     assert ActionState.APPROVED not in ACTION.table[ActionState.REJECTED]
 
 

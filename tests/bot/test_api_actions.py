@@ -23,6 +23,7 @@ from bot import api_clients
 from core.db import make_engine
 from core.models import AuditEvent, UnchainedAuditEvent
 from tests.bot.slack_app import ALICE, API_TOKEN, BOB, CONFIG, REQUESTER, SlackApp, decide_block, serving
+from tests.bot.test_slack_unknown import resolve_on_card
 
 KEY = Fernet.generate_key().decode()
 API_CONFIG: dict[str, Any] = {
@@ -415,3 +416,25 @@ def test_the_same_external_id_at_once_makes_one_action(api_app: SlackApp) -> Non
     assert sorted(status for status, _ in answers) == [200] * 9 + [201]
     assert len({answer["action_id"] for _, answer in answers}) == 1
     assert call(api_app, "POST", "/api/actions", client["token"], {**body, "confidence": None})[0] == 200
+
+
+def test_an_unknown_api_action_run_again_goes_back_to_its_client_to_claim(api_app: SlackApp) -> None:
+    client = new_client(api_app, "ops-bot")
+    body = {"task_type": "ops-hotl", "tool": "flush_cache", "params": {"service": "db"}}
+    _, created = call(api_app, "POST", "/api/actions", client["token"], body)
+    api_app.clock.advance(31)
+    path = f"/api/actions/{created['action_id']}"
+    assert call(api_app, "POST", path + "/claim", client["token"])[0] == 200
+    api_app.clock.advance(11 * 60)
+    api_app.settle()
+    [action] = [a for a in api_app.actions() if a.public_id == created["action_id"]]
+    assert action.state == "unknown"
+    card = api_app.card(action)
+    note = "It never flushed."
+    answer = resolve_on_card(api_app, ALICE, action, card, "resolve_not_run", note=note, then="run_again")
+    assert (answer.status, answer.body) == (200, "")
+    _, seen = call(api_app, "GET", path, client["token"])
+    assert seen["state"] == "approved"  # its client claims it again; the executor never runs it
+    assert call(api_app, "POST", path + "/claim", client["token"])[0] == 200
+    assert call(api_app, "POST", path + "/result", client["token"], {"status": "succeeded"})[0] == 200
+    assert call(api_app, "GET", path, client["token"])[1]["state"] == "succeeded"

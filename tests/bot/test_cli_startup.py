@@ -12,7 +12,8 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
-HEAVY = ("anthropic", "slack_bolt", "slack_sdk", "waitress", "gunicorn", "apscheduler")
+# prometheus_client too: `serve --workers` must set its multiprocess directory before its first import.
+HEAVY = ("anthropic", "slack_bolt", "slack_sdk", "waitress", "gunicorn", "apscheduler", "prometheus_client")
 
 
 def _imported_after(code: str) -> list[str]:
@@ -32,7 +33,14 @@ def test_importing_the_cli_imports_no_heavy_sdk() -> None:
 
 @pytest.mark.parametrize(
     "args",
-    [["--help"], ["serve", "--help"], ["demo", "--help"], ["secrets", "--help"], ["usage", "--help"]],
+    [
+        ["--help"],
+        ["serve", "--help"],
+        ["demo", "--help"],
+        ["secrets", "--help"],
+        ["usage", "--help"],
+        ["actions", "--help"],
+    ],
 )
 def test_help_imports_no_heavy_sdk(args: list[str]) -> None:
     code = f"from bot.cli import main\nmain({args!r}, standalone_mode=False)"

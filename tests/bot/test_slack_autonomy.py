@@ -71,6 +71,10 @@ def test_clean_approvals_earn_a_proposal_an_admin_promotes_and_a_veto_takes_it_b
     slack_app.settle()
     assert _level(slack_app, "flag") == "hitl"  # a veto during probation: one level down
     assert shop_tools.CALLS[vetoed.public_id] == 0
+    # The task's closing message says it was vetoed and by whom, whatever the agent wrote ("… is on").
+    [closing] = [m for m in slack.messages(APPROVALS) if "Flag f10 is on." in json.dumps(m.blocks)]
+    [status] = [b["text"]["text"] for b in closing.blocks if b.get("block_id") == "status"]
+    assert status == f":warning: *Finished:* `toggle_flag` was vetoed by <@{BOB}> before it ran"
 
     waits = _run(slack_app, "run flag Turn on flag f11")
     assert waits.state == "pending"

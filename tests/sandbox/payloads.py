@@ -12,6 +12,7 @@ from pydantic import BaseModel, Field
 
 from bot.blocks import approval_card, edit_modal, home_view, reject_modal, result_reply, task_message, veto_modal
 from bot.blocks.connect import connect_blocks, requester_connect
+from bot.blocks.modals import resolve_modal
 from bot.blocks.ping import reminder, stall_alert
 from bot.blocks.views import ConnectLinkView, HomeView
 from tests.bot.blocks.factories import APPROVER, CARDS, make_task
@@ -26,6 +27,7 @@ COVERED = {
     "home.home_view",
     "modals.edit_modal",
     "modals.reject_modal",
+    "modals.resolve_modal",
     "modals.veto_modal",
     "ping.reminder",
     "ping.stall_alert",
@@ -100,6 +102,8 @@ def payloads() -> dict[str, Payload]:
     modals = {
         "modal:reject": reject_modal("act_1", "ab" * 32, "{}"),
         "modal:veto": veto_modal("act_1", "ab" * 32, "{}"),
+        "modal:resolve_ran": resolve_modal("act_1", "ab" * 32, True, 1, "{}"),
+        "modal:resolve_not_run": resolve_modal("act_1", "ab" * 32, False, 2, "{}"),
         "modal:edit": edit_modal("act_1", "issue_refund", EveryKind.model_json_schema(), params, "{}"),
         "modal:edit_nothing": edit_modal("act_1", "ping", {"properties": {}}, {}, "{}"),
     }

@@ -18,6 +18,8 @@ EDIT = (action_ids.EDIT, "act_1", None)
 ACKNOWLEDGE = (action_ids.ACKNOWLEDGE, "act_1", None)
 VETO = (action_ids.VETO, "act_1", "danger")
 REPORT_INCIDENT = (action_ids.REPORT_INCIDENT, "act_1", "danger")
+RESOLVE_RAN = (action_ids.RESOLVE_RAN, "act_1", "primary")
+RESOLVE_NOT_RUN = (action_ids.RESOLVE_NOT_RUN, "act_1", None)
 EXPECTED_BUTTONS = {
     "pending": [APPROVE, REJECT, EDIT, ACKNOWLEDGE],
     "pending_acknowledged": [APPROVE, REJECT, EDIT],
@@ -25,7 +27,9 @@ EXPECTED_BUTTONS = {
     "pending_low_confidence": [APPROVE, REJECT, EDIT, ACKNOWLEDGE],
     "scheduled": [VETO, ACKNOWLEDGE],
     "scheduled_acknowledged": [VETO],
-    "succeeded_auto": [REPORT_INCIDENT],  # a run nobody approved can be reported as wrong
+    "succeeded_auto": [REPORT_INCIDENT],
+    "unknown": [RESOLVE_RAN, RESOLVE_NOT_RUN],  # a person says whether it ran
+    "unknown_known": [RESOLVE_RAN, RESOLVE_NOT_RUN],  # a run nobody approved can be reported as wrong
     # Approve stays: a click is refused (and told why) until the credential is connected.
     "pending_requester_not_connected": [APPROVE, REJECT, EDIT, ACKNOWLEDGE],
     "pending_approvers_own": [APPROVE, REJECT, EDIT, ACKNOWLEDGE],
@@ -157,7 +161,10 @@ def test_caps_are_listed():
         ("succeeded", ":large_green_circle: Succeeded (result in the thread)"),
         ("succeeded_auto", ":robot_face: Ran on its own (autonomous)"),
         ("failed", ":red_circle: Failed: PaymentError: card declined"),
-        ("unknown", "crashed mid-run; not re-run; a person must check"),
+        ("unknown", "interrupted or timed out mid-call and not re-run; a person must check"),
+        ("unknown_resolved_ran", f"Outcome was unknown; <@{APPROVER}> says it ran at {DATE} — in the PSP log"),
+        ("unknown_resolved_not_run", f"Outcome was unknown; <@{APPROVER}> says it did not run at {DATE}"),
+        ("unknown_run_again", f":repeat: Its outcome was unknown; run again by <@{APPROVER}> at {DATE}"),
         ("rejected", f":x: Rejected by <@{APPROVER}> at {DATE} — Only refund half: the box was opened."),
         ("vetoed", f":no_entry: Vetoed by <@{APPROVER}> at {DATE} — wrong order"),
         ("vetoed_without_reason", f":no_entry: Vetoed by <@{APPROVER}> at {DATE}"),
@@ -168,6 +175,14 @@ def test_caps_are_listed():
 )
 def test_outcome_line_names_who_and_when(name, expected):
     assert expected in block_text(approval_card(CARDS[name]), "outcome")
+
+
+def test_an_unknown_card_says_what_is_known():
+    text = block_text(approval_card(CARDS["unknown_known"]), "unknown")
+    assert f"the call started {DATE}, held by `host:41:ab12`" in text
+    assert "idempotency key `act_1`" in text
+    assert "(2 approvers needed)" in text and "1 of 2 asked to run it again" in text
+    assert "a time not recorded" in block_text(approval_card(CARDS["unknown"]), "unknown")
 
 
 def test_open_cards_have_no_outcome_line():

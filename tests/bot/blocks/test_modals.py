@@ -5,7 +5,7 @@ import pytest
 from pydantic import BaseModel, Field
 
 from bot import action_ids
-from bot.blocks.modals import edit_modal, parse_edit, reject_modal, veto_modal
+from bot.blocks.modals import edit_modal, parse_edit, reject_modal, resolve_modal, veto_modal
 from tests.bot.blocks.checks import assert_view_valid, block, live_tokens
 
 
@@ -79,6 +79,20 @@ def test_reject_modal():
         "max_length": 2000,
     }
     assert "`ab12cd34ef56`" in block(view["blocks"], "_about")["elements"][0]["text"]
+
+
+def test_resolve_modals_take_an_optional_note_and_did_not_run_offers_to_run_it_again():
+    ran = resolve_modal("act_1", "f" * 64, True, 1, "m")
+    assert_view_valid(ran)
+    assert ran["callback_id"] == action_ids.RESOLVE_MODAL
+    assert block(ran["blocks"], "reason")["optional"] is True
+    assert [b["block_id"] for b in ran["blocks"]] == ["_about", "reason"]
+    not_run = resolve_modal("act_1", "f" * 64, False, 2, "m")
+    assert_view_valid(not_run)
+    choice = block(not_run["blocks"], "next")["element"]
+    assert [o["value"] for o in choice["options"]] == ["leave", "run_again"]
+    assert choice["initial_option"]["value"] == "leave"
+    assert "2 approvers must ask" in choice["options"][1]["text"]["text"]
 
 
 def test_veto_modal_reason_is_optional():

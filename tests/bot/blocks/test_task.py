@@ -2,6 +2,7 @@ import pytest
 
 from bot import action_ids
 from bot.blocks.task import task_message
+from bot.blocks.views import ActionOutcomeView
 from tests.bot.blocks.checks import assert_message_valid, block, block_text, buttons, live_tokens
 from tests.bot.blocks.factories import REQUESTER, make_task
 
@@ -121,3 +122,64 @@ def test_many_candidates_are_split_into_actions_blocks_of_25():
     sizes = [len(b["elements"]) for b in blocks if b["type"] == "actions"]
     assert sizes == [25, 25, 10]
     assert [value for _, value, _ in buttons(blocks)] == [f"tsk_1:{c}" for c in candidates]
+
+
+APPROVER = "U0APPROVER"
+CLOSINGS = {
+    "succeeded": (ActionOutcomeView(tool="issue_refund", state="succeeded"), ":white_check_mark: *Done.*"),
+    "failed": (
+        ActionOutcomeView(tool="issue_refund", state="failed", error="PaymentError: card declined"),
+        ":warning: *Finished:* `issue_refund` failed: PaymentError: card declined",
+    ),
+    "rejected": (
+        ActionOutcomeView(tool="issue_refund", state="rejected", decided_by=APPROVER, note="Refunded already."),
+        f":warning: *Finished:* `issue_refund` was rejected by <@{APPROVER}> — “Refunded already.”",
+    ),
+    "vetoed": (
+        ActionOutcomeView(tool="issue_refund", state="vetoed", decided_by=APPROVER),
+        f":warning: *Finished:* `issue_refund` was vetoed by <@{APPROVER}> before it ran",
+    ),
+    "expired": (
+        ActionOutcomeView(tool="issue_refund", state="expired"),
+        ":warning: *Finished:* `issue_refund` expired: nobody decided in time, so it did not run",
+    ),
+    "unknown": (
+        ActionOutcomeView(tool="mail_letter", state="unknown"),
+        ":warning: *Finished:* `mail_letter`: outcome unknown; a person must say whether it ran",
+    ),
+    "unknown_resolved_ran": (
+        ActionOutcomeView(
+            tool="mail_letter", state="succeeded", resolution="resolve_ran", resolved_by=APPROVER, note="in the log"
+        ),
+        f":warning: *Finished:* `mail_letter`: its outcome was unknown; <@{APPROVER}> says it ran — “in the log”",
+    ),
+    "unknown_resolved_not_run": (
+        ActionOutcomeView(tool="mail_letter", state="failed", resolution="resolve_not_run", resolved_by=APPROVER),
+        f":warning: *Finished:* `mail_letter`: its outcome was unknown; <@{APPROVER}> says it did not run",
+    ),
+}
+
+
+@pytest.mark.parametrize("outcome", CLOSINGS)
+def test_the_closing_message_says_how_its_actions_ended_never_done_unless_they_ran(outcome):
+    action, status = CLOSINGS[outcome]
+    # What the agent wrote cannot stand in for what happened: it may say "done" after a veto.
+    view = make_task(state="succeeded", final_text="Done, unless it was vetoed.", actions=(action,))
+    text, blocks = task_message(view)
+    assert_message_valid(text, blocks)
+    assert block_text(blocks, "status") == status
+    if outcome == "succeeded":
+        assert "done" in text and all(b["block_id"] != "actions" for b in blocks)
+    else:
+        assert "Done." not in block_text(blocks, "status") and "done" not in text
+        assert block_text(blocks, "actions").endswith(status.removeprefix(":warning: *Finished:* "))
+
+
+def test_the_closing_message_lists_every_action_when_one_did_not_run():
+    ran = ActionOutcomeView(tool="lookup_order", state="succeeded")
+    vetoed = ActionOutcomeView(tool="issue_refund", state="vetoed", decided_by=APPROVER, note=HOSTILE)
+    _, blocks = task_message(make_task(state="succeeded", final_text="ok", actions=(ran, vetoed)))
+    lines = block_text(blocks, "actions").splitlines()
+    assert lines[0] == ":large_green_circle: `lookup_order` ran"
+    assert lines[1].startswith(f":no_entry: `issue_refund` was vetoed by <@{APPROVER}>")
+    assert live_tokens([block(blocks, "actions")]) == {f"<@{APPROVER}>"}  # the reason's tokens are inert
