@@ -46,7 +46,6 @@ import logging
 import multiprocessing
 import os
 import re
-import signal
 import subprocess
 import sys
 import tempfile
@@ -75,7 +74,7 @@ from agent.tasks import move, submit_task
 from agent.tools import load_tool_modules
 from approvals import gate
 from bench.databases import postgres_database
-from bench.rss import free_port, wait_healthy
+from bench.rss import free_port, stop_serve, wait_healthy
 from bot.blocks.card import decide_block_id
 from bot.sandbox import SlackEmulator
 from bot.server import listen
@@ -401,12 +400,7 @@ def serving(db_url: str, api_url: str) -> Iterator[int]:
             wait_healthy(serve, f"http://127.0.0.1:{port}", directory)
             yield port
         finally:
-            serve.send_signal(signal.SIGINT)
-            try:
-                serve.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                serve.kill()
-                serve.wait()
+            stop_serve(serve)
 
 
 def shed_in_metrics(port: int) -> dict[str, float] | str:

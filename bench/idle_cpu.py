@@ -17,8 +17,6 @@ from __future__ import annotations
 import argparse
 import copy
 import os
-import signal
-import subprocess
 import sys
 import tempfile
 import time
@@ -26,7 +24,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench.rss import CHANNEL, CONFIG, free_port, start_serve, tree, wait_healthy
+from bench.rss import CHANNEL, CONFIG, free_port, start_serve, stop_serve, tree, wait_healthy
 from bench.rss import database as fresh_database
 from bot.sandbox import SlackEmulator
 
@@ -72,12 +70,7 @@ def measure(backend: str, types: int, seconds: float, settle: float) -> tuple[st
                 time.sleep(seconds)
                 cpu, wall = cpu_seconds(serve.pid) - cpu0, time.perf_counter() - wall0
             finally:
-                serve.send_signal(signal.SIGINT)
-                try:
-                    serve.wait(timeout=30)
-                except subprocess.TimeoutExpired:
-                    serve.kill()
-                    serve.wait()
+                stop_serve(serve)
     return used, cpu, wall
 
 

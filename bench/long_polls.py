@@ -34,7 +34,6 @@ import argparse
 import asyncio
 import http.client
 import os
-import signal
 import subprocess
 import sys
 import tempfile
@@ -63,6 +62,7 @@ from bench.rss import (
     database,
     free_port,
     status_kb,
+    stop_serve,
     tree,
     wait_healthy,
 )
@@ -261,12 +261,7 @@ def main() -> None:
                 clicker.join()
                 peaks = [round(status_kb(pid, "VmHWM") / 1024, 1) for pid in tree(serve.pid)]
             finally:
-                serve.send_signal(signal.SIGINT)
-                try:
-                    serve.wait(timeout=30)
-                except subprocess.TimeoutExpired:
-                    serve.kill()
-                    serve.wait()
+                stop_serve(serve)
             if clicker.error is not None:
                 raise SystemExit(f"the clicks failed: {clicker.error!r}")
             latencies = [

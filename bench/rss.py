@@ -335,6 +335,16 @@ def start_serve(
     )
 
 
+def stop_serve(serve: subprocess.Popen[str], timeout_s: float = 30) -> None:
+    """SIGINT (a graceful stop), then SIGKILL if it is still there after `timeout_s`."""
+    serve.send_signal(signal.SIGINT)
+    try:
+        serve.wait(timeout=timeout_s)
+    except subprocess.TimeoutExpired:
+        serve.kill()
+        serve.wait()
+
+
 def verdict(value: float, goal: float) -> str:
     return "PASS" if value <= goal else "MISS"
 
@@ -371,12 +381,7 @@ def main() -> None:
                 peaks = [round(status_kb(pid, "VmHWM") / 1024, 1) for pid in tree(serve.pid)]
                 hwm = sum(peaks)
                 processes = max((count for _, _, count in sampler.samples), default=1)
-                serve.send_signal(signal.SIGINT)
-                try:
-                    serve.wait(timeout=30)
-                except subprocess.TimeoutExpired:
-                    serve.kill()
-                    serve.wait()
+                stop_serve(serve)
             idle, loaded = sampler.of("idle"), sampler.of("load")
             idle_mb, load_mb, after_mb = max(idle), max(loaded), max(sampler.of("after") or [0.0])
             print(
