@@ -250,18 +250,7 @@ class Decisions:
         open_states: set[ActionState],
         team_id: str | None = None,
     ) -> Action:
-        action = session.scalars(
-            select(Action)
-            .where(Action.public_id == action_public_id)
-            .with_for_update()
-            .execution_options(populate_existing=True)
-        ).first()
-        if action is None:
-            raise ActionNotFound(action_public_id)
-        task = session.get(Task, action.task_id)
-        if task is not None and not same_workspace(task.team_id, team_id):
-            # Another workspace's action: say no more than that it is not found.
-            raise OtherWorkspace(action_public_id)
+        action = locked_action(session, action_public_id, team_id)
         if action.state not in OPEN_FOR_DECISION:
             raise AlreadyDecided(action.public_id, action.state, action.decided_by, action.decided_at)
         if action.state not in open_states:
@@ -445,3 +434,20 @@ def record_refusal(session: Session, refusal: DecisionRefused, clock: Clock) -> 
         )
         return
     machine.record(session, action, "decision.refused", actor=actor, now=clock.now(), note=str(refusal), data=data)
+
+
+def locked_action(session: Session, action_public_id: str, team_id: str | None) -> Action:
+    """The action, locked for this transaction and read afresh; `ActionNotFound`, or
+    `OtherWorkspace` for another workspace's (say no more than that it is not found)."""
+    action = session.scalars(
+        select(Action)
+        .where(Action.public_id == action_public_id)
+        .with_for_update()
+        .execution_options(populate_existing=True)
+    ).first()
+    if action is None:
+        raise ActionNotFound(action_public_id)
+    task = session.get(Task, action.task_id)
+    if task is not None and not same_workspace(task.team_id, team_id):
+        raise OtherWorkspace(action_public_id)
+    return action

@@ -24,24 +24,21 @@ from sqlalchemy import func, select, union_all
 from sqlalchemy.orm import Session
 
 from approvals import machine
-from approvals.decisions import Outcome
+from approvals.decisions import Outcome, locked_action
 from approvals.errors import (
-    ActionNotFound,
     AlreadyApprovedByYou,
     AlreadyDecided,
     DecisionRefused,
     NotAnApprover,
-    OtherWorkspace,
     SelfApproval,
     StaleParams,
 )
 from approvals.graduation import NOT_RUN, RAN, RESOLVING_KINDS, RUN_AGAIN
 from approvals.ports import Directory, is_listed_approver
-from approvals.workspaces import same_workspace
 from core import metrics
 from core.clock import Clock
 from core.messages import ActionDecided, CardUpdated
-from core.models import Action, AuditEvent, Decision, Task, UnchainedAuditEvent
+from core.models import Action, AuditEvent, Decision, UnchainedAuditEvent
 from core.states import ActionState
 
 Verdict = Literal["ran", "not_run", "run_again"]
@@ -106,17 +103,7 @@ class Resolutions:
     # -- steps ------------------------------------------------------------------------------
 
     def _unknown_action(self, session: Session, action_public_id: str, team_id: str | None) -> Action:
-        action = session.scalars(
-            select(Action)
-            .where(Action.public_id == action_public_id)
-            .with_for_update()
-            .execution_options(populate_existing=True)
-        ).first()
-        if action is None:
-            raise ActionNotFound(action_public_id)
-        task = session.get(Task, action.task_id)
-        if task is not None and not same_workspace(task.team_id, team_id):
-            raise OtherWorkspace(action_public_id)
+        action = locked_action(session, action_public_id, team_id)
         if action.state != ActionState.UNKNOWN:
             resolver = session.scalars(
                 select(Decision)
