@@ -55,8 +55,8 @@ class WebhookSender:
     def run_once(self) -> bool:
         """Send a batch of due deliveries; whether there was one."""
         claimed = self._claim()
-        for delivery_id, url, body, secret in claimed:
-            self._send(delivery_id, url, body, secret)
+        for delivery_id, public, url, body, secret in claimed:
+            self._send(delivery_id, public, url, body, secret)
         return bool(claimed)
 
     def run_until_idle(self, max_rounds: int = 100) -> int:
@@ -67,7 +67,7 @@ class WebhookSender:
             sent += 1
         return sent
 
-    def _claim(self) -> list[tuple[int, str, bytes, str | None]]:
+    def _claim(self) -> list[tuple[int, str, str, bytes, str | None]]:
         now = self.clock.now()
         first = (
             select(func.min(WebhookDelivery.id))
@@ -91,18 +91,16 @@ class WebhookSender:
                 delivery.available_at = now + timedelta(seconds=TIMEOUT_S + self._backoff(delivery.attempts))
                 secret = api_clients.webhook_secret(self.vault, client) if self.vault is not None else None
                 body = json.dumps(delivery.payload, separators=(",", ":"), sort_keys=True).encode()
-                claimed.append((delivery.id, delivery.url, body, secret))
+                claimed.append((delivery.id, delivery.delivery_id, delivery.url, body, secret))
         return claimed
 
-    def _send(self, delivery_id: int, url: str, body: bytes, secret: str | None) -> None:
-        with self.sessions() as session:
-            public = session.scalar(select(WebhookDelivery.delivery_id).where(WebhookDelivery.id == delivery_id))
+    def _send(self, delivery_id: int, public: str, url: str, body: bytes, secret: str | None) -> None:
         timestamp = str(int(self.clock.now().timestamp()))
         headers = {
             "Content-Type": "application/json",
             "User-Agent": "countersign-webhooks",
             "X-Countersign-Timestamp": timestamp,
-            "X-Countersign-Delivery": str(public),
+            "X-Countersign-Delivery": public,
         }
         error: str | None = None
         if secret is None:

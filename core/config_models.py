@@ -65,20 +65,9 @@ class ModelConfig(ConfigModel):
     fallback_probe: Duration = parse_duration("30s")
 
     @model_validator(mode="after")
-    def _fallback_before_stall(self) -> Self:
-        problems: list[tuple[KeyPath, str]] = []
-        if self.fallback_after >= self.outage_limit:
-            problems.append(
-                (
-                    ("fallback_after",),
-                    f"must be shorter than outage_limit ({format_duration(self.outage_limit)}), or tasks stall"
-                    f" before the fallback is tried: {format_duration(self.fallback_after)!r}",
-                )
-            )
+    def _fallback_not_the_default(self) -> Self:
         if self.fallback is not None and self.fallback == self.default:
-            problems.append((("fallback",), f"is the default model itself: {self.fallback!r}"))
-        if problems:
-            raise rules_error(problems)
+            raise rules_error([(("fallback",), f"is the default model itself: {self.fallback!r}")])
         return self
 
 
@@ -354,6 +343,20 @@ class Config(ConfigModel):
                         for name in missing
                     ]
                 )
+        return self
+
+    @model_validator(mode="after")
+    def _fallback_before_stall(self) -> Self:
+        """Where a fallback model is configured (for all types or one), it must take over before
+        the outage limit stalls the task; without one, `fallback_after` means nothing."""
+        model = self.model
+        fallbacks = model.fallback is not None or any(t.fallback is not None for t in self.task_types.values())
+        if fallbacks and model.fallback_after >= model.outage_limit:
+            problem = (
+                f"must be shorter than outage_limit ({format_duration(model.outage_limit)}), or tasks stall"
+                f" before the fallback is tried: {format_duration(model.fallback_after)!r}"
+            )
+            raise rules_error([(("model", "fallback_after"), problem)])
         return self
 
     @model_validator(mode="after")

@@ -182,3 +182,10 @@ def test_a_fallback_after_not_shorter_than_the_outage_limit_is_refused_with_its_
         make_config(model_section={"fallback": FALLBACK, "fallback_after": "5m"})
     with pytest.raises(ValueError, match=r"fallback.*is the default model itself"):
         make_config(model_section={"default": PRIMARY, "fallback": PRIMARY})
+
+
+def test_without_a_fallback_model_fallback_after_is_not_held_against_a_short_outage_limit() -> None:
+    config = make_config(model_section={"outage_limit": "10s"})  # fallback_after keeps its 2m default
+    assert config.model.fallback is None and config.model.outage_limit.total_seconds() == 10
+    with pytest.raises(ValueError, match=r"fallback_after.*must be shorter than outage_limit \(10s\)"):
+        make_config(model_section={"outage_limit": "10s"}, fallback=FALLBACK)  # a task type's own fallback
