@@ -110,7 +110,7 @@ RUNS = (
         240,
         "10,000 requests, 100 of each of issue #14's shapes and 1,000 at the actions API",
     ),
-    Run("fuzz_inputs@pg", "chaos/fuzz_inputs.py", ("--backend", "postgres"), 300, "on PostgreSQL"),
+    Run("fuzz_inputs@pg", "chaos/fuzz_inputs.py", ("--backend", "postgres"), 540, "on PostgreSQL (about 330 s)"),
     Run("click_storm", "chaos/click_storm.py", (), 300, "200 rounds (its default; the issue's full count is 1000)"),
     Run(
         "click_storm@sqlite",
