@@ -175,6 +175,9 @@ class ApiActions:
             return refused_body
         problems = _result_problems(body)
         if problems:
+            with reading(self.services.sessions) as session:  # no such action: that first
+                if _own(session, client, public_id) is None:
+                    return 404, {"error": f"no action {public_id}"}
             return 422, {"error": "invalid result", "problems": problems}
         with self.services.sessions.begin() as session:
             action = _own(session, client, public_id, lock=True)

@@ -302,6 +302,8 @@ def test_bad_bodies_name_the_field(api_app: SlackApp) -> None:
     assert call(api_app, "GET", f"/api/actions/{created['action_id']}?wait=x", token)[0] == 422
     status, answer = call(api_app, "POST", f"/api/actions/{created['action_id']}/result", token, {"status": "done"})
     assert status == 422 and "status" in answer["problems"]
+    # No such action: that is the answer, whatever the body (found by the fuzz scenario).
+    assert call(api_app, "POST", "/api/actions/act_doesnotexist00/result", token, {})[0] == 404
 
 
 def test_more_long_polls_than_threads_wait_parked_and_all_see_the_decision(api_app: SlackApp) -> None:
