@@ -191,8 +191,9 @@ def register(app: App, services: Services) -> None:
         try:
             click = click_from(body)
             with services.sessions() as session:
-                tool, params = editable(session, click.value, click.team)
-            schema = services.registry.get(tool).json_schema()
+                tool, params, own_schema = editable(session, click.value, click.team)
+            # An open tool's schema came with the action; a declared tool's is the registry's.
+            schema = own_schema if own_schema is not None else services.registry.get(tool).json_schema()
         except (BadPayload, ActionNotFound, LookupError) as problem:
             tell(services, respond, str(problem), clicker(body), workspace(body))
             return
