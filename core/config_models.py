@@ -280,7 +280,7 @@ class OpenToolsConfig(ConfigModel):
     def is_read_only(self, tool: str) -> bool:
         return any(fnmatch.fnmatchcase(tool, pattern) for pattern in self.read_only)
 
-    def policy_of(self, tool: str) -> tuple[str, bool, AutonomyLevel]:
+    def policy_of(self, tool: str) -> tuple[Literal["low", "medium", "high"], bool, AutonomyLevel]:
         """(risk, idempotent, max_autonomy) of `tool`: its first matching override over the defaults."""
         override = next(
             (policy for pattern, policy in self.overrides.items() if fnmatch.fnmatchcase(tool, pattern)), None

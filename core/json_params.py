@@ -77,3 +77,15 @@ def _described(error: Any, params: dict[str, Any]) -> list[tuple[str, str]]:
 def _short(value: Any) -> str:
     text = repr(value)
     return text if len(text) <= _REPR_LIMIT else text[: _REPR_LIMIT - 3] + "..."
+
+
+def form_schema(schema: Mapping[str, Any], params: Mapping[str, Any]) -> dict[str, Any]:
+    """The schema an edit form is built from: `schema` itself, or, when it names no properties
+    (an open tool whose client sent none, as Claude Code's hook), one property per drafted
+    param typed by its value, so a person can still edit a command or a path. It only shapes
+    the form: the edit is checked against `schema`."""
+    if schema.get("properties"):
+        return dict(schema)
+    kinds = {str: "string", bool: "boolean", int: "integer", float: "number"}
+    properties = {name: {"type": kinds[type(value)]} if type(value) in kinds else {} for name, value in params.items()}
+    return {"type": "object", "properties": properties}

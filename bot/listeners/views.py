@@ -17,6 +17,7 @@ from bot.admission import Shed, Turn, busy
 from bot.blocks.modals import NEXT, RUN_AGAIN, parse_edit
 from bot.listeners.payloads import BadPayload, metadata_from
 from bot.services import Services
+from core.json_params import form_schema
 
 REASON_BLOCK = "reason"
 
@@ -114,7 +115,11 @@ def register(app: App, services: Services) -> None:
             except (DecisionRefused, ActionNotFound) as refusal:
                 return {first: str(refusal)}
             try:
-                schema = own_schema if own_schema is not None else services.registry.get(tool).json_schema()
+                schema = (
+                    form_schema(own_schema, current)
+                    if own_schema is not None
+                    else services.registry.get(tool).json_schema()
+                )
             except LookupError:
                 return {first: f"unknown tool {tool!r}"}
             edited, errors = parse_edit(schema, values)

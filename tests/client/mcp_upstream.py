@@ -2,12 +2,15 @@
 renamed in mcp 2) with a write tool and a read tool. Every call it receives is appended as one
 JSON line to the file named by its first argument, so a test counts what reached it.
 
-    python -m tests.client.mcp_upstream CALLS_FILE
+    python -m tests.client.mcp_upstream CALLS_FILE [PARENT_FILE]
+
+With PARENT_FILE it writes there, at start, the id of the process that started it (the gate).
 """
 
 from __future__ import annotations
 
 import json
+import os
 import sys
 from typing import Any
 
@@ -36,4 +39,7 @@ def read_note(title: str) -> str:
 
 
 if __name__ == "__main__":
+    if len(sys.argv) > 2:
+        with open(sys.argv[2], "w", encoding="utf-8") as parent:
+            parent.write(str(os.getppid()))
     server.run()

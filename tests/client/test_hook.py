@@ -16,7 +16,16 @@ import pytest
 from countersign_client.hook import HookOptions, run
 
 from tests.bot.slack_app import ALICE, BOB, SlackApp
-from tests.client.served import OPEN_CONFIG, Calls, Recording, api_serving, click, new_client, reject
+from tests.client.served import (
+    OPEN_CONFIG,
+    Calls,
+    Recording,
+    api_serving,
+    approve_with_edits,
+    click,
+    new_client,
+    reject,
+)
 
 ROOT = Path(__file__).resolve().parents[2]
 SHAPE = {"hookEventName", "permissionDecision", "permissionDecisionReason"}
@@ -90,6 +99,18 @@ def test_deny_with_the_reason_after_rejection(app: SlackApp, tool: str, tool_inp
     assert "Use the staging branch." in out["permissionDecisionReason"]
     [action] = app.actions()
     assert action.state == "rejected"
+
+
+def test_an_approvers_edit_goes_to_claude_code_as_updated_input(app: SlackApp) -> None:
+    token = new_client(app, "laptop", ["coding"])["token"]
+    out = hooked(
+        app,
+        options(app, token),
+        event(*BASH),
+        lambda a: approve_with_edits(app, a, ALICE, {"command": "rm -rf build/cache/"}),
+    )
+    assert out["permissionDecision"] == "allow" and "with edits" in out["permissionDecisionReason"]
+    assert out["updatedInput"] == {"command": "rm -rf build/cache/", "description": "Clean the build"}
 
 
 def test_the_same_tool_use_asks_once(app: SlackApp) -> None:

@@ -4,8 +4,11 @@ the served app, where people decide with signed Slack requests."""
 
 from __future__ import annotations
 
+import contextlib
 import json
+import os
 import re
+import signal
 import sys
 from collections.abc import Awaitable, Callable, Iterator
 from pathlib import Path
@@ -188,3 +191,45 @@ def test_a_read_only_tool_passes_without_a_card_and_is_recorded(app: SlackApp, t
     assert (action.tool, action.state, action.mode) == ("read_note", "succeeded", "auto")
     app.settle()
     assert not [m for m in app.slack.messages(APPROVALS) if action.public_id in json.dumps(m.blocks)]
+
+
+def test_killing_the_gate_while_it_waits_loses_nothing_and_runs_nothing(app: SlackApp, tmp_path: Path) -> None:
+    token = new_client(app, "laptop", ["notes"])["token"]
+    calls, parent = tmp_path / "calls.jsonl", tmp_path / "gate.pid"
+    upstream = [sys.executable, "-m", "tests.client.mcp_upstream", str(calls), str(parent)]
+    command = ["-m", "countersign_client.cli", "mcp-gate", "--task-type", "notes", "--url", app.url, "--token", token]
+    params = StdioServerParameters(command=sys.executable, args=[*command, "--", *upstream], cwd=ROOT)
+
+    async def scenario() -> str:
+        waiting = anyio.Event()
+        named: list[str] = []
+
+        async def progress(progress: float, total: float | None, message: str | None) -> None:
+            found = ACTION_ID.search(message or "")
+            if found and not named:
+                named.append(found.group())
+                waiting.set()
+
+        async with Client(params) as client:
+
+            async def call() -> None:
+                with contextlib.suppress(Exception):  # the gate dies under it
+                    await client.call_tool("write_note", {"title": "a", "body": "b"}, progress_callback=progress)
+
+            with anyio.fail_after(60):
+                async with anyio.create_task_group() as group:
+                    group.start_soon(call)
+                    await waiting.wait()
+                    os.kill(int(parent.read_text()), signal.SIGKILL)  # the gate this test started
+        return named[0]
+
+    with contextlib.suppress(Exception):  # closing a client whose server was killed may complain
+        anyio.run(scenario)
+    [action] = app.actions()
+    assert action.state == "pending"  # still on its card
+    card(app, action.public_id)
+    app.clock.advance(11 * 60)  # ...until its chain expires it
+    app.settle()
+    [action] = app.actions()
+    assert action.state == "expired"
+    assert received(calls) == []

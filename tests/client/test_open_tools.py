@@ -11,6 +11,7 @@ import httpx2
 import pytest
 from pydantic import ValidationError
 
+from agent.tasks import TaskError, submit_task
 from approvals.errors import InvalidEdit
 from core.config import Config
 from tests.bot.slack_app import ALICE, APPROVALS, CONFIG, SlackApp
@@ -118,3 +119,8 @@ def test_a_task_type_needs_tools_or_open_tools() -> None:
     config = {**CONFIG, "task_types": {"bare": {"autonomy": "auto"}}}
     with pytest.raises(ValidationError, match="open_tools"):
         Config.model_validate(config)
+
+
+def test_no_agent_task_starts_on_a_task_type_of_open_tools_only(app: SlackApp) -> None:
+    with app.services.sessions.begin() as session, pytest.raises(TaskError, match="only open tools"):
+        submit_task(session, app.services.config, "coding", "tidy the repo", now=app.clock.now())
