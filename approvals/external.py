@@ -77,7 +77,7 @@ def submit(
         # What the card shows as the request: who asked, through which client.
         request_text=(
             f"{request.tool}, asked for through the actions API by client {client_name or client_id!r}"
-            + (" (read-only: recorded, no card)" if request.read_only else "")
+            + (" (read-only: approved without asking)" if request.read_only else "")
         ),
         state=TaskState.EXTERNAL.value,
         messages=[],

@@ -33,7 +33,7 @@ def write_note(title: str, body: str) -> dict[str, Any]:
 
 @server.tool()
 def read_note(title: str) -> str:
-    """Read a note (read-only in the gate's task type: recorded, no card)."""
+    """Read a note (read-only in the gate's task type: approved at once, recorded)."""
     _record("read_note", {"title": title})
     return f"{title}: nothing new"
 

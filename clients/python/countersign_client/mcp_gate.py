@@ -167,9 +167,7 @@ class Gate:
         tools: list[types.Tool] = []
         cursor: str | None = None
         while True:
-            page = await self.upstream.list_tools(
-                params=types.PaginatedRequestParams(cursor=cursor) if cursor is not None else None
-            )
+            page = await self.upstream.list_tools(cursor=cursor)
             tools.extend(page.tools)
             cursor = page.next_cursor
             if cursor is None:
