@@ -178,3 +178,20 @@ def test_stdout_is_exactly_one_json_object_of_the_documented_shape(args: list[st
     assert out["hookEventName"] == "PreToolUse"
     assert out["permissionDecision"] in ("ask", "deny")
     assert isinstance(out["permissionDecisionReason"], str) and out["permissionDecisionReason"]
+
+
+def test_the_servers_cli_runs_the_same_hook() -> None:
+    done = subprocess.run(
+        [str(Path(sys.executable).parent / "countersign"), "hook", "claude-code", "--task-type", "coding"],
+        input=event(*BASH),
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        env={"PATH": "/usr/bin:/bin", "COUNTERSIGN_URL": "http://127.0.0.1:9", "COUNTERSIGN_API_TOKEN": "t"},
+        timeout=60,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    out = json.loads(done.stdout)["hookSpecificOutput"]
+    assert (out["hookEventName"], out["permissionDecision"]) == ("PreToolUse", "ask")
+    assert "could not ask for approval" in out["permissionDecisionReason"]
