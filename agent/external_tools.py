@@ -13,17 +13,16 @@ from __future__ import annotations
 import json
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any, cast
+from typing import Any
 
-from jsonschema import Draft202012Validator  # type: ignore[import-untyped]
 from pydantic import BaseModel
 
 from agent.errors import InvalidParams
-from agent.tools import ToolRegistry, ToolSpec
-from core.config import ExternalToolConfig
+from agent.tools import ToolPolicy, ToolRegistry, ToolSpec
+from core.config import ExternalToolConfig, OpenToolsConfig
+from core.json_params import ParamsProblems, checked
 
 MODULE = "(external)"
-_REPR_LIMIT = 80
 
 
 class _NoParams(BaseModel):
@@ -44,38 +43,13 @@ class ExternalToolSpec(ToolSpec):
 
     def validate(self, params: Mapping[str, Any]) -> dict[str, Any]:
         """The params as given (a JSON copy), or `InvalidParams` naming each bad field."""
-        if not isinstance(params, Mapping):
-            raise InvalidParams(self.name, {"(params)": f"expected an object of parameters (got {_short(params)})"})
-        copy = cast(dict[str, Any], json.loads(json.dumps(dict(params))))
-        problems: dict[str, list[str]] = {}
-        for error in Draft202012Validator(self.schema).iter_errors(copy):
-            for name, text in _described(error, copy):
-                if text not in problems.setdefault(name, []):
-                    problems[name].append(text)
-        if problems:
-            raise InvalidParams(self.name, {name: "; ".join(texts) for name, texts in problems.items()})
-        return copy
+        try:
+            return checked(self.schema, params)
+        except ParamsProblems as exc:
+            raise InvalidParams(self.name, exc.problems) from None
 
     def call(self, params: Mapping[str, Any], idempotency_key: str | None = None, secrets: Any = None) -> Any:
         return _not_callable()
-
-
-def _described(error: Any, params: dict[str, Any]) -> list[tuple[str, str]]:
-    path = [str(part) for part in error.absolute_path]
-    if not path and error.validator == "required":
-        return [(str(name), "required, but missing") for name in error.validator_value if name not in params]
-    if not path and error.validator == "additionalProperties":
-        allowed = set(error.schema.get("properties", {}))
-        return [(name, "not a parameter of this tool") for name in params if name not in allowed]
-    if not path:
-        return [("(params)", error.message)]
-    where = f"at {'.'.join(path[1:])}: " if len(path) > 1 else ""
-    return [(path[0], f"{where}{error.message}")]
-
-
-def _short(value: Any) -> str:
-    text = repr(value)
-    return text if len(text) <= _REPR_LIMIT else text[: _REPR_LIMIT - 3] + "..."
 
 
 def external_spec(name: str, config: ExternalToolConfig) -> ExternalToolSpec:
@@ -100,3 +74,38 @@ def add_external_tools(registry: ToolRegistry, tools: Mapping[str, ExternalToolC
     for name, config in tools.items():
         registry.register(external_spec(name, config))
     return registry
+
+
+def open_spec(name: str, config: OpenToolsConfig, schema: Mapping[str, Any]) -> ExternalToolSpec:
+    """An open tool of a task type (`open_tools`) as one action's client brought it: its policy
+    from the config (a read-only one is low risk and idempotent), its params checked by `schema`."""
+    risk, idempotent, max_autonomy = config.policy_of(name)
+    if config.is_read_only(name):
+        risk, idempotent = "low", True
+    return ExternalToolSpec(
+        name=name,
+        description="",
+        module=MODULE,
+        function=_not_callable,
+        params_model=_NoParams,
+        arguments={},
+        risk=risk,
+        idempotent=idempotent,
+        max_autonomy=max_autonomy.value,
+        timeout_s=0.0,
+        takes_idempotency_key=False,
+        schema=schema,
+    )
+
+
+class WithOpenTool:
+    """The gate's tool catalog for one request of an open tool: the registry, and that tool."""
+
+    def __init__(self, registry: ToolRegistry, spec: ExternalToolSpec) -> None:
+        self.registry, self.spec = registry, spec
+
+    def policy(self, name: str) -> ToolPolicy:
+        return self.spec.policy if name == self.spec.name else self.registry.policy(name)
+
+    def validate(self, name: str, params: dict[str, Any]) -> dict[str, Any]:
+        return self.spec.validate(params) if name == self.spec.name else self.registry.validate(name, params)

@@ -24,8 +24,14 @@ class Choice:
     confidence: float
 
 
+def agent_task_types(config: Config) -> list[str]:
+    """The task types an agent can work on: those with tools of their own (a type of open tools
+    only gets its actions from API clients, as mcp-gate and the Claude Code hook)."""
+    return sorted(name for name, task_type in config.task_types.items() if task_type.tools)
+
+
 def request(config: Config, messages: list[dict[str, Any]]) -> ModelRequest:
-    names = sorted(config.task_types)
+    names = agent_task_types(config)
     listed = "\n".join(f"- {name}: {config.task_types[name].description or name}" for name in names)
     system = (
         "Choose which kind of work a request is, by calling choose_task_type once. The kinds are:\n"
@@ -60,7 +66,7 @@ def choice(config: Config, reply: ModelReply) -> Choice:
         if use.get("name") != TOOL or not isinstance(use.get("input"), dict):
             continue
         picked, confidence = use["input"].get("task_type"), confidence_of(use["input"].get("confidence"))
-        if picked in config.task_types and confidence >= MIN_CONFIDENCE:
+        if picked in agent_task_types(config) and confidence >= MIN_CONFIDENCE:
             return Choice(str(picked), confidence)
         return Choice(None, confidence)
     return Choice(None, 0.0)

@@ -60,6 +60,9 @@ def submit_task(
     if task_type is not None and task_type not in config.task_types:
         known = ", ".join(sorted(config.task_types))
         raise TaskError(f"unknown task type {task_type!r} (known: {known})")
+    if task_type is not None and not config.task_types[task_type].tools:
+        # Its tools are the ones API clients bring (mcp-gate, the Claude Code hook): an agent has none.
+        raise TaskError(f"task type {task_type!r} has only open tools: its actions come from API clients, not agents")
     if not text.strip():
         raise TaskError("a task needs a request text")
     task = Task(

@@ -46,6 +46,7 @@ from core.canonical import params_hash
 from core.clock import Clock
 from core.db import compare_and_set
 from core.errors import StaleState
+from core.json_params import checked
 from core.messages import ActionAcknowledged, ActionDecided, CardUpdated, Message
 from core.models import Action, Decision, Task
 from core.states import ACTION, OPEN_FOR_DECISION, ActionState
@@ -112,7 +113,11 @@ class Decisions:
             action = self._open_action(session, action_public_id, "edit", {ActionState.PENDING}, team_id)
             self._authorize_approval(session, action, actor, seen_hash)
             try:
-                canonical = self.catalog.validate(action.tool, new_params)
+                canonical = (
+                    self.catalog.validate(action.tool, new_params)
+                    if action.params_schema is None
+                    else checked(action.params_schema, new_params)  # an open tool: its own schema
+                )
             except ValueError as exc:
                 raise InvalidEdit(action.public_id, getattr(exc, "problems", {"params": str(exc)})) from exc
             new_hash = params_hash(canonical)

@@ -45,6 +45,10 @@ class Request:
     requester: str | None = None
     external_id: str | None = None
     callback_url: str | None = None
+    # An open tool of the task type (`open_tools`): the schema its client sent (or `{"type":
+    # "object"}`), kept with the action; `read_only`: the config lists it as read-only.
+    params_schema: dict[str, Any] | None = None
+    read_only: bool = False
 
 
 def submit(
@@ -71,7 +75,10 @@ def submit(
         task_type=request.task_type,
         requester=request.requester,
         # What the card shows as the request: who asked, through which client.
-        request_text=f"{request.tool}, asked for through the actions API by client {client_name or client_id!r}",
+        request_text=(
+            f"{request.tool}, asked for through the actions API by client {client_name or client_id!r}"
+            + (" (read-only: approved without asking)" if request.read_only else "")
+        ),
         state=TaskState.EXTERNAL.value,
         messages=[],
         created_at=now,
@@ -84,6 +91,7 @@ def submit(
         "api_client_id": client_id,
         "external_id": request.external_id,
         "callback_url": request.callback_url,
+        "params_schema": request.params_schema,
     }
     action = gate.submit(
         session,
@@ -94,6 +102,8 @@ def submit(
         now=now,
         admins=config.slack.admins,
         external=external,
+        open_tool=request.params_schema is not None,
+        read_only=request.read_only,
     )
     return action, True
 

@@ -50,6 +50,8 @@ def submit(
     admins: Sequence[str] = (),
     claim: Callable[[Action], Mapping[str, Any] | None] | None = None,
     external: Mapping[str, Any] | None = None,
+    open_tool: bool = False,
+    read_only: bool = False,
 ) -> Action:
     """Record the draft as an action and route it; returns the action in its new state
     (`refused` with `error` set when the draft is out of scope or invalid). `claim`: asked for
@@ -69,7 +71,7 @@ def submit(
     data = {"rationale": draft.rationale, "confidence": action.confidence}
     machine.record(session, action, "action.drafted", actor=SYSTEM, now=now, to_state=DRAFTED, data=data)
 
-    problem = _refusal(draft, task_type, catalog)
+    problem = _refusal(draft, task_type, catalog, open_tool=open_tool and external is not None)
     if problem is not None:
         _enter(session, action, ActionState.REFUSED, now=now, note=problem, values={"error": problem})
         return action
@@ -79,7 +81,9 @@ def submit(
     # Demotions apply before routing (`autonomy.gate_level` settles the type when one may wait).
     level, locked = autonomy.gate_level(session, task.task_type, task_type, now, admins)
     routing = _route(level, policy, action, task_type)
-    if routing.mode == AutonomyLevel.HOTL and not locked:
+    if read_only and open_tool and external is not None:
+        routing = Routing(mode=AutonomyLevel.AUTO, reasons=("read-only tool",), low_confidence=False)
+    elif routing.mode == AutonomyLevel.HOTL and not locked:
         level = autonomy.locked_level(session, task.task_type, task_type)
         routing = _route(level, policy, action, task_type)
     _apply(action, canonical, policy.risk, policy.idempotent, policy.timeout_s, routing.mode, task_type)
@@ -197,8 +201,8 @@ def _clamp(confidence: float) -> float:
     return min(max(float(confidence), 0.0), 1.0)
 
 
-def _refusal(draft: Draft, task_type: TaskTypeConfig, catalog: ToolCatalog) -> str | None:
-    if draft.tool not in task_type.tools:
+def _refusal(draft: Draft, task_type: TaskTypeConfig, catalog: ToolCatalog, *, open_tool: bool) -> str | None:
+    if draft.tool not in task_type.tools and not (open_tool and task_type.open_tools is not None):
         return f"tool {draft.tool!r} is not allowed for this task type (allowed: {', '.join(task_type.tools)})"
     try:
         catalog.policy(draft.tool)

@@ -14,9 +14,12 @@ from approvals.workspaces import visible_tasks
 from core.models import Action, Proposal, Task
 
 
-def editable(session: Session, action_public_id: str, team: str | None) -> tuple[str, dict[str, Any]]:
-    """The tool and drafted params an edit form starts from; `ActionNotFound` when no action
-    with that public id is visible to `team` (so not even its params are shown)."""
+def editable(
+    session: Session, action_public_id: str, team: str | None
+) -> tuple[str, dict[str, Any], dict[str, Any] | None]:
+    """The tool, drafted params and (for an open tool) params schema an edit form starts from;
+    `ActionNotFound` when no action with that public id is visible to `team` (so not even its
+    params are shown)."""
     action = session.scalars(
         select(Action)
         .join(Task, Task.id == Action.task_id)
@@ -24,7 +27,7 @@ def editable(session: Session, action_public_id: str, team: str | None) -> tuple
     ).first()
     if action is None:
         raise ActionNotFound(action_public_id)
-    return action.tool, dict(action.params)
+    return action.tool, dict(action.params), action.params_schema
 
 
 def quorum_of(session: Session, action_public_id: str, team: str | None) -> int:

@@ -19,15 +19,17 @@ from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from agent.external_tools import ExternalToolSpec
+from agent.external_tools import ExternalToolSpec, WithOpenTool, open_spec
 from approvals import audit, external
 from approvals.external import SETTLED, ExternalRefused
+from approvals.ports import ToolCatalog
 from bot.api_clients import Client, Tokens
 from bot.http_io import BodyRefused, answer_json, read_body
 from bot.services import Services
 from bot.waiters import Waiters, wait_of
 from core.config import is_user_id
 from core.db import reading
+from core.json_params import ANY_OBJECT, ParamsProblems, checked, schema_problem
 from core.models import Action
 from core.states import ActionState as S
 from core.storable import text_problem
@@ -38,7 +40,11 @@ if TYPE_CHECKING:
 PREFIX = "/api/actions"
 MAX_BODY = 64 * 1024
 _PATH = re.compile(r"/api/actions/(?P<id>act_[a-z0-9]{1,40})(?P<verb>/claim|/result)?")
-_FIELDS = ("task_type", "tool", "params", "rationale", "confidence", "requester", "external_id", "callback_url")
+_FIELDS = (
+    "task_type", "tool", "params", "rationale", "confidence", "requester", "external_id", "callback_url", "schema",
+)  # fmt: skip
+# An open tool's name (`open_tools`): MCP tool names, Claude Code's (`Bash`, `mcp__github__create_issue`).
+_OPEN_TOOL = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.:/-]{0,127}")
 
 
 class ApiActions:
@@ -90,6 +96,12 @@ class ApiActions:
                 f"client {client.name!r} has no webhook secret (create a client with `countersign api-client create`)"
             )
             return 422, {"error": "invalid action request", "problems": {"callback_url": problem}}
+        open_tools = config.task_types[body["task_type"]].open_tools
+        is_open = open_tools is not None and body["tool"] not in config.task_types[body["task_type"]].tools
+        schema = (body.get("schema") or ANY_OBJECT) if is_open else None
+        catalog: ToolCatalog = self.services.registry
+        if open_tools is not None and schema is not None:
+            catalog = WithOpenTool(self.services.registry, open_spec(body["tool"], open_tools, schema))
         request = external.Request(
             task_type=body["task_type"],
             tool=body["tool"],
@@ -99,6 +111,8 @@ class ApiActions:
             requester=body.get("requester"),
             external_id=body.get("external_id"),
             callback_url=callback,
+            params_schema=schema,
+            read_only=open_tools is not None and is_open and open_tools.is_read_only(body["tool"]),
         )
         # Two requests with the same external_id at once: the second's INSERT fails on the unique
         # constraint, and its retry finds the first's action.
@@ -107,7 +121,7 @@ class ApiActions:
                 with self.services.sessions.begin() as session:
                     now = self.services.clock.now()
                     action, created = external.submit(
-                        session, config, self.services.registry, client.id, request, now, client_name=client.name
+                        session, config, catalog, client.id, request, now, client_name=client.name
                     )
                     self._audit(session, client, "POST /api/actions", action, 201 if created else 200)
                     answer = {
@@ -240,7 +254,13 @@ class ApiActions:
                 known = ", ".join(sorted(self.services.config.task_types))
                 problems["task_type"] = f"unknown task type {body['task_type']!r} (known: {known})"
             elif "tool" not in problems and body["tool"] not in task_type.tools:
-                problems["tool"] = f"tool {body['tool']!r} is not on task type {body['task_type']!r}'s list"
+                if task_type.open_tools is None:
+                    problems["tool"] = f"tool {body['tool']!r} is not on task type {body['task_type']!r}'s list"
+                else:
+                    problems.update(self._open_problems(body))
+                    return problems
+        if "schema" in body and "schema" not in problems:
+            problems["schema"] = "only for an open tool (a task type's open_tools); this tool's schema is the config's"
         if "tool" not in problems and "task_type" not in problems:
             registry = self.services.registry
             if body["tool"] not in registry or not isinstance(registry.get(body["tool"]), ExternalToolSpec):
@@ -251,6 +271,26 @@ class ApiActions:
                 except ValueError as exc:
                     for name, problem in getattr(exc, "problems", {"(params)": str(exc)}).items():
                         problems[f"params.{name}"] = problem
+        return problems
+
+    def _open_problems(self, body: dict[str, Any]) -> dict[str, str]:
+        """The problems of a request for an open tool: its name, its schema, its params by the schema."""
+        tool, problems = body["tool"], {}
+        if not _OPEN_TOOL.fullmatch(tool):
+            problems["tool"] = f"an open tool's name: 1-128 letters, digits, _.:/-; first a letter or digit: {tool!r}"
+        elif tool in self.services.registry:
+            problems["tool"] = (
+                f"{tool!r} is a declared tool, not on task type {body['task_type']!r}'s list"
+                " (an open tool may not take a declared tool's name)"
+            )
+        schema = body.get("schema")
+        if schema is not None and (problem := schema_problem(schema)):
+            problems["schema"] = problem
+        elif isinstance(body.get("params"), dict):
+            try:
+                checked(schema or ANY_OBJECT, body["params"])
+            except ParamsProblems as exc:
+                problems.update({f"params.{name}": problem for name, problem in exc.problems.items()})
         return problems
 
     def _callback_problem(self, url: str) -> str | None:

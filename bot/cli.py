@@ -27,6 +27,7 @@ from bot.cli_actions import actions
 from bot.cli_api import api_client
 from bot.cli_audit import audit
 from bot.cli_autonomy import autonomy
+from bot.cli_client import hook, mcp_gate
 from bot.cli_eval import eval_command
 from bot.cli_prune import prune
 from bot.cli_secrets import secrets
@@ -356,6 +357,8 @@ main.add_command(api_client)
 main.add_command(audit)
 main.add_command(autonomy)
 main.add_command(eval_command)
+main.add_command(hook)
+main.add_command(mcp_gate)
 main.add_command(prune)
 main.add_command(secrets)
 main.add_command(task)

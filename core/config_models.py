@@ -4,6 +4,7 @@ these from."""
 
 from __future__ import annotations
 
+import fnmatch
 import itertools
 from datetime import time, timedelta
 from typing import Annotated, Any, Literal, Self
@@ -243,6 +244,45 @@ class ExternalToolConfig(ConfigModel):
         return params
 
 
+class OpenToolPolicy(ConfigModel):
+    """What an `open_tools` override changes for the tools its pattern matches."""
+
+    risk: Literal["low", "medium", "high"] | None = None
+    idempotent: bool | None = None
+    max_autonomy: AutonomyLevel | None = None
+
+
+class OpenToolsConfig(ConfigModel):
+    """Tools a task type takes from its API clients instead of declaring them: `countersign
+    mcp-gate` (whatever the upstream MCP server lists) and `countersign hook claude-code` (what
+    Claude Code is about to run). The client names the tool and may send its JSON Schema, which
+    checks the params and any edit. Patterns are shell-style (`fnmatch`, case-sensitive)."""
+
+    risk: Literal["low", "medium", "high"] = "high"
+    idempotent: bool = False
+    max_autonomy: AutonomyLevel = AutonomyLevel.AUTO
+    # Approved at once whatever the task type's level, without a card; still recorded.
+    read_only: list[str] = []
+    # pattern → policy; the first pattern (in the file's order) that matches a tool applies.
+    overrides: dict[str, OpenToolPolicy] = {}
+
+    def is_read_only(self, tool: str) -> bool:
+        return any(fnmatch.fnmatchcase(tool, pattern) for pattern in self.read_only)
+
+    def policy_of(self, tool: str) -> tuple[Literal["low", "medium", "high"], bool, AutonomyLevel]:
+        """(risk, idempotent, max_autonomy) of `tool`: its first matching override over the defaults."""
+        override = next(
+            (policy for pattern, policy in self.overrides.items() if fnmatch.fnmatchcase(tool, pattern)), None
+        )
+        if override is None:
+            return self.risk, self.idempotent, self.max_autonomy
+        return (
+            override.risk or self.risk,
+            self.idempotent if override.idempotent is None else override.idempotent,
+            override.max_autonomy or self.max_autonomy,
+        )
+
+
 class ApiConfig(ConfigModel):
     """The actions API: the hosts webhook callbacks may go to (no requests to anywhere else)."""
 
@@ -253,7 +293,9 @@ class ApiConfig(ConfigModel):
 class TaskTypeConfig(ConfigModel):
     description: str = ""
     instructions: str = ""
-    tools: list[str] = Field(min_length=1)
+    tools: list[str] = []
+    # Tools its API clients bring (mcp-gate, the Claude Code hook); with it `tools` may be empty.
+    open_tools: OpenToolsConfig | None = None
     autonomy: AutonomyLevel = AutonomyLevel.HITL
     channel: str | None = None
     approvers: list[Person] = []
@@ -295,6 +337,8 @@ class TaskTypeConfig(ConfigModel):
     @model_validator(mode="after")
     def _people(self) -> Self:
         problems: list[tuple[KeyPath, str]] = []
+        if not self.tools and self.open_tools is None:
+            problems.append((("tools",), "a task type needs tools (or open_tools, for tools its clients bring): []"))
         if self.autonomy in (AutonomyLevel.HITL, AutonomyLevel.HOTL) and not self.approvers:
             needs = f"a {self.autonomy.value!r} task type needs at least one approver"
             problems.append((("approvers",), f"{needs}: []"))

@@ -145,6 +145,9 @@ class Action(Base):
     api_client_id: Mapped[int | None] = mapped_column(ForeignKey("api_clients.id"), index=True)
     external_id: Mapped[str | None] = mapped_column(String(128))
     callback_url: Mapped[str | None] = mapped_column(Text)
+    # An open tool's params schema (`open_tools`), as its client sent it: it checks an edit too.
+    # None: the tool is declared (`@tool` or `external_tools`) and the registry holds its schema.
+    params_schema: Mapped[dict[str, Any] | None] = mapped_column(JSON)
     created_at: Mapped[datetime]
     updated_at: Mapped[datetime]
 

@@ -26,6 +26,7 @@ from bot.blocks.text import escape
 from bot.blocks.views import ConnectLinkView
 from bot.listeners.payloads import BadPayload, Click, click_from
 from bot.services import Services
+from core.json_params import form_schema
 
 log = logging.getLogger(__name__)
 
@@ -191,8 +192,11 @@ def register(app: App, services: Services) -> None:
         try:
             click = click_from(body)
             with services.sessions() as session:
-                tool, params = editable(session, click.value, click.team)
-            schema = services.registry.get(tool).json_schema()
+                tool, params, own_schema = editable(session, click.value, click.team)
+            # An open tool's schema came with the action; a declared tool's is the registry's.
+            schema = (
+                form_schema(own_schema, params) if own_schema is not None else services.registry.get(tool).json_schema()
+            )
         except (BadPayload, ActionNotFound, LookupError) as problem:
             tell(services, respond, str(problem), clicker(body), workspace(body))
             return

@@ -17,6 +17,7 @@ from bot.admission import Shed, Turn, busy
 from bot.blocks.modals import NEXT, RUN_AGAIN, parse_edit
 from bot.listeners.payloads import BadPayload, metadata_from
 from bot.services import Services
+from core.json_params import form_schema
 
 REASON_BLOCK = "reason"
 
@@ -98,10 +99,11 @@ def register(app: App, services: Services) -> None:
         first = _first_block(view)
         action_public_id, seen_hash = metadata["action_id"], str(metadata.get("params_hash", ""))
 
-        def may_edit(session: Session) -> tuple[str, dict[str, Any]]:
-            """The tool and the drafted params an edit goes over (the action's, never the form's)."""
+        def may_edit(session: Session) -> tuple[str, dict[str, Any], dict[str, Any] | None]:
+            """The tool, the drafted params an edit goes over (the action's, never the form's) and
+            an open tool's own schema."""
             action = services.decisions.may_edit(session, action_public_id, user, seen_hash, team_id=team)
-            return action.tool, dict(action.params)
+            return action.tool, dict(action.params), action.params_schema
 
         def within(turn: Turn) -> dict[str, str]:
             """The edit's two steps in one decision turn: who may edit, then the approval with
@@ -109,11 +111,15 @@ def register(app: App, services: Services) -> None:
             try:
                 # Who may edit is settled before a single value of the form is read: parsing is
                 # work done for the submitter, so someone who may not decide gets none of it.
-                tool, current = decide(services.sessions, services.clock, turn.bound(may_edit), actor=user)
+                tool, current, own_schema = decide(services.sessions, services.clock, turn.bound(may_edit), actor=user)
             except (DecisionRefused, ActionNotFound) as refusal:
                 return {first: str(refusal)}
             try:
-                schema = services.registry.get(tool).json_schema()
+                schema = (
+                    form_schema(own_schema, current)
+                    if own_schema is not None
+                    else services.registry.get(tool).json_schema()
+                )
             except LookupError:
                 return {first: f"unknown tool {tool!r}"}
             edited, errors = parse_edit(schema, values)

@@ -46,6 +46,22 @@ API_CONFIG: dict[str, Any] = {
     },
 }
 
+# A task type whose tools its clients bring (mcp-gate, the Claude Code hook): `read_*` read-only.
+OPEN_CONFIG: dict[str, Any] = {
+    **API_CONFIG,
+    "task_types": {
+        **API_CONFIG["task_types"],
+        "notes": {
+            "open_tools": {"read_only": ["read_*"], "overrides": {"archive_*": {"risk": "low", "idempotent": True}}},
+            "autonomy": "hitl",
+            "approvers": [ALICE, BOB],
+            "escalation": [{"after": "10m", "then": "expire"}],
+        },
+        "coding": {"open_tools": {}, "autonomy": "hitl", "approvers": [ALICE, BOB]},
+        "github": {"open_tools": {"risk": "medium"}, "autonomy": "hitl", "approvers": [BOB]},
+    },
+}
+
 
 def new_client(app: SlackApp, name: str, task_types: list[str] | None = None) -> dict[str, str]:
     """{"name", "token", "webhook_secret"} of a new API client, as `api-client create` prints."""
@@ -56,8 +72,8 @@ def new_client(app: SlackApp, name: str, task_types: list[str] | None = None) ->
 
 
 @contextmanager
-def api_serving(db_url: str) -> Iterator[SlackApp]:
-    with serving(db_url, API_CONFIG, vault_keys=KEY) as app:
+def api_serving(db_url: str, config: dict[str, Any] = API_CONFIG) -> Iterator[SlackApp]:
+    with serving(db_url, config, vault_keys=KEY) as app:
         try:
             yield app
         finally:

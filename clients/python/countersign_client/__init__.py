@@ -7,7 +7,9 @@
     @require_approval(client, task_type="ops", tool="restart_service")
     def restart_service(service: str) -> str: ...
 
-It needs only `httpx2`; it imports nothing of the countersign server.
+It needs only `httpx2`; it imports nothing of the countersign server. Its commands
+(`countersign-client mcp-gate`, `countersign-client hook claude-code`: `countersign_client.cli`)
+gate MCP tools and Claude Code's; the gate needs the `mcp` extra.
 """
 
 from countersign_client.action import Action

@@ -56,9 +56,12 @@ class AsyncCountersign:
         requester: str | None = None,
         external_id: str | None = None,
         callback_url: str | None = None,
+        schema: Mapping[str, Any] | None = None,
     ) -> Action:
         """Ask for `tool` to run with `params` under `task_type`'s rules. The same
-        `external_id` again answers the action it made the first time."""
+        `external_id` again answers the action it made the first time. `schema`: the JSON
+        Schema of an open tool's params (a task type's `open_tools`), which checks them and
+        any edit; a declared tool's schema is the server's."""
         body = protocol.request_body(
             task_type,
             tool,
@@ -68,6 +71,7 @@ class AsyncCountersign:
             requester=requester,
             external_id=external_id,
             callback_url=callback_url,
+            schema=schema,
         )
         return protocol.action_answer(await self._send("POST", "/api/actions", protocol.encode(body)))
 

@@ -48,6 +48,7 @@ def request_body(
     requester: str | None,
     external_id: str | None,
     callback_url: str | None,
+    schema: Mapping[str, Any] | None = None,
 ) -> dict[str, Any]:
     body: dict[str, Any] = {"task_type": task_type, "tool": tool, "params": dict(params)}
     optional = {
@@ -56,6 +57,7 @@ def request_body(
         "requester": requester,
         "external_id": external_id,
         "callback_url": callback_url,
+        "schema": dict(schema) if schema is not None else None,
     }
     body.update({key: value for key, value in optional.items() if value is not None})
     return body
