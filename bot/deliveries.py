@@ -70,7 +70,7 @@ def _card(out: Poster, d: Delivery, action_public_id: str) -> tuple[CardView, tu
     services = out.services
     with services.sessions() as session:
         action = session.scalars(select(Action).where(Action.public_id == action_public_id)).one()
-        card = card_view(session, services.config, services.registry, action)
+        card = card_view(session, services.config, services.registry, action, now=services.clock.now())
         posted = session.get(SlackMessage, f"card:{action_public_id}")
         where = (posted.channel, posted.ts) if posted else None
     blocks, text = approval_card(card), card_text(card)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from datetime import datetime
 from typing import TYPE_CHECKING
 
 from sqlalchemy import select
@@ -29,7 +30,10 @@ log = logging.getLogger(__name__)
 HOME_LIMIT = 15
 
 
-def card_view(session: Session, config: Config, catalog: ToolCatalog, action: Action) -> CardView:
+def card_view(
+    session: Session, config: Config, catalog: ToolCatalog, action: Action, *, now: datetime | None = None
+) -> CardView:
+    """The card of `action` as it is now; `now` (the clock's) says how long is left of a veto window."""
     task = session.get(Task, action.task_id)
     decisions = session.scalars(select(Decision).where(Decision.action_id == action.id).order_by(Decision.id)).all()
     closing = next((d for d in reversed(decisions) if d.kind in ("reject", "veto")), None)
@@ -77,6 +81,7 @@ def card_view(session: Session, config: Config, catalog: ToolCatalog, action: Ac
         params=dict(action.params),
         params_hash=action.params_hash,
         run_at=action.run_at if action.state == "scheduled" else None,
+        rendered_at=now,
         approvals=len(approvers),
         quorum=action.quorum,
         decided_by=action.decided_by,

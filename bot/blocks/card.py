@@ -6,7 +6,7 @@ import math
 
 from bot import action_ids
 from bot.blocks.kit import Block, actions, button, confirm_dialog, context, header, section
-from bot.blocks.text import code_block, escape, mention, quote, slack_date, to_json, truncate
+from bot.blocks.text import code_block, escape, mention, quote, seconds_text, slack_date, to_json, truncate
 from bot.blocks.views import CardView
 from core.states import OPEN_FOR_DECISION, WITH_EXECUTOR, ActionState
 
@@ -185,9 +185,22 @@ def mode_text(card: CardView) -> str:
             text += f" · {card.approvals} of {card.quorum} approvals"
         return text
     if card.state == "scheduled":
-        when = slack_date(card.run_at) if card.run_at else "after the veto window"
-        return f":alarm_clock: Runs {when} unless vetoed"
+        return f":alarm_clock: {veto_deadline_text(card)}"
     return f"Mode: {MODE_LABELS.get(card.mode, escape(card.mode))}"
+
+
+def veto_deadline_text(card: CardView) -> str:
+    """When a scheduled action runs, to the second, and how long is left when the card is drawn:
+    "Runs in 30 s, at 12:28:41" (each reader's own clock, through Slack's date formatting)."""
+    if card.run_at is None:
+        return "Runs after its veto window unless vetoed"
+    at = slack_date(card.run_at)
+    if card.rendered_at is None:
+        return f"Runs {at} unless vetoed"
+    left = (card.run_at - card.rendered_at).total_seconds()
+    if left <= 0:
+        return f"Its veto window ended {at}: it runs now"
+    return f"Runs in {seconds_text(left)}, {at}, unless vetoed"
 
 
 def credential_text(card: CardView) -> str | None:
@@ -240,7 +253,7 @@ def _diff_value(change: dict[str, object], key: str) -> str:
 def outcome_text(card: CardView) -> str | None:
     """What happened to the action, with who and when; None while it is still open."""
     by = f" by {mention(card.decided_by)}" if card.decided_by else ""
-    when = f" at {slack_date(card.decided_at)}" if card.decided_at else ""
+    when = f" {slack_date(card.decided_at)}" if card.decided_at else ""
     note = f" — {truncate(escape(card.decision_note), NOTE_LIMIT)}" if card.decision_note else ""
     error = truncate(escape(card.error), ERROR_LIMIT) if card.error else "no error message"
     state = card.state
@@ -274,7 +287,7 @@ def outcome_text(card: CardView) -> str | None:
         "unknown": f":warning: Outcome unknown: {UNKNOWN_OUTCOME}",
     }[state]
     if card.resolution in RESOLVED and state in ("succeeded", "failed") and card.resolved_by:
-        said = f" at {slack_date(card.resolved_at)}" if card.resolved_at else ""
+        said = f" {slack_date(card.resolved_at)}" if card.resolved_at else ""
         resolution_note = f" — {truncate(escape(card.resolution_note), NOTE_LIMIT)}" if card.resolution_note else ""
         icon = ":ballot_box_with_check:" if state == "succeeded" else ":heavy_multiplication_x:"
         run = (

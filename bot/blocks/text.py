@@ -11,7 +11,8 @@ ELLIPSIS = "…"
 _ESCAPES = ("&amp;", "&lt;", "&gt;")
 _USER_ID = re.compile(r"[UW][A-Z0-9]{2,}")
 _FENCE = "```"
-DATE_FORMAT = "{date_short_pretty} at {time}"
+DATE_FORMAT = "{date_short_pretty} at {time_secs}"  # "today at 12:28:41 AM": to the second
+TIME_FORMAT = "{time_secs}"
 
 COMMANDS = (
     ("run TYPE TEXT", "start a task of that type; TEXT is the request"),
@@ -87,6 +88,21 @@ def slack_date(when: datetime, fmt: str = DATE_FORMAT, fallback: str | None = No
     if fallback is None:
         fallback = when.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
     return f"<!date^{int(when.timestamp())}^{fmt}|{escape(fallback)}>"
+
+
+def seconds_text(seconds: float) -> str:
+    """A span as people say it, to the second: "30 s", "4 min 10 s", "2 h 5 min", "3 days"."""
+    left = max(0, round(seconds))
+    if left < 60:
+        return f"{left} s"
+    if left < 3600:
+        minutes, secs = divmod(left, 60)
+        return f"{minutes} min" + (f" {secs} s" if secs else "")
+    if left < 86400:
+        hours, minutes = divmod(left // 60, 60)
+        return f"{hours} h" + (f" {minutes} min" if minutes else "")
+    days = left // 86400
+    return f"{days} day{'s' if days != 1 else ''}"
 
 
 def to_json(obj: Any, *, indent: int | None = 2) -> str:

@@ -50,6 +50,7 @@ class CardView:
     params: dict[str, Any]
     params_hash: str  # sha256 hex of the canonical params
     run_at: datetime | None = None  # veto deadline while scheduled (aware)
+    rendered_at: datetime | None = None  # when the card is drawn: how long is left of the veto window
     approvals: int = 0
     quorum: int = 1
     decided_by: str | None = None

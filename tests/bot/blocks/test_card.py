@@ -1,5 +1,6 @@
 import json
-from datetime import datetime
+from dataclasses import replace
+from datetime import datetime, timedelta
 
 import pytest
 
@@ -10,7 +11,7 @@ from tests.bot.blocks.checks import assert_message_valid, block, block_text, but
 from tests.bot.blocks.factories import APPROVER, CARDS, HASH, NOW, REQUESTER, make_card
 
 HOSTILE = "<!channel> <!here|here> <@U0MALLORY> <#C0SECRET> <https://evil.example|your bank> & &amp; `x` ```"
-DATE = "<!date^1714564800^{date_short_pretty} at {time}|2024-05-01T12:00:00Z>"
+DATE = "<!date^1714564800^{date_short_pretty} at {time_secs}|2024-05-01T12:00:00Z>"
 
 APPROVE = (action_ids.APPROVE, "act_1", "primary")
 REJECT = (action_ids.REJECT, "act_1", "danger")
@@ -145,6 +146,18 @@ def test_mode_lines():
     assert block_text(approval_card(CARDS["rejected"]), "mode") == "Mode: approve first"
 
 
+def test_the_veto_card_says_when_to_the_second_and_how_long_is_left():
+    scheduled = CARDS["scheduled"]
+    assert scheduled.run_at is not None
+    drawn = replace(scheduled, rendered_at=scheduled.run_at - timedelta(seconds=30))
+    assert block_text(approval_card(drawn), "mode") == f":alarm_clock: Runs in 30 s, {DATE}, unless vetoed"
+    later = replace(scheduled, rendered_at=scheduled.run_at - timedelta(minutes=4, seconds=10))
+    assert "Runs in 4 min 10 s, " in block_text(approval_card(later), "mode")
+    passed = replace(scheduled, rendered_at=scheduled.run_at + timedelta(seconds=1))
+    assert block_text(approval_card(passed), "mode") == f":alarm_clock: Its veto window ended {DATE}: it runs now"
+    assert "at today at" not in json.dumps(approval_card(CARDS["approved"]))
+
+
 def test_caps_are_listed():
     caps = block_text(approval_card(make_card(caps=("high-risk tool", "low confidence"))), "caps")
     assert caps == ":lock: A person decides because: high-risk tool; low confidence"
@@ -154,22 +167,22 @@ def test_caps_are_listed():
 @pytest.mark.parametrize(
     ("name", "expected"),
     [
-        ("approved", f":white_check_mark: Approved by <@{APPROVER}> at {DATE}\n:hourglass_flowing_sand: Queued to run"),
-        ("approved_with_edits", f":white_check_mark: Approved with edits by <@{APPROVER}> at {DATE}"),
+        ("approved", f":white_check_mark: Approved by <@{APPROVER}> {DATE}\n:hourglass_flowing_sand: Queued to run"),
+        ("approved_with_edits", f":white_check_mark: Approved with edits by <@{APPROVER}> {DATE}"),
         ("executing", ":gear: Running…"),
         ("executing_after_veto_window", ":white_check_mark: Not vetoed in the veto window"),
         ("succeeded", ":large_green_circle: Succeeded (result in the thread)"),
         ("succeeded_auto", ":robot_face: Ran on its own (autonomous)"),
         ("failed", ":red_circle: Failed: PaymentError: card declined"),
         ("unknown", "interrupted or timed out mid-call and not re-run; a person must check"),
-        ("unknown_resolved_ran", f"Outcome was unknown; <@{APPROVER}> says it ran at {DATE} — in the PSP log"),
-        ("unknown_resolved_not_run", f"Outcome was unknown; <@{APPROVER}> says it did not run at {DATE}"),
-        ("unknown_run_again", f":repeat: Its outcome was unknown; run again by <@{APPROVER}> at {DATE}"),
-        ("rejected", f":x: Rejected by <@{APPROVER}> at {DATE} — Only refund half: the box was opened."),
-        ("vetoed", f":no_entry: Vetoed by <@{APPROVER}> at {DATE} — wrong order"),
-        ("vetoed_without_reason", f":no_entry: Vetoed by <@{APPROVER}> at {DATE}"),
-        ("expired", f":hourglass: Expired at {DATE}"),
-        ("cancelled", f":heavy_multiplication_x: Cancelled at {DATE} — task stopped"),
+        ("unknown_resolved_ran", f"Outcome was unknown; <@{APPROVER}> says it ran {DATE} — in the PSP log"),
+        ("unknown_resolved_not_run", f"Outcome was unknown; <@{APPROVER}> says it did not run {DATE}"),
+        ("unknown_run_again", f":repeat: Its outcome was unknown; run again by <@{APPROVER}> {DATE}"),
+        ("rejected", f":x: Rejected by <@{APPROVER}> {DATE} — Only refund half: the box was opened."),
+        ("vetoed", f":no_entry: Vetoed by <@{APPROVER}> {DATE} — wrong order"),
+        ("vetoed_without_reason", f":no_entry: Vetoed by <@{APPROVER}> {DATE}"),
+        ("expired", f":hourglass: Expired {DATE}"),
+        ("cancelled", f":heavy_multiplication_x: Cancelled {DATE} — task stopped"),
         ("refused", ":no_entry_sign: Refused: amount_cents: must be positive"),
     ],
 )
