@@ -222,7 +222,7 @@ def task_event(out: Poster, d: Delivery, message: TaskEvent) -> Result:
 def task_finished(out: Poster, d: Delivery, message: TaskFinished) -> Result:
     with out.services.sessions() as session:
         task, channel, thread_ts = _task_home(out, session, message.task_public_id)
-        view = task_view(task, actions=outcomes(session, task))
+        view = task_view(task, actions=outcomes(session, task, out.services.registry))
     text, blocks = task_message(view)
     return out.post(d, channel, text, blocks, thread_ts)
 
@@ -243,7 +243,7 @@ def proposal(out: Poster, d: Delivery, message: ProposalMessage) -> Result:
     services, proposal_public_id = out.services, message.proposal_public_id
     with services.sessions() as session:
         row = session.scalars(select(Proposal).where(Proposal.public_id == proposal_public_id)).one()
-        text, blocks = proposal_card(proposal_view(session, row))
+        text, blocks = proposal_card(proposal_view(session, row, services.registry))
         posted = session.get(SlackMessage, f"proposal:{proposal_public_id}")
         where = (posted.channel, posted.ts) if posted else None
     if where is None:

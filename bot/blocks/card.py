@@ -6,7 +6,7 @@ import math
 
 from bot import action_ids
 from bot.blocks.kit import Block, actions, button, confirm_dialog, context, header, section
-from bot.blocks.text import code_block, escape, mention, quote, seconds_text, slack_date, to_json, truncate
+from bot.blocks.text import action_name, code_block, escape, mention, quote, seconds_text, slack_date, to_json, truncate
 from bot.blocks.views import CardView
 from core.states import OPEN_FOR_DECISION, WITH_EXECUTOR, ActionState
 
@@ -58,7 +58,8 @@ def params_hash_from_block_id(block_id: str) -> str | None:
 def card_text(card: CardView) -> str:
     """The message's top-level `text`: notifications and screen readers. No mentions, no untrusted text."""
     label = STATE_LABELS.get(card.state, card.state.capitalize() or "Action")
-    return truncate(escape(f"{label}: {card.tool} for {card.task_type} ({card.risk} risk)"), 300)
+    what = " ".join(card.summary.split()) or card.tool
+    return truncate(escape(f"{label}: {what} ({card.task_type}, {card.risk} risk)"), 300)
 
 
 def card_buttons(card: CardView) -> list[Block]:
@@ -128,18 +129,18 @@ def approval_card(card: CardView) -> list[Block]:
 
 def result_reply(card: CardView) -> tuple[str, list[Block]]:
     """The thread reply after execution: the result (JSON, truncated) or the error."""
-    tool = escape(card.tool)
+    tool = truncate(action_name(card.summary, card.tool, capital=True), 200)
     if card.state == "succeeded":
-        text = f":large_green_circle: `{tool}` succeeded."
+        text = f":large_green_circle: {tool} succeeded."
         body = code_block(card.result, RESULT_LIMIT) if card.result is not None else "_It returned no result._"
     elif card.state == "failed":
-        text = f":red_circle: `{tool}` failed."
+        text = f":red_circle: {tool} failed."
         body = code_block(card.error or "no error message", RESULT_LIMIT)
     elif card.state == "unknown":
-        text = f":warning: `{tool}`: outcome unknown; {UNKNOWN_OUTCOME}."
+        text = f":warning: {tool}: outcome unknown; {UNKNOWN_OUTCOME}."
         body = code_block(card.error, RESULT_LIMIT) if card.error else ""
     else:
-        text = f"`{tool}`: {escape(STATE_LABELS.get(card.state, card.state)).lower()}."
+        text = f"{tool}: {escape(STATE_LABELS.get(card.state, card.state)).lower()}."
         body = ""
     blocks = [section("result", f"{text}\n{body}" if body else text, verbatim=True)]
     blocks.append(
@@ -168,7 +169,12 @@ def confidence_text(card: CardView) -> str:
 
 def proposal_text(card: CardView) -> str:
     rationale = truncate(escape(card.rationale), RATIONALE_LIMIT) if card.rationale.strip() else "_none given_"
-    return f"*Proposed:* `{escape(card.tool)}`\n*Why:* {rationale}\n*Confidence:* {confidence_text(card)}"
+    what = (
+        f"{truncate(action_name(card.summary, card.tool), 300)} (`{escape(card.tool)}`)"
+        if card.summary
+        else (f"`{escape(card.tool)}`")
+    )
+    return f"*Proposed:* {what}\n*Why:* {rationale}\n*Confidence:* {confidence_text(card)}"
 
 
 def model_text(card: CardView) -> str:
@@ -228,8 +234,8 @@ def credential_notice(card: CardView) -> str:
     """A direct message to the person whose credential an action could not use."""
     error = truncate(escape(card.error), ERROR_LIMIT) if card.error else "no error message"
     return (
-        f"*{escape(card.tool)}* ({escape(card.task_type)}, `{card.action_public_id}`) could not run with your "
-        f"credential, so it did not run:\n{error}"
+        f"*{truncate(action_name(card.summary, card.tool, capital=True), 300)}* ({escape(card.task_type)}, "
+        f"action `{card.action_public_id}`) could not run with your credential, so it did not run:\n{error}"
     )
 
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 from bot import action_ids
 from bot.blocks.card import card_text, decide_block_id
 from bot.blocks.kit import Block, actions, button, context, section
-from bot.blocks.text import escape, mention, truncate
+from bot.blocks.text import action_name, escape, mention, truncate
 from bot.blocks.views import CardView, TaskView
 
 REASONS = {
@@ -21,7 +21,7 @@ def reminder(card: CardView, reason: str, late: bool) -> tuple[str, list[Block]]
     what = REASONS.get(reason, "needs attention")
     text = f"{card_text(card)} {what}"
     summary = (
-        f"*{escape(card.tool)}* for *{escape(card.task_type)}* {what}.\n"
+        f"*{truncate(action_name(card.summary, card.tool, capital=True), 300)}* ({escape(card.task_type)}) {what}.\n"
         f"Requested by {mention(card.requester) if card.requester else 'nobody'}: "
         f"_{escape(truncate(card.request_text, 300))}_"
     )
@@ -41,8 +41,8 @@ def reminded_note(targets: list[str], reason: str, late: bool) -> str:
 
 def expired_notice(card: CardView) -> str:
     return (
-        f"Your request for *{escape(card.tool)}* ({escape(card.task_type)}, `{card.action_public_id}`) expired: "
-        "nobody decided in time, so it did not run."
+        f"Your request, *{truncate(action_name(card.summary, card.tool), 300)}* ({escape(card.task_type)}, "
+        f"action `{card.action_public_id}`), expired: nobody decided in time, so it did not run."
     )
 
 

@@ -81,6 +81,24 @@ def mention(user_id: str) -> str:
     return f"<@{user_id}>" if _USER_ID.fullmatch(user_id) else escape(user_id)
 
 
+def action_name(summary: str, tool: str, *, capital: bool = False) -> str:
+    """An action named by what it does ("the refund of order 1001"), escaped; its tool's name in
+    code when it has no summary. `capital` starts a sentence with it."""
+    if not summary.strip():
+        return f"`{escape(tool)}`"
+    text = escape(" ".join(summary.split()))
+    return text[:1].upper() + text[1:] if capital else text
+
+
+# A Slack user id standing alone in text we wrote (never inside `<…>`): it becomes a mention.
+_BARE_USER_ID = re.compile(r"(?<![<@\w|])([UW][A-Z0-9]*[0-9][A-Z0-9]*)(?![\w>|])")
+
+
+def mention_ids(text: str) -> str:
+    """`text` (escaped mrkdwn that we wrote) with each bare user id as a mention, which Slack shows as a name."""
+    return _BARE_USER_ID.sub(lambda found: f"<@{found.group(1)}>" if len(found.group(1)) >= 5 else found.group(1), text)
+
+
 def slack_date(when: datetime, fmt: str = DATE_FORMAT, fallback: str | None = None) -> str:
     """Slack's date formatting (shown in each reader's time zone); the fallback defaults to UTC ISO 8601."""
     if when.tzinfo is None or when.utcoffset() is None:

@@ -39,6 +39,7 @@ class CardView:
     task_public_id: str
     task_type: str
     tool: str
+    summary: str = ""  # what it does, for people: "the refund of order 1001" (untrusted: from params)
     risk: str  # low | medium | high
     mode: str  # hitl | hotl | auto
     state: str  # the action's lifecycle state (core.states.ActionState)
@@ -90,7 +91,8 @@ class ProposalView:
     signatures: tuple[str, ...] = ()
     needed: int = 1
     decided_by: str | None = None
-    recent: tuple[tuple[str, str, str | None], ...] = ()  # (action id, outcome, note) of edits and rejections
+    # (action id, outcome, note, what it did) of edits and rejections, one per action
+    recent: tuple[tuple[str, str, str | None, str], ...] = ()
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -99,6 +101,7 @@ class ActionOutcomeView:
 
     tool: str
     state: str  # core.states.ActionState
+    summary: str = ""  # what it does, for people (untrusted: from params)
     decided_by: str | None = None  # who rejected or vetoed it
     note: str | None = None  # their reason (untrusted)
     error: str | None = None  # why it failed or was refused (untrusted)

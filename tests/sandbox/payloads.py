@@ -129,7 +129,10 @@ def _proposals() -> dict[str, Payload]:
             signatures=("U0ADMIN",),
             needed=2,
             decided_by=None if state == "open" else "U0ADMIN",
-            recent=(("act_1", "rejected", "wrong order"), ("act_2", "edited", None)),
+            recent=(
+                ("act_1", "rejected", "wrong order", "the refund of order 1001"),
+                ("act_2", "edited", None, "the refund of order 1002"),
+            ),
         )
         found[f"proposal:{state}"] = {"kind": "message", "blocks": proposal_card(view)[1]}
     return found
