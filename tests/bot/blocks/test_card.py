@@ -223,7 +223,9 @@ def test_card_text_is_plain_and_non_empty(name):
 
 
 def test_card_text_by_state():
-    assert card_text(CARDS["pending"]) == "Approval needed: issue_refund for refund (high risk)"
+    assert card_text(CARDS["pending"]) == "Approval needed: issue_refund (refund, high risk)"
+    named = replace(CARDS["pending"], summary="the refund of order 1001")
+    assert card_text(named) == "Approval needed: the refund of order 1001 (refund, high risk)"
     assert card_text(CARDS["rejected"]).startswith("Rejected: ")
 
 
