@@ -82,6 +82,7 @@ def card_view(
         confidence_threshold=threshold,
         params=dict(action.params),
         params_hash=action.params_hash,
+        param_schema=catalog.get(action.tool).json_schema() if action.tool in catalog else None,
         run_at=action.run_at if action.state == "scheduled" else None,
         rendered_at=now,
         approvals=len(approvers),

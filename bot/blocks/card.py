@@ -6,6 +6,7 @@ import math
 
 from bot import action_ids
 from bot.blocks.kit import Block, actions, button, confirm_dialog, context, header, section
+from bot.blocks.params import params_blocks
 from bot.blocks.text import action_name, code_block, escape, mention, quote, seconds_text, slack_date, to_json, truncate
 from bot.blocks.views import CardView
 from core.states import OPEN_FOR_DECISION, WITH_EXECUTOR, ActionState
@@ -13,7 +14,6 @@ from core.states import OPEN_FOR_DECISION, WITH_EXECUTOR, ActionState
 REQUEST_LIMIT = 1500
 REQUEST_LINES = 15
 RATIONALE_LIMIT = 1000
-PARAMS_LIMIT = 2900
 NOTE_LIMIT = 500
 ERROR_LIMIT = 1000
 RESULT_LIMIT = 2800
@@ -96,7 +96,7 @@ def approval_card(card: CardView) -> list[Block]:
         header("header", f"{icon} {card.task_type} · {card.risk} risk"),
         section("request", request_text(card), verbatim=True),
         section("proposal", proposal_text(card), verbatim=True),
-        section("params", "*Parameters*\n" + code_block(card.params, PARAMS_LIMIT), verbatim=True),
+        *params_blocks(card.params, card.params_hash, card.param_schema, card.diff),
         context(
             "meta",
             f"params `{escape(card.params_hash[:SHORT_HASH])}` · action `{escape(card.action_public_id)}`"

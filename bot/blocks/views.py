@@ -50,6 +50,7 @@ class CardView:
     confidence_threshold: float
     params: dict[str, Any]
     params_hash: str  # sha256 hex of the canonical params
+    param_schema: dict[str, Any] | None = None  # the tool's JSON schema: labels, descriptions, formats
     run_at: datetime | None = None  # veto deadline while scheduled (aware)
     rendered_at: datetime | None = None  # when the card is drawn: how long is left of the veto window
     approvals: int = 0

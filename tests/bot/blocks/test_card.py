@@ -87,6 +87,8 @@ def test_untrusted_text_cannot_ping_or_forge_links():
     # Untrusted text sits in verbatim text objects: Slack parses no bare @channel or links in them.
     for block_id in ("request", "proposal", "params", "diff", "outcome"):
         assert block(blocks, block_id)["text"]["verbatim"] is True
+    assert all(field["verbatim"] for field in block(blocks, "params")["fields"])
+    assert block(blocks, "params_json")["elements"][0]["verbatim"] is True
 
 
 def test_request_is_quoted_and_names_the_requester():
@@ -109,18 +111,54 @@ def test_huge_request_params_and_rationale_stay_within_slack_limits():
         changed = make_card(**{**card.__dict__, "state": state, "error": big})
         blocks = approval_card(changed)
         assert_message_valid(card_text(changed), blocks)
-    params = block_text(blocks, "params")
-    assert params.startswith("*Parameters*\n```\n{") and "_truncated: " in params
+    exact = block_text(blocks, "params_json")
+    assert exact.startswith("*Exact JSON* (sha256 `") and "_truncated: " in exact
     assert "…and 20 more" in block_text(blocks, "diff")
 
 
-def test_parameters_are_exact_pretty_json_and_backticks_cannot_close_the_block():
+def test_parameters_are_labelled_fields_with_the_exact_json_and_its_hash_below():
     params = {"order_id": "A1", "amount_cents": 500, "note": "café"}
-    text = block_text(approval_card(make_card(params=params)), "params")
-    assert text == "*Parameters*\n```\n" + json.dumps(params, indent=2, sort_keys=True, ensure_ascii=False) + "\n```"
-    text = block_text(approval_card(make_card(params={"note": "```<@U1>```"})), "params")
-    assert text.count("```") == 2
-    assert json.loads(text.split("```")[1].replace("&lt;", "<").replace("&gt;", ">")) == {"note": "```<@U1>```"}
+    blocks = approval_card(make_card(params=params))
+    fields = [field["text"] for field in block(blocks, "params")["fields"]]
+    assert fields == ["*Order id*\nA1", "*Amount cents*\n5.00 (500 cents)", "*Note*\ncafé"]
+    exact = block_text(blocks, "params_json")
+    assert exact == f"Exact JSON `{json.dumps(params, sort_keys=True, ensure_ascii=False, separators=(',', ':'))}`" + (
+        f" · sha256 `{HASH[:12]}`"
+    )
+    text = block_text(approval_card(make_card(params={"note": "```<@U1>```"})), "params_json")
+    assert "`" not in text.split("`", 1)[1].rsplit("`", 3)[0]  # backticks in values cannot end the span
+    assert "&lt;@U1&gt;" in text
+
+
+def test_parameters_follow_the_schema_and_edits_are_marked():
+    schema = {
+        "properties": {
+            "when": {"type": "string", "format": "date-time", "description": "When it runs"},
+            "link": {"type": "string", "format": "uri"},
+            "amount": {"type": "integer", "description": "Amount in cents"},
+            "enabled": {"type": "boolean"},
+        }
+    }
+    params = {"when": "2024-05-01T12:00:00Z", "link": "https://example.com/a|b", "amount": 123456, "enabled": True}
+    card = make_card(params=params, param_schema=schema, diff={"amount": {"from": 100, "to": 123456}})
+    fields = [field["text"] for field in block(approval_card(card), "params")["fields"]]
+    assert fields[0] == f"*When* · _When it runs_\n{DATE}"
+    assert fields[1] == "*Link*\n<https://example.com/a%7Cb|https://example.com/a|b>"
+    assert (
+        fields[2] == "*Amount* · _Amount in cents_\n1,234.56 (123,456 cents)\n:pencil2: _edited, was_ 1.00 (100 cents)"
+    )
+    assert fields[3] == "*Enabled*\nyes"
+    # Not a link unless the schema says so, nor one of another scheme.
+    plain = make_card(params={"link": "javascript:alert(1)"}, param_schema=schema)
+    assert "<" not in block_text(approval_card(plain), "params")
+
+
+def test_many_parameters_stay_within_ten_fields():
+    params = {f"p{i:02}": i for i in range(25)}
+    blocks = approval_card(make_card(params=params))
+    fields = block(blocks, "params")["fields"]
+    assert len(fields) == 10 and "16 more" in fields[-1]["text"]
+    assert_message_valid("card", blocks)
 
 
 def test_short_hash_action_and_task_ids():
