@@ -20,7 +20,7 @@ from agent.connect import DM_LINK_TTL
 from bot.blocks.alerts import audit_head, backlog_alert, budget_alert
 from bot.blocks.card import approval_card, card_text, credential_notice, result_reply
 from bot.blocks.connect import connect_blocks, requester_connect
-from bot.blocks.ping import expired_notice, reminded_note, reminder, stall_alert
+from bot.blocks.ping import expired_notice, reminded_note, reminder, reminder_acknowledged, stall_alert
 from bot.blocks.proposal import level_changed, proposal_card, review_card
 from bot.blocks.task import task_message
 from bot.blocks.views import CardView, ConnectLinkView
@@ -61,6 +61,7 @@ from core.models import Action, Proposal, SlackMessage, Task
 from core.states import OPEN_FOR_DECISION
 
 Deliver = Callable[[Poster, Delivery, Any], Result | None]
+REMINDER = "reminder"  # slack_messages key: reminder:{action}:{user}:{step}, a reminder DM
 
 # -- action cards ------------------------------------------------------------------------------
 
@@ -88,9 +89,20 @@ def card(out: Poster, d: Delivery, message: CardPosted | CardUpdated | ActionDec
 
 
 def acknowledged(out: Poster, d: Delivery, message: ActionAcknowledged) -> Result:
+    """The card says who has it, its thread too, and each reminder DM about it changes in place:
+    "Acknowledged — the card is yours" to whoever clicked, who has it to the others."""
     view, (channel, ts), result = _card(out, d, message.action_public_id)
     if view.acknowledged_by:
         out.post(d, channel, f"<@{view.acknowledged_by}> is on it.", None, ts)
+        with out.services.sessions() as session:
+            reminders = session.scalars(
+                select(SlackMessage).where(SlackMessage.key.startswith(f"{REMINDER}:{message.action_public_id}:"))
+            ).all()
+            sent = [(row.key.split(":")[2], row.channel, row.ts) for row in reminders]
+        link = out.permalink(d, channel, ts) if sent else None
+        for user, dm_channel, dm_ts in sent:
+            text, blocks = reminder_acknowledged(view, user, link)
+            out.update(d, dm_channel, dm_ts, text, blocks)
     return result
 
 
@@ -163,9 +175,12 @@ def remind(out: Poster, d: Delivery, message: Reminded) -> Result:
         view = card_view(session, services.config, services.registry, action)
         posted = session.get(SlackMessage, f"card:{action.public_id}")
         thread = (posted.channel, posted.ts) if posted else None
-    text, blocks = reminder(view, message.reason, message.late)
+    link = out.permalink(d, thread[0], thread[1]) if thread is not None else None
+    text, blocks = reminder(view, message.reason, message.late, link)
     for user in message.targets:
-        out.post(d, out.dm(d, user), text, blocks, None)
+        # Remembered, so Acknowledge can change the DM in place.
+        key = f"{REMINDER}:{message.action_public_id}:{user}:{message.step}"
+        out.post(d, out.dm(d, user), text, blocks, None, key=key)
     if thread is not None:
         out.post(d, thread[0], reminded_note(message.targets, message.reason, message.late), None, thread[1])
     return {"reminded": message.targets}
