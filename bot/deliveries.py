@@ -18,7 +18,7 @@ from sqlalchemy.orm import Session
 
 from agent.connect import DM_LINK_TTL
 from bot.blocks.alerts import audit_head, backlog_alert, budget_alert
-from bot.blocks.card import approval_card, card_text, credential_notice, result_reply
+from bot.blocks.card import approval_card, asked_note, card_text, credential_notice, result_reply
 from bot.blocks.connect import connect_blocks, requester_connect
 from bot.blocks.ping import expired_notice, reminded_note, reminder, reminder_acknowledged, stall_alert
 from bot.blocks.proposal import level_changed, proposal_card, review_card
@@ -74,14 +74,27 @@ def _card(out: Poster, d: Delivery, action_public_id: str) -> tuple[CardView, tu
         card = card_view(session, services.config, services.registry, action, now=services.clock.now())
         posted = session.get(SlackMessage, f"card:{action_public_id}")
         where = (posted.channel, posted.ts) if posted else None
+        asked_in = _asked_in(session, action)
     blocks, text = approval_card(card), card_text(card)
     if where is None:
         result = out.post(
             d, services.config.channel_for(card.task_type), text, blocks, None, key=f"card:{action_public_id}"
         )
+        if asked_in is not None and asked_in[0] != result["channel"]:
+            # The person asked in a thread: the conversation stays there, with a link to the card.
+            link = out.permalink(d, result["channel"], result["ts"])
+            out.post(d, asked_in[0], asked_note(card, link), None, asked_in[1])
         return card, (result["channel"], result["ts"]), result
     out.update(d, where[0], where[1], text, blocks)
     return card, where, {"channel": where[0], "ts": where[1], "updated": True}
+
+
+def _asked_in(session: Session, action: Action) -> tuple[str, str] | None:
+    """The thread an `@countersign` mention started the action's task in, if it did."""
+    task = session.get(Task, action.task_id)
+    if task is None or not task.channel or not task.thread_ts:
+        return None
+    return task.channel, task.thread_ts
 
 
 def card(out: Poster, d: Delivery, message: CardPosted | CardUpdated | ActionDecided) -> Result:
@@ -111,6 +124,11 @@ def ended(out: Poster, d: Delivery, message: ActionEnded) -> Result:
     view, (channel, ts), result = _card(out, d, message.action_public_id)
     reply_text, reply_blocks = result_reply(view)
     out.post(d, channel, reply_text, reply_blocks, ts)
+    with out.services.sessions() as session:
+        action = session.scalars(select(Action).where(Action.public_id == message.action_public_id)).one()
+        asked_in = _asked_in(session, action)
+    if asked_in is not None and asked_in[0] != channel:  # the result where the person asked, too
+        out.post(d, asked_in[0], reply_text, reply_blocks, asked_in[1])
     if message.tell:  # their own credential failed: they are the one who can fix it
         notice = credential_notice(view)
         links = _links(out, message.tell, message.action_public_id, view.task_type, view.tool)

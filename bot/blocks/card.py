@@ -149,6 +149,17 @@ def result_reply(card: CardView) -> tuple[str, list[Block]]:
     return truncate(text.replace("`", ""), 300), blocks
 
 
+def asked_note(card: CardView, link: str | None) -> str:
+    """In the thread where a person asked: what was drafted, where it is decided (or that it runs)."""
+    what = truncate(action_name(card.summary, card.tool, capital=True), 300)
+    where = f"<{link}|its card>" if link and "|" not in link and ">" not in link else "its card"
+    if card.state == "pending":
+        return f":raised_hand: {what} needs an approver's decision: see {where} (action `{card.action_public_id}`)."
+    if card.state == "scheduled":
+        return f":alarm_clock: {what} runs unless someone vetoes it: see {where} (action `{card.action_public_id}`)."
+    return f":robot_face: {what}: see {where} (action `{card.action_public_id}`); its result follows here."
+
+
 def request_text(card: CardView) -> str:
     who = f"from {mention(card.requester)}" if card.requester else "via the API"
     quoted = (
