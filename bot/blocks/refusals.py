@@ -23,6 +23,9 @@ from approvals.errors import (
 from approvals.proposals import NotAnAdmin
 from bot.blocks.text import escape, mention, mention_ids, slack_date
 
+# Where an approved action goes next: a late click is told it was approved, whatever its run did.
+RAN_AFTER_APPROVAL = frozenset({"approved", "executing", "succeeded", "failed", "unknown"})
+
 
 def refusal_text(refusal: Exception, what: str | None) -> str:
     """The answer to a refused click; `what` names the action (mrkdwn), None when it is not known."""
@@ -30,7 +33,7 @@ def refusal_text(refusal: Exception, what: str | None) -> str:
     if isinstance(refusal, NotAnApprover):
         return f":no_entry_sign: You are not an approver of {it}: your click changed nothing."
     if isinstance(refusal, SelfApproval):
-        return f":no_entry_sign: You requested {it}, so someone else must approve it."
+        return f":no_entry_sign: You requested {it}, so you cannot approve it: someone else must."
     if isinstance(refusal, AlreadyApprovedByYou):
         return f":no_entry_sign: You already approved {it}; it needs another approver."
     if isinstance(refusal, StaleParams):
@@ -38,7 +41,8 @@ def refusal_text(refusal: Exception, what: str | None) -> str:
     if isinstance(refusal, AlreadyDecided):
         by = f" by {mention(refusal.by)}" if refusal.by else ""
         when = f" {slack_date(refusal.at)}" if refusal.at else ""
-        return f":information_source: {_capital(it)} is already {escape(refusal.state)}{by}{when}."
+        state = "approved" if refusal.state in RAN_AFTER_APPROVAL else escape(refusal.state)
+        return f":information_source: {_capital(it)} is already {state}{by}{when}."
     if isinstance(refusal, AlreadyAcknowledged):
         by, when = mention(refusal.by), slack_date(refusal.at)
         return f":information_source: {_capital(it)} was already acknowledged by {by} {when}."

@@ -56,6 +56,13 @@ def test_clean_approvals_earn_a_proposal_an_admin_promotes_and_a_veto_takes_it_b
     assert _level(slack_app, "flag") == "hotl"
     assert f"Promoted by <@{ADMIN}>" in json.dumps(slack.message(ADMINS, proposal.ts).blocks, ensure_ascii=False)
     assert any("hitl → *hotl*" in m.text for m in slack.messages(APPROVALS))
+    assert any(f"promoted by <@{ADMIN}> on proposal {proposal_id}" in m.text for m in slack.messages(APPROVALS))
+    # The evidence that earned hotl stands next to the next level's, which starts from nothing.
+    shown = slack_app.command(ALICE, "autonomy flag").json()["text"]
+    assert "*Earned hitl → hotl* <!date^" in shown and f"promoted by <@{ADMIN}>" in shown
+    earned, toward = shown.split("\n")[2:4]
+    assert "3 outcomes (3 clean, 0 rejected, 0 vetoed)" in earned
+    assert toward.startswith("*At its ceiling.*") and "0 outcomes (0 clean" in toward
 
     unattended = _run(slack_app, "run flag Turn on flag f9")
     assert unattended.state == "scheduled"
