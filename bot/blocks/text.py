@@ -12,7 +12,6 @@ _ESCAPES = ("&amp;", "&lt;", "&gt;")
 _USER_ID = re.compile(r"[UW][A-Z0-9]{2,}")
 _FENCE = "```"
 DATE_FORMAT = "{date_short_pretty} at {time_secs}"  # "today at 12:28:41 AM": to the second
-TIME_FORMAT = "{time_secs}"
 
 COMMANDS = (
     ("run TYPE TEXT", "start a task of that type; TEXT is the request"),
