@@ -80,7 +80,7 @@ def _card(out: Poster, d: Delivery, action_public_id: str) -> tuple[CardView, tu
         result = out.post(
             d, services.config.channel_for(card.task_type), text, blocks, None, key=f"card:{action_public_id}"
         )
-        if asked_in is not None and asked_in[0] != result["channel"]:
+        if asked_in is not None:
             # The person asked in a thread: the conversation stays there, with a link to the card.
             link = out.permalink(d, result["channel"], result["ts"])
             out.post(d, asked_in[0], asked_note(card, link), None, asked_in[1])
@@ -127,7 +127,7 @@ def ended(out: Poster, d: Delivery, message: ActionEnded) -> Result:
     with out.services.sessions() as session:
         action = session.scalars(select(Action).where(Action.public_id == message.action_public_id)).one()
         asked_in = _asked_in(session, action)
-    if asked_in is not None and asked_in[0] != channel:  # the result where the person asked, too
+    if asked_in is not None:  # the result where the person asked, too
         out.post(d, asked_in[0], reply_text, reply_blocks, asked_in[1])
     if message.tell:  # their own credential failed: they are the one who can fix it
         notice = credential_notice(view)

@@ -56,8 +56,8 @@ def exact_json(params: dict[str, Any], params_hash: str) -> Block:
     """The parameters exactly as they run (canonical, compact JSON) and their sha256."""
     raw = json.dumps(params, sort_keys=True, ensure_ascii=False, separators=(",", ":"), default=str)
     digest = f"sha256 `{escape(params_hash[:SHORT_HASH])}`"
-    if len(raw) <= JSON_LINE_LIMIT and "\n" not in raw:
-        shown = escape(raw.replace("`", BACKTICK))
+    shown = escape(raw.replace("`", BACKTICK))
+    if len(shown) <= JSON_LINE_LIMIT and "\n" not in shown:
         return context("params_json", f"Exact JSON `{shown}` · {digest}", verbatim=True)
     body = code_block(params, JSON_BLOCK_LIMIT)
     return {

@@ -51,8 +51,8 @@ def refusal_text(refusal: Exception, what: str | None) -> str:
         return f":information_source: {_capital(it)} is {state}: it cannot take a {kind}."
     if isinstance(refusal, ReasonRequired):
         return f":warning: Say why: {it} needs a reason."
-    if isinstance(refusal, OtherWorkspace):
-        return ":no_entry_sign: That action is not one of your workspace's."
+    if isinstance(refusal, OtherWorkspace):  # as if it did not exist: nothing of it is told
+        return f":no_entry_sign: There is no action `{escape(refusal.action_public_id)}` in your workspace."
     if isinstance(refusal, NotAnAdmin):
         return ":no_entry_sign: You are not an admin: only admins change autonomy levels."
     if isinstance(refusal, CredentialMissing) and refusal.owner and refusal.owner != refusal.actor:

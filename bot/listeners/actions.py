@@ -16,7 +16,7 @@ from agent.connect import LINK_TTL
 from agent.task_controls import EXTEND, STOP, controlled, extend, stop
 from agent.tasks import TaskError, choose_task_type
 from approvals.decisions import decide
-from approvals.errors import ActionNotFound, CredentialMissing, DecisionRefused
+from approvals.errors import ActionNotFound, CredentialMissing, DecisionRefused, OtherWorkspace
 from approvals.subjects import editable, quorum_of, tool_of
 from bot import action_ids
 from bot.admission import DECIDING, Shed
@@ -101,7 +101,8 @@ def decision_listener(services: Services, handler: Handler) -> Callable[..., Non
 def refused(services: Services, refusal: Exception) -> str:
     """What the clicker reads: the refusal in their words, the action named by what it does."""
     what = None
-    if isinstance(refusal, DecisionRefused) and refusal.action_public_id:
+    # Another workspace's action is refused as if it did not exist: it is not looked up to be named.
+    if isinstance(refusal, DecisionRefused) and refusal.action_public_id and not isinstance(refusal, OtherWorkspace):
         try:
             with services.sessions() as session:
                 what = action_label(session, services.registry, refusal.action_public_id)
