@@ -56,7 +56,7 @@ def params_hash_from_block_id(block_id: str) -> str | None:
 
 
 def card_text(card: CardView) -> str:
-    """The message's top-level `text`: notifications and screen readers. No mentions, no untrusted text."""
+    """The message's top-level `text`: notifications and screen readers. No mentions; the summary (params) escaped."""
     label = STATE_LABELS.get(card.state, card.state.capitalize() or "Action")
     what = " ".join(card.summary.split()) or card.tool
     return truncate(escape(f"{label}: {what} ({card.task_type}, {card.risk} risk)"), 300)
