@@ -11,7 +11,28 @@ from typing import Any
 
 # Keys whose strings never reach a person: ids, values carried by buttons, form metadata.
 HIDDEN = frozenset(
-    {"action_id", "block_id", "value", "private_metadata", "callback_id", "user", "users", "channel", "ts", "url"}
+    {
+        "action_id",
+        "block_id",
+        "value",
+        "private_metadata",
+        "callback_id",
+        "user",
+        "user_id",
+        "users",
+        "team_id",
+        "channel",
+        "ts",
+        "thread_ts",
+        "url",
+        "response_url",
+        "trigger_id",
+        "view_id",
+        "external_id",
+        "hash",
+        "metadata",
+        "image_url",
+    }
 )
 # Web API calls whose arguments people read (the response_url's answers are recorded as such).
 READ = frozenset(
