@@ -23,8 +23,18 @@ from approvals.errors import (
 from approvals.proposals import NotAnAdmin
 from bot.blocks.text import escape, mention, mention_ids, slack_date
 
-# Where an approved action goes next: a late click is told it was approved, whatever its run did.
-RAN_AFTER_APPROVAL = frozenset({"approved", "executing", "succeeded", "failed", "unknown"})
+# How a decided action stands, for a click that came too late.
+DECIDED = {
+    "approved": "is already approved",
+    "executing": "is already approved and running",
+    "succeeded": "already succeeded",
+    "failed": "already failed",
+    "unknown": "already ran, with an unknown outcome",
+    "rejected": "is already rejected",
+    "vetoed": "is already vetoed",
+    "expired": "already expired",
+    "cancelled": "is already cancelled",
+}
 
 
 def refusal_text(refusal: Exception, what: str | None) -> str:
@@ -41,8 +51,8 @@ def refusal_text(refusal: Exception, what: str | None) -> str:
     if isinstance(refusal, AlreadyDecided):
         by = f" by {mention(refusal.by)}" if refusal.by else ""
         when = f" {slack_date(refusal.at)}" if refusal.at else ""
-        state = "approved" if refusal.state in RAN_AFTER_APPROVAL else escape(refusal.state)
-        return f":information_source: {_capital(it)} is already {state}{by}{when}."
+        state = DECIDED.get(refusal.state, f"is already {escape(refusal.state)}")
+        return f":information_source: {_capital(it)} {state}: decided{by}{when}."
     if isinstance(refusal, AlreadyAcknowledged):
         by, when = mention(refusal.by), slack_date(refusal.at)
         return f":information_source: {_capital(it)} was already acknowledged by {by} {when}."

@@ -454,7 +454,7 @@ def test_two_replicas_on_one_postgres_do_everything_exactly_once(replica_db: Eng
     assert Counter(a for a in actions for answer in answers if a in answer["text"]) == refused
     for answer in answers:
         [action_id] = [c.action_id for c in approved if c.action_id in answer["text"]]
-        assert re.search(rf"is already \w+ by <@{actions[action_id].decided_by}>", answer["text"]), answer
+        assert re.search(rf"already [\w ]+: decided by <@{actions[action_id].decided_by}>", answer["text"]), answer
     assert {e.data["code"] for e in events if e.kind == "decision.refused" and e.data} == {"already_decided"}
     approvals = Counter(e.action_public_id for e in events if e.kind == "action.approved")
     assert approvals == Counter({c.action_id: 1 for c in approved})

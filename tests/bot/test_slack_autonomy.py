@@ -51,6 +51,7 @@ def test_clean_approvals_earn_a_proposal_an_admin_promotes_and_a_veto_takes_it_b
     assert any("not an admin" in e.text for e in slack.ephemerals(ALICE))
     assert _level(slack_app, "flag") == "hitl"
 
+    slack_app.clock.advance(timedelta(seconds=1))  # the promotion comes after the evidence
     assert _click(slack_app, ADMIN, "promote", proposal_id, proposal) == 200
     slack_app.settle()
     assert _level(slack_app, "flag") == "hotl"
@@ -58,7 +59,7 @@ def test_clean_approvals_earn_a_proposal_an_admin_promotes_and_a_veto_takes_it_b
     assert any("hitl → *hotl*" in m.text for m in slack.messages(APPROVALS))
     assert any(f"promoted by <@{ADMIN}> on proposal {proposal_id}" in m.text for m in slack.messages(APPROVALS))
     # The evidence that earned hotl stands next to the next level's, which starts from nothing.
-    shown = slack_app.command(ALICE, "autonomy flag").json()["text"]
+    shown = slack_app.command(ALICE, "autonomy flag").body
     assert "*Earned hitl → hotl* <!date^" in shown and f"promoted by <@{ADMIN}>" in shown
     earned, toward = shown.split("\n")[2:4]
     assert "3 outcomes (3 clean, 0 rejected, 0 vetoed)" in earned

@@ -36,9 +36,8 @@ def test_reminders_arrive_as_dms_and_expiry_updates_the_card_and_tells_the_reque
     # Each reminder DM changed in place: Bob's says the card is his, Alice's who has it; no button is left.
     [bobs] = slack.messages(slack.dm(BOB))
     assert bobs.ts == ping.ts and bobs.text == "Acknowledged — the card is yours"
-    assert "Acknowledged — the card is yours." in json.dumps(bobs.blocks) and f"<{link}|its card>" in json.dumps(
-        bobs.blocks
-    )
+    shown = json.dumps(bobs.blocks, ensure_ascii=False)
+    assert "Acknowledged — the card is yours." in shown and f"<{link}|its card>" in shown
     [alices] = slack.messages(slack.dm(ALICE))
     assert f"Acknowledged by <@{BOB}>" in json.dumps(alices.blocks)
     assert all(block["type"] != "actions" for block in bobs.blocks + alices.blocks)

@@ -33,8 +33,8 @@ def test_refusals_say_you_name_the_action_by_what_it_does_and_people_by_mention(
     assert slack_app.click(BOB, "approve", action.public_id, block_id, card.ts).status == 200
     slack_app.settle()
     late = [e.text for e in slack.ephemerals(BOB)][-1]
-    assert late.startswith(f":information_source: The refund of order 1001 (action `{action.public_id}`) is already ")
-    assert f"by <@{ALICE}> <!date^" in late
+    assert late.startswith(f":information_source: The refund of order 1001 (action `{action.public_id}`) already ")
+    assert f": decided by <@{ALICE}> <!date^" in late
     for text in (*told.values(), late):
         assert not bare_user_ids(text), text
 

@@ -39,9 +39,9 @@ def test_each_refusal_speaks_to_the_clicker_and_names_people_by_mention():
     assert told["twice"] == f":no_entry_sign: You already approved {WHAT}; it needs another approver."
     assert (
         told["decided"]
-        == f":information_source: The refund of order 1001 (action `act_1`) is already approved by <@U0ALICE> {DATE}."
+        == f":information_source: {WHAT[:1].upper()}{WHAT[1:]} already succeeded: decided by <@U0ALICE> {DATE}."
     )
-    assert told["rejected"].endswith("is already rejected by <@U0BOB>.")
+    assert told["rejected"].endswith("is already rejected: decided by <@U0BOB>.")
     assert told["acknowledged"].endswith(f"was already acknowledged by <@U0BOB> {DATE}.")
     assert told["admin"] == ":no_entry_sign: You are not an admin: only admins change autonomy levels."
     assert told["other"] == ":no_entry_sign: There is no action `act_1` in your workspace."
