@@ -94,8 +94,16 @@ _BARE_USER_ID = re.compile(r"(?<![<@\w|])([UW][A-Z0-9]*[0-9][A-Z0-9]*)(?![\w>|])
 
 
 def mention_ids(text: str) -> str:
-    """`text` (escaped mrkdwn that we wrote) with each bare user id as a mention, which Slack shows as a name."""
-    return _BARE_USER_ID.sub(lambda found: f"<@{found.group(1)}>" if len(found.group(1)) >= 5 else found.group(1), text)
+    """`text` (escaped mrkdwn that we wrote) with each bare user id as a mention, which Slack shows
+    as a name; not inside code spans."""
+    parts = text.split("`")  # inside a code span an id stays as typed: a command to copy
+    for index in range(0, len(parts), 2):
+        parts[index] = _BARE_USER_ID.sub(_as_mention, parts[index])
+    return "`".join(parts)
+
+
+def _as_mention(found: re.Match[str]) -> str:
+    return f"<@{found.group(1)}>" if len(found.group(1)) >= 5 else found.group(1)
 
 
 def slack_date(when: datetime, fmt: str = DATE_FORMAT, fallback: str | None = None) -> str:

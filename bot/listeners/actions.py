@@ -115,7 +115,11 @@ def refused(services: Services, refusal: Exception) -> str:
 
 def refused_plain(services: Services, refusal: Exception, team: str | None) -> str:
     """A refusal for a form's field error (plain text): people by their Slack name."""
-    return as_plain(refused(services, refusal), lambda user: person_name(services, user, team))
+
+    def name(user: str) -> str | None:
+        return person_name(services, user, team)
+
+    return as_plain(refused(services, refusal), name)
 
 
 def task_listener(services: Services, attempted: str, handler: Handler) -> Callable[..., None]:

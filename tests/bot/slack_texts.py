@@ -48,6 +48,7 @@ READ = frozenset(
     }
 )
 _TOKEN = re.compile(r"<[^<>]*>")  # a mention, a channel, a link, a date: Slack renders these
+_CODE = re.compile(r"`[^`]*`")  # an id in code is one to copy (a CLI command), not a person's name
 _USER_ID = re.compile(r"\b[UW][A-Z0-9]{4,}\b")
 
 
@@ -70,7 +71,8 @@ def strings(value: Any, key: str | None = None) -> Iterator[str]:
 
 def bare_user_ids(text: str) -> list[str]:
     """User ids `text` shows as ids (outside Slack's `<…>` tokens)."""
-    return [found for found in _USER_ID.findall(_TOKEN.sub(" ", text)) if any(ch.isdigit() for ch in found)]
+    shown = _CODE.sub(" ", _TOKEN.sub(" ", text))
+    return [found for found in _USER_ID.findall(shown) if any(ch.isdigit() for ch in found)]
 
 
 def unnamed_people(calls: Iterable[tuple[str, dict[str, Any]]], replies: Iterable[str] = ()) -> list[str]:

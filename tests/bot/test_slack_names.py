@@ -60,6 +60,10 @@ def test_our_own_texts_turn_ids_into_mentions_and_plain_places_get_names() -> No
         "promoted by <@U0ADMIN> and <@U0ALICE> on proposal prp_1"
     )
     assert mention_ids("<@U0ADMIN> stays; URGENT and U2 too") == "<@U0ADMIN> stays; URGENT and U2 too"
+    assert (
+        mention_ids("by U0BOB: run `secrets connect --owner U0BOB`")
+        == "by <@U0BOB>: run `secrets connect --owner U0BOB`"
+    )
     text = ":information_source: It is already approved by <@U0ALICE> <!date^1^{date}|2024-05-01> &amp; more."
     names = {"U0ALICE": "Alice"}
     assert as_plain(text, names.get) == "It is already approved by @Alice 2024-05-01 & more."
