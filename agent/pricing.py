@@ -20,7 +20,11 @@ class Price:
     cache_write: float | None = None  # default: 125% of input
 
 
+# What `agent.scripted_model.ScriptedModel` answers as: no model is called, so nothing is spent.
+SCRIPTED = "scripted"
+
 DEFAULT_PRICES: dict[str, Price] = {
+    SCRIPTED: Price(0.0, 0.0, 0.0, 0.0),
     "claude-opus-4-5": Price(5.0, 25.0),
     "claude-opus-4-6": Price(5.0, 25.0),
     "claude-opus-4-7": Price(5.0, 25.0),

@@ -24,6 +24,7 @@ from typing import Any
 import yaml
 
 from agent.model import ModelReply, ModelRequest, Usage
+from agent.pricing import SCRIPTED
 
 DEFAULT = "default"
 
@@ -66,7 +67,7 @@ def _reply(request: ModelRequest, content: list[dict[str, Any]], stop_reason: st
     return ModelReply(
         content=content,
         stop_reason=stop_reason,
-        model=request.model,
+        model=SCRIPTED,  # named as what it is (not the model it stands in for), and priced at 0
         usage=Usage(input_tokens=words + len(request.system) // 4, output_tokens=20 * len(content)),
     )
 

@@ -15,7 +15,9 @@ from __future__ import annotations
 
 import importlib
 import inspect
+import json
 import re
+import string
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal, TypeVar, cast, get_args, get_type_hints, overload
@@ -35,6 +37,7 @@ __all__ = [
     "ToolSpec",
     "load_tool_modules",
     "spec_of",
+    "summarize",
     "tool",
 ]
 
@@ -109,6 +112,7 @@ class ToolSpec:
     timeout_s: float
     takes_idempotency_key: bool
     secrets: tuple[str, ...] = ()  # names the tool declared; passed as `secrets` at call time
+    summary: str | None = None  # what a call does, for people: "the refund of order {order_id}"
 
     @property
     def policy(self) -> ToolPolicy:
@@ -185,6 +189,7 @@ def tool(
     max_autonomy: Autonomy = "auto",
     timeout: float | str = 30,
     secrets: Sequence[str] = (),
+    summary: str | None = None,
 ) -> Callable[[F], F]: ...
 
 
@@ -197,18 +202,27 @@ def tool(
     max_autonomy: Autonomy = "auto",
     timeout: float | str = 30,
     secrets: Sequence[str] = (),
+    summary: str | None = None,
 ) -> F | Callable[[F], F]:
     """Declare a tool: `@tool` or `@tool(risk="high", idempotent=True, max_autonomy="hitl", timeout="2m")`.
 
     The parameter schema comes from the type hints; a parameter named `idempotency_key` is left
     out of it and receives the action's public id at run time. With `secrets=["name", ...]`, a
     parameter named `secrets` is left out too and receives those secrets as a `Secrets` mapping.
-    The function is returned as is.
+    `summary` says what one call does, for people, with parameters in braces: `"the refund of
+    order {order_id}"` (cards, reminders and refusals name the action by it; without one they
+    show the tool's name and its first parameters). The function is returned as is.
     """
 
     def decorate(fn: F) -> F:
         spec = _build_spec(
-            fn, risk=risk, idempotent=idempotent, max_autonomy=max_autonomy, timeout=timeout, secrets=secrets
+            fn,
+            risk=risk,
+            idempotent=idempotent,
+            max_autonomy=max_autonomy,
+            timeout=timeout,
+            secrets=secrets,
+            summary=summary,
         )
         _DEFINED.setdefault(spec.module, {})[spec.name] = spec
         setattr(fn, _SPEC_ATTRIBUTE, spec)
@@ -233,6 +247,7 @@ def _build_spec(
     max_autonomy: str,
     timeout: float | str,
     secrets: Sequence[str] = (),
+    summary: str | None = None,
 ) -> ToolSpec:
     name = getattr(fn, "__name__", None)
     if not callable(fn) or not isinstance(name, str):
@@ -253,6 +268,7 @@ def _build_spec(
         raise InvalidToolDefinition(name, f"timeout must be positive (got {timeout!r})")
     declared = _declared_secrets(fn, name, secrets)
     model, arguments, takes_key = _params_model(fn, name, skip_secrets=bool(declared))
+    _check_summary(name, summary, set(arguments.values()))
     return ToolSpec(
         name=name,
         description=_first_paragraph(inspect.getdoc(fn)),
@@ -266,7 +282,45 @@ def _build_spec(
         timeout_s=timeout_s,
         takes_idempotency_key=takes_key,
         secrets=declared,
+        summary=summary,
     )
+
+
+def _check_summary(name: str, summary: str | None, parameters: set[str]) -> None:
+    """A summary names only the tool's parameters, by name (`{order_id}`), nothing else."""
+    if summary is None:
+        return
+    if not isinstance(summary, str) or not summary.strip():
+        raise InvalidToolDefinition(name, f"summary must be a non-empty string (got {summary!r})")
+    try:
+        fields = [field for _, field, _, _ in string.Formatter().parse(summary) if field is not None]
+    except ValueError as exc:
+        raise InvalidToolDefinition(name, f"summary {summary!r} is not a format string: {exc}") from None
+    for field in fields:
+        if field not in parameters:
+            known = ", ".join(sorted(parameters)) or "none"
+            raise InvalidToolDefinition(name, f"summary names {{{field}}}, not one of its parameters ({known})")
+
+
+SUMMARY_VALUE_LIMIT = 60
+
+
+def summarize(params: Mapping[str, Any], summary: str | None) -> str:
+    """What one call does, in plain text: the tool's `summary` filled in with `params`; "" when
+    the tool has none (or edited params lack one of its fields): people then see the tool's name."""
+    if not summary:
+        return ""
+    values = {key: _summary_value(value) for key, value in params.items()}
+    try:
+        return summary.format_map(values)
+    except (KeyError, ValueError, IndexError, AttributeError):
+        return ""
+
+
+def _summary_value(value: Any) -> str:
+    text = value if isinstance(value, str) else json.dumps(value, ensure_ascii=False, default=str)
+    text = " ".join(text.split())
+    return text if len(text) <= SUMMARY_VALUE_LIMIT else text[: SUMMARY_VALUE_LIMIT - 1] + "…"
 
 
 def _declared_secrets(fn: Callable[..., Any], name: str, secrets: Sequence[str]) -> tuple[str, ...]:
@@ -366,6 +420,11 @@ class ToolRegistry:
 
     def validate(self, name: str, params: Mapping[str, Any]) -> dict[str, Any]:
         return self.get(name).validate(params)
+
+    def summarize(self, name: str, params: Mapping[str, Any]) -> str:
+        """What a call of `name` does, for people; "" for a tool without a summary (or not here)."""
+        spec = self._tools.get(name)
+        return summarize(params, spec.summary if spec else None)
 
 
 def load_tool_modules(modules: Iterable[str]) -> ToolRegistry:

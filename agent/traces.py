@@ -9,6 +9,7 @@ from datetime import datetime
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from agent.pricing import SCRIPTED
 from approvals.usage import Usage, usage_where
 from core.models import AuditEvent, Task, TraceEvent
 
@@ -50,6 +51,8 @@ def _from_trace(event: TraceEvent) -> Entry:
             else ""
         )
         drafted_by = f"{event.model} (fallback: {data.get('primary')} failing)" if data.get("fallback") else event.model
+        if event.model == SCRIPTED:
+            drafted_by = "scripted model (replies from a script: no model called)"
         summary = (
             f"{drafted_by} · in {event.input_tokens}{cached} / out {event.output_tokens} tokens · "
             f"${event.cost_usd:.4f} · {event.latency_ms or 0:.0f} ms · {data.get('stop_reason')}"

@@ -439,8 +439,31 @@ def demote_for_incident(
     )
 
 
+def earned(session: Session, name: str, level: str) -> dict[str, Any] | None:
+    """The promotion that earned `level` (the newest proposal promoted to it), with the evidence
+    the admins saw: after a promotion the evidence starts again from nothing, and people must
+    still see why the type is where it is."""
+    proposal = session.scalars(
+        select(Proposal)
+        .where(Proposal.task_type == name, Proposal.to_level == level, Proposal.state == ProposalState.PROMOTED)
+        .order_by(Proposal.id.desc())
+        .limit(1)
+    ).first()
+    if proposal is None:
+        return None
+    return {
+        "proposal_id": proposal.public_id,
+        "from_level": proposal.from_level,
+        "to_level": proposal.to_level,
+        "stats": dict(proposal.evidence),
+        "by": list(proposal.signatures) or ([proposal.decided_by] if proposal.decided_by else []),
+        "at": proposal.decided_at,
+    }
+
+
 def describe(session: Session, name: str, task_type: TaskTypeConfig, now: datetime) -> dict[str, Any]:
-    """A task type's level, ceiling, evidence and what the next level still needs."""
+    """A task type's level, ceiling, evidence and what the next level still needs; `earned`: the
+    promotion (and its evidence) that brought it to its level, if one did."""
     state = session.get(AutonomyState, name)
     level = effective_level(session, name, task_type)
     ceiling = task_type.graduation.ceiling
@@ -455,6 +478,7 @@ def describe(session: Session, name: str, task_type: TaskTypeConfig, now: dateti
             "frozen_until": None,
             "unconfirmed": False,
             "probation_left": 0,
+            "earned": None,
         }
     verdict = promotion(AutonomyLevel(state.level), ceiling, evidence(session, state, now), task_type.graduation)
     return {
@@ -466,6 +490,7 @@ def describe(session: Session, name: str, task_type: TaskTypeConfig, now: dateti
         "frozen_until": state.frozen_until.isoformat(timespec="minutes") if state.frozen_until else None,
         "unconfirmed": state.unconfirmed,
         "probation_left": state.probation_left,
+        "earned": earned(session, name, state.level) if state.level == level.value else None,
     }
 
 

@@ -56,6 +56,17 @@ def show(task_type: str | None) -> None:
                     f"approvers; clean lower bound {stats['clean_lower_bound']:.2f}"
                 )
                 click.echo("  next level: " + ("; ".join(info["unmet"]) or "eligible: a proposal goes to the admins"))
+                earned = info["earned"]
+                if earned:
+                    at = earned["at"].isoformat(timespec="seconds") if earned["at"] else "?"
+                    was = earned["stats"]
+                    click.echo(
+                        f"  earned {earned['from_level']} -> {earned['to_level']} at {at} by "
+                        f"{', '.join(earned['by']) or 'the admins'} (proposal {earned['proposal_id']}): "
+                        f"{was.get('samples', 0)} outcomes, {was.get('clean', 0)} clean, "
+                        f"{was.get('rejected', 0)} rejected, {was.get('vetoed', 0)} vetoed; clean lower bound "
+                        f"{was.get('clean_lower_bound', 0):.2f}"
+                    )
     finally:
         engine.dispose()
 

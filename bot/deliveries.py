@@ -18,9 +18,9 @@ from sqlalchemy.orm import Session
 
 from agent.connect import DM_LINK_TTL
 from bot.blocks.alerts import audit_head, backlog_alert, budget_alert
-from bot.blocks.card import approval_card, card_text, credential_notice, result_reply
+from bot.blocks.card import approval_card, asked_note, card_text, credential_notice, result_reply
 from bot.blocks.connect import connect_blocks, requester_connect
-from bot.blocks.ping import expired_notice, reminded_note, reminder, stall_alert
+from bot.blocks.ping import expired_notice, reminded_note, reminder, reminder_acknowledged, stall_alert
 from bot.blocks.proposal import level_changed, proposal_card, review_card
 from bot.blocks.task import task_message
 from bot.blocks.views import CardView, ConnectLinkView
@@ -61,6 +61,7 @@ from core.models import Action, Proposal, SlackMessage, Task
 from core.states import OPEN_FOR_DECISION
 
 Deliver = Callable[[Poster, Delivery, Any], Result | None]
+REMINDER = "reminder"  # slack_messages key: reminder:{action}:{user}:{step}, a reminder DM
 
 # -- action cards ------------------------------------------------------------------------------
 
@@ -70,17 +71,30 @@ def _card(out: Poster, d: Delivery, action_public_id: str) -> tuple[CardView, tu
     services = out.services
     with services.sessions() as session:
         action = session.scalars(select(Action).where(Action.public_id == action_public_id)).one()
-        card = card_view(session, services.config, services.registry, action)
+        card = card_view(session, services.config, services.registry, action, now=services.clock.now())
         posted = session.get(SlackMessage, f"card:{action_public_id}")
         where = (posted.channel, posted.ts) if posted else None
+        asked_in = _asked_in(session, action)
     blocks, text = approval_card(card), card_text(card)
     if where is None:
         result = out.post(
             d, services.config.channel_for(card.task_type), text, blocks, None, key=f"card:{action_public_id}"
         )
+        if asked_in is not None:
+            # The person asked in a thread: the conversation stays there, with a link to the card.
+            link = out.permalink(d, result["channel"], result["ts"])
+            out.post(d, asked_in[0], asked_note(card, link), None, asked_in[1])
         return card, (result["channel"], result["ts"]), result
     out.update(d, where[0], where[1], text, blocks)
     return card, where, {"channel": where[0], "ts": where[1], "updated": True}
+
+
+def _asked_in(session: Session, action: Action) -> tuple[str, str] | None:
+    """The thread an `@countersign` mention started the action's task in, if it did."""
+    task = session.get(Task, action.task_id)
+    if task is None or not task.channel or not task.thread_ts:
+        return None
+    return task.channel, task.thread_ts
 
 
 def card(out: Poster, d: Delivery, message: CardPosted | CardUpdated | ActionDecided) -> Result:
@@ -88,9 +102,20 @@ def card(out: Poster, d: Delivery, message: CardPosted | CardUpdated | ActionDec
 
 
 def acknowledged(out: Poster, d: Delivery, message: ActionAcknowledged) -> Result:
+    """The card says who has it, its thread too, and each reminder DM about it changes in place:
+    "Acknowledged — the card is yours" to whoever clicked, who has it to the others."""
     view, (channel, ts), result = _card(out, d, message.action_public_id)
     if view.acknowledged_by:
         out.post(d, channel, f"<@{view.acknowledged_by}> is on it.", None, ts)
+        with out.services.sessions() as session:
+            reminders = session.scalars(
+                select(SlackMessage).where(SlackMessage.key.startswith(f"{REMINDER}:{message.action_public_id}:"))
+            ).all()
+            sent = [(row.key.split(":")[2], row.channel, row.ts) for row in reminders]
+        link = out.permalink(d, channel, ts) if sent else None
+        for user, dm_channel, dm_ts in sent:
+            text, blocks = reminder_acknowledged(view, user, link)
+            out.update(d, dm_channel, dm_ts, text, blocks)
     return result
 
 
@@ -99,6 +124,11 @@ def ended(out: Poster, d: Delivery, message: ActionEnded) -> Result:
     view, (channel, ts), result = _card(out, d, message.action_public_id)
     reply_text, reply_blocks = result_reply(view)
     out.post(d, channel, reply_text, reply_blocks, ts)
+    with out.services.sessions() as session:
+        action = session.scalars(select(Action).where(Action.public_id == message.action_public_id)).one()
+        asked_in = _asked_in(session, action)
+    if asked_in is not None:  # the result where the person asked, too
+        out.post(d, asked_in[0], reply_text, reply_blocks, asked_in[1])
     if message.tell:  # their own credential failed: they are the one who can fix it
         notice = credential_notice(view)
         links = _links(out, message.tell, message.action_public_id, view.task_type, view.tool)
@@ -163,9 +193,12 @@ def remind(out: Poster, d: Delivery, message: Reminded) -> Result:
         view = card_view(session, services.config, services.registry, action)
         posted = session.get(SlackMessage, f"card:{action.public_id}")
         thread = (posted.channel, posted.ts) if posted else None
-    text, blocks = reminder(view, message.reason, message.late)
+    link = out.permalink(d, thread[0], thread[1]) if thread is not None else None
+    text, blocks = reminder(view, message.reason, message.late, link)
     for user in message.targets:
-        out.post(d, out.dm(d, user), text, blocks, None)
+        # Remembered, so Acknowledge can change the DM in place.
+        key = f"{REMINDER}:{message.action_public_id}:{user}:{message.step}"
+        out.post(d, out.dm(d, user), text, blocks, None, key=key)
     if thread is not None:
         out.post(d, thread[0], reminded_note(message.targets, message.reason, message.late), None, thread[1])
     return {"reminded": message.targets}
@@ -222,7 +255,7 @@ def task_event(out: Poster, d: Delivery, message: TaskEvent) -> Result:
 def task_finished(out: Poster, d: Delivery, message: TaskFinished) -> Result:
     with out.services.sessions() as session:
         task, channel, thread_ts = _task_home(out, session, message.task_public_id)
-        view = task_view(task, actions=outcomes(session, task))
+        view = task_view(task, actions=outcomes(session, task, out.services.registry))
     text, blocks = task_message(view)
     return out.post(d, channel, text, blocks, thread_ts)
 
@@ -243,7 +276,7 @@ def proposal(out: Poster, d: Delivery, message: ProposalMessage) -> Result:
     services, proposal_public_id = out.services, message.proposal_public_id
     with services.sessions() as session:
         row = session.scalars(select(Proposal).where(Proposal.public_id == proposal_public_id)).one()
-        text, blocks = proposal_card(proposal_view(session, row))
+        text, blocks = proposal_card(proposal_view(session, row, services.registry))
         posted = session.get(SlackMessage, f"proposal:{proposal_public_id}")
         where = (posted.channel, posted.ts) if posted else None
     if where is None:

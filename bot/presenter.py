@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from datetime import datetime
 from typing import TYPE_CHECKING
 
 from sqlalchemy import select
@@ -18,6 +19,7 @@ from approvals.ports import is_listed_approver
 from approvals.resolutions import last_claim, run_again_votes
 from approvals.workspaces import visible_tasks
 from bot.blocks.home import home_view
+from bot.blocks.text import action_name, escape, truncate
 from bot.blocks.views import ActionOutcomeView, CardView, CredentialView, HomeView, ProposalView, TaskView
 from core.config import Config
 from core.models import Action, Decision, Proposal, Task
@@ -29,7 +31,10 @@ log = logging.getLogger(__name__)
 HOME_LIMIT = 15
 
 
-def card_view(session: Session, config: Config, catalog: ToolCatalog, action: Action) -> CardView:
+def card_view(
+    session: Session, config: Config, catalog: ToolCatalog, action: Action, *, now: datetime | None = None
+) -> CardView:
+    """The card of `action` as it is now; `now` (the clock's) says how long is left of a veto window."""
     task = session.get(Task, action.task_id)
     decisions = session.scalars(select(Decision).where(Decision.action_id == action.id).order_by(Decision.id)).all()
     closing = next((d for d in reversed(decisions) if d.kind in ("reject", "veto")), None)
@@ -66,6 +71,7 @@ def card_view(session: Session, config: Config, catalog: ToolCatalog, action: Ac
         task_public_id=task.public_id if task else "",
         task_type=action.task_type,
         tool=action.tool,
+        summary=catalog.summarize(action.tool, action.params),
         risk=action.risk,
         mode=action.mode,
         state=action.state,
@@ -76,7 +82,9 @@ def card_view(session: Session, config: Config, catalog: ToolCatalog, action: Ac
         confidence_threshold=threshold,
         params=dict(action.params),
         params_hash=action.params_hash,
+        param_schema=catalog.get(action.tool).json_schema() if action.tool in catalog else None,
         run_at=action.run_at if action.state == "scheduled" else None,
+        rendered_at=now,
         approvals=len(approvers),
         quorum=action.quorum,
         decided_by=action.decided_by,
@@ -102,14 +110,34 @@ def card_view(session: Session, config: Config, catalog: ToolCatalog, action: Ac
     )
 
 
-def proposal_view(session: Session, proposal: Proposal) -> ProposalView:
-    notes = session.execute(
-        select(Action.public_id, Action.outcome, Decision.note)
-        .join(Decision, Decision.action_id == Action.id, isouter=True)
+def action_label(session: Session, catalog: ToolCatalog, action_public_id: str) -> str | None:
+    """An action named for people (mrkdwn): what it does, its id as a detail; None if no such action."""
+    found = session.execute(select(Action.tool, Action.params).where(Action.public_id == action_public_id)).first()
+    if found is None:
+        return None
+    tool, params = found
+    name = action_name(catalog.summarize(tool, params or {}), tool)
+    return f"{truncate(name, 300)} (action `{escape(action_public_id)}`)"
+
+
+def proposal_view(session: Session, proposal: Proposal, catalog: ToolCatalog) -> ProposalView:
+    # One line per action: only the decision that made it an edit or a rejection brings its note
+    # (an action has other decisions too: acknowledgements, approvals short of quorum).
+    rows = session.execute(
+        select(Action.public_id, Action.outcome, Decision.note, Action.tool, Action.params)
+        .join(
+            Decision,
+            (Decision.action_id == Action.id) & Decision.kind.in_(["edit", "reject"]),
+            isouter=True,
+        )
         .where(Action.task_type == proposal.task_type, Action.outcome.in_(["edited", "rejected"]))
-        .order_by(Action.outcome_at.desc())
-        .limit(10)
+        .order_by(Action.outcome_at.desc(), Decision.id.desc())
+        .limit(40)
     ).all()
+    notes: dict[str, tuple[str, str, str | None, str]] = {}
+    for public_id, outcome, note, tool, params in rows:
+        if public_id not in notes:
+            notes[public_id] = (public_id, str(outcome), note, catalog.summarize(tool, params or {}))
     return ProposalView(
         proposal_public_id=proposal.public_id,
         task_type=proposal.task_type,
@@ -120,11 +148,11 @@ def proposal_view(session: Session, proposal: Proposal) -> ProposalView:
         signatures=tuple(proposal.signatures),
         needed=proposal.needed,
         decided_by=proposal.decided_by,
-        recent=tuple((row[0], str(row[1]), row[2]) for row in notes),
+        recent=tuple(notes.values())[:10],
     )
 
 
-def outcomes(session: Session, task: Task) -> tuple[ActionOutcomeView, ...]:
+def outcomes(session: Session, task: Task, catalog: ToolCatalog) -> tuple[ActionOutcomeView, ...]:
     """How each of the task's actions ended, oldest first: the rows and their decisions in two queries."""
     actions = session.scalars(select(Action).where(Action.task_id == task.id).order_by(Action.id)).all()
     if not actions:
@@ -142,6 +170,7 @@ def outcomes(session: Session, task: Task) -> tuple[ActionOutcomeView, ...]:
             ActionOutcomeView(
                 tool=action.tool,
                 state=action.state,
+                summary=catalog.summarize(action.tool, action.params),
                 decided_by=closing.actor if closing else None,
                 note=(closing.note if closing else resolved.note if resolved else None),
                 error=action.error,

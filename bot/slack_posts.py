@@ -78,6 +78,17 @@ class Poster:
         d.method = "chat.update"
         d.client.chat_update(channel=channel, ts=ts, text=text, blocks=blocks)
 
+    def permalink(self, d: Delivery, channel: str, ts: str) -> str | None:
+        """A link to a posted message (a card, for a reminder to point at); None if Slack has none
+        to give: the reminder then names the card by its id alone."""
+        d.method = "chat.getPermalink"
+        try:
+            link = d.client.chat_getPermalink(channel=channel, message_ts=ts).get("permalink")
+        except SlackApiError as exc:
+            log.warning("no permalink for %s/%s: %s", channel, ts, exc.response.get("error"))
+            return None
+        return link if isinstance(link, str) else None
+
     def dm(self, d: Delivery, user: str) -> str:
         d.method = "conversations.open"
         channel = d.client.conversations_open(users=user)["channel"]["id"]

@@ -86,14 +86,14 @@ def _order(connection: sqlite3.Connection, order_id: str) -> dict[str, Any]:
     }
 
 
-@tool(risk="low", idempotent=True)
+@tool(risk="low", idempotent=True, summary="the lookup of order {order_id}")
 def lookup_order(order_id: str) -> dict[str, Any]:
     """Look up a shop order: customer, item, total, delivery status and how much was refunded. Read-only."""
     with shop() as connection:
         return _order(connection, order_id)
 
 
-@tool(risk="high", idempotent=True, max_autonomy="hitl")
+@tool(risk="high", idempotent=True, max_autonomy="hitl", summary="the refund of order {order_id}")
 def issue_refund(order_id: str, amount_cents: int, *, idempotency_key: str) -> dict[str, Any]:
     """Refund part or all of an order, in cents. Never more than what is left to refund."""
     with shop() as connection:
@@ -114,7 +114,7 @@ def issue_refund(order_id: str, amount_cents: int, *, idempotency_key: str) -> d
         return {"order_id": order["order_id"], "refunded_cents": amount_cents, "customer": order["customer"], "at": at}
 
 
-@tool(risk="medium", idempotent=True)
+@tool(risk="medium", idempotent=True, summary="the switch of feature flag {flag}")
 def toggle_feature_flag(flag: str, enabled: bool) -> dict[str, Any]:
     """Turn a feature flag of the shop on or off (setting it twice to the same value changes nothing)."""
     with shop() as connection:

@@ -6,14 +6,14 @@ import math
 
 from bot import action_ids
 from bot.blocks.kit import Block, actions, button, confirm_dialog, context, header, section
-from bot.blocks.text import code_block, escape, mention, quote, slack_date, to_json, truncate
+from bot.blocks.params import params_blocks
+from bot.blocks.text import action_name, code_block, escape, mention, quote, seconds_text, slack_date, to_json, truncate
 from bot.blocks.views import CardView
 from core.states import OPEN_FOR_DECISION, WITH_EXECUTOR, ActionState
 
 REQUEST_LIMIT = 1500
 REQUEST_LINES = 15
 RATIONALE_LIMIT = 1000
-PARAMS_LIMIT = 2900
 NOTE_LIMIT = 500
 ERROR_LIMIT = 1000
 RESULT_LIMIT = 2800
@@ -56,9 +56,10 @@ def params_hash_from_block_id(block_id: str) -> str | None:
 
 
 def card_text(card: CardView) -> str:
-    """The message's top-level `text`: notifications and screen readers. No mentions, no untrusted text."""
+    """The message's top-level `text`: notifications and screen readers. No mentions; the summary (params) escaped."""
     label = STATE_LABELS.get(card.state, card.state.capitalize() or "Action")
-    return truncate(escape(f"{label}: {card.tool} for {card.task_type} ({card.risk} risk)"), 300)
+    what = " ".join(card.summary.split()) or card.tool
+    return truncate(escape(f"{label}: {what} ({card.task_type}, {card.risk} risk)"), 300)
 
 
 def card_buttons(card: CardView) -> list[Block]:
@@ -95,7 +96,7 @@ def approval_card(card: CardView) -> list[Block]:
         header("header", f"{icon} {card.task_type} · {card.risk} risk"),
         section("request", request_text(card), verbatim=True),
         section("proposal", proposal_text(card), verbatim=True),
-        section("params", "*Parameters*\n" + code_block(card.params, PARAMS_LIMIT), verbatim=True),
+        *params_blocks(card.params, card.params_hash, card.param_schema, card.diff),
         context(
             "meta",
             f"params `{escape(card.params_hash[:SHORT_HASH])}` · action `{escape(card.action_public_id)}`"
@@ -128,24 +129,35 @@ def approval_card(card: CardView) -> list[Block]:
 
 def result_reply(card: CardView) -> tuple[str, list[Block]]:
     """The thread reply after execution: the result (JSON, truncated) or the error."""
-    tool = escape(card.tool)
+    tool = truncate(action_name(card.summary, card.tool, capital=True), 200)
     if card.state == "succeeded":
-        text = f":large_green_circle: `{tool}` succeeded."
+        text = f":large_green_circle: {tool} succeeded."
         body = code_block(card.result, RESULT_LIMIT) if card.result is not None else "_It returned no result._"
     elif card.state == "failed":
-        text = f":red_circle: `{tool}` failed."
+        text = f":red_circle: {tool} failed."
         body = code_block(card.error or "no error message", RESULT_LIMIT)
     elif card.state == "unknown":
-        text = f":warning: `{tool}`: outcome unknown; {UNKNOWN_OUTCOME}."
+        text = f":warning: {tool}: outcome unknown; {UNKNOWN_OUTCOME}."
         body = code_block(card.error, RESULT_LIMIT) if card.error else ""
     else:
-        text = f"`{tool}`: {escape(STATE_LABELS.get(card.state, card.state)).lower()}."
+        text = f"{tool}: {escape(STATE_LABELS.get(card.state, card.state)).lower()}."
         body = ""
     blocks = [section("result", f"{text}\n{body}" if body else text, verbatim=True)]
     blocks.append(
         context("result_meta", f"action `{escape(card.action_public_id)}` · params `{card.params_hash[:SHORT_HASH]}`")
     )
     return truncate(text.replace("`", ""), 300), blocks
+
+
+def asked_note(card: CardView, link: str | None) -> str:
+    """In the thread where a person asked: what was drafted, where it is decided (or that it runs)."""
+    what = truncate(action_name(card.summary, card.tool, capital=True), 300)
+    where = f"<{link}|its card>" if link and "|" not in link and ">" not in link else "its card"
+    if card.state == "pending":
+        return f":raised_hand: {what} needs an approver's decision: see {where} (action `{card.action_public_id}`)."
+    if card.state == "scheduled":
+        return f":alarm_clock: {what} runs unless someone vetoes it: see {where} (action `{card.action_public_id}`)."
+    return f":robot_face: {what}: see {where} (action `{card.action_public_id}`); its result follows here."
 
 
 def request_text(card: CardView) -> str:
@@ -168,7 +180,12 @@ def confidence_text(card: CardView) -> str:
 
 def proposal_text(card: CardView) -> str:
     rationale = truncate(escape(card.rationale), RATIONALE_LIMIT) if card.rationale.strip() else "_none given_"
-    return f"*Proposed:* `{escape(card.tool)}`\n*Why:* {rationale}\n*Confidence:* {confidence_text(card)}"
+    what = (
+        f"{truncate(action_name(card.summary, card.tool), 300)} (`{escape(card.tool)}`)"
+        if card.summary
+        else (f"`{escape(card.tool)}`")
+    )
+    return f"*Proposed:* {what}\n*Why:* {rationale}\n*Confidence:* {confidence_text(card)}"
 
 
 def model_text(card: CardView) -> str:
@@ -185,9 +202,22 @@ def mode_text(card: CardView) -> str:
             text += f" · {card.approvals} of {card.quorum} approvals"
         return text
     if card.state == "scheduled":
-        when = slack_date(card.run_at) if card.run_at else "after the veto window"
-        return f":alarm_clock: Runs {when} unless vetoed"
+        return f":alarm_clock: {veto_deadline_text(card)}"
     return f"Mode: {MODE_LABELS.get(card.mode, escape(card.mode))}"
+
+
+def veto_deadline_text(card: CardView) -> str:
+    """When a scheduled action runs, to the second, and how long is left when the card is drawn:
+    "Runs in 30 s, at 12:28:41" (each reader's own clock, through Slack's date formatting)."""
+    if card.run_at is None:
+        return "Runs after its veto window unless vetoed"
+    at = slack_date(card.run_at)
+    if card.rendered_at is None:
+        return f"Runs {at} unless vetoed"
+    left = (card.run_at - card.rendered_at).total_seconds()
+    if left <= 0:
+        return f"Its veto window ended {at}: it runs now"
+    return f"Runs in {seconds_text(left)}, {at}, unless vetoed"
 
 
 def credential_text(card: CardView) -> str | None:
@@ -215,8 +245,8 @@ def credential_notice(card: CardView) -> str:
     """A direct message to the person whose credential an action could not use."""
     error = truncate(escape(card.error), ERROR_LIMIT) if card.error else "no error message"
     return (
-        f"*{escape(card.tool)}* ({escape(card.task_type)}, `{card.action_public_id}`) could not run with your "
-        f"credential, so it did not run:\n{error}"
+        f"*{truncate(action_name(card.summary, card.tool, capital=True), 300)}* ({escape(card.task_type)}, "
+        f"action `{card.action_public_id}`) could not run with your credential, so it did not run:\n{error}"
     )
 
 
@@ -240,7 +270,7 @@ def _diff_value(change: dict[str, object], key: str) -> str:
 def outcome_text(card: CardView) -> str | None:
     """What happened to the action, with who and when; None while it is still open."""
     by = f" by {mention(card.decided_by)}" if card.decided_by else ""
-    when = f" at {slack_date(card.decided_at)}" if card.decided_at else ""
+    when = f" {slack_date(card.decided_at)}" if card.decided_at else ""
     note = f" — {truncate(escape(card.decision_note), NOTE_LIMIT)}" if card.decision_note else ""
     error = truncate(escape(card.error), ERROR_LIMIT) if card.error else "no error message"
     state = card.state
@@ -274,7 +304,7 @@ def outcome_text(card: CardView) -> str | None:
         "unknown": f":warning: Outcome unknown: {UNKNOWN_OUTCOME}",
     }[state]
     if card.resolution in RESOLVED and state in ("succeeded", "failed") and card.resolved_by:
-        said = f" at {slack_date(card.resolved_at)}" if card.resolved_at else ""
+        said = f" {slack_date(card.resolved_at)}" if card.resolved_at else ""
         resolution_note = f" — {truncate(escape(card.resolution_note), NOTE_LIMIT)}" if card.resolution_note else ""
         icon = ":ballot_box_with_check:" if state == "succeeded" else ":heavy_multiplication_x:"
         run = (

@@ -6,7 +6,7 @@ from typing import Any
 
 from bot.blocks.card import card_buttons, confidence_text, decide_block_id, mode_text, outcome_text
 from bot.blocks.kit import SECTION_LIMIT, actions, context, divider, header, section
-from bot.blocks.text import escape, mention, to_json, truncate
+from bot.blocks.text import action_name, escape, mention, to_json, truncate
 from bot.blocks.views import CardView, HomeView
 
 MAX_WAITING = 30  # two blocks each
@@ -66,7 +66,7 @@ def _summary(card: CardView) -> str:
 
 def _recent_line(card: CardView) -> str:
     outcome = (outcome_text(card) or escape(card.state)).replace("\n", " · ")
-    return truncate(f"*{escape(card.task_type)}* `{escape(card.tool)}`: {outcome}", 1000)
+    return truncate(f"*{escape(card.task_type)}* {action_name(card.summary, card.tool)}: {outcome}", 1000)
 
 
 def _levels(levels: tuple[tuple[str, str], ...]) -> str:

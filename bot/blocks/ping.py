@@ -6,7 +6,7 @@ from __future__ import annotations
 from bot import action_ids
 from bot.blocks.card import card_text, decide_block_id
 from bot.blocks.kit import Block, actions, button, context, section
-from bot.blocks.text import escape, mention, truncate
+from bot.blocks.text import action_name, escape, mention, truncate
 from bot.blocks.views import CardView, TaskView
 
 REASONS = {
@@ -17,11 +17,12 @@ REASONS = {
 }
 
 
-def reminder(card: CardView, reason: str, late: bool) -> tuple[str, list[Block]]:
+def reminder(card: CardView, reason: str, late: bool, link: str | None = None) -> tuple[str, list[Block]]:
+    """The reminder DM: what waits, who asked, a link to its card and Acknowledge."""
     what = REASONS.get(reason, "needs attention")
     text = f"{card_text(card)} {what}"
     summary = (
-        f"*{escape(card.tool)}* for *{escape(card.task_type)}* {what}.\n"
+        f"*{truncate(action_name(card.summary, card.tool, capital=True), 300)}* ({escape(card.task_type)}) {what}.\n"
         f"Requested by {mention(card.requester) if card.requester else 'nobody'}: "
         f"_{escape(truncate(card.request_text, 300))}_"
     )
@@ -30,8 +31,30 @@ def reminder(card: CardView, reason: str, late: bool) -> tuple[str, list[Block]]
         blocks.append(context("late", ":hourglass: This reminder is late: countersign was down when it was due."))
     buttons = [button("Acknowledge", action_ids.ACKNOWLEDGE, card.action_public_id)]
     blocks.append(actions(decide_block_id(card.params_hash), buttons))
-    blocks.append(context("where", f"Approve or reject it on its card (`{card.action_public_id}`)."))
+    blocks.append(context("where", f"Approve or reject it on {_card_link(link)} (action `{card.action_public_id}`)."))
     return text, blocks
+
+
+def reminder_acknowledged(card: CardView, user: str, link: str | None) -> tuple[str, list[Block]]:
+    """The reminder DM once someone acknowledged the action: no button left to click."""
+    what = truncate(action_name(card.summary, card.tool, capital=True), 300)
+    by = card.acknowledged_by
+    if by == user:
+        line = f":eyes: *Acknowledged — the card is yours.* {what} ({escape(card.task_type)}) waits for your decision."
+        text = "Acknowledged — the card is yours"
+    else:
+        who = mention(by) if by else "someone"
+        line = f":eyes: *Acknowledged by {who}*: {what} ({escape(card.task_type)}) is theirs now."
+        text = "Acknowledged by someone else"
+    blocks = [
+        section("summary", line, verbatim=True),
+        context("where", f"Decide on {_card_link(link)} (action `{card.action_public_id}`)."),
+    ]
+    return text, blocks
+
+
+def _card_link(link: str | None) -> str:
+    return f"<{link}|its card>" if link and "|" not in link and ">" not in link else "its card"
 
 
 def reminded_note(targets: list[str], reason: str, late: bool) -> str:
@@ -41,8 +64,8 @@ def reminded_note(targets: list[str], reason: str, late: bool) -> str:
 
 def expired_notice(card: CardView) -> str:
     return (
-        f"Your request for *{escape(card.tool)}* ({escape(card.task_type)}, `{card.action_public_id}`) expired: "
-        "nobody decided in time, so it did not run."
+        f"Your request, *{truncate(action_name(card.summary, card.tool), 300)}* ({escape(card.task_type)}, "
+        f"action `{card.action_public_id}`), expired: nobody decided in time, so it did not run."
     )
 
 

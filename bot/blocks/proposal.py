@@ -6,7 +6,7 @@ from __future__ import annotations
 from bot import action_ids
 from bot.blocks.card import decide_block_id
 from bot.blocks.kit import Block, actions, button, context, header, section
-from bot.blocks.text import escape, mention
+from bot.blocks.text import action_name, escape, mention, mention_ids, truncate
 from bot.blocks.views import CardView, ProposalView
 
 WHAT_CHANGES = {
@@ -38,8 +38,10 @@ def proposal_card(view: ProposalView) -> tuple[str, list[Block]]:
     ]
     if view.recent:
         recent = "\n".join(
-            f"• `{escape(action)}` {escape(outcome)}" + (f": {escape(note)}" if note else "")
-            for action, outcome, note in view.recent[:10]
+            f"• {truncate(action_name(summary, 'action'), 200)} {escape(outcome)}"
+            + (f": {truncate(escape(note), 300)}" if note else "")
+            + f" · `{escape(action)}`"
+            for action, outcome, note, summary in view.recent[:10]
         )
         blocks.append(section("recent", f"*Recent edits and rejections*\n{recent}", verbatim=True))
     if view.needed > 1:
@@ -66,7 +68,7 @@ def level_changed(task_type: str, before: str, after: str, by: str, reason: str)
     arrow = (
         ":arrow_up:" if (before, after) in (("hitl", "hotl"), ("hotl", "auto"), ("hitl", "auto")) else ":arrow_down:"
     )
-    return f"{arrow} *{escape(task_type)}* autonomy: {before} → *{after}*, {who}: {escape(reason)}"
+    return f"{arrow} *{escape(task_type)}* autonomy: {before} → *{after}*, {who}: {mention_ids(escape(reason))}"
 
 
 def review_card(card: CardView) -> tuple[str, list[Block]]:
@@ -74,8 +76,8 @@ def review_card(card: CardView) -> tuple[str, list[Block]]:
     blocks = [
         section(
             "review",
-            f":mag: Spot check: `{escape(card.action_public_id)}` ran *{escape(card.tool)}* without an "
-            "approval. Did it do the right thing?",
+            f":mag: Spot check: *{truncate(action_name(card.summary, card.tool), 300)}* ran without an approval "
+            f"(action `{escape(card.action_public_id)}`). Did it do the right thing?",
         ),
         actions(
             decide_block_id(card.params_hash),

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from bot import action_ids
 from bot.blocks.kit import Block, actions, button, confirm_dialog, context, section
-from bot.blocks.text import escape, mention, quote, split, truncate
+from bot.blocks.text import action_name, escape, mention, quote, split, truncate
 from bot.blocks.views import ActionOutcomeView, TaskView
 
 REASON_LIMIT = 1000
@@ -74,7 +74,7 @@ def _clean(action: ActionOutcomeView) -> bool:
 
 def outcome_line(action: ActionOutcomeView, *, icon: bool = True) -> str:
     """How one action ended, with who decided and their reason (mrkdwn)."""
-    tool = f"`{escape(action.tool)}`"
+    tool = truncate(action_name(action.summary, action.tool), 200)
     by = f" by {mention(action.decided_by)}" if action.decided_by else ""
     note = f" — “{truncate(escape(action.note), NOTE_LIMIT)}”" if action.note else ""
     error = truncate(escape(action.error), NOTE_LIMIT) if action.error else "no error message"

@@ -11,7 +11,7 @@ ELLIPSIS = "…"
 _ESCAPES = ("&amp;", "&lt;", "&gt;")
 _USER_ID = re.compile(r"[UW][A-Z0-9]{2,}")
 _FENCE = "```"
-DATE_FORMAT = "{date_short_pretty} at {time}"
+DATE_FORMAT = "{date_short_pretty} at {time_secs}"  # "today at 12:28:41 AM": to the second
 
 COMMANDS = (
     ("run TYPE TEXT", "start a task of that type; TEXT is the request"),
@@ -80,6 +80,32 @@ def mention(user_id: str) -> str:
     return f"<@{user_id}>" if _USER_ID.fullmatch(user_id) else escape(user_id)
 
 
+def action_name(summary: str, tool: str, *, capital: bool = False) -> str:
+    """An action named by what it does ("the refund of order 1001"), escaped; its tool's name in
+    code when it has no summary. `capital` starts a sentence with it."""
+    if not summary.strip():
+        return f"`{escape(tool)}`"
+    text = escape(" ".join(summary.split()))
+    return text[:1].upper() + text[1:] if capital else text
+
+
+# A Slack user id standing alone in text we wrote (never inside `<…>`): it becomes a mention.
+_BARE_USER_ID = re.compile(r"(?<![<@\w|])([UW][A-Z0-9]*[0-9][A-Z0-9]*)(?![\w>|])")
+
+
+def mention_ids(text: str) -> str:
+    """`text` (escaped mrkdwn that we wrote) with each bare user id as a mention, which Slack shows
+    as a name; not inside code spans."""
+    parts = text.split("`")  # inside a code span an id stays as typed: a command to copy
+    for index in range(0, len(parts), 2):
+        parts[index] = _BARE_USER_ID.sub(_as_mention, parts[index])
+    return "`".join(parts)
+
+
+def _as_mention(found: re.Match[str]) -> str:
+    return f"<@{found.group(1)}>" if len(found.group(1)) >= 5 else found.group(1)
+
+
 def slack_date(when: datetime, fmt: str = DATE_FORMAT, fallback: str | None = None) -> str:
     """Slack's date formatting (shown in each reader's time zone); the fallback defaults to UTC ISO 8601."""
     if when.tzinfo is None or when.utcoffset() is None:
@@ -87,6 +113,21 @@ def slack_date(when: datetime, fmt: str = DATE_FORMAT, fallback: str | None = No
     if fallback is None:
         fallback = when.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
     return f"<!date^{int(when.timestamp())}^{fmt}|{escape(fallback)}>"
+
+
+def seconds_text(seconds: float) -> str:
+    """A span as people say it, to the second: "30 s", "4 min 10 s", "2 h 5 min", "3 days"."""
+    left = max(0, round(seconds))
+    if left < 60:
+        return f"{left} s"
+    if left < 3600:
+        minutes, secs = divmod(left, 60)
+        return f"{minutes} min" + (f" {secs} s" if secs else "")
+    if left < 86400:
+        hours, minutes = divmod(left // 60, 60)
+        return f"{hours} h" + (f" {minutes} min" if minutes else "")
+    days = left // 86400
+    return f"{days} day{'s' if days != 1 else ''}"
 
 
 def to_json(obj: Any, *, indent: int | None = 2) -> str:

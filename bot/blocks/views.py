@@ -39,6 +39,7 @@ class CardView:
     task_public_id: str
     task_type: str
     tool: str
+    summary: str = ""  # what it does, for people: "the refund of order 1001" (untrusted: from params)
     risk: str  # low | medium | high
     mode: str  # hitl | hotl | auto
     state: str  # the action's lifecycle state (core.states.ActionState)
@@ -49,7 +50,9 @@ class CardView:
     confidence_threshold: float
     params: dict[str, Any]
     params_hash: str  # sha256 hex of the canonical params
+    param_schema: dict[str, Any] | None = None  # the tool's JSON schema: labels, descriptions, formats
     run_at: datetime | None = None  # veto deadline while scheduled (aware)
+    rendered_at: datetime | None = None  # when the card is drawn: how long is left of the veto window
     approvals: int = 0
     quorum: int = 1
     decided_by: str | None = None
@@ -89,7 +92,8 @@ class ProposalView:
     signatures: tuple[str, ...] = ()
     needed: int = 1
     decided_by: str | None = None
-    recent: tuple[tuple[str, str, str | None], ...] = ()  # (action id, outcome, note) of edits and rejections
+    # (action id, outcome, note, what it did) of edits and rejections, one per action
+    recent: tuple[tuple[str, str, str | None, str], ...] = ()
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -98,6 +102,7 @@ class ActionOutcomeView:
 
     tool: str
     state: str  # core.states.ActionState
+    summary: str = ""  # what it does, for people (untrusted: from params)
     decided_by: str | None = None  # who rejected or vetoed it
     note: str | None = None  # their reason (untrusted)
     error: str | None = None  # why it failed or was refused (untrusted)

@@ -16,15 +16,18 @@ from agent.connect import LINK_TTL
 from agent.task_controls import EXTEND, STOP, controlled, extend, stop
 from agent.tasks import TaskError, choose_task_type
 from approvals.decisions import decide
-from approvals.errors import ActionNotFound, CredentialMissing, DecisionRefused
+from approvals.errors import ActionNotFound, CredentialMissing, DecisionRefused, OtherWorkspace
 from approvals.subjects import editable, quorum_of, tool_of
 from bot import action_ids
 from bot.admission import DECIDING, Shed
 from bot.blocks.connect import connect_blocks
 from bot.blocks.modals import edit_modal, reject_modal, resolve_modal
-from bot.blocks.text import escape
+from bot.blocks.refusals import as_plain, refusal_text
+from bot.blocks.text import escape, mention_ids
 from bot.blocks.views import ConnectLinkView
+from bot.directory import person_name
 from bot.listeners.payloads import BadPayload, Click, click_from
+from bot.presenter import action_label
 from bot.services import Services
 from core.json_params import form_schema
 
@@ -85,15 +88,39 @@ def decision_listener(services: Services, handler: Handler) -> Callable[..., Non
                 # Their own credential is missing: the refusal carries their personal link.
                 services.background.submit(_offer_connect, services, respond, refusal, workspace(body))
             else:
-                tell(services, respond, str(refusal), clicker(body), workspace(body))
+                tell(services, respond, refused(services, refusal), clicker(body), workspace(body))
             return
         except (DecisionRefused, ActionNotFound, BadPayload) as refusal:
             ack()
-            tell(services, respond, str(refusal), clicker(body), workspace(body))
+            tell(services, respond, refused(services, refusal), clicker(body), workspace(body))
             return
         ack()
 
     return listener
+
+
+def refused(services: Services, refusal: Exception) -> str:
+    """What the clicker reads: the refusal in their words, the action named by what it does."""
+    what = None
+    # Another workspace's action is refused as if it did not exist: it is not looked up to be named.
+    if isinstance(refusal, DecisionRefused) and refusal.action_public_id and not isinstance(refusal, OtherWorkspace):
+        try:
+            with services.sessions() as session:
+                what = action_label(session, services.registry, refusal.action_public_id)
+        except Exception:  # the refusal still goes out, naming the action less well
+            log.exception("could not name action %s for a refusal", refusal.action_public_id)
+    if isinstance(refusal, ActionNotFound | BadPayload):
+        return mention_ids(escape(str(refusal)))
+    return refusal_text(refusal, what)
+
+
+def refused_plain(services: Services, refusal: Exception, team: str | None) -> str:
+    """A refusal for a form's field error (plain text): people by their Slack name."""
+
+    def name(user: str) -> str | None:
+        return person_name(services, user, team)
+
+    return as_plain(refused(services, refusal), name)
 
 
 def task_listener(services: Services, attempted: str, handler: Handler) -> Callable[..., None]:
@@ -115,7 +142,7 @@ def task_listener(services: Services, attempted: str, handler: Handler) -> Calla
                     attempted=attempted,
                 )
         except (TaskError, BadPayload, Shed) as refusal:
-            tell(services, respond, str(refusal), clicker(body), workspace(body))
+            tell(services, respond, mention_ids(escape(str(refusal))), clicker(body), workspace(body))
 
     return listener
 

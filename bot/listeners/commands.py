@@ -13,7 +13,7 @@ from sqlalchemy.orm import Session
 from agent.tasks import TaskError, submit_task
 from approvals.autonomy import describe
 from approvals.workspaces import visible_tasks
-from bot.blocks.text import escape, help_text
+from bot.blocks.text import escape, help_text, mention, slack_date
 from bot.listeners.payloads import slack_id
 from bot.services import Services
 from core.models import Action, AuditEvent, Task
@@ -116,15 +116,43 @@ def _autonomy(services: Services, rest: str, _user: str, _command: dict[str, Any
             line = f"`{name}`: *{info['level']}* (ceiling {info['ceiling']})"
             if info["frozen_until"]:
                 line += f", frozen until {info['frozen_until']}"
-            if rest:  # one type: its evidence and progress too
-                stats = info["stats"]
-                line += (
-                    f"\n{stats['samples']} outcomes, {stats['clean']} clean, clean lower bound "
-                    f"{stats['clean_lower_bound']:.2f}; next level: "
-                    + ("; ".join(info["unmet"]) or "eligible, a proposal goes to the admins")
-                )
+            if rest:  # one type: the evidence that earned its level, and that for the next one
+                line += "\n" + autonomy_evidence(info)
             lines.append(line)
     return "Autonomy levels:\n" + "\n".join(lines)
+
+
+def autonomy_evidence(info: dict[str, Any]) -> str:
+    """Why a task type is at its level (the promotion and the evidence the admins saw) next to
+    the evidence gathered since for the next level, which starts again from nothing."""
+    lines = []
+    earned = info.get("earned")
+    if earned:
+        by = ", ".join(mention(person) for person in earned["by"]) or "the admins"
+        when = f" {slack_date(earned['at'])}" if earned["at"] else ""
+        lines.append(
+            f":arrow_up: *Earned {earned['from_level']} → {earned['to_level']}*{when}, promoted by {by} on this "
+            f"evidence: {_evidence(earned['stats'])}"
+        )
+    upper = info["ceiling"] != info["level"]
+    heading = "Toward the next level" + (" (evidence since the promotion)" if earned else "")
+    if upper:
+        lines.append(f"*{heading}:* {_evidence(info['stats'])}")
+        lines.append("Still needed: " + ("; ".join(info["unmet"]) or "nothing: a proposal goes to the admins"))
+    else:
+        lines.append(
+            f"*At its ceiling.* Evidence since {'the promotion' if earned else 'it started'}: "
+            + _evidence(info["stats"])
+        )
+    return "\n".join(lines)
+
+
+def _evidence(stats: dict[str, Any]) -> str:
+    return (
+        f"{stats.get('samples', 0)} outcomes ({stats.get('clean', 0)} clean, {stats.get('rejected', 0)} rejected, "
+        f"{stats.get('vetoed', 0)} vetoed) from {stats.get('approvers', 0)} approvers over "
+        f"{stats.get('days', 0)} days, clean-rate lower bound {stats.get('clean_lower_bound', 0):.2f}"
+    )
 
 
 def _audit(services: Services, rest: str, _user: str, command: dict[str, Any]) -> str:

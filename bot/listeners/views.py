@@ -15,6 +15,7 @@ from approvals.errors import ActionNotFound, DecisionRefused, InvalidEdit
 from bot import action_ids
 from bot.admission import Shed, Turn, busy
 from bot.blocks.modals import NEXT, RUN_AGAIN, parse_edit
+from bot.listeners.actions import refused_plain
 from bot.listeners.payloads import BadPayload, metadata_from
 from bot.services import Services
 from core.json_params import form_schema
@@ -46,7 +47,7 @@ def register(app: App, services: Services) -> None:
             ack(response_action="errors", errors={REASON_BLOCK: busy("submit")})
             return
         except (DecisionRefused, ActionNotFound) as refusal:
-            ack(response_action="errors", errors={REASON_BLOCK: str(refusal)})
+            ack(response_action="errors", errors={REASON_BLOCK: refused_plain(services, refusal, team)})
             return
         ack()
 
@@ -80,7 +81,7 @@ def register(app: App, services: Services) -> None:
             ack(response_action="errors", errors={REASON_BLOCK: busy("submit")})
             return
         except (DecisionRefused, ActionNotFound) as refusal:
-            ack(response_action="errors", errors={REASON_BLOCK: str(refusal)})
+            ack(response_action="errors", errors={REASON_BLOCK: refused_plain(services, refusal, team)})
             return
         ack()
 
@@ -113,7 +114,7 @@ def register(app: App, services: Services) -> None:
                 # work done for the submitter, so someone who may not decide gets none of it.
                 tool, current, own_schema = decide(services.sessions, services.clock, turn.bound(may_edit), actor=user)
             except (DecisionRefused, ActionNotFound) as refusal:
-                return {first: str(refusal)}
+                return {first: refused_plain(services, refusal, team)}
             try:
                 schema = (
                     form_schema(own_schema, current)
@@ -137,7 +138,7 @@ def register(app: App, services: Services) -> None:
             except InvalidEdit as invalid:
                 return _by_block(invalid.problems, values)
             except (DecisionRefused, ActionNotFound) as refusal:
-                return {first: str(refusal)}
+                return {first: refused_plain(services, refusal, team)}
             return {}
 
         try:

@@ -26,6 +26,9 @@ BOT_SCOPES = (
 )
 
 
+WORKSPACE_URL = "https://countersign-sandbox.slack.com/"
+
+
 def error_body(exc: SlackError) -> JsonDict:
     body: JsonDict = {"ok": False, "error": exc.code}
     if exc.messages:
@@ -86,7 +89,7 @@ def _method(name: str) -> Callable[[Method], Method]:
 def _auth_test(em: SlackEmulator, p: JsonDict) -> JsonDict:
     ws = em.workspace
     return {
-        "url": "https://countersign-sandbox.slack.com/", "team": "countersign sandbox", "user": "countersign",
+        "url": WORKSPACE_URL, "team": "countersign sandbox", "user": "countersign",
         "team_id": ws.team_id, "user_id": ws.bot_user_id, "bot_id": ws.bot_id, "is_enterprise_install": False,
     }  # fmt: skip
 
@@ -115,6 +118,18 @@ def _delete(em: SlackEmulator, p: JsonDict) -> JsonDict:
     channel, ts = _required(p, "channel", "channel_not_found"), _required(p, "ts", "message_not_found")
     em.workspace.delete(channel, ts)
     return {"channel": channel, "ts": ts}
+
+
+@_method("chat.getPermalink")
+def _get_permalink(em: SlackEmulator, p: JsonDict) -> JsonDict:
+    """As Slack: `https://{workspace}.slack.com/archives/{channel}/p{ts without its dot}`; a
+    thread reply's carries `thread_ts` and `cid`. No scope is needed."""
+    channel, ts = _required(p, "channel", "channel_not_found"), _required(p, "message_ts", "message_not_found")
+    message = em.workspace.message(channel, ts)
+    link = f"{WORKSPACE_URL}archives/{channel}/p{ts.replace('.', '')}"
+    if message.thread_ts and message.thread_ts != ts:
+        link += f"?thread_ts={message.thread_ts}&cid={channel}"
+    return {"channel": channel, "permalink": link}
 
 
 @_method("chat.postEphemeral")

@@ -222,3 +222,35 @@ def test_a_module_without_tools_is_an_error(tmp_path: Path, monkeypatch: pytest.
 
 def test_retryable_error_is_exported_for_tool_authors() -> None:
     assert issubclass(RetryableError, Exception)
+
+
+def test_a_summary_names_a_call_by_what_it_does() -> None:
+    @tool(summary="the refund of order {order_id}")
+    def refund_order(order_id: str, amount_cents: int) -> None:
+        """Refund an order."""
+
+    registry = ToolRegistry([refund_order])
+    assert spec_of(refund_order).summary == "the refund of order {order_id}"
+    assert registry.summarize("refund_order", {"order_id": "1001", "amount_cents": 2400}) == "the refund of order 1001"
+    long = "x " * 100
+    assert registry.summarize("refund_order", {"order_id": long}).endswith("…")  # one line, cut short
+    assert registry.summarize("refund_order", {"amount_cents": 1}) == ""  # a field missing: people see the tool
+    assert registry.summarize("issue_refund", {"order_id": "1"}) == ""  # a tool without one
+    assert registry.summarize("not_here", {}) == ""
+
+
+@pytest.mark.parametrize(
+    ("summary", "problem"),
+    [
+        ("the refund of {order}", "summary names {order}, not one of its parameters (order_id)"),
+        ("the refund of {order_id.real}", "summary names {order_id.real}"),
+        ("the refund of {order_id", "is not a format string"),
+        ("  ", "summary must be a non-empty string"),
+    ],
+)
+def test_a_summary_may_name_only_the_tools_parameters(summary: str, problem: str) -> None:
+    with pytest.raises(InvalidToolDefinition, match=problem.replace("(", r"\(").replace(")", r"\)")):
+
+        @tool(summary=summary)
+        def refund_order(order_id: str) -> None:
+            """Refund an order."""

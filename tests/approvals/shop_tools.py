@@ -22,7 +22,7 @@ def lookup_order(order_id: str) -> dict[str, str]:
     return {"order_id": order_id, "status": "delivered"}
 
 
-@tool(risk="high", idempotent=True, max_autonomy="hitl")
+@tool(risk="high", idempotent=True, max_autonomy="hitl", summary="the refund of order {order_id}")
 def issue_refund(order_id: str, amount_cents: int, *, idempotency_key: str) -> dict[str, object]:
     """Refund part or all of an order."""
     _count(idempotency_key)

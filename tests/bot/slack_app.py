@@ -28,6 +28,7 @@ from core.config import Config
 from core.db import make_engine, make_sessionmaker
 from core.models import Action, Task
 from core.settings import Settings
+from tests.bot.slack_texts import unnamed_people
 from tests.fakes.clock import FrozenClock
 from tests.fakes.slack_server import SlackEmulator, seconds
 
@@ -164,6 +165,7 @@ class SlackApp:
         self.services = services
         self.http = listen(self.process.server, "127.0.0.1", 0)
         self.url = f"http://127.0.0.1:{self.http.effective_port}"  # type: ignore[union-attr]
+        self.replies: list[str] = []  # the app's answers to Slack: slash command replies, form errors
         self._closing = threading.Event()
         self._thread = threading.Thread(target=self._serve, daemon=True)
         self._thread.start()
@@ -209,9 +211,12 @@ class SlackApp:
         )
         try:
             with urllib.request.urlopen(request, timeout=10) as reply:
-                return Response(reply.status, reply.read().decode())
+                response = Response(reply.status, reply.read().decode())
         except urllib.error.HTTPError as error:
-            return Response(error.code, error.read().decode())
+            response = Response(error.code, error.read().decode())
+        if path == "/slack/events" and response.status == 200:
+            self.replies.append(response.body)
+        return response
 
     def command(self, user: str, text: str, channel: str = APPROVALS, team: str = TEAM) -> Response:
         form = {
@@ -425,6 +430,9 @@ def serving(db_url: str, config: dict[str, Any] = CONFIG, **settings_given: Any)
             yield app
         finally:
             app.close()
+        # Every flow a test drove: nobody read a bare user id where a name belongs.
+        unnamed = unnamed_people(slack.calls, app.replies)
+        assert not unnamed, "texts sent to Slack show bare user ids:\n" + "\n".join(unnamed)
 
 
 @pytest.fixture

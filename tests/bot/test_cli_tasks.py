@@ -84,6 +84,10 @@ def test_submit_then_trace_shows_the_timeline_and_cost(env: dict[str, str]) -> N
     assert "action.succeeded" in kinds
     assert "→ lookup_order" in traced.output
     assert lines[-1].startswith("total: 2 model calls")
+    # The scripted model is named as what it is, and it costs nothing.
+    calls = [line for line in lines if " model_call " in line]
+    assert all("scripted model" in line and "$0.0000" in line for line in calls), calls
+    assert "claude" not in traced.output
 
     used = runner.invoke(main, ["usage", "--day", clock.now().date().isoformat()], env=env)
     assert used.exit_code == 0

@@ -51,11 +51,19 @@ def test_clean_approvals_earn_a_proposal_an_admin_promotes_and_a_veto_takes_it_b
     assert any("not an admin" in e.text for e in slack.ephemerals(ALICE))
     assert _level(slack_app, "flag") == "hitl"
 
+    slack_app.clock.advance(timedelta(seconds=1))  # the promotion comes after the evidence
     assert _click(slack_app, ADMIN, "promote", proposal_id, proposal) == 200
     slack_app.settle()
     assert _level(slack_app, "flag") == "hotl"
     assert f"Promoted by <@{ADMIN}>" in json.dumps(slack.message(ADMINS, proposal.ts).blocks, ensure_ascii=False)
     assert any("hitl → *hotl*" in m.text for m in slack.messages(APPROVALS))
+    assert any(f"promoted by <@{ADMIN}> on proposal {proposal_id}" in m.text for m in slack.messages(APPROVALS))
+    # The evidence that earned hotl stands next to the next level's, which starts from nothing.
+    shown = slack_app.command(ALICE, "autonomy flag").body
+    assert "*Earned hitl → hotl* <!date^" in shown and f"promoted by <@{ADMIN}>" in shown
+    earned, toward = shown.split("\n")[2:4]
+    assert "3 outcomes (3 clean, 0 rejected, 0 vetoed)" in earned
+    assert toward.startswith("*At its ceiling.*") and "0 outcomes (0 clean" in toward
 
     unattended = _run(slack_app, "run flag Turn on flag f9")
     assert unattended.state == "scheduled"
@@ -111,3 +119,32 @@ def test_spot_checks_and_reports_are_for_people_who_saw_the_run(slack_app: Slack
     slack_app.settle()
     with slack_app.services.sessions() as session:
         assert session.scalars(select(Decision.kind).where(Decision.action_id == ran.id)).all() == ["review_ok"]
+
+
+def test_the_proposal_lists_a_rejected_action_once_whatever_other_decisions_it_has(slack_app: SlackApp) -> None:
+    slack = slack_app.slack
+    rejected = _run(slack_app, "run flag Turn on flag r0")
+    card = slack_app.card(rejected)
+    block_id, _ = decide_block(card.blocks)
+    # Acknowledged first, then rejected: two decisions on one action.
+    assert slack_app.click(ALICE, "acknowledge", rejected.public_id, block_id, card.ts).status == 200
+    slack_app.settle()
+    card = slack_app.card(rejected)
+    block_id, _ = decide_block(card.blocks)
+    assert slack_app.click(BOB, "reject", rejected.public_id, block_id, card.ts).status == 200
+    slack_app.settle()
+    [modal] = slack.views
+    reason = {"reason": {"reason": {"type": "plain_text_input", "value": "Not that flag."}}}
+    assert slack_app.submit(BOB, modal.payload, reason).status == 200
+    slack_app.settle()
+    for index in range(3):
+        action = _run(slack_app, f"run flag Turn on flag c{index}")
+        card = slack_app.card(action)
+        block_id, _ = decide_block(card.blocks)
+        assert slack_app.click(ALICE, "approve", action.public_id, block_id, card.ts).status == 200
+        slack_app.settle()
+
+    [proposal] = slack.messages(ADMINS)
+    [recent] = [b["text"]["text"] for b in proposal.blocks if b.get("block_id") == "recent"]
+    assert recent.count(rejected.public_id) == 1, recent
+    assert "rejected: Not that flag." in recent

@@ -12,7 +12,7 @@ from sqlalchemy import func, select
 from core import outbox
 from core.messages import TaskResumed
 from core.models import Task
-from tests.bot.slack_app import ALICE, API_TOKEN, APPROVALS, REQUESTER, TOKEN, SlackApp
+from tests.bot.slack_app import ALICE, API_TOKEN, APPROVALS, REQUESTER, TOKEN, SlackApp, decide_block
 
 
 def _tasks(app: SlackApp) -> list[Task]:
@@ -32,6 +32,28 @@ def test_a_mention_starts_a_task_once_even_when_slack_retries(slack_app: SlackAp
     slack_app.settle()
     replies = slack_app.slack.thread(APPROVALS, ts)
     assert any(task.public_id in reply.text for reply in replies)
+
+
+def test_a_mentions_conversation_stays_in_the_thread_where_the_person_asked(slack_app: SlackApp) -> None:
+    slack = slack_app.slack
+    slack.add_channel("C0SUPPORT", "support")
+    text = "<@U0BOT> refund Refund order 56, it is broken"
+    ts = slack.call("chat.postMessage", {"channel": "C0SUPPORT", "text": text}, TOKEN).body["ts"]
+    event = {"type": "app_mention", "user": REQUESTER, "channel": "C0SUPPORT", "ts": ts, "text": text}
+    assert slack_app.event(event, "Ev0003").status == 200
+    slack_app.settle()
+    [action] = slack_app.actions()
+    card = slack_app.card(action)  # decided where approvers are
+    link = f"https://countersign-sandbox.slack.com/archives/{APPROVALS}/p{card.ts.replace('.', '')}"
+    replies = [m for m in slack.thread("C0SUPPORT", ts) if m.ts != ts]
+    assert any(f"<{link}|its card>" in reply.text and "The refund of order 56" in reply.text for reply in replies)
+    block_id, _ = decide_block(card.blocks)
+    assert slack_app.click(ALICE, "approve", action.public_id, block_id, card.ts).status == 200
+    slack_app.settle()
+    said = [m.text for m in slack.thread("C0SUPPORT", ts) if m.ts != ts]
+    assert any("The refund of order 56 succeeded" in text for text in said)  # the result, where they asked
+    assert any("done" in text for text in said)  # and the closing message
+    assert all(m.thread_ts == ts for m in slack.messages("C0SUPPORT") if m.ts != ts)  # nothing outside the thread
 
 
 def test_slash_command_verbs(slack_app: SlackApp) -> None:

@@ -17,16 +17,30 @@ def test_reminders_arrive_as_dms_and_expiry_updates_the_card_and_tells_the_reque
 
     slack_app.clock.advance(timedelta(minutes=5))
     slack_app.settle()
+    [permalink] = slack.calls_to("chat.getPermalink")
+    assert (permalink["channel"], permalink["message_ts"]) == (APPROVALS, card.ts)
+    link = f"https://countersign-sandbox.slack.com/archives/{APPROVALS}/p{card.ts.replace('.', '')}"
     for user in (ALICE, BOB):
         [ping] = slack.messages(slack.dm(user))
         block_id, buttons = decide_block(ping.blocks)
         assert buttons == {"acknowledge": action.public_id}
+        # The reminder names the action by what it does, and links its card.
+        assert "*The refund of order 4242* (refund) is waiting for a decision." in json.dumps(ping.blocks)
+        assert f"<{link}|its card>" in json.dumps(ping.blocks)
     assert any("Reminded" in reply.text for reply in slack.thread(APPROVALS, card.ts))
 
     ping = slack.messages(slack.dm(BOB))[0]
     assert slack_app.click(BOB, "acknowledge", action.public_id, block_id, ping.ts, channel=slack.dm(BOB)).status == 200
     slack_app.settle()
     assert any(f"<@{BOB}> is on it" in reply.text for reply in slack.thread(APPROVALS, card.ts))
+    # Each reminder DM changed in place: Bob's says the card is his, Alice's who has it; no button is left.
+    [bobs] = slack.messages(slack.dm(BOB))
+    assert bobs.ts == ping.ts and bobs.text == "Acknowledged — the card is yours"
+    shown = json.dumps(bobs.blocks, ensure_ascii=False)
+    assert "Acknowledged — the card is yours." in shown and f"<{link}|its card>" in shown
+    [alices] = slack.messages(slack.dm(ALICE))
+    assert f"Acknowledged by <@{BOB}>" in json.dumps(alices.blocks)
+    assert all(block["type"] != "actions" for block in bobs.blocks + alices.blocks)
 
     slack_app.clock.advance(timedelta(minutes=25))
     slack_app.settle()

@@ -105,7 +105,7 @@ def test_a_post_slack_never_answered_but_made_is_not_posted_again(slack_app: Sla
     slack_app.settle()
 
     replies = [m for m in slack.thread(APPROVALS, card.ts) if m.ts != card.ts]
-    assert [m.text for m in replies] == [":large_green_circle: issue_refund succeeded."]
+    assert [m.text for m in replies] == [":large_green_circle: The refund of order 1234 succeeded."]
     assert len(slack.calls_to("conversations.replies")) >= 1  # it looked before posting again
     done = [m for m in slack.messages(APPROVALS) if "Done with order 1234" in json.dumps(m.blocks)]
     assert len(done) == 1

@@ -4,6 +4,7 @@ representative views of the block tests' factories: what the sandbox must be abl
 from __future__ import annotations
 
 import importlib.util
+from dataclasses import replace
 from datetime import timedelta
 from enum import StrEnum
 from typing import Any, Literal
@@ -13,7 +14,8 @@ from pydantic import BaseModel, Field
 from bot.blocks import approval_card, edit_modal, home_view, reject_modal, result_reply, task_message, veto_modal
 from bot.blocks.connect import connect_blocks, requester_connect
 from bot.blocks.modals import resolve_modal
-from bot.blocks.ping import reminder, stall_alert
+from bot.blocks.params import exact_json, params_blocks
+from bot.blocks.ping import reminder, reminder_acknowledged, stall_alert
 from bot.blocks.views import ConnectLinkView, HomeView
 from tests.bot.blocks.factories import APPROVER, CARDS, make_task
 
@@ -29,7 +31,10 @@ COVERED = {
     "modals.reject_modal",
     "modals.resolve_modal",
     "modals.veto_modal",
+    "params.exact_json",
+    "params.params_blocks",
     "ping.reminder",
+    "ping.reminder_acknowledged",
     "ping.stall_alert",
     "task.task_message",
 }
@@ -81,6 +86,24 @@ def payloads() -> dict[str, Payload]:
         found[f"task:{index}:{task.state}"] = {"kind": "message", "blocks": task_message(task)[1]}
     for late in (False, True):
         found[f"reminder:{late}"] = {"kind": "message", "blocks": reminder(CARDS["pending"], "reminder", late)[1]}
+    link = "https://countersign-sandbox.slack.com/archives/C0APPROVALS/p1700000000000100"
+    found["reminder:linked"] = {"kind": "message", "blocks": reminder(CARDS["pending"], "reminder", False, link)[1]}
+    acknowledged = replace(CARDS["pending"], acknowledged_by=APPROVER, summary="the refund of order A1")
+    for user in (APPROVER, "U0OTHER"):
+        blocks = reminder_acknowledged(acknowledged, user, link)[1]
+        found[f"reminder:acknowledged:{user}"] = {"kind": "message", "blocks": blocks}
+    schema = {
+        "properties": {
+            "when": {"type": "string", "format": "date-time", "description": "When it runs"},
+            "link": {"type": "string", "format": "uri"},
+        }
+    }
+    when = {"when": "2024-05-01T12:00:00Z", "link": "https://example.com/x", "amount_cents": 500, "tags": ["a"]}
+    found["params:fields"] = {
+        "kind": "message",
+        "blocks": params_blocks(when, "ab" * 32, schema, {"amount_cents": {"from": 400, "to": 500}}),
+    }
+    found["params:long_json"] = {"kind": "message", "blocks": [exact_json({"blob": "x" * 3000}, "ab" * 32)]}
     links = [
         ConnectLinkView(name="github_token", provider="github", url="https://cs.example/oauth/github/start?state=s")
     ]
@@ -129,7 +152,10 @@ def _proposals() -> dict[str, Payload]:
             signatures=("U0ADMIN",),
             needed=2,
             decided_by=None if state == "open" else "U0ADMIN",
-            recent=(("act_1", "rejected", "wrong order"), ("act_2", "edited", None)),
+            recent=(
+                ("act_1", "rejected", "wrong order", "the refund of order 1001"),
+                ("act_2", "edited", None, "the refund of order 1002"),
+            ),
         )
         found[f"proposal:{state}"] = {"kind": "message", "blocks": proposal_card(view)[1]}
     return found

@@ -70,7 +70,7 @@ def test_refund_approved_in_the_browser(demo: Demo, page: Any, shots: Path) -> N
 
     decided.locator("button.replies").click()
     thread = page.locator("#thread")
-    expect(thread).to_contain_text("issue_refund succeeded")
+    expect(thread).to_contain_text("The refund of order 1001 succeeded")
     expect(thread.locator(".code-block").last).to_contain_text('"refunded_cents": 2400')
     _no_placeholders(page)
     page.screenshot(path=str(shots / "approved.png"))

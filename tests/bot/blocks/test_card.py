@@ -1,5 +1,6 @@
 import json
-from datetime import datetime
+from dataclasses import replace
+from datetime import datetime, timedelta
 
 import pytest
 
@@ -10,7 +11,7 @@ from tests.bot.blocks.checks import assert_message_valid, block, block_text, but
 from tests.bot.blocks.factories import APPROVER, CARDS, HASH, NOW, REQUESTER, make_card
 
 HOSTILE = "<!channel> <!here|here> <@U0MALLORY> <#C0SECRET> <https://evil.example|your bank> & &amp; `x` ```"
-DATE = "<!date^1714564800^{date_short_pretty} at {time}|2024-05-01T12:00:00Z>"
+DATE = "<!date^1714564800^{date_short_pretty} at {time_secs}|2024-05-01T12:00:00Z>"
 
 APPROVE = (action_ids.APPROVE, "act_1", "primary")
 REJECT = (action_ids.REJECT, "act_1", "danger")
@@ -86,6 +87,8 @@ def test_untrusted_text_cannot_ping_or_forge_links():
     # Untrusted text sits in verbatim text objects: Slack parses no bare @channel or links in them.
     for block_id in ("request", "proposal", "params", "diff", "outcome"):
         assert block(blocks, block_id)["text"]["verbatim"] is True
+    assert all(field["verbatim"] for field in block(blocks, "params")["fields"])
+    assert block(blocks, "params_json")["elements"][0]["verbatim"] is True
 
 
 def test_request_is_quoted_and_names_the_requester():
@@ -108,18 +111,54 @@ def test_huge_request_params_and_rationale_stay_within_slack_limits():
         changed = make_card(**{**card.__dict__, "state": state, "error": big})
         blocks = approval_card(changed)
         assert_message_valid(card_text(changed), blocks)
-    params = block_text(blocks, "params")
-    assert params.startswith("*Parameters*\n```\n{") and "_truncated: " in params
+    exact = block_text(blocks, "params_json")
+    assert exact.startswith("*Exact JSON* (sha256 `") and "_truncated: " in exact
     assert "…and 20 more" in block_text(blocks, "diff")
 
 
-def test_parameters_are_exact_pretty_json_and_backticks_cannot_close_the_block():
+def test_parameters_are_labelled_fields_with_the_exact_json_and_its_hash_below():
     params = {"order_id": "A1", "amount_cents": 500, "note": "café"}
-    text = block_text(approval_card(make_card(params=params)), "params")
-    assert text == "*Parameters*\n```\n" + json.dumps(params, indent=2, sort_keys=True, ensure_ascii=False) + "\n```"
-    text = block_text(approval_card(make_card(params={"note": "```<@U1>```"})), "params")
-    assert text.count("```") == 2
-    assert json.loads(text.split("```")[1].replace("&lt;", "<").replace("&gt;", ">")) == {"note": "```<@U1>```"}
+    blocks = approval_card(make_card(params=params))
+    fields = [field["text"] for field in block(blocks, "params")["fields"]]
+    assert fields == ["*Order id*\nA1", "*Amount cents*\n5.00 (500 cents)", "*Note*\ncafé"]
+    exact = block_text(blocks, "params_json")
+    assert exact == f"Exact JSON `{json.dumps(params, sort_keys=True, ensure_ascii=False, separators=(',', ':'))}`" + (
+        f" · sha256 `{HASH[:12]}`"
+    )
+    text = block_text(approval_card(make_card(params={"note": "```<@U1>```"})), "params_json")
+    assert "`" not in text.split("`", 1)[1].rsplit("`", 3)[0]  # backticks in values cannot end the span
+    assert "&lt;@U1&gt;" in text
+
+
+def test_parameters_follow_the_schema_and_edits_are_marked():
+    schema = {
+        "properties": {
+            "when": {"type": "string", "format": "date-time", "description": "When it runs"},
+            "link": {"type": "string", "format": "uri"},
+            "amount": {"type": "integer", "description": "Amount in cents"},
+            "enabled": {"type": "boolean"},
+        }
+    }
+    params = {"when": "2024-05-01T12:00:00Z", "link": "https://example.com/a|b", "amount": 123456, "enabled": True}
+    card = make_card(params=params, param_schema=schema, diff={"amount": {"from": 100, "to": 123456}})
+    fields = [field["text"] for field in block(approval_card(card), "params")["fields"]]
+    assert fields[0] == f"*When* · _When it runs_\n{DATE}"
+    assert fields[1] == "*Link*\n<https://example.com/a%7Cb|https://example.com/a|b>"
+    assert (
+        fields[2] == "*Amount* · _Amount in cents_\n1,234.56 (123,456 cents)\n:pencil2: _edited, was_ 1.00 (100 cents)"
+    )
+    assert fields[3] == "*Enabled*\nyes"
+    # Not a link unless the schema says so, nor one of another scheme.
+    plain = make_card(params={"link": "javascript:alert(1)"}, param_schema=schema)
+    assert "<" not in block_text(approval_card(plain), "params")
+
+
+def test_many_parameters_stay_within_ten_fields():
+    params = {f"p{i:02}": i for i in range(25)}
+    blocks = approval_card(make_card(params=params))
+    fields = block(blocks, "params")["fields"]
+    assert len(fields) == 10 and "16 more" in fields[-1]["text"]
+    assert_message_valid("card", blocks)
 
 
 def test_short_hash_action_and_task_ids():
@@ -145,6 +184,18 @@ def test_mode_lines():
     assert block_text(approval_card(CARDS["rejected"]), "mode") == "Mode: approve first"
 
 
+def test_the_veto_card_says_when_to_the_second_and_how_long_is_left():
+    scheduled = CARDS["scheduled"]
+    assert scheduled.run_at is not None
+    drawn = replace(scheduled, rendered_at=scheduled.run_at - timedelta(seconds=30))
+    assert block_text(approval_card(drawn), "mode") == f":alarm_clock: Runs in 30 s, {DATE}, unless vetoed"
+    later = replace(scheduled, rendered_at=scheduled.run_at - timedelta(minutes=4, seconds=10))
+    assert "Runs in 4 min 10 s, " in block_text(approval_card(later), "mode")
+    passed = replace(scheduled, rendered_at=scheduled.run_at + timedelta(seconds=1))
+    assert block_text(approval_card(passed), "mode") == f":alarm_clock: Its veto window ended {DATE}: it runs now"
+    assert "at today at" not in json.dumps(approval_card(CARDS["approved"]))
+
+
 def test_caps_are_listed():
     caps = block_text(approval_card(make_card(caps=("high-risk tool", "low confidence"))), "caps")
     assert caps == ":lock: A person decides because: high-risk tool; low confidence"
@@ -154,22 +205,22 @@ def test_caps_are_listed():
 @pytest.mark.parametrize(
     ("name", "expected"),
     [
-        ("approved", f":white_check_mark: Approved by <@{APPROVER}> at {DATE}\n:hourglass_flowing_sand: Queued to run"),
-        ("approved_with_edits", f":white_check_mark: Approved with edits by <@{APPROVER}> at {DATE}"),
+        ("approved", f":white_check_mark: Approved by <@{APPROVER}> {DATE}\n:hourglass_flowing_sand: Queued to run"),
+        ("approved_with_edits", f":white_check_mark: Approved with edits by <@{APPROVER}> {DATE}"),
         ("executing", ":gear: Running…"),
         ("executing_after_veto_window", ":white_check_mark: Not vetoed in the veto window"),
         ("succeeded", ":large_green_circle: Succeeded (result in the thread)"),
         ("succeeded_auto", ":robot_face: Ran on its own (autonomous)"),
         ("failed", ":red_circle: Failed: PaymentError: card declined"),
         ("unknown", "interrupted or timed out mid-call and not re-run; a person must check"),
-        ("unknown_resolved_ran", f"Outcome was unknown; <@{APPROVER}> says it ran at {DATE} — in the PSP log"),
-        ("unknown_resolved_not_run", f"Outcome was unknown; <@{APPROVER}> says it did not run at {DATE}"),
-        ("unknown_run_again", f":repeat: Its outcome was unknown; run again by <@{APPROVER}> at {DATE}"),
-        ("rejected", f":x: Rejected by <@{APPROVER}> at {DATE} — Only refund half: the box was opened."),
-        ("vetoed", f":no_entry: Vetoed by <@{APPROVER}> at {DATE} — wrong order"),
-        ("vetoed_without_reason", f":no_entry: Vetoed by <@{APPROVER}> at {DATE}"),
-        ("expired", f":hourglass: Expired at {DATE}"),
-        ("cancelled", f":heavy_multiplication_x: Cancelled at {DATE} — task stopped"),
+        ("unknown_resolved_ran", f"Outcome was unknown; <@{APPROVER}> says it ran {DATE} — in the PSP log"),
+        ("unknown_resolved_not_run", f"Outcome was unknown; <@{APPROVER}> says it did not run {DATE}"),
+        ("unknown_run_again", f":repeat: Its outcome was unknown; run again by <@{APPROVER}> {DATE}"),
+        ("rejected", f":x: Rejected by <@{APPROVER}> {DATE} — Only refund half: the box was opened."),
+        ("vetoed", f":no_entry: Vetoed by <@{APPROVER}> {DATE} — wrong order"),
+        ("vetoed_without_reason", f":no_entry: Vetoed by <@{APPROVER}> {DATE}"),
+        ("expired", f":hourglass: Expired {DATE}"),
+        ("cancelled", f":heavy_multiplication_x: Cancelled {DATE} — task stopped"),
         ("refused", ":no_entry_sign: Refused: amount_cents: must be positive"),
     ],
 )
@@ -210,7 +261,9 @@ def test_card_text_is_plain_and_non_empty(name):
 
 
 def test_card_text_by_state():
-    assert card_text(CARDS["pending"]) == "Approval needed: issue_refund for refund (high risk)"
+    assert card_text(CARDS["pending"]) == "Approval needed: issue_refund (refund, high risk)"
+    named = replace(CARDS["pending"], summary="the refund of order 1001")
+    assert card_text(named) == "Approval needed: the refund of order 1001 (refund, high risk)"
     assert card_text(CARDS["rejected"]).startswith("Rejected: ")
 
 

@@ -48,7 +48,7 @@ def test_mention():
 
 def test_slack_date():
     when = datetime(2024, 5, 1, 14, 0, tzinfo=timezone(timedelta(hours=2)))
-    assert slack_date(when) == "<!date^1714564800^{date_short_pretty} at {time}|2024-05-01T12:00:00Z>"
+    assert slack_date(when) == "<!date^1714564800^{date_short_pretty} at {time_secs}|2024-05-01T12:00:00Z>"
     assert slack_date(when, "{date}", "May <1>") == "<!date^1714564800^{date}|May &lt;1&gt;>"
     with pytest.raises(ValueError, match="aware"):
         slack_date(datetime(2024, 5, 1))

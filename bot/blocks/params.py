@@ -1,0 +1,122 @@
+"""An action's parameters as people read them: one labelled field per parameter (its name, its
+description from the tool's schema), values formatted when the schema says what they are
+(times, links, amounts in cents), edited values marked; the exact JSON and its hash on a
+context line below (or, too long for one, in a code block)."""
+
+from __future__ import annotations
+
+import json
+from datetime import datetime
+from typing import Any
+
+from bot.blocks.kit import Block, context, mrkdwn
+from bot.blocks.text import code_block, escape, slack_date, to_json, truncate
+
+FIELDS = 10  # Slack's most fields in one section
+FIELD_LIMIT = 2000  # characters of one field
+VALUE_LIMIT = 300
+DESCRIPTION_LIMIT = 150
+JSON_LINE_LIMIT = 1500  # longer JSON goes in a code block instead of the context line
+JSON_BLOCK_LIMIT = 2900
+SHORT_HASH = 12
+LINK_SCHEMES = ("http://", "https://")
+BACKTICK = "\\u0060"  # JSON's own escape of a backtick: it cannot end the code span
+
+
+def params_blocks(
+    params: dict[str, Any],
+    params_hash: str,
+    schema: dict[str, Any] | None = None,
+    diff: dict[str, dict[str, Any]] | None = None,
+) -> list[Block]:
+    """The `params` section (labelled fields) and the `params_json` block (the exact JSON and its hash)."""
+    properties = (schema or {}).get("properties") or {}
+    names = list(params)
+    fields = []
+    shown = names if len(names) <= FIELDS else names[: FIELDS - 1]
+    for name in shown:
+        found = properties.get(name)
+        prop: dict[str, Any] = found if isinstance(found, dict) else {}
+        fields.append(mrkdwn(_field(name, params[name], prop, (diff or {}).get(name)), verbatim=True))
+    if len(names) > len(shown):
+        fields.append(mrkdwn(f"_…and {len(names) - len(shown)} more: see the exact JSON below_"))
+    edited_only = sorted(set(diff or {}) - set(names))  # an edit that unset a parameter
+    heading = "*Parameters*" + (
+        " · :pencil2: edited: " + ", ".join(f"`{escape(n)}` unset" for n in edited_only[:5]) if edited_only else ""
+    )
+    section: Block = {"type": "section", "block_id": "params", "text": mrkdwn(heading, verbatim=True)}
+    if fields:
+        section["fields"] = fields
+    else:
+        section["text"] = mrkdwn(heading + "\n_none_", verbatim=True)
+    return [section, exact_json(params, params_hash)]
+
+
+def exact_json(params: dict[str, Any], params_hash: str) -> Block:
+    """The parameters exactly as they run (canonical, compact JSON) and their sha256."""
+    raw = json.dumps(params, sort_keys=True, ensure_ascii=False, separators=(",", ":"), default=str)
+    digest = f"sha256 `{escape(params_hash[:SHORT_HASH])}`"
+    shown = escape(raw.replace("`", BACKTICK))
+    if len(shown) <= JSON_LINE_LIMIT and "\n" not in shown:
+        return context("params_json", f"Exact JSON `{shown}` · {digest}", verbatim=True)
+    body = code_block(params, JSON_BLOCK_LIMIT)
+    return {
+        "type": "section",
+        "block_id": "params_json",
+        "text": mrkdwn(f"*Exact JSON* ({digest})\n{body}", verbatim=True),
+    }
+
+
+def label(name: str) -> str:
+    words = name.replace("_", " ").replace("-", " ").strip()
+    return (words[:1].upper() + words[1:]) if words else name
+
+
+def _field(name: str, value: Any, prop: dict[str, Any], change: dict[str, Any] | None) -> str:
+    title = f"*{truncate(escape(label(name)), 100)}*"
+    description = prop.get("description")
+    if isinstance(description, str) and description.strip():
+        title += f" · _{truncate(escape(' '.join(description.split())), DESCRIPTION_LIMIT)}_"
+    text = f"{title}\n{format_value(name, value, prop)}"
+    if change is not None:
+        was = format_value(name, change["from"], prop) if "from" in change else "_unset_"
+        text += f"\n:pencil2: _edited, was_ {truncate(was, VALUE_LIMIT)}"
+    return truncate(text, FIELD_LIMIT)
+
+
+def format_value(name: str, value: Any, prop: dict[str, Any]) -> str:
+    """One value for people (mrkdwn, untrusted text escaped)."""
+    if value is None:
+        return "_none_"
+    if isinstance(value, bool):
+        return "yes" if value else "no"
+    fmt = prop.get("format")
+    if isinstance(value, int | float) and _is_cents(name, prop):
+        return f"{value / 100:,.2f} ({value:,} cents)"
+    if isinstance(value, int | float):
+        return escape(str(value))
+    if isinstance(value, str):
+        if fmt == "date-time":
+            when = _time(value)
+            if when is not None:
+                return slack_date(when, fallback=value)
+        if fmt in ("uri", "url") and value.startswith(LINK_SCHEMES) and len(value) <= 1000:
+            url = value.replace("|", "%7C").replace(">", "%3E").replace("<", "%3C").replace(" ", "%20")
+            return f"<{url}|{truncate(escape(value), 200)}>"
+        text = " ".join(value.split()) if "\n" not in value else value
+        return truncate(escape(text), VALUE_LIMIT) if text else "_empty_"
+    compact = to_json(value, indent=None).replace("`", BACKTICK)
+    return f"`{truncate(escape(compact), VALUE_LIMIT)}`"
+
+
+def _is_cents(name: str, prop: dict[str, Any]) -> bool:
+    description = prop.get("description")
+    return name.endswith("_cents") or (isinstance(description, str) and "in cents" in description.lower())
+
+
+def _time(value: str) -> datetime | None:
+    try:
+        when = datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError:
+        return None
+    return when if when.tzinfo is not None else None
