@@ -452,7 +452,8 @@ def locked_action(session: Session, action_public_id: str, team_id: str | None) 
     ).first()
     if action is None:
         raise ActionNotFound(action_public_id)
-    task = session.get(Task, action.task_id)
-    if task is not None and not same_workspace(task.team_id, team_id):
-        raise OtherWorkspace(action_public_id)
+    if team_id is not None:  # a request from no particular workspace sees every action
+        task = session.get(Task, action.task_id)
+        if task is not None and not same_workspace(task.team_id, team_id):
+            raise OtherWorkspace(action_public_id)
     return action

@@ -11,7 +11,8 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from approvals import autonomy, machine
-from approvals.errors import ActionNotFound, DecisionRefused
+from approvals.decisions import locked_action
+from approvals.errors import DecisionRefused
 from approvals.graduation import INCIDENT
 from approvals.ports import Directory, is_listed_approver
 from core.config import AutonomyLevel, TaskTypeConfig
@@ -150,14 +151,7 @@ def _witnessed_run(
 ) -> Action:
     """The run `actor` may vouch for or report: a succeeded action, recent enough, seen by an
     approver, an admin or its requester."""
-    action = session.scalars(
-        select(Action)
-        .where(Action.public_id == action_public_id)
-        .with_for_update()
-        .execution_options(populate_existing=True)
-    ).first()
-    if action is None:
-        raise ActionNotFound(action_public_id)
+    action = locked_action(session, action_public_id, None)
     people = [*action.approvers, *admins, *([action.requester] if action.requester else [])]
     if not is_listed_approver(actor, people, directory):
         raise ProposalRefused(
