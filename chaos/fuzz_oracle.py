@@ -12,7 +12,7 @@ import re
 
 from bot import action_ids
 from bot.blocks.card import params_hash_from_block_id
-from chaos.fuzz_world import ADMIN, APPROVERS, REQUESTER, TASK_TYPES, Seeded
+from chaos.fuzz_world import ADMIN, APPROVERS, TASK_TYPES, Seeded
 
 MENTION = re.compile(r"<@[UW][A-Z0-9]+(\|[^>]*)?>")  # as bot.listeners.events strips it
 
@@ -36,8 +36,8 @@ def click_effect(payload: object, seeded: Seeded) -> str:
         return "legit" if user_id in APPROVERS and user_id != requester and seen == params_hash else "none"
     if kind == action_ids.ACKNOWLEDGE and value in seeded.pending:
         return "legit" if user_id in APPROVERS else "none"
-    if kind == action_ids.STOP_TASK and value in seeded.tasks:  # every seeded task is REQUESTER's
-        return "legit" if user_id in (*APPROVERS, ADMIN, REQUESTER) else "none"
+    if kind == action_ids.STOP_TASK and value in seeded.tasks:  # its requester may, from any workspace
+        return "legit" if user_id in (*APPROVERS, ADMIN, seeded.tasks[value]) else "none"
     if kind == action_ids.EXTEND_BUDGET and value in seeded.tasks:
         return "legit" if user_id in (*APPROVERS, ADMIN) else "none"
     if kind == action_ids.CHOOSE_TYPE and value.partition(":")[0] in seeded.tasks:

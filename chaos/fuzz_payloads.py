@@ -131,7 +131,7 @@ def _action_value(draw: st.DrawFn, rnd: random.Random, seeded: Seeded) -> Any:
     if roll < 0.55:
         return rnd.choice(sorted(seeded.pending))
     if roll < 0.65:
-        task = rnd.choice(seeded.tasks)
+        task = rnd.choice(sorted(seeded.tasks))
         return task if rnd.random() < 0.5 else f"{task}:{rnd.choice(TASK_TYPES)}"
     return draw(random_ids if roll < 0.9 else json_values)
 

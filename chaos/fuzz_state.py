@@ -31,7 +31,17 @@ from chaos.fuzz_world import (
     Seeded,
     Target,
 )
-from core.models import Action, ApiClient, AuditEvent, Decision, OutboxMessage, SlackEvent, Task, Timer
+from core.models import (
+    Action,
+    ApiClient,
+    AuditEvent,
+    Decision,
+    OutboxMessage,
+    SlackEvent,
+    Task,
+    Timer,
+    UnchainedAuditEvent,
+)
 
 # Refusals are audited; so is every call of the actions API (`api.call`), a refused claim included.
 ALLOWED_AUDIT_KINDS = frozenset({"decision.refused", "api.call"})
@@ -83,11 +93,11 @@ def seed_state(url: str, slack: Any, reader: Engine, servers: list[Any]) -> Seed
                 Task, Task.id == Action.task_id
             )
         ).all()
-        tasks = conn.execute(select(Task.public_id)).scalars().all()
+        tasks = dict(conn.execute(select(Task.public_id, Task.requester)).tuples().all())
     api_action = _seed_api(url, reader, servers)
     return Seeded(
         {row[0]: (row[1], row[2]) for row in rows},
-        tuple(tasks),
+        tasks,
         frozenset({SEEDED_EVENT}),
         tuple(Target(*row) for row in rows),
         kept,
@@ -156,6 +166,12 @@ def new_rows(reader: Engine, before: Snapshot) -> list[str]:
             else:
                 rows = conn.execute(query.where(column > before.last_ids[name]).order_by(column).limit(5)).all()
             found += [f"new {name}: {tuple(str(cell)[:80] for cell in row)}" for row in rows]
+        # Who did it: the newest events of the kinds no request may cause, chained or not yet (seeding made some).
+        for model in (AuditEvent, UnchainedAuditEvent):
+            columns = (model.kind, model.actor, model.task_public_id, model.action_public_id, model.note)
+            query = select(*columns).where(model.kind.not_in(ALLOWED_AUDIT_KINDS))
+            rows = conn.execute(query.order_by(model.at.desc()).limit(5)).all()
+            found += [f"new audit event: {tuple(str(cell)[:120] for cell in row)}" for row in rows]
     return found
 
 

@@ -88,7 +88,7 @@ class Seeded:
     """The seeded state the requests aim at."""
 
     pending: dict[str, tuple[str, str | None]]  # action public id -> (params hash, requester)
-    tasks: tuple[str, ...]
+    tasks: dict[str, str | None]  # task public id -> its requester
     events: frozenset[str]
     targets: tuple[Target, ...] = ()  # the pending actions again, with their tools and teams
     kept: SignedRequest | None = None  # a legitimate slash command sent while seeding, to replay
