@@ -55,12 +55,14 @@ def token(api_app: SlackApp) -> str:
 
 class ToolCallingFakeModel(GenericFakeChatModel):
     """LangChain's own fake chat model (its replies from a list), with the `bind_tools` a real
-    model has (the replies are scripted, so the tools change nothing) and the messages it was
-    given on each turn."""
+    model has (the replies are scripted, so the tools change nothing: it notes their names) and
+    the messages it was given on each turn."""
 
     seen: list[list[BaseMessage]] = Field(default_factory=list)
+    bound: list[str] = Field(default_factory=list)
 
     def bind_tools(self, tools: Any, **kwargs: Any) -> ToolCallingFakeModel:
+        self.bound.extend(t.name for t in tools)
         return self
 
     def _generate(self, messages: list[BaseMessage], *args: Any, **kwargs: Any) -> Any:
@@ -96,6 +98,7 @@ def test_langgraph_a_tool_node_runs_the_tool_once_with_the_approved_edit(api_app
     [tool_message] = [m for m in state["messages"] if isinstance(m, ToolMessage)]
     assert (tool_message.content, tool_message.tool_call_id) == ("restarted api in us", "call_1")
     assert tool_message.status == "success"
+    assert model.bound == ["restart_service"]
     assert model.seen[1][-1] == tool_message  # the model's next turn read the tool's result
     assert state["messages"][-1].content == "Done."
     _assert_ran_once_as_approved(api_app, calls, action_id, "restarted api in us")
@@ -127,9 +130,11 @@ class ScriptedModel(Model):
     def __init__(self, turns: list[list[Any]]) -> None:
         self.turns = turns
         self.inputs: list[Any] = []  # str | list[TResponseInputItem]
+        self.tools: list[list[str]] = []
 
     async def get_response(self, *args: Any, input: Any, **kwargs: Any) -> ModelResponse:  # the SDK names each
         self.inputs.append(input)
+        self.tools.append([tool.name for tool in kwargs["tools"]])
         return ModelResponse(output=self.turns.pop(0), usage=Usage(), response_id=None)
 
     def stream_response(self, *args: Any, **kwargs: Any) -> AsyncIterator[Any]:
@@ -167,6 +172,7 @@ def test_openai_agents_a_function_tool_runs_once_with_the_approved_edit(api_app:
         action_id = calls.asked()
         approve_with_edits(api_app, action_id, ALICE, {"region": "us"})
         result = running.result(timeout=30)
+    assert model.tools == [["restart_service"], ["restart_service"]]
     assert _tool_output(model) == "restarted api in us"
     assert result.final_output == "Done."
     _assert_ran_once_as_approved(api_app, calls, action_id, "restarted api in us")
