@@ -47,3 +47,8 @@ _.refreshable  # agent/connect.py Connected.refreshable
 # gunicorn's worker calls and reads these: our ServeWorker overrides its hook and keeps its count.
 _.load_wsgi  # bot/prefork.py ServeWorker.load_wsgi, called by gunicorn's Worker.init_process
 _.nr_conns  # bot/prefork.py ServeWorker.accept; gunicorn's ThreadWorker limits connections by it
+
+# The frameworks call these on the fake models of tests/client/test_recipes.py (their interfaces).
+_.bind_tools  # LangChain's BaseChatModel, called by examples/recipes/langgraph_agent.py
+_.get_response  # the Agents SDK's Model
+_.stream_response  # the Agents SDK's Model (abstract: must be there)

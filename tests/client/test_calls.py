@@ -58,10 +58,14 @@ def test_approved_params_the_function_cannot_take_are_refused_before_anything_ru
         approved_call(inspect.signature(restart), {"region": "us"})
 
 
-def test_a_result_json_cannot_carry_is_reported_as_its_repr() -> None:
+def test_a_result_is_reported_as_a_json_object_and_as_its_repr_when_json_cannot_carry_it() -> None:
     assert jsonable({"ok": [1, 2.5, None]}) == {"ok": [1, 2.5, None]}
-    assert jsonable({1, 2}) == "{1, 2}"
-    assert jsonable(float("nan")) == "nan"
+    assert jsonable("restarted api") == {"value": "restarted api"}  # the server takes only an object
+    assert jsonable([1, 2]) == {"value": [1, 2]}
+    assert jsonable(None) == {"value": None}
+    assert jsonable({1, 2}) == {"value": "{1, 2}"}
+    assert jsonable(float("nan")) == {"value": "nan"}
+    assert jsonable({"at": object}) == {"value": repr({"at": object})}
 
 
 def test_an_action_reads_the_servers_answer_and_names_what_is_missing() -> None:

@@ -3,7 +3,8 @@ the parameters they approved.
 
 Each call: the call's arguments become the action's params (defaults included; `**kwargs`
 merged in by name) → request → wait → on approval claim → call the function with the APPROVED
-params (a person's edits applied) → report `succeeded` (its return value as the result) or
+params (a person's edits applied) → report `succeeded` (its return value as the result: see
+`jsonable`) or
 `failed` (the exception's type and text, then the exception is raised again). A rejection or
 veto raises `Rejected(reason)`, an expiry `Expired`, any other end `NotApproved`; with a
 `timeout`, a wait that outlasts it raises `WaitTimedOut` (the action stays asked for).
@@ -221,10 +222,13 @@ def failure_text(error: Exception) -> str:
     return f"{type(error).__name__}: {error}"[:2000]
 
 
-def jsonable(result: object) -> object:
-    """The result as JSON can carry it: itself, or its `repr` when JSON cannot."""
+def jsonable(result: object) -> dict[str, Any]:
+    """The result as the server records it, a JSON object (as for a `@tool`'s return value): a
+    dict as it is, anything else (a tool's text, a number, a list) as `{"value": …}`; its `repr`
+    when JSON cannot carry it."""
+    wrapped = result if isinstance(result, dict) else {"value": result}
     try:
-        json.dumps(result, allow_nan=False)
+        json.dumps(wrapped, allow_nan=False)
     except (TypeError, ValueError):
-        return repr(result)
-    return result
+        return {"value": repr(result)}
+    return wrapped
