@@ -25,10 +25,11 @@ QUESTION_LINES = 30
 
 def question_message(view: QuestionView) -> tuple[str, list[Block]]:
     """The question's message: open, with its Answer button; answered, with who said what."""
-    subject = truncate(" ".join((view.subject or "").split()), SUBJECT_LIMIT)
+    subject = truncate(escape(" ".join((view.subject or "").split())), SUBJECT_LIMIT)
+    question = quote(truncate(escape(view.text), QUESTION_LIMIT), QUESTION_LINES)
     blocks: list[Block] = [
-        header("header", f"Question: {subject}" if subject else "A question for you"),
-        section("question", quote(truncate(escape(view.text), QUESTION_LIMIT), QUESTION_LINES), verbatim=True),
+        header("header", ":speech_balloon: A question for you"),
+        section("question", f"*{subject}*\n{question}" if subject else question, verbatim=True),
         context(
             "about",
             f"Asked by the API client `{escape(view.asker)}` for `{escape(view.task_type)}` · "
@@ -40,17 +41,22 @@ def question_message(view: QuestionView) -> tuple[str, list[Block]]:
         blocks.append(context("options", f"Suggested answers: {listed}", verbatim=True))
     if view.state == "answered":
         blocks.append(section("answer", answered_text(view), verbatim=True))
-        return f"Answered: {truncate(' '.join(view.text.split()), 200)}", blocks
+        return f"Answered: {_short(view.text)}", blocks
     who = (
         "Only " + ", ".join(mention(user) for user in view.responders) + " may answer."
         if view.responders
         else f"Any approver of `{escape(view.task_type)}` may answer."
     )
-    blocks.append(context("who", f":speech_balloon: {who} The answer goes back word for word."))
+    blocks.append(context("who", f"{who} The answer goes back word for word."))
     blocks.append(
         actions("answer", [button("Answer", action_ids.ANSWER_QUESTION, view.question_public_id, style="primary")])
     )
-    return f"A question for you: {truncate(' '.join(view.text.split()), 200)}", blocks
+    return f"A question for you: {_short(view.text)}", blocks
+
+
+def _short(text: str) -> str:
+    """The question on one line, escaped: the message's top-level text (notifications)."""
+    return truncate(escape(" ".join(text.split())), 200)
 
 
 def answered_text(view: QuestionView) -> str:
