@@ -99,7 +99,6 @@ def answer(
     directory: Directory,
     now: datetime,
     option: str | None = None,
-    team_id: str | None = None,
 ) -> Question:
     """`actor`'s answer, kept exactly as typed (only an answer of nothing but spaces is refused)."""
     question = session.scalars(
@@ -115,7 +114,7 @@ def answer(
         raise AnswerRequired(question.public_id, actor)
     if option is not None and option not in option_names(question):
         option = None  # a stale form's choice: the answer stands without it
-    values = {"answer": text, "option": option, "answered_by": actor, "answered_team": team_id, "answered_at": now}
+    values = {"answer": text, "option": option, "answered_by": actor, "answered_at": now}
     try:
         machine.move(
             session,

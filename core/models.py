@@ -194,7 +194,6 @@ class Question(Base):
     answer: Mapped[str | None] = mapped_column(Text)  # word for word, as typed
     option: Mapped[str | None] = mapped_column(String(128))
     answered_by: Mapped[str | None] = mapped_column(String(32))
-    answered_team: Mapped[str | None] = mapped_column(String(32))
     answered_at: Mapped[datetime | None]
     created_at: Mapped[datetime]
     updated_at: Mapped[datetime]

@@ -66,7 +66,6 @@ def register(app: App, services: Services) -> None:
                 directory=services.directory,
                 now=services.clock.now(),
                 option=chosen,
-                team_id=team,
             )
 
         try:

@@ -9,6 +9,7 @@ at most 50 ms for the next one, at once when the test says it acted."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import threading
 from collections.abc import Callable, Iterator
@@ -16,7 +17,14 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any
 
 import pytest
-from humanlayer import ContactChannel, FunctionCallSpec, HumanContactSpec, HumanLayer, ResponseOption
+from humanlayer import (
+    AsyncHumanLayer,
+    ContactChannel,
+    FunctionCallSpec,
+    HumanContactSpec,
+    HumanLayer,
+    ResponseOption,
+)
 from humanlayer import SlackContactChannel as Slack
 from humanlayer.core.protocol import HumanLayerException
 from sqlalchemy import select
@@ -132,9 +140,13 @@ def test_require_approval_waits_for_a_signed_slack_approve_then_runs_the_functio
     assert any("was handed to the HumanLayer client" in m.text for m in thread)
     with app.services.sessions() as session:
         kinds = session.scalars(select(AuditEvent.kind).where(AuditEvent.action_public_id == action.public_id)).all()
-    assert ["action.pending", "decision.approve", "action.approved", "action.executing", "action.succeeded"] == [
-        kind for kind in kinds if kind.startswith(("action.", "decision."))
-    ][1:]
+    assert [kind for kind in kinds if kind.startswith(("action.", "decision."))][1:] == [
+        "action.pending",
+        "decision.approve",
+        "action.approved",
+        "action.executing",
+        "action.succeeded",
+    ]
 
 
 def test_a_rejection_returns_the_sdks_rejection_with_the_approvers_words(
@@ -217,6 +229,29 @@ def test_a_question_to_a_person_goes_to_their_dm_and_an_option_comes_back(
     assert done.contact.spec.subject == "Release 4.2"
 
 
+def test_the_async_sdk_speaks_the_same_wire(app: SlackApp, pace: Pace, monkeypatch: pytest.MonkeyPatch) -> None:
+    humanlayer(app, new_client(app, "agent", ["payouts"])["token"], pace, monkeypatch)
+
+    async def sleep(seconds: float) -> None:
+        await asyncio.to_thread(pace, seconds)
+
+    ran: list[dict[str, Any]] = []
+    function = payout_function(ran)
+
+    async def send_payout(account: str, cents: int) -> str:
+        return function(account=account, cents=cents)
+
+    send_payout.__name__ = "send_payout"
+    wrapped = AsyncHumanLayer(sleep=sleep).require_approval()(send_payout)
+    with ThreadPoolExecutor(1) as pool:
+        running = started(pool, pace, asyncio.run, wrapped(account="acme", cents=70))
+        [action] = app.actions()
+        click(app, action.public_id, BOB, "approve")
+        pace.kick()
+        assert running.result(timeout=30) == "sent 70 to acme"
+    assert ran == [{"account": "acme", "cents": 70}] and app.actions()[0].result == HANDED
+
+
 def test_an_auto_type_hands_the_call_over_at_once(app: SlackApp, pace: Pace, monkeypatch: pytest.MonkeyPatch) -> None:
     hl = humanlayer(app, new_client(app, "agent", ["fast"])["token"], pace, monkeypatch)
     ran: list[dict[str, Any]] = []
@@ -235,7 +270,7 @@ def test_the_same_call_id_twice_is_one_action_and_another_call_under_it_is_refus
     assert first.call_id == again.call_id == "call-fixed-1" and first.status.approved is None
     assert len(app.actions()) == 1
     other = FunctionCallSpec(fn="send_payout", kwargs={"account": "acme", "cents": 2})
-    with pytest.raises(HumanLayerException, match="409.*call-fixed-1.*already names another function call"):
+    with pytest.raises(HumanLayerException, match=r"409.*call-fixed-1.*already names another function call"):
         hl.create_function_call(other, call_id="call-fixed-1")
     with app.services.sessions() as session:
         assert session.scalar(select(HumanLayerCall.call_id)) == "call-fixed-1"
@@ -301,5 +336,7 @@ def answer(app: SlackApp, user: str, value: str, ts: str, text: str, channel: st
 
 
 def _answer_value(blocks: list[dict[str, Any]]) -> str:
-    [button] = [e for b in blocks if b["type"] == "actions" for e in b["elements"] if e["action_id"] == "answer_question"]
+    [button] = [
+        e for b in blocks if b["type"] == "actions" for e in b["elements"] if e["action_id"] == "answer_question"
+    ]
     return str(button["value"])

@@ -8,6 +8,7 @@ import json
 import urllib.error
 import urllib.request
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from datetime import timedelta
 from typing import Any
 
@@ -201,3 +202,32 @@ def test_a_read_only_function_is_handed_over_at_once(app: SlackApp) -> None:
     status, answer = call(app, "POST", "/function_calls", token, function_call(fn="get_balance"))
     assert (status, answer["status"]["approved"]) == (201, True)
     assert app.actions()[0].result == HANDED
+
+
+def test_the_same_call_posted_at_once_by_many_threads_is_one_action(app: SlackApp) -> None:
+    token = new_client(app, "agent", ["payouts"])["token"]
+    with ThreadPoolExecutor(8) as pool:
+        answers = list(
+            pool.map(lambda _: call(app, "POST", "/function_calls", token, function_call("call-twin")), range(8))
+        )
+    assert sorted(status for status, _ in answers).count(201) == 1
+    assert {status for status, _ in answers} <= {200, 201}
+    assert {answer["call_id"] for _, answer in answers} == {"call-twin"}
+    assert len(app.actions()) == 1
+
+
+def test_a_declared_external_tool_checks_the_kwargs_by_its_schema(app: SlackApp) -> None:
+    token = new_client(app, "agent", ["ops"])["token"]
+    status, answer = call(
+        app, "POST", "/function_calls", token, function_call(fn="restart_service", kwargs={"service": 1})
+    )
+    assert status == 422 and "spec.kwargs.service" in answer["problems"], answer
+    body = function_call(fn="restart_service", kwargs={"service": "api"})
+    assert call(app, "POST", "/function_calls", token, body)[0] == 201
+    [action] = app.actions()
+    assert (action.tool, action.params, action.state, action.editable) == (
+        "restart_service",
+        {"service": "api"},
+        "pending",
+        False,
+    )

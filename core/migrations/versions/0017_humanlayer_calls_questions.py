@@ -41,7 +41,6 @@ def upgrade() -> None:
         sa.Column('answer', sa.Text(), nullable=True),
         sa.Column('option', sa.String(length=128), nullable=True),
         sa.Column('answered_by', sa.String(length=32), nullable=True),
-        sa.Column('answered_team', sa.String(length=32), nullable=True),
         sa.Column('answered_at', sa.DateTime(timezone=True), nullable=True),
         sa.Column('created_at', sa.DateTime(timezone=True), nullable=False),
         sa.Column('updated_at', sa.DateTime(timezone=True), nullable=False),
