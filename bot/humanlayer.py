@@ -117,7 +117,7 @@ class HumanLayerApi:
                 session.add(call)
                 session.flush()  # the unique (client, kind, call_id): a concurrent twin fails here
                 self.actions.audit(session, client, f"POST {PREFIX}/function_calls", action, 201)
-                return 201, self._call_answer(session, client, call, action)
+                return 201, self._call_answer(session, client, call, action, f"POST {PREFIX}/function_calls")
         except IntegrityError:  # the same call_id, posted at the same moment: that one stands
             return self._earlier(client, FUNCTION_CALL, sent, _same_call) or (409, {"error": "try again"})
 
@@ -131,9 +131,11 @@ class HumanLayerApi:
                 return 200, wire.call_answer(call.run_id, call.call_id, call.spec, action, _note(session, action))
         with self.services.sessions.begin() as session:  # it says approved now: hand it over
             call, action = _locked(session, client, call_id)
-            return 200, self._call_answer(session, client, call, action)
+            return 200, self._call_answer(session, client, call, action, f"GET {PREFIX}/function_calls/{call_id}")
 
-    def _call_answer(self, session: Session, client: Client, call: HumanLayerCall, action: Action) -> dict[str, Any]:
+    def _call_answer(
+        self, session: Session, client: Client, call: HumanLayerCall, action: Action, route: str
+    ) -> dict[str, Any]:
         """The call's `FunctionCall`; one that says `approved: true` for the first time hands the
         action over to the client in the caller's transaction (the action locked or just made)."""
         now = self.services.clock.now()
@@ -143,7 +145,7 @@ class HumanLayerApi:
             except ExternalRefused:  # taken meanwhile (it cannot be: the row is locked); say what it is
                 session.refresh(action)
             else:
-                self.actions.audit(session, client, f"GET {PREFIX}/function_calls/{call.call_id}", action, 200)
+                self.actions.audit(session, client, f"{route}: handed over", action, 200)
         return wire.call_answer(call.run_id, call.call_id, call.spec, action, _note(session, action))
 
     # -- contact requests -----------------------------------------------------------------------
