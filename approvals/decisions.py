@@ -34,6 +34,7 @@ from approvals.errors import (
     InvalidEdit,
     NotAnApprover,
     NotApplicable,
+    NotEditable,
     OtherWorkspace,
     ReasonRequired,
     SelfApproval,
@@ -112,6 +113,8 @@ class Decisions:
         with _attempt("edit", actor):
             action = self._open_action(session, action_public_id, "edit", {ActionState.PENDING}, team_id)
             self._authorize_approval(session, action, actor, seen_hash)
+            if not action.editable:
+                raise NotEditable(action.public_id)
             try:
                 canonical = (
                     self.catalog.validate(action.tool, new_params)
@@ -138,6 +141,8 @@ class Decisions:
         with _attempt("edit", actor):
             action = self._open_action(session, action_public_id, "edit", {ActionState.PENDING}, team_id)
             self._authorize_approval(session, action, actor, seen_hash)
+            if not action.editable:
+                raise NotEditable(action.public_id)
             return action
 
     def reject(

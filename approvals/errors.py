@@ -159,3 +159,64 @@ class CredentialMissing(DecisionRefused):
                 f"action {action_public_id!r} runs with {owner}'s own {listed}, which they have not connected: "
                 f"it cannot be approved until they do ({how})",
             )
+
+
+class NotEditable(DecisionRefused):
+    """Its client runs the call with the params it asked for (a HumanLayer SDK): an edit would not reach it."""
+
+    code = "not_editable"
+
+    def __init__(self, action_public_id: str) -> None:
+        super().__init__(
+            action_public_id,
+            f"action {action_public_id!r} cannot be edited: its client runs it with the parameters it asked for "
+            "and would never see an edit; approve it as it is, or reject it saying what to change",
+        )
+
+
+class QuestionNotFound(ApprovalsError):
+    """No question has that public id (or the asker's workspace may not see it)."""
+
+    def __init__(self, question_public_id: str) -> None:
+        self.question_public_id = question_public_id
+        super().__init__(f"no question {question_public_id!r}")
+
+
+class AnswerRefused(ApprovalsError):
+    """A person's answer to a question was refused; `code` is stable, for UIs and the ledger."""
+
+    code = "refused"
+
+    def __init__(self, question_public_id: str, actor: str, message: str) -> None:
+        self.question_public_id, self.actor = question_public_id, actor
+        super().__init__(message)
+
+
+class NotAResponder(AnswerRefused):
+    code = "not_a_responder"
+
+    def __init__(self, question_public_id: str, actor: str, task_type: str) -> None:
+        self.task_type = task_type
+        super().__init__(
+            question_public_id,
+            actor,
+            f"{actor} may not answer question {question_public_id!r}: only the approvers of {task_type!r}"
+            " (and of them, the people its asker named) answer it",
+        )
+
+
+class AlreadyAnswered(AnswerRefused):
+    code = "already_answered"
+
+    def __init__(self, question_public_id: str, actor: str, by: str | None, at: datetime | None) -> None:
+        self.by, self.at = by, at
+        when = f" at {at.isoformat()}" if at else ""
+        message = f"question {question_public_id!r} was already answered by {by}{when}"
+        super().__init__(question_public_id, actor, message)
+
+
+class AnswerRequired(AnswerRefused):
+    code = "answer_required"
+
+    def __init__(self, question_public_id: str, actor: str) -> None:
+        super().__init__(question_public_id, actor, f"an answer to question {question_public_id!r} needs some text")

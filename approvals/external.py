@@ -29,6 +29,8 @@ from core.states import ActionState, TaskState
 S = ActionState
 # Where a client waits no longer: the action is decided, or it ended without running.
 SETTLED = frozenset(S) - {S.DRAFTED, S.PENDING, S.SCHEDULED}
+# The result of an action its client took over to run itself, outside countersign's sight.
+HANDED_TO = "handed_to"
 
 
 class ExternalRefused(Exception):
@@ -49,6 +51,10 @@ class Request:
     # "object"}`), kept with the action; `read_only`: the config lists it as read-only.
     params_schema: dict[str, Any] | None = None
     read_only: bool = False
+    # What the card shows as the request (None: the tool and the client); whether an approver
+    # may edit its params (False: the client runs what it asked for, whatever the edit).
+    request_text: str | None = None
+    editable: bool = True
 
 
 def submit(
@@ -70,13 +76,14 @@ def submit(
         ).first()
         if earlier is not None:
             return earlier, False
+    asker = client_name or client_id
     task = Task(
         public_id=new_id("tsk"),
         task_type=request.task_type,
         requester=request.requester,
         # What the card shows as the request: who asked, through which client.
         request_text=(
-            f"{request.tool}, asked for through the actions API by client {client_name or client_id!r}"
+            (request.request_text or f"{request.tool}, asked for through the actions API by client {asker!r}")
             + (" (read-only: approved without asking)" if request.read_only else "")
         ),
         state=TaskState.EXTERNAL.value,
@@ -92,6 +99,7 @@ def submit(
         "external_id": request.external_id,
         "callback_url": request.callback_url,
         "params_schema": request.params_schema,
+        "editable": request.editable,
     }
     action = gate.submit(
         session,
@@ -168,6 +176,15 @@ def report(
     return action
 
 
+def hand_over(session: Session, action: Action, owner: str, to: str, now: datetime) -> Action:
+    """Claim a runnable action and report it `succeeded` as handed to `to`, in one transaction:
+    for a client that runs the call itself the moment it reads the approval and never reports
+    (a HumanLayer SDK). No lease is left behind, so it can never lapse to `unknown`.
+    `ExternalRefused` when it is not runnable, or was claimed meanwhile."""
+    claim(session, action, owner, timedelta(0), now)
+    return report(session, action, owner, succeeded=True, result={HANDED_TO: to}, error=None, now=now)
+
+
 def _not_runnable(action: Action, now: datetime) -> str:
     if action.state == S.SCHEDULED and action.run_at is not None:
         left = max((action.run_at - now).total_seconds(), 0.0)
@@ -184,12 +201,7 @@ def view(session: Session, action: Action, now: datetime) -> dict[str, Any]:
     the end of its veto window while it is `scheduled`."""
     reason = None
     if action.state in (S.REJECTED, S.VETOED):
-        reason = session.scalar(
-            select(Decision.note)
-            .where(Decision.action_id == action.id, Decision.kind.in_(["reject", "veto"]))
-            .order_by(Decision.id.desc())
-            .limit(1)
-        )
+        reason = closing_note(session, action)
     elif action.state in (S.FAILED, S.UNKNOWN, S.EXPIRED):
         reason = action.error
     return {
@@ -208,6 +220,16 @@ def view(session: Session, action: Action, now: datetime) -> dict[str, Any]:
         "run_at": _iso(action.run_at) if action.state == S.SCHEDULED else None,
         "runnable": runnable(action, now),
     }
+
+
+def closing_note(session: Session, action: Action) -> str | None:
+    """The reason its rejecter or vetoer gave, word for word (None: no reason, or neither happened)."""
+    return session.scalar(
+        select(Decision.note)
+        .where(Decision.action_id == action.id, Decision.kind.in_(["reject", "veto"]))
+        .order_by(Decision.id.desc())
+        .limit(1)
+    )
 
 
 def _iso(value: datetime | None) -> str | None:

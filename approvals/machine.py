@@ -2,7 +2,7 @@
 fenced on the state this session saw, and write its audit event and outbox messages in the
 caller's transaction; all of it, or nothing.
 
-`move` works for actions, tasks, timers and proposals alike: the row's type names its
+`move` works for actions, tasks, timers, proposals and questions alike: the row's type names its
 machine. `record` writes an event about a row (and queues its messages) without a move.
 """
 
@@ -22,11 +22,17 @@ from core import outbox
 from core.db import compare_and_set
 from core.errors import StaleState
 from core.messages import Message
-from core.models import Action, Proposal, Task, Timer
-from core.states import ACTION, PROPOSAL, TASK, TIMER, Machine
+from core.models import Action, Proposal, Question, Task, Timer
+from core.states import ACTION, PROPOSAL, QUESTION, TASK, TIMER, Machine
 
-Row = Action | Task | Timer | Proposal
-MACHINES: dict[type[Any], Machine[Any]] = {Action: ACTION, Task: TASK, Timer: TIMER, Proposal: PROPOSAL}
+Row = Action | Task | Timer | Proposal | Question
+MACHINES: dict[type[Any], Machine[Any]] = {
+    Action: ACTION,
+    Task: TASK,
+    Timer: TIMER,
+    Proposal: PROPOSAL,
+    Question: QUESTION,
+}
 
 
 def move(
@@ -109,6 +115,8 @@ def record(
         about = {"task_public_id": row.public_id}
     else:
         about = {}
+    if isinstance(row, Question):  # the ledger has no column for it: its events carry it in data
+        data = {"question_id": row.public_id, **(data or {})}
     task_type = row.task_type if not isinstance(row, Timer) else None
     entry = audit.AuditEntry(
         kind=kind,

@@ -9,7 +9,7 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from approvals.errors import ActionNotFound
+from approvals.errors import ActionNotFound, NotEditable
 from approvals.workspaces import visible_tasks
 from core.models import Action, Proposal, Task
 
@@ -19,7 +19,7 @@ def editable(
 ) -> tuple[str, dict[str, Any], dict[str, Any] | None]:
     """The tool, drafted params and (for an open tool) params schema an edit form starts from;
     `ActionNotFound` when no action with that public id is visible to `team` (so not even its
-    params are shown)."""
+    params are shown); `NotEditable` when its client would never see an edit."""
     action = session.scalars(
         select(Action)
         .join(Task, Task.id == Action.task_id)
@@ -27,6 +27,8 @@ def editable(
     ).first()
     if action is None:
         raise ActionNotFound(action_public_id)
+    if not action.editable:
+        raise NotEditable(action_public_id)
     return action.tool, dict(action.params), action.params_schema
 
 

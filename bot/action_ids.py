@@ -21,3 +21,7 @@ RESOLVE_MODAL = "resolve_note"
 REPORT_INCIDENT = "report_incident"
 REVIEW_OK = "review_ok"
 CONNECT = "connect"  # a url button to a person's own sign-in link; Slack still sends its click
+# A question an API client asks people (HumanLayer's contact request): its Answer button opens
+# ANSWER_MODAL, whose submission is the answer.
+ANSWER_QUESTION = "answer_question"
+ANSWER_MODAL = "question_answer"

@@ -12,6 +12,7 @@ import math
 import re
 import time
 from collections.abc import Iterable
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
@@ -45,6 +46,15 @@ _FIELDS = (
 )  # fmt: skip
 # An open tool's name (`open_tools`): MCP tool names, Claude Code's (`Bash`, `mcp__github__create_issue`).
 _OPEN_TOOL = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.:/-]{0,127}")
+
+
+@dataclass(frozen=True)
+class Prepared:
+    """A checked request for an external action, and the tool catalog the gate routes it by (the
+    registry, plus the one open tool it names)."""
+
+    request: external.Request
+    catalog: ToolCatalog
 
 
 class ApiActions:
@@ -81,9 +91,40 @@ class ApiActions:
     # -- routes -------------------------------------------------------------------------------
 
     def _submit(self, environ: WSGIEnvironment, client: Client) -> tuple[int, dict[str, Any]]:
-        body, refused = _json_body(environ)
+        body, refused = json_body(environ)
         if refused is not None:
             return refused
+        prepared = self.prepare(body, client)
+        if not isinstance(prepared, Prepared):
+            return prepared
+        request, catalog = prepared.request, prepared.catalog
+        config = self.services.config
+        # Two requests with the same external_id at once: the second's INSERT fails on the unique
+        # constraint, and its retry finds the first's action.
+        for attempt in (1, 2):
+            try:
+                with self.services.sessions.begin() as session:
+                    now = self.services.clock.now()
+                    action, created = external.submit(
+                        session, config, catalog, client.id, request, now, client_name=client.name
+                    )
+                    self.audit(session, client, "POST /api/actions", action, 201 if created else 200)
+                    answer = {
+                        "action_id": action.public_id,
+                        "state": action.state,
+                        "params_hash": action.params_hash,
+                        "url": f"{PREFIX}/{action.public_id}",
+                    }
+                return (201 if created else 200), answer
+            except IntegrityError:
+                if attempt == 2 or request.external_id is None:
+                    raise
+        raise AssertionError("unreachable")
+
+    def prepare(self, body: Any, client: Client) -> Prepared | tuple[int, dict[str, Any]]:
+        """The request `body` asks for, checked (its fields, the client's task types, the tool and
+        its params by their schema), with the catalog the gate routes it by; or the refusal to
+        answer: 422 `{"error", "problems": {field: why}}`, 403 for a task type not the client's."""
         problems = self._request_problems(body)
         if problems:
             return 422, {"error": "invalid action request", "problems": problems}
@@ -114,27 +155,7 @@ class ApiActions:
             params_schema=schema,
             read_only=open_tools is not None and is_open and open_tools.is_read_only(body["tool"]),
         )
-        # Two requests with the same external_id at once: the second's INSERT fails on the unique
-        # constraint, and its retry finds the first's action.
-        for attempt in (1, 2):
-            try:
-                with self.services.sessions.begin() as session:
-                    now = self.services.clock.now()
-                    action, created = external.submit(
-                        session, config, catalog, client.id, request, now, client_name=client.name
-                    )
-                    self._audit(session, client, "POST /api/actions", action, 201 if created else 200)
-                    answer = {
-                        "action_id": action.public_id,
-                        "state": action.state,
-                        "params_hash": action.params_hash,
-                        "url": f"{PREFIX}/{action.public_id}",
-                    }
-                return (201 if created else 200), answer
-            except IntegrityError:
-                if attempt == 2 or request.external_id is None:
-                    raise
-        raise AssertionError("unreachable")
+        return Prepared(request, catalog)
 
     def _get(self, environ: WSGIEnvironment, client: Client, public_id: str) -> tuple[int, dict[str, Any]]:
         wait, problem = wait_of(environ.get("QUERY_STRING", ""))
@@ -161,7 +182,7 @@ class ApiActions:
             woken = self.waiters.wait(public_id, left)
             refused = not woken and time.monotonic() - began < left  # too many threads wait already
         with self.services.sessions.begin() as session:
-            self._audit(
+            self.audit(
                 session, client, f"GET {PREFIX}/{public_id}", None, 200, public_id=public_id, state=view["state"]
             )
         return 200, view
@@ -178,13 +199,13 @@ class ApiActions:
             except ExternalRefused as exc:
                 refused = str(exc)
             else:
-                self._audit(session, client, f"POST {PREFIX}/{public_id}/claim", action, 200)
+                self.audit(session, client, f"POST {PREFIX}/{public_id}/claim", action, 200)
                 return 200, external.view(session, action, now)
         self._audit_alone(client, f"POST {PREFIX}/{public_id}/claim", public_id, 409)
         return 409, {"error": refused}
 
     def _result(self, environ: WSGIEnvironment, client: Client, public_id: str) -> tuple[int, dict[str, Any]]:
-        body, refused_body = _json_body(environ)
+        body, refused_body = json_body(environ)
         if refused_body is not None:
             return refused_body
         problems = _result_problems(body)
@@ -211,7 +232,7 @@ class ApiActions:
             except ExternalRefused as exc:
                 refused = str(exc)
             else:
-                self._audit(session, client, f"POST {PREFIX}/{public_id}/result", action, 200)
+                self.audit(session, client, f"POST {PREFIX}/{public_id}/result", action, 200)
                 return 200, external.view(session, action, now)
         self._audit_alone(client, f"POST {PREFIX}/{public_id}/result", public_id, 409)
         return 409, {"error": refused}
@@ -306,7 +327,7 @@ class ApiActions:
             return f"host {host!r} is not in api.webhook_hosts of the config (allowed: {', '.join(allowed) or 'none'})"
         return None
 
-    def _audit(
+    def audit(
         self,
         session: Session,
         client: Client,
@@ -332,7 +353,7 @@ class ApiActions:
 
     def _audit_alone(self, client: Client, call: str, public_id: str, status: int) -> None:
         with self.services.sessions.begin() as session:
-            self._audit(session, client, call, None, status, public_id=public_id)
+            self.audit(session, client, call, None, status, public_id=public_id)
 
 
 def _own(session: Session, client: Client, public_id: str, *, lock: bool = False) -> Action | None:
@@ -342,7 +363,7 @@ def _own(session: Session, client: Client, public_id: str, *, lock: bool = False
     return session.scalars(query).first()
 
 
-def _json_body(environ: WSGIEnvironment) -> tuple[Any, tuple[int, dict[str, Any]] | None]:
+def json_body(environ: WSGIEnvironment) -> tuple[Any, tuple[int, dict[str, Any]] | None]:
     try:
         return json.loads(read_body(environ, MAX_BODY) or b"null"), None
     except BodyRefused as refused:

@@ -22,9 +22,10 @@ from bot.blocks.card import approval_card, asked_note, card_text, credential_not
 from bot.blocks.connect import connect_blocks, requester_connect
 from bot.blocks.ping import expired_notice, reminded_note, reminder, reminder_acknowledged, stall_alert
 from bot.blocks.proposal import level_changed, proposal_card, review_card
+from bot.blocks.question import question_message
 from bot.blocks.task import task_message
 from bot.blocks.views import CardView, ConnectLinkView
-from bot.presenter import card_view, outcomes, proposal_view, task_view
+from bot.presenter import card_view, outcomes, proposal_view, question_view, task_view
 from bot.slack_posts import Delivery, Poster, Result, Undeliverable
 from core import outbox
 from core.messages import (
@@ -46,6 +47,8 @@ from core.messages import (
     ProposalChanged,
     ProposalMessage,
     ProposalPosted,
+    QuestionAnswered,
+    QuestionAsked,
     Reminded,
     ReviewRequested,
     StallEscalated,
@@ -57,7 +60,7 @@ from core.messages import (
     TaskStarted,
     TypeChoiceAsked,
 )
-from core.models import Action, Proposal, SlackMessage, Task
+from core.models import Action, Proposal, Question, SlackMessage, Task
 from core.states import OPEN_FOR_DECISION
 
 Deliver = Callable[[Poster, Delivery, Any], Result | None]
@@ -268,6 +271,27 @@ def stall(out: Poster, d: Delivery, message: StallEscalated) -> Result:
     return out.post(d, channel, text, blocks, thread_ts)
 
 
+# -- questions ---------------------------------------------------------------------------------
+
+
+def question(out: Poster, d: Delivery, message: QuestionAsked | QuestionAnswered) -> Result:
+    """Post the question where its asker sent it (a channel, or a person's DM), or update it in
+    place once answered: the answer, who gave it and when, in place of the Answer button."""
+    services, key = out.services, f"question:{message.question_public_id}"
+    with services.sessions() as session:
+        row = session.scalars(select(Question).where(Question.public_id == message.question_public_id)).one()
+        view = question_view(session, row)
+        target, thread_ts = row.channel, row.thread_ts
+        posted = session.get(SlackMessage, key)
+        where = (posted.channel, posted.ts) if posted else None
+    text, blocks = question_message(view)
+    if where is None:
+        channel = out.dm(d, target) if target.startswith(("U", "W")) else target
+        return out.post(d, channel, text, blocks, thread_ts, key=key)
+    out.update(d, where[0], where[1], text, blocks)
+    return {"channel": where[0], "ts": where[1], "updated": True}
+
+
 # -- autonomy and operations ---------------------------------------------------------------------
 
 
@@ -334,6 +358,8 @@ DELIVERIES: dict[type[Message], Deliver] = {
     BudgetAlert: alert,
     BacklogAlert: alert,
     AuditHead: head,
+    QuestionAsked: question,
+    QuestionAnswered: question,
 }
 
 

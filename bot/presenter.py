@@ -20,9 +20,17 @@ from approvals.resolutions import last_claim, run_again_votes
 from approvals.workspaces import visible_tasks
 from bot.blocks.home import home_view
 from bot.blocks.text import action_name, escape, truncate
-from bot.blocks.views import ActionOutcomeView, CardView, CredentialView, HomeView, ProposalView, TaskView
+from bot.blocks.views import (
+    ActionOutcomeView,
+    CardView,
+    CredentialView,
+    HomeView,
+    ProposalView,
+    QuestionView,
+    TaskView,
+)
 from core.config import Config
-from core.models import Action, Decision, Proposal, Task
+from core.models import Action, ApiClient, Decision, Proposal, Question, Task
 
 if TYPE_CHECKING:
     from bot.services import Services
@@ -107,6 +115,29 @@ def card_view(
         resolved_by=resolved.actor if resolved else None,
         resolved_at=resolved.at if resolved else None,
         resolution_note=resolved.note if resolved else None,
+        editable=action.editable,
+    )
+
+
+def question_view(session: Session, question: Question) -> QuestionView:
+    asker = session.scalar(select(ApiClient.name).where(ApiClient.id == question.api_client_id)) or "?"
+    options = tuple(
+        (str(option["name"]), str(option.get("title") or option["name"])) for option in question.options or []
+    )
+    return QuestionView(
+        question_public_id=question.public_id,
+        task_type=question.task_type,
+        asker=asker,
+        subject=question.subject,
+        text=question.text,
+        state=question.state,
+        approvers=tuple(question.approvers),
+        responders=tuple(question.responders) if question.responders is not None else None,
+        options=options,
+        answer=question.answer,
+        option=question.option,
+        answered_by=question.answered_by,
+        answered_at=question.answered_at,
     )
 
 

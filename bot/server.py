@@ -6,7 +6,8 @@ signature and replay checked by `bot.slack_ingress` before Bolt parses anything)
 /slack/install and /slack/oauth_redirect (multi-workspace mode: Bolt's OAuth flow), GET and
 POST /oauth/{provider}/start and GET /oauth/{provider}/callback (people connecting their own
 credentials, confirmed in the browser that completes them: `bot.connect_routes`), POST
-/api/tasks (bearer `COUNTERSIGN_API_TOKEN`), GET /healthz, /readyz, /metrics (with
+/api/tasks (bearer `COUNTERSIGN_API_TOKEN`), the actions API (/api/actions…, `bot.api_actions`) and
+HumanLayer's wire API beside it (/humanlayer/v1/…, `bot.humanlayer`), GET /healthz, /readyz, /metrics (with
 `COUNTERSIGN_METRICS_TOKEN` set, /metrics needs it as a bearer token and /readyz names its
 checks only to a request that carries it).
 """
@@ -41,6 +42,8 @@ from bot.connect_routes import PREFIX as CONNECT_PREFIX
 from bot.connect_routes import ConnectRoutes
 from bot.directory import person_name
 from bot.http_io import BodyRefused, answer_json, read_body
+from bot.humanlayer import PREFIX as HUMANLAYER
+from bot.humanlayer import HumanLayerApi
 from bot.installations import INSTALL_PATH, REDIRECT_PATH
 from bot.services import Services
 from bot.shed_notices import ShedNotices
@@ -93,7 +96,9 @@ class Server:
         self.connect = ConnectRoutes(services.connect, names=partial(person_name, services))
         self.waiters = Waiters(services.sessions, services.clock)
         tokens = Tokens(services.sessions, api_token)
-        self.api_actions: ApiActions | None = ApiActions(services, tokens, self.waiters)
+        actions = ApiActions(services, tokens, self.waiters)
+        self.api_actions: ApiActions | None = actions
+        self.humanlayer = HumanLayerApi(services, tokens, actions)
 
     def __call__(self, environ: WSGIEnvironment, start_response: StartResponse) -> Iterable[bytes]:
         try:
@@ -117,6 +122,8 @@ class Server:
             return self.connect(environ, start_response)
         if path.startswith(API_ACTIONS) and self.api_actions is not None:
             return self.api_actions(environ, start_response)
+        if path.startswith(HUMANLAYER + "/"):
+            return self.humanlayer(environ, start_response)
         if path == "/api/tasks" and method == "POST":
             return self._api_tasks(environ, start_response)
         if path == "/healthz":

@@ -362,6 +362,33 @@ class AuditHead(Message):
         return AUDIT_ORDERING_KEY
 
 
+# -- questions (ordered by the question's public id: one message) ------------------------------
+
+
+@dataclass(frozen=True)
+class QuestionMessage(Message):
+    question_public_id: str
+
+    @property
+    def ordering_key(self) -> str:
+        return self.question_public_id
+
+
+@dataclass(frozen=True)
+class QuestionAsked(QuestionMessage):
+    """Post the question with its Answer button (in its channel, or a DM)."""
+
+    KIND = "question.asked"
+
+
+@dataclass(frozen=True)
+class QuestionAnswered(QuestionMessage):
+    """The question's message says who answered, when, and what, in place of the button."""
+
+    KIND = "question.answered"
+    by: str
+
+
 # Every stored kind → its type. `ops.alert` holds two shapes, told apart by the payload's `kind`.
 ALERTS: dict[str, type[Message]] = {"budget_tokens": BudgetAlert, "budget_cost": BudgetAlert}
 ALERTS |= {"pending_approvals": BacklogAlert, "outbox_backlog": BacklogAlert}
@@ -390,6 +417,8 @@ MESSAGES: tuple[type[Message], ...] = (
     BudgetAlert,
     BacklogAlert,
     AuditHead,
+    QuestionAsked,
+    QuestionAnswered,
 )
 _BY_KIND: dict[str, type[Message]] = {cls.KIND: cls for cls in MESSAGES if cls.KIND != "ops.alert"}
 

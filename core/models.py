@@ -148,6 +148,9 @@ class Action(Base):
     # An open tool's params schema (`open_tools`), as its client sent it: it checks an edit too.
     # None: the tool is declared (`@tool` or `external_tools`) and the registry holds its schema.
     params_schema: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+    # False: its client runs the call with the params it asked for and never reads edited ones
+    # (a HumanLayer SDK), so an edit could not reach it: the card offers none and none is taken.
+    editable: Mapped[bool] = mapped_column(Boolean, default=True, server_default="1")
     created_at: Mapped[datetime]
     updated_at: Mapped[datetime]
 
@@ -165,6 +168,54 @@ class ApiClient(Base):
     task_types: Mapped[list[Any] | None] = mapped_column(JSON)
     created_at: Mapped[datetime]
     revoked_at: Mapped[datetime | None]
+
+
+class Question(Base):
+    """A question an API client asks people in Slack (a HumanLayer contact request): posted
+    with an Answer button to the task type's channel or a DM; the approvers of its task type
+    (snapshotted, and narrowed to `responders` when the client named some) may answer once."""
+
+    __tablename__ = "questions"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    public_id: Mapped[str] = mapped_column(String(32), unique=True)
+    task_type: Mapped[str] = mapped_column(String(64))
+    api_client_id: Mapped[int] = mapped_column(ForeignKey("api_clients.id"), index=True)
+    subject: Mapped[str | None] = mapped_column(Text)
+    text: Mapped[str] = mapped_column(Text)
+    # Where it is posted: a channel (C…/G…/D…) or a person (U…/W…), told by direct message.
+    channel: Mapped[str] = mapped_column(String(32))
+    thread_ts: Mapped[str | None] = mapped_column(String(32))
+    approvers: Mapped[list[Any]]
+    responders: Mapped[list[Any] | None] = mapped_column(JSON)
+    # [{"name", "title"?, "description"?}] the person may pick one of, beside their answer.
+    options: Mapped[list[Any] | None] = mapped_column(JSON)
+    state: Mapped[str] = mapped_column(String(16))
+    answer: Mapped[str | None] = mapped_column(Text)  # word for word, as typed
+    option: Mapped[str | None] = mapped_column(String(128))
+    answered_by: Mapped[str | None] = mapped_column(String(32))
+    answered_at: Mapped[datetime | None]
+    created_at: Mapped[datetime]
+    updated_at: Mapped[datetime]
+
+
+class HumanLayerCall(Base):
+    """A function call or contact request as a HumanLayer SDK sent it to `/humanlayer/v1`: the
+    client's own `call_id` (one per client and kind: a second POST finds the first), its
+    `run_id` and `spec` as sent (every answer repeats them), and the action or question made of it."""
+
+    __tablename__ = "humanlayer_calls"
+    __table_args__ = (UniqueConstraint("api_client_id", "kind", "call_id", name="uq_humanlayer_calls_client_call"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    api_client_id: Mapped[int] = mapped_column(ForeignKey("api_clients.id"))
+    kind: Mapped[str] = mapped_column(String(16))  # function_call | contact
+    call_id: Mapped[str] = mapped_column(String(128))
+    run_id: Mapped[str] = mapped_column(String(128))
+    spec: Mapped[dict[str, Any]]
+    action_id: Mapped[int | None] = mapped_column(ForeignKey("actions.id"), unique=True)
+    question_id: Mapped[int | None] = mapped_column(ForeignKey("questions.id"), unique=True)
+    created_at: Mapped[datetime]
 
 
 class WebhookDelivery(Base):

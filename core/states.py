@@ -178,9 +178,27 @@ PROPOSAL = Machine(
     },
 )
 
-MACHINES: tuple[Machine[ActionState] | Machine[TaskState] | Machine[TimerState] | Machine[ProposalState], ...] = (
+# -- questions (a HumanLayer contact request, answered in Slack) -----------------------------
+
+
+class QuestionState(StrEnum):
+    OPEN = "open"  # posted with its Answer button
+    ANSWERED = "answered"  # a person answered it; the answer is final
+
+
+QUESTION = Machine(
+    "question",
+    frozenset({QuestionState.OPEN}),
+    {QuestionState.OPEN: frozenset({QuestionState.ANSWERED}), QuestionState.ANSWERED: frozenset()},
+)
+
+MACHINES: tuple[
+    Machine[ActionState] | Machine[TaskState] | Machine[TimerState] | Machine[ProposalState] | Machine[QuestionState],
+    ...,
+] = (
     ACTION,
     TASK,
     TIMER,
     PROPOSAL,
+    QUESTION,
 )

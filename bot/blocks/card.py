@@ -69,8 +69,9 @@ def card_buttons(card: CardView) -> list[Block]:
         buttons = [
             button("Approve", action_ids.APPROVE, value, style="primary"),
             button("Reject", action_ids.REJECT, value, style="danger"),
-            button("Edit", action_ids.EDIT, value),
         ]
+        if card.editable:  # else its client would never see the edit
+            buttons.append(button("Edit", action_ids.EDIT, value))
     elif card.state == "scheduled":
         buttons = [button("Veto", action_ids.VETO, value, style="danger")]
     elif card.state == "unknown":
@@ -130,7 +131,11 @@ def approval_card(card: CardView) -> list[Block]:
 def result_reply(card: CardView) -> tuple[str, list[Block]]:
     """The thread reply after execution: the result (JSON, truncated) or the error."""
     tool = truncate(action_name(card.summary, card.tool, capital=True), 200)
-    if card.state == "succeeded":
+    if card.state == "succeeded" and card.handed_to is not None:
+        to = truncate(escape(card.handed_to), 100)
+        text = f":outbox_tray: {tool} was handed to {to}, which runs it itself: its outcome is not reported here."
+        body = ""
+    elif card.state == "succeeded":
         text = f":large_green_circle: {tool} succeeded."
         body = code_block(card.result, RESULT_LIMIT) if card.result is not None else "_It returned no result._"
     elif card.state == "failed":
@@ -303,6 +308,8 @@ def outcome_text(card: CardView) -> str | None:
         "failed": f":red_circle: Failed: {error}",
         "unknown": f":warning: Outcome unknown: {UNKNOWN_OUTCOME}",
     }[state]
+    if state == "succeeded" and card.handed_to is not None:
+        run = f":outbox_tray: Handed to {truncate(escape(card.handed_to), 100)}, which runs it itself"
     if card.resolution in RESOLVED and state in ("succeeded", "failed") and card.resolved_by:
         said = f" {slack_date(card.resolved_at)}" if card.resolved_at else ""
         resolution_note = f" — {truncate(escape(card.resolution_note), NOTE_LIMIT)}" if card.resolution_note else ""

@@ -15,6 +15,7 @@ from approvals.errors import (
     DecisionRefused,
     NotAnApprover,
     NotApplicable,
+    NotEditable,
     OtherWorkspace,
     ReasonRequired,
     SelfApproval,
@@ -59,6 +60,11 @@ def refusal_text(refusal: Exception, what: str | None) -> str:
     if isinstance(refusal, NotApplicable):
         state, kind = escape(refusal.state), escape(refusal.kind)
         return f":information_source: {_capital(it)} is {state}: it cannot take a {kind}."
+    if isinstance(refusal, NotEditable):
+        return (
+            f":information_source: {_capital(it)} cannot be edited: its client runs it with the parameters it asked "
+            "for and would never see an edit. Approve it as it is, or reject it saying what to change."
+        )
     if isinstance(refusal, ReasonRequired):
         return f":warning: Say why: {it} needs a reason."
     if isinstance(refusal, OtherWorkspace):  # as if it did not exist: nothing of it is told

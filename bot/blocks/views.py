@@ -77,6 +77,16 @@ class CardView:
     resolved_by: str | None = None
     resolved_at: datetime | None = None
     resolution_note: str | None = None  # untrusted
+    editable: bool = True  # False: its client runs the params it asked for, so no Edit button
+
+    @property
+    def handed_to(self) -> str | None:
+        """Who took it over to run it themselves ("the HumanLayer client"), when its result says
+        only that (untrusted: an API client reported it)."""
+        result = self.result
+        if result is None or set(result) != {"handed_to"} or not isinstance(result["handed_to"], str):
+            return None
+        return result["handed_to"]
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -137,3 +147,22 @@ class HomeView:
     waiting: tuple[CardView, ...] = ()  # pending actions this person may approve
     recent: tuple[CardView, ...] = ()  # recently decided actions
     levels: tuple[tuple[str, str], ...] = field(default=())  # (task type, autonomy level)
+
+
+@dataclass(frozen=True, kw_only=True)
+class QuestionView:
+    """A question an API client asks people (a HumanLayer contact request), and its answer."""
+
+    question_public_id: str  # the Answer button's value
+    task_type: str
+    asker: str  # the API client's name
+    subject: str | None  # untrusted (the client's)
+    text: str  # untrusted (the client's, often its model's)
+    state: str  # core.states.QuestionState
+    approvers: tuple[str, ...]  # who may answer: user ids, @group handles
+    responders: tuple[str, ...] | None = None  # narrowed to these, when the asker named some
+    options: tuple[tuple[str, str], ...] = ()  # (name, label) a person may pick beside their answer
+    answer: str | None = None  # untrusted (a person's), word for word
+    option: str | None = None
+    answered_by: str | None = None
+    answered_at: datetime | None = None

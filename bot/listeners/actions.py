@@ -16,7 +16,7 @@ from agent.connect import LINK_TTL
 from agent.task_controls import EXTEND, STOP, controlled, extend, stop
 from agent.tasks import TaskError, choose_task_type
 from approvals.decisions import decide
-from approvals.errors import ActionNotFound, CredentialMissing, DecisionRefused, OtherWorkspace
+from approvals.errors import ActionNotFound, CredentialMissing, DecisionRefused, NotEditable, OtherWorkspace
 from approvals.subjects import editable, quorum_of, tool_of
 from bot import action_ids
 from bot.admission import DECIDING, Shed
@@ -224,6 +224,9 @@ def register(app: App, services: Services) -> None:
             schema = (
                 form_schema(own_schema, params) if own_schema is not None else services.registry.get(tool).json_schema()
             )
+        except NotEditable as refusal:
+            tell(services, respond, refused(services, refusal), clicker(body), workspace(body))
+            return
         except (BadPayload, ActionNotFound, LookupError) as problem:
             tell(services, respond, str(problem), clicker(body), workspace(body))
             return

@@ -29,6 +29,8 @@ from core.messages import (
     Message,
     ProposalChanged,
     ProposalPosted,
+    QuestionAnswered,
+    QuestionAsked,
     Reminded,
     ReviewRequested,
     StallEscalated,
@@ -76,6 +78,8 @@ EXAMPLES: list[Message] = [
     BacklogAlert("pending_approvals", "firing", 5, 3, "2026-01-05T09:00:00+00:00", {"refund": 5}, ACT),
     BacklogAlert("outbox_backlog", "resolved", 0, 4, None, last_error="SlackApiError: ratelimited"),
     AuditHead(3, "ab" * 32, "2026-01-05T09:00:00.000000+00:00"),
+    QuestionAsked("qst_1"),
+    QuestionAnswered("qst_1", "U0ALICE"),
 ]
 
 

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from core.states import MACHINES, ActionState, Machine, ProposalState, TaskState, TimerState
+from core.states import MACHINES, ActionState, Machine, ProposalState, QuestionState, TaskState, TimerState
 
 ROOT = Path(__file__).resolve().parents[2]
 PACKAGES = ("core", "approvals", "agent", "escalations", "bot")
@@ -24,7 +24,7 @@ PACKAGES = ("core", "approvals", "agent", "escalations", "bot")
 # helpers that pass a literal target on to it (the executor's `_end`, decisions' `_close`), and
 # the gate's `_enter` (a new action's move out of `drafted`, checked and audited before its INSERT).
 MOVERS = {"move", "_end", "_close", "_enter"}
-ENUMS = {cls.__name__: cls for cls in (ActionState, TaskState, TimerState, ProposalState)}
+ENUMS = {cls.__name__: cls for cls in (ActionState, TaskState, TimerState, ProposalState, QuestionState)}
 
 
 def _aliases(tree: ast.Module) -> dict[str, str]:

@@ -336,3 +336,19 @@ def test_a_credential_connected_from_slack_is_not_a_cli_command_on_the_card() ->
     for name in ("pending_requester_sent_link", "pending_approvers_own_from_slack"):
         assert "countersign secrets" not in str(approval_card(CARDS[name]))
         assert "http" not in str(approval_card(CARDS[name]))  # links are personal: never on the card
+
+
+def test_a_card_whose_client_takes_no_edit_has_no_edit_button():
+    assert buttons(approval_card(make_card(editable=False))) == [APPROVE, REJECT, ACKNOWLEDGE]
+
+
+def test_a_run_handed_to_its_client_says_so_on_the_card_and_in_the_thread():
+    handed = replace(CARDS["succeeded"], result={"handed_to": "the HumanLayer client <!channel>"})
+    outcome = block_text(approval_card(handed), "outcome")
+    assert ":outbox_tray: Handed to the HumanLayer client &lt;!channel&gt;, which runs it itself" in outcome
+    text, blocks = result_reply(handed)
+    assert_message_valid(text, blocks)
+    assert "was handed to the HumanLayer client" in text and live_tokens(blocks) == set()
+    # Anything more in the result is a result like any other.
+    mixed = replace(CARDS["succeeded"], result={"handed_to": "x", "pid": 1})
+    assert "Succeeded (result in the thread)" in block_text(approval_card(mixed), "outcome")
