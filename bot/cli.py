@@ -227,7 +227,14 @@ def _serve_socket_mode(process: Process, app_token: str, which: str) -> None:
                 "it takes an app-level token (xapp-…) with connections:write"
             ]
         )
-    click.echo(f"countersign: Socket Mode connected to Slack, model: {which}")
+    if socket.client.is_connected():
+        click.echo(f"countersign: Socket Mode connected to Slack, model: {which}")
+    else:  # Slack's WebSocket did not take it: the client's monitor tries a new URL on its next round
+        click.echo(
+            f"countersign: Socket Mode, model: {which}; not connected to Slack yet, "
+            f"trying again every {socket.client.ping_interval:g} s",
+            err=True,
+        )
     stop = threading.Event()
     previous = signal.signal(signal.SIGTERM, lambda _signum, _frame: stop.set())
     try:

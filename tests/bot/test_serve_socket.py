@@ -142,3 +142,35 @@ def test_serve_socket_with_a_token_slack_refuses_says_so_and_exits(
     assert done.returncode == 1, done.stdout + done.stderr
     assert f"Slack refused SLACK_APP_TOKEN for Socket Mode ({error})" in done.stderr
     assert "Traceback" not in done.stderr
+
+
+def test_serve_socket_started_while_slack_turns_it_away_says_so_and_connects_later(
+    tmp_path: Path, sqlite_template: Path
+) -> None:
+    db = tmp_path / "countersign.db"
+    db.write_bytes(sqlite_template.read_bytes())
+    with SlackEmulator() as slack, SocketModeServer(slack) as sockets:
+        _seeded(slack)
+        sockets.turn_away(1)
+        server = subprocess.Popen(
+            [COUNTERSIGN, "serve", "--socket"],
+            cwd=tmp_path,
+            env=_environment(tmp_path, f"sqlite:///{db}", slack, APP_TOKEN),
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+        )
+        try:
+            # The client's monitor tries again on its next round (every 10 s), with a new URL.
+            _wait(lambda: sockets.links >= 1, "a connection after the refused one", server)
+            sockets.link(1)
+            reply = sockets.ack(
+                sockets.send("slash_commands", command_payload(slack, REQUESTER, "help"), accepts_response_payload=True)
+            )
+            assert reply.payload is not None and "run TYPE TEXT" in reply.payload["text"]
+        finally:
+            server.send_signal(signal.SIGINT)
+            output, _ = server.communicate(timeout=30)
+        assert server.returncode == 0, output
+        assert "not connected to Slack yet, trying again every 10 s" in output
+        assert (len(slack.calls_to("apps.connections.open")), sockets.refused) == (2, 1)

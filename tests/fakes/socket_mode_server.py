@@ -12,6 +12,7 @@ protocol as Slack does (https://api.slack.com/apis/socket-mode):
 - `disconnect` sends `{"type": "disconnect", "reason": …}` (`refresh_requested`, `warning`)
   on the newest connection; the client opens another through `apps.connections.open`, and
   `link` waits for it to be greeted;
+- `turn_away(n)` refuses the next `n` connections, as an endpoint that is down;
 - `send(..., lose_ack=True)` loses that envelope's ack, as when the connection it came back
   on died before Slack read it; `redeliver` sends every envelope whose ack never arrived
   again on the newest connection (an Events API one with `retry_attempt` one higher, as
@@ -95,6 +96,7 @@ class SocketModeServer:
         self._strays: list[str] = []  # what the app sent that acks no envelope of ours
         self._redelivered: set[str] = set()
         self._refused = 0
+        self._down = 0  # connections still to turn away, as an endpoint that is down does
         self._server: Server = serve(
             self._session,
             "127.0.0.1",
@@ -138,6 +140,10 @@ class SocketModeServer:
                 self._refused += 1
                 return connection.respond(HTTPStatus.UNAUTHORIZED, "unknown or used ticket\n")
             self._tickets[ticket] = True
+            if self._down:
+                self._down -= 1
+                self._refused += 1
+                return connection.respond(HTTPStatus.SERVICE_UNAVAILABLE, "try again\n")
         return None
 
     def _session(self, connection: ServerConnection) -> None:
@@ -196,12 +202,11 @@ class SocketModeServer:
         retry_attempt: int | None = None,
         lose_ack: bool = False,
     ) -> str:
-        """Deliver one envelope on the newest open connection; its `envelope_id`."""
+        """Deliver one envelope on the newest open connection (waiting for one while the client
+        is between two); its `envelope_id`."""
+        self._wait(lambda: bool(self._live()), "an open connection to deliver on")
         with self._changed:
-            live = [link for link in self._links if link.greeted and not link.closed]
-        if not live:
-            raise AssertionError("no Socket Mode connection is open to deliver on")
-        link = live[-1]
+            link = self._live()[-1]
         envelope = Envelope(
             str(uuid.uuid4()), kind, payload, accepts_response_payload, link.number, retry_attempt, lose_ack
         )
@@ -244,7 +249,7 @@ class SocketModeServer:
     def disconnect(self, reason: str = "refresh_requested") -> int:
         """Tell the newest open connection to go, as Slack does before it closes one; its number."""
         with self._changed:
-            [*_, link] = [link for link in self._links if link.greeted and not link.closed]
+            [*_, link] = self._live()
         message = {
             "type": "disconnect",
             "reason": reason,
@@ -256,6 +261,12 @@ class SocketModeServer:
     def closed(self, number: int, timeout: float = WAIT_S) -> None:
         """Wait until connection `number` is closed (the client lets an old one go)."""
         self._wait(lambda: len(self._links) >= number and self._links[number - 1].closed, f"close of {number}", timeout)
+
+    def turn_away(self, times: int) -> None:
+        """Refuse the next `times` connections (HTTP 503), their tickets spent, as a Socket
+        Mode endpoint that is down does: the client must ask for a new URL to try again."""
+        with self._changed:
+            self._down = times
 
     def redeliver(self) -> list[str]:
         """Send again every envelope whose ack Slack never got (and that was not redelivered
@@ -297,7 +308,7 @@ class SocketModeServer:
 
     @property
     def refused(self) -> int:
-        """Connections refused for a ticket never issued or already used."""
+        """Connections refused: for a ticket never issued or already used, or turned away."""
         with self._changed:
             return self._refused
 
@@ -312,6 +323,9 @@ class SocketModeServer:
         with self._changed:
             answered = {a.envelope_id for a in self._acks + self._lost} | self._redelivered
             return [e for e in self._envelopes if e.envelope_id not in answered]
+
+    def _live(self) -> list[_Link]:
+        return [link for link in self._links if link.greeted and not link.closed]
 
     def _wait(self, condition: Callable[[], bool], what: str, timeout: float = WAIT_S) -> None:
         with self._changed:
