@@ -12,8 +12,10 @@ import atexit
 import ipaddress
 import os
 import shutil
+import signal
 import sys
 import tempfile
+import threading
 from pathlib import Path
 from typing import TYPE_CHECKING, NoReturn
 
@@ -186,10 +188,7 @@ def _serve(process: Process, settings: Settings, host: str, port: int, socket_mo
     if socket_mode:
         if settings.slack_app_token is None:
             _fail(["--socket needs SLACK_APP_TOKEN (an xapp- token with connections:write)"])
-        click.echo(f"countersign: Socket Mode, model: {which}")
-        from slack_bolt.adapter.socket_mode import SocketModeHandler
-
-        SocketModeHandler(process.app, settings.slack_app_token.get_secret_value()).start()  # type: ignore[no-untyped-call]
+        _serve_socket_mode(process, settings.slack_app_token.get_secret_value(), which)
         return
     from bot.server import listen
 
@@ -207,6 +206,46 @@ def _serve(process: Process, settings: Settings, host: str, port: int, socket_mo
         click.echo("countersign: stopping")
     finally:
         server.close()
+
+
+def _serve_socket_mode(process: Process, app_token: str, which: str) -> None:
+    """Until SIGINT or SIGTERM: then the connection goes first (no new envelope is taken), and
+    the caller stops the background loops as after HTTP."""
+    from slack_sdk.errors import SlackApiError
+
+    from bot.socket_mode import SocketMode
+
+    socket = SocketMode(process.app, app_token, wakeup=process.server.wakeup)
+    try:
+        socket.connect()  # type: ignore[no-untyped-call]
+    except SlackApiError as exc:
+        socket.close()
+        error = exc.response.get("error")
+        _fail(
+            [
+                f"Slack refused SLACK_APP_TOKEN for Socket Mode ({error}): "
+                "it takes an app-level token (xapp-…) with connections:write"
+            ]
+        )
+    if socket.client.is_connected():
+        click.echo(f"countersign: Socket Mode connected to Slack, model: {which}")
+    else:  # Slack's WebSocket did not take it: the client's monitor tries a new URL on its next round
+        click.echo(
+            f"countersign: Socket Mode, model: {which}; not connected to Slack yet, "
+            f"trying again every {socket.client.ping_interval:g} s",
+            err=True,
+        )
+    stop = threading.Event()
+    previous = signal.signal(signal.SIGTERM, lambda _signum, _frame: stop.set())
+    try:
+        while not stop.wait(0.5):
+            pass
+    except KeyboardInterrupt:
+        pass
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+        click.echo("countersign: stopping")
+        socket.close()
 
 
 def _worker_count(settings: Settings, asked: int | None, socket_mode: bool) -> int:

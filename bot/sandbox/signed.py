@@ -3,7 +3,8 @@ forms, `payload=` interaction forms (`block_actions`, `view_submission`), `event
 JSON, and the `X-Slack-Signature` over `v0:{timestamp}:{raw body}`.
 
 The sandbox page and the tests share these, so what the app is tested against is what the
-page sends. Standard library and `slack_sdk` only.
+page sends; the payloads (a command's fields, an interaction, an event) are also what a Socket
+Mode envelope carries. Standard library and `slack_sdk` only.
 """
 
 from __future__ import annotations
@@ -72,7 +73,12 @@ def _user(user_id: str, team_id: str, name: str | None = None) -> JsonDict:
     return {"id": user_id, "username": name, "name": name, "team_id": team_id}
 
 
-def slash_command_body(
+def slash_command_body(**fields: Any) -> bytes:
+    """The form body of a slash command (`fields`: `slash_command_form`'s)."""
+    return urllib.parse.urlencode(slash_command_form(**fields)).encode()
+
+
+def slash_command_form(
     *,
     team_id: str,
     user_id: str,
@@ -85,9 +91,10 @@ def slash_command_body(
     channel_name: str = "",
     team_domain: str = "sandbox",
     api_app_id: str = APP_ID,
-) -> bytes:
-    """The form body of a slash command."""
-    form = {
+) -> dict[str, str]:
+    """A slash command's fields: form-encoded over HTTP, a JSON object as a Socket Mode
+    envelope's payload."""
+    return {
         "token": LEGACY_TOKEN,
         "team_id": team_id,
         "team_domain": team_domain,
@@ -102,7 +109,6 @@ def slash_command_body(
         "response_url": response_url,
         "trigger_id": trigger_id,
     }
-    return urllib.parse.urlencode(form).encode()
 
 
 def interaction_body(payload: JsonDict) -> bytes:
@@ -196,7 +202,13 @@ def view_submission_payload(
     }
 
 
-def event_callback_body(
+def event_callback_body(event: JsonDict, **fields: Any) -> bytes:
+    """An Events API delivery (`event_callback`) as the JSON body of a request (`fields`:
+    `event_callback`'s)."""
+    return json.dumps(event_callback(event, **fields)).encode()
+
+
+def event_callback(
     event: JsonDict,
     *,
     team_id: str,
@@ -204,9 +216,10 @@ def event_callback_body(
     event_time: int | None = None,
     bot_user_id: str = "U0BOT",
     api_app_id: str = APP_ID,
-) -> bytes:
-    """An Events API delivery (`event_callback`) as JSON."""
-    envelope = {
+) -> JsonDict:
+    """An Events API delivery (`event_callback`): an HTTP request's body, a Socket Mode
+    envelope's payload."""
+    return {
         "token": LEGACY_TOKEN,
         "team_id": team_id,
         "api_app_id": api_app_id,
@@ -219,7 +232,6 @@ def event_callback_body(
         ],
         "is_ext_shared_channel": False,
     }
-    return json.dumps(envelope).encode()
 
 
 def new_event_id() -> str:

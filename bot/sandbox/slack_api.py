@@ -5,7 +5,8 @@ format the SDK uses (form-encoded or JSON bodies, Bearer tokens, HTTP 200 with `
 for API errors, 429 with `Retry-After`; `slack_http.py`), validates payloads where that is
 cheap (`slack_methods.py`), issues tokens through OAuth (`slack_oauth.py`), and can be told to
 fail (`fail`, `fail_for`), stall (`hang`) or hold calls until released (`hold`;
-`faults.py`). Faulted calls change nothing.
+`faults.py`). Faulted calls change nothing. With `socket_mode`, `apps.connections.open` hands
+an app-level token a Socket Mode server's WebSocket URL (`tests/fakes/socket_mode_server.py`).
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ import copy
 import logging
 import threading
 import time
+from collections.abc import Callable
 from types import TracebackType
 
 from bot.sandbox.faults import Clock, Faults, Hold, Reply
@@ -59,6 +61,7 @@ class SlackEmulator:
         self._closed = threading.Event()
         self._oauth = OAuthIssuer(bot_user_id)
         self._call_teams: list[str | None] = []
+        self._socket_mode: tuple[str, Callable[[], str]] | None = None
         self._server = Server(("127.0.0.1", port), Handler)
         self._server.emulator = self
         self.url = f"http://127.0.0.1:{self._server.server_address[1]}/"
@@ -147,6 +150,24 @@ class SlackEmulator:
             return problem
         return None if (token == self.token if self.token else token.startswith("xoxb-")) else "invalid_auth"
 
+    # -- Socket Mode ---------------------------------------------------------------------
+    def socket_mode(self, app_token: str, issue_url: Callable[[], str]) -> None:
+        """Turn Socket Mode on: `apps.connections.open` called with the app-level token
+        `app_token` (`xapp-…`) answers with a new WebSocket URL from `issue_url`."""
+        self._socket_mode = (app_token, issue_url)
+
+    def _connections_open(self, token: str | None) -> Reply:
+        """As Slack: only an app-level token opens a connection; a bot's is the wrong type."""
+        with self._lock:
+            self._call_teams.append(None)
+        if not token:
+            return Reply(200, {"ok": False, "error": "not_authed"})
+        if not token.startswith("xapp-"):
+            return Reply(200, {"ok": False, "error": "not_allowed_token_type"})
+        if self._socket_mode is None or token != self._socket_mode[0]:
+            return Reply(200, {"ok": False, "error": "invalid_auth"})
+        return Reply(200, {"ok": True, "url": self._socket_mode[1]()})
+
     # -- faults --------------------------------------------------------------------------
     def fail(
         self,
@@ -216,6 +237,8 @@ class SlackEmulator:
                 return Reply(200, {"ok": True, **self._oauth.access(params)})
             except SlackError as exc:
                 return Reply(200, error_body(exc))
+        if method == "apps.connections.open":  # an app-level token, not a workspace's
+            return self._connections_open(token)
         handler = METHODS.get(method)
         problem = "unknown_method" if handler is None else ("not_authed" if not token else self._token_problem(token))
         if handler is None or problem is not None:
