@@ -73,6 +73,19 @@ class StaleParams(DecisionRefused):
         )
 
 
+class ToolChanged(DecisionRefused):
+    """The tool's definition (schema, description) changed since the person saw the action."""
+
+    code = "tool_changed"
+
+    def __init__(self, action_public_id: str) -> None:
+        super().__init__(
+            action_public_id,
+            f"the tool of action {action_public_id!r} changed (its schema or description) since you saw it: "
+            "review it again",
+        )
+
+
 class AlreadyDecided(DecisionRefused):
     code = "already_decided"
 

@@ -42,7 +42,11 @@ def card_view(
     claim = last_claim(session, action.public_id) if action.state == "unknown" or resolved else None
     edit = next((d for d in reversed(decisions) if d.kind == "edit"), None)
     acknowledged = next((d for d in decisions if d.kind == "acknowledge"), None)
-    approvers = {d.actor for d in decisions if d.kind in APPROVING_KINDS and d.params_hash == action.params_hash}
+    approvers = {
+        d.actor
+        for d in decisions
+        if d.kind in APPROVING_KINDS and d.params_hash == action.params_hash and d.tool_hash == action.tool_hash
+    }
     task_type = config.task_types.get(action.task_type)
     threshold = task_type.confidence_threshold if task_type else 0.0
     caps: tuple[str, ...] = ()
@@ -82,6 +86,8 @@ def card_view(
         confidence_threshold=threshold,
         params=dict(action.params),
         params_hash=action.params_hash,
+        tool_hash=action.tool_hash,
+        tool_changed_at=action.tool_changed_at,
         param_schema=catalog.get(action.tool).json_schema() if action.tool in catalog else None,
         run_at=action.run_at if action.state == "scheduled" else None,
         rendered_at=now,

@@ -44,15 +44,23 @@ UNKNOWN_OUTCOME = "interrupted or timed out mid-call and not re-run; a person mu
 RESOLVED = {"resolve_ran": "says it ran", "resolve_not_run": "says it did not run"}
 
 
-def decide_block_id(params_hash: str, suffix: str | None = None) -> str:
-    """`decide:{params_hash}` (a card), or `decide:{params_hash}:{suffix}` (App Home, many cards in one view)."""
-    return f"{DECIDE}:{params_hash}" + (f":{suffix}" if suffix else "")
+def decide_block_id(params_hash: str, suffix: str | None = None, *, tool_hash: str = "") -> str:
+    """`decide:{params_hash}.{tool_hash}` (a card), or `…:{suffix}` (App Home, many cards in one
+    view): what the clicker saw, params and tool definition, which their click is bound to."""
+    seen = f"{params_hash}.{tool_hash}" if tool_hash else params_hash
+    return f"{DECIDE}:{seen}" + (f":{suffix}" if suffix else "")
 
 
 def params_hash_from_block_id(block_id: str) -> str | None:
     """The params hash the clicker saw, from the block_id of the buttons' actions block."""
     parts = block_id.split(":")
-    return parts[1] if len(parts) >= 2 and parts[0] == DECIDE and parts[1] else None
+    return parts[1].partition(".")[0] or None if len(parts) >= 2 and parts[0] == DECIDE else None
+
+
+def tool_hash_from_block_id(block_id: str) -> str | None:
+    """The tool definition the clicker saw; None from a card drawn before cards showed it."""
+    parts = block_id.split(":")
+    return parts[1].partition(".")[2] or None if len(parts) >= 2 and parts[0] == DECIDE else None
 
 
 def card_text(card: CardView) -> str:
@@ -97,13 +105,11 @@ def approval_card(card: CardView) -> list[Block]:
         section("request", request_text(card), verbatim=True),
         section("proposal", proposal_text(card), verbatim=True),
         *params_blocks(card.params, card.params_hash, card.param_schema, card.diff),
-        context(
-            "meta",
-            f"params `{escape(card.params_hash[:SHORT_HASH])}` · action `{escape(card.action_public_id)}`"
-            f" · task `{escape(card.task_public_id)}`",
-        ),
+        context("meta", meta_text(card)),
         context("mode", mode_text(card)),
     ]
+    if card.tool_changed_at is not None:
+        blocks.append(context("tool_changed", tool_changed_text(card)))
     if card.model:
         blocks.append(context("model", model_text(card)))
     if card.caps:
@@ -123,8 +129,25 @@ def approval_card(card: CardView) -> list[Block]:
         blocks.append(context("ack", f":eyes: Acknowledged by {mention(card.acknowledged_by)}"))
     buttons = card_buttons(card)
     if buttons:
-        blocks.append(actions(decide_block_id(card.params_hash), buttons))
+        blocks.append(actions(decide_block_id(card.params_hash, tool_hash=card.tool_hash), buttons))
     return blocks
+
+
+def meta_text(card: CardView) -> str:
+    """The hashes a decision binds to (params, tool definition) and the ids, as details."""
+    tool = f" · tool `{escape(card.tool_hash[:SHORT_HASH])}`" if card.tool_hash else ""
+    return (
+        f"params `{escape(card.params_hash[:SHORT_HASH])}`{tool} · action `{escape(card.action_public_id)}`"
+        f" · task `{escape(card.task_public_id)}`"
+    )
+
+
+def tool_changed_text(card: CardView) -> str:
+    when = f" ({slack_date(card.tool_changed_at)})" if card.tool_changed_at else ""
+    text = f":warning: *Tool changed since drafted*{when}: its schema or description is not what it was"
+    if card.state in OPEN_FOR_DECISION:
+        return text + "; approvals given before no longer count: decide again."
+    return text + "."
 
 
 def result_reply(card: CardView) -> tuple[str, list[Block]]:

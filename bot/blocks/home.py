@@ -27,7 +27,9 @@ def home_view(view: HomeView) -> dict[str, Any]:
         blocks.append(section(f"summary:{card.action_public_id}", _summary(card), verbatim=True))
         buttons = card_buttons(card)
         if buttons:
-            blocks.append(actions(decide_block_id(card.params_hash, card.action_public_id), buttons))
+            blocks.append(
+                actions(decide_block_id(card.params_hash, card.action_public_id, tool_hash=card.tool_hash), buttons)
+            )
     if len(waiting) > MAX_WAITING:
         blocks.append(context("waiting_more", f"_…and {len(waiting) - MAX_WAITING} more waiting_"))
     blocks += [divider("divider_recent"), header("recent", "Recently decided")]

@@ -50,6 +50,8 @@ class CardView:
     confidence_threshold: float
     params: dict[str, Any]
     params_hash: str  # sha256 hex of the canonical params
+    tool_hash: str = ""  # the tool definition decisions bind to ("" on actions from before)
+    tool_changed_at: datetime | None = None  # the definition changed while it waited: re-asked then
     param_schema: dict[str, Any] | None = None  # the tool's JSON schema: labels, descriptions, formats
     run_at: datetime | None = None  # veto deadline while scheduled (aware)
     rendered_at: datetime | None = None  # when the card is drawn: how long is left of the veto window
