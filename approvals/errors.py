@@ -86,6 +86,15 @@ class ToolChanged(DecisionRefused):
         )
 
 
+class NotShown(DecisionRefused):
+    """A review of many was submitted with an item it never showed: nothing is approved unseen."""
+
+    code = "not_shown"
+
+    def __init__(self, action_public_id: str) -> None:
+        super().__init__(action_public_id, f"action {action_public_id!r} was not shown in this review")
+
+
 class AlreadyDecided(DecisionRefused):
     code = "already_decided"
 

@@ -6,7 +6,7 @@ import math
 
 from bot import action_ids
 from bot.blocks.kit import Block, actions, button, confirm_dialog, context, header, section
-from bot.blocks.params import params_blocks
+from bot.blocks.params import consequential, format_value, label, params_blocks, plain_value
 from bot.blocks.text import action_name, code_block, escape, mention, quote, seconds_text, slack_date, to_json, truncate
 from bot.blocks.views import CardView
 from core.states import OPEN_FOR_DECISION, WITH_EXECUTOR, ActionState
@@ -74,8 +74,9 @@ def card_buttons(card: CardView) -> list[Block]:
     """The buttons of an open card (the same on the card and in App Home); none once it is closed."""
     value = card.action_public_id
     if card.state == "pending":
+        confirm = approve_confirm(card)
         buttons = [
-            button("Approve", action_ids.APPROVE, value, style="primary"),
+            button("Approve", action_ids.APPROVE, value, style="primary", confirm=confirm),
             button("Reject", action_ids.REJECT, value, style="danger"),
             button("Edit", action_ids.EDIT, value),
         ]
@@ -97,14 +98,47 @@ def card_buttons(card: CardView) -> list[Block]:
     return buttons
 
 
+def approve_confirm(card: CardView) -> Block | None:
+    """Slack's confirm dialog on Approve of a high-risk action, naming the consequence: what it
+    does and its consequential parameter ("The refund of order 1001: amount 1,200.00 (120,000
+    cents). Approve it?"). Attention to a warning shown every time fades; this one asks a question."""
+    if card.risk != "high":
+        return None
+    what = " ".join(card.summary.split()) or card.tool
+    lead = consequential(card.params, card.param_schema)
+    consequence = f": {label(lead)} {plain_value(lead, card.params[lead], card.param_schema)}" if lead else ""
+    # Escaped as any text Slack reads: a `<!channel>` in a parameter stays text here too.
+    text = truncate(escape(f"{what[:1].upper()}{what[1:]}{consequence}."), 260) + " Approve it?"
+    return confirm_dialog("High risk: approve?", text, "Approve", "Cancel", style="primary")
+
+
+def consequence_text(card: CardView) -> str | None:
+    """A high-risk card's first line after its header: what it does and the value that matters."""
+    if card.risk != "high":
+        return None
+    what = truncate(action_name(card.summary, card.tool, capital=True), 300)
+    lead = consequential(card.params, card.param_schema)
+    if lead is None:
+        return f":rotating_light: *{what}*"
+    found = ((card.param_schema or {}).get("properties") or {}).get(lead)
+    prop = found if isinstance(found, dict) else {}
+    value = format_value(lead, card.params[lead], prop)
+    return f":rotating_light: *{what}* · *{escape(label(lead))}: {value}*"
+
+
 def approval_card(card: CardView) -> list[Block]:
-    """The card's blocks, for its first post and for every update in place."""
+    """The card's blocks, for its first post and for every update in place. A high-risk card
+    leads with its consequence (what it does, the value that matters) and puts that parameter
+    first, highlighted; its Approve asks to confirm."""
     icon = RISK_ICONS.get(card.risk, ":white_circle:")
+    consequence = consequence_text(card)
+    lead = consequential(card.params, card.param_schema) if consequence else None
     blocks = [
         header("header", f"{icon} {card.task_type} · {card.risk} risk"),
+        *([section("consequence", consequence, verbatim=True)] if consequence else []),
         section("request", request_text(card), verbatim=True),
         section("proposal", proposal_text(card), verbatim=True),
-        *params_blocks(card.params, card.params_hash, card.param_schema, card.diff),
+        *params_blocks(card.params, card.params_hash, card.param_schema, card.diff, lead=lead),
         context("meta", meta_text(card)),
         context("mode", mode_text(card)),
     ]
