@@ -170,9 +170,9 @@ def _checkboxes(block_id: str, chunk: Sequence[tuple[int, ReviewItemView]]) -> B
 
 
 def _plain_name(item: ReviewItemView) -> str:
-    """What the item does, for a plain-text label (no mrkdwn, nothing escaped)."""
+    """What the item does, for a plain-text label (no mrkdwn; escaped as all text Slack reads)."""
     summary = " ".join(item.summary.split())
-    return summary[:1].upper() + summary[1:] if summary else item.tool
+    return escape(summary[:1].upper() + summary[1:] if summary else item.tool)
 
 
 def review_result(approved: Sequence[str], refused: Sequence[str], unreached: Sequence[str]) -> dict[str, Any]:
