@@ -44,7 +44,7 @@ class Group:
     items: tuple[tuple[int, ReviewItemView], ...]  # (number shown, item)
 
 
-def review_modal(view: ReviewView) -> dict[str, Any]:
+def review_modal(view: ReviewView) -> Block:
     """The modal for `view`: as many of its items, oldest first, as Slack lets one modal hold."""
     for count in range(min(len(view.items), MAX_ITEMS), 0, -1):
         modal = _modal(view, view.items[:count])
@@ -69,7 +69,7 @@ def groups(items: Sequence[ReviewItemView]) -> list[Group]:
     return found
 
 
-def _modal(view: ReviewView, items: Sequence[ReviewItemView]) -> dict[str, Any]:
+def _modal(view: ReviewView, items: Sequence[ReviewItemView]) -> Block:
     shown = len(items)
     blocks: list[Block] = [context("about", _about(view, shown))]
     for g, group in enumerate(groups(items)):
@@ -88,7 +88,7 @@ def _modal(view: ReviewView, items: Sequence[ReviewItemView]) -> dict[str, Any]:
         "shown": {item.action_public_id: item.binding for item in items},
     }
     what = "waiting" if not view.task_type else view.task_type
-    modal: dict[str, Any] = {
+    modal: Block = {
         "type": "modal",
         "callback_id": action_ids.REVIEW_MODAL,
         "title": plain(truncate(f"Review {view.waiting} {what}", TITLE_LIMIT), TITLE_LIMIT),
@@ -175,7 +175,7 @@ def _plain_name(item: ReviewItemView) -> str:
     return escape(summary[:1].upper() + summary[1:] if summary else item.tool)
 
 
-def review_result(approved: Sequence[str], refused: Sequence[str], unreached: Sequence[str]) -> dict[str, Any]:
+def review_result(approved: Sequence[str], refused: Sequence[str], unreached: Sequence[str]) -> Block:
     """The modal after "Approve selected": each checked item's fate, one line each (mrkdwn)."""
     blocks: list[Block] = []
     parts = (

@@ -118,10 +118,14 @@ def _outcome(services: Services, result: Checked, checked: list[str]) -> dict[st
     """The modal saying what became of each checked item."""
     with services.sessions() as session:
         names = {item: action_label(session, services.registry, item) or f"`{item}`" for item in dict.fromkeys(checked)}
-    approved = [f"{names[item]}: {_approved(outcome)}" for item, outcome in result.approved.items()]
+    approved = [f"{_capital(names[item])}: {_approved(outcome)}" for item, outcome in result.approved.items()]
     not_approved = [refused(services, refusal) for refusal in result.refused.values()]
-    unreached = [names[item] for item in result.unreached(checked)]
+    unreached = [_capital(names[item]) for item in result.unreached(checked)]
     return review_result(approved, not_approved, unreached)
+
+
+def _capital(text: str) -> str:
+    return text[:1].upper() + text[1:]
 
 
 def _approved(outcome: Outcome) -> str:
