@@ -110,10 +110,13 @@ def _summary(card: CardView) -> str:
     who = f" · from {mention(card.requester)}" if card.requester else ""
     excerpt = truncate(escape(" ".join(card.request_text.split())), EXCERPT_LIMIT) or "_(empty)_"
     params = truncate(escape(to_json(card.params, indent=None).replace("`", "\\u0060")), PARAMS_LIMIT)
+    changed = (
+        "\n:warning: Tool changed since drafted: approvals given before no longer count" if card.tool_changed_at else ""
+    )
     return (
         f"*{escape(card.task_type)}* · `{escape(card.tool)}` · {escape(card.risk)} risk{who}\n"
         f">{excerpt}\n`{params}`\n"
-        f"{mode_text(card)} · confidence {confidence_text(card)} · params `{escape(card.params_hash[:12])}`"
+        f"{mode_text(card)} · confidence {confidence_text(card)} · params `{escape(card.params_hash[:12])}`{changed}"
     )
 
 

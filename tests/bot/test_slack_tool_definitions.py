@@ -97,6 +97,10 @@ def test_a_deploy_that_changes_the_tool_re_asks_and_a_card_drawn_before_approves
             assert "Tool changed since drafted" in shown and "approvals given before no longer count" in shown
             new_block, _ = decide_block(redrawn.blocks)
             assert after.tool_hash in new_block and new_block != old_block
+            app.event({"type": "app_home_opened", "user": BOB, "tab": "home"}, "EvHOMEBOB")
+            app.settle()
+            home = slack.home(BOB)
+            assert home is not None and "Tool changed since drafted" in json.dumps(home.payload)
 
             # Bob clicks Approve on the card as it was drawn before the deploy: refused, told only to him.
             assert app.click(BOB, "approve", action.public_id, old_block, card.ts).status == 200
