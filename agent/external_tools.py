@@ -109,3 +109,7 @@ class WithOpenTool:
 
     def validate(self, name: str, params: dict[str, Any]) -> dict[str, Any]:
         return self.spec.validate(params) if name == self.spec.name else self.registry.validate(name, params)
+
+    def definition_hash(self, name: str) -> str:
+        """An open tool's definition is the schema its client sent with this action."""
+        return self.spec.definition_hash if name == self.spec.name else self.registry.definition_hash(name)

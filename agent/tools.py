@@ -20,11 +20,13 @@ import re
 import string
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
+from functools import cached_property
 from typing import Any, Literal, TypeVar, cast, get_args, get_type_hints, overload
 
 from pydantic import BaseModel, ConfigDict, Field, PydanticUserError, ValidationError, create_model
 
 from agent.errors import DuplicateTool, InvalidParams, InvalidToolDefinition, ToolLoadError, UnknownTool
+from core.canonical import tool_hash
 from core.durations import parse_duration
 
 __all__ = [
@@ -123,6 +125,12 @@ class ToolSpec:
         schema = self.params_model.model_json_schema()
         schema.pop("title", None)
         return schema
+
+    @cached_property
+    def definition_hash(self) -> str:
+        """What approvals of it bind to besides the params: its name, schema and description
+        (`core.canonical.tool_hash`). In code for a `@tool`, so it changes with a deploy."""
+        return tool_hash(self.name, self.json_schema(), self.description)
 
     def validate(self, params: Mapping[str, Any]) -> dict[str, Any]:
         """Canonical JSON-mode params (defaults filled in), or `InvalidParams` naming each bad field."""
@@ -420,6 +428,9 @@ class ToolRegistry:
 
     def validate(self, name: str, params: Mapping[str, Any]) -> dict[str, Any]:
         return self.get(name).validate(params)
+
+    def definition_hash(self, name: str) -> str:
+        return self.get(name).definition_hash
 
     def summarize(self, name: str, params: Mapping[str, Any]) -> str:
         """What a call of `name` does, for people; "" for a tool without a summary (or not here)."""

@@ -4,7 +4,13 @@ that made it pending. `escalations.sweeper` performs the steps when they come du
 The snapshot is a flat schedule, offsets from the moment the action became pending:
 `approvers`/`admins` are expanded to their entries (user ids and @groups; groups are
 resolved when a step fires), `repeat` becomes one entry per repetition, and a draft under
-the confidence threshold gets an immediate first ping to the chain's first targets.
+the confidence threshold gets an immediate first ping to the chain's first targets. A chain
+that ends in `expire` gets a warning before it (`TaskTypeConfig.expiry_warning`: a quarter of
+its time unless a `before_expiry` step says otherwise), to that step's `notify` or else the
+targets of the last notify entry before the warning (the approvers when none is): reason
+`expiry_warning`, with the expiry's offset, so the message says how long is left. The warning
+is urgent (business hours would hold it past the expiry, which they do not hold) and an
+acknowledgement does not silence it (it does not stop the expiry either).
 """
 
 from __future__ import annotations
@@ -22,15 +28,18 @@ from core.states import TimerState
 
 ESCALATION = "escalation"
 ACK_TIMEOUT = "ack_timeout"
+EXPIRY_WARNING = "expiry_warning"  # the reason of the step that warns before the expiry
 MAX_ENTRIES = 50
 
 
 def snapshot(task_type: TaskTypeConfig, admins: list[str], *, low_confidence: bool) -> dict[str, Any]:
     entries: list[dict[str, Any]] = []
     for step in task_type.escalation:
+        if step.before_expiry is not None:
+            continue  # placed by the expiry, below
         targets = _targets(step, task_type.approvers, admins)
         for repetition in range(step.repeat + 1):
-            offset = step.after + (step.every or timedelta()) * repetition
+            offset = step.offset + (step.every or timedelta()) * repetition
             entries.append(
                 {
                     "at_s": offset.total_seconds(),
@@ -47,11 +56,41 @@ def snapshot(task_type: TaskTypeConfig, admins: list[str], *, low_confidence: bo
     first = next((entry["notify"] for entry in entries if entry["notify"]), None)
     if low_confidence and first:
         entries.insert(0, {"at_s": 0.0, "notify": first, "then": None, "urgent": True, "reason": "low_confidence"})
+    warning = _expiry_warning(task_type, entries, admins)
+    if warning is not None:
+        entries.append(warning)
+        entries.sort(key=lambda entry: entry["at_s"])  # stable; the expiry stays last (it is later)
     hours = task_type.business_hours
     return {
         "steps": entries[:MAX_ENTRIES],
         "business_hours": hours.model_dump() if hours else None,
         "ack_timeout_s": task_type.ack_timeout.total_seconds() if task_type.ack_timeout else None,
+    }
+
+
+def _expiry_warning(
+    task_type: TaskTypeConfig, entries: list[dict[str, Any]], admins: list[str]
+) -> dict[str, Any] | None:
+    """The entry that warns before the expiry (the last of `entries`), or None."""
+    found = task_type.expiry_warning()
+    if found is None or not entries or entries[-1]["then"] != "expire":
+        return None
+    lead, step = found
+    expires_s = entries[-1]["at_s"]
+    at_s = expires_s - lead.total_seconds()
+    targets = _targets(step, task_type.approvers, admins) if step is not None else None
+    if targets is None:  # the current targets: the last notify entry before it, else the approvers
+        earlier = [entry["notify"] for entry in entries if entry["notify"] and entry["at_s"] <= at_s]
+        targets = earlier[-1] if earlier else list(task_type.approvers)
+    if not targets:
+        return None
+    return {
+        "at_s": at_s,
+        "notify": targets,
+        "then": None,
+        "urgent": True,
+        "reason": EXPIRY_WARNING,
+        "expires_at_s": expires_s,
     }
 
 

@@ -2,10 +2,10 @@
 
 `Decisions.approve`, `reject` and `veto` come here first on PostgreSQL. One data-modifying CTE
 locks the action's row (`FOR UPDATE`), checks everything that can change under a click (its
-state, its params hash, whether this person already approved those params), inserts the
-decision, compare-and-sets the state when the decision closes the action (quorum reached, or
-a rejection or veto), and inserts the audit events (unchained: `approvals.audit`) and the
-outbox row: the rows `Decisions`' ORM path writes, with the same values, in the same
+state, its params hash and tool definition, whether this person already approved those),
+inserts the decision, compare-and-sets the state when the decision closes the action (quorum
+reached, or a rejection or veto), and inserts the audit events (unchained: `approvals.audit`)
+and the outbox row: the rows `Decisions`' ORM path writes, with the same values, in the same
 transaction, and returns the row as it was before.
 
 One caveat shapes it: a statement reads with the snapshot it started with, and only the row
@@ -47,7 +47,7 @@ given AS (
            CAST(:identities AS text[]) AS identities, CAST(:delegated AS text[]) AS delegated,
            CAST(:open_state AS text) AS open_state, CAST(:target AS text) AS target,
            CAST(:closes AS boolean) AS closes, CAST(:fresh AS boolean) AS fresh,
-           CAST(:seen_hash AS text) AS seen_hash,
+           CAST(:seen_hash AS text) AS seen_hash, CAST(:seen_tool AS text) AS seen_tool,
            CAST(:kind AS text) AS kind, CAST(:note AS text) AS note, CAST(:now AS timestamptz) AS now,
            CAST(:decision_event AS text) AS decision_event, CAST(:move_event AS text) AS move_event,
            CAST(:decided_kind AS text) AS decided_kind, CAST(:decided_payload AS json) AS decided_payload,
@@ -57,8 +57,8 @@ given AS (
 # The locked row, as it was, with its task's public id and workspace.
 _LOCKED = """
 locked AS (
-    SELECT a.id, a.public_id, a.task_type, a.tool, a.params_hash, a.state, a.requester, a.approvers,
-           a.quorum, a.decided_by, a.decided_at, a.created_at, a.api_client_id,
+    SELECT a.id, a.public_id, a.task_type, a.tool, a.params_hash, a.tool_hash, a.tool_changed_at, a.state,
+           a.requester, a.approvers, a.quorum, a.decided_by, a.decided_at, a.created_at, a.api_client_id,
            t.public_id AS task_public_id, t.team_id,
            a.approvers::jsonb ?| given.identities AS listed
     FROM actions a JOIN tasks t ON t.id = a.task_id, given
@@ -69,6 +69,7 @@ mine AS (
     SELECT EXISTS (
         SELECT 1 FROM decisions d JOIN locked ON d.action_id = locked.id, given
         WHERE d.actor = given.actor AND d.kind IN ('approve', 'edit') AND d.params_hash = locked.params_hash
+          AND d.tool_hash = locked.tool_hash
     ) AS already
 )"""
 
@@ -83,12 +84,14 @@ _CHECKS = """
 _APPROVAL_CHECKS = """
       AND locked.requester IS DISTINCT FROM given.actor
       AND locked.params_hash = given.seen_hash
+      AND (locked.tool_hash = given.seen_tool OR (given.seen_tool IS NULL AND locked.tool_changed_at IS NULL))
       AND NOT mine.already"""
 
 _WRITES = """
 decision AS (
-    INSERT INTO decisions (action_id, kind, actor, team_id, params_hash, note, at)
-    SELECT ok.id, given.kind, given.actor, given.team, ok.params_hash, given.note, given.now FROM ok, given
+    INSERT INTO decisions (action_id, kind, actor, team_id, params_hash, tool_hash, note, at)
+    SELECT ok.id, given.kind, given.actor, given.team, ok.params_hash, ok.tool_hash, given.note, given.now
+    FROM ok, given
     RETURNING id
 ),
 tally AS (
@@ -97,7 +100,7 @@ tally AS (
     SELECT (
         SELECT count(DISTINCT d.actor) FROM decisions d
         WHERE d.action_id = ok.id AND d.kind IN ('approve', 'edit') AND d.params_hash = ok.params_hash
-          AND d.actor <> given.actor
+          AND d.tool_hash = ok.tool_hash AND d.actor <> given.actor
     ) + CASE WHEN NOT given.closes OR mine.already THEN 1 ELSE 0 END AS approvals
     FROM ok, mine, given
 ),
@@ -159,6 +162,7 @@ class Attempt:
     open_state: ActionState
     target: ActionState
     seen_hash: str | None = None  # approvals: the params hash the clicker saw
+    seen_tool: str | None = None  # approvals: the tool definition the clicker saw (None: not shown)
 
 
 def run(session: Session, attempt: Attempt) -> Any:
@@ -185,6 +189,7 @@ def run(session: Session, attempt: Attempt) -> Any:
         "updated_kind": CardUpdated.KIND,
         "card_keys": _CARD_KEYS,
         "seen_hash": attempt.seen_hash,
+        "seen_tool": attempt.seen_tool,
     }
     statement = _STATEMENTS[approval]
     row = session.execute(statement, {**params, "fresh": False}).first()

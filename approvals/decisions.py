@@ -2,7 +2,9 @@
 
 Rules, enforced here and nowhere else: only listed approvers decide; the requester never
 approves their own action; `quorum: N` needs N distinct approvers on the same params
-hash; an edit makes a new hash, so approvals of the old params stop counting; a decision on
+hash and tool definition (`actions.tool_hash`); an edit makes a new hash, so approvals of the
+old params stop counting, and so does a change of the tool's definition while the action
+waits (`approvals.tool_definitions`); a click binds to both as the person saw them; a decision on
 an action that is no longer open is refused, naming who decided it and when; an action whose
 tools run with a person's own credential (`credentials: requester | approver`) is approved
 only once that person has connected it (the `Credentials` port says who and what).
@@ -14,9 +16,13 @@ each sees the previous one's result.
 
 from __future__ import annotations
 
+import base64
+import hashlib
+import hmac
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any, TypeVar
 
 from sqlalchemy import func, select
@@ -39,6 +45,7 @@ from approvals.errors import (
     ReasonRequired,
     SelfApproval,
     StaleParams,
+    ToolChanged,
 )
 from approvals.ports import Credentials, Directory, ToolCatalog, is_listed_approver
 from approvals.workspaces import same_workspace
@@ -86,16 +93,19 @@ class Decisions:
         *,
         team_id: str | None = None,
         note: str | None = None,
+        seen_tool: str | None = None,
     ) -> Outcome:
+        """`seen_tool`: the tool definition the clicker saw (None: a card drawn before it was
+        shown, which may approve only while the definition is the drafted one)."""
         with _attempt("approve", actor):
             fast = self._in_one_statement(
                 session, "approve", action_public_id, actor, team_id, note, ActionState.PENDING,
-                ActionState.APPROVED, seen_hash,
+                ActionState.APPROVED, seen_hash, seen_tool,
             )  # fmt: skip
             if fast is not None:
                 return fast
             action = self._open_action(session, action_public_id, "approve", {ActionState.PENDING}, team_id)
-            self._authorize_approval(session, action, actor, seen_hash)
+            self._authorize_approval(session, action, actor, seen_hash, seen_tool)
             decision = self._decide(session, action, "approve", actor, team_id, note)
             return self._count_towards_quorum(session, action, decision)
 
@@ -109,10 +119,11 @@ class Decisions:
         *,
         team_id: str | None = None,
         note: str | None = None,
+        seen_tool: str | None = None,
     ) -> Outcome:
         with _attempt("edit", actor):
             action = self._open_action(session, action_public_id, "edit", {ActionState.PENDING}, team_id)
-            self._authorize_approval(session, action, actor, seen_hash)
+            self._authorize_approval(session, action, actor, seen_hash, seen_tool)
             if not action.editable:
                 raise NotEditable(action.public_id)
             try:
@@ -133,17 +144,50 @@ class Decisions:
             return self._count_towards_quorum(session, action, decision)
 
     def may_edit(
-        self, session: Session, action_public_id: str, actor: str, seen_hash: str, *, team_id: str | None = None
+        self,
+        session: Session,
+        action_public_id: str,
+        actor: str,
+        seen_hash: str,
+        *,
+        team_id: str | None = None,
+        seen_tool: str | None = None,
     ) -> Action:
         """The action `actor` is about to approve with edits, if they may (as `approve_with_edits`
         checks; a `DecisionRefused` otherwise). Asked before the edit form's values are read, so
         a submission nobody may make costs no parsing; it changes nothing."""
         with _attempt("edit", actor):
             action = self._open_action(session, action_public_id, "edit", {ActionState.PENDING}, team_id)
-            self._authorize_approval(session, action, actor, seen_hash)
+            self._authorize_approval(session, action, actor, seen_hash, seen_tool)
             if not action.editable:
                 raise NotEditable(action.public_id)
             return action
+
+    def approve_shown(
+        self,
+        session: Session,
+        action_public_id: str,
+        actor: str,
+        shown: str,
+        *,
+        shown_at: datetime | None = None,
+        team_id: str | None = None,
+    ) -> Outcome:
+        """Approve the action as a review of many showed it at `shown_at`: `shown` is its
+        `shown_binding` then (params hash and tool definition in one digest, as a form's metadata
+        has room for). Anything changed since (an edit, a new tool definition) is refused, naming
+        which; else it is `approve` on the params and definition shown, with every rule of a click."""
+        with _attempt("approve", actor):
+            action = locked_action(session, action_public_id, team_id)
+            changed = not hmac.compare_digest(shown_binding(action.params_hash, action.tool_hash), shown)
+            if changed and action.state in OPEN_FOR_DECISION:  # a decided one is refused as decided, below
+                moved = action.tool_changed_at
+                if moved is not None and (shown_at is None or moved >= shown_at):
+                    raise ToolChanged(action.public_id)
+                raise StaleParams(action.public_id, "(as shown)", action.params_hash)
+        return self.approve(
+            session, action_public_id, actor, action.params_hash, team_id=team_id, seen_tool=action.tool_hash
+        )
 
     def reject(
         self, session: Session, action_public_id: str, actor: str, reason: str, *, team_id: str | None = None
@@ -220,6 +264,7 @@ class Decisions:
         open_state: ActionState,
         target: ActionState,
         seen_hash: str | None = None,
+        seen_tool: str | None = None,
     ) -> Outcome | None:
         """The decision made and written by one statement (`approvals.decision_statement`), or
         None when it wrote nothing and the ORM path below is to decide or explain."""
@@ -229,8 +274,9 @@ class Decisions:
         delegated = sorted(self.credentials.delegated_task_types()) if self.credentials else []
         now = self.clock.now()
         attempt = decision_statement.Attempt(
-            kind, action_public_id, actor, identities, delegated, team_id, note, now, open_state, target, seen_hash
-        )
+            kind, action_public_id, actor, identities, delegated, team_id, note, now, open_state, target, seen_hash,
+            seen_tool,
+        )  # fmt: skip
         row = decision_statement.run(session, attempt)
         if row is None:
             return None
@@ -239,11 +285,11 @@ class Decisions:
             id=row.id, public_id=row.public_id, task_type=row.task_type, tool=row.tool, params_hash=row.params_hash,
             state=state.value, requester=row.requester, approvers=row.approvers, quorum=row.quorum,
             decided_by=actor if row.moved else row.decided_by, decided_at=now if row.moved else row.decided_at,
-            created_at=row.created_at,
+            created_at=row.created_at, tool_hash=row.tool_hash, tool_changed_at=row.tool_changed_at,
         )  # fmt: skip
         decision = Decision(
             id=row.decision_id, action_id=row.id, kind=kind, actor=actor, team_id=team_id,
-            params_hash=row.params_hash, note=note, at=now,
+            params_hash=row.params_hash, tool_hash=row.tool_hash, note=note, at=now,
         )  # fmt: skip
         metrics.DECISIONS.labels(row.task_type, kind).inc()
         if row.moved and target in (ActionState.APPROVED, ActionState.REJECTED):
@@ -272,12 +318,16 @@ class Decisions:
         if not is_listed_approver(actor, action.approvers, self.directory):
             raise NotAnApprover(action.public_id, actor)
 
-    def _authorize_approval(self, session: Session, action: Action, actor: str, seen_hash: str) -> None:
+    def _authorize_approval(
+        self, session: Session, action: Action, actor: str, seen_hash: str, seen_tool: str | None
+    ) -> None:
         if action.requester is not None and actor == action.requester:
             raise SelfApproval(action.public_id, actor)
         self._authorize(action, actor)
         if seen_hash != action.params_hash:
             raise StaleParams(action.public_id, seen_hash, action.params_hash)
+        if not tool_seen(action, seen_tool):
+            raise ToolChanged(action.public_id)
         already = session.scalar(
             select(func.count())
             .select_from(Decision)
@@ -286,6 +336,7 @@ class Decisions:
                 Decision.actor == actor,
                 Decision.kind.in_(APPROVING_KINDS),
                 Decision.params_hash == action.params_hash,
+                Decision.tool_hash == action.tool_hash,
             )
         )
         if already:
@@ -314,6 +365,7 @@ class Decisions:
             actor=actor,
             team_id=team_id,
             params_hash=action.params_hash,
+            tool_hash=action.tool_hash,
             note=note,
             diff=diff,
             at=now,
@@ -374,6 +426,7 @@ class Decisions:
                     Decision.action_id == action.id,
                     Decision.kind.in_(APPROVING_KINDS),
                     Decision.params_hash == action.params_hash,
+                    Decision.tool_hash == action.tool_hash,
                 )
             )
             or 0
@@ -386,6 +439,22 @@ class Decisions:
             raise StaleState(ACTION.name, action.public_id, action.state)
         set_committed_value(action, "params", canonical)
         set_committed_value(action, "params_hash", new_hash)
+
+
+def tool_seen(action: Action, seen_tool: str | None) -> bool:
+    """Whether a click that saw the tool definition `seen_tool` may approve `action`: the
+    definition it waits under, or (None: a card drawn before definitions were shown on it, the
+    command line) the one it was drafted under, unchanged since."""
+    if seen_tool is None:
+        return action.tool_changed_at is None
+    return hmac.compare_digest(seen_tool, action.tool_hash)
+
+
+def shown_binding(params_hash: str, tool_hash: str) -> str:
+    """One short digest of the params hash and tool definition an item was shown with, for a
+    form that lists many (`approve_shown`): 128 bits, base64url, 22 characters."""
+    digest = hashlib.sha256(f"{params_hash}:{tool_hash}".encode()).digest()[:16]
+    return base64.urlsafe_b64encode(digest).decode().rstrip("=")
 
 
 def params_diff(old: dict[str, Any], new: dict[str, Any]) -> dict[str, Any]:

@@ -73,6 +73,28 @@ class StaleParams(DecisionRefused):
         )
 
 
+class ToolChanged(DecisionRefused):
+    """The tool's definition (schema, description) changed since the person saw the action."""
+
+    code = "tool_changed"
+
+    def __init__(self, action_public_id: str) -> None:
+        super().__init__(
+            action_public_id,
+            f"the tool of action {action_public_id!r} changed (its schema or description) since you saw it: "
+            "review it again",
+        )
+
+
+class NotShown(DecisionRefused):
+    """A review of many was submitted with an item it never showed: nothing is approved unseen."""
+
+    code = "not_shown"
+
+    def __init__(self, action_public_id: str) -> None:
+        super().__init__(action_public_id, f"action {action_public_id!r} was not shown in this review")
+
+
 class AlreadyDecided(DecisionRefused):
     code = "already_decided"
 

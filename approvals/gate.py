@@ -87,11 +87,14 @@ def submit(
         level = autonomy.locked_level(session, task.task_type, task_type)
         routing = _route(level, policy, action, task_type)
     _apply(action, canonical, policy.risk, policy.idempotent, policy.timeout_s, routing.mode, task_type)
+    # The definition approvals bind to with the params: a change while it waits re-asks.
+    action.tool_hash = catalog.definition_hash(draft.tool)
     data = {
         "mode": routing.mode.value,
         "level": level.value,
         "caps": list(routing.reasons),
         "low_confidence": routing.low_confidence,
+        "tool_hash": action.tool_hash,
         **({"model": draft.model} if draft.model else {}),
         **({"fallback": True} if draft.fallback else {}),
         **({"credentials": task_type.credentials} if task_type.credentials and policy.secrets else {}),

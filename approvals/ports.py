@@ -61,6 +61,11 @@ class ToolCatalog(Protocol):
         """Canonical params, or raise `ValueError` with a `problems: dict[str, str]` attribute."""
         ...
 
+    def definition_hash(self, name: str) -> str:
+        """`core.canonical.tool_hash` of the tool's name, params schema and description: what an
+        approval binds to besides the params; raises `LookupError` for an unknown tool."""
+        ...
+
 
 def is_listed_approver(actor: str, approvers: list[str], directory: Directory) -> bool:
     """Whether `actor` is one of `approvers`: named directly, or a member of a listed group."""

@@ -171,7 +171,7 @@ class Resolutions:
         now = self.clock.now()
         decision = Decision(
             action_id=action.id, kind=kind, actor=actor, team_id=team_id, params_hash=action.params_hash,
-            note=note, at=now,
+            tool_hash=action.tool_hash, note=note, at=now,
         )  # fmt: skip
         session.add(decision)
         session.flush()

@@ -20,6 +20,11 @@ VETO_MODAL = "veto_reason"
 RESOLVE_MODAL = "resolve_note"
 REPORT_INCIDENT = "report_incident"
 REVIEW_OK = "review_ok"
+# Review many at once: App Home and reminders offer it (value: a task type, or "" for all);
+# it opens REVIEW_MODAL, whose checkboxes' values are the actions' public ids.
+REVIEW_WAITING = "review_waiting"
+REVIEW_MODAL = "review_batch"
+REVIEW_PICK = "review_pick"  # the checkboxes of one group of items in REVIEW_MODAL
 CONNECT = "connect"  # a url button to a person's own sign-in link; Slack still sends its click
 # A question an API client asks people (HumanLayer's contact request): its Answer button opens
 # ANSWER_MODAL, whose submission is the answer.

@@ -27,6 +27,7 @@ from agent.model_lifecycle import check_models
 from agent.tools import load_tool_modules
 from bot.cli_actions import actions
 from bot.cli_api import api_client
+from bot.cli_approvers import approvers
 from bot.cli_audit import audit
 from bot.cli_autonomy import autonomy
 from bot.cli_client import hook, mcp_gate
@@ -393,6 +394,7 @@ def demo(port: int, app_port: int, database_url: str, config_path: Path | None, 
 
 main.add_command(actions)
 main.add_command(api_client)
+main.add_command(approvers)
 main.add_command(audit)
 main.add_command(autonomy)
 main.add_command(eval_command)

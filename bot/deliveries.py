@@ -11,13 +11,15 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import replace
+from datetime import datetime
 from typing import Any
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from agent.connect import DM_LINK_TTL
-from bot.blocks.alerts import audit_head, backlog_alert, budget_alert
+from approvals.batch import waiting_for
+from bot.blocks.alerts import audit_head, backlog_alert, budget_alert, fatigue_alert
 from bot.blocks.card import approval_card, asked_note, card_text, credential_notice, result_reply
 from bot.blocks.connect import connect_blocks, requester_connect
 from bot.blocks.ping import expired_notice, reminded_note, reminder, reminder_acknowledged, stall_alert
@@ -42,6 +44,7 @@ from core.messages import (
     CardPosted,
     CardUpdated,
     ConnectRequested,
+    FatigueAlert,
     LevelChanged,
     Message,
     ProposalChanged,
@@ -197,13 +200,24 @@ def remind(out: Poster, d: Delivery, message: Reminded) -> Result:
         posted = session.get(SlackMessage, f"card:{action.public_id}")
         thread = (posted.channel, posted.ts) if posted else None
     link = out.permalink(d, thread[0], thread[1]) if thread is not None else None
-    text, blocks = reminder(view, message.reason, message.late, link)
+    expires_at = datetime.fromisoformat(message.expires_at) if message.expires_at else None
+    with services.sessions() as session:
+        team = outbox.action_workspace(session, message.action_public_id)
+        waiting = {
+            user: len(waiting_for(session, user, services.directory, team_id=team, task_type=action.task_type))
+            for user in message.targets
+        }
     for user in message.targets:
+        text, blocks = reminder(
+            view, message.reason, message.late, link, expires_at=expires_at, now=services.clock.now(),
+            waiting=waiting[user],
+        )  # fmt: skip
         # Remembered, so Acknowledge can change the DM in place.
         key = f"{REMINDER}:{message.action_public_id}:{user}:{message.step}"
         out.post(d, out.dm(d, user), text, blocks, None, key=key)
     if thread is not None:
-        out.post(d, thread[0], reminded_note(message.targets, message.reason, message.late), None, thread[1])
+        note = reminded_note(message.targets, message.reason, message.late, expires_at=expires_at)
+        out.post(d, thread[0], note, None, thread[1])
     return {"reminded": message.targets}
 
 
@@ -314,8 +328,11 @@ def level(out: Poster, d: Delivery, message: LevelChanged) -> Result:
     return out.post(d, out.services.config.channel_for(message.task_type), text, None, None)
 
 
-def alert(out: Poster, d: Delivery, message: BudgetAlert | BacklogAlert) -> Result:
-    text = budget_alert(message) if isinstance(message, BudgetAlert) else backlog_alert(message)
+def alert(out: Poster, d: Delivery, message: BudgetAlert | BacklogAlert | FatigueAlert) -> Result:
+    if isinstance(message, FatigueAlert):
+        text = fatigue_alert(message)
+    else:
+        text = budget_alert(message) if isinstance(message, BudgetAlert) else backlog_alert(message)
     return out.post(d, _admin_channel(out, "alerts"), text, None, None)
 
 
@@ -357,6 +374,7 @@ DELIVERIES: dict[type[Message], Deliver] = {
     LevelChanged: level,
     BudgetAlert: alert,
     BacklogAlert: alert,
+    FatigueAlert: alert,
     AuditHead: head,
     QuestionAsked: question,
     QuestionAnswered: question,

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import logging
-from datetime import datetime
+from collections import Counter
+from datetime import datetime, timedelta
 from typing import TYPE_CHECKING
 
 from sqlalchemy import select
@@ -11,8 +12,10 @@ from sqlalchemy.orm import Session
 
 from agent.delegation import Delegation
 from agent.tools import ToolRegistry as ToolCatalog
+from approvals import fatigue
 from approvals.autonomy import effective_level
-from approvals.decisions import APPROVING_KINDS
+from approvals.batch import waiting_for
+from approvals.decisions import APPROVING_KINDS, shown_binding
 from approvals.graduation import RESOLVING_KINDS
 from approvals.policy import route
 from approvals.ports import is_listed_approver
@@ -22,11 +25,14 @@ from bot.blocks.home import home_view
 from bot.blocks.text import action_name, escape, truncate
 from bot.blocks.views import (
     ActionOutcomeView,
+    ApproverView,
     CardView,
     CredentialView,
     HomeView,
     ProposalView,
     QuestionView,
+    ReviewItemView,
+    ReviewView,
     TaskView,
 )
 from core.config import Config
@@ -37,6 +43,8 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 HOME_LIMIT = 15
+REVIEW_READ = 100  # waiting actions read for one review of many (a modal shows fewer)
+APPROVER_DAYS = 30  # the window of the approvers' signals in App Home
 
 
 def card_view(
@@ -50,7 +58,11 @@ def card_view(
     claim = last_claim(session, action.public_id) if action.state == "unknown" or resolved else None
     edit = next((d for d in reversed(decisions) if d.kind == "edit"), None)
     acknowledged = next((d for d in decisions if d.kind == "acknowledge"), None)
-    approvers = {d.actor for d in decisions if d.kind in APPROVING_KINDS and d.params_hash == action.params_hash}
+    approvers = {
+        d.actor
+        for d in decisions
+        if d.kind in APPROVING_KINDS and d.params_hash == action.params_hash and d.tool_hash == action.tool_hash
+    }
     task_type = config.task_types.get(action.task_type)
     threshold = task_type.confidence_threshold if task_type else 0.0
     caps: tuple[str, ...] = ()
@@ -90,6 +102,8 @@ def card_view(
         confidence_threshold=threshold,
         params=dict(action.params),
         params_hash=action.params_hash,
+        tool_hash=action.tool_hash,
+        tool_changed_at=action.tool_changed_at,
         param_schema=catalog.get(action.tool).json_schema() if action.tool in catalog else None,
         run_at=action.run_at if action.state == "scheduled" else None,
         rendered_at=now,
@@ -236,6 +250,72 @@ def task_view(
     )
 
 
+def review_items(session: Session, config: Config, catalog: ToolCatalog, actions: list[Action]) -> list[ReviewItemView]:
+    """The waiting `actions` as a review of many shows them: their tasks and edits in two queries."""
+    if not actions:
+        return []
+    tasks = {task.id: task for task in session.scalars(select(Task).where(Task.id.in_({a.task_id for a in actions})))}
+    edits: dict[int, Decision] = {}
+    query = select(Decision).where(Decision.action_id.in_([a.id for a in actions]), Decision.kind == "edit")
+    for decision in session.scalars(query.order_by(Decision.id)):
+        edits[decision.action_id] = decision  # the latest edit of each
+    items = []
+    for action in actions:
+        task_type = config.task_types.get(action.task_type)
+        edit = edits.get(action.id)
+        task = tasks.get(action.task_id)
+        items.append(
+            ReviewItemView(
+                action_public_id=action.public_id,
+                task_type=action.task_type,
+                tool=action.tool,
+                summary=catalog.summarize(action.tool, action.params),
+                risk=action.risk,
+                requester=action.requester,
+                request_text=task.request_text if task else "",
+                rationale=action.rationale,
+                confidence=action.confidence,
+                confidence_threshold=task_type.confidence_threshold if task_type else 0.0,
+                params=dict(action.params),
+                params_hash=action.params_hash,
+                binding=shown_binding(action.params_hash, action.tool_hash),
+                drafted_at=action.created_at,
+                diff=edit.diff if edit else None,
+                edited_by=edit.actor if edit else None,
+                tool_changed=action.tool_changed_at is not None,
+            )
+        )
+    return items
+
+
+def review_for(session: Session, services: Services, user: str, team: str | None, task_type: str | None) -> ReviewView:
+    """What waits for `user` (of `task_type`, or every type), as the review of many shows it."""
+    waiting = waiting_for(session, user, services.directory, team_id=team, task_type=task_type or None)
+    shown = waiting[:REVIEW_READ]  # the oldest; the modal keeps as many of them as it holds
+    items = review_items(session, services.config, services.registry, shown)
+    return ReviewView(
+        user=user, task_type=task_type or None, items=tuple(items), waiting=len(waiting), shown_at=services.clock.now()
+    )
+
+
+def approver_views(session: Session, config: Config, now: datetime, days: int) -> tuple[ApproverView, ...]:
+    """Every approver's signals over the last `days` (busiest first), flagged as the alert would."""
+    found = fatigue.signals(session, now - timedelta(days=days), fatigue.min_read_times(config))
+    return tuple(
+        ApproverView(
+            approver=s.approver,
+            decisions=s.decisions,
+            approvals=s.approvals,
+            approval_rate=s.approval_rate,
+            median_read_s=s.median_read_s,
+            fast_share=s.fast_share,
+            longest_fast_streak=s.longest_fast_streak,
+            flagged=fatigue.flagged(s, config),
+        )
+        for s in found
+    )
+
+
 def home_for(session: Session, services: Services, user: str, team: str | None = None) -> HomeView:
     """`user`'s App Home: only work of their workspace `team`."""
     config = services.config
@@ -252,11 +332,18 @@ def home_for(session: Session, services: Services, user: str, team: str | None =
         of_team.where(Action.decided_at.is_not(None)).order_by(Action.decided_at.desc()).limit(HOME_LIMIT)
     ).all()
     levels = tuple((name, effective_level(session, name, t).value) for name, t in sorted(config.task_types.items()))
+    reviewable = waiting_for(session, user, services.directory, team_id=team)
+    by_type = Counter(action.task_type for action in reviewable)
+    admin = is_listed_approver(user, config.slack.admins, services.directory)
     return HomeView(
         user=user,
         waiting=waiting,
         recent=tuple(card_view(session, config, services.registry, a) for a in decided),
         levels=levels,
+        review_all=len(reviewable),
+        review_by_type=tuple(sorted(by_type.items())),
+        approvers=approver_views(session, config, services.clock.now(), APPROVER_DAYS) if admin else None,
+        approvers_days=APPROVER_DAYS,
     )
 
 

@@ -14,6 +14,7 @@ from agent.executor import Executor
 from agent.model import ModelClient
 from agent.runner import AgentRunner
 from agent.vault import Vault, parse_keys
+from approvals import tool_definitions
 from approvals.audit import AFTER_COMMIT
 from approvals.chainer import Chainer
 from bot.app import build_app
@@ -109,6 +110,7 @@ def assemble(
     verify_token: bool = True,
     channel_pace_s: float = 1.0,
 ) -> Process:
+    """One serving process on `services`; as it starts, actions whose tool changed are re-asked."""
     secret = settings.slack_signing_secret.get_secret_value() if settings.slack_signing_secret else None
     api_token = settings.api_token.get_secret_value() if settings.api_token else None
     metrics_token = settings.metrics_token.get_secret_value() if settings.metrics_token else None
@@ -126,6 +128,7 @@ def assemble(
             redirect_uri=settings.slack_redirect_uri,
         )
     app = build_app(services, signing_secret=secret, verify_token=verify_token, oauth=oauth)
+    recheck_tools(services)
     keys = parse_keys(settings.vault_keys.get_secret_value()) if settings.vault_keys else []
     vault = Vault(services.sessions, keys, clock=services.clock) if keys else None
     return Process(
@@ -140,6 +143,13 @@ def assemble(
         sweeper=Sweeper(services.sessions, services.directory, services.clock),
         webhooks=WebhookSender(services.sessions, services.clock, vault),
     )
+
+
+def recheck_tools(services: Services) -> list[str]:
+    """Re-ask the approvers of actions whose tool is defined otherwise than when they were
+    drafted (`approvals.tool_definitions`): once, as the process starts with its registry."""
+    with services.sessions.begin() as session:
+        return tool_definitions.recheck(session, services.registry, services.config, services.clock.now())
 
 
 @dataclass

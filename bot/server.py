@@ -38,6 +38,7 @@ from approvals.chainer import Chainer
 from bot.api_actions import PREFIX as API_ACTIONS
 from bot.api_actions import ApiActions
 from bot.api_clients import Tokens
+from bot.approver_metrics import ApproverCollector
 from bot.connect_routes import PREFIX as CONNECT_PREFIX
 from bot.connect_routes import ConnectRoutes
 from bot.directory import person_name
@@ -84,6 +85,7 @@ class Server:
         self.registry = _process_metrics()
         self.gauges = CollectorRegistry(auto_describe=False)
         self.gauges.register(DatabaseCollector(services.sessions))
+        self.gauges.register(ApproverCollector(services.sessions, services.config, services.clock))
         self.slack = SlackRequestHandler(app)
         self.notices = ShedNotices(services.client_for)  # tells the clickers of shed clicks
         self.slack_events = SlackIngress(

@@ -19,3 +19,10 @@ def sha256_hex(text: str) -> str:
 def params_hash(params: dict[str, Any]) -> str:
     """The hash an approval is bound to: sha256 of the canonical JSON of the params."""
     return sha256_hex(canonical_json(params))
+
+
+def tool_hash(name: str, schema: dict[str, Any], description: str) -> str:
+    """The hash of a tool's definition an approval is bound to besides its params: sha256 of the
+    canonical JSON of its name, parameter schema and description (the text the model and the
+    card read). A change to any of them while an action waits re-asks its approvers."""
+    return sha256_hex(canonical_json({"name": name, "schema": schema, "description": description}))

@@ -12,7 +12,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from jsonschema import Draft202012Validator  # type: ignore[import-untyped]
 from jsonschema.exceptions import SchemaError  # type: ignore[import-untyped]
-from pydantic import AfterValidator, Field, PrivateAttr, field_validator, model_validator
+from pydantic import AfterValidator, Field, PlainValidator, PrivateAttr, field_validator, model_validator
 
 from core.config_values import (
     MODULE_NAME,
@@ -99,6 +99,12 @@ class AlertsConfig(ConfigModel):
     budget_share: float = Field(default=0.8, gt=0, le=1)  # of a task type's daily_max_tokens / daily_max_cost_usd
     pending_max: int = Field(default=50, ge=0)  # actions waiting for approval, all task types together
     outbox_max: int = Field(default=200, ge=0)  # Slack messages waiting to be sent
+    # A person's share of approvals faster than their task type's min_read_time, over the last
+    # fast_approval_window, once they made at least fast_approval_min approvals: above it, the
+    # admins are told (1 turns it off: no share is above 1).
+    fast_approval_share: Share = 0.5
+    fast_approval_min: int = Field(default=10, ge=1)
+    fast_approval_window: Duration = parse_duration("7d")
 
 
 class AuditConfig(ConfigModel):
@@ -116,8 +122,36 @@ class AuditConfig(ConfigModel):
         return value
 
 
+def _lead(value: object) -> float | timedelta:
+    """`before_expiry`: a share of the time from pending to the expiry ("25%"), or a duration."""
+    if isinstance(value, str) and value.strip().endswith("%"):
+        number = value.strip()[:-1].strip()
+        try:
+            share = float(number)
+        except ValueError:
+            share = -1.0
+        if not 0 <= share < 100:
+            raise config_error("lead", f"a share from 0% to below 100%, or a duration like 1h: {value!r}")
+        return share / 100
+    try:
+        return parse_duration(value)  # type: ignore[arg-type]
+    except ValueError as exc:
+        raise config_error("lead", f"{exc}; or a share like 25%") from None
+
+
+# How long before the expiry a chain ending in `expire` warns, when it says nothing itself.
+DEFAULT_EXPIRY_WARNING = 0.25
+Lead = Annotated[float | timedelta, PlainValidator(_lead)]
+
+
 class EscalationStep(ConfigModel):
-    after: Duration
+    """A notify step (`after` + `notify`), the expiry (`after` + `then: expire`), or the warning
+    before the expiry (`before_expiry`, optionally with `notify`; default: the targets of the
+    last notify step before it, else the approvers). A chain ending in `expire` warns 25% of its
+    time before the expiry unless it has a `before_expiry` step; `before_expiry: 0s` turns that off."""
+
+    after: Duration | None = None
+    before_expiry: Lead | None = None
     notify: Notify = None
     then: Literal["expire"] | None = None
     urgent: bool = False  # fires even outside business hours
@@ -126,6 +160,12 @@ class EscalationStep(ConfigModel):
 
     @model_validator(mode="after")
     def _one_action(self) -> Self:
+        if self.before_expiry is not None:
+            if self.after is not None or self.then is not None or self.repeat:
+                raise rules_error([(("before_expiry",), "a warning before the expiry takes no after, then or repeat")])
+            return self
+        if self.after is None:
+            raise rules_error([(("after",), "a step needs 'after' (or 'before_expiry', for the expiry warning): None")])
         if (self.notify is None) == (self.then is None):
             given = "both" if self.then else "neither"
             raise rules_error([((), f"a step needs exactly one of 'notify' or 'then', got {given}")])
@@ -134,6 +174,12 @@ class EscalationStep(ConfigModel):
         if self.repeat and (self.every is None or not self.every or self.then is not None):
             raise rules_error([(("every",), f"a step that repeats ({self.repeat}x) needs 'every' and 'notify'")])
         return self
+
+    @property
+    def offset(self) -> timedelta:
+        """`after`, for a step that has one (every step but the expiry warning)."""
+        assert self.after is not None, "the expiry warning has no offset of its own"
+        return self.after
 
 
 Weekday = Literal["mon", "tue", "wed", "thu", "fri", "sat", "sun"]
@@ -318,21 +364,49 @@ class TaskTypeConfig(ConfigModel):
     @classmethod
     def _chain_order(cls, steps: list[EscalationStep]) -> list[EscalationStep]:
         problems: list[tuple[KeyPath, str]] = []
-        for index, (before, step) in enumerate(itertools.pairwise(steps), start=1):
-            if step.after <= before.after:
+        timed = [(index, step) for index, step in enumerate(steps) if step.before_expiry is None]
+        for (_, before), (index, step) in itertools.pairwise(timed):
+            if step.offset <= before.offset:
                 problems.append(
                     (
                         (index, "after"),
                         f"must be later than the step before it "
-                        f"({format_duration(before.after)}), got {format_duration(step.after)}",
+                        f"({format_duration(before.offset)}), got {format_duration(step.offset)}",
                     )
                 )
-        for index, step in enumerate(steps[:-1]):
+        for index, step in timed[:-1]:
             if step.then == "expire":
                 problems.append(((index, "then"), "'expire' ends the chain, so it must be the last step"))
+        warnings = [(index, step) for index, step in enumerate(steps) if step.before_expiry is not None]
+        expiry = next((step.offset for _, step in timed if step.then == "expire"), None)
+        for index, _ in warnings[1:]:
+            problems.append(((index, "before_expiry"), "one warning before the expiry at most"))
+        for index, step in warnings[:1]:
+            lead = step.before_expiry
+            if expiry is None:
+                problems.append(((index, "before_expiry"), "warns before an expiry, but no step has 'then: expire'"))
+            elif isinstance(lead, timedelta) and lead >= expiry:
+                problems.append(
+                    (
+                        (index, "before_expiry"),
+                        f"must be shorter than the expiry's after ({format_duration(expiry)}): "
+                        f"{format_duration(lead)!r}",
+                    )
+                )
         if problems:
             raise rules_error(problems)
         return steps
+
+    def expiry_warning(self) -> tuple[timedelta, EscalationStep | None] | None:
+        """(how long before the expiry the chain warns, its own `before_expiry` step if any), or
+        None: the chain does not expire, or its warning is turned off."""
+        expiry = next((step.offset for step in self.escalation if step.then == "expire"), None)
+        if expiry is None:
+            return None
+        step = next((step for step in self.escalation if step.before_expiry is not None), None)
+        lead = DEFAULT_EXPIRY_WARNING if step is None else step.before_expiry
+        span = expiry * lead if isinstance(lead, float) else lead
+        return (span, step) if span and span < expiry else None
 
     @model_validator(mode="after")
     def _people(self) -> Self:

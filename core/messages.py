@@ -175,11 +175,12 @@ class Reminded(ActionMessage):
 
     KIND = "escalation.notify"
     targets: list[str]
-    reason: str  # reminder, repeat, low_confidence, ack_timeout
+    reason: str  # reminder, repeat, low_confidence, ack_timeout, expiry_warning
     step: int | str  # the chain's step, or "ack_timeout"
     late: bool
     due_at: str | None = None
     lateness_s: float | None = None
+    expires_at: str | None = None  # the warning before the expiry: when it expires (ISO)
 
 
 # -- tasks (ordered by the task's public id) -----------------------------------------------------
@@ -301,6 +302,7 @@ class LevelChanged(Message):
 
 BudgetKind = Literal["budget_tokens", "budget_cost"]
 BacklogKind = Literal["pending_approvals", "outbox_backlog"]
+FatigueKind = Literal["fast_approvals"]
 AlertState = Literal["firing", "resolved"]
 
 
@@ -342,6 +344,27 @@ class BacklogAlert(Message):
     by_task_type: dict[str, int] | None = None  # pending approvals only
     oldest_action_public_id: str | None = None
     last_error: str | None = None  # outbox backlog only
+
+    @property
+    def ordering_key(self) -> str:
+        return OPS_ORDERING_KEY
+
+
+@dataclass(frozen=True)
+class FatigueAlert(Message):
+    """A person approves faster than their task types' read time, too often (or no longer does)."""
+
+    KIND = "ops.alert"
+    kind: FatigueKind
+    state: AlertState
+    approver: str  # a Slack user id
+    approvals: int  # in the window
+    fast: int  # of them faster than min_read_time
+    share: float  # fast / approvals
+    threshold: float  # alerts.fast_approval_share
+    window_days: float
+    longest_streak: int
+    median_read_s: float | None = None
 
     @property
     def ordering_key(self) -> str:
@@ -391,7 +414,7 @@ class QuestionAnswered(QuestionMessage):
 
 # Every stored kind → its type. `ops.alert` holds two shapes, told apart by the payload's `kind`.
 ALERTS: dict[str, type[Message]] = {"budget_tokens": BudgetAlert, "budget_cost": BudgetAlert}
-ALERTS |= {"pending_approvals": BacklogAlert, "outbox_backlog": BacklogAlert}
+ALERTS |= {"pending_approvals": BacklogAlert, "outbox_backlog": BacklogAlert, "fast_approvals": FatigueAlert}
 MESSAGES: tuple[type[Message], ...] = (
     CardPosted,
     CardUpdated,
@@ -416,6 +439,7 @@ MESSAGES: tuple[type[Message], ...] = (
     LevelChanged,
     BudgetAlert,
     BacklogAlert,
+    FatigueAlert,
     AuditHead,
     QuestionAsked,
     QuestionAnswered,

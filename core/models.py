@@ -151,6 +151,12 @@ class Action(Base):
     # False: its client runs the call with the params it asked for and never reads edited ones
     # (a HumanLayer SDK), so an edit could not reach it: the card offers none and none is taken.
     editable: Mapped[bool] = mapped_column(Boolean, default=True, server_default="1")
+    # The tool's definition (name, params schema, description) approvals bind to, as
+    # `core.canonical.tool_hash`; '' on rows from before it was recorded. A start that finds
+    # the definition changed while the action waited re-asks (`approvals.tool_definitions`),
+    # moving this to the new one and setting `tool_changed_at`.
+    tool_hash: Mapped[str] = mapped_column(String(64), default="", server_default="")
+    tool_changed_at: Mapped[datetime | None]
     created_at: Mapped[datetime]
     updated_at: Mapped[datetime]
 
@@ -238,12 +244,12 @@ class WebhookDelivery(Base):
 
 
 class Decision(Base):
-    """Who decided what on which params hash, and when. Immutable."""
+    """Who decided what on which params hash and tool definition, and when. Immutable."""
 
     __tablename__ = "decisions"
     __table_args__ = (
-        # A person's approval counts once per params hash, whatever the clicks.
-        UniqueConstraint("action_id", "kind", "actor", "params_hash", name="uq_decisions_once"),
+        # A person's approval counts once per params hash and tool definition, whatever the clicks.
+        UniqueConstraint("action_id", "kind", "actor", "params_hash", "tool_hash", name="uq_decisions_once"),
     )
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
@@ -252,6 +258,7 @@ class Decision(Base):
     actor: Mapped[str] = mapped_column(String(32))
     team_id: Mapped[str | None] = mapped_column(String(32))
     params_hash: Mapped[str] = mapped_column(String(64))
+    tool_hash: Mapped[str] = mapped_column(String(64), default="", server_default="")  # the action's, then
     note: Mapped[str | None] = mapped_column(Text)
     diff: Mapped[dict[str, Any] | None] = mapped_column(JSON)
     at: Mapped[datetime]

@@ -3,7 +3,7 @@
 `check` runs periodically (see `escalations.jobs`) and enqueues an `ops.alert` outbox row
 (ordering key `ops`) holding the alert's facts, numbers and names (`core.messages.BudgetAlert`,
 `BacklogAlert`); `bot.blocks.alerts` renders them as the line the sender posts to the admin
-channel. Four alert kinds:
+channel. Five alert kinds:
 
 - `budget_tokens`, `budget_cost`: a task type's model calls since midnight UTC passed
   `alerts.budget_share` of its `daily_max_tokens` / `daily_max_cost_usd`. At most once per
@@ -13,6 +13,11 @@ channel. Four alert kinds:
   backlog goes above the threshold, then a `resolved` message once it is back to
   `CLEAR_RATIO` of the threshold or less (the gap keeps a backlog hovering at the threshold
   from posting every minute); only after that can it fire again.
+- `fast_approvals`: a person's share of approvals faster than their task type's
+  `min_read_time`, over `alerts.fast_approval_window` (7 days), passed
+  `alerts.fast_approval_share` with at least `alerts.fast_approval_min` approvals
+  (`approvals.fatigue`). Once per person until it is back to `CLEAR_RATIO` of the threshold (or
+  they approved too few to say), then `resolved`.
 
 The state is the outbox rows themselves: an alert was sent today if today's `ops.alert`
 rows hold it, and a backlog alert is open if the newest row of its kind says `firing`. So
@@ -33,11 +38,22 @@ from typing import Literal
 from sqlalchemy import func, select, text
 from sqlalchemy.orm import Session
 
+from approvals import fatigue
 from approvals.usage import Usage, daily_usage, per_task_type
 from core import outbox
 from core.clock import utc
 from core.config import AlertsConfig, Config
-from core.messages import OPS_ORDERING_KEY, AlertState, BacklogAlert, BacklogKind, BudgetAlert, BudgetKind, Message
+from core.messages import (
+    OPS_ORDERING_KEY,
+    AlertState,
+    BacklogAlert,
+    BacklogKind,
+    BudgetAlert,
+    BudgetKind,
+    FatigueAlert,
+    FatigueKind,
+    Message,
+)
 from core.models import Action, OutboxMessage, Task, TraceEvent
 from core.states import ActionState
 
@@ -47,6 +63,7 @@ BUDGET_TOKENS: BudgetKind = "budget_tokens"
 BUDGET_COST: BudgetKind = "budget_cost"
 PENDING_APPROVALS: BacklogKind = "pending_approvals"
 OUTBOX_BACKLOG: BacklogKind = "outbox_backlog"
+FAST_APPROVALS: FatigueKind = "fast_approvals"
 FIRING: Literal["firing"] = "firing"
 RESOLVED: AlertState = "resolved"
 # A backlog alert resolves once the backlog is back to this share of its threshold or less.
@@ -71,6 +88,7 @@ def check(session: Session, config: Config, now: datetime, *, limits: AlertsConf
     sent = _budgets(session, config, limits.budget_share, now)
     sent += _backlog(session, PENDING_APPROVALS, _pending(session), limits.pending_max, now)
     sent += _backlog(session, OUTBOX_BACKLOG, _undelivered(session), limits.outbox_max, now)
+    sent += _fatigue(session, config, limits, now)
     return sent
 
 
@@ -203,6 +221,58 @@ def _open(session: Session, kind: str) -> bool:
         .limit(1)
     ).first()
     return newest is not None and newest.get("state") == FIRING
+
+
+# -- approvers approving too fast ----------------------------------------------------------
+
+
+def _fatigue(session: Session, config: Config, limits: AlertsConfig, now: datetime) -> int:
+    """Each person whose share of fast approvals passes `fast_approval_share` (with at least
+    `fast_approval_min` approvals in `fast_approval_window`): one alert when it does, a resolution
+    once it is back to CLEAR_RATIO of the threshold (or they approved too few to say)."""
+    window = limits.fast_approval_window
+    found = {s.approver: s for s in fatigue.signals(session, now - window, fatigue.min_read_times(config))}
+    opened, sent = _open_fatigue(session), 0
+    for approver in sorted(set(found) | opened):
+        signals = found.get(approver)
+        over = signals is not None and signals.approvals >= limits.fast_approval_min
+        share = signals.fast_share if signals is not None else 0.0
+        firing = approver in opened
+        if not firing and over and share > limits.fast_approval_share:
+            state: AlertState = FIRING
+        elif firing and (not over or share <= limits.fast_approval_share * CLEAR_RATIO):
+            state = RESOLVED
+        else:
+            continue
+        alert = FatigueAlert(
+            FAST_APPROVALS,
+            state,
+            approver,
+            signals.approvals if signals else 0,
+            signals.fast if signals else 0,
+            round(share, 4),
+            limits.fast_approval_share,
+            window.total_seconds() / 86400,
+            signals.longest_fast_streak if signals else 0,
+            signals.median_read_s if signals else None,
+        )
+        sent += _enqueue(session, alert, now)
+    return sent
+
+
+def _open_fatigue(session: Session) -> set[str]:
+    """The people whose newest fast-approval alert fired and was not resolved since."""
+    query = select(OutboxMessage.payload).where(
+        OutboxMessage.ordering_key == ORDERING_KEY,
+        OutboxMessage.kind == ALERT_KIND,
+        OutboxMessage.payload["kind"].as_string() == FAST_APPROVALS,
+    )
+    newest: dict[str, bool] = {}
+    for payload in session.scalars(query.order_by(OutboxMessage.id.desc())):
+        person = payload.get("approver")
+        if isinstance(person, str):
+            newest.setdefault(person, payload.get("state") == FIRING)
+    return {person for person, firing in newest.items() if firing}
 
 
 def _backlog_alert(kind: BacklogKind, state: AlertState, backlog: Backlog, threshold: int) -> BacklogAlert:

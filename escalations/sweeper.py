@@ -23,7 +23,7 @@ from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session, sessionmaker
 
 from approvals import machine
-from approvals.chains import ACK_TIMEOUT, ESCALATION, due_at
+from approvals.chains import ACK_TIMEOUT, ESCALATION, EXPIRY_WARNING, due_at
 from approvals.ports import Directory
 from core import metrics
 from core.clock import Clock
@@ -176,7 +176,10 @@ class Sweeper:
             )
             _done(session, timer, now)
             return
-        if not _acknowledged(acknowledged_at, chain, now):
+        if "expires_at_s" in entry:  # the warning before the expiry says when it comes
+            timing["expires_at"] = (timer.anchor + timedelta(seconds=entry["expires_at_s"])).isoformat()
+        # An acknowledgement holds the reminders back, not the expiry, nor so the warning of it.
+        if entry["reason"] == EXPIRY_WARNING or not _acknowledged(acknowledged_at, chain, now):
             self._notify(session, action, entry, timing, now)
         timer.step += 1
         if timer.step < len(chain["steps"]):
@@ -214,7 +217,8 @@ class Sweeper:
         escalation = session.scalars(
             select(Timer).where(Timer.action_id == action.id, Timer.kind == ESCALATION).limit(1)
         ).first()
-        first = next((e for e in (escalation.chain["steps"] if escalation else []) if e["notify"]), None)
+        steps = escalation.chain["steps"] if escalation else []
+        first = next((e for e in steps if e["notify"] and e["reason"] != EXPIRY_WARNING), None)
         _done(session, timer, now)
         if first is None:
             return

@@ -1,5 +1,6 @@
 """Operations messages for the admin channel, rendered from the facts the domain sends
-(`escalations.alerts` → `core.messages.BudgetAlert` / `BacklogAlert`; the ledger's head).
+(`escalations.alerts` → `core.messages.BudgetAlert` / `BacklogAlert` / `FatigueAlert`; the
+ledger's head).
 
 One line of text each, as the admins have always read them. The facts are numbers, config
 names and ids countersign made, never text from people.
@@ -9,8 +10,9 @@ from __future__ import annotations
 
 from datetime import datetime
 
+from bot.blocks.text import mention, seconds_text
 from core.clock import utc
-from core.messages import AuditHead, BacklogAlert, BudgetAlert
+from core.messages import AuditHead, BacklogAlert, BudgetAlert, FatigueAlert
 
 
 def budget_alert(alert: BudgetAlert) -> str:
@@ -34,6 +36,23 @@ def backlog_alert(alert: BacklogAlert) -> str:
         return f"Resolved: {what} now, back under the alert threshold of {alert.threshold}."
     extra = "; ".join(note for note in _notes(alert) if note)
     return f"Backlog: {what} (alert threshold {alert.threshold})" + (f": {extra}." if extra else ".")
+
+
+def fatigue_alert(alert: FatigueAlert) -> str:
+    """A person approves too fast too often (or no longer does): the numbers, not a verdict."""
+    who, days = mention(alert.approver), f"{alert.window_days:g} day{'' if alert.window_days == 1 else 's'}"
+    of = f"{alert.fast} of {alert.approvals} approvals ({alert.share:.0%})"
+    if alert.state == "resolved":
+        return (
+            f"Resolved: {who} approved {of} faster than the read time in the last {days}, "
+            f"back under the alert's {alert.threshold:.0%}."
+        )
+    median = f", median {seconds_text(alert.median_read_s)} from card to click" if alert.median_read_s else ""
+    return (
+        f"Fast approvals: {who} approved {of} faster than their task types' read time (min_read_time) in the "
+        f"last {days}{median}; longest run of fast approvals: {alert.longest_streak}. The alert is at "
+        f"{alert.threshold:.0%}: a break, a rotation, or fewer cards (batch review) may help."
+    )
 
 
 def audit_head(head: AuditHead) -> str:

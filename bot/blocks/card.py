@@ -6,7 +6,7 @@ import math
 
 from bot import action_ids
 from bot.blocks.kit import Block, actions, button, confirm_dialog, context, header, section
-from bot.blocks.params import params_blocks
+from bot.blocks.params import consequential, format_value, label, params_blocks, plain_value
 from bot.blocks.text import action_name, code_block, escape, mention, quote, seconds_text, slack_date, to_json, truncate
 from bot.blocks.views import CardView
 from core.states import OPEN_FOR_DECISION, WITH_EXECUTOR, ActionState
@@ -44,15 +44,23 @@ UNKNOWN_OUTCOME = "interrupted or timed out mid-call and not re-run; a person mu
 RESOLVED = {"resolve_ran": "says it ran", "resolve_not_run": "says it did not run"}
 
 
-def decide_block_id(params_hash: str, suffix: str | None = None) -> str:
-    """`decide:{params_hash}` (a card), or `decide:{params_hash}:{suffix}` (App Home, many cards in one view)."""
-    return f"{DECIDE}:{params_hash}" + (f":{suffix}" if suffix else "")
+def decide_block_id(params_hash: str, suffix: str | None = None, *, tool_hash: str = "") -> str:
+    """`decide:{params_hash}.{tool_hash}` (a card), or `…:{suffix}` (App Home, many cards in one
+    view): what the clicker saw, params and tool definition, which their click is bound to."""
+    seen = f"{params_hash}.{tool_hash}" if tool_hash else params_hash
+    return f"{DECIDE}:{seen}" + (f":{suffix}" if suffix else "")
 
 
 def params_hash_from_block_id(block_id: str) -> str | None:
     """The params hash the clicker saw, from the block_id of the buttons' actions block."""
     parts = block_id.split(":")
-    return parts[1] if len(parts) >= 2 and parts[0] == DECIDE and parts[1] else None
+    return parts[1].partition(".")[0] or None if len(parts) >= 2 and parts[0] == DECIDE else None
+
+
+def tool_hash_from_block_id(block_id: str) -> str | None:
+    """The tool definition the clicker saw; None from a card drawn before cards showed it."""
+    parts = block_id.split(":")
+    return parts[1].partition(".")[2] or None if len(parts) >= 2 and parts[0] == DECIDE else None
 
 
 def card_text(card: CardView) -> str:
@@ -66,8 +74,9 @@ def card_buttons(card: CardView) -> list[Block]:
     """The buttons of an open card (the same on the card and in App Home); none once it is closed."""
     value = card.action_public_id
     if card.state == "pending":
+        confirm = approve_confirm(card)
         buttons = [
-            button("Approve", action_ids.APPROVE, value, style="primary"),
+            button("Approve", action_ids.APPROVE, value, style="primary", confirm=confirm),
             button("Reject", action_ids.REJECT, value, style="danger"),
         ]
         if card.editable:  # else its client would never see the edit
@@ -90,21 +99,52 @@ def card_buttons(card: CardView) -> list[Block]:
     return buttons
 
 
+def approve_confirm(card: CardView) -> Block | None:
+    """Slack's confirm dialog on Approve of a high-risk action, naming the consequence: what it
+    does and its consequential parameter ("The refund of order 1001: amount 1,200.00 (120,000
+    cents). Approve it?"). Attention to a warning shown every time fades; this one asks a question."""
+    if card.risk != "high":
+        return None
+    what = " ".join(card.summary.split()) or card.tool
+    lead = consequential(card.params, card.param_schema)
+    consequence = f": {label(lead)} {plain_value(lead, card.params[lead], card.param_schema)}" if lead else ""
+    # Escaped as any text Slack reads: a `<!channel>` in a parameter stays text here too.
+    text = truncate(escape(f"{what[:1].upper()}{what[1:]}{consequence}."), 260) + " Approve it?"
+    return confirm_dialog("High risk: approve?", text, "Approve", "Cancel", style="primary")
+
+
+def consequence_text(card: CardView) -> str | None:
+    """A high-risk card's first line after its header: what it does and the value that matters."""
+    if card.risk != "high":
+        return None
+    what = truncate(action_name(card.summary, card.tool, capital=True), 300)
+    lead = consequential(card.params, card.param_schema)
+    if lead is None:
+        return f":rotating_light: *{what}*"
+    found = ((card.param_schema or {}).get("properties") or {}).get(lead)
+    prop = found if isinstance(found, dict) else {}
+    value = format_value(lead, card.params[lead], prop)
+    return f":rotating_light: *{what}* · *{escape(label(lead))}: {value}*"
+
+
 def approval_card(card: CardView) -> list[Block]:
-    """The card's blocks, for its first post and for every update in place."""
+    """The card's blocks, for its first post and for every update in place. A high-risk card
+    leads with its consequence (what it does, the value that matters) and puts that parameter
+    first, highlighted; its Approve asks to confirm."""
     icon = RISK_ICONS.get(card.risk, ":white_circle:")
+    consequence = consequence_text(card)
+    lead = consequential(card.params, card.param_schema) if consequence else None
     blocks = [
         header("header", f"{icon} {card.task_type} · {card.risk} risk"),
+        *([section("consequence", consequence, verbatim=True)] if consequence else []),
         section("request", request_text(card), verbatim=True),
         section("proposal", proposal_text(card), verbatim=True),
-        *params_blocks(card.params, card.params_hash, card.param_schema, card.diff),
-        context(
-            "meta",
-            f"params `{escape(card.params_hash[:SHORT_HASH])}` · action `{escape(card.action_public_id)}`"
-            f" · task `{escape(card.task_public_id)}`",
-        ),
+        *params_blocks(card.params, card.params_hash, card.param_schema, card.diff, lead=lead),
+        context("meta", meta_text(card)),
         context("mode", mode_text(card)),
     ]
+    if card.tool_changed_at is not None:
+        blocks.append(context("tool_changed", tool_changed_text(card)))
     if card.model:
         blocks.append(context("model", model_text(card)))
     if card.caps:
@@ -124,8 +164,25 @@ def approval_card(card: CardView) -> list[Block]:
         blocks.append(context("ack", f":eyes: Acknowledged by {mention(card.acknowledged_by)}"))
     buttons = card_buttons(card)
     if buttons:
-        blocks.append(actions(decide_block_id(card.params_hash), buttons))
+        blocks.append(actions(decide_block_id(card.params_hash, tool_hash=card.tool_hash), buttons))
     return blocks
+
+
+def meta_text(card: CardView) -> str:
+    """The hashes a decision binds to (params, tool definition) and the ids, as details."""
+    tool = f" · tool `{escape(card.tool_hash[:SHORT_HASH])}`" if card.tool_hash else ""
+    return (
+        f"params `{escape(card.params_hash[:SHORT_HASH])}`{tool} · action `{escape(card.action_public_id)}`"
+        f" · task `{escape(card.task_public_id)}`"
+    )
+
+
+def tool_changed_text(card: CardView) -> str:
+    when = f" ({slack_date(card.tool_changed_at)})" if card.tool_changed_at else ""
+    text = f":warning: *Tool changed since drafted*{when}: its schema or description is not what it was"
+    if card.state in OPEN_FOR_DECISION:
+        return text + "; approvals given before no longer count: decide again."
+    return text + "."
 
 
 def result_reply(card: CardView) -> tuple[str, list[Block]]:

@@ -4,13 +4,16 @@ from __future__ import annotations
 
 from typing import Any
 
+from bot import action_ids
 from bot.blocks.card import card_buttons, confidence_text, decide_block_id, mode_text, outcome_text
-from bot.blocks.kit import SECTION_LIMIT, actions, context, divider, header, section
-from bot.blocks.text import action_name, escape, mention, to_json, truncate
-from bot.blocks.views import CardView, HomeView
+from bot.blocks.kit import SECTION_LIMIT, Block, actions, button, context, divider, header, plain, section
+from bot.blocks.text import action_name, escape, mention, seconds_text, to_json, truncate
+from bot.blocks.views import ApproverView, CardView, HomeView
 
 MAX_WAITING = 30  # two blocks each
 MAX_RECENT = 20  # one block each: with the headers, a view stays under Slack's 100 blocks
+MAX_REVIEW_BUTTONS = 10
+MAX_APPROVERS = 25
 EXCERPT_LIMIT = 200
 PARAMS_LIMIT = 500
 LEVEL_LABELS = {"hitl": "approve first (hitl)", "hotl": "veto window (hotl)", "auto": "autonomous (auto)"}
@@ -21,13 +24,18 @@ def home_view(view: HomeView) -> dict[str, Any]:
     waiting = _unique(view.waiting)
     recent = _unique(view.recent)
     blocks = [header("waiting", "Waiting for you")]
+    review = review_buttons(view)
+    if review:
+        blocks.append(actions("review", review))
     if not waiting:
         blocks.append(context("waiting_empty", "Nothing waits for you. Actions you may approve show up here."))
     for card in waiting[:MAX_WAITING]:
         blocks.append(section(f"summary:{card.action_public_id}", _summary(card), verbatim=True))
         buttons = card_buttons(card)
         if buttons:
-            blocks.append(actions(decide_block_id(card.params_hash, card.action_public_id), buttons))
+            blocks.append(
+                actions(decide_block_id(card.params_hash, card.action_public_id, tool_hash=card.tool_hash), buttons)
+            )
     if len(waiting) > MAX_WAITING:
         blocks.append(context("waiting_more", f"_…and {len(waiting) - MAX_WAITING} more waiting_"))
     blocks += [divider("divider_recent"), header("recent", "Recently decided")]
@@ -42,7 +50,52 @@ def home_view(view: HomeView) -> dict[str, Any]:
         blocks.append(section("levels_list", _levels(view.levels)))
     else:
         blocks.append(context("levels_empty", "No task types are configured yet."))
+    if view.approvers is not None:  # admins only
+        blocks += [divider("divider_approvers"), header("approvers", f"Approvers, last {view.approvers_days} days")]
+        blocks.append(section("approvers_list", approvers_text(view.approvers)))
+        blocks.append(
+            context(
+                "approvers_about",
+                "Fast: approved sooner after the card than the task type's `min_read_time`; a run of them "
+                "is a streak. :warning: passes `alerts.fast_approval_share`. `countersign approvers` says the same.",
+            )
+        )
     return {"type": "home", "blocks": blocks}
+
+
+def review_buttons(view: HomeView) -> list[Block]:
+    """ "Review N waiting" (every type) and one per task type with several waiting, when several do."""
+    if view.review_all < 2:
+        return []
+    everything: Block = {
+        "type": "button",
+        "action_id": action_ids.REVIEW_WAITING,
+        "text": plain(f"Review {view.review_all} waiting"),
+        "style": "primary",
+    }  # no value: every task type
+    per_type = [
+        button(f"Review {count} {task_type}", action_ids.REVIEW_WAITING, task_type)
+        for task_type, count in view.review_by_type
+        if count >= 2 and count < view.review_all
+    ]
+    return [everything, *per_type[: MAX_REVIEW_BUTTONS - 1]]
+
+
+def approvers_text(approvers: tuple[ApproverView, ...]) -> str:
+    if not approvers:
+        return "No decisions in this window."
+    lines = []
+    for found in approvers[:MAX_APPROVERS]:
+        median = seconds_text(found.median_read_s) if found.median_read_s is not None else "n/a"
+        flag = " :warning:" if found.flagged else ""
+        lines.append(
+            f"{mention(found.approver)}: {found.decisions} decisions, {found.approval_rate:.0%} approved, "
+            f"median {median} card to click, {found.fast_share:.0%} fast, longest fast streak "
+            f"{found.longest_fast_streak}{flag}"
+        )
+    if len(approvers) > MAX_APPROVERS:
+        lines.append(f"_…and {len(approvers) - MAX_APPROVERS} more: `countersign approvers`_")
+    return truncate("\n".join(lines), SECTION_LIMIT)
 
 
 def _unique(cards: tuple[CardView, ...]) -> list[CardView]:
@@ -57,10 +110,13 @@ def _summary(card: CardView) -> str:
     who = f" · from {mention(card.requester)}" if card.requester else ""
     excerpt = truncate(escape(" ".join(card.request_text.split())), EXCERPT_LIMIT) or "_(empty)_"
     params = truncate(escape(to_json(card.params, indent=None).replace("`", "\\u0060")), PARAMS_LIMIT)
+    changed = (
+        "\n:warning: Tool changed since drafted: approvals given before no longer count" if card.tool_changed_at else ""
+    )
     return (
         f"*{escape(card.task_type)}* · `{escape(card.tool)}` · {escape(card.risk)} risk{who}\n"
         f">{excerpt}\n`{params}`\n"
-        f"{mode_text(card)} · confidence {confidence_text(card)} · params `{escape(card.params_hash[:12])}`"
+        f"{mode_text(card)} · confidence {confidence_text(card)} · params `{escape(card.params_hash[:12])}`{changed}"
     )
 
 

@@ -28,16 +28,22 @@ def params_blocks(
     params_hash: str,
     schema: dict[str, Any] | None = None,
     diff: dict[str, dict[str, Any]] | None = None,
+    *,
+    lead: str | None = None,
 ) -> list[Block]:
-    """The `params` section (labelled fields) and the `params_json` block (the exact JSON and its hash)."""
+    """The `params` section (labelled fields) and the `params_json` block (the exact JSON and its
+    hash). `lead`: the consequential parameter of a high-risk action, first and highlighted."""
     properties = (schema or {}).get("properties") or {}
     names = list(params)
+    if lead in params:
+        names = [lead, *(name for name in names if name != lead)]
     fields = []
     shown = names if len(names) <= FIELDS else names[: FIELDS - 1]
     for name in shown:
         found = properties.get(name)
         prop: dict[str, Any] = found if isinstance(found, dict) else {}
-        fields.append(mrkdwn(_field(name, params[name], prop, (diff or {}).get(name)), verbatim=True))
+        text = _field(name, params[name], prop, (diff or {}).get(name))
+        fields.append(mrkdwn(f":point_right: {text}" if name == lead else text, verbatim=True))
     if len(names) > len(shown):
         fields.append(mrkdwn(f"_…and {len(names) - len(shown)} more: see the exact JSON below_"))
     edited_only = sorted(set(diff or {}) - set(names))  # an edit that unset a parameter
@@ -65,6 +71,33 @@ def exact_json(params: dict[str, Any], params_hash: str) -> Block:
         "block_id": "params_json",
         "text": mrkdwn(f"*Exact JSON* ({digest})\n{body}", verbatim=True),
     }
+
+
+def consequential(params: dict[str, Any], schema: dict[str, Any] | None) -> str | None:
+    """The parameter whose value is the consequence of running it: an amount (in cents, by name
+    or description), else the first number, else the first parameter; None without parameters."""
+    properties = (schema or {}).get("properties") or {}
+
+    def prop(name: str) -> dict[str, Any]:
+        found = properties.get(name)
+        return found if isinstance(found, dict) else {}
+
+    numbers = [n for n, v in params.items() if isinstance(v, int | float) and not isinstance(v, bool)]
+    amounts = [n for n in numbers if _is_cents(n, prop(n))]
+    return next(iter(amounts or numbers or list(params)), None)
+
+
+def plain_value(name: str, value: Any, schema: dict[str, Any] | None) -> str:
+    """One value for a plain-text place (a confirm dialog): nothing escaped, amounts formatted."""
+    found = ((schema or {}).get("properties") or {}).get(name)
+    prop: dict[str, Any] = found if isinstance(found, dict) else {}
+    if isinstance(value, bool):
+        return "yes" if value else "no"
+    if isinstance(value, int | float) and _is_cents(name, prop):
+        return f"{value / 100:,.2f} ({value:,} cents)"
+    if isinstance(value, str):
+        return truncate(" ".join(value.split()), VALUE_LIMIT) or "(empty)"
+    return truncate(json.dumps(value, ensure_ascii=False, default=str), VALUE_LIMIT)
 
 
 def label(name: str) -> str:

@@ -3,10 +3,12 @@ a stuck-task alert, and telling a requester their action expired."""
 
 from __future__ import annotations
 
+from datetime import datetime
+
 from bot import action_ids
 from bot.blocks.card import card_text, decide_block_id
 from bot.blocks.kit import Block, actions, button, context, section
-from bot.blocks.text import action_name, escape, mention, truncate
+from bot.blocks.text import action_name, escape, mention, seconds_text, slack_date, truncate
 from bot.blocks.views import CardView, TaskView
 
 REASONS = {
@@ -15,12 +17,30 @@ REASONS = {
     "low_confidence": "was drafted with low confidence and needs a person",
     "ack_timeout": "was acknowledged but not decided in time",
 }
+EXPIRY_WARNING = "expiry_warning"
 
 
-def reminder(card: CardView, reason: str, late: bool, link: str | None = None) -> tuple[str, list[Block]]:
-    """The reminder DM: what waits, who asked, a link to its card and Acknowledge."""
+def reminder(
+    card: CardView,
+    reason: str,
+    late: bool,
+    link: str | None = None,
+    *,
+    expires_at: datetime | None = None,
+    now: datetime | None = None,
+    waiting: int = 0,
+) -> tuple[str, list[Block]]:
+    """The reminder DM: what waits, who asked, a link to its card and Acknowledge; the warning
+    before the expiry says how long is left (`expires_at`, from `now`). With several actions of
+    its task type waiting for the reader (`waiting`), a button to review them all at once."""
     what = REASONS.get(reason, "needs attention")
-    text = f"{card_text(card)} {what}"
+    if reason == EXPIRY_WARNING and expires_at is not None:
+        left = seconds_text((expires_at - now).total_seconds()) if now is not None else None
+        what = f"expires in {left} unless someone decides" if left else "expires soon unless someone decides"
+        text = f"{card_text(card)} {what}"
+        what += f" ({slack_date(expires_at)})"
+    else:
+        text = f"{card_text(card)} {what}"
     summary = (
         f"*{truncate(action_name(card.summary, card.tool, capital=True), 300)}* ({escape(card.task_type)}) {what}.\n"
         f"Requested by {mention(card.requester) if card.requester else 'nobody'}: "
@@ -30,8 +50,11 @@ def reminder(card: CardView, reason: str, late: bool, link: str | None = None) -
     if late:
         blocks.append(context("late", ":hourglass: This reminder is late: countersign was down when it was due."))
     buttons = [button("Acknowledge", action_ids.ACKNOWLEDGE, card.action_public_id)]
-    blocks.append(actions(decide_block_id(card.params_hash), buttons))
+    blocks.append(actions(decide_block_id(card.params_hash, tool_hash=card.tool_hash), buttons))
     blocks.append(context("where", f"Approve or reject it on {_card_link(link)} (action `{card.action_public_id}`)."))
+    if waiting > 1:
+        review = button(f"Review {waiting} waiting", action_ids.REVIEW_WAITING, card.task_type, style="primary")
+        blocks.append(actions("review", [review]))
     return text, blocks
 
 
@@ -57,8 +80,10 @@ def _card_link(link: str | None) -> str:
     return f"<{link}|its card>" if link and "|" not in link and ">" not in link else "its card"
 
 
-def reminded_note(targets: list[str], reason: str, late: bool) -> str:
+def reminded_note(targets: list[str], reason: str, late: bool, *, expires_at: datetime | None = None) -> str:
     people = ", ".join(mention(user) for user in targets)
+    if reason == EXPIRY_WARNING and expires_at is not None:
+        return f":hourglass: Warned {people}: it expires {slack_date(expires_at)} unless someone decides."
     return f":bell: Reminded {people} ({reason}{', late' if late else ''})."
 
 

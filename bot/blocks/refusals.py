@@ -20,6 +20,7 @@ from approvals.errors import (
     ReasonRequired,
     SelfApproval,
     StaleParams,
+    ToolChanged,
 )
 from approvals.proposals import NotAnAdmin
 from bot.blocks.text import escape, mention, mention_ids, slack_date
@@ -49,6 +50,9 @@ def refusal_text(refusal: Exception, what: str | None) -> str:
         return f":no_entry_sign: You already approved {it}; it needs another approver."
     if isinstance(refusal, StaleParams):
         return f":warning: The parameters of {it} changed since you saw them: look at the card again."
+    if isinstance(refusal, ToolChanged):
+        changed = "changed since you saw it (its schema or description)"
+        return f":warning: The tool of {it} {changed}: look at the card again."
     if isinstance(refusal, AlreadyDecided):
         by = f" by {mention(refusal.by)}" if refusal.by else ""
         when = f" {slack_date(refusal.at)}" if refusal.at else ""

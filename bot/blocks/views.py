@@ -50,6 +50,8 @@ class CardView:
     confidence_threshold: float
     params: dict[str, Any]
     params_hash: str  # sha256 hex of the canonical params
+    tool_hash: str = ""  # the tool definition decisions bind to ("" on actions from before)
+    tool_changed_at: datetime | None = None  # the definition changed while it waited: re-asked then
     param_schema: dict[str, Any] | None = None  # the tool's JSON schema: labels, descriptions, formats
     run_at: datetime | None = None  # veto deadline while scheduled (aware)
     rendered_at: datetime | None = None  # when the card is drawn: how long is left of the veto window
@@ -140,6 +142,55 @@ class TaskView:
 
 
 @dataclass(frozen=True, kw_only=True)
+class ReviewItemView:
+    """One waiting action in a review of many: what it does, as its card says it."""
+
+    action_public_id: str  # its checkbox's value
+    task_type: str
+    tool: str
+    summary: str = ""  # untrusted: from params
+    risk: str
+    requester: str | None
+    request_text: str = ""  # untrusted (user)
+    rationale: str = ""  # untrusted (model)
+    confidence: float
+    confidence_threshold: float
+    params: dict[str, Any]
+    params_hash: str
+    binding: str  # `approvals.decisions.shown_binding` of its params and tool definition, as shown
+    drafted_at: datetime
+    diff: dict[str, dict[str, Any]] | None = None  # an edit since the draft: {field: {from, to}}
+    edited_by: str | None = None
+    tool_changed: bool = False  # its tool's definition changed since it was drafted
+
+
+@dataclass(frozen=True, kw_only=True)
+class ReviewView:
+    """A review of many: the waiting actions shown (oldest first, as many as a modal holds), how
+    many wait in all, and of which task type (None: every type)."""
+
+    user: str
+    task_type: str | None
+    items: tuple[ReviewItemView, ...]
+    waiting: int  # all that wait for this person (of the type); more than `items` when some did not fit
+    shown_at: datetime
+
+
+@dataclass(frozen=True, kw_only=True)
+class ApproverView:
+    """One approver's signals over a window (`approvals.fatigue.Signals`), for the admins."""
+
+    approver: str  # a Slack user id
+    decisions: int
+    approvals: int
+    approval_rate: float
+    median_read_s: float | None
+    fast_share: float  # of approvals faster than their task type's min_read_time
+    longest_fast_streak: int
+    flagged: bool  # the fast share passes alerts.fast_approval_share
+
+
+@dataclass(frozen=True, kw_only=True)
 class HomeView:
     """One person's App Home."""
 
@@ -147,6 +198,12 @@ class HomeView:
     waiting: tuple[CardView, ...] = ()  # pending actions this person may approve
     recent: tuple[CardView, ...] = ()  # recently decided actions
     levels: tuple[tuple[str, str], ...] = field(default=())  # (task type, autonomy level)
+    # Review many at once: how many pending actions wait for this person, in all and per task type.
+    review_all: int = 0
+    review_by_type: tuple[tuple[str, int], ...] = ()
+    # Shown to admins only: each approver's signals of rubber-stamping, and over how many days.
+    approvers: tuple[ApproverView, ...] | None = None
+    approvers_days: int = 30
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -40,7 +40,9 @@ Handler = Callable[[Services, Click, Session], object]
 
 
 def approve(services: Services, click: Click, session: Session) -> object:
-    return services.decisions.approve(session, click.value, click.user, click.seen_hash, team_id=click.team)
+    return services.decisions.approve(
+        session, click.value, click.user, click.seen_hash, team_id=click.team, seen_tool=click.seen_tool
+    )
 
 
 def veto(services: Services, click: Click, session: Session) -> object:
@@ -230,7 +232,8 @@ def register(app: App, services: Services) -> None:
         except (BadPayload, ActionNotFound, LookupError) as problem:
             tell(services, respond, str(problem), clicker(body), workspace(body))
             return
-        metadata = json.dumps({"action_id": click.value, "params_hash": click.seen_hash, "tool": tool})
+        seen = {"action_id": click.value, "params_hash": click.seen_hash, "tool": tool, "tool_hash": click.seen_tool}
+        metadata = json.dumps(seen)
         open_modal(services, respond, click, edit_modal(click.value, tool, schema, params, metadata))
 
 

@@ -7,7 +7,7 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
-from bot.blocks.card import params_hash_from_block_id
+from bot.blocks.card import params_hash_from_block_id, tool_hash_from_block_id
 
 SLACK_ID = re.compile(r"[A-Z0-9][A-Z0-9_]{1,31}")
 
@@ -27,6 +27,7 @@ class Click:
     team: str | None
     value: str  # the public id the button acts on
     seen_hash: str  # the params hash on the card the person clicked
+    seen_tool: str | None  # the tool definition on it (None: a card drawn before cards showed it)
     trigger_id: str | None
     response_url: str | None
     channel: str | None
@@ -44,13 +45,15 @@ def click_from(body: dict[str, Any]) -> Click:
         raise BadPayload("not a button click: user or value is not text")
     if slack_id(user) is None:  # a look-alike id would be a person no rule knows
         raise BadPayload(f"not a button click: the user {user!r} is not a Slack user id")
-    seen_hash = params_hash_from_block_id(str(action.get("block_id") or "")) or ""
+    block_id = str(action.get("block_id") or "")
+    seen_hash = params_hash_from_block_id(block_id) or ""
     channel = (body.get("channel") or {}).get("id") or (body.get("container") or {}).get("channel_id")
     return Click(
         user=user,
         team=(body.get("team") or {}).get("id") or body.get("user", {}).get("team_id"),
         value=value,
         seen_hash=seen_hash,
+        seen_tool=tool_hash_from_block_id(block_id),
         trigger_id=body.get("trigger_id"),
         response_url=body.get("response_url"),
         channel=channel,

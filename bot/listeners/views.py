@@ -99,11 +99,14 @@ def register(app: App, services: Services) -> None:
             return
         first = _first_block(view)
         action_public_id, seen_hash = metadata["action_id"], str(metadata.get("params_hash", ""))
+        seen_tool = metadata.get("tool_hash") if isinstance(metadata.get("tool_hash"), str) else None
 
         def may_edit(session: Session) -> tuple[str, dict[str, Any], dict[str, Any] | None]:
             """The tool, the drafted params an edit goes over (the action's, never the form's) and
             an open tool's own schema."""
-            action = services.decisions.may_edit(session, action_public_id, user, seen_hash, team_id=team)
+            action = services.decisions.may_edit(
+                session, action_public_id, user, seen_hash, team_id=team, seen_tool=seen_tool
+            )
             return action.tool, dict(action.params), action.params_schema
 
         def within(turn: Turn) -> dict[str, str]:
@@ -130,7 +133,7 @@ def register(app: App, services: Services) -> None:
 
             def approve_with_edits(session: Session) -> object:
                 return services.decisions.approve_with_edits(
-                    session, action_public_id, user, seen_hash, params, team_id=team
+                    session, action_public_id, user, seen_hash, params, team_id=team, seen_tool=seen_tool
                 )
 
             try:

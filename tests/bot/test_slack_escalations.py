@@ -50,3 +50,30 @@ def test_reminders_arrive_as_dms_and_expiry_updates_the_card_and_tells_the_reque
     [notice] = slack.messages(slack.dm(REQUESTER))
     assert "expired" in notice.text
     assert "did not run" in notice.text
+
+
+def test_a_warning_before_the_expiry_says_how_long_is_left(slack_app: SlackApp) -> None:
+    """The refund chain expires after 30 min and says nothing of a warning: it gets one a quarter
+    of that before (22:30), to the approvers its last reminder went to."""
+    slack = slack_app.slack
+    slack_app.command(REQUESTER, "run refund Refund order 5151")
+    slack_app.settle()
+    [action] = slack_app.actions()
+    card = slack_app.card(action)
+    slack_app.clock.advance(timedelta(minutes=22))
+    slack_app.settle()
+    assert [len(slack.messages(slack.dm(user))) for user in (ALICE, BOB)] == [1, 1]  # the 5 min reminder
+    slack_app.clock.advance(timedelta(minutes=1))
+    slack_app.settle()
+    for user in (ALICE, BOB):
+        _, warning = slack.messages(slack.dm(user))
+        assert "expires in 7 min unless someone decides" in warning.text
+        shown = json.dumps(warning.blocks)
+        assert "*The refund of order 5151* (refund) expires in 7 min unless someone decides (<!date^" in shown
+        _, buttons = decide_block(warning.blocks)
+        assert buttons == {"acknowledge": action.public_id}
+    [note] = [r for r in slack.thread(APPROVALS, card.ts) if "Warned" in r.text]
+    assert note.text.startswith(f":hourglass: Warned <@{ALICE}>, <@{BOB}>: it expires <!date^")
+    slack_app.clock.advance(timedelta(minutes=7))
+    slack_app.settle()
+    assert slack_app.actions()[0].state == "expired"

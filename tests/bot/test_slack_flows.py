@@ -42,7 +42,7 @@ def test_slash_command_to_card_to_approval_to_one_execution(slack_app: SlackApp)
     action, card = _start(slack_app)
     assert action.state == "pending"
     block_id, buttons = decide_block(card.blocks)
-    assert block_id == f"decide:{action.params_hash}"
+    assert block_id == f"decide:{action.params_hash}.{action.tool_hash}"  # what the click is bound to
     assert buttons == {
         "approve": action.public_id,
         "reject": action.public_id,

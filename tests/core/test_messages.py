@@ -25,6 +25,7 @@ from core.messages import (
     CardPosted,
     CardUpdated,
     ConnectRequested,
+    FatigueAlert,
     LevelChanged,
     Message,
     ProposalChanged,
@@ -61,6 +62,7 @@ EXAMPLES: list[Message] = [
     ConnectRequested(ACT, "U0REQUESTER"),
     Reminded(ACT, ["U0ALICE"], "reminder", 0, False, "2026-01-05T09:05:00+00:00", 0.25),
     Reminded(ACT, ["U0ALICE", "U0BOB"], "ack_timeout", "ack_timeout", True),
+    Reminded(ACT, ["U0ALICE"], "expiry_warning", 3, False, expires_at="2026-01-05T13:00:00+00:00"),
     TaskStarted(TSK),
     TaskResumed(TSK),
     TaskResumed(TSK, "model_available"),
@@ -77,6 +79,8 @@ EXAMPLES: list[Message] = [
     BudgetAlert("budget_tokens", "firing", "refund", "2026-01-05", 8000, 10000, 0.8, 0.8),
     BacklogAlert("pending_approvals", "firing", 5, 3, "2026-01-05T09:00:00+00:00", {"refund": 5}, ACT),
     BacklogAlert("outbox_backlog", "resolved", 0, 4, None, last_error="SlackApiError: ratelimited"),
+    FatigueAlert("fast_approvals", "firing", "U0ALICE", 20, 14, 0.7, 0.5, 7.0, 9, 1.5),
+    FatigueAlert("fast_approvals", "resolved", "U0ALICE", 20, 4, 0.2, 0.5, 7.0, 2),
     AuditHead(3, "ab" * 32, "2026-01-05T09:00:00.000000+00:00"),
     QuestionAsked("qst_1"),
     QuestionAnswered("qst_1", "U0ALICE"),
@@ -86,7 +90,7 @@ EXAMPLES: list[Message] = [
 def test_the_examples_cover_every_kind() -> None:
     assert {type(example) for example in EXAMPLES} == set(MESSAGES)
     kinds = [cls.KIND for cls in MESSAGES]
-    assert len(set(kinds)) == len(kinds) - 1  # only ops.alert holds two shapes
+    assert len(set(kinds)) == len(kinds) - 2  # only ops.alert holds several shapes (three)
 
 
 @pytest.mark.parametrize("message", EXAMPLES, ids=lambda m: f"{m.KIND}:{type(m).__name__}")

@@ -76,6 +76,9 @@ def test_no_response_reminds_then_pings_oncall_then_expires_and_nothing_after(ch
         (0, "action.card", None),
         (5, "escalation.notify", [ALICE, BOB]),
         (15, "escalation.notify", sorted(ONCALL)),
+        # The warning before the expiry: a quarter of its 30 min before it (22:30, swept at 23),
+        # to the chain's current targets.
+        (23, "escalation.notify", sorted(ONCALL)),
         (30, "action.expired", None),
     ]
     with chain_world.sessions() as session:
@@ -106,7 +109,8 @@ def test_acknowledge_stops_the_pings_not_the_expiry(chain_world: World) -> None:
             lambda s: chain_world.decisions.acknowledge(s, action.public_id, BOB),
         )
     kinds = [kind for _, kind, _ in _timeline(chain_world, start + timedelta(minutes=3), 57)]
-    assert kinds == ["action.card", "action.acknowledged", "action.expired"]
+    # The reminders stop; the expiry stands, and so does its warning.
+    assert kinds == ["action.card", "action.acknowledged", "escalation.notify", "action.expired"]
     assert len(_audit(chain_world, "decision.acknowledge")) == 1
 
 
@@ -166,7 +170,63 @@ def test_an_acknowledgement_that_times_out_reopens_escalation(chain_world: World
     notified = [
         (m, t) for m, k, t in _timeline(chain_world, start + timedelta(minutes=3), 20) if k == "escalation.notify"
     ]
-    assert notified == [(10, [ALICE, BOB]), (12, sorted(ONCALL))]  # ack at 3 + 10 min; @oncall at 15
+    # ack at 3 + 10 min; @oncall at 15; the expiry's warning at 22:30 (swept at 23)
+    assert notified == [(10, [ALICE, BOB]), (12, sorted(ONCALL)), (20, sorted(ONCALL))]
+
+
+@pytest.mark.parametrize(
+    ("warning", "at_minute", "targets"),
+    [
+        (None, 23, sorted(ONCALL)),  # the default: 25% of 30 min before, to the current targets
+        ({"before_expiry": "70%"}, 9, [ALICE, BOB]),  # at 9:00: the approvers were the last pinged
+        ({"before_expiry": "2m", "notify": ["U0CAROL"]}, 28, ["U0CAROL"]),
+        ({"before_expiry": "0s"}, None, None),  # off
+    ],
+)
+def test_a_chain_that_expires_warns_before_it(
+    chain_world: World, warning: dict[str, Any] | None, at_minute: int | None, targets: list[str] | None
+) -> None:
+    start = chain_world.clock.now()
+    action = _draft(chain_world, escalation=[*CHAIN, warning] if warning else CHAIN)
+    sent = _timeline(chain_world, start, 40)
+    with chain_world.sessions() as session:
+        expired = session.get(Action, action.id).state
+        payloads = [
+            row.payload
+            for row in session.scalars(select(OutboxMessage).where(OutboxMessage.kind == "escalation.notify"))
+            if row.payload["reason"] == "expiry_warning"
+        ]
+    assert expired == "expired"
+    if at_minute is None:
+        assert payloads == []
+        return
+    [payload] = payloads
+    assert (at_minute, "escalation.notify", targets) in sent
+    assert payload["expires_at"] == (start + timedelta(minutes=30)).isoformat()
+    assert [step for step in sent if step[1] == "action.expired"] == [(30, "action.expired", None)]
+
+
+def test_a_warning_with_nothing_to_warn_of_is_a_config_error() -> None:
+    from core.config import TaskTypeConfig
+
+    problems: list[str] = []
+    for chain in (
+        [{"after": "5m", "notify": "approvers"}, {"before_expiry": "25%"}],  # no expiry
+        [{"after": "30m", "then": "expire"}, {"before_expiry": "30m"}],  # not shorter than it
+        [{"after": "30m", "then": "expire"}, {"before_expiry": "lots"}],
+        [{"after": "30m", "then": "expire"}, {"before_expiry": "120%"}],
+        [{"after": "30m", "then": "expire"}, {"before_expiry": "1m"}, {"before_expiry": "2m"}],
+        [{"before_expiry": "10%", "after": "5m", "notify": "approvers"}],
+    ):
+        with pytest.raises(ValueError, match=r"before_expiry|after") as raised:
+            TaskTypeConfig.model_validate({"tools": ["x"], "approvers": [ALICE], "escalation": chain})
+        problems.append(str(raised.value))
+    assert "no step has 'then: expire'" in problems[0]
+    assert "must be shorter than the expiry's after (30m)" in problems[1]
+    assert "or a share like 25%" in problems[2]
+    assert "a share from 0% to below 100%" in problems[3]
+    assert "one warning before the expiry at most" in problems[4]
+    assert "takes no after, then or repeat" in problems[5]
 
 
 def test_someone_the_chain_pings_may_acknowledge(chain_world: World) -> None:

@@ -16,8 +16,9 @@ from bot.blocks.connect import connect_blocks, requester_connect
 from bot.blocks.modals import resolve_modal
 from bot.blocks.params import exact_json, params_blocks
 from bot.blocks.ping import reminder, reminder_acknowledged, stall_alert
-from bot.blocks.views import ConnectLinkView, HomeView
-from tests.bot.blocks.factories import APPROVER, CARDS, make_task
+from bot.blocks.review import review_modal, review_result
+from bot.blocks.views import ApproverView, ConnectLinkView, HomeView, ReviewItemView, ReviewView
+from tests.bot.blocks.factories import APPROVER, CARDS, HASH, NOW, REQUESTER, make_task
 
 Payload = dict[str, Any]  # {"kind": "message" | "modal" | "home", "blocks": [...], "view"?: {...}}
 # Every function of bot/blocks/ that makes a message's blocks or a view; a new one must be added here.
@@ -36,6 +37,8 @@ COVERED = {
     "ping.reminder",
     "ping.reminder_acknowledged",
     "ping.stall_alert",
+    "review.review_modal",
+    "review.review_result",
     "task.task_message",
 }
 HAS_PROPOSALS = importlib.util.find_spec("bot.blocks.proposal") is not None
@@ -88,6 +91,10 @@ def payloads() -> dict[str, Payload]:
         found[f"reminder:{late}"] = {"kind": "message", "blocks": reminder(CARDS["pending"], "reminder", late)[1]}
     link = "https://countersign-sandbox.slack.com/archives/C0APPROVALS/p1700000000000100"
     found["reminder:linked"] = {"kind": "message", "blocks": reminder(CARDS["pending"], "reminder", False, link)[1]}
+    warning = reminder(
+        CARDS["pending"], "expiry_warning", False, link, expires_at=NOW + timedelta(hours=1), now=NOW, waiting=3
+    )
+    found["reminder:expiry_warning"] = {"kind": "message", "blocks": warning[1]}
     acknowledged = replace(CARDS["pending"], acknowledged_by=APPROVER, summary="the refund of order A1")
     for user in (APPROVER, "U0OTHER"):
         blocks = reminder_acknowledged(acknowledged, user, link)[1]
@@ -117,6 +124,24 @@ def payloads() -> dict[str, Payload]:
     homes = {
         "home:full": HomeView(user=APPROVER, waiting=cards[:6], recent=cards, levels=(("refund", "hitl"),)),
         "home:empty": HomeView(user=APPROVER),
+        "home:admin": HomeView(
+            user=APPROVER,
+            waiting=cards[:2],
+            review_all=5,
+            review_by_type=(("flag", 1), ("refund", 4)),
+            approvers=(
+                ApproverView(
+                    approver=APPROVER,
+                    decisions=20,
+                    approvals=19,
+                    approval_rate=0.95,
+                    median_read_s=2.0,
+                    fast_share=0.7,
+                    longest_fast_streak=9,
+                    flagged=True,
+                ),
+            ),
+        ),
     }
     for name, home in homes.items():
         view = home_view(home)
@@ -129,10 +154,39 @@ def payloads() -> dict[str, Payload]:
         "modal:resolve_not_run": resolve_modal("act_1", "ab" * 32, False, 2, "{}"),
         "modal:edit": edit_modal("act_1", "issue_refund", EveryKind.model_json_schema(), params, "{}"),
         "modal:edit_nothing": edit_modal("act_1", "ping", {"properties": {}}, {}, "{}"),
+        "modal:review": review_modal(_review(12)),
+        "modal:review_nothing": review_modal(_review(0)),
+        "modal:review_result": review_result(["the refund of order 1: approved"], ["You requested it."], ["x"]),
     }
     for name, modal in modals.items():
         found[name] = {"kind": "modal", "blocks": modal["blocks"], "view": modal}
     return found
+
+
+def _review(count: int) -> ReviewView:
+    items = tuple(
+        ReviewItemView(
+            action_public_id=f"act_{index:016d}",
+            task_type="refund",
+            tool="issue_refund",
+            summary=f"the refund of order {index}",
+            risk="high",
+            requester=REQUESTER,
+            request_text="It broke.",
+            rationale="broken",
+            confidence=0.9,
+            confidence_threshold=0.7,
+            params={"order_id": str(index), "amount_cents": 500},
+            params_hash=HASH,
+            binding="b" * 22,
+            drafted_at=NOW,
+            diff={"amount_cents": {"from": 600, "to": 500}} if index == 1 else None,
+            edited_by=APPROVER if index == 1 else None,
+            tool_changed=index == 2,
+        )
+        for index in range(count)
+    )
+    return ReviewView(user=APPROVER, task_type=None, items=items, waiting=count, shown_at=NOW)
 
 
 def _proposals() -> dict[str, Payload]:
@@ -178,7 +232,8 @@ def renderers() -> set[str]:
             public = function.__module__ == module.__name__ and not name.startswith("_")
             if public and ("Block" in returns or name.endswith("_view")):
                 found.add(f"{info.name}.{name}")
-    return found - {"card.card_buttons"}  # the card's own buttons, also shown in App Home
+    # The card's own buttons (also shown in App Home) and its Approve's confirm dialog; Home's review buttons.
+    return found - {"card.card_buttons", "card.approve_confirm", "home.review_buttons"}
 
 
 def types_used(all_payloads: dict[str, Payload]) -> tuple[set[str], set[str]]:

@@ -62,6 +62,10 @@ def test_refund_approved_in_the_browser(demo: Demo, page: Any, shots: Path) -> N
 
     ts = card.get_attribute("data-ts")
     card.locator("button[data-action-id='approve']").click()
+    # A refund is high risk: Approve asks first, naming the consequence.
+    confirm = page.locator(".overlay.confirm")
+    expect(confirm).to_contain_text("The refund of order 1001: Amount cents 24.00 (2,400 cents). Approve it?")
+    confirm.locator("button.btn-primary").click()
     decided = page.locator(f".message[data-ts='{ts}']")
     expect(decided).to_contain_text("Approved by @Avery")
     expect(decided).to_contain_text("Succeeded")

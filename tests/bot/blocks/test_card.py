@@ -5,7 +5,14 @@ from datetime import datetime, timedelta
 import pytest
 
 from bot import action_ids
-from bot.blocks.card import approval_card, card_text, decide_block_id, params_hash_from_block_id, result_reply
+from bot.blocks.card import (
+    approval_card,
+    card_buttons,
+    card_text,
+    decide_block_id,
+    params_hash_from_block_id,
+    result_reply,
+)
 from bot.blocks.text import slack_date
 from tests.bot.blocks.checks import assert_message_valid, block, block_text, buttons, live_tokens, texts
 from tests.bot.blocks.factories import APPROVER, CARDS, HASH, NOW, REQUESTER, make_card
@@ -118,7 +125,7 @@ def test_huge_request_params_and_rationale_stay_within_slack_limits():
 
 def test_parameters_are_labelled_fields_with_the_exact_json_and_its_hash_below():
     params = {"order_id": "A1", "amount_cents": 500, "note": "café"}
-    blocks = approval_card(make_card(params=params))
+    blocks = approval_card(make_card(params=params, risk="medium"))
     fields = [field["text"] for field in block(blocks, "params")["fields"]]
     assert fields == ["*Order id*\nA1", "*Amount cents*\n5.00 (500 cents)", "*Note*\ncafé"]
     exact = block_text(blocks, "params_json")
@@ -140,7 +147,7 @@ def test_parameters_follow_the_schema_and_edits_are_marked():
         }
     }
     params = {"when": "2024-05-01T12:00:00Z", "link": "https://example.com/a|b", "amount": 123456, "enabled": True}
-    card = make_card(params=params, param_schema=schema, diff={"amount": {"from": 100, "to": 123456}})
+    card = make_card(params=params, param_schema=schema, diff={"amount": {"from": 100, "to": 123456}}, risk="low")
     fields = [field["text"] for field in block(approval_card(card), "params")["fields"]]
     assert fields[0] == f"*When* · _When it runs_\n{DATE}"
     assert fields[1] == "*Link*\n<https://example.com/a%7Cb|https://example.com/a|b>"
@@ -151,6 +158,37 @@ def test_parameters_follow_the_schema_and_edits_are_marked():
     # Not a link unless the schema says so, nor one of another scheme.
     plain = make_card(params={"link": "javascript:alert(1)"}, param_schema=schema)
     assert "<" not in block_text(approval_card(plain), "params")
+
+
+def test_a_high_risk_card_leads_with_its_consequence_and_approve_asks_to_confirm():
+    params = {"order_id": "1001", "amount_cents": 120000, "note": "<!channel> broken"}
+    card = make_card(risk="high", summary="the refund of order 1001", params=params)
+    blocks = approval_card(card)
+    assert_message_valid(card_text(card), blocks)
+    # The layout changes: the consequence comes right after the header, and its parameter first.
+    assert [b["block_id"] for b in blocks[:3]] == ["header", "consequence", "request"]
+    assert block_text(blocks, "consequence") == (
+        ":rotating_light: *The refund of order 1001* · *Amount cents: 1,200.00 (120,000 cents)*"
+    )
+    fields = [field["text"] for field in block(blocks, "params")["fields"]]
+    assert fields[0] == ":point_right: *Amount cents*\n1,200.00 (120,000 cents)"
+    [approve] = [e for b in blocks if b["type"] == "actions" for e in b["elements"] if e["action_id"] == "approve"]
+    assert approve["confirm"]["title"]["text"] == "High risk: approve?"
+    assert approve["confirm"]["text"]["text"] == (
+        "The refund of order 1001: Amount cents 1,200.00 (120,000 cents). Approve it?"
+    )
+    assert approve["confirm"]["confirm"]["text"] == "Approve"
+    # Without an amount the first number leads, else the first parameter; no summary: the tool.
+    card = make_card(risk="high", summary="", tool="restart", params={"service": "api", "replicas": 3})
+    assert block_text(approval_card(card), "consequence") == ":rotating_light: *`restart`* · *Replicas: 3*"
+    text = make_card(risk="high", summary="", tool="wipe", params={"target": "<!here> prod"})
+    [approve] = [e for e in card_buttons(text) if e["action_id"] == "approve"]
+    assert approve["confirm"]["text"]["text"] == "Wipe: Target &lt;!here&gt; prod. Approve it?"
+    # Lower risks keep the usual layout and a plain Approve.
+    for risk in ("low", "medium"):
+        calm = make_card(risk=risk, params=params)
+        assert "consequence" not in [b["block_id"] for b in approval_card(calm)]
+        assert all("confirm" not in e for e in card_buttons(calm))
 
 
 def test_many_parameters_stay_within_ten_fields():
