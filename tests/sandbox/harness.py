@@ -9,11 +9,13 @@ from pathlib import Path
 
 from agent.scripted_model import ScriptedModel
 from bot.demo import SCRIPT, Demo, start_demo
+from core.clock import Clock
 
 
 @contextmanager
-def running_demo(folder: Path, **environment: str) -> Iterator[Demo]:
-    """A demo with its data in `folder`; `environment` is set while it runs (e.g. config overrides)."""
+def running_demo(folder: Path, clock: Clock | None = None, **environment: str) -> Iterator[Demo]:
+    """A demo with its data in `folder`; `environment` is set while it runs (e.g. config overrides).
+    `clock`: the app's time (a `ShiftedClock` lets a test skip a veto window instead of waiting)."""
     environment = {"COUNTERSIGN_SHOP_DB": str(folder / "shop.db"), **environment}
     previous = {name: os.environ.get(name) for name in environment}
     os.environ.update(environment)
@@ -26,6 +28,7 @@ def running_demo(folder: Path, **environment: str) -> Iterator[Demo]:
             channel_pace_s=0.05,
             idle_s=0.05,
             tick_s=0.5,
+            clock=clock,
         )
         try:
             yield demo
