@@ -74,7 +74,8 @@ def test_config_check_reports_every_problem_of_every_stage_in_one_run(tmp_path: 
         "task_types.refund.quorum (line 11): Input should be greater than or equal to 1, got 0",
         "task_types.refund.escalation[0] (line 12): a step needs exactly one of 'notify' or 'then', got neither",
         "cannot load tool module 'no_such_module_here': ModuleNotFoundError: No module named 'no_such_module_here'",
-        "task_types.refund.tools[2] (line 7): unknown tool 'launch_rockets' (known: issue_refund, lookup_order, send_note, toggle_flag)",
+        "task_types.refund.tools[2] (line 7): unknown tool 'launch_rockets' "
+        "(known: issue_refund, lookup_order, send_note, toggle_flag)",
         "model.default: 'claude-2.1' is retired (since 2025-07-21): requests to it fail; choose a current model",
     ]
 
@@ -83,7 +84,9 @@ def test_config_check_leaves_out_what_only_a_removed_part_caused(tmp_path: Path)
     """A broken tools section is reported once, not as every task type's tools being unknown."""
     code, output = _check(tmp_path, GOOD.replace("tools: {modules: [tests.approvals.shop_tools]}", "tools: 7"))
     assert code == 1
-    assert output.splitlines() == ["tools (line 3): Input should be a valid dictionary or instance of ToolsConfig, got 7"]
+    assert output.splitlines() == [
+        "tools (line 3): Input should be a valid dictionary or instance of ToolsConfig, got 7"
+    ]
 
 
 def test_db_upgrade_is_idempotent(db_url: str, tmp_path: Path) -> None:
