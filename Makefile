@@ -17,8 +17,7 @@ $(STAMP): pyproject.toml clients/python/pyproject.toml requirements.lock
 	@echo "countersign: [2/4] the locked dependencies (requirements.lock), one line per package"
 	$(BIN)/pip install --require-hashes --no-deps --progress-bar off -r requirements.lock
 	@echo "countersign: [3/4] countersign itself and its Python client, editable"
-	$(BIN)/pip install --quiet --no-deps -e .
-	$(BIN)/pip install --quiet --no-deps -e clients/python  # the client distribution; its one dependency is in the lock
+	$(BIN)/pip install --quiet --no-deps -e . -e clients/python  # and the client distribution; its one dependency is in the lock
 	@echo "countersign: [4/4] checking that the dependencies fit together"
 	$(BIN)/pip check
 	touch $(STAMP)

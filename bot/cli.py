@@ -346,6 +346,7 @@ def _demo_database_url() -> str:
 )
 def demo(port: int, app_port: int, database_url: str, config_path: Path | None, keep_data: bool) -> None:
     """Try countersign offline: a Slack-like page at http://127.0.0.1:8000 with the app in it."""
+    click.echo("countersign demo: loading the app, the Slack emulator and the sandbox…")
     from bot.demo import CONFIG, run_demo
 
     try:

@@ -190,7 +190,7 @@ def run_demo(
     stop = threading.Event()
     began = time.monotonic()
     kept = "a fresh database" if fresh else "the kept database"
-    echo(f"countersign demo: starting ({kept}, the Slack emulator, the app, the sandbox page)…")
+    echo(f"countersign demo: starting with {kept}…")
     with own_sqlite_database(database_url):  # before deleting anything: another demo may be running
         if database is not None and fresh:
             for suffix in ("", "-wal", "-shm", "-journal"):

@@ -60,7 +60,7 @@ PRINTS: dict[str, str | Callable[[str], bool]] = {
     "countersign audit publish-head": r"^(published head|nothing to publish: head) \d+:[0-9a-f]{64}",
     "countersign trace": r"^task tsk_\w+ · refund · succeeded (.|\n)*decision.approve +U0APPROVER(.|\n)*total: 2 model",
     "countersign usage": r"usage on \d{4}-\d{2}-\d{2} \(UTC\)\nrefund +scripted +\d+ calls",
-    "countersign autonomy show": r"^refund: hitl \(ceiling hotl\)\n  evidence: 1 outcomes, 1 clean",
+    "countersign autonomy show": r"^refund: hitl \(ceiling hotl\)\n  evidence: 1 outcomes(.|\n)*next level: 1 of 6",
     "countersign autonomy set": r"^refund: hotl \(set by U0ADMIN\)",
     "countersign task submit": r"^tsk_\w+$",
     "countersign prune": r"the audit ledger is kept",
