@@ -126,21 +126,6 @@ class Tour:
         self.expect(where).to_contain_text(as_pattern(quotation))
 
 
-Walker = Callable[[Tour, str], None]
-WALKERS: list[tuple[str, Walker]] = []
-
-
-def walks(phrase: str) -> Callable[[Walker], Walker]:
-    """Register the walker of the README step whose text holds `phrase`."""
-
-    def register(walker: Walker) -> Walker:
-        WALKERS.append((phrase, walker))
-        return walker
-
-    return register
-
-
-@walks("/countersign run refund Refund order 1001")
 def riley_asks_for_a_refund(tour: Tour, step: str) -> None:
     assert "You are **Riley**" in step and "In **#payments**" in step
     tour.act_as(RILEY)
@@ -154,7 +139,6 @@ def riley_asks_for_a_refund(tour: Tour, step: str) -> None:
     tour.asked["1001"] = str(card.get_attribute("data-ts"))
 
 
-@walks("Switch **Acting as** to **Avery**")
 def avery_reads_and_approves(tour: Tour, step: str) -> None:
     expect = tour.expect
     tour.act_as(AVERY)
@@ -185,7 +169,6 @@ def avery_reads_and_approves(tour: Tour, step: str) -> None:
     tour.close_thread()
 
 
-@walks("/countersign run feature-flag Turn on new-checkout")
 def a_flag_change_in_its_veto_window(tour: Tour, step: str) -> None:
     expect = tour.expect
     (command,) = commands(step)
@@ -212,7 +195,6 @@ def a_flag_change_in_its_veto_window(tour: Tour, step: str) -> None:
     expect(unvetoed).to_contain_text("Succeeded")
 
 
-@walks("@countersign lookup order 1002")
 def a_mention_keeps_its_thread(tour: Tour, step: str) -> None:
     expect = tour.expect
     (command,) = commands(step)
@@ -231,7 +213,6 @@ def a_mention_keeps_its_thread(tour: Tour, step: str) -> None:
     expect(tour.page.locator("#messages .message.highlight")).to_contain_text("lookup_order")
 
 
-@walks("leave it undecided for 20 s")
 def a_reminder_you_can_act_on(tour: Tour, step: str) -> None:
     expect = tour.expect
     (command,) = commands(step)
@@ -263,7 +244,6 @@ def a_reminder_you_can_act_on(tour: Tour, step: str) -> None:
     expect(tour.by_ts(tour.asked["1002"])).to_contain_text("Acknowledged by @Avery")
 
 
-@walks("**Reject**")
 def reject_edit_a_stranger_and_home(tour: Tour, step: str) -> None:
     expect, page = tour.expect, tour.page
     # Reject the reminded refund: a modal asks why; the reason reaches the agent word for word.
@@ -333,7 +313,6 @@ def reject_edit_a_stranger_and_home(tour: Tour, step: str) -> None:
     expect(card).to_contain_text("edited")
 
 
-@walks("Approve three more refunds")
 def three_refunds_earn_a_proposal(tour: Tour, step: str) -> None:
     expect, page = tour.expect, tour.page
     (command, autonomy) = commands(step)
@@ -371,6 +350,19 @@ def three_refunds_earn_a_proposal(tour: Tour, step: str) -> None:
     expect(answer).to_contain_text("Earned hitl → hotl")
     expect(answer).to_contain_text("promoted by @Ada on this evidence: 6 outcomes (4 clean, 1 rejected")
     expect(answer).to_contain_text("At its ceiling. Evidence since the promotion: 0 outcomes")
+
+
+Walker = Callable[[Tour, str], None]
+# Each README step is walked by the function of a phrase its text holds.
+WALKERS: list[tuple[str, Walker]] = [
+    ("/countersign run refund Refund order 1001", riley_asks_for_a_refund),
+    ("Switch **Acting as** to **Avery**", avery_reads_and_approves),
+    ("/countersign run feature-flag Turn on new-checkout", a_flag_change_in_its_veto_window),
+    ("@countersign lookup order 1002", a_mention_keeps_its_thread),
+    ("leave it undecided for 20 s", a_reminder_you_can_act_on),
+    ("**Reject**", reject_edit_a_stranger_and_home),
+    ("Approve three more refunds", three_refunds_earn_a_proposal),
+]
 
 
 @pytest.fixture(scope="module")
