@@ -27,7 +27,7 @@ def open_current(settings: Settings, *, read_only: bool = False) -> tuple[Engine
     path = sqlite_path(settings.database_url)
     if path is not None and not path.exists():
         raise click.ClickException(
-            f"no database at {path} (DATABASE_URL={where}): `countersign db upgrade` creates one; "
+            f"no database at {path} (DATABASE_URL={where}): run `countersign db upgrade` to create one; "
             f"the demo's is countersign-demo.db where `make demo` runs (DATABASE_URL={DEMO_DATABASE})"
         )
     engine, sessions = open_database(settings)

@@ -3,7 +3,7 @@ written: each numbered step is read from README.md, its commands typed as they a
 there, and what the step says the person sees is asserted. The screenshots the README shows
 (`docs/screenshots/`) are taken on the way (`make screenshots` keeps them).
 
-Each step is walked by the function registered for a phrase of its text, in the README's
+Each step is walked by the function `WALKERS` names for a phrase of its text, in the README's
 order; a step the README gains without a walker here fails the test by name. Waiting is never
 slept through: the app's clock (a `ShiftedClock`) is moved past a veto window, a reminder's
 20 s, or the couple of seconds a careful approver reads a card.
