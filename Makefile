@@ -10,11 +10,15 @@ PYTEST_WORKERS ?= auto
 .PHONY: test lint check-imports typecheck deadcode unit install lock clean demo screenshots proof
 
 # Every dependency comes from requirements.lock, pinned with hashes; `make lock` refreshes it.
+# Each step says what it does, and pip names each package as it goes: a first run never looks stuck.
 $(STAMP): pyproject.toml clients/python/pyproject.toml requirements.lock
+	@echo "countersign: [1/4] the virtualenv $(VENV) (first run, or after the lock changed)"
 	test -d $(VENV) || $(PYTHON) -m venv $(VENV)
-	$(BIN)/pip install --quiet --require-hashes --no-deps -r requirements.lock
-	$(BIN)/pip install --quiet --no-deps -e .
-	$(BIN)/pip install --quiet --no-deps -e clients/python  # the client distribution; its one dependency is in the lock
+	@echo "countersign: [2/4] the locked dependencies (requirements.lock), one line per package"
+	$(BIN)/pip install --require-hashes --no-deps --progress-bar off -r requirements.lock
+	@echo "countersign: [3/4] countersign itself and its Python client, editable"
+	$(BIN)/pip install --quiet --no-deps -e . -e clients/python  # and the client distribution; its one dependency is in the lock
+	@echo "countersign: [4/4] checking that the dependencies fit together"
 	$(BIN)/pip check
 	touch $(STAMP)
 
@@ -52,9 +56,9 @@ test: lint typecheck check-imports deadcode unit
 demo: $(STAMP)
 	PYTHONPATH=. $(BIN)/countersign demo
 
-# Refresh the README's screenshots from the browser test (needs /usr/bin/chromium).
+# Refresh the README's screenshots from the browser's walk of its tour (needs /usr/bin/chromium).
 screenshots: $(STAMP)
-	COUNTERSIGN_SCREENSHOTS=docs/screenshots COUNTERSIGN_REQUIRE_BROWSER=1 $(BIN)/pytest -q -p no:xdist tests/sandbox/test_browser.py
+	COUNTERSIGN_SCREENSHOTS=docs/screenshots COUNTERSIGN_REQUIRE_BROWSER=1 $(BIN)/pytest -q -p no:xdist tests/sandbox/test_tour.py
 
 # Every benchmark and chaos scenario, one at a time (about 40 minutes on 2 cores; needs the local
 # PostgreSQL), then rewrites docs/performance.md and docs/reliability.md. Exit 1: a lost or

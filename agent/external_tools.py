@@ -11,14 +11,14 @@ actions drafted by an agent) and the model is never offered one (`agent.conversa
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
 from pydantic import BaseModel
 
-from agent.errors import InvalidParams
-from agent.tools import ToolPolicy, ToolRegistry, ToolSpec
+from agent.errors import DuplicateTool, InvalidParams, ToolLoadError
+from agent.tools import ToolPolicy, ToolRegistry, ToolSpec, load_tool_modules
 from core.config import ExternalToolConfig, OpenToolsConfig
 from core.json_params import ParamsProblems, checked
 
@@ -113,3 +113,28 @@ class WithOpenTool:
     def definition_hash(self, name: str) -> str:
         """An open tool's definition is the schema its client sent with this action."""
         return self.spec.definition_hash if name == self.spec.name else self.registry.definition_hash(name)
+
+
+def check_tool_modules(
+    modules: Iterable[str], external: Mapping[str, ExternalToolConfig] | None = None
+) -> tuple[ToolRegistry, list[str]]:
+    """As `load_tool_modules` (and `add_external_tools`), but every module is tried: the registry
+    of the tools that did load, and a problem for each module that did not and each duplicate."""
+    registry, problems = ToolRegistry(), []
+    for module in dict.fromkeys(modules):
+        try:
+            loaded = load_tool_modules([module])
+        except ToolLoadError as exc:
+            problems.append(str(exc))
+            continue
+        for spec in loaded:
+            try:
+                registry.register(spec)
+            except DuplicateTool as exc:
+                problems.append(str(exc))
+    for name, config in (external or {}).items():
+        try:
+            registry.register(external_spec(name, config))
+        except DuplicateTool as exc:
+            problems.append(str(exc))
+    return registry, problems

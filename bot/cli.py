@@ -21,10 +21,9 @@ from typing import TYPE_CHECKING, NoReturn
 
 import click
 
-from agent.errors import DuplicateTool, ToolLoadError
-from agent.external_tools import add_external_tools
+from agent.errors import ToolLoadError
+from agent.external_tools import check_tool_modules
 from agent.model_lifecycle import check_models
-from agent.tools import load_tool_modules
 from bot.cli_actions import actions
 from bot.cli_api import api_client
 from bot.cli_approvers import approvers
@@ -37,7 +36,7 @@ from bot.cli_secrets import secrets
 from bot.cli_tasks import task, trace, usage
 from core import logs
 from core.clock import SystemClock
-from core.config import Config, check_tool_names, load_config
+from core.config import Config, check_tool_names, load_config, salvage_config
 from core.db import MAX_OVERFLOW, POOL_SIZE, is_sqlite, open_database, own_sqlite_database
 from core.errors import ConfigError, DatabaseOwned
 from core.migrate import current_revision, is_at_head, upgrade
@@ -52,7 +51,19 @@ if TYPE_CHECKING:
 METRICS_PREFIX = "countersign-metrics-"
 
 
-@click.group()
+class _Commands(click.Group):
+    def invoke(self, ctx: click.Context) -> object:
+        try:
+            return super().invoke(ctx)
+        except BrokenPipeError:
+            # The reader left (`countersign audit export | head`): it has what it wanted, so this
+            # is no error. What is still buffered goes nowhere, as Python's docs on SIGPIPE advise,
+            # so the interpreter's last flush cannot fail again.
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+            raise click.exceptions.Exit(0) from None
+
+
+@click.group(cls=_Commands)
 def main() -> None:
     """countersign: AI agents draft actions, people approve them in Slack."""
 
@@ -67,16 +78,18 @@ def config() -> None:
 def config_check(path: Path | None) -> None:
     """Print every problem in the configuration, or "ok"."""
     settings = Settings()
-    try:
-        loaded = load_config(path or Path(settings.config_path))
-    except ConfigError as exc:
-        _fail(exc.problems)
-    try:
-        registry = add_external_tools(load_tool_modules(loaded.tools.modules), loaded.external_tools)
-    except (ToolLoadError, DuplicateTool) as exc:
-        _fail([str(exc)])
-    problems = check_tool_names(loaded, registry.names()) + check_models(loaded, SystemClock().now().date())
-    problems += connect_problems(settings, loaded)
+    salvaged = salvage_config(path or Path(settings.config_path))
+    loaded, problems = salvaged.config, list(salvaged.problems)
+    if loaded is None:  # not even part of it could be read: nothing more to check
+        _fail(problems)
+    # Every stage runs on what is valid: the tool modules, the tools each task type names, the
+    # models, the connect settings, so one run shows every problem.
+    registry, tool_problems = check_tool_modules(loaded.tools.modules, loaded.external_tools)
+    problems += tool_problems
+    if not salvaged.removed_under("tools"):  # else every tool would look unknown
+        known = set(registry.names()) | salvaged.removed_names("external_tools")
+        problems += check_tool_names(loaded, known)
+    problems += check_models(loaded, SystemClock().now().date()) + connect_problems(settings, loaded)
     if problems:
         _fail(problems)
     for name, external in loaded.external_tools.items():
@@ -373,6 +386,7 @@ def _demo_database_url() -> str:
 )
 def demo(port: int, app_port: int, database_url: str, config_path: Path | None, keep_data: bool) -> None:
     """Try countersign offline: a Slack-like page at http://127.0.0.1:8000 with the app in it."""
+    click.echo("countersign demo: loading the app, the Slack emulator and the sandbox…")
     from bot.demo import CONFIG, run_demo
 
     try:

@@ -14,9 +14,9 @@ import click
 from sqlalchemy import select
 
 from approvals.errors import ActionNotFound, DecisionRefused
+from bot.cli_database import open_current
 from core.clock import SystemClock
 from core.config import is_user_id
-from core.db import open_database
 from core.models import Action
 from core.settings import Settings
 
@@ -61,7 +61,7 @@ def resolve(action_public_id: str, verdict: str, actor: str, note: str | None, r
     chosen: Verdict = "run_again" if run_again else ("ran" if verdict == "ran" else "not_run")
     clock = SystemClock()
     resolutions = Resolutions(_NoGroups(), clock)
-    engine, sessions = open_database(Settings())
+    engine, sessions = open_current(Settings())
     try:
         with sessions() as session:
             seen = session.scalar(select(Action.params_hash).where(Action.public_id == action_public_id))

@@ -14,11 +14,11 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from agent.vault import KEYS_VARIABLE, Vault, VaultError, parse_keys
 from bot import api_clients
+from bot.cli_database import open_current
 from core.clock import SystemClock
 from core.config import load_config
-from core.db import open_database, reading
+from core.db import reading
 from core.errors import ConfigError
-from core.migrate import is_at_head
 from core.models import ApiClient
 from core.settings import Settings
 
@@ -29,11 +29,7 @@ def api_client() -> None:
 
 
 def _open(settings: Settings) -> tuple[Engine, sessionmaker[Session]]:
-    engine, sessions = open_database(settings)
-    if not is_at_head(engine):
-        engine.dispose()
-        raise click.ClickException("the database schema is not up to date: run `countersign db upgrade` first")
-    return engine, sessions
+    return open_current(settings)
 
 
 @api_client.command("create")

@@ -6,7 +6,6 @@ beside a serving process without taking (or waiting for) its write lock.
 
 from __future__ import annotations
 
-import os
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -26,10 +25,9 @@ from approvals.ledger import (
     publish_head,
     verify,
 )
+from bot.cli_database import open_current
 from core.clock import SystemClock, utc
-from core.db import make_sessionmaker, open_database
 from core.durations import parse_duration
-from core.migrate import current_revision, head_revision
 from core.settings import Settings
 
 
@@ -40,15 +38,9 @@ def audit() -> None:
 
 @contextmanager
 def _sessions(*, read_only: bool) -> Iterator[sessionmaker[Session]]:
-    engine, _ = open_database(Settings())
+    engine, sessions = open_current(Settings(), read_only=read_only)
     try:
-        bind = engine.execution_options(sqlite_deferred=True) if read_only else engine
-        current, expected = current_revision(bind), head_revision()
-        if current != expected:
-            raise click.ClickException(
-                f"the database schema is at revision {current!r}, not {expected!r}: run `countersign db upgrade`"
-            )
-        yield make_sessionmaker(bind)
+        yield sessions
     finally:
         engine.dispose()
 
@@ -111,13 +103,8 @@ def export_command(fmt: str, since: datetime | None) -> None:
     """Write the ledger to stdout in seq order, one event per line."""
     out = sys.stdout
     with _sessions(read_only=True) as sessions, sessions() as session:
-        try:
-            export(session, out, cast(ExportFormat, fmt), since)
-            out.flush()
-        except BrokenPipeError:
-            # `countersign audit export | head`: the reader left; say nothing more.
-            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
-            sys.exit(1)
+        export(session, out, cast(ExportFormat, fmt), since)  # `| head`: a broken pipe ends it, exit 0 (bot.cli)
+        out.flush()
 
 
 @audit.command("publish-head")

@@ -10,9 +10,9 @@ from sqlalchemy.orm import Session
 
 from agent.evaluation import latest
 from approvals.autonomy import describe, fingerprint, set_level
+from bot.cli_database import open_current
 from core.clock import SystemClock
 from core.config import AutonomyLevel, Config, is_user_id, load_config
-from core.db import open_database
 from core.errors import ConfigError
 from core.settings import Settings
 
@@ -40,7 +40,7 @@ def show(task_type: str | None) -> None:
     names = [task_type] if task_type else sorted(config.task_types)
     if task_type and task_type not in config.task_types:
         raise click.ClickException(f"unknown task type {task_type!r} (known: {', '.join(sorted(config.task_types))})")
-    engine, sessions = open_database(settings)
+    engine, sessions = open_current(settings)
     try:
         with sessions() as session:
             for name in names:
@@ -85,7 +85,7 @@ def set_command(task_type: str, level: str, actor: str, reason: str) -> None:
         groups = [a for a in config.slack.admins if not is_user_id(a)]
         hint = f" (groups like {groups[0]} are checked in Slack, not here)" if groups else ""
         raise click.ClickException(f"{actor} is not listed in slack.admins{hint}")
-    engine, sessions = open_database(settings)
+    engine, sessions = open_current(settings)
     try:
         with sessions.begin() as session:
             set_level(

@@ -14,10 +14,10 @@ from agent.evaluation import Candidate, Report, record, run_eval
 from agent.external_tools import add_external_tools
 from agent.model import ModelRequestError, ModelUnavailable
 from agent.tools import load_tool_modules
+from bot.cli_database import open_current
 from bot.terminal import printable
 from core.clock import SystemClock
 from core.config import is_user_id, load_config
-from core.db import open_database
 from core.errors import ConfigError
 from core.ids import SYSTEM
 from core.settings import Settings
@@ -67,7 +67,7 @@ def eval_command(
         model, _ = build_model(settings)
     except (AgentError, ValueError) as exc:
         raise click.ClickException(str(exc)) from exc
-    engine, sessions = open_database(settings)
+    engine, sessions = open_current(settings)
     try:
         with sessions.begin() as session:
             report = run_eval(session, config, registry, model, task_type, candidate, last)

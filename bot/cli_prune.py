@@ -12,11 +12,10 @@ from datetime import timedelta
 
 import click
 
+from bot.cli_database import open_current
 from core import retention
 from core.clock import SystemClock
-from core.db import open_database
 from core.durations import format_duration, parse_duration
-from core.migrate import current_revision, head_revision
 from core.settings import Settings
 
 
@@ -49,13 +48,8 @@ def _age(_ctx: click.Context, _param: click.Parameter, value: str) -> timedelta:
 )
 def prune(older_than: timedelta, batch: int) -> None:
     """Delete old traces, delivered outbox rows, Slack event ids and finished timers (never the audit ledger)."""
-    engine, _ = open_database(Settings())
+    engine, _ = open_current(Settings())
     try:
-        current, expected = current_revision(engine), head_revision()
-        if current != expected:
-            raise click.ClickException(
-                f"the database schema is at revision {current!r}, not {expected!r}: run `countersign db upgrade`"
-            )
         counts = retention.prune(engine, older_than, SystemClock().now(), batch=batch)
     finally:
         engine.dispose()

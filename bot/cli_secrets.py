@@ -20,10 +20,9 @@ import click
 
 from agent.delegation import connect_credential
 from agent.vault import ANY_TOOL, KEYS_VARIABLE, TEAM, OAuthGrant, Vault, VaultError, generate_key, parse_keys
+from bot.cli_database import open_current
 from bot.terminal import printable
 from core.clock import SystemClock
-from core.db import open_database
-from core.migrate import current_revision, head_revision
 from core.settings import Settings
 
 _TOOL_HELP = f"The tool that may use it, or '{ANY_TOOL}' for every tool that declares it."
@@ -39,13 +38,8 @@ def _vault() -> Iterator[Vault]:
             f"set {KEYS_VARIABLE} to one or more Fernet keys, comma-separated, newest first "
             "(`countersign secrets generate-key` makes one)"
         )
-    engine, sessions = open_database(settings)
+    engine, sessions = open_current(settings)
     try:
-        current, expected = current_revision(engine), head_revision()
-        if current != expected:
-            raise click.ClickException(
-                f"the database schema is at revision {current!r}, not {expected!r}: run `countersign db upgrade`"
-            )
         yield Vault(sessions, parse_keys(settings.vault_keys.get_secret_value()))
     except VaultError as exc:
         raise click.ClickException(str(exc)) from None

@@ -11,10 +11,10 @@ import click
 from agent.tasks import TaskError, get_task, submit_task
 from agent.traces import task_usage, timeline
 from approvals.usage import Routing, daily_routing, daily_usage, per_task_type
+from bot.cli_database import open_current
 from bot.terminal import printable
 from core.clock import SystemClock
 from core.config import Config, load_config
-from core.db import open_database
 from core.errors import ConfigError
 from core.settings import Settings
 
@@ -41,7 +41,7 @@ def task_submit(task_type: str, text: str, requester: str | None) -> None:
     """Start a task of TASK_TYPE for TEXT; the serving process's agent picks it up."""
     settings = Settings()
     config = _config(settings)
-    engine, sessions = open_database(settings)
+    engine, sessions = open_current(settings)
     try:
         with sessions.begin() as session:
             created = submit_task(session, config, task_type, text, now=SystemClock().now(), requester=requester)
@@ -56,7 +56,7 @@ def task_submit(task_type: str, text: str, requester: str | None) -> None:
 @click.argument("task_public_id", metavar="TASK_ID")
 def trace(task_public_id: str) -> None:
     """Print TASK_ID's timeline: model calls, drafts, decisions, executions, and its cost."""
-    engine, sessions = open_database(Settings())
+    engine, sessions = open_current(Settings(), read_only=True)
     try:
         with sessions() as session:
             found = get_task(session, task_public_id)
@@ -91,7 +91,7 @@ def usage(day: datetime | None) -> None:
     """Model calls, tokens (uncached, cache read, cache write, output) and cost per task type and
     model on one UTC day, and the cache hit share per task type."""
     wanted: date = (day or datetime.now(UTC)).date()
-    engine, sessions = open_database(Settings())
+    engine, sessions = open_current(Settings(), read_only=True)
     try:
         with sessions() as session:
             rows = daily_usage(session, wanted)

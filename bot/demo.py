@@ -16,6 +16,7 @@ import secrets
 import signal
 import sys
 import threading
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -187,6 +188,9 @@ def run_demo(
     emulated workspace lives in memory, so yesterday's cards would point at nothing."""
     database = sqlite_path(database_url)
     stop = threading.Event()
+    began = time.monotonic()
+    kept = "a fresh database" if fresh else "the kept database"
+    echo(f"countersign demo: starting with {kept}…")
     with own_sqlite_database(database_url):  # before deleting anything: another demo may be running
         if database is not None and fresh:
             for suffix in ("", "-wal", "-shm", "-journal"):
@@ -204,6 +208,9 @@ def run_demo(
             echo(f"  app:     {demo.app_url}/slack/events (signed Slack requests)")
             echo(f"  Slack:   {demo.emulator.api_url} (the Web API emulator)")
             echo(f"  data:    {database or database_url}, shop {os.environ.get('COUNTERSIGN_SHOP_DB', '')}")
+            wiped = "emptied at each start (--keep-data keeps it)" if fresh else "kept from the last run"
+            echo(f"           {wiped}; the CLI reads it too (README: Using the command line)")
+            echo(f"  ready in {time.monotonic() - began:.1f} s")
             echo(f"\n  Open {demo.url} in your browser. Ctrl-C stops.\n")
             _wait(stop)
         finally:

@@ -2,7 +2,8 @@
 
 Rows are claimed a few at a time with a short lease (never holding a transaction open across
 an HTTP call), oldest first, and only the oldest undelivered row of each ordering key (one
-card, one task) is eligible, so each card's messages arrive in order. The batch's outcomes
+card, one task) is eligible, so each card's messages arrive in order; a task's row also waits
+for the earlier rows of the task's actions (its closing answer comes after their results). The batch's outcomes
 are written together; a row whose lease ran short while the ones before it were delivered is
 renewed before its own delivery, or left alone if another sender claimed it meanwhile. slack_sdk's retry handlers
 absorb short 429/5xx/connection blips; a longer outage leaves the row for a later attempt
@@ -37,7 +38,7 @@ from core.db import compare_and_set, reading
 from core.durations import seconds_from_peer
 from core.errors import MalformedMessage
 from core.messages import Message, decode
-from core.models import OutboxMessage
+from core.models import Action, OutboxMessage, Task
 
 log = logging.getLogger(__name__)
 # Rows per claim: each delivery is an HTTP call paced per channel, so a sender holding many rows
@@ -163,9 +164,26 @@ class OutboxSender:
                 older.id < OutboxMessage.id,
             )
         )
+        # A task's message also waits for its actions' earlier ones: the answer that says "the
+        # result is above, in this thread" comes after the result (each action has its own key).
+        of_its_actions = aliased(OutboxMessage)
+        earlier_of_its_actions = exists().where(
+            and_(
+                Task.public_id == OutboxMessage.ordering_key,
+                Action.task_id == Task.id,
+                of_its_actions.ordering_key == Action.public_id,
+                of_its_actions.delivered_at.is_(None),
+                of_its_actions.id < OutboxMessage.id,
+            )
+        )
         due = (
             select(OutboxMessage)
-            .where(OutboxMessage.delivered_at.is_(None), OutboxMessage.available_at <= now, ~earlier_undelivered)
+            .where(
+                OutboxMessage.delivered_at.is_(None),
+                OutboxMessage.available_at <= now,
+                ~earlier_undelivered,
+                ~earlier_of_its_actions,
+            )
             .order_by(OutboxMessage.id)
         )
         with reading(self.services.sessions) as session:

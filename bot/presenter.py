@@ -3,10 +3,14 @@
 from __future__ import annotations
 
 import logging
-from collections import Counter
+import threading
+from collections import Counter, OrderedDict
+from dataclasses import replace
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING
 
+from slack_sdk.errors import SlackApiError
+from slack_sdk.web import WebClient
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
@@ -36,7 +40,7 @@ from bot.blocks.views import (
     TaskView,
 )
 from core.config import Config
-from core.models import Action, ApiClient, Decision, Proposal, Question, Task
+from core.models import Action, ApiClient, Decision, Proposal, Question, SlackMessage, Task
 
 if TYPE_CHECKING:
     from bot.services import Services
@@ -349,8 +353,45 @@ def home_for(session: Session, services: Services, user: str, team: str | None =
 
 def publish_home(services: Services, user: str, team: str | None = None) -> None:
     try:
+        client = services.client_for(team)
         with services.sessions() as session:
-            view = home_view(home_for(session, services, user, team))
-        services.client_for(team).views_publish(user_id=user, view=view)
+            home = home_for(session, services, user, team)
+            where = _cards_posted(session, [card.action_public_id for card in home.recent])
+        links = {action: link for action, (channel, ts) in where.items() if (link := _permalink(client, channel, ts))}
+        client.views_publish(user_id=user, view=home_view(replace(home, links=links)))
     except Exception:
         log.exception("could not publish the App Home of %s", user)
+
+
+def _cards_posted(session: Session, actions: list[str]) -> dict[str, tuple[str, str]]:
+    """Where each of these actions' cards was posted: {action public id: (channel, ts)}."""
+    rows = session.scalars(select(SlackMessage).where(SlackMessage.key.in_([f"card:{a}" for a in actions]))).all()
+    return {row.key.removeprefix("card:"): (row.channel, row.ts) for row in rows}
+
+
+# A message's permalink never changes: each is asked of Slack once per process (a Home shows up to
+# HOME_LIMIT of them and is published whenever someone opens it).
+_PERMALINKS: OrderedDict[tuple[str, str, str], str] = OrderedDict()
+_PERMALINKS_KEPT = 2000
+_permalinks_lock = threading.Lock()
+
+
+def _permalink(client: WebClient, channel: str, ts: str) -> str | None:
+    """The card's permalink for a Home's "Recently decided" row; None if Slack has none (the row
+    then goes without a link)."""
+    key = (client.token or "", channel, ts)
+    with _permalinks_lock:
+        if key in _PERMALINKS:
+            return _PERMALINKS[key]
+    try:
+        link = client.chat_getPermalink(channel=channel, message_ts=ts).get("permalink")
+    except SlackApiError as exc:
+        log.warning("no permalink for %s/%s: %s", channel, ts, exc.response.get("error"))
+        return None
+    if not isinstance(link, str):
+        return None
+    with _permalinks_lock:
+        _PERMALINKS[key] = link
+        while len(_PERMALINKS) > _PERMALINKS_KEPT:
+            _PERMALINKS.popitem(last=False)
+    return link

@@ -6,8 +6,10 @@ errors naming key path, line and value) into the model of `core.config_models`, 
 
 from __future__ import annotations
 
+import copy
 import os
 from collections.abc import Collection, Mapping
+from dataclasses import dataclass
 from typing import Any, cast
 
 import yaml
@@ -51,6 +53,7 @@ __all__ = [
     "ModelPrice",
     "OAuthProvider",
     "OpenToolsConfig",
+    "Salvaged",
     "SlackConfig",
     "TaskTypeConfig",
     "ToolsConfig",
@@ -62,6 +65,7 @@ __all__ = [
     "load_config",
     "lowest",
     "parse_duration",
+    "salvage_config",
 ]
 
 ENV_PREFIX = "COUNTERSIGN__"
@@ -82,6 +86,112 @@ def check_tool_names(config: Config, known: Collection[str]) -> list[str]:
 
 def load_config(path: str | os.PathLike[str], environ: Mapping[str, str] = os.environ) -> Config:
     """Read, override from `COUNTERSIGN__…` variables, and validate; ConfigError lists every problem."""
+    data, origins, problems = _read(path, environ)
+    try:
+        config = Config.model_validate(data)
+    except ValidationError as exc:
+        problems += _describe_all(exc, origins)
+    if problems:
+        raise ConfigError(problems)
+    config._origins.update(origins)
+    return config
+
+
+@dataclass(frozen=True)
+class Salvaged:
+    """What `config check` makes of a config file: every problem of reading and validating it,
+    and the config with its invalid parts left out (`None` when not even that is possible), so
+    the checks that need a config (tool modules, tool names, models) run on the rest."""
+
+    config: Config | None
+    problems: list[str]
+    removed: tuple[KeyPath, ...]  # the key paths left out
+
+    def removed_under(self, *prefix: str) -> bool:
+        return any(path[: len(prefix)] == prefix for path in self.removed)
+
+    def removed_names(self, section: str) -> set[str]:
+        """The entries of a named section (`external_tools`) left out whole or in part."""
+        return {str(path[1]) for path in self.removed if len(path) > 1 and path[0] == section}
+
+
+SALVAGE_ROUNDS = 20
+
+
+def salvage_config(path: str | os.PathLike[str], environ: Mapping[str, str] = os.environ) -> Salvaged:
+    """Every problem `load_config` would raise, and more: each invalid value is left out (its
+    default takes its place, or its whole entry goes when a required key is bad) and the rest
+    validated again, so a check that cross-field rules make only once fields are valid is made
+    too. Problems caused by leaving something out are not reported."""
+    try:
+        data, origins, problems = _read(path, environ)
+    except ConfigError as exc:
+        return Salvaged(None, exc.problems, ())
+    pruned: Any = copy.deepcopy(data)
+    removed: list[KeyPath] = []
+    for _ in range(SALVAGE_ROUNDS):
+        try:
+            config = Config.model_validate(pruned)
+        except ValidationError as exc:
+            errors = [e for e in exc.errors() if not _caused_by_removal(e, removed)]
+            problems += [p for p in _describe_all_of(errors, origins) if p not in problems]
+            paths = sorted({path for e in exc.errors() for path in _to_remove(e, pruned)}, reverse=True)
+            if not paths or () in paths:
+                return Salvaged(None, problems, tuple(removed))
+            for target in paths:
+                _delete(pruned, target)
+            removed += paths
+            continue
+        config._origins.update(origins)
+        return Salvaged(config, problems, tuple(removed))
+    return Salvaged(None, problems, tuple(removed))
+
+
+def _caused_by_removal(error: Any, removed: list[KeyPath]) -> bool:
+    loc = tuple(part for part in error["loc"] if part != "[key]")
+    return error["type"] == "missing" and any(loc[: len(path)] == path for path in removed)
+
+
+def _to_remove(error: Any, data: Any) -> list[KeyPath]:
+    """The key paths to leave out for a validation error: the bad value, or (a required key
+    missing) the entry that needs it; for a rule over several keys, those it names."""
+    loc: KeyPath = tuple(part for part in error["loc"] if part != "[key]")
+    if error["type"] == "rules":
+        subs = [tuple(sub) for sub, _message in (error.get("ctx") or {}).get("problems", [])]
+        found = [_existing(data, (*loc, *sub)) for sub in subs] or [_existing(data, loc)]
+    elif error["type"] == "missing":
+        found = [_existing(data, loc[:-1])]
+    else:
+        found = [_existing(data, loc)]
+    return found
+
+
+def _existing(data: Any, path: KeyPath) -> KeyPath:
+    """The longest prefix of `path` that names something in `data` (`()`: not even its first key)."""
+    node, found = data, cast(KeyPath, ())
+    for part in path:
+        in_list = isinstance(node, list) and isinstance(part, int) and 0 <= part < len(node)
+        if not (in_list or (isinstance(node, dict) and part in node)):
+            break
+        node, found = node[part], (*found, part)
+    return found
+
+
+def _delete(data: Any, path: KeyPath) -> None:
+    node = data
+    for part in path[:-1]:
+        node = node[part]
+    if isinstance(node, dict):
+        node.pop(path[-1], None)
+    elif isinstance(node, list) and isinstance(path[-1], int) and path[-1] < len(node):
+        del node[path[-1]]
+
+
+def _read(
+    path: str | os.PathLike[str], environ: Mapping[str, str]
+) -> tuple[dict[Any, Any], dict[KeyPath, str], list[str]]:
+    """The file's mapping with the `COUNTERSIGN__…` overrides applied, each key path's origin,
+    and the problems found so far; ConfigError when there is nothing to validate."""
     try:
         with open(path, encoding="utf-8") as file:
             text = file.read()
@@ -116,15 +226,7 @@ def load_config(path: str | os.PathLike[str], environ: Mapping[str, str] = os.en
     origins: dict[KeyPath, str] = {}
     problems = _map_lines(node, (), origins, set())
     data, env_problems = _apply_env(data, environ, origins)
-    problems += env_problems
-    try:
-        config = Config.model_validate(data)
-    except ValidationError as exc:
-        problems += _describe_all(exc, origins)
-    if problems:
-        raise ConfigError(problems)
-    config._origins.update(origins)
-    return config
+    return data, origins, problems + env_problems
 
 
 def _map_lines(node: yaml.Node, path: KeyPath, origins: dict[KeyPath, str], done: set[int]) -> list[str]:
@@ -198,8 +300,12 @@ def _same_key(mapping: dict[Any, Any], key: str) -> str:
 
 
 def _describe_all(exc: ValidationError, origins: dict[KeyPath, str]) -> list[str]:
+    return _describe_all_of(exc.errors(), origins)
+
+
+def _describe_all_of(errors: Any, origins: dict[KeyPath, str]) -> list[str]:
     problems: list[str] = []
-    for error in exc.errors():
+    for error in errors:
         loc: KeyPath = tuple(part for part in error["loc"] if part != "[key]")
         ctx = error.get("ctx") or {}
         if error["type"] == "rules":

@@ -42,7 +42,8 @@ def home_view(view: HomeView) -> dict[str, Any]:
     if not recent:
         blocks.append(context("recent_empty", "Nothing decided lately."))
     for card in recent[:MAX_RECENT]:
-        blocks.append(context(f"recent:{card.action_public_id}", _recent_line(card), verbatim=True))
+        line = _recent_line(card, view.links.get(card.action_public_id))
+        blocks.append(context(f"recent:{card.action_public_id}", line, verbatim=True))
     if len(recent) > MAX_RECENT:
         blocks.append(context("recent_more", f"_…and {len(recent) - MAX_RECENT} more_"))
     blocks += [divider("divider_levels"), header("levels", "Autonomy levels")]
@@ -120,9 +121,13 @@ def _summary(card: CardView) -> str:
     )
 
 
-def _recent_line(card: CardView) -> str:
+def _recent_line(card: CardView, link: str | None) -> str:
+    """What the action was (linked to its card when Slack gave its permalink) and how it ended."""
     outcome = (outcome_text(card) or escape(card.state)).replace("\n", " · ")
-    return truncate(f"*{escape(card.task_type)}* {action_name(card.summary, card.tool)}: {outcome}", 1000)
+    name = truncate(action_name(card.summary, card.tool, capital=True), 300)
+    if link:  # a link's label ends at its `>`; `|` would only start the label again: neither is left in
+        name = f"<{link}|{name.replace('|', '¦')}>"
+    return truncate(f"{name} ({escape(card.task_type)}): {outcome}", 1000)
 
 
 def _levels(levels: tuple[tuple[str, str], ...]) -> str:

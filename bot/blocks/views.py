@@ -197,6 +197,7 @@ class HomeView:
     user: str
     waiting: tuple[CardView, ...] = ()  # pending actions this person may approve
     recent: tuple[CardView, ...] = ()  # recently decided actions
+    links: dict[str, str] = field(default_factory=dict)  # action public id → its card's permalink
     levels: tuple[tuple[str, str], ...] = field(default=())  # (task type, autonomy level)
     # Review many at once: how many pending actions wait for this person, in all and per task type.
     review_all: int = 0

@@ -10,6 +10,7 @@ from __future__ import annotations
 from typing import Any
 
 from bot.sandbox.actor import Actor
+from bot.sandbox.slack_methods import WORKSPACE_URL
 from bot.sandbox.workspace import JsonDict, Message
 
 
@@ -47,7 +48,7 @@ def snapshot(actor: Actor, user: str) -> JsonDict:
     home = workspace.home(user)
     return {
         "me": user,
-        "team": {"id": workspace.team_id, "name": "countersign sandbox"},
+        "team": {"id": workspace.team_id, "name": "countersign sandbox", "url": WORKSPACE_URL},
         "bot": actor.bot_user_id,
         "command": actor.command,
         "users": users,

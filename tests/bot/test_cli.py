@@ -59,6 +59,36 @@ def test_config_check_names_a_tool_module_that_fails_to_import(tmp_path: Path) -
     assert "no_such_module_here" in output
 
 
+def test_config_check_reports_every_problem_of_every_stage_in_one_run(tmp_path: Path) -> None:
+    """A bad value, a rule over several keys, a tool module that does not import, a tool no
+    module defines and a retired model: five problems, four stages, one run."""
+    broken = (
+        GOOD.replace("tests.approvals.shop_tools]", "tests.approvals.shop_tools, no_such_module_here]")
+        .replace("issue_refund]", "issue_refund, launch_rockets]")
+        .replace("veto_window: 10m", "veto_window: 10m\n    quorum: 0\n    escalation: [{after: 5m}]")
+        .replace("tools: {", "model: {default: claude-2.1}\ntools: {")
+    )
+    code, output = _check(tmp_path, broken)
+    assert code == 1
+    assert output.splitlines() == [
+        "task_types.refund.quorum (line 11): Input should be greater than or equal to 1, got 0",
+        "task_types.refund.escalation[0] (line 12): a step needs exactly one of 'notify' or 'then', got neither",
+        "cannot load tool module 'no_such_module_here': ModuleNotFoundError: No module named 'no_such_module_here'",
+        "task_types.refund.tools[2] (line 7): unknown tool 'launch_rockets' "
+        "(known: issue_refund, lookup_order, send_note, toggle_flag)",
+        "model.default: 'claude-2.1' is retired (since 2025-07-21): requests to it fail; choose a current model",
+    ]
+
+
+def test_config_check_leaves_out_what_only_a_removed_part_caused(tmp_path: Path) -> None:
+    """A broken tools section is reported once, not as every task type's tools being unknown."""
+    code, output = _check(tmp_path, GOOD.replace("tools: {modules: [tests.approvals.shop_tools]}", "tools: 7"))
+    assert code == 1
+    assert output.splitlines() == [
+        "tools (line 3): Input should be a valid dictionary or instance of ToolsConfig, got 7"
+    ]
+
+
 def test_db_upgrade_is_idempotent(db_url: str, tmp_path: Path) -> None:
     fresh = db_url if not db_url.startswith("sqlite") else f"sqlite:///{tmp_path / 'fresh.db'}"
     runner = CliRunner()

@@ -16,6 +16,7 @@ from bot.outbox_sender import OutboxSender
 from core.clock import utc
 from core.models import OutboxMessage
 from tests.bot.slack_app import SlackApp
+from tests.factories import make_action, make_task
 
 
 @contextmanager
@@ -64,6 +65,22 @@ def test_a_batch_takes_the_oldest_row_of_each_key_and_settles_them_in_one_transa
     assert sender.run_once() is True
     assert _delivered(slack_app) == {a1: True, a2: True, b1: True, c1: True}
     assert sender.run_once() is False
+
+
+def test_a_tasks_row_waits_for_the_earlier_rows_of_its_actions(slack_app: SlackApp) -> None:
+    """The answer ("the result is above, in this thread") never arrives before the result."""
+    with slack_app.services.sessions.begin() as session:
+        task = make_task(session, slack_app.clock.now())
+        action, other = (make_action(session, task, slack_app.clock.now()).public_id for _ in range(2))
+        task_id = task.public_id
+    (result,) = _rows(slack_app, action)
+    answer, unrelated = _rows(slack_app, task_id, "tsk_other")
+    later_of_other_action = _rows(slack_app, other)[0]  # after the task's row: it does not hold it back
+    sender = OutboxSender(slack_app.services, batch=4)
+    assert sender.run_once() is True
+    assert _delivered(slack_app) == {result: True, answer: False, unrelated: True, later_of_other_action: True}
+    assert sender.run_once() is True
+    assert _delivered(slack_app)[answer] is True
 
 
 def test_a_late_turn_renews_its_lease_and_a_row_claimed_by_another_sender_is_left_to_it(

@@ -16,6 +16,8 @@
     dismissed: new Set(),
     modalKey: "",
     modal: null, // {id, inputs, errors: {blockId: node}}
+    highlight: null, // ts of the message a permalink opened
+    highlightShown: null,
   };
   const $ = (id) => document.getElementById(id);
   // The server wrote its token into this page; only this page can read it, and the API wants it.
@@ -55,6 +57,8 @@
         usergroups: data.usergroups,
         channelName: (id) => (data.channels.find((c) => c.id === id) || {}).name,
         openChannel: (id) => openView({ kind: "channel", id }),
+        permalink: (href) => permalink(href),
+        openMessage: (where) => openMessage(where),
         confirm: (confirm, go) => Modals.confirm(confirm, go, ctxFor({})),
       },
       extra,
@@ -91,6 +95,7 @@
     else renderChannel();
     renderThread();
     renderModal();
+    showHighlight();
   }
 
   function newest(channelId) {
@@ -101,8 +106,46 @@
   function openView(view) {
     ui.view = view;
     ui.thread = null;
+    ui.highlight = null;
+    setSidebar(false);
     if (view.kind === "home") post("/api/home", {});
     render();
+  }
+
+  // A link to a message of this workspace (as chat.getPermalink makes them:
+  // {workspace url}archives/{channel}/p{ts without its dot}[?thread_ts=…]) opens it here.
+  function permalink(href) {
+    const base = ui.data && ui.data.team.url;
+    if (!base || !href.startsWith(base + "archives/")) return null;
+    const url = new URL(href);
+    const [, , channel, p] = url.pathname.split("/");
+    if (!channel || !/^p\d{7,}$/.test(p || "")) return null;
+    const digits = p.slice(1);
+    const ts = digits.slice(0, -6) + "." + digits.slice(-6);
+    return { channel, ts, thread_ts: url.searchParams.get("thread_ts") };
+  }
+
+  function openMessage(where) {
+    openView({ kind: "channel", id: where.channel });
+    if (where.thread_ts && where.thread_ts !== where.ts) ui.thread = { channel: where.channel, ts: where.thread_ts };
+    ui.highlight = where.ts;
+    render();
+  }
+
+  function showHighlight() {
+    if (!ui.highlight) return;
+    for (const node of document.querySelectorAll(".message.highlight")) node.classList.remove("highlight");
+    const found = [...document.querySelectorAll(".message")].filter((node) => node.dataset.ts === ui.highlight);
+    for (const node of found) node.classList.add("highlight");
+    if (found.length && ui.highlightShown !== ui.highlight) {
+      found[found.length - 1].scrollIntoView({ block: "center" });
+      ui.highlightShown = ui.highlight;
+    }
+  }
+
+  function setSidebar(open) {
+    document.querySelector(".frame").classList.toggle("sidebar-open", open);
+    $("sidebar-toggle").setAttribute("aria-expanded", String(open));
   }
 
   // -- the frame ---------------------------------------------------------------------------
@@ -293,6 +336,9 @@
   function start() {
     wireComposer($("composer"), $("composer-input"), false);
     wireComposer($("thread-composer"), $("thread-input"), true);
+    $("sidebar-toggle").addEventListener("click", () =>
+      setSidebar(!document.querySelector(".frame").classList.contains("sidebar-open")),
+    );
     $("thread-close").addEventListener("click", () => {
       ui.thread = null;
       render();

@@ -132,10 +132,20 @@
     } else if (["!here", "!channel", "!everyone"].includes(target)) {
       parent.appendChild(el("span", "mention mention-me", "@" + target.slice(1)));
     } else if (/^(https?:|mailto:)/i.test(target)) {
-      const link = el("a", "link", label || decode(target));
-      link.href = decode(target);
-      link.target = "_blank";
-      link.rel = "noopener noreferrer";
+      const href = decode(target);
+      const link = el("a", "link", label || href);
+      link.href = href;
+      const message = ctx.permalink && ctx.permalink(href); // a message of this workspace: opened here
+      if (message) {
+        link.classList.add("permalink");
+        link.addEventListener("click", (event) => {
+          event.preventDefault();
+          ctx.openMessage(message);
+        });
+      } else {
+        link.target = "_blank";
+        link.rel = "noopener noreferrer";
+      }
       parent.appendChild(link);
     } else {
       parent.appendChild(document.createTextNode(label || decode(target)));

@@ -66,3 +66,15 @@ def test_untrusted_text_is_escaped_in_home():
     view = home_view(HomeView(user=USER, waiting=(card,), recent=(card,)))
     assert_view_valid(view)
     assert live_tokens(view) == {f"<@{REQUESTER}>"}
+
+
+def test_recently_decided_rows_say_what_each_was_and_link_its_card():
+    link = "https://example.slack.com/archives/C0PAYMENTS/p1700000000000100"
+    shown = make_card(summary="the refund of order 1001 | <b>", state="rejected", decided_by=APPROVER)
+    unlinked = make_card(action_public_id="act_9", summary="the refund of order 1002", state="rejected")
+    view = home_view(HomeView(user=USER, recent=(shown, unlinked), links={"act_1": link}))
+    assert_view_valid(view)
+    row = block_text(view["blocks"], "recent:act_1")
+    # What it was, linked to its card (the label cannot end the link early), then how it ended.
+    assert row.startswith(f"<{link}|The refund of order 1001 ¦ &lt;b&gt;> (refund): :x: Rejected by <@{APPROVER}>")
+    assert block_text(view["blocks"], "recent:act_9").startswith("The refund of order 1002 (refund): :x: Rejected")
