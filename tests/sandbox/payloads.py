@@ -16,7 +16,8 @@ from bot.blocks.connect import connect_blocks, requester_connect
 from bot.blocks.modals import resolve_modal
 from bot.blocks.params import exact_json, params_blocks
 from bot.blocks.ping import reminder, reminder_acknowledged, stall_alert
-from bot.blocks.views import ConnectLinkView, HomeView
+from bot.blocks.question import answer_modal, question_message
+from bot.blocks.views import ConnectLinkView, HomeView, QuestionView
 from tests.bot.blocks.factories import APPROVER, CARDS, make_task
 
 Payload = dict[str, Any]  # {"kind": "message" | "modal" | "home", "blocks": [...], "view"?: {...}}
@@ -36,6 +37,8 @@ COVERED = {
     "ping.reminder",
     "ping.reminder_acknowledged",
     "ping.stall_alert",
+    "question.answer_modal",
+    "question.question_message",
     "task.task_message",
 }
 HAS_PROPOSALS = importlib.util.find_spec("bot.blocks.proposal") is not None
@@ -130,6 +133,21 @@ def payloads() -> dict[str, Payload]:
         "modal:edit": edit_modal("act_1", "issue_refund", EveryKind.model_json_schema(), params, "{}"),
         "modal:edit_nothing": edit_modal("act_1", "ping", {"properties": {}}, {}, "{}"),
     }
+    question = QuestionView(
+        question_public_id="qst_1",
+        task_type="payouts",
+        asker="agent",
+        subject="Release 4.2",
+        text="Ship the release tonight?\nThe backup runs at 6 pm.",
+        state="open",
+        approvers=(APPROVER,),
+        options=(("yes", "Ship it"), ("no", "Wait")),
+    )
+    answered = replace(question, state="answered", answer="Yes, after the backup.", option="yes", answered_by=APPROVER)
+    found["question:open"] = {"kind": "message", "blocks": question_message(question)[1]}
+    found["question:answered"] = {"kind": "message", "blocks": question_message(answered)[1]}
+    modals["modal:answer"] = answer_modal(question, "{}")
+    modals["modal:answer_plain"] = answer_modal(replace(question, options=()), "{}")
     for name, modal in modals.items():
         found[name] = {"kind": "modal", "blocks": modal["blocks"], "view": modal}
     return found
