@@ -16,8 +16,9 @@ from bot.blocks.connect import connect_blocks, requester_connect
 from bot.blocks.modals import resolve_modal
 from bot.blocks.params import exact_json, params_blocks
 from bot.blocks.ping import reminder, reminder_acknowledged, stall_alert
+from bot.blocks.question import answer_modal, question_message
 from bot.blocks.review import review_modal, review_result
-from bot.blocks.views import ApproverView, ConnectLinkView, HomeView, ReviewItemView, ReviewView
+from bot.blocks.views import ApproverView, ConnectLinkView, HomeView, QuestionView, ReviewItemView, ReviewView
 from tests.bot.blocks.factories import APPROVER, CARDS, HASH, NOW, REQUESTER, make_task
 
 Payload = dict[str, Any]  # {"kind": "message" | "modal" | "home", "blocks": [...], "view"?: {...}}
@@ -37,6 +38,8 @@ COVERED = {
     "ping.reminder",
     "ping.reminder_acknowledged",
     "ping.stall_alert",
+    "question.answer_modal",
+    "question.question_message",
     "review.review_modal",
     "review.review_result",
     "task.task_message",
@@ -158,6 +161,21 @@ def payloads() -> dict[str, Payload]:
         "modal:review_nothing": review_modal(_review(0)),
         "modal:review_result": review_result(["the refund of order 1: approved"], ["You requested it."], ["x"]),
     }
+    question = QuestionView(
+        question_public_id="qst_1",
+        task_type="payouts",
+        asker="agent",
+        subject="Release 4.2",
+        text="Ship the release tonight?\nThe backup runs at 6 pm.",
+        state="open",
+        approvers=(APPROVER,),
+        options=(("yes", "Ship it"), ("no", "Wait")),
+    )
+    answered = replace(question, state="answered", answer="Yes, after the backup.", option="yes", answered_by=APPROVER)
+    found["question:open"] = {"kind": "message", "blocks": question_message(question)[1]}
+    found["question:answered"] = {"kind": "message", "blocks": question_message(answered)[1]}
+    modals["modal:answer"] = answer_modal(question, "{}")
+    modals["modal:answer_plain"] = answer_modal(replace(question, options=()), "{}")
     for name, modal in modals.items():
         found[name] = {"kind": "modal", "blocks": modal["blocks"], "view": modal}
     return found
