@@ -74,6 +74,7 @@ ELSEWHERE = {
     "countersign actions resolve": "tests/bot/test_slack_unknown.py (needs an `unknown` action)",
     "countersign mcp-gate": "tests/client (needs an MCP server)",
     "countersign hook claude-code": "tests/client (reads Claude Code's hook JSON)",
+    "countersign approvers": "tests/bot/test_slack_fatigue.py (needs decisions by several people)",
 }
 
 
