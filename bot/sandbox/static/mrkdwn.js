@@ -8,7 +8,7 @@
     heavy_multiplication_x: "✖️", hourglass: "⌛", hourglass_flowing_sand: "⏳", large_green_circle: "🟢",
     large_orange_circle: "🟠", large_yellow_circle: "🟡", lock: "🔒", no_entry: "⛔", no_entry_sign: "🚫",
     pause_button: "⏸️", pencil2: "✏️", raised_hand: "✋", red_circle: "🔴", repeat: "🔁", robot_face: "🤖",
-    rotating_light: "🚨", tada: "🎉", thinking_face: "🤔", warning: "⚠️", white_check_mark: "✅",
+    point_right: "👉", rotating_light: "🚨", tada: "🎉", thinking_face: "🤔", warning: "⚠️", white_check_mark: "✅",
     white_circle: "⚪", x: "❌", bell: "🔔", mag: "🔍", wave: "👋", rocket: "🚀", arrow_up: "⬆️",
     arrow_down: "⬇️", information_source: "ℹ️", memo: "📝", package: "📦", money_with_wings: "💸",
     triangular_flag_on_post: "🚩", busts_in_silhouette: "👥", clipboard: "📋", hammer_and_wrench: "🛠️",
