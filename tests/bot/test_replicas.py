@@ -100,6 +100,7 @@ CONFIG = {
                 {"after": "2s", "notify": "approvers"},
                 {"after": "4s", "notify": [CAROL]},
                 {"after": "6s", "then": "expire"},
+                {"before_expiry": "0s"},  # no warning before it: the steps counted below are these three
             ],
         },
         "window": {
