@@ -52,3 +52,7 @@ _.nr_conns  # bot/prefork.py ServeWorker.accept; gunicorn's ThreadWorker limits 
 _.bind_tools  # LangChain's BaseChatModel, called by examples/recipes/langgraph_agent.py
 _.get_response  # the Agents SDK's Model
 _.stream_response  # the Agents SDK's Model (abstract: must be there)
+
+# RE2's options object reads these when approvals/rules.py compiles a pattern with it.
+_.log_errors  # no C++ log line on stderr per refused pattern
+_.max_mem  # a pattern whose program needs more memory is refused

@@ -25,8 +25,9 @@ from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session
 
-from approvals import audit, chains, machine
+from approvals import audit, chains, machine, standing
 from approvals.graduation import (
+    BY_RULE,
     CLEAN,
     EDITED,
     EXPIRED,
@@ -197,6 +198,8 @@ def settle(
             continue  # drafted under the previous level or config: not evidence for this one
         if action.fallback:
             continue  # drafted by the fallback model: says nothing of this type's own version
+        if action.outcome == BY_RULE:
+            continue  # a standing rule let it run: evidence apart, not a person's approval
         history.append(action.outcome)
         in_probation = state.probation_left > 0 and action.mode == state.level
         if in_probation:
@@ -234,7 +237,8 @@ def _label(session: Session, action: Action, min_read_time: timedelta) -> str:
     if action.state in LABELS:
         return LABELS[action.state]
     if action.mode != "hitl":
-        return CLEAN  # ran after its veto window, or autonomously, and nobody objected
+        # Ran after its veto window, or autonomously, and nobody objected; a rule's run apart.
+        return BY_RULE if action.standing_rule_id is not None else CLEAN
     kinds = session.execute(
         select(Decision.kind, Decision.at).where(Decision.action_id == action.id).order_by(Decision.id)
     ).all()
@@ -253,7 +257,10 @@ def _sampled(action_id: str, share: float) -> bool:
 
 def _outcomes(session: Session, state: AutonomyState) -> list[str]:
     query = select(Action.outcome).where(
-        Action.task_type == state.task_type, Action.outcome.is_not(None), Action.fallback.is_(False)
+        Action.task_type == state.task_type,
+        Action.outcome.is_not(None),
+        Action.outcome != BY_RULE,
+        Action.fallback.is_(False),
     )
     if state.evidence_since is not None:
         query = query.where(Action.outcome_at >= state.evidence_since, Action.created_at >= state.evidence_since)
@@ -264,7 +271,10 @@ def _outcomes(session: Session, state: AutonomyState) -> list[str]:
 def evidence(session: Session, state: AutonomyState, now: datetime) -> Evidence:
     outcomes = _outcomes(session, state)
     query = select(func.min(Action.outcome_at)).where(
-        Action.task_type == state.task_type, Action.outcome.is_not(None), Action.fallback.is_(False)
+        Action.task_type == state.task_type,
+        Action.outcome.is_not(None),
+        Action.outcome != BY_RULE,
+        Action.fallback.is_(False),
     )
     people = (
         select(func.count(func.distinct(Decision.actor)))
@@ -278,9 +288,14 @@ def evidence(session: Session, state: AutonomyState, now: datetime) -> Evidence:
     if state.evidence_since is not None:
         query = query.where(Action.created_at >= state.evidence_since)
         people = people.where(Action.created_at >= state.evidence_since)
+    by_rule = select(func.count()).where(
+        Action.task_type == state.task_type, Action.outcome == BY_RULE, Action.fallback.is_(False)
+    )
+    if state.evidence_since is not None:
+        by_rule = by_rule.where(Action.outcome_at >= state.evidence_since, Action.created_at >= state.evidence_since)
     first = session.scalar(query)
     days = (now - first).total_seconds() / 86400 if first else 0.0
-    return Evidence(tuple(outcomes), session.scalar(people) or 0, days)
+    return Evidence(tuple(outcomes), session.scalar(people) or 0, days, session.scalar(by_rule) or 0)
 
 
 def _maybe_propose(session: Session, state: AutonomyState, task_type: TaskTypeConfig, now: datetime) -> None:
@@ -426,6 +441,8 @@ def demote_for_incident(
 ) -> None:
     state = state_for(session, name, task_type, now)
     drop = Demotion(AutonomyLevel.HITL, "an incident: someone reported a run as wrong", freeze=True)
+    # Its standing rules rested on the evidence the incident just took back.
+    standing.revoke_for_type(session, name, now, f"an incident on {name}: someone reported a run as wrong")
     change_level(
         session,
         state,

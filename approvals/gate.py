@@ -14,14 +14,15 @@ from typing import Any
 
 from sqlalchemy.orm import Session
 
-from approvals import autonomy, chains, machine
+from approvals import autonomy, chains, machine, standing
 from approvals.policy import Routing, route
 from approvals.ports import ToolCatalog, ToolPolicy
+from approvals.standing import boosted
 from core.canonical import params_hash
 from core.config import AutonomyLevel, TaskTypeConfig
 from core.ids import SYSTEM, new_id
 from core.messages import CardPosted, ConnectRequested, Message
-from core.models import Action, Task
+from core.models import Action, StandingRule, Task
 from core.states import ACTION, ActionState
 
 DRAFTED = ActionState.DRAFTED.value
@@ -81,9 +82,14 @@ def submit(
     # Demotions apply before routing (`autonomy.gate_level` settles the type when one may wait).
     level, locked = autonomy.gate_level(session, task.task_type, task_type, now, admins)
     routing = _route(level, policy, action, task_type)
+    rule = None
     if read_only and open_tool and external is not None:
         routing = Routing(mode=AutonomyLevel.AUTO, reasons=("read-only tool",), low_confidence=False)
-    elif routing.mode == AutonomyLevel.HOTL and not locked:
+    else:
+        level, locked, routing, rule = _by_rule(
+            session, task, action, canonical, level, locked, routing, now, policy=policy, task_type=task_type
+        )
+    if routing.mode == AutonomyLevel.HOTL and not locked:
         level = autonomy.locked_level(session, task.task_type, task_type)
         routing = _route(level, policy, action, task_type)
     _apply(action, canonical, policy.risk, policy.idempotent, policy.timeout_s, routing.mode, task_type)
@@ -98,6 +104,7 @@ def submit(
         **({"model": draft.model} if draft.model else {}),
         **({"fallback": True} if draft.fallback else {}),
         **({"credentials": task_type.credentials} if task_type.credentials and policy.secrets else {}),
+        **({"rule": rule.public_id} if rule is not None else {}),
     }
     # It runs with the requester's own credential: they may have to connect it (the sender
     # checks at delivery, and asks them only if they have not and can do it from Slack).
@@ -124,7 +131,42 @@ def submit(
         # Without a lease, any executor claims it like an action waiting for its next attempt.
         lease = claim(action) if claim is not None else None
         _enter(session, action, ActionState.EXECUTING, now=now, data=data, values={"run_at": now, **(lease or {})})
+    if rule is not None:
+        standing.record_use(session, action, rule, now)
     return action
+
+
+def _by_rule(
+    session: Session,
+    task: Task,
+    action: Action,
+    params: dict[str, Any],
+    level: AutonomyLevel,
+    locked: bool,
+    routing: Routing,
+    now: datetime,
+    *,
+    policy: ToolPolicy,
+    task_type: TaskTypeConfig,
+) -> tuple[AutonomyLevel, bool, Routing, StandingRule | None]:
+    """The routing one level up when a live standing rule allows the draft and the tool's caps
+    let that level count; the rule's use is counted here. The level is first read under the
+    share lock (as a draft bound for a veto window reads it), so a demotion cannot slip between
+    the read and the use; without a matching rule nothing changes and nothing is locked."""
+    if not task_type.rules or boosted(level, task_type) is None:
+        return level, locked, routing, None
+    found = standing.candidates(session, task, action.tool, params, now)
+    if not found:
+        return level, locked, routing, None
+    if not locked:
+        level, locked = autonomy.locked_level(session, task.task_type, task_type), True
+        routing = _route(level, policy, action, task_type)
+    up = boosted(level, task_type)
+    lifted = _route(up, policy, action, task_type) if up is not None else routing
+    if lifted.mode <= routing.mode:
+        return level, locked, routing, None  # the tool's caps or low confidence hold it anyway
+    rule = standing.use(session, found, now)
+    return (level, locked, lifted, rule) if rule is not None else (level, locked, routing, None)
 
 
 def _route(level: AutonomyLevel, policy: ToolPolicy, action: Action, task_type: TaskTypeConfig) -> Routing:

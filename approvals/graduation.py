@@ -24,9 +24,13 @@ from core.config import AutonomyLevel, GraduationConfig
 Z95 = 1.959963984540054
 CLEAN, EDITED, REJECTED, VETOED = "clean", "edited", "rejected", "vetoed"
 FAILED, EXPIRED, INCIDENT, RUBBER_STAMP = "failed", "expired", "incident", "rubber_stamp"
+# Ran one level sooner because a standing rule allowed it, and nobody objected: counted apart
+# (`Evidence.by_rule`), never as a person's clean approval nor in the demotion windows. A rule's
+# run that was vetoed or failed is labelled so, and counts against the type like any other.
+BY_RULE = "by_rule"
 # Its call's outcome was unknown (a person resolved it, or has yet to): never clean, whatever followed.
 UNKNOWN = "unknown"
-OUTCOMES = (CLEAN, EDITED, REJECTED, VETOED, FAILED, EXPIRED, INCIDENT, RUBBER_STAMP, UNKNOWN)
+OUTCOMES = (CLEAN, EDITED, REJECTED, VETOED, FAILED, EXPIRED, INCIDENT, RUBBER_STAMP, UNKNOWN, BY_RULE)
 # The decisions people make on an unknown outcome (`approvals.resolutions`): an action with one
 # was unknown, and is labelled so whatever it ended in.
 RAN, NOT_RUN, RUN_AGAIN = "resolve_ran", "resolve_not_run", "run_again"
@@ -58,6 +62,7 @@ class Evidence:
     outcomes: tuple[str, ...]  # oldest first
     approvers: int  # distinct people behind the decisions
     days: float  # from the first outcome to now
+    by_rule: int = 0  # clean runs a standing rule let through: shown, never counted as samples
 
     @property
     def samples(self) -> int:
@@ -97,6 +102,7 @@ def promotion(level: AutonomyLevel, ceiling: AutonomyLevel, evidence: Evidence, 
         "approvers": evidence.approvers,
         "days": round(evidence.days, 2),
         "incidents": evidence.count(INCIDENT),
+        "by_rule": evidence.by_rule,
     }
     if target is None or target > ceiling:
         return Verdict(None, (f"already at its ceiling ({ceiling.value})",), stats)

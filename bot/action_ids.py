@@ -30,3 +30,8 @@ CONNECT = "connect"  # a url button to a person's own sign-in link; Slack still 
 # ANSWER_MODAL, whose submission is the answer.
 ANSWER_QUESTION = "answer_question"
 ANSWER_MODAL = "question_answer"
+# "Approve, and allow similar…" on a pending card (value: the action's public id; admins only, not
+# on task types with `rules: false`): opens ALLOW_SIMILAR_MODAL, whose submission approves the
+# action and makes a standing rule.
+ALLOW_SIMILAR = "allow_similar"
+ALLOW_SIMILAR_MODAL = "allow_similar_rule"

@@ -18,7 +18,7 @@ from slack_bolt import App, BoltResponse
 from slack_bolt.oauth.oauth_settings import OAuthSettings
 from structlog.contextvars import bound_contextvars
 
-from bot.listeners import actions, autonomy, commands, events, installs, questions, review, views
+from bot.listeners import actions, autonomy, commands, events, installs, questions, review, rules, views
 from bot.services import Services
 from core.storable import first_unstorable
 
@@ -78,6 +78,6 @@ def build_app(
         with bound_contextvars(slack_request=request_id, action_id=action):
             return next()
 
-    for surface in (actions, autonomy, views, questions, review, commands, events, installs):
+    for surface in (actions, autonomy, views, questions, review, rules, commands, events, installs):
         surface.register(app, services)
     return app

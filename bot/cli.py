@@ -32,6 +32,7 @@ from bot.cli_autonomy import autonomy
 from bot.cli_client import hook, mcp_gate
 from bot.cli_eval import eval_command
 from bot.cli_prune import prune
+from bot.cli_rules import rules
 from bot.cli_secrets import secrets
 from bot.cli_tasks import task, trace, usage
 from core import logs
@@ -415,6 +416,7 @@ main.add_command(eval_command)
 main.add_command(hook)
 main.add_command(mcp_gate)
 main.add_command(prune)
+main.add_command(rules)
 main.add_command(secrets)
 main.add_command(task)
 main.add_command(trace)

@@ -16,7 +16,7 @@ from sqlalchemy.orm import Session
 
 from agent.delegation import Delegation
 from agent.tools import ToolRegistry as ToolCatalog
-from approvals import fatigue
+from approvals import fatigue, rules, standing
 from approvals.autonomy import effective_level
 from approvals.batch import waiting_for
 from approvals.decisions import APPROVING_KINDS, shown_binding
@@ -37,6 +37,7 @@ from bot.blocks.views import (
     QuestionView,
     ReviewItemView,
     ReviewView,
+    RuleView,
     TaskView,
 )
 from core.config import Config
@@ -82,6 +83,12 @@ def card_view(
             credentials=task_type.credentials,
             fallback_model=fallback_model,
         ).reasons
+    similar = (
+        action.state == "pending"
+        and task_type is not None
+        and action.tool in catalog.names()
+        and standing.could_apply(catalog.policy(action.tool), task_type)
+    )
     note = Delegation(config, catalog).note(session, action)
     credential = (
         CredentialView(
@@ -134,6 +141,9 @@ def card_view(
         resolved_at=resolved.at if resolved else None,
         resolution_note=resolved.note if resolved else None,
         editable=action.editable,
+        allow_similar=similar,
+        rule_public_id=standing.public_id_of(session, action.standing_rule_id),
+        rule_made=standing.made_from(session, action.public_id) if action.decided_by else None,
     )
 
 
@@ -327,8 +337,10 @@ def home_for(session: Session, services: Services, user: str, team: str | None =
     pending = session.scalars(
         of_team.where(Action.state.in_(["pending", "scheduled"])).order_by(Action.id.desc()).limit(200)
     ).all()
+    admin = is_listed_approver(user, config.slack.admins, services.directory)
+    # "Approve, and allow similar…" is an admin's: a Home, drawn for one person, offers it to admins only.
     waiting = tuple(
-        card_view(session, config, services.registry, a)
+        _offer_similar(card_view(session, config, services.registry, a), admin)
         for a in pending
         if a.requester != user and is_listed_approver(user, a.approvers, services.directory)
     )[:HOME_LIMIT]
@@ -338,7 +350,6 @@ def home_for(session: Session, services: Services, user: str, team: str | None =
     levels = tuple((name, effective_level(session, name, t).value) for name, t in sorted(config.task_types.items()))
     reviewable = waiting_for(session, user, services.directory, team_id=team)
     by_type = Counter(action.task_type for action in reviewable)
-    admin = is_listed_approver(user, config.slack.admins, services.directory)
     return HomeView(
         user=user,
         waiting=waiting,
@@ -348,6 +359,29 @@ def home_for(session: Session, services: Services, user: str, team: str | None =
         review_by_type=tuple(sorted(by_type.items())),
         approvers=approver_views(session, config, services.clock.now(), APPROVER_DAYS) if admin else None,
         approvers_days=APPROVER_DAYS,
+        rules=rule_views(session, services.clock.now()) if admin else None,
+    )
+
+
+def _offer_similar(card: CardView, admin: bool) -> CardView:
+    return card if admin or not card.allow_similar else replace(card, allow_similar=False)
+
+
+def rule_views(session: Session, now: datetime, limit: int = 20) -> tuple[RuleView, ...]:
+    """The newest standing rules, as the admins' App Home lists them."""
+    return tuple(
+        RuleView(
+            rule_public_id=rule.public_id,
+            task_type=rule.task_type,
+            tool=rule.tool,
+            constraints=rules.summary(rule.constraints),
+            status=standing.status(rule, now),
+            created_by=rule.created_by,
+            expires_at=rule.expires_at,
+            uses=rule.uses,
+            max_uses=rule.max_uses,
+        )
+        for rule in standing.listed(session)[:limit]
     )
 
 

@@ -359,6 +359,9 @@ class TaskTypeConfig(ConfigModel):
     # Whose credentials the tools use: the workspace's own secrets (unset), or the person's
     # own, connected in the vault under the secret's name with that person as owner.
     credentials: Literal["requester", "approver"] | None = None
+    # False: no standing rules for this type ("Approve, and allow similar" is not offered, and
+    # a rule is never made or applied); they live in the database (`countersign rules`).
+    rules: bool = True
 
     @field_validator("escalation")
     @classmethod

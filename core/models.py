@@ -157,8 +157,36 @@ class Action(Base):
     # moving this to the new one and setting `tool_changed_at`.
     tool_hash: Mapped[str] = mapped_column(String(64), default="", server_default="")
     tool_changed_at: Mapped[datetime | None]
+    # The standing rule that let it run one level more autonomously than its type (None: none
+    # did); its receipt names the rule, and graduation counts it apart from people's approvals.
+    standing_rule_id: Mapped[int | None] = mapped_column(ForeignKey("standing_rules.id"))
     created_at: Mapped[datetime]
     updated_at: Mapped[datetime]
+
+
+class StandingRule(Base):
+    """ "Approve, and allow similar": drafts of one task type and tool whose params meet the
+    constraints (`approvals.rules`) run one level more autonomously, until it expires, is used
+    up or revoked. Made by an admin from a card; revoked by an admin, or by an incident on the type."""
+
+    __tablename__ = "standing_rules"
+    __table_args__ = (Index("ix_standing_rules_type_tool", "task_type", "tool"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    public_id: Mapped[str] = mapped_column(String(32), unique=True)
+    team_id: Mapped[str | None] = mapped_column(String(32))  # the workspace whose tasks it applies to
+    task_type: Mapped[str] = mapped_column(String(64))
+    tool: Mapped[str] = mapped_column(String(128))
+    constraints: Mapped[dict[str, Any]]  # {param: constraint}, one per parameter of the tool
+    created_by: Mapped[str] = mapped_column(String(32))
+    created_from: Mapped[str | None] = mapped_column(String(32))  # the action approved as it was made
+    created_at: Mapped[datetime]
+    expires_at: Mapped[datetime]
+    max_uses: Mapped[int | None] = mapped_column(Integer)  # None: no count limit
+    uses: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    revoked_at: Mapped[datetime | None]
+    revoked_by: Mapped[str | None] = mapped_column(String(32))
+    revoked_reason: Mapped[str | None] = mapped_column(Text)
 
 
 class ApiClient(Base):

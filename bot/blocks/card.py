@@ -81,6 +81,8 @@ def card_buttons(card: CardView) -> list[Block]:
         ]
         if card.editable:  # else its client would never see the edit
             buttons.append(button("Edit", action_ids.EDIT, value))
+        if card.allow_similar:
+            buttons.append(button("Approve, and allow similar…", action_ids.ALLOW_SIMILAR, value))
     elif card.state == "scheduled":
         buttons = [button("Veto", action_ids.VETO, value, style="danger")]
     elif card.state == "unknown":
@@ -145,6 +147,9 @@ def approval_card(card: CardView) -> list[Block]:
     ]
     if card.tool_changed_at is not None:
         blocks.append(context("tool_changed", tool_changed_text(card)))
+    rule = rule_text(card)
+    if rule:
+        blocks.append(context("rule", rule))
     if card.model:
         blocks.append(context("model", model_text(card)))
     if card.caps:
@@ -175,6 +180,15 @@ def meta_text(card: CardView) -> str:
         f"params `{escape(card.params_hash[:SHORT_HASH])}`{tool} · action `{escape(card.action_public_id)}`"
         f" · task `{escape(card.task_public_id)}`"
     )
+
+
+def rule_text(card: CardView) -> str | None:
+    """The standing rule behind the card: the one that let it run sooner, or the one made with its approval."""
+    if card.rule_public_id:
+        return f":scroll: Allowed by standing rule `{escape(card.rule_public_id)}` (`countersign rules list`)"
+    if card.rule_made:
+        return f":scroll: Approved with a standing rule for similar actions: `{escape(card.rule_made)}`"
+    return None
 
 
 def tool_changed_text(card: CardView) -> str:

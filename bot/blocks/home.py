@@ -7,8 +7,8 @@ from typing import Any
 from bot import action_ids
 from bot.blocks.card import card_buttons, confidence_text, decide_block_id, mode_text, outcome_text
 from bot.blocks.kit import SECTION_LIMIT, Block, actions, button, context, divider, header, plain, section
-from bot.blocks.text import action_name, escape, mention, seconds_text, to_json, truncate
-from bot.blocks.views import ApproverView, CardView, HomeView
+from bot.blocks.text import action_name, escape, mention, seconds_text, slack_date, to_json, truncate
+from bot.blocks.views import ApproverView, CardView, HomeView, RuleView
 
 MAX_WAITING = 30  # two blocks each
 MAX_RECENT = 20  # one block each: with the headers, a view stays under Slack's 100 blocks
@@ -61,7 +61,31 @@ def home_view(view: HomeView) -> dict[str, Any]:
                 "is a streak. :warning: passes `alerts.fast_approval_share`. `countersign approvers` says the same.",
             )
         )
+    if view.rules is not None:  # admins only
+        blocks += [divider("divider_rules"), header("rules", "Standing rules")]
+        blocks.append(section("rules_list", rules_text(view.rules), verbatim=True))
+        blocks.append(
+            context(
+                "rules_about",
+                "Made with *Approve, and allow similar…* on a card. `countersign rules revoke RULE_ID --by U…` "
+                "ends one; an incident on a task type ends all of its rules.",
+            )
+        )
     return {"type": "home", "blocks": blocks}
+
+
+def rules_text(rules: tuple[RuleView, ...]) -> str:
+    if not rules:
+        return "No standing rules yet."
+    lines = []
+    for rule in rules:
+        limit = f"{rule.uses} of {rule.max_uses} uses" if rule.max_uses is not None else f"{rule.uses} uses"
+        lines.append(
+            f"`{escape(rule.rule_public_id)}` *{escape(rule.status)}* · {escape(rule.task_type)} · "
+            f"`{escape(rule.tool)}` · {truncate(escape(rule.constraints), 300)} · {limit} · until "
+            f"{slack_date(rule.expires_at)} · by {mention(rule.created_by)}"
+        )
+    return truncate("\n".join(lines), SECTION_LIMIT)
 
 
 def review_buttons(view: HomeView) -> list[Block]:

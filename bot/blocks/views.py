@@ -80,6 +80,9 @@ class CardView:
     resolved_at: datetime | None = None
     resolution_note: str | None = None  # untrusted
     editable: bool = True  # False: its client runs the params it asked for, so no Edit button
+    allow_similar: bool = False  # offer "Approve, and allow similar…" (a rule could apply to it)
+    rule_public_id: str | None = None  # the standing rule that let it run sooner
+    rule_made: str | None = None  # the standing rule an admin made when approving it
 
     @property
     def handed_to(self) -> str | None:
@@ -205,6 +208,22 @@ class HomeView:
     # Shown to admins only: each approver's signals of rubber-stamping, and over how many days.
     approvers: tuple[ApproverView, ...] | None = None
     approvers_days: int = 30
+    rules: tuple[RuleView, ...] | None = None  # admins only: the standing rules, newest first
+
+
+@dataclass(frozen=True, kw_only=True)
+class RuleView:
+    """A standing rule as App Home lists it."""
+
+    rule_public_id: str
+    task_type: str
+    tool: str
+    constraints: str  # `approvals.rules.summary`
+    status: str  # live | expired | used up | revoked
+    created_by: str
+    expires_at: datetime
+    uses: int
+    max_uses: int | None
 
 
 @dataclass(frozen=True, kw_only=True)
