@@ -209,7 +209,10 @@ def parse(text: str, prop: Mapping[str, Any]) -> Constraint:
     if written.lower().startswith("one of"):
         rest = written[len("one of") :].strip().lstrip(":").strip()
         if rest.startswith("["):
-            values = json_loads(rest)
+            try:
+                values = json_loads(rest)
+            except (ValueError, RecursionError) as exc:
+                raise ValueError(f"`one of [...]` takes a JSON list: {rest!r} ({exc})") from None
             if not isinstance(values, list):
                 raise ValueError(f"`one of [...]` takes a JSON list: {rest!r}")
             return {"one_of": values}
@@ -234,7 +237,7 @@ def _value(text: str, prop: Mapping[str, Any]) -> Any:
         return _number(text)
     try:
         return json_loads(text)
-    except ValueError as exc:
+    except (ValueError, RecursionError) as exc:
         raise ValueError(f"not a JSON value: {text!r} ({exc})") from None
 
 
