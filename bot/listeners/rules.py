@@ -134,6 +134,11 @@ def _read(values: dict[str, Any], schema: dict[str, Any]) -> tuple[dict[str, Any
             constraints[name] = rules.parse(text, prop)
         except ValueError as exc:
             errors[param_block(name)] = str(exc)
+    try:  # a pattern RE2 refuses, a value of the wrong type: said now, on its own line
+        rules.validate(constraints, schema)
+    except rules.InvalidRule as invalid:
+        for name, problem in invalid.problems.items():
+            errors.setdefault(param_block(name), problem)
     expires_in = None
     try:
         expires_in = parse_duration(_text(values, EXPIRES, EXPIRES) or "")
