@@ -75,6 +75,7 @@ ELSEWHERE = {
     "countersign mcp-gate": "tests/client (needs an MCP server)",
     "countersign hook claude-code": "tests/client (reads Claude Code's hook JSON)",
     "countersign approvers": "tests/bot/test_slack_fatigue.py (needs decisions by several people)",
+    "countersign rules": "tests/bot/test_slack_rules.py (needs a rule an admin made in Slack)",
 }
 
 
