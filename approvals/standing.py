@@ -13,13 +13,12 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from datetime import datetime, timedelta
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import or_, select, update
 from sqlalchemy.orm import Session
 
 from approvals import audit, machine, rules
-from approvals.decisions import Decisions, Outcome, locked_action
 from approvals.errors import ApprovalsError, DecisionRefused
 from approvals.graduation import one_up
 from approvals.policy import route
@@ -29,6 +28,9 @@ from core.ids import SYSTEM, new_id
 from core.messages import CardUpdated
 from core.models import Action, StandingRule, Task
 from core.states import ActionState
+
+if TYPE_CHECKING:  # the decisions bring their metrics: `approvals.autonomy` (and the CLI) need none of it
+    from approvals.decisions import Decisions, Outcome
 
 DEFAULT_EXPIRY = timedelta(days=7)
 MAX_EXPIRY = timedelta(days=90)
@@ -127,6 +129,8 @@ def may_allow(
     """The pending action `actor` may approve with a rule: they are an admin, and its type allows
     rules that could apply to its tool (`policy_of(tool)`). The approval's own checks (approver,
     not the requester, params) come when the form is submitted."""
+    from approvals.decisions import locked_action
+
     action = locked_action(session, action_public_id, team_id)
     if not is_listed_approver(actor, list(admins), directory):
         raise RuleRefused(action_public_id, f"{actor} is not an admin: only admins make standing rules")
