@@ -24,6 +24,7 @@ from approvals.graduation import RESOLVING_KINDS
 from approvals.policy import route
 from approvals.ports import is_listed_approver
 from approvals.resolutions import last_claim, run_again_votes
+from approvals.undo import status as undo_status
 from approvals.workspaces import visible_tasks
 from bot.blocks.home import home_view
 from bot.blocks.text import action_name, escape, truncate
@@ -82,6 +83,8 @@ def card_view(
             credentials=task_type.credentials,
             fallback_model=fallback_model,
         ).reasons
+    undo = undo_status(session, config, catalog, action)
+    undoes = session.get(Action, action.undo_of) if action.undo_of is not None else None
     note = Delegation(config, catalog).note(session, action)
     credential = (
         CredentialView(
@@ -134,6 +137,13 @@ def card_view(
         resolved_at=resolved.at if resolved else None,
         resolution_note=resolved.note if resolved else None,
         editable=action.editable,
+        undo_until=undo.until if undo else None,
+        undo_action=undo.compensation if undo else None,
+        undo_state=undo.compensation_state if undo else None,
+        undo_asked_by=undo.asked_by if undo else None,
+        undoes=undoes.public_id if undoes else None,
+        undoes_tool=undoes.tool if undoes else "",
+        undoes_summary=catalog.summarize(undoes.tool, undoes.params) if undoes else "",
     )
 
 

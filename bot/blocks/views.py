@@ -80,6 +80,16 @@ class CardView:
     resolved_at: datetime | None = None
     resolution_note: str | None = None  # untrusted
     editable: bool = True  # False: its client runs the params it asked for, so no Edit button
+    # Undo (`approvals.undo`): a run of a tool that declares one offers it until `undo_until`;
+    # once asked, the compensating action, its state and who asked. `undoes`: on a compensation's
+    # own card, the action it undoes and what that did (untrusted: from params).
+    undo_until: datetime | None = None
+    undo_action: str | None = None
+    undo_state: str | None = None
+    undo_asked_by: str | None = None
+    undoes: str | None = None
+    undoes_tool: str = ""
+    undoes_summary: str = ""
 
     @property
     def handed_to(self) -> str | None:
