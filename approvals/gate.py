@@ -87,7 +87,12 @@ def submit(
     policy = catalog.policy(draft.tool)
     canonical = catalog.validate(draft.tool, draft.params)
     # Demotions apply before routing (`autonomy.gate_level` settles the type when one may wait).
-    level, locked = autonomy.gate_level(session, task.task_type, task_type, now, admins)
+    if undo_of is not None:
+        # Routed hitl whatever the level, so read without settling: settling labels actions, and
+        # the caller holds the original's row lock (a settle waiting for it would deadlock).
+        level, locked = autonomy.effective_level(session, task.task_type, task_type), False
+    else:
+        level, locked = autonomy.gate_level(session, task.task_type, task_type, now, admins)
     routing = _route(level, policy, action, task_type)
     if read_only and open_tool and external is not None:
         routing = Routing(mode=AutonomyLevel.AUTO, reasons=("read-only tool",), low_confidence=False)

@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import json
 import threading
+import urllib.error
+import urllib.request
 from collections.abc import Iterator
 from datetime import timedelta
 from typing import Any
@@ -19,7 +21,18 @@ from approvals import audit
 from approvals.autonomy import evidence, settle
 from core.models import Action, AuditEvent, AutonomyState
 from tests.bot import undo_tools
-from tests.bot.slack_app import ALICE, APPROVALS, BOB, CONFIG, MALLORY, REQUESTER, SlackApp, decide_block, serving
+from tests.bot.slack_app import (
+    ALICE,
+    API_TOKEN,
+    APPROVALS,
+    BOB,
+    CONFIG,
+    MALLORY,
+    REQUESTER,
+    SlackApp,
+    decide_block,
+    serving,
+)
 
 PAYOUT = {
     "tools": ["pay_out"],
@@ -247,3 +260,65 @@ def test_concurrent_clicks_make_exactly_one_compensating_action(app: SlackApp) -
     # Every other click was told why not (already asked for, or busy: click again).
     told = [e.text for user in (ALICE, BOB, REQUESTER) for e in app.slack.ephemerals(user)]
     assert len(told) == clicks - 1
+
+
+OBJECT = {"type": "object"}
+EXTERNAL_CONFIG: dict[str, Any] = {
+    **CONFIG,
+    "external_tools": {
+        "restart_service": {
+            "params": {"type": "object", "properties": {"service": {"type": "string"}}},
+            "undo": "stop_service",
+        },
+        "stop_service": {
+            "params": {
+                "type": "object",
+                "properties": {"original_params": OBJECT, "original_result": OBJECT},
+                "required": ["original_params", "original_result"],
+            }
+        },
+    },
+    "task_types": {"ops": {"tools": ["restart_service"], "autonomy": "hitl", "approvers": [ALICE, BOB]}},
+}
+
+
+def _api(app: SlackApp, method: str, path: str, body: Any = None) -> tuple[int, dict[str, Any]]:
+    data = json.dumps(body).encode() if body is not None else (b"" if method == "POST" else None)
+    request = urllib.request.Request(app.url + path, data=data, method=method)
+    request.add_header("Authorization", f"Bearer {API_TOKEN}")
+    request.add_header("Content-Type", "application/json")
+    try:
+        with urllib.request.urlopen(request, timeout=30) as reply:
+            return reply.status, json.loads(reply.read())
+    except urllib.error.HTTPError as error:
+        return error.code, json.loads(error.read())
+
+
+def test_an_external_tools_undo_goes_to_the_client_that_ran_it(db_url: str) -> None:
+    with serving(db_url, EXTERNAL_CONFIG) as app:
+        body = {"task_type": "ops", "tool": "restart_service", "params": {"service": "api"}, "requester": REQUESTER}
+        status, created = _api(app, "POST", "/api/actions", body)
+        assert (status, created["state"]) == (201, "pending")
+        app.settle()
+        [action] = app.actions()
+        card = _card(app, action)
+        block_id, _ = decide_block(card.blocks)
+        assert app.click(ALICE, "approve", action.public_id, block_id, card.ts).status == 200
+        app.settle()
+        assert _api(app, "POST", f"/api/actions/{action.public_id}/claim")[0] == 200
+        done = {"status": "succeeded", "result": {"restarted": "api"}}
+        assert _api(app, "POST", f"/api/actions/{action.public_id}/result", done)[0] == 200
+        app.settle()
+
+        receipt = _card(app, action)
+        [action] = [a for a in app.actions() if a.id == action.id]
+        assert _click_undo(app, BOB, action, receipt) == ""
+        [undo] = _compensations(app, action)
+        assert (undo.tool, undo.state, undo.api_client_id) == ("stop_service", "pending", action.api_client_id)
+        card = _card(app, undo)
+        block_id, _ = decide_block(card.blocks)
+        assert app.click(ALICE, "approve", undo.public_id, block_id, card.ts).status == 200
+        app.settle()
+        status, seen = _api(app, "GET", f"/api/actions/{undo.public_id}")
+        assert (status, seen["state"], seen["runnable"]) == (200, "approved", True)  # its client runs it
+        assert seen["params"] == {"original_params": {"service": "api"}, "original_result": {"restarted": "api"}}
