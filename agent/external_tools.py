@@ -13,12 +13,12 @@ from __future__ import annotations
 import json
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, ClassVar
 
 from pydantic import BaseModel
 
 from agent.errors import DuplicateTool, InvalidParams, ToolLoadError
-from agent.tools import ToolPolicy, ToolRegistry, ToolSpec, load_tool_modules
+from agent.tools import ToolPolicy, ToolRegistry, ToolSpec, check_undo, load_tool_modules, undo_problems
 from core.config import ExternalToolConfig, OpenToolsConfig
 from core.json_params import ParamsProblems, checked
 
@@ -36,6 +36,7 @@ def _not_callable(**_: Any) -> Any:
 @dataclass(frozen=True, eq=False)
 class ExternalToolSpec(ToolSpec):
     schema: Mapping[str, Any] = field(default_factory=dict)
+    external: ClassVar[bool] = True
 
     def json_schema(self) -> dict[str, Any]:
         copy: dict[str, Any] = json.loads(json.dumps(self.schema))
@@ -66,14 +67,16 @@ def external_spec(name: str, config: ExternalToolConfig) -> ExternalToolSpec:
         timeout_s=0.0,
         takes_idempotency_key=False,
         schema=config.params,
+        undo=config.undo,
     )
 
 
 def add_external_tools(registry: ToolRegistry, tools: Mapping[str, ExternalToolConfig]) -> ToolRegistry:
-    """Register each external tool (`DuplicateTool` if a `@tool` has the same name); returns `registry`."""
+    """Register each external tool (`DuplicateTool` if a `@tool` has the same name) and check every
+    declared undo of the now complete registry (`InvalidToolDefinition`); returns `registry`."""
     for name, config in tools.items():
         registry.register(external_spec(name, config))
-    return registry
+    return check_undo(registry)
 
 
 def open_spec(name: str, config: OpenToolsConfig, schema: Mapping[str, Any]) -> ExternalToolSpec:
@@ -119,7 +122,8 @@ def check_tool_modules(
     modules: Iterable[str], external: Mapping[str, ExternalToolConfig] | None = None
 ) -> tuple[ToolRegistry, list[str]]:
     """As `load_tool_modules` (and `add_external_tools`), but every module is tried: the registry
-    of the tools that did load, and a problem for each module that did not and each duplicate."""
+    of the tools that did load, and a problem for each module that did not, each duplicate and
+    each declared undo the registry cannot honour."""
     registry, problems = ToolRegistry(), []
     for module in dict.fromkeys(modules):
         try:
@@ -137,4 +141,5 @@ def check_tool_modules(
             registry.register(external_spec(name, config))
         except DuplicateTool as exc:
             problems.append(str(exc))
+    problems += [f"tool {name!r}: {problem}" for name, problem in undo_problems(registry)]
     return registry, problems

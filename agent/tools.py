@@ -21,7 +21,7 @@ import string
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from functools import cached_property
-from typing import Any, Literal, TypeVar, cast, get_args, get_type_hints, overload
+from typing import Any, ClassVar, Literal, TypeVar, cast, get_args, get_type_hints, overload
 
 from pydantic import BaseModel, ConfigDict, Field, PydanticUserError, ValidationError, create_model
 
@@ -37,10 +37,12 @@ __all__ = [
     "ToolPolicy",
     "ToolRegistry",
     "ToolSpec",
+    "check_undo",
     "load_tool_modules",
     "spec_of",
     "summarize",
     "tool",
+    "undo_problems",
 ]
 
 Risk = Literal["low", "medium", "high"]
@@ -94,6 +96,7 @@ class ToolPolicy:
     max_autonomy: Autonomy
     timeout_s: float
     secrets: tuple[str, ...] = ()  # the secrets it declared (by name)
+    undo: str | None = None  # the tool that compensates a run of it (`@tool(undo=...)`)
 
 
 @dataclass(frozen=True, eq=False)
@@ -114,11 +117,13 @@ class ToolSpec:
     timeout_s: float
     takes_idempotency_key: bool
     secrets: tuple[str, ...] = ()  # names the tool declared; passed as `secrets` at call time
+    external: ClassVar[bool] = False  # runs outside countersign (`agent.external_tools`)
     summary: str | None = None  # what a call does, for people: "the refund of order {order_id}"
+    undo: str | None = None  # the tool whose call compensates one of this (`approvals.undo`)
 
     @property
     def policy(self) -> ToolPolicy:
-        return ToolPolicy(self.risk, self.idempotent, self.max_autonomy, self.timeout_s, self.secrets)
+        return ToolPolicy(self.risk, self.idempotent, self.max_autonomy, self.timeout_s, self.secrets, self.undo)
 
     def json_schema(self) -> dict[str, Any]:
         """The JSON schema of the parameters, for the model's `input_schema`."""
@@ -198,6 +203,7 @@ def tool(
     timeout: float | str = 30,
     secrets: Sequence[str] = (),
     summary: str | None = None,
+    undo: str | None = None,
 ) -> Callable[[F], F]: ...
 
 
@@ -211,6 +217,7 @@ def tool(
     timeout: float | str = 30,
     secrets: Sequence[str] = (),
     summary: str | None = None,
+    undo: str | None = None,
 ) -> F | Callable[[F], F]:
     """Declare a tool: `@tool` or `@tool(risk="high", idempotent=True, max_autonomy="hitl", timeout="2m")`.
 
@@ -219,7 +226,9 @@ def tool(
     parameter named `secrets` is left out too and receives those secrets as a `Secrets` mapping.
     `summary` says what one call does, for people, with parameters in braces: `"the refund of
     order {order_id}"` (cards, reminders and refusals name the action by it; without one they
-    show the tool's name and its first parameters). The function is returned as is.
+    show the tool's name and its first parameters). `undo` names the tool that compensates a
+    run of this one (`approvals.undo`): it takes `original_params` and `original_result` and is
+    checked when the registry is complete (`undo_problems`). The function is returned as is.
     """
 
     def decorate(fn: F) -> F:
@@ -231,6 +240,7 @@ def tool(
             timeout=timeout,
             secrets=secrets,
             summary=summary,
+            undo=undo,
         )
         _DEFINED.setdefault(spec.module, {})[spec.name] = spec
         setattr(fn, _SPEC_ATTRIBUTE, spec)
@@ -256,6 +266,7 @@ def _build_spec(
     timeout: float | str,
     secrets: Sequence[str] = (),
     summary: str | None = None,
+    undo: str | None = None,
 ) -> ToolSpec:
     name = getattr(fn, "__name__", None)
     if not callable(fn) or not isinstance(name, str):
@@ -274,6 +285,8 @@ def _build_spec(
         raise InvalidToolDefinition(name, f"timeout: {exc}") from None
     if timeout_s <= 0:
         raise InvalidToolDefinition(name, f"timeout must be positive (got {timeout!r})")
+    if undo is not None and (not isinstance(undo, str) or not undo.strip() or undo == name):
+        raise InvalidToolDefinition(name, f"undo must name another tool (got {undo!r})")
     declared = _declared_secrets(fn, name, secrets)
     model, arguments, takes_key = _params_model(fn, name, skip_secrets=bool(declared))
     _check_summary(name, summary, set(arguments.values()))
@@ -291,6 +304,7 @@ def _build_spec(
         takes_idempotency_key=takes_key,
         secrets=declared,
         summary=summary,
+        undo=undo,
     )
 
 
@@ -436,6 +450,44 @@ class ToolRegistry:
         """What a call of `name` does, for people; "" for a tool without a summary (or not here)."""
         spec = self._tools.get(name)
         return summarize(params, spec.summary if spec else None)
+
+
+# What an undo tool takes: the original action's params and the result its run returned.
+UNDO_INPUTS = ("original_params", "original_result")
+
+
+def undo_problems(registry: ToolRegistry) -> list[tuple[str, str]]:
+    """(tool, problem) for each declared undo the complete registry cannot honour: the undo tool
+    must be in it, run where the tool runs (a `@tool`'s by the executor, an external tool's by
+    the client that ran the original) and take exactly `original_params` and `original_result`."""
+    problems: list[tuple[str, str]] = []
+    for spec in registry:
+        if spec.undo is None:
+            continue
+        if spec.undo not in registry:
+            problems.append((spec.name, f"undo names {spec.undo!r}, which is not a loaded tool"))
+            continue
+        undo = registry.get(spec.undo)
+        if undo.external != spec.external:
+            kind = "an external tool" if spec.external else "a @tool"
+            problems.append((spec.name, f"undo names {spec.undo!r}, which must be {kind} as {spec.name!r} is"))
+            continue
+        schema = undo.json_schema()
+        given = set(schema.get("properties") or {})
+        extra = sorted(set(schema.get("required") or []) - set(UNDO_INPUTS))
+        missing = [name for name in UNDO_INPUTS if name not in given]
+        if missing or extra:
+            takes = f"it lacks {', '.join(missing)}" if missing else f"it also requires {', '.join(extra)}"
+            wanted = " and ".join(UNDO_INPUTS)
+            problems.append((spec.name, f"undo tool {spec.undo!r} must take {wanted}, nothing else required: {takes}"))
+    return problems
+
+
+def check_undo(registry: ToolRegistry) -> ToolRegistry:
+    """`registry`, once every declared undo is honoured; else `InvalidToolDefinition` naming the first."""
+    for name, problem in undo_problems(registry):
+        raise InvalidToolDefinition(name, problem)
+    return registry
 
 
 def load_tool_modules(modules: Iterable[str]) -> ToolRegistry:

@@ -32,9 +32,11 @@ from approvals.graduation import (
     EDITED,
     EXPIRED,
     FAILED,
+    INCIDENT,
     REJECTED,
     RESOLVING_KINDS,
     RUBBER_STAMP,
+    UNDONE,
     UNKNOWN,
     VETOED,
     Demotion,
@@ -45,12 +47,14 @@ from approvals.graduation import (
 from core import outbox
 from core.config import AutonomyLevel, TaskTypeConfig
 from core.ids import SYSTEM, new_id
-from core.messages import CardPosted, LevelChanged, ProposalChanged, ProposalPosted, ReviewRequested
+from core.messages import CardPosted, CardUpdated, LevelChanged, ProposalChanged, ProposalPosted, ReviewRequested
 from core.models import Action, AutonomyState, Decision, Proposal
 from core.states import ActionState, ProposalState
 
 LABELS = {"rejected": REJECTED, "vetoed": VETOED, "failed": FAILED, "expired": EXPIRED, "unknown": UNKNOWN}
 RECENT = 200  # outcomes kept in view for the demotion rules
+# Evidence is of what the type drafts: a compensation a person asked for (Undo) is none.
+_DRAFTED = Action.undo_of.is_(None)
 _UNLABELLED = (Action.outcome.is_(None), Action.state.in_(["succeeded", *LABELS]))  # finished, not yet labelled
 
 
@@ -184,16 +188,31 @@ def settle(
         )
     if state.fingerprint != fingerprint(task_type):
         _config_changed(session, state, task_type, now)
-    fresh = session.scalars(
-        select(Action).where(Action.task_type == name, *_UNLABELLED).order_by(Action.updated_at, Action.id)
-    ).all()
+    fresh = list(
+        session.scalars(
+            select(Action).where(Action.task_type == name, *_UNLABELLED).order_by(Action.updated_at, Action.id)
+        )
+    )
+    undone = _undone(session, fresh)
+    for original in undone.values():
+        if original.outcome is not None:  # labelled when it ran: a new outcome now, undone
+            original.outcome, original.outcome_at = None, None
+            fresh.append(original)
     history = _outcomes(session, state) if fresh else []
     was_unknown = _resolved(session, fresh)
     for action in fresh:
-        label = UNKNOWN if action.id in was_unknown else _label(session, action, rule.min_read_time)
-        action.outcome, action.outcome_at = label, now
+        if action.id in undone:
+            action.outcome = UNDONE
+        elif action.id in was_unknown:
+            action.outcome = UNKNOWN
+        else:
+            action.outcome = _label(session, action, rule.min_read_time)
+        action.outcome_at = now
         if action.outcome == CLEAN and action.mode != "hitl" and _sampled(action.public_id, rule.review_share):
             outbox.enqueue(session, ReviewRequested(action.public_id), now)
+        if action.undo_of is not None:
+            _compensation_ended(session, action, undone.get(action.undo_of), now)
+            continue  # a compensation a person asked for: the original's `undone` is the evidence
         if state.evidence_since is not None and action.created_at < state.evidence_since:
             continue  # drafted under the previous level or config: not evidence for this one
         if action.fallback:
@@ -221,6 +240,28 @@ def settle(
             history = []
     _maybe_propose(session, state, task_type, now)
     return state
+
+
+def _compensation_ended(session: Session, compensation: Action, undone: Action | None, now: datetime) -> None:
+    """The original's receipt says how its undo ended; the ledger, when it undid it."""
+    original = undone or session.get(Action, compensation.undo_of)
+    if original is None:
+        return
+    if undone is not None:
+        note = f"undone by {compensation.public_id}: evidence against the type, as a veto"
+        data = {"compensation": compensation.public_id}
+        machine.record(session, original, "action.undone", actor=SYSTEM, now=now, note=note, data=data)
+    outbox.enqueue(session, CardUpdated(original.public_id), now)
+
+
+def _undone(session: Session, actions: Sequence[Action]) -> dict[int, Action]:
+    """The originals whose compensation (`approvals.undo`) is among `actions` and succeeded, by id,
+    in one query; an incident stays an incident."""
+    originals = [action.undo_of for action in actions if action.undo_of is not None and action.state == "succeeded"]
+    if not originals:
+        return {}
+    query = select(Action).where(Action.id.in_(originals), or_(Action.outcome.is_(None), Action.outcome != INCIDENT))
+    return {action.id: action for action in session.scalars(query)}
 
 
 def _resolved(session: Session, actions: Sequence[Action]) -> set[int]:
@@ -261,6 +302,7 @@ def _outcomes(session: Session, state: AutonomyState) -> list[str]:
         Action.outcome.is_not(None),
         Action.outcome != BY_RULE,
         Action.fallback.is_(False),
+        _DRAFTED,
     )
     if state.evidence_since is not None:
         query = query.where(Action.outcome_at >= state.evidence_since, Action.created_at >= state.evidence_since)
@@ -275,6 +317,7 @@ def evidence(session: Session, state: AutonomyState, now: datetime) -> Evidence:
         Action.outcome.is_not(None),
         Action.outcome != BY_RULE,
         Action.fallback.is_(False),
+        _DRAFTED,
     )
     people = (
         select(func.count(func.distinct(Decision.actor)))
@@ -282,6 +325,7 @@ def evidence(session: Session, state: AutonomyState, now: datetime) -> Evidence:
         .where(
             Action.task_type == state.task_type,
             Action.fallback.is_(False),
+            _DRAFTED,
             Decision.kind.in_(["approve", "edit", "reject"]),
         )
     )

@@ -242,3 +242,50 @@ class AnswerRequired(AnswerRefused):
 
     def __init__(self, question_public_id: str, actor: str) -> None:
         super().__init__(question_public_id, actor, f"an answer to question {question_public_id!r} needs some text")
+
+
+class NotUndoable(DecisionRefused):
+    """Undo asked of an action that cannot be undone: it did not succeed, or its tool declares no undo."""
+
+    code = "not_undoable"
+
+    def __init__(self, action_public_id: str, why: str) -> None:
+        super().__init__(action_public_id, f"action {action_public_id!r} cannot be undone: {why}")
+
+
+class UndoWindowPassed(DecisionRefused):
+    code = "undo_window_passed"
+
+    def __init__(self, action_public_id: str, until: datetime) -> None:
+        self.until = until
+        super().__init__(
+            action_public_id,
+            f"the undo window of action {action_public_id!r} ended at {until.isoformat(timespec='seconds')}: "
+            "it can no longer be undone from Slack",
+        )
+
+
+class AlreadyUndone(DecisionRefused):
+    """Undo is asked once per action: a compensating action exists (pending, done or refused)."""
+
+    code = "already_undone"
+
+    def __init__(self, action_public_id: str, compensation: str, by: str | None, state: str) -> None:
+        self.compensation, self.by, self.state = compensation, by, state
+        who = f" by {by}" if by else ""
+        super().__init__(
+            action_public_id,
+            f"action {action_public_id!r} is already undone or its undo is pending: "
+            f"undo {compensation} was asked for{who} and is {state}",
+        )
+
+
+class MayNotUndo(DecisionRefused):
+    code = "may_not_undo"
+
+    def __init__(self, action_public_id: str, actor: str) -> None:
+        self.actor = actor
+        super().__init__(
+            action_public_id,
+            f"{actor} may not undo action {action_public_id!r}: only its approvers and its requester may",
+        )

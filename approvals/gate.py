@@ -53,6 +53,7 @@ def submit(
     external: Mapping[str, Any] | None = None,
     open_tool: bool = False,
     read_only: bool = False,
+    undo_of: Action | None = None,
 ) -> Action:
     """Record the draft as an action and route it; returns the action in its new state
     (`refused` with `error` set when the draft is out of scope or invalid). `claim`: asked for
@@ -64,15 +65,22 @@ def submit(
     no UPDATE follows the INSERT of a row nobody else can see yet.
 
     `external`: the action's `api_client_id`, `external_id` and `callback_url`, for one asked
-    for through the actions API; routed `auto`, it is then `approved` (its client claims it)."""
+    for through the actions API; routed `auto`, it is then `approved` (its client claims it).
+
+    `undo_of`: the action this draft compensates (`approvals.undo`): its tool, the original's
+    declared undo, is allowed whatever the type's list, and a person approves it first."""
     action = _new_action(task, draft, now)
+    action.undo_of = undo_of.id if undo_of is not None else None
     for name, value in (external or {}).items():
         setattr(action, name, value)
     action.turn, action.tool_use_id = turn, tool_use_id
-    data = {"rationale": draft.rationale, "confidence": action.confidence}
+    data: dict[str, Any] = {"rationale": draft.rationale, "confidence": action.confidence}
+    if undo_of is not None:
+        data["undo_of"] = undo_of.public_id  # the ledger links the compensation to what it undoes
     machine.record(session, action, "action.drafted", actor=SYSTEM, now=now, to_state=DRAFTED, data=data)
 
-    problem = _refusal(draft, task_type, catalog, open_tool=open_tool and external is not None)
+    undo = undo_of is not None
+    problem = _refusal(draft, task_type, catalog, open_tool=open_tool and external is not None, undo=undo)
     if problem is not None:
         _enter(session, action, ActionState.REFUSED, now=now, note=problem, values={"error": problem})
         return action
@@ -80,11 +88,18 @@ def submit(
     policy = catalog.policy(draft.tool)
     canonical = catalog.validate(draft.tool, draft.params)
     # Demotions apply before routing (`autonomy.gate_level` settles the type when one may wait).
-    level, locked = autonomy.gate_level(session, task.task_type, task_type, now, admins)
+    if undo_of is not None:
+        # Routed hitl whatever the level, so read without settling: settling labels actions, and
+        # the caller holds the original's row lock (a settle waiting for it would deadlock).
+        level, locked = autonomy.effective_level(session, task.task_type, task_type), False
+    else:
+        level, locked = autonomy.gate_level(session, task.task_type, task_type, now, admins)
     routing = _route(level, policy, action, task_type)
     rule = None
     if read_only and open_tool and external is not None:
         routing = Routing(mode=AutonomyLevel.AUTO, reasons=("read-only tool",), low_confidence=False)
+    elif undo_of is not None:  # never more autonomous than a person's approval first
+        routing = Routing(mode=AutonomyLevel.HITL, reasons=(f"it undoes {undo_of.public_id}",), low_confidence=False)
     else:
         level, locked, routing, rule = _by_rule(
             session, task, action, canonical, level, locked, routing, now, policy=policy, task_type=task_type
@@ -246,8 +261,11 @@ def _clamp(confidence: float) -> float:
     return min(max(float(confidence), 0.0), 1.0)
 
 
-def _refusal(draft: Draft, task_type: TaskTypeConfig, catalog: ToolCatalog, *, open_tool: bool) -> str | None:
-    if draft.tool not in task_type.tools and not (open_tool and task_type.open_tools is not None):
+def _refusal(
+    draft: Draft, task_type: TaskTypeConfig, catalog: ToolCatalog, *, open_tool: bool, undo: bool = False
+) -> str | None:
+    allowed = draft.tool in task_type.tools or undo  # an undo's tool is its original's declared one
+    if not allowed and not (open_tool and task_type.open_tools is not None):
         return f"tool {draft.tool!r} is not allowed for this task type (allowed: {', '.join(task_type.tools)})"
     try:
         catalog.policy(draft.tool)

@@ -8,9 +8,10 @@ Promotion (one level at a time, proposed to admins, never automatic):
   upper bound of the veto rate ≤ `auto_max_veto_rate`, no incident.
 
 Demotion (automatic and immediate), checked in this order on each new outcome:
-an incident → `hitl` and promotions frozen; a veto, failure or unknown outcome during probation → one level
-down; 3 of the last 10 rejected or vetoed → one level down; once `demote_window` outcomes
-exist, a Wilson lower bound of the clean rate over them under `demote_below` → one level down.
+an incident → `hitl` and promotions frozen; a veto, undo, failure or unknown outcome during
+probation → one level down; 3 of the last 10 rejected, vetoed or undone → one level down; once
+`demote_window` outcomes exist, a Wilson lower bound of the clean rate over them under
+`demote_below` → one level down. An undone run (`UNDONE`) counts as a veto everywhere.
 """
 
 from __future__ import annotations
@@ -30,7 +31,9 @@ FAILED, EXPIRED, INCIDENT, RUBBER_STAMP = "failed", "expired", "incident", "rubb
 BY_RULE = "by_rule"
 # Its call's outcome was unknown (a person resolved it, or has yet to): never clean, whatever followed.
 UNKNOWN = "unknown"
-OUTCOMES = (CLEAN, EDITED, REJECTED, VETOED, FAILED, EXPIRED, INCIDENT, RUBBER_STAMP, UNKNOWN, BY_RULE)
+# It ran, and a person undid it (its compensation succeeded, `approvals.undo`): counted like a veto.
+UNDONE = "undone"
+OUTCOMES = (CLEAN, EDITED, REJECTED, VETOED, FAILED, EXPIRED, INCIDENT, RUBBER_STAMP, UNKNOWN, UNDONE, BY_RULE)
 # The decisions people make on an unknown outcome (`approvals.resolutions`): an action with one
 # was unknown, and is labelled so whatever it ended in.
 RAN, NOT_RUN, RUN_AGAIN = "resolve_ran", "resolve_not_run", "run_again"
@@ -91,7 +94,7 @@ def one_down(level: AutonomyLevel) -> AutonomyLevel:
 def promotion(level: AutonomyLevel, ceiling: AutonomyLevel, evidence: Evidence, rule: GraduationConfig) -> Verdict:
     target = one_up(level)
     n = evidence.samples
-    clean, rejected, vetoed = evidence.count(CLEAN), evidence.count(REJECTED), evidence.count(VETOED)
+    clean, rejected, vetoed = evidence.count(CLEAN), evidence.count(REJECTED), evidence.count(VETOED, UNDONE)
     stats = {
         "samples": n,
         "clean": clean,
@@ -148,11 +151,11 @@ def demotion(
         return Demotion(AutonomyLevel.HITL, "an incident: someone reported a run as wrong", freeze=True)
     if level == AutonomyLevel.HITL:
         return None
-    if in_probation and latest in (VETOED, FAILED, UNKNOWN):
+    if in_probation and latest in (VETOED, UNDONE, FAILED, UNKNOWN):
         return Demotion(one_down(level), f"a {latest} run during probation")
     last_ten = outcomes[-10:]
-    if sum(1 for outcome in last_ten if outcome in (REJECTED, VETOED)) >= 3:
-        return Demotion(one_down(level), "3 of the last 10 rejected or vetoed")
+    if sum(1 for outcome in last_ten if outcome in (REJECTED, VETOED, UNDONE)) >= 3:
+        return Demotion(one_down(level), "3 of the last 10 rejected, vetoed or undone")
     if len(outcomes) >= rule.demote_window:
         window = outcomes[-rule.demote_window :]
         bound = wilson_lower(sum(1 for outcome in window if outcome == CLEAN), len(window))

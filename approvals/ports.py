@@ -30,6 +30,10 @@ class ToolPolicy(Protocol):
     def timeout_s(self) -> float: ...
     @property
     def secrets(self) -> tuple[str, ...]: ...
+    @property
+    def undo(self) -> str | None:
+        """The tool that compensates a run of this one (`approvals.undo`); None: it cannot be undone."""
+        ...
 
 
 @dataclass(frozen=True)

@@ -19,6 +19,9 @@ EDIT_MODAL = "edit_params"
 VETO_MODAL = "veto_reason"
 RESOLVE_MODAL = "resolve_note"
 REPORT_INCIDENT = "report_incident"
+# On the receipt of a run whose tool declares an undo, within its type's undo_window: drafts the
+# compensating action (value: the public id of the action that ran).
+UNDO = "undo"
 REVIEW_OK = "review_ok"
 # Review many at once: App Home and reminders offer it (value: a task type, or "" for all);
 # it opens REVIEW_MODAL, whose checkboxes' values are the actions' public ids.

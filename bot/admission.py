@@ -82,6 +82,7 @@ DECIDING = frozenset(
         action_ids.PROMOTE,
         action_ids.DISMISS,
         action_ids.REPORT_INCIDENT,
+        action_ids.UNDO,
         action_ids.REVIEW_OK,
         action_ids.EXTEND_BUDGET,
         action_ids.STOP_TASK,

@@ -24,6 +24,7 @@ from approvals.graduation import RESOLVING_KINDS
 from approvals.policy import route
 from approvals.ports import is_listed_approver
 from approvals.resolutions import last_claim, run_again_votes
+from approvals.undo import status as undo_status
 from approvals.workspaces import visible_tasks
 from bot.blocks.home import home_view
 from bot.blocks.text import action_name, escape, truncate
@@ -89,6 +90,8 @@ def card_view(
         and action.tool in catalog.names()
         and standing.could_apply(catalog.policy(action.tool), task_type)
     )
+    undo = undo_status(session, config, catalog, action)
+    undoes = session.get(Action, action.undo_of) if action.undo_of is not None else None
     note = Delegation(config, catalog).note(session, action)
     credential = (
         CredentialView(
@@ -144,6 +147,13 @@ def card_view(
         allow_similar=similar,
         rule_public_id=standing.public_id_of(session, action.standing_rule_id),
         rule_made=standing.made_from(session, action.public_id) if action.decided_by else None,
+        undo_until=undo.until if undo else None,
+        undo_action=undo.compensation if undo else None,
+        undo_state=undo.compensation_state if undo else None,
+        undo_asked_by=undo.asked_by if undo else None,
+        undoes=undoes.public_id if undoes else None,
+        undoes_tool=undoes.tool if undoes else "",
+        undoes_summary=catalog.summarize(undoes.tool, undoes.params) if undoes else "",
     )
 
 

@@ -276,6 +276,8 @@ class ExternalToolConfig(ConfigModel):
     risk: Literal["low", "medium", "high"] = "high"
     idempotent: bool = False
     max_autonomy: AutonomyLevel = AutonomyLevel.AUTO
+    # The external tool that compensates a run of this one, asked of the same client (Undo).
+    undo: str | None = None
 
     @field_validator("params")
     @classmethod
@@ -347,6 +349,8 @@ class TaskTypeConfig(ConfigModel):
     approvers: list[Person] = []
     quorum: int = Field(default=1, ge=1)
     veto_window: Duration = parse_duration("10m")
+    # How long after a run of a tool that declares `undo` its receipt offers Undo.
+    undo_window: Duration = parse_duration("1h")
     confidence_threshold: Share = 0.7
     model: str | None = None  # else model.default
     fallback: str | None = None  # else model.fallback

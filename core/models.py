@@ -100,6 +100,8 @@ class Action(Base):
         Index("ix_actions_state_run_at", "state", "run_at"),
         Index("ix_actions_type_outcome", "task_type", "outcome_at"),
         UniqueConstraint("api_client_id", "external_id", name="uq_actions_client_external_id"),
+        # One compensating action per original, however many click Undo at once.
+        UniqueConstraint("undo_of", name="uq_actions_undo_of"),
     )
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
@@ -160,6 +162,8 @@ class Action(Base):
     # The standing rule that let it run one level more autonomously than its type (None: none
     # did); its receipt names the rule, and graduation counts it apart from people's approvals.
     standing_rule_id: Mapped[int | None] = mapped_column(ForeignKey("standing_rules.id"))
+    # The action this one compensates (its tool is the original's declared undo; `approvals.undo`).
+    undo_of: Mapped[int | None] = mapped_column(ForeignKey("actions.id", name="fk_actions_undo_of"))
     created_at: Mapped[datetime]
     updated_at: Mapped[datetime]
 

@@ -112,7 +112,8 @@ class TaskState(StrEnum):
     SUCCEEDED = "succeeded"
     FAILED = "failed"
     CANCELLED = "cancelled"
-    # Holds one action asked for through the actions API: no agent works on it, it never moves.
+    # Holds one action no agent drafted (asked for through the actions API, or an Undo's
+    # compensation): no agent works on it, it never moves.
     EXTERNAL = "external"
 
 

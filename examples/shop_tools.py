@@ -93,7 +93,9 @@ def lookup_order(order_id: str) -> dict[str, Any]:
         return _order(connection, order_id)
 
 
-@tool(risk="high", idempotent=True, max_autonomy="hitl", summary="the refund of order {order_id}")
+@tool(
+    risk="high", idempotent=True, max_autonomy="hitl", summary="the refund of order {order_id}", undo="reverse_refund"
+)
 def issue_refund(order_id: str, amount_cents: int, *, idempotency_key: str) -> dict[str, Any]:
     """Refund part or all of an order, in cents. Never more than what is left to refund."""
     with shop() as connection:
@@ -126,3 +128,30 @@ def toggle_feature_flag(flag: str, enabled: bool) -> dict[str, Any]:
             "UPDATE flags SET enabled = ?, updated_at = ? WHERE name = ?", (int(enabled), _now(), flag.strip())
         )
         return {"flag": flag.strip(), "was": bool(row[0]), "now": enabled}
+
+
+@tool(risk="high", idempotent=True, max_autonomy="hitl", summary="the reversal of a refund")
+def reverse_refund(
+    original_params: dict[str, Any], original_result: dict[str, Any], *, idempotency_key: str
+) -> dict[str, Any]:
+    """Take back a refund issue_refund made (its Undo): the order's refunded total goes down by its amount."""
+    order_id = str(original_result.get("order_id") or original_params.get("order_id") or "")
+    amount = original_result.get("refunded_cents")
+    if not isinstance(amount, int) or isinstance(amount, bool) or amount <= 0:
+        raise ValueError(f"the refund to reverse names no amount in cents: {amount!r}")
+    with shop() as connection:
+        done = connection.execute(
+            "SELECT order_id, amount_cents, at FROM refunds WHERE idempotency_key = ?", (idempotency_key,)
+        ).fetchone()
+        if done is not None:  # this undo already ran: say so, don't take it back twice
+            return {"order_id": done[0], "reversed_cents": -done[1], "at": done[2], "already_done": True}
+        order = _order(connection, order_id)
+        if amount > order["refunded_cents"]:
+            raise ValueError(f"order {order['order_id']} has {order['refunded_cents']} cents refunded, not {amount}")
+        at = _now()
+        connection.execute(
+            "INSERT INTO refunds (idempotency_key, order_id, amount_cents, at) VALUES (?, ?, ?, ?)",
+            (idempotency_key, order["order_id"], -amount, at),
+        )
+        left = order["refunded_cents"] - amount
+        return {"order_id": order["order_id"], "reversed_cents": amount, "refunded_cents_now": left, "at": at}

@@ -90,15 +90,62 @@ def card_buttons(card: CardView) -> list[Block]:
             button("It ran", action_ids.RESOLVE_RAN, value, style="primary"),
             button("It did not run", action_ids.RESOLVE_NOT_RUN, value),
         ]
-    elif card.state == "succeeded" and card.mode != "hitl" and card.outcome != "incident":
-        # Runs nobody approved can still be reported: that evidence demotes the task type.
-        confirm = confirm_dialog("Report this run?", "Its task type goes back to approve-first.", "Report", "Cancel")
-        return [button("This was wrong", action_ids.REPORT_INCIDENT, value, style="danger", confirm=confirm)]
+    elif card.state == "succeeded":
+        return [*incident_buttons(card), *undo_buttons(card)]
     else:
         return []
     if not card.acknowledged_by:
         buttons.append(button("Acknowledge", action_ids.ACKNOWLEDGE, value))
     return buttons
+
+
+def incident_buttons(card: CardView) -> list[Block]:
+    """Runs nobody approved can still be reported: that evidence demotes the task type."""
+    if card.mode == "hitl" or card.outcome == "incident":
+        return []
+    confirm = confirm_dialog("Report this run?", "Its task type goes back to approve-first.", "Report", "Cancel")
+    value = card.action_public_id
+    return [button("This was wrong", action_ids.REPORT_INCIDENT, value, style="danger", confirm=confirm)]
+
+
+def undo_offered(card: CardView) -> bool:
+    """Whether the receipt offers Undo when drawn: its window is open and nobody asked yet."""
+    return (
+        card.undo_until is not None
+        and card.undo_action is None
+        and card.rendered_at is not None
+        and card.rendered_at < card.undo_until
+    )
+
+
+def undo_buttons(card: CardView) -> list[Block]:
+    if not undo_offered(card):
+        return []
+    confirm = confirm_dialog(
+        "Undo this run?",
+        "It drafts the compensating action; someone other than you approves it before it runs.",
+        "Draft the undo",
+        "Cancel",
+    )
+    return [button("Undo", action_ids.UNDO, card.action_public_id, confirm=confirm)]
+
+
+def undo_text(card: CardView) -> str | None:
+    """A receipt's line about Undo (offered until when, asked by whom, how it stands), or a
+    compensation's about what it undoes; None when neither applies."""
+    icon = ":leftwards_arrow_with_hook:"
+    if card.undoes:
+        what = truncate(action_name(card.undoes_summary, card.undoes_tool), 300)
+        return f"{icon} *Undoes* {what} (action `{escape(card.undoes)}`), which ran and succeeded."
+    if card.undo_action is not None:
+        by = f" by {mention(card.undo_asked_by)}" if card.undo_asked_by else ""
+        if card.undo_state == "succeeded":
+            return f"{icon} *Undone*: its undo (action `{escape(card.undo_action)}`), asked for{by}, succeeded."
+        state = STATE_LABELS.get(card.undo_state or "", card.undo_state or "").lower()
+        return f"{icon} Undo asked for{by}: action `{escape(card.undo_action)}` ({escape(state)})."
+    if undo_offered(card) and card.undo_until is not None:
+        return f"{icon} Undo is offered until {slack_date(card.undo_until)}."
+    return None
 
 
 def approve_confirm(card: CardView) -> Block | None:
@@ -165,6 +212,9 @@ def approval_card(card: CardView) -> list[Block]:
         blocks.append(section("outcome", outcome, verbatim=True))
     if card.state == "unknown":
         blocks.append(section("unknown", unknown_text(card), verbatim=True))
+    undo = undo_text(card)
+    if undo:
+        blocks.append(section("undo", undo, verbatim=True))
     if card.acknowledged_by and card.state in OPEN_FOR_DECISION:
         blocks.append(context("ack", f":eyes: Acknowledged by {mention(card.acknowledged_by)}"))
     buttons = card_buttons(card)

@@ -83,6 +83,16 @@ class CardView:
     allow_similar: bool = False  # offer "Approve, and allow similar…" (a rule could apply to it)
     rule_public_id: str | None = None  # the standing rule that let it run sooner
     rule_made: str | None = None  # the standing rule an admin made when approving it
+    # Undo (`approvals.undo`): a run of a tool that declares one offers it until `undo_until`;
+    # once asked, the compensating action, its state and who asked. `undoes`: on a compensation's
+    # own card, the action it undoes and what that did (untrusted: from params).
+    undo_until: datetime | None = None
+    undo_action: str | None = None
+    undo_state: str | None = None
+    undo_asked_by: str | None = None
+    undoes: str | None = None
+    undoes_tool: str = ""
+    undoes_summary: str = ""
 
     @property
     def handed_to(self) -> str | None:

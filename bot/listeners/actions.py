@@ -1,5 +1,5 @@
 """Buttons on cards, task messages and App Home: approve, reject, edit, veto, acknowledge,
-resolve an unknown outcome, extend a budget, stop a task, choose a task type."""
+resolve an unknown outcome, undo a run, extend a budget, stop a task, choose a task type."""
 
 from __future__ import annotations
 
@@ -18,6 +18,7 @@ from agent.tasks import TaskError, choose_task_type
 from approvals.decisions import decide
 from approvals.errors import ActionNotFound, CredentialMissing, DecisionRefused, NotEditable, OtherWorkspace
 from approvals.subjects import editable, quorum_of, tool_of
+from approvals.undo import request as undo_run
 from bot import action_ids
 from bot.admission import DECIDING, Shed
 from bot.blocks.connect import connect_blocks
@@ -51,6 +52,11 @@ def veto(services: Services, click: Click, session: Session) -> object:
 
 def acknowledge(services: Services, click: Click, session: Session) -> object:
     return services.decisions.acknowledge(session, click.value, click.user, team_id=click.team)
+
+
+def undo(services: Services, click: Click, session: Session) -> object:
+    config, now, team = services.config, services.clock.now(), click.team
+    return undo_run(session, config, services.registry, services.directory, click.value, click.user, now, team_id=team)
 
 
 def extend_budget(services: Services, click: Click, session: Session) -> object:
@@ -173,6 +179,7 @@ def register(app: App, services: Services) -> None:
     app.action(action_ids.APPROVE)(decision_listener(services, approve))
     app.action(action_ids.VETO)(decision_listener(services, veto))
     app.action(action_ids.ACKNOWLEDGE)(decision_listener(services, acknowledge))
+    app.action(action_ids.UNDO)(decision_listener(services, undo))
     app.action(action_ids.EXTEND_BUDGET)(task_listener(services, EXTEND, extend_budget))
     app.action(action_ids.STOP_TASK)(task_listener(services, STOP, stop_task))
     app.action(action_ids.CHOOSE_TYPE)(task_listener(services, action_ids.CHOOSE_TYPE, choose_type))
