@@ -23,13 +23,14 @@ from __future__ import annotations
 
 import json
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass, fields, replace
 from datetime import datetime
 from typing import Any
 
 from sqlalchemy import delete, event, func, insert, select, text
 from sqlalchemy.orm import Session
 
+from approvals import masking
 from core.canonical import canonical_json, sha256_hex
 from core.clock import utc
 from core.models import AuditEvent, UnchainedAuditEvent
@@ -90,8 +91,13 @@ _INSERT_LINKS = text(f"INSERT INTO audit_events ({_COLUMNS}) SELECT * FROM unnes
 
 
 def record(session: Session, entry: AuditEntry) -> None:
-    """Add an event to the ledger when (and only if) the session's transaction commits."""
-    session.info.setdefault(_PENDING, []).append(entry)
+    """Add an event to the ledger when (and only if) the session's transaction commits; what
+    looks like a secret in its note or data is masked (`approvals.masking`, by shape: the keys
+    of `data` are the ledger's own, like the name of a vault secret)."""
+    masked = replace(entry, note=masking.mask_text(entry.note) if entry.note else entry.note)
+    if entry.data is not None:
+        masked = replace(masked, data=masking.mask_value(entry.data, by_name=False))
+    session.info.setdefault(_PENDING, []).append(masked)
 
 
 def event_body(event_row: AuditEvent | Link) -> dict[str, Any]:

@@ -33,7 +33,7 @@ from typing import Any
 from sqlalchemy import text
 from sqlalchemy.orm import Session
 
-from approvals import audit
+from approvals import audit, masking
 from core.messages import ActionDecided, CardUpdated
 from core.states import ActionState
 
@@ -48,7 +48,8 @@ given AS (
            CAST(:open_state AS text) AS open_state, CAST(:target AS text) AS target,
            CAST(:closes AS boolean) AS closes, CAST(:fresh AS boolean) AS fresh,
            CAST(:seen_hash AS text) AS seen_hash, CAST(:seen_tool AS text) AS seen_tool,
-           CAST(:kind AS text) AS kind, CAST(:note AS text) AS note, CAST(:now AS timestamptz) AS now,
+           CAST(:kind AS text) AS kind, CAST(:note AS text) AS note, CAST(:audit_note AS text) AS audit_note,
+           CAST(:now AS timestamptz) AS now,
            CAST(:decision_event AS text) AS decision_event, CAST(:move_event AS text) AS move_event,
            CAST(:decided_kind AS text) AS decided_kind, CAST(:decided_payload AS json) AS decided_payload,
            CAST(:updated_kind AS text) AS updated_kind, CAST(:card_keys AS text[]) AS card_keys
@@ -113,10 +114,10 @@ moved AS (
 events AS (
     INSERT INTO audit_unchained
         (at, kind, actor, task_public_id, action_public_id, task_type, params_hash, from_state, to_state, note)
-    SELECT now, decision_event, actor, task_public_id, public_id, task_type, params_hash, NULL, state, note
+    SELECT now, decision_event, actor, task_public_id, public_id, task_type, params_hash, NULL, state, audit_note
     FROM ok, given
     UNION ALL
-    SELECT now, move_event, actor, task_public_id, public_id, task_type, params_hash, state, target, note
+    SELECT now, move_event, actor, task_public_id, public_id, task_type, params_hash, state, target, audit_note
     FROM ok, given WHERE EXISTS (SELECT 1 FROM moved)
     UNION ALL
     SELECT now, 'action.awaiting_quorum', actor, task_public_id, public_id, task_type, params_hash, NULL, state,
@@ -179,6 +180,7 @@ def run(session: Session, attempt: Attempt) -> Any:
         "open_state": attempt.open_state.value,
         "kind": attempt.kind,
         "note": attempt.note,
+        "audit_note": masking.mask_text(attempt.note) if attempt.note else attempt.note,  # as `audit.record` has it
         "now": attempt.now,
         "target": attempt.target.value,
         "closes": not approval,

@@ -5,7 +5,9 @@ One process holds: a SQLite database (`countersign-demo.db`, migrated), the Slac
 (waitress, port 3000), the sandbox page (port 8000), the background workers and the
 escalation ticker. The config
 is `examples/countersign.yml`; the model is Claude when `ANTHROPIC_API_KEY` is set, else the
-scripted model of `examples/script.yml`. A fresh signing secret and bot token are made per run.
+scripted model of `examples/script.yml`. A fresh signing secret and bot token are made per run
+(and an API token, unless `COUNTERSIGN_API_TOKEN` gives one), and a scripted Claude Code
+session asks for two tool calls through the real hook (`bot.sandbox.claude_code`).
 """
 
 from __future__ import annotations
@@ -29,6 +31,7 @@ from agent.model import ModelClient
 from agent.scripted_model import ScriptedModel
 from bot.runtime import build_model, build_services
 from bot.sandbox import SlackEmulator
+from bot.sandbox import claude_code as claude_code_calls
 from bot.sandbox.actor import Actor, Persona
 from bot.sandbox.page import SandboxPage
 from bot.serve import Process, assemble
@@ -53,7 +56,12 @@ PERSONAS = [
     Persona("U0ADMIN", "Ada", "admin", "Changes autonomy levels; approves and vetoes too."),
     Persona("U0STRANGER", "Sam", "stranger", "In the workspace, but may not decide anything."),
 ]
-CHANNELS = [("C0APPROVALS", "approvals"), ("C0PAYMENTS", "payments"), ("C0ADMINS", "countersign-admins")]
+CHANNELS = [
+    ("C0APPROVALS", "approvals"),
+    ("C0PAYMENTS", "payments"),
+    ("C0ADMINS", "countersign-admins"),
+    ("C0CODING", "coding"),  # Claude Code's tool calls (bot/sandbox/claude_code.py)
+]
 USERGROUPS = [("S0PAYLEADS", "payments-leads", ["U0APPROVER"])]
 
 
@@ -119,10 +127,12 @@ def start_demo(
     channel_pace_s: float = 1.0,
     idle_s: float = 0.2,
     tick_s: float = 1.0,
+    claude_code: bool = True,
 ) -> Demo:
     """Start every part in background threads and return at once; `Demo.close()` stops them.
 
     The database must be owned by this process (see `run_demo`); ports 0 pick free ones.
+    `claude_code`: a scripted Claude Code session asks for two tool calls through the hook.
     """
     if EXAMPLES.is_dir() and str(ROOT) not in sys.path:
         sys.path.insert(0, str(ROOT))  # so `examples.shop_tools` imports from a source checkout
@@ -142,7 +152,8 @@ def start_demo(
             slack_bot_token=SecretStr(token),
             slack_signing_secret=SecretStr(secret),
             slack_api_url=emulator.api_url,
-            api_token=environment.api_token,
+            # The scripted Claude Code session asks through the actions API with it.
+            api_token=environment.api_token or SecretStr("cs_demo_" + secrets.token_hex(16)),
         )
         services = build_services(settings, config, make_sessionmaker(engine), clock)
         process = assemble(settings, services, engine, model_client, channel_pace_s=channel_pace_s)
@@ -164,6 +175,9 @@ def start_demo(
     workers.start()
     ticker.start()
     page.start()
+    if claude_code:
+        assert settings.api_token is not None
+        claude_code_calls.start(app_url, settings.api_token.get_secret_value(), requester=PERSONAS[0].id)
     return demo
 
 

@@ -1,4 +1,6 @@
-"""From database rows to the renderers' view dataclasses (bot/blocks/views.py)."""
+"""From database rows to the renderers' view dataclasses (bot/blocks/views.py): what people may
+read, so secret-looking values are masked here (`approvals.masking`), once for every surface
+(card, App Home, review of many, thread replies); the rows keep the real values."""
 
 from __future__ import annotations
 
@@ -7,7 +9,7 @@ import threading
 from collections import Counter, OrderedDict
 from dataclasses import replace
 from datetime import datetime, timedelta
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from slack_sdk.errors import SlackApiError
 from slack_sdk.web import WebClient
@@ -16,16 +18,18 @@ from sqlalchemy.orm import Session
 
 from agent.delegation import Delegation
 from agent.tools import ToolRegistry as ToolCatalog
-from approvals import fatigue, rules, standing
+from approvals import fatigue, masking, rules, standing
 from approvals.autonomy import effective_level
 from approvals.batch import waiting_for
 from approvals.decisions import APPROVING_KINDS, shown_binding
 from approvals.graduation import RESOLVING_KINDS
+from approvals.masking import mask_text
 from approvals.policy import route
 from approvals.ports import is_listed_approver
 from approvals.resolutions import last_claim, run_again_votes
 from approvals.undo import status as undo_status
 from approvals.workspaces import visible_tasks
+from bot.blocks.changes import change_of
 from bot.blocks.home import home_view
 from bot.blocks.text import action_name, escape, truncate
 from bot.blocks.views import (
@@ -92,6 +96,7 @@ def card_view(
     )
     undo = undo_status(session, config, catalog, action)
     undoes = session.get(Action, action.undo_of) if action.undo_of is not None else None
+    shown = masking.mask_params(action.params)
     note = Delegation(config, catalog).note(session, action)
     credential = (
         CredentialView(
@@ -105,35 +110,37 @@ def card_view(
         task_public_id=task.public_id if task else "",
         task_type=action.task_type,
         tool=action.tool,
-        summary=catalog.summarize(action.tool, action.params),
+        summary=_summary(catalog, action),
         risk=action.risk,
         mode=action.mode,
         state=action.state,
         requester=action.requester,
-        request_text=task.request_text if task else "",
-        rationale=action.rationale,
+        request_text=mask_text(task.request_text) if task else "",
+        rationale=mask_text(action.rationale),
         confidence=action.confidence,
         confidence_threshold=threshold,
-        params=dict(action.params),
+        params=shown,
         params_hash=action.params_hash,
+        masked=shown != action.params,
+        change=change_of(action.tool, action.params),
         tool_hash=action.tool_hash,
         tool_changed_at=action.tool_changed_at,
-        param_schema=catalog.get(action.tool).json_schema() if action.tool in catalog else None,
+        param_schema=catalog.get(action.tool).json_schema() if action.tool in catalog else action.params_schema,
         run_at=action.run_at if action.state == "scheduled" else None,
         rendered_at=now,
         approvals=len(approvers),
         quorum=action.quorum,
         decided_by=action.decided_by,
         decided_at=action.decided_at,
-        decision_note=closing.note if closing else None,
-        diff=edit.diff if edit else None,
+        decision_note=mask_text(closing.note) if closing and closing.note else None,
+        diff=_masked_diff(edit.diff) if edit else None,
         edited_by=edit.actor if edit else None,
         acknowledged_by=acknowledged.actor if acknowledged else None,
         caps=caps,
         model=action.model,
         fallback=action.fallback,
-        result=action.result,
-        error=action.error,
+        result=masking.mask_value(action.result) if action.result is not None else None,
+        error=mask_text(action.error) if action.error else action.error,
         outcome=action.outcome,
         credential=credential,
         started_at=claim.at if claim else None,
@@ -142,7 +149,7 @@ def card_view(
         resolution=resolved.kind if resolved else None,
         resolved_by=resolved.actor if resolved else None,
         resolved_at=resolved.at if resolved else None,
-        resolution_note=resolved.note if resolved else None,
+        resolution_note=mask_text(resolved.note) if resolved and resolved.note else None,
         editable=action.editable,
         allow_similar=similar,
         rule_public_id=standing.public_id_of(session, action.standing_rule_id),
@@ -153,8 +160,24 @@ def card_view(
         undo_asked_by=undo.asked_by if undo else None,
         undoes=undoes.public_id if undoes else None,
         undoes_tool=undoes.tool if undoes else "",
-        undoes_summary=catalog.summarize(undoes.tool, undoes.params) if undoes else "",
+        undoes_summary=_summary(catalog, undoes) if undoes else "",
     )
+
+
+def _summary(catalog: ToolCatalog, action: Action) -> str:
+    """What the action does, for people: from the real params, then masked like them."""
+    return mask_text(catalog.summarize(action.tool, action.params))
+
+
+def _masked_note(note: str | None) -> str | None:
+    return mask_text(note) if note else note
+
+
+def _masked_diff(diff: dict[str, dict[str, Any]] | None) -> dict[str, dict[str, Any]] | None:
+    """An edit's {field: {"from", "to"}} as people may read it: each value masked as its field's."""
+    if diff is None:
+        return None
+    return {name: {end: masking.mask_value(v, name) for end, v in change.items()} for name, change in diff.items()}
 
 
 def question_view(session: Session, question: Question) -> QuestionView:
@@ -185,7 +208,7 @@ def action_label(session: Session, catalog: ToolCatalog, action_public_id: str) 
     if found is None:
         return None
     tool, params = found
-    name = action_name(catalog.summarize(tool, params or {}), tool)
+    name = action_name(mask_text(catalog.summarize(tool, params or {})), tool)
     return f"{truncate(name, 300)} (action `{escape(action_public_id)}`)"
 
 
@@ -206,7 +229,8 @@ def proposal_view(session: Session, proposal: Proposal, catalog: ToolCatalog) ->
     notes: dict[str, tuple[str, str, str | None, str]] = {}
     for public_id, outcome, note, tool, params in rows:
         if public_id not in notes:
-            notes[public_id] = (public_id, str(outcome), note, catalog.summarize(tool, params or {}))
+            summary = mask_text(catalog.summarize(tool, params or {}))
+            notes[public_id] = (public_id, str(outcome), mask_text(note) if note else note, summary)
     return ProposalView(
         proposal_public_id=proposal.public_id,
         task_type=proposal.task_type,
@@ -239,10 +263,10 @@ def outcomes(session: Session, task: Task, catalog: ToolCatalog) -> tuple[Action
             ActionOutcomeView(
                 tool=action.tool,
                 state=action.state,
-                summary=catalog.summarize(action.tool, action.params),
+                summary=_summary(catalog, action),
                 decided_by=closing.actor if closing else None,
-                note=(closing.note if closing else resolved.note if resolved else None),
-                error=action.error,
+                note=_masked_note(closing.note if closing else resolved.note if resolved else None),
+                error=mask_text(action.error) if action.error else action.error,
                 resolution=resolved.kind if resolved else None,
                 resolved_by=resolved.actor if resolved else None,
             )
@@ -293,18 +317,18 @@ def review_items(session: Session, config: Config, catalog: ToolCatalog, actions
                 action_public_id=action.public_id,
                 task_type=action.task_type,
                 tool=action.tool,
-                summary=catalog.summarize(action.tool, action.params),
+                summary=_summary(catalog, action),
                 risk=action.risk,
                 requester=action.requester,
-                request_text=task.request_text if task else "",
-                rationale=action.rationale,
+                request_text=mask_text(task.request_text) if task else "",
+                rationale=mask_text(action.rationale),
                 confidence=action.confidence,
                 confidence_threshold=task_type.confidence_threshold if task_type else 0.0,
-                params=dict(action.params),
+                params=masking.mask_params(action.params),
                 params_hash=action.params_hash,
                 binding=shown_binding(action.params_hash, action.tool_hash),
                 drafted_at=action.created_at,
-                diff=edit.diff if edit else None,
+                diff=_masked_diff(edit.diff) if edit else None,
                 edited_by=edit.actor if edit else None,
                 tool_changed=action.tool_changed_at is not None,
             )

@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 
 from bot import action_ids
+from bot.blocks.changes import change_blocks
 from bot.blocks.kit import Block, actions, button, confirm_dialog, context, header, section
 from bot.blocks.params import consequential, format_value, label, params_blocks, plain_value
 from bot.blocks.text import action_name, code_block, escape, mention, quote, seconds_text, slack_date, to_json, truncate
@@ -188,7 +189,16 @@ def approval_card(card: CardView) -> list[Block]:
         *([section("consequence", consequence, verbatim=True)] if consequence else []),
         section("request", request_text(card), verbatim=True),
         section("proposal", proposal_text(card), verbatim=True),
-        *params_blocks(card.params, card.params_hash, card.param_schema, card.diff, lead=lead),
+        *(change_blocks(card.change) if card.change else []),
+        *params_blocks(
+            card.params,
+            card.params_hash,
+            card.param_schema,
+            card.diff,
+            lead=lead,
+            shown_above=card.change.shown if card.change else (),
+            masked=card.masked,
+        ),
         context("meta", meta_text(card)),
         context("mode", mode_text(card)),
     ]

@@ -6,6 +6,7 @@ context line below (or, too long for one, in a code block)."""
 from __future__ import annotations
 
 import json
+from collections.abc import Collection
 from datetime import datetime
 from typing import Any
 
@@ -30,13 +31,20 @@ def params_blocks(
     diff: dict[str, dict[str, Any]] | None = None,
     *,
     lead: str | None = None,
+    shown_above: Collection[str] = (),
+    masked: bool = False,
 ) -> list[Block]:
     """The `params` section (labelled fields) and the `params_json` block (the exact JSON and its
-    hash). `lead`: the consequential parameter of a high-risk action, first and highlighted."""
+    hash). `lead`: the consequential parameter of a high-risk action, first and highlighted;
+    `shown_above`: parameters the card already shows as code (no field of their own); `masked`:
+    secret-looking values in `params` are masked (the hash covers the real ones)."""
     properties = (schema or {}).get("properties") or {}
     names = list(params)
     if lead in params:
         names = [lead, *(name for name in names if name != lead)]
+    names = [name for name in names if name not in shown_above]
+    if shown_above and not names and not diff:
+        return [exact_json(params, params_hash, masked=masked)]
     fields = []
     shown = names if len(names) <= FIELDS else names[: FIELDS - 1]
     for name in shown:
@@ -55,13 +63,16 @@ def params_blocks(
         section["fields"] = fields
     else:
         section["text"] = mrkdwn(heading + "\n_none_", verbatim=True)
-    return [section, exact_json(params, params_hash)]
+    return [section, exact_json(params, params_hash, masked=masked)]
 
 
-def exact_json(params: dict[str, Any], params_hash: str) -> Block:
-    """The parameters exactly as they run (canonical, compact JSON) and their sha256."""
+def exact_json(params: dict[str, Any], params_hash: str, *, masked: bool = False) -> Block:
+    """The parameters exactly as they run (canonical, compact JSON) and their sha256; with
+    `masked`, said to be masked where they look like secrets (the hash is the real values')."""
     raw = json.dumps(params, sort_keys=True, ensure_ascii=False, separators=(",", ":"), default=str)
-    digest = f"sha256 `{escape(params_hash[:SHORT_HASH])}`"
+    digest = f"sha256 `{escape(params_hash[:SHORT_HASH])}`" + (
+        " of the real values (:lock: secrets masked here)" if masked else ""
+    )
     shown = escape(raw.replace("`", BACKTICK))
     if len(shown) <= JSON_LINE_LIMIT and "\n" not in shown:
         return context("params_json", f"Exact JSON `{shown}` · {digest}", verbatim=True)

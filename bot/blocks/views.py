@@ -32,6 +32,19 @@ class ConnectLinkView:
 
 
 @dataclass(frozen=True, kw_only=True)
+class ChangeView:
+    """What an external action changes, read from its params by their shape (bot/blocks/changes.py):
+    a shell command, or a file edit as a diff. Its lines are masked already (`approvals.masking`)."""
+
+    kind: str  # command | edit | write
+    tool: str
+    lines: tuple[str, ...]  # a command's lines; a diff's, each starting with "-", "+", " " or "@@"
+    path: str | None = None  # the file an edit or write changes
+    shown: tuple[str, ...] = ()  # the params it shows, left out of the card's fields
+    note: str = ""  # what else matters: "replace all", "3 edits"
+
+
+@dataclass(frozen=True, kw_only=True)
 class CardView:
     """One drafted action as its approval card shows it."""
 
@@ -48,8 +61,10 @@ class CardView:
     rationale: str  # untrusted (model)
     confidence: float
     confidence_threshold: float
-    params: dict[str, Any]
-    params_hash: str  # sha256 hex of the canonical params
+    params: dict[str, Any]  # as people may read them: secret-looking values masked
+    params_hash: str  # sha256 hex of the canonical params (the real ones)
+    masked: bool = False  # `params` (or the change) had values masked: the hash covers the real ones
+    change: ChangeView | None = None  # a command or file edit, shown as code (external actions)
     tool_hash: str = ""  # the tool definition decisions bind to ("" on actions from before)
     tool_changed_at: datetime | None = None  # the definition changed while it waited: re-asked then
     param_schema: dict[str, Any] | None = None  # the tool's JSON schema: labels, descriptions, formats

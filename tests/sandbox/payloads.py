@@ -12,6 +12,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, Field
 
 from bot.blocks import approval_card, edit_modal, home_view, reject_modal, result_reply, task_message, veto_modal
+from bot.blocks.changes import change_blocks, change_of
 from bot.blocks.connect import connect_blocks, requester_connect
 from bot.blocks.modals import resolve_modal
 from bot.blocks.params import exact_json, params_blocks
@@ -25,6 +26,7 @@ Payload = dict[str, Any]  # {"kind": "message" | "modal" | "home", "blocks": [..
 # Every function of bot/blocks/ that makes a message's blocks or a view; a new one must be added here.
 COVERED = {
     "card.approval_card",
+    "changes.change_blocks",
     "card.result_reply",
     "connect.connect_blocks",
     "connect.requester_connect",
@@ -113,6 +115,15 @@ def payloads() -> dict[str, Payload]:
         "kind": "message",
         "blocks": params_blocks(when, "ab" * 32, schema, {"amount_cents": {"from": 400, "to": 500}}),
     }
+    coding = {
+        "bash": {"command": "export TOKEN=sk-abcdefghijklmnopqrstuvwx\n./deploy.sh", "description": "Deploy"},
+        "edit": {"file_path": "/srv/a.py", "old_string": "A = 1\nB = 2", "new_string": "A = 1\nB = 3"},
+        "write": {"file_path": "/srv/b.txt", "content": "\n".join(f"line {n}" for n in range(400))},
+    }
+    for name, params in coding.items():
+        change = change_of(name.capitalize(), params)
+        assert change is not None
+        found[f"change:{name}"] = {"kind": "message", "blocks": change_blocks(change)}
     found["params:long_json"] = {"kind": "message", "blocks": [exact_json({"blob": "x" * 3000}, "ab" * 32)]}
     links = [
         ConnectLinkView(name="github_token", provider="github", url="https://cs.example/oauth/github/start?state=s")

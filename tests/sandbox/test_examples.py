@@ -78,7 +78,13 @@ def test_the_demo_config_shows_the_three_modes() -> None:
     registry = load_tool_modules(config.tools.modules)
     assert check_tool_names(config, registry.names()) == []
     levels = {name: task_type.autonomy for name, task_type in config.task_types.items()}
-    assert levels == {"refund": AutonomyLevel.HITL, "feature-flag": AutonomyLevel.HOTL, "lookup": AutonomyLevel.AUTO}
+    assert levels == {
+        "refund": AutonomyLevel.HITL,
+        "feature-flag": AutonomyLevel.HOTL,
+        "lookup": AutonomyLevel.AUTO,
+        "coding": AutonomyLevel.HITL,  # Claude Code's calls (bot/sandbox/claude_code.py)
+    }
+    assert config.task_types["coding"].open_tools is not None
     assert config.task_types["feature-flag"].veto_window.total_seconds() == 30
     assert config.task_types["refund"].escalation[0].after.total_seconds() == 20
     assert config.task_types["refund"].graduation.min_samples <= 6  # the tour decides six refunds by step 7
