@@ -19,6 +19,7 @@ from bot.blocks.params import exact_json, params_blocks
 from bot.blocks.ping import reminder, reminder_acknowledged, stall_alert
 from bot.blocks.question import answer_modal, question_message
 from bot.blocks.review import review_modal, review_result
+from bot.blocks.rules import allow_similar_modal
 from bot.blocks.views import ApproverView, ConnectLinkView, HomeView, QuestionView, ReviewItemView, ReviewView
 from tests.bot.blocks.factories import APPROVER, CARDS, HASH, NOW, REQUESTER, make_task
 
@@ -44,6 +45,7 @@ COVERED = {
     "question.question_message",
     "review.review_modal",
     "review.review_result",
+    "rules.allow_similar_modal",
     "task.task_message",
 }
 HAS_PROPOSALS = importlib.util.find_spec("bot.blocks.proposal") is not None
@@ -170,6 +172,9 @@ def payloads() -> dict[str, Payload]:
         "modal:edit_nothing": edit_modal("act_1", "ping", {"properties": {}}, {}, "{}"),
         "modal:review": review_modal(_review(12)),
         "modal:review_nothing": review_modal(_review(0)),
+        "modal:allow_similar": allow_similar_modal(
+            "act_1", "set_flag", "feature-flag", EveryKind.model_json_schema(), params, "{}"
+        ),
         "modal:review_result": review_result(["the refund of order 1: approved"], ["You requested it."], ["x"]),
     }
     question = QuestionView(
@@ -261,8 +266,10 @@ def renderers() -> set[str]:
             public = function.__module__ == module.__name__ and not name.startswith("_")
             if public and ("Block" in returns or name.endswith("_view")):
                 found.add(f"{info.name}.{name}")
-    # The card's own buttons (also shown in App Home) and its Approve's confirm dialog; Home's review buttons.
-    return found - {"card.card_buttons", "card.approve_confirm", "home.review_buttons"}
+    # The card's own buttons (also shown in App Home, drawn with its states in CARDS) and its Approve's
+    # confirm dialog; Home's review buttons.
+    buttons = {"card.card_buttons", "card.incident_buttons", "card.undo_buttons", "card.approve_confirm"}
+    return found - buttons - {"home.review_buttons"}
 
 
 def types_used(all_payloads: dict[str, Payload]) -> tuple[set[str], set[str]]:

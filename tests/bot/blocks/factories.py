@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from bot.blocks.views import CardView, CredentialView, TaskView
@@ -87,6 +87,23 @@ CARDS: dict[str, CardView] = {
     "expired": make_card(state="expired", decided_at=NOW),
     "cancelled": make_card(state="cancelled", decided_at=NOW, decision_note="task stopped"),
     "refused": make_card(state="refused", error="amount_cents: must be positive"),
+    "pending_allow_similar": make_card(mode="hotl", allow_similar=True),
+    "scheduled_by_rule": make_card(mode="hotl", state="scheduled", run_at=NOW, rule_public_id="rule_1"),
+    "succeeded_rule_made": make_card(state="succeeded", result={"refund_id": "re_1"}, rule_made="rule_2", **DECIDED),
+    "succeeded_undo_offered": make_card(
+        state="succeeded", result={"refund_id": "re_1"}, undo_until=NOW + timedelta(hours=1), rendered_at=NOW, **DECIDED
+    ),
+    "succeeded_undo_asked": make_card(
+        state="succeeded",
+        result={"refund_id": "re_1"},
+        undo_action="act_2",
+        undo_state="pending",
+        undo_asked_by=APPROVER,
+        **DECIDED,
+    ),
+    "compensation_pending": make_card(
+        tool="reverse_refund", undoes="act_1", undoes_tool="issue_refund", undoes_summary="the refund of order A1"
+    ),
     "pending_requester_not_connected": make_card(
         credential=CredentialView(
             mode="requester",
