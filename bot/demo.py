@@ -25,6 +25,7 @@ from pathlib import Path
 
 from pydantic import SecretStr
 from sqlalchemy import Engine
+from waitress import wasyncore
 from waitress.server import BaseWSGIServer, MultiSocketServer
 
 from agent.model import ModelClient
@@ -89,7 +90,7 @@ class Demo:
         self.page.close()
         self.ticker.shutdown()
         self.workers.close()
-        self.app_server.close()
+        _close(self.app_server)
         for thread in self._threads:
             thread.join(timeout=10)
         self.process.services.background.shutdown(wait=True)
@@ -179,6 +180,16 @@ def start_demo(
         assert settings.api_token is not None
         claude_code_calls.start(app_url, settings.api_token.get_secret_value(), requester=PERSONAS[0].id)
     return demo
+
+
+def _close(server: BaseWSGIServer | MultiSocketServer) -> None:
+    """End `server.run()` from another thread. A single server's own `close` leaves the open
+    connections (a browser's keep-alives) in its loop's map, and the loop runs while any is
+    there; close them too, and its threads, as `MultiSocketServer.close` does."""
+    server.close()
+    if isinstance(server, BaseWSGIServer):
+        server.task_dispatcher.shutdown()
+        wasyncore.close_all(server._map)  # type: ignore[attr-defined]  # wasyncore.dispatcher sets it
 
 
 def _serve(server: BaseWSGIServer | MultiSocketServer, closing: threading.Event) -> None:
