@@ -4,28 +4,14 @@
 from __future__ import annotations
 
 import json
-import sys
 from datetime import timedelta
-from pathlib import Path
 
 import click
 
 from approvals import fatigue
+from bot.cli_config import settings_and_config
 from core.clock import SystemClock
-from core.config import Config, load_config
 from core.db import open_database
-from core.errors import ConfigError
-from core.settings import Settings
-
-
-def _config() -> tuple[Settings, Config]:
-    settings = Settings()
-    try:
-        return settings, load_config(Path(settings.config_path))
-    except ConfigError as exc:
-        for problem in exc.problems:
-            click.echo(problem, err=True)
-        sys.exit(1)
 
 
 @click.command("approvers")
@@ -34,7 +20,7 @@ def _config() -> tuple[Settings, Config]:
 def approvers(days: int, as_json: bool) -> None:
     """Per approver: decisions, approval rate, median time from card to click, the share of
     approvals faster than the task type's min_read_time, and the longest run of them."""
-    settings, config = _config()
+    settings, config = settings_and_config()
     engine, sessions = open_database(settings)
     try:
         with sessions() as session:

@@ -2,29 +2,15 @@
 
 from __future__ import annotations
 
-import sys
-from pathlib import Path
-
 import click
 from sqlalchemy.orm import Session
 
 from agent.evaluation import latest
 from approvals.autonomy import describe, fingerprint, set_level
+from bot.cli_config import settings_and_config
 from bot.cli_database import open_current
 from core.clock import SystemClock
-from core.config import AutonomyLevel, Config, is_user_id, load_config
-from core.errors import ConfigError
-from core.settings import Settings
-
-
-def _config() -> tuple[Settings, Config]:
-    settings = Settings()
-    try:
-        return settings, load_config(Path(settings.config_path))
-    except ConfigError as exc:
-        for problem in exc.problems:
-            click.echo(problem, err=True)
-        sys.exit(1)
+from core.config import AutonomyLevel, is_user_id
 
 
 @click.group()
@@ -36,7 +22,7 @@ def autonomy() -> None:
 @click.argument("task_type", required=False)
 def show(task_type: str | None) -> None:
     """Level, ceiling, evidence and what the next level still needs, per task type."""
-    settings, config = _config()
+    settings, config = settings_and_config()
     names = [task_type] if task_type else sorted(config.task_types)
     if task_type and task_type not in config.task_types:
         raise click.ClickException(f"unknown task type {task_type!r} (known: {', '.join(sorted(config.task_types))})")
@@ -78,7 +64,7 @@ def show(task_type: str | None) -> None:
 @click.option("--reason", required=True, help="Why: it goes on the record.")
 def set_command(task_type: str, level: str, actor: str, reason: str) -> None:
     """Set TASK_TYPE's level as an admin (also confirms a level capped after a config change)."""
-    settings, config = _config()
+    settings, config = settings_and_config()
     if task_type not in config.task_types:
         raise click.ClickException(f"unknown task type {task_type!r} (known: {', '.join(sorted(config.task_types))})")
     if actor not in config.slack.admins:

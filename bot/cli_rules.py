@@ -4,29 +4,16 @@
 from __future__ import annotations
 
 import json
-import sys
-from pathlib import Path
 
 import click
 
 from approvals import rules as constraints
 from approvals import standing
+from bot.cli_config import settings_and_config
 from bot.cli_database import open_current
 from bot.terminal import printable
 from core.clock import SystemClock
-from core.config import Config, is_user_id, load_config
-from core.errors import ConfigError
-from core.settings import Settings
-
-
-def _config() -> tuple[Settings, Config]:
-    settings = Settings()
-    try:
-        return settings, load_config(Path(settings.config_path))
-    except ConfigError as exc:
-        for problem in exc.problems:
-            click.echo(problem, err=True)
-        sys.exit(1)
+from core.config import is_user_id
 
 
 @click.group("rules")
@@ -40,7 +27,7 @@ def rules() -> None:
 def list_command(task_type: str | None, as_json: bool) -> None:
     """One line per rule, newest first, starting with its id: status, task type, tool, what it
     allows, uses, expiry, who made it (and who revoked it, why)."""
-    settings, _ = _config()
+    settings, _ = settings_and_config()
     engine, sessions = open_current(settings, read_only=True)
     now = SystemClock().now()
     try:
@@ -90,7 +77,7 @@ def list_command(task_type: str | None, as_json: bool) -> None:
 @click.option("--reason", default=None, help="Why: it goes on the record.")
 def revoke_command(rule_id: str, actor: str, reason: str | None) -> None:
     """Revoke RULE_ID at once: drafts it would have allowed go through the gate as before."""
-    settings, config = _config()
+    settings, config = settings_and_config()
     if actor not in config.slack.admins:
         groups = [a for a in config.slack.admins if not is_user_id(a)]
         hint = f" (groups like {groups[0]} are checked in Slack, not here)" if groups else ""

@@ -2,30 +2,18 @@
 
 from __future__ import annotations
 
-import sys
 from datetime import UTC, date, datetime
-from pathlib import Path
 
 import click
 
 from agent.tasks import TaskError, get_task, submit_task
 from agent.traces import task_usage, timeline
 from approvals.usage import Routing, daily_routing, daily_usage, per_task_type
+from bot.cli_config import settings_and_config
 from bot.cli_database import open_current
 from bot.terminal import printable
 from core.clock import SystemClock
-from core.config import Config, load_config
-from core.errors import ConfigError
 from core.settings import Settings
-
-
-def _config(settings: Settings) -> Config:
-    try:
-        return load_config(Path(settings.config_path))
-    except ConfigError as exc:
-        for problem in exc.problems:
-            click.echo(problem, err=True)
-        sys.exit(1)
 
 
 @click.group()
@@ -39,8 +27,7 @@ def task() -> None:
 @click.option("--requester", help="Slack user id of the person asking (U…); they can never approve it.")
 def task_submit(task_type: str, text: str, requester: str | None) -> None:
     """Start a task of TASK_TYPE for TEXT; the serving process's agent picks it up."""
-    settings = Settings()
-    config = _config(settings)
+    settings, config = settings_and_config()
     engine, sessions = open_current(settings)
     try:
         with sessions.begin() as session:

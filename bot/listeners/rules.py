@@ -15,10 +15,11 @@ from approvals import rules, standing
 from approvals.decisions import decide
 from approvals.errors import ActionNotFound, DecisionRefused
 from bot import action_ids
-from bot.admission import Shed, Turn, busy
+from bot.admission import Turn
 from bot.blocks.rules import EXPIRES, MAX_USES, allow_similar_modal, param_block
 from bot.listeners.actions import clicker, open_modal, refused, refused_plain, tell, workspace
 from bot.listeners.payloads import BadPayload, click_from, metadata_from
+from bot.listeners.views import answer_form
 from bot.services import Services
 from core.durations import parse_duration
 from core.models import Action
@@ -110,15 +111,7 @@ def register(app: App, services: Services) -> None:
                 return {first: refused_plain(services, refusal, team)}
             return {}
 
-        try:
-            with services.admission.turn("allow_similar") as turn:
-                errors = within(turn)
-        except Shed:
-            errors = {first: busy("submit")}
-        if errors:
-            ack(response_action="errors", errors=errors)
-            return
-        ack()
+        answer_form(ack, services, "allow_similar", within, first)
 
 
 def _read(values: dict[str, Any], schema: dict[str, Any]) -> tuple[dict[str, Any], Any, int | None, dict[str, str]]:

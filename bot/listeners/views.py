@@ -5,6 +5,7 @@ decision, then the modal closes. A submission whose decision cannot start within
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 from slack_bolt import Ack, App
@@ -144,14 +145,20 @@ def register(app: App, services: Services) -> None:
                 return {first: refused_plain(services, refusal, team)}
             return {}
 
-        try:
-            with services.admission.turn("edit") as turn:
-                errors = within(turn)
-        except Shed:
-            errors = {first: busy("submit")}
-        if errors:
-            ack(response_action="errors", errors=errors)
-            return
+        answer_form(ack, services, "edit", within, first)
+
+
+def answer_form(ack: Ack, services: Services, kind: str, within: Callable[[Turn], dict[str, str]], first: str) -> None:
+    """Read and decide a form's submission within an admission turn, then answer Slack: the
+    problems by block (the form stays open), or nothing (it closes). Shed: "busy" on `first`."""
+    try:
+        with services.admission.turn(kind) as turn:
+            errors = within(turn)
+    except Shed:
+        errors = {first: busy("submit")}
+    if errors:
+        ack(response_action="errors", errors=errors)
+    else:
         ack()
 
 
