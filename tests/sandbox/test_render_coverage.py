@@ -59,3 +59,21 @@ def test_the_page_serves_only_its_own_files_without_third_party_code() -> None:
         text = (STATIC / name).read_text(encoding="utf-8")
         assert "http://" not in text.replace("http://127.0.0.1", "") and "https://" not in text, name
         assert ".innerHTML" not in text and "insertAdjacentHTML" not in text and "eval(" not in text, name
+
+
+def test_every_emoji_the_app_writes_is_drawn() -> None:
+    """Slack draws `:name:` as its emoji; the sandbox draws those in mrkdwn.js's table and leaves
+    any other as text, so each one the app's code writes must be there."""
+    source = (STATIC / "mrkdwn.js").read_text(encoding="utf-8")
+    table = re.search(r"const EMOJI = \{(.*?)\};", source, re.DOTALL)
+    assert table, "no EMOJI table in mrkdwn.js"
+    drawn = set(re.findall(r"(\w+):", table.group(1)))
+    root = Path(__file__).resolve().parents[2]
+    written = {
+        name
+        for package in ("agent", "approvals", "bot", "escalations")
+        for path in (root / package).rglob("*.py")
+        for name in re.findall(r"(?<![\w:]):([a-z][a-z0-9_]+):(?![\w:])", path.read_text(encoding="utf-8"))
+    }
+    assert {"white_check_mark", "rotating_light"} <= written  # the search sees the app's texts
+    assert written - drawn == set()
