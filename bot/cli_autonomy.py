@@ -7,10 +7,10 @@ from sqlalchemy.orm import Session
 
 from agent.evaluation import latest
 from approvals.autonomy import describe, fingerprint, set_level
-from bot.cli_config import settings_and_config
+from bot.cli_config import require_admin, settings_and_config
 from bot.cli_database import open_current
 from core.clock import SystemClock
-from core.config import AutonomyLevel, is_user_id
+from core.config import AutonomyLevel
 
 
 @click.group()
@@ -67,10 +67,7 @@ def set_command(task_type: str, level: str, actor: str, reason: str) -> None:
     settings, config = settings_and_config()
     if task_type not in config.task_types:
         raise click.ClickException(f"unknown task type {task_type!r} (known: {', '.join(sorted(config.task_types))})")
-    if actor not in config.slack.admins:
-        groups = [a for a in config.slack.admins if not is_user_id(a)]
-        hint = f" (groups like {groups[0]} are checked in Slack, not here)" if groups else ""
-        raise click.ClickException(f"{actor} is not listed in slack.admins{hint}")
+    require_admin(config, actor)
     engine, sessions = open_current(settings)
     try:
         with sessions.begin() as session:

@@ -9,11 +9,10 @@ import click
 
 from approvals import rules as constraints
 from approvals import standing
-from bot.cli_config import settings_and_config
+from bot.cli_config import require_admin, settings_and_config
 from bot.cli_database import open_current
 from bot.terminal import printable
 from core.clock import SystemClock
-from core.config import is_user_id
 
 
 @click.group("rules")
@@ -78,10 +77,7 @@ def list_command(task_type: str | None, as_json: bool) -> None:
 def revoke_command(rule_id: str, actor: str, reason: str | None) -> None:
     """Revoke RULE_ID at once: drafts it would have allowed go through the gate as before."""
     settings, config = settings_and_config()
-    if actor not in config.slack.admins:
-        groups = [a for a in config.slack.admins if not is_user_id(a)]
-        hint = f" (groups like {groups[0]} are checked in Slack, not here)" if groups else ""
-        raise click.ClickException(f"{actor} is not listed in slack.admins{hint}")
+    require_admin(config, actor)
     engine, sessions = open_current(settings)
     try:
         with sessions.begin() as session:
