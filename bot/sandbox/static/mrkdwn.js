@@ -12,6 +12,8 @@
     white_circle: "⚪", x: "❌", bell: "🔔", mag: "🔍", wave: "👋", rocket: "🚀", arrow_up: "⬆️",
     arrow_down: "⬇️", information_source: "ℹ️", memo: "📝", package: "📦", money_with_wings: "💸",
     triangular_flag_on_post: "🚩", busts_in_silhouette: "👥", clipboard: "📋", hammer_and_wrench: "🛠️",
+    ballot_box_with_check: "☑️", key: "🔑", leftwards_arrow_with_hook: "↩️", outbox_tray: "📤", scroll: "📜",
+    speech_balloon: "💬", twisted_rightwards_arrows: "🔀",
   };
   const ENTITIES = { "&amp;": "&", "&lt;": "<", "&gt;": ">" };
   const INLINE = new RegExp(
