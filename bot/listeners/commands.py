@@ -20,6 +20,8 @@ from core.models import Action, AuditEvent, Task
 
 COMMAND = "/countersign"
 RECENT = 5
+# The ledger's links between records, as an event's data names them: shown on its line.
+LINKS = {"compensation": "its undo", "undo_of": "undoes", "rule": "rule"}
 
 
 def register(app: App, services: Services) -> None:
@@ -172,6 +174,14 @@ def _audit(services: Services, rest: str, _user: str, command: dict[str, Any]) -
         f"`{e.seq}` {e.at.strftime('%Y-%m-%d %H:%M:%S')} {e.kind} by "
         f"{'system' if e.actor == 'system' else f'<@{e.actor}>'}"
         + (f" ({e.from_state} → {e.to_state})" if e.from_state else "")
+        + _links(e)
         for e in events
     ]
     return "\n".join(lines)
+
+
+def _links(event: AuditEvent) -> str:
+    """The other records an event names (the undo it drafted, what a draft undoes, its rule)."""
+    data = event.data or {}
+    named = [(label, data[key]) for key, label in LINKS.items() if isinstance(data.get(key), str)]
+    return "".join(f" · {label} `{escape(value)}`" for label, value in named)

@@ -171,6 +171,12 @@ def test_undo_drafts_the_compensation_which_runs_only_after_another_person_appro
     assert (drafted.data or {})["undo_of"] == action.public_id
     [undone] = [e for e in _events(app, action.public_id) if e.kind == "action.undone"]
     assert (undone.data or {})["compensation"] == undo.public_id
+    # `/countersign audit` names them too, on each side.
+    shown = app.command(ALICE, f"audit {action.public_id}").body
+    assert f"action.undo_requested by <@{BOB}> · its undo `{undo.public_id}`" in shown
+    lines = app.command(ALICE, f"audit {undo.public_id}").body.splitlines()
+    [drafted_line] = [line for line in lines if "action.drafted" in line]
+    assert drafted_line.endswith(f"action.drafted by system · undoes `{action.public_id}`"), drafted_line
 
     # The receipt says it was undone.
     assert "*Undone*: its undo" in json.dumps(app.slack.message(APPROVALS, receipt.ts).blocks)

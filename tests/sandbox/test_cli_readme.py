@@ -117,7 +117,7 @@ EACH_PART = (
 )
 
 
-def _environment() -> dict[str, str]:
+def readme_environment() -> dict[str, str]:
     """This process's environment without what the README sets, and without the test's venv on PATH."""
     ours = {"DATABASE_URL", "COUNTERSIGN_CONFIG", "PYTHONPATH", "VIRTUAL_ENV"}
     environment = {k: v for k, v in os.environ.items() if k not in ours and not k.startswith("COUNTERSIGN")}
@@ -128,7 +128,7 @@ def _environment() -> dict[str, str]:
 def test_the_readme_command_line_section_runs_as_printed_against_the_demo(checkout: tuple[Path, str]) -> None:
     folder, task_id = checkout
     runnable, *beyond = code_blocks((ROOT / "README.md").read_text(encoding="utf-8"))
-    environment = _environment()
+    environment = readme_environment()
     ran = set()
     for line in runnable:
         if line.startswith((". ", "export ")):  # sets up the shell: carried to the next commands
@@ -159,7 +159,7 @@ def test_the_readme_command_line_section_runs_as_printed_against_the_demo(checko
 
 def test_reading_commands_on_a_missing_or_empty_database_say_what_to_do(tmp_path: Path) -> None:
     """No traceback, exit 1, and no empty database file left behind."""
-    environment = {**_environment(), "DATABASE_URL": f"sqlite:///{tmp_path / 'nothing-here.db'}"}
+    environment = {**readme_environment(), "DATABASE_URL": f"sqlite:///{tmp_path / 'nothing-here.db'}"}
     for command in (["trace", "tsk_x"], ["audit", "verify"], ["usage"], ["audit", "export"]):
         done = subprocess.run(
             [str(ROOT / ".venv/bin/countersign"), *command], env=environment, capture_output=True, text=True
@@ -180,7 +180,7 @@ def test_reading_commands_on_a_missing_or_empty_database_say_what_to_do(tmp_path
 def test_an_export_whose_reader_left_exits_0(checkout: tuple[Path, str]) -> None:
     """`| true` leaves before the export writes a byte: every write meets a closed pipe."""
     folder, _ = checkout
-    environment = {**_environment(), "DATABASE_URL": "sqlite:///countersign-demo.db"}
+    environment = {**readme_environment(), "DATABASE_URL": "sqlite:///countersign-demo.db"}
     export = f"{ROOT / '.venv/bin/countersign'} audit export --format jsonl"
     for reader in ("true", "head -1"):
         done = subprocess.run(

@@ -54,10 +54,12 @@ def shown(step: str) -> list[str]:
 
 
 def as_pattern(quotation: str) -> re.Pattern[str]:
-    """A README quotation as a pattern: its example time of day and its seconds may differ."""
-    pattern = re.escape(quotation)
+    """A README quotation as a pattern: its example time of day and its seconds may differ, an
+    ellipsis stands for what the README leaves out (`rule_…`), code is shown without its
+    backticks and an emoji's `:name:` as the emoji."""
+    pattern = re.escape(quotation.replace("`", ""))
     pattern = pattern.replace(re.escape("12:28:41 AM"), CLOCK).replace(re.escape("30 s"), r"\d+ s")
-    return re.compile(pattern)
+    return re.compile(re.sub(r":[a-z_]+:", r"\\S+", pattern).replace("…", r".+?"))
 
 
 @dataclass
