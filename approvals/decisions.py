@@ -122,10 +122,7 @@ class Decisions:
         seen_tool: str | None = None,
     ) -> Outcome:
         with _attempt("edit", actor):
-            action = self._open_action(session, action_public_id, "edit", {ActionState.PENDING}, team_id)
-            self._authorize_approval(session, action, actor, seen_hash, seen_tool)
-            if not action.editable:
-                raise NotEditable(action.public_id)
+            action = self.may_edit(session, action_public_id, actor, seen_hash, team_id=team_id, seen_tool=seen_tool)
             try:
                 canonical = (
                     self.catalog.validate(action.tool, new_params)

@@ -77,8 +77,8 @@ def submit(
         if earlier is not None:
             return earlier, False
     asker = client_name or client_id
-    task = Task(
-        public_id=new_id("tsk"),
+    task = external_task(
+        session,
         task_type=request.task_type,
         requester=request.requester,
         # What the card shows as the request: who asked, through which client.
@@ -86,13 +86,8 @@ def submit(
             (request.request_text or f"{request.tool}, asked for through the actions API by client {asker!r}")
             + (" (read-only: approved without asking)" if request.read_only else "")
         ),
-        state=TaskState.EXTERNAL.value,
-        messages=[],
-        created_at=now,
-        updated_at=now,
+        now=now,
     )
-    session.add(task)
-    session.flush()
     draft = gate.Draft(request.tool, request.params, request.rationale, request.confidence)
     external = {
         "api_client_id": client_id,
@@ -234,3 +229,30 @@ def closing_note(session: Session, action: Action) -> str | None:
 
 def _iso(value: datetime | None) -> str | None:
     return value.isoformat() if value is not None else None
+
+
+def external_task(
+    session: Session,
+    *,
+    task_type: str,
+    requester: str | None,
+    request_text: str,
+    now: datetime,
+    team_id: str | None = None,
+) -> Task:
+    """The task an action no agent drafted belongs to (state `external`: no agent works on it);
+    it holds who asked and what for, as the card shows it."""
+    task = Task(
+        public_id=new_id("tsk"),
+        task_type=task_type,
+        requester=requester,
+        team_id=team_id,
+        request_text=request_text,
+        state=TaskState.EXTERNAL.value,
+        messages=[],
+        created_at=now,
+        updated_at=now,
+    )
+    session.add(task)
+    session.flush()
+    return task

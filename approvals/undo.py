@@ -34,12 +34,12 @@ from sqlalchemy.orm import Session
 from approvals import gate, machine
 from approvals.decisions import locked_action
 from approvals.errors import AlreadyUndone, MayNotUndo, NotUndoable, UndoWindowPassed
+from approvals.external import external_task
 from approvals.ports import Directory, ToolCatalog, is_listed_approver
 from core.config import Config
-from core.ids import new_id
 from core.messages import CardUpdated
 from core.models import Action, Task
-from core.states import ActionState, TaskState
+from core.states import ActionState
 
 ORIGINAL_PARAMS, ORIGINAL_RESULT = "original_params", "original_result"
 
@@ -145,20 +145,14 @@ def request(
 def _task_for(session: Session, original: Action, actor: str, now: datetime) -> Task:
     """The compensation's own task: no agent works on it; it holds who asked and what for."""
     asked_in = session.get(Task, original.task_id)
-    task = Task(
-        public_id=new_id("tsk"),
+    return external_task(
+        session,
         task_type=original.task_type,
         requester=actor,
         team_id=asked_in.team_id if asked_in else None,
         request_text=f"Undo action {original.public_id} ({original.tool}), which ran and succeeded.",
-        state=TaskState.EXTERNAL.value,
-        messages=[],
-        created_at=now,
-        updated_at=now,
+        now=now,
     )
-    session.add(task)
-    session.flush()
-    return task
 
 
 def _same_client(original: Action) -> dict[str, Any] | None:
